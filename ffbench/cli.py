@@ -1,0 +1,204 @@
+"""The ``ffbench`` command line. It only parses and delegates; every import of real work is lazy
+so that ``ffbench --help`` and ``ffbench generate`` start fast.
+
+Errors in the user's input print as one line (``ffbench: error: ...``) with a non-zero exit:
+2 for usage errors (bad flag values), 1 for everything else (unreadable files, illegal data).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from ffbench import __version__
+from ffbench.errors import FFBenchError
+
+
+def _probabilities(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        parts = tuple(float(x) for x in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected three numbers W,R,I, got {value!r}") from None
+    if len(parts) != 3:
+        raise click.BadParameter(f"expected three numbers W,R,I, got {value!r}")
+    return parts
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="ffbench")
+def cli():
+    """Measure attention glitches: exact flip-flop read accuracy and glitch rates of language models.
+
+    \b
+    Quick start:
+      ffbench generate --suite paper --out paper.parquet   # the paper's three evaluation sets
+      ffbench validate paper.parquet                        # check every row, print its hash
+      ffbench render --length 16 --render lightswitch       # see what a model reads
+    """
+
+
+# ----------------------------------------------------------------------------- generate
+@cli.command()
+@click.option("--suite", metavar="NAME", help="Preset: in_dist FFL(0.8), sparse FFL(0.98), dense FFL(0.1) at T=512 "
+              "with the paper's sizes and fixed seeds, or paper = all three (a 'suite' column labels rows).")
+@click.option("--length", "-T", type=int, metavar="T", help="Sequence length T (even, >= 4). Default 512.")
+@click.option("--p-ignore", type=float, metavar="P", help="FFL(P): p_i = P and p_w = p_r = (1-P)/2. Default 0.8.")
+@click.option("--p", "p", callback=_probabilities, metavar="W,R,I",
+              help="Explicit instruction probabilities p_w,p_r,p_i (must sum to 1).")
+@click.option("--num", "-n", type=int, metavar="N", help="Number of sequences (required without --suite).")
+@click.option("--seed", type=int, metavar="S", help="Random seed (default 0, or the suite's fixed seed).")
+@click.option("--alphabet", type=int, default=2, show_default=True, metavar="M",
+              help="Number of data values (digits 0..M-1, M <= 10).")
+@click.option("--out", "-o", required=True, metavar="FILE", help="Output .parquet or .jsonl (column 'text').")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+def generate(suite, length, p_ignore, p, num, seed, alphabet, out, progress):
+    """Sample flip-flop sequences to a data file, deterministically.
+
+    \b
+    Examples:
+      ffbench generate --suite sparse --out sparse.parquet
+      ffbench generate --length 64 --p-ignore 0.5 --num 1000 --seed 7 --out ffl.jsonl
+      ffbench generate --length 512 --p 0.2,0.1,0.7 --num 1600000 --out train.parquet
+    """
+    from ffbench import datafiles, generate as gen, language
+
+    datafiles.file_format(out)
+    if p_ignore is not None and p is not None:
+        raise click.UsageError("give either --p-ignore or --p, not both")
+    if num is not None and num <= 0:
+        raise click.BadParameter(f"must be a positive integer, got {num}", param_hint="--num")
+    if suite is not None:
+        if p_ignore is not None or p is not None:
+            raise click.UsageError("--suite fixes the distribution; drop --p-ignore/--p or drop --suite")
+        parts = gen.suite_parts(suite, length, num, seed, alphabet)
+    else:
+        if num is None:
+            raise click.UsageError("--num is required without --suite")
+        length = 512 if length is None else length
+        if p is not None:
+            dist = language.FFL(length, *p, alphabet=alphabet)
+        else:
+            dist = language.FFL.from_p_ignore(0.8 if p_ignore is None else p_ignore, length, alphabet)
+        parts = [gen.Part("custom", dist, num, 0 if seed is None else seed)]
+
+    total = sum(part.num for part in parts)
+    t0 = time.perf_counter()
+    chunks = gen.iter_chunks(parts)
+    if progress or (progress is None and sys.stderr.isatty()):
+        chunks = _progress(chunks, total, "generating")
+    if suite is None:
+        from ffbench.datafiles import Chunk
+
+        chunks = (Chunk(c.sequences) for c in chunks)
+    rows, sha = datafiles.write_sequences(out, chunks)
+    seconds = time.perf_counter() - t0
+    tokens = sum(part.num * part.dist.length for part in parts)
+    labels = ", ".join(f"{part.suite} {part.dist.label()} x {part.num:,} (seed {part.seed})" for part in parts)
+    click.echo(f"wrote {rows:,} sequences to {out}: {labels}")
+    click.echo(f"{tokens:,} tokens in {seconds:.2f} s ({tokens / max(seconds, 1e-9) / 1e6:.1f} M tokens/s); sha256 {sha}")
+
+
+def _progress(chunks, total, desc):
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=desc, unit="seq", unit_scale=True, file=sys.stderr) as bar:
+        for chunk in chunks:
+            yield chunk
+            bar.update(chunk.sequences.shape[0])
+
+
+# ----------------------------------------------------------------------------- validate
+@cli.command()
+@click.argument("file", metavar="FILE")
+@click.option("--alphabet", type=int, default=10, show_default=True, metavar="M",
+              help="Largest legal data alphabet (digits 0..M-1).")
+def validate(file, alphabet):
+    """Check every row of a data file against the rules of the language.
+
+    Prints the row count, length, reads and content hash; on the first illegal row prints its row,
+    position and the rule it breaks, and exits 1. Reads the synthseq/flipflop parquet layout as is.
+    """
+    from ffbench import datafiles, language
+
+    if not 2 <= alphabet <= language.MAX_ALPHABET:
+        raise click.BadParameter(f"must be between 2 and {language.MAX_ALPHABET}, got {alphabet}", param_hint="--alphabet")
+    data = datafiles.read_sequences(file, alphabet=alphabet)
+    reads = language.extract_reads(data.sequences)
+    click.echo(
+        f"ok: {data.num:,} sequences of length {data.length}, {len(reads):,} reads "
+        f"({len(reads) / data.num:.2f} per sequence); sha256 {data.sha256}"
+    )
+
+
+# ----------------------------------------------------------------------------- render
+@cli.command()
+@click.option("--render", "rendering", default="symbolic", show_default=True, metavar="NAME",
+              help="Rendering name (a template in prompts/) or path to a template .yaml.")
+@click.option("--length", "-T", type=int, default=16, show_default=True, metavar="T", help="Sequence length.")
+@click.option("--p-ignore", type=float, default=0.5, show_default=True, metavar="P", help="FFL(P) for the example.")
+@click.option("--seed", type=int, default=0, show_default=True, metavar="S", help="Seed of the example.")
+@click.option("--data", metavar="FILE", help="Render a row of this data file instead of sampling.")
+@click.option("--row", type=int, default=0, show_default=True, metavar="K", help="Row of --data to render.")
+@click.option("--fewshot/--no-fewshot", default=False, show_default=True,
+              help="Prepend the paper's length-16 demonstration, rendered the same way.")
+@click.option("--mark/--no-mark", default=True, show_default=True, help="Bracket every scored answer [like this].")
+@click.option("--list", "list_only", is_flag=True, help="List the available renderings and exit.")
+def render(rendering, length, p_ignore, seed, data, row, fewshot, mark, list_only):
+    """Show what a model reads: one sequence rendered, with every scored answer marked.
+
+    \b
+    Examples:
+      ffbench render --length 16 --render lightswitch
+      ffbench render --render chat --fewshot
+      ffbench render --data paper.parquet --row 3 --render symbolic_spaced
+    """
+    from ffbench import datafiles, language, render as rnd
+
+    if list_only:
+        for name in rnd.available():
+            click.echo(f"{name:16s} {rnd.load_template(name).description}")
+        return
+    template = rnd.load_template(rendering)
+    if data is not None:
+        ds = datafiles.read_sequences(data)
+        if not 0 <= row < ds.num:
+            raise click.BadParameter(f"row {row} out of range (file has {ds.num} rows)", param_hint="--row")
+        seq = ds.sequences[row]
+    else:
+        seq = language.sample(language.FFL.from_p_ignore(p_ignore, length), 1, seed)[0]
+    out = rnd.render(seq, template, demo=rnd.demo_sequence() if fewshot else None)
+    click.echo(f"# sequence: {language.to_strings(seq[None])[0]}")
+    click.echo(f"# rendering {template.name!r}: {len(out.targets)} scored reads, answers {list(out.choices)}")
+    text = out.text
+    if mark:
+        for start, end in out.spans[::-1].tolist():
+            text = text[:start] + "[" + text[start:end] + "]" + text[end:]
+    click.echo(text)
+
+
+# ----------------------------------------------------------------------------- entry point
+def main(argv=None) -> None:
+    try:
+        cli.main(args=argv, prog_name="ffbench", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("ffbench: aborted", err=True)
+        sys.exit(130)
+    except click.UsageError as exc:
+        hint = f" (see 'ffbench {exc.ctx.info_name} --help')" if exc.ctx is not None and exc.ctx.parent else ""
+        click.echo(f"ffbench: error: {exc.format_message()}{hint}", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"ffbench: error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except FFBenchError as exc:
+        click.echo(f"ffbench: error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("ffbench: interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,187 @@
+"""Renderings: pure functions from a compact flip-flop string to the text a model reads.
+
+A rendering is a template file in ``prompts/`` (YAML), never code: each instruction with its data
+value maps to a piece of text, and every read's piece holds an ``{answer}`` slot. ``render``
+returns the text plus the character span of every read's answer and the answer strings (one per
+data value), which is all a backend needs to score a read without knowing about flip-flops.
+
+Template fields (see ``prompts/lightswitch.yaml`` for a commented example):
+``write``, ``ignore``: a list indexed by data value, or a format string with ``{value}``;
+``read``: a string holding ``{answer}`` once; ``answers``: list or ``{value}`` format string;
+``separator`` between instructions; ``prefix`` / ``suffix`` around the whole text;
+``demo_separator`` between a few-shot demonstration and the sequence; ``ask``: text a generation
+backend appends to a prompt that ends just before an answer; ``answer_pattern``: a regex whose
+first group extracts the answer from a generation.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ffbench import language
+from ffbench.errors import FFBenchError
+from ffbench.resources import resource_dir
+
+DEMO_LENGTH = 16
+DEMO_SEED = 16_016
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    description: str
+    write: tuple[str, ...] | str
+    ignore: tuple[str, ...] | str
+    read: str
+    answers: tuple[str, ...] | str
+    separator: str = ""
+    prefix: str = ""
+    suffix: str = ""
+    demo_separator: str = "\n"
+    ask: str = ""
+    answer_pattern: str = ""
+
+    def max_alphabet(self) -> int:
+        sizes = [len(f) for f in (self.write, self.ignore, self.answers) if isinstance(f, tuple)]
+        return min(sizes, default=language.MAX_ALPHABET)
+
+    def choices(self, alphabet: int = 2) -> tuple[str, ...]:
+        """The answer strings, indexed by data value."""
+        return tuple(_piece(self.answers, v) for v in range(alphabet))
+
+    def parse_answer(self, generation: str, alphabet: int = 2) -> int | None:
+        """Data value named by a model's generation, or None when it names none (invalid)."""
+        pattern = self.answer_pattern or "|".join(re.escape(c.strip()) for c in self.choices(alphabet))
+        match = re.search(pattern, generation)
+        if not match:
+            return None
+        found = (match.group(1) if match.groups() else match.group(0)).strip()
+        stripped = [c.strip() for c in self.choices(alphabet)]
+        return stripped.index(found) if found in stripped else None
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """Text of one sequence plus, per read, the answer's character span and target value."""
+
+    text: str
+    spans: np.ndarray  # (reads, 2) int64 [start, end) into text
+    targets: np.ndarray  # (reads,) int64 data value of each read
+    choices: tuple[str, ...]  # answer strings indexed by data value
+
+    def prompt(self, read: int) -> str:
+        """Text up to (not including) the answer of read ``read``: the per-read prompt."""
+        return self.text[: self.spans[read, 0]]
+
+
+# ----------------------------------------------------------------------------- templates
+def available() -> list[str]:
+    return sorted(p.stem for p in resource_dir("prompts").glob("*.yaml"))
+
+
+@functools.lru_cache(maxsize=None)
+def load_template(name_or_path: str) -> Template:
+    """A template by name (``prompts/NAME.yaml``) or by path to a YAML file."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml") or not path.is_file():
+        path = resource_dir("prompts") / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise FFBenchError(f"unknown rendering {name_or_path!r} (known: {', '.join(available())})")
+    import yaml
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise FFBenchError(f"rendering file {str(path)!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    return _template_from_dict(raw, path)
+
+
+def _template_from_dict(raw, path: Path) -> Template:
+    if not isinstance(raw, dict):
+        raise FFBenchError(f"rendering file {str(path)!r} must hold a mapping")
+    fields = set(Template.__dataclass_fields__)
+    unknown = set(raw) - fields
+    if unknown:
+        raise FFBenchError(f"rendering file {str(path)!r}: unknown field(s) {', '.join(sorted(unknown))}")
+    missing = {"write", "ignore", "read", "answers"} - set(raw)
+    if missing:
+        raise FFBenchError(f"rendering file {str(path)!r}: missing field(s) {', '.join(sorted(missing))}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    values.setdefault("name", path.stem)
+    values.setdefault("description", "")
+    if str(values["read"]).count("{answer}") != 1:
+        raise FFBenchError(f"rendering file {str(path)!r}: 'read' must contain '{{answer}}' exactly once")
+    return Template(**values)
+
+
+def _piece(field: tuple[str, ...] | str, value: int) -> str:
+    return field[value] if isinstance(field, tuple) else field.format(value=value)
+
+
+# ----------------------------------------------------------------------------- rendering
+@functools.lru_cache(maxsize=64)
+def _tables(template: Template, alphabet: int):
+    """Piece text and answer offset for every (instruction, value), indexed ``kind * M + value``."""
+    if alphabet > template.max_alphabet():
+        raise FFBenchError(
+            f"rendering {template.name!r} supports at most {template.max_alphabet()} data values, got {alphabet}"
+        )
+    head, tail = template.read.split("{answer}")
+    pieces, answer_at = [], []
+    for kind in ("w", "r", "i"):
+        for v in range(alphabet):
+            if kind == "r":
+                pieces.append(head + _piece(template.answers, v) + tail)
+                answer_at.append(len(head))
+            else:
+                pieces.append(_piece(template.write if kind == "w" else template.ignore, v))
+                answer_at.append(-1)
+    lengths = np.array([len(p) for p in pieces], dtype=np.int64)
+    return pieces, lengths, np.array(answer_at, dtype=np.int64)
+
+
+_KIND = np.zeros(256, dtype=np.int64)
+_KIND[language.W], _KIND[language.R], _KIND[language.I] = 0, 1, 2
+
+
+def _body(seq: np.ndarray, template: Template, alphabet: int, offset: int):
+    """Render one sequence's instructions; spans are shifted by ``offset``."""
+    pieces, lengths, answer_at = _tables(template, alphabet)
+    ids = _KIND[seq[0::2]] * alphabet + (seq[1::2].astype(np.int64) - language.ZERO)
+    sep = len(template.separator)
+    starts = offset + np.concatenate(([0], np.cumsum(lengths[ids] + sep)[:-1]))
+    is_read = seq[0::2] == language.R
+    values = seq[1::2][is_read].astype(np.int64) - language.ZERO
+    span_start = starts[is_read] + answer_at[ids[is_read]]
+    answer_len = np.array([len(c) for c in template.choices(alphabet)], dtype=np.int64)
+    spans = np.stack([span_start, span_start + answer_len[values]], axis=1)
+    text = template.separator.join([pieces[k] for k in ids.tolist()])
+    return text, spans, values
+
+
+def demo_sequence(length: int = DEMO_LENGTH, alphabet: int = 2, seed: int = DEMO_SEED) -> np.ndarray:
+    """The fixed few-shot demonstration: one FFL(length, 1/3 each) sequence with reads and writes."""
+    dist = language.FFL(length, 1 / 3, 1 / 3, 1 / 3, alphabet)
+    return language.sample(dist, 1, seed)[0]
+
+
+def render(sequence: str | np.ndarray, template: Template | str, alphabet: int = 2,
+           demo: str | np.ndarray | None = None) -> Rendered:
+    """Render one legal sequence; ``demo`` (a sequence) is prepended as an unscored demonstration."""
+    if isinstance(template, str):
+        template = load_template(template)
+    seq = language.to_array(sequence)[0] if isinstance(sequence, str) else sequence
+    parts, offset = [template.prefix], len(template.prefix)
+    if demo is not None:
+        demo_arr = language.to_array(demo)[0] if isinstance(demo, str) else demo
+        demo_text, _, _ = _body(demo_arr, template, alphabet, 0)
+        parts += [demo_text, template.demo_separator]
+        offset += len(demo_text) + len(template.demo_separator)
+    text, spans, targets = _body(seq, template, alphabet, offset)
+    parts += [text, template.suffix]
+    return Rendered("".join(parts), spans, targets, template.choices(alphabet))
