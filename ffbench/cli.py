@@ -180,6 +180,101 @@ def render(rendering, length, p_ignore, seed, data, row, fewshot, mark, list_onl
     click.echo(text)
 
 
+# ----------------------------------------------------------------------------- run
+def _csv(cast, name):
+    def parse(ctx, param, value):
+        if value is None:
+            return []
+        items = []
+        for part in (x for v in (value if isinstance(value, tuple) else (value,)) for x in v.split(",")):
+            if not part.strip():
+                continue
+            try:
+                items.append(cast(part.strip()))
+            except ValueError:
+                raise click.BadParameter(f"expected a comma-separated list of {name}, got {part!r}") from None
+        return items
+    return parse
+
+
+@cli.command()
+@click.option("--model", "-m", required=True, metavar="SPEC",
+              help="provider/model: hf/<hub id or dir>, vllm/<hub id or dir>, openai/<name>, ffbench/<name or dir>.")
+@click.option("--suite", multiple=True, callback=_csv(str, "suite names"), metavar="NAMES",
+              help="Preset suites (in_dist, sparse, dense, paper). Default: paper, unless --data or --p-ignore.")
+@click.option("--data", multiple=True, metavar="FILE", help="Score a data file (.parquet/.jsonl, column 'text'); repeatable.")
+@click.option("--length", "-T", "lengths", callback=_csv(int, "lengths"), metavar="L1,L2",
+              help="Sequence lengths to sweep (suites are regenerated at each length). Default: the suite's 512.")
+@click.option("--p-ignore", "p_ignore", callback=_csv(float, "probabilities"), metavar="P1,P2",
+              help="Also score FFL(P) sets (p_w = p_r = (1-P)/2) of --num sequences at each length.")
+@click.option("--num", "-n", type=int, metavar="N", help="Sequences per set (overrides the suites' sizes; FFL sets default 1000).")
+@click.option("--seed", type=int, metavar="S", help="Seed (overrides the suites' fixed seeds; FFL sets default 0).")
+@click.option("--render", "renders", default="symbolic", show_default=True, callback=_csv(str, "renderings"),
+              metavar="R1,R2", help="Renderings (see 'ffbench render --list') or template .yaml paths.")
+@click.option("--scoring", "scorings", default="choice", show_default=True, callback=_csv(str, "scorings"),
+              metavar="choice|greedy", help="choice: target answer has the higher log-probability; "
+              "greedy: the model's own greedy continuation must be the target. Comma-separate for both.")
+@click.option("--fewshot/--no-fewshot", default=False, show_default=True,
+              help="Prepend the paper's length-16 demonstration (unscored) to every sequence.")
+@click.option("--per-read", is_flag=True, help="One request per read (prompt ends before the answer) instead of "
+              "dense scoring of every read from one pass; for checking, or servers without prompt log-probabilities.")
+@click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
+              help="Backend option, repeatable: dtype=float32, device=cuda, tensor_parallel_size=2, ...")
+@click.option("--base-url", envvar="OPENAI_BASE_URL", metavar="URL",
+              help="OpenAI-compatible server for openai/ models (env OPENAI_BASE_URL).")
+@click.option("--api-key", envvar="OPENAI_API_KEY", metavar="KEY", show_envvar=True,
+              help="API key for openai/ models (default from OPENAI_API_KEY); never written anywhere.")
+@click.option("--batch-size", type=int, metavar="N", help="Sequences per scoring call and per resumable shard "
+              "(default: about 32k tokens' worth).")
+@click.option("--max-batch-tokens", type=int, metavar="N", help="Padded tokens per forward pass (hf, ffbench backends).")
+@click.option("--alphabet", type=int, default=2, show_default=True, metavar="M", help="Data values 0..M-1.")
+@click.option("--output-dir", "-o", metavar="DIR", help="Run directory (default runs/<model>-<config hash>); "
+              "rerunning with the same arguments resumes it.")
+@click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal).")
+def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, fewshot, per_read, model_args,
+        base_url, api_key, batch_size, max_batch_tokens, alphabet, output_dir, progress):
+    """Measure a model's flip-flop read accuracy and glitch rate, with exact 95% intervals.
+
+    Every read of every sequence is scored and kept (samples.parquet); dense scoring reads all
+    answers of a sequence from one forward pass. Interrupt at any time: rerunning the same command
+    resumes without rescoring.
+
+    \b
+    Examples:
+      ffbench run --model hf/gpt2 --suite in_dist --render symbolic_spaced,lightswitch --fewshot
+      ffbench run --model vllm/meta-llama/Llama-3.1-8B --model-arg tensor_parallel_size=2 --suite paper
+      ffbench run --model openai/my-model --base-url http://127.0.0.1:8000/v1 --length 64,256 --num 500
+      ffbench run --model hf/./my-checkpoint --data val_sparse.parquet --output-dir runs/mine
+    """
+    from ffbench import backends, runner, summary
+
+    if num is not None and num <= 0:
+        raise click.BadParameter(f"must be a positive integer, got {num}", param_hint="--num")
+    if batch_size is not None and batch_size <= 0:
+        raise click.BadParameter(f"must be a positive integer, got {batch_size}", param_hint="--batch-size")
+    provider, _ = backends.parse_spec(model)
+    args = backends.parse_model_args(model_args)
+    if max_batch_tokens:
+        args["max_batch_tokens"] = max_batch_tokens
+    cfg = runner.RunConfig(model=model, model_args=backends.public_args(args), suites=list(suite), data=list(data),
+                           lengths=lengths, p_ignore=p_ignore, num=num, seed=seed, renders=renders, scorings=scorings,
+                           fewshot=fewshot, per_read=per_read, alphabet=alphabet, batch_size=batch_size,
+                           base_url=base_url if provider == "openai" else None)
+    out = output_dir or runner.default_output_dir(cfg)
+    options = {}
+    if provider == "openai":
+        options = {"base_url": base_url, "api_key": api_key, "cache_dir": out}
+
+    def make_backend():
+        click.echo(f"loading {model} ...", err=True)
+        return backends.load_backend(model, args, **options)
+
+    show = progress if progress is not None else sys.stderr.isatty()
+    results = runner.run(cfg, out, make_backend, progress=show, echo=lambda m: click.echo(m, err=True))
+    click.echo(summary.format_table(results["results"]))
+    click.echo(f"\nrun directory: {out}")
+
+
 # ----------------------------------------------------------------------------- entry point
 def main(argv=None) -> None:
     try:

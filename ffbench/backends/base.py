@@ -1,0 +1,122 @@
+"""The one small protocol every backend implements.
+
+Backends know nothing about flip-flops. They receive a text, the character spans where answers
+stand, and the answer strings ("choices"), and return log-probabilities or generations:
+
+* ``score_dense(requests)``: one forward pass per text (teacher forcing) gives, for every span,
+  the log-probability of each choice in that span and which choice the greedy continuation would
+  produce. Exact for causal models. Entries a backend cannot know (a multi-token alternative
+  that is not in the text, a token outside a server's top-k) are NaN, and the scorer re-asks
+  those reads one by one, so nothing is dropped or guessed.
+* ``score_per_read(prompts, choices)``: the log-probability of each choice after each prompt.
+* ``generate(prompts, max_new_tokens)``: greedy continuations (chat backends wrap the prompt).
+
+Token accounting (``usage``) lets benchmarks compare tokens processed per read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+NO_CHOICE = -1  # the greedy continuation is none of the choices (counts as invalid)
+UNKNOWN = -2  # the backend cannot tell from the dense pass; ask per read
+
+
+@dataclass
+class ScoreRequest:
+    """One rendered text with the answer spans to score; the text holds the true answers."""
+
+    text: str
+    spans: np.ndarray  # (n, 2) [start, end) character spans
+    choices: tuple[str, ...]
+
+
+@dataclass
+class SpanScores:
+    logprobs: np.ndarray  # (n, n_choices); NaN where unknown
+    greedy: np.ndarray  # (n,) choice index of the greedy continuation, NO_CHOICE or UNKNOWN
+    bound: np.ndarray | None = None  # (n, n_choices) True where logprobs holds only an upper bound
+
+    def __post_init__(self) -> None:
+        if self.bound is None:
+            self.bound = np.zeros(self.logprobs.shape, dtype=bool)
+
+
+@dataclass
+class Usage:
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_requests: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"requests": self.requests, "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens, "cached_requests": self.cached_requests, **self.extra}
+
+
+class Backend:
+    """Base class: subclasses set ``provider`` and implement what their engine can do."""
+
+    provider = "base"
+    supports_dense = False
+    is_chat = False
+
+    def __init__(self, model: str):
+        self.model = model
+        self.usage = Usage()
+
+    def context_length(self) -> int | None:
+        """Longest input in tokens, or None when unknown."""
+        return None
+
+    def count_tokens(self, text: str) -> int | None:
+        """Tokens of ``text`` as this model reads it, or None when the backend cannot tell."""
+        return None
+
+    def score_dense(self, requests: list[ScoreRequest]) -> list[SpanScores]:
+        raise NotImplementedError(f"{self.provider} backend has no dense scoring")
+
+    def score_per_read(self, prompts: list[str], choices: tuple[str, ...]) -> np.ndarray:
+        raise NotImplementedError(f"{self.provider} backend cannot score log-probabilities")
+
+    def generate(self, prompts: list[str], max_new_tokens: int) -> list[str]:
+        raise NotImplementedError(f"{self.provider} backend cannot generate")
+
+    def describe(self) -> dict:
+        """Provenance for results.json: never secrets."""
+        return {"provider": self.provider, "model": self.model}
+
+    def close(self) -> None:
+        pass
+
+
+def align_spans(offsets: np.ndarray, spans: np.ndarray) -> np.ndarray:
+    """Token ranges [a, b) covering each character span exactly, or (-1, -1) when a token
+    straddles a span edge (the tokenizer merged the answer with its neighbours).
+
+    ``offsets`` is the (tokens, 2) character offset mapping of a fast tokenizer; special tokens
+    with empty offsets are ignored.
+    """
+    real = offsets[:, 1] > offsets[:, 0]
+    idx = np.flatnonzero(real)
+    starts, ends = offsets[idx, 0], offsets[idx, 1]
+    a = np.searchsorted(starts, spans[:, 0], side="left")
+    b = np.searchsorted(ends, spans[:, 1], side="left")
+    ok = (a < idx.size) & (b < idx.size)
+    a_c, b_c = np.minimum(a, idx.size - 1), np.minimum(b, idx.size - 1)
+    ok &= (starts[a_c] == spans[:, 0]) & (ends[b_c] == spans[:, 1]) & (b_c >= a_c)
+    out = np.stack([idx[a_c], idx[b_c] + 1], axis=1)
+    out[~ok] = -1
+    return out
+
+
+def choice_from_continuation(continuation: str, choices: tuple[str, ...]) -> int:
+    """Index of the choice a base model's continuation starts with (longest wins), else NO_CHOICE."""
+    best, best_len = NO_CHOICE, -1
+    for k, c in enumerate(choices):
+        if continuation.startswith(c) and len(c) > best_len:
+            best, best_len = k, len(c)
+    return best

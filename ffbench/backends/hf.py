@@ -1,0 +1,175 @@
+"""Hugging Face transformers backend: ``hf/<hub id or local dir>``.
+
+Model args (``--model-arg key=value``): ``device`` (cpu, cuda, cuda:1; default cuda when
+available), ``dtype`` (float32, bfloat16, float16; default float32 on CPU, bfloat16 on CUDA),
+``revision``, ``trust_remote_code`` (off unless asked for), ``max_batch_tokens`` (padded tokens
+per forward pass, default 16384).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ffbench.backends.base import Backend, ScoreRequest, SpanScores, align_spans
+from ffbench.backends.tokenized import dense_scores, needed_positions
+from ffbench.errors import FFBenchError
+
+
+class HFBackend(Backend):
+    provider = "hf"
+    supports_dense = True
+
+    def __init__(self, model: str, device: str | None = None, dtype: str | None = None, revision: str | None = None,
+                 trust_remote_code: bool = False, max_batch_tokens: int = 16384):
+        super().__init__(model)
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # ffbench draws its own progress; keep stderr readable
+        hf_logging.set_verbosity_error()
+
+        looks_local = model.startswith((".", "/", "~")) or os.sep in model.strip("/").split("/", 1)[-1]
+        if looks_local and not os.path.isdir(os.path.expanduser(model)):
+            raise FFBenchError(f"model path {model!r} does not exist")
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = dtype or ("bfloat16" if self.device.startswith("cuda") else "float32")
+        if not hasattr(torch, dtype) or not isinstance(getattr(torch, dtype), torch.dtype):
+            raise FFBenchError(f"unknown dtype {dtype!r} (use float32, bfloat16 or float16)")
+        self.dtype = dtype
+        self.max_batch_tokens = int(max_batch_tokens)
+        kwargs = dict(revision=revision, trust_remote_code=bool(trust_remote_code))
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(os.path.expanduser(model), **kwargs)
+            self.lm = AutoModelForCausalLM.from_pretrained(os.path.expanduser(model), dtype=getattr(torch, dtype), **kwargs)
+        except OSError as exc:
+            raise FFBenchError(f"cannot load model {model!r}: {str(exc).splitlines()[0]}") from None
+        if not getattr(self.tokenizer, "is_fast", False):
+            raise FFBenchError(f"model {model!r}: ffbench needs a fast tokenizer (character offsets)")
+        self.lm.to(self.device).eval()
+        self._torch = torch
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else (
+            self.tokenizer.eos_token_id or 0)
+        self._choice_cache: dict[tuple[str, ...], tuple[tuple[int, ...], ...]] = {}
+
+    # ------------------------------------------------------------------ helpers
+    def describe(self) -> dict:
+        return {**super().describe(), "device": self.device, "dtype": self.dtype,
+                "class": type(self.lm).__name__, "revision": getattr(self.lm.config, "_commit_hash", None)}
+
+    def context_length(self) -> int | None:
+        cfg = self.lm.config
+        for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+            if getattr(cfg, name, None):
+                return int(getattr(cfg, name))
+        return None
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text)["input_ids"])
+
+    def choice_ids(self, choices: tuple[str, ...]) -> tuple[tuple[int, ...], ...]:
+        if choices not in self._choice_cache:
+            self._choice_cache[choices] = tuple(
+                tuple(self.tokenizer(c, add_special_tokens=False)["input_ids"]) for c in choices)
+        return self._choice_cache[choices]
+
+    def _batches(self, lengths: list[int]):
+        """Index batches whose padded size stays within the token budget (longest first)."""
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        batch: list[int] = []
+        for i in order:
+            if batch and (len(batch) + 1) * lengths[batch[0]] > self.max_batch_tokens:
+                yield batch
+                batch = []
+            batch.append(i)
+        if batch:
+            yield batch
+
+    def _forward_logprobs(self, seqs: list[list[int]], positions: list[np.ndarray]) -> list[np.ndarray]:
+        """Log-softmax rows at the requested positions of each sequence (one padded pass per batch)."""
+        torch = self._torch
+        out: list[np.ndarray | None] = [None] * len(seqs)
+        for batch in self._batches([len(s) for s in seqs]):
+            width = max(len(seqs[i]) for i in batch)
+            ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, i in enumerate(batch):
+                ids[row, : len(seqs[i])] = torch.tensor(seqs[i])
+                mask[row, : len(seqs[i])] = 1
+            keep = np.unique(np.concatenate([positions[i] for i in batch])) if batch else np.zeros(0)
+            with torch.inference_mode():
+                logits = self.lm(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                 logits_to_keep=torch.as_tensor(keep, device=self.device)).logits
+                logp = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
+            self.usage.requests += len(batch)
+            self.usage.prompt_tokens += sum(len(seqs[i]) for i in batch)
+            col = {int(p): k for k, p in enumerate(keep.tolist())}
+            for row, i in enumerate(batch):
+                out[i] = logp[row, [col[int(p)] for p in positions[i]]]
+        return out  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ protocol
+    def score_dense(self, requests: list[ScoreRequest]) -> list[SpanScores]:
+        encoded = [self.tokenizer(r.text, return_offsets_mapping=True) for r in requests]
+        aligned = [align_spans(np.asarray(e["offset_mapping"], dtype=np.int64).reshape(-1, 2), r.spans)
+                   for e, r in zip(encoded, requests)]
+        positions = [needed_positions(a, len(e["input_ids"])) for a, e in zip(aligned, encoded)]
+        rows = self._forward_logprobs([e["input_ids"] for e in encoded], positions)
+        results = []
+        for e, r, al, pos, lp in zip(encoded, requests, aligned, positions, rows):
+            where = {int(p): k for k, p in enumerate(pos.tolist())}
+            top = lp.argmax(axis=1) if len(pos) else np.zeros(0, dtype=np.int64)
+            scores = dense_scores(
+                e["input_ids"], al, self.choice_ids(r.choices),
+                logprob_at=lambda p, t, lp=lp, where=where: (float(lp[where[p], t]), True) if p in where
+                else (np.nan, False),
+                top_at=lambda p, top=top, where=where: int(top[where[p]]) if p in where else -1,
+            )
+            results.append(scores)
+        return results
+
+    def score_per_read(self, prompts: list[str], choices: tuple[str, ...]) -> np.ndarray:
+        cids = self.choice_ids(choices)
+        prompt_ids = [self.tokenizer(p)["input_ids"] for p in prompts]
+        out = np.zeros((len(prompts), len(choices)))
+        if all(len(c) == 1 for c in cids):  # one pass of the prompt gives every single-token choice
+            rows = self._forward_logprobs(prompt_ids, [np.array([len(p) - 1]) for p in prompt_ids])
+            for i, lp in enumerate(rows):
+                out[i] = [lp[0, c[0]] for c in cids]
+            return out
+        seqs, positions, owners = [], [], []
+        for i, p in enumerate(prompt_ids):
+            for k, c in enumerate(cids):
+                seqs.append(list(p) + list(c))
+                positions.append(np.arange(len(p) - 1, len(p) - 1 + len(c)))
+                owners.append((i, k))
+        for (i, k), lp in zip(owners, self._forward_logprobs(seqs, positions)):
+            out[i, k] = float(sum(lp[j, t] for j, t in enumerate(cids[k])))
+        return out
+
+    def generate(self, prompts: list[str], max_new_tokens: int) -> list[str]:
+        """Greedy continuations. Prompts are batched only with prompts of the same token length, so
+        no padding can shift positions: the result is exactly the unbatched greedy decode."""
+        torch = self._torch
+        outputs = [""] * len(prompts)
+        encoded = [self.tokenizer(p)["input_ids"] for p in prompts]
+        by_length: dict[int, list[int]] = {}
+        for i, e in enumerate(encoded):
+            by_length.setdefault(len(e), []).append(i)
+        for length, members in by_length.items():
+            per_batch = max(1, self.max_batch_tokens // (length + max_new_tokens))
+            for start in range(0, len(members), per_batch):
+                batch = members[start : start + per_batch]
+                ids = torch.tensor([encoded[i] for i in batch], device=self.device)
+                with torch.inference_mode():
+                    gen = self.lm.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                           max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=self.pad_id)
+                self.usage.requests += len(batch)
+                self.usage.prompt_tokens += length * len(batch)
+                for row, i in enumerate(batch):
+                    new = gen[row, length:].tolist()
+                    self.usage.completion_tokens += len(new)
+                    outputs[i] = self.tokenizer.decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        return outputs

@@ -1,0 +1,87 @@
+"""Dense scoring shared by backends that see token ids (HF, vLLM, OpenAI echo).
+
+Given a text's token ids, their character offsets, and per position either full log-probabilities
+(HF logits) or the top-k (vLLM ``prompt_logprobs``, OpenAI ``echo``), compute every span's choice
+log-probabilities and greedy choice from that single pass. Exactness rules:
+
+* the answer's tokens in context must be exactly the tokens of one choice tokenized alone (else
+  the span is unknown and is re-scored per read, like lm-eval's context/continuation split);
+* an alternative choice is known exactly when it differs from the target only in its last token
+  (single tokens, or " 0" vs " 1" under a character tokenizer): the pass predicts that token right
+  after the shared prefix. From a top-k source, a token outside the top-k gets an upper bound (the
+  k-th log-probability) and is marked as a bound.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ffbench.backends.base import NO_CHOICE, UNKNOWN, SpanScores
+
+# logprob_at(position, token) -> (value, exact). ``position`` p predicts token p + 1. A non-exact
+# value is an upper bound; NaN means nothing is known.
+LogprobAt = Callable[[int, int], tuple[float, bool]]
+TopAt = Callable[[int], int]  # the most likely token predicted at a position
+
+
+def needed_positions(aligned: np.ndarray, n_tokens: int) -> np.ndarray:
+    """Every position whose prediction a dense pass must read: the token before each answer token,
+    and the answer's last token (it predicts the extra token of an alternative that extends it)."""
+    ranges = [np.arange(a - 1, min(b, n_tokens)) for a, b in aligned.tolist() if a > 0]
+    return np.unique(np.concatenate(ranges)) if ranges else np.zeros(0, dtype=np.int64)
+
+
+def dense_scores(ids: list[int], aligned: np.ndarray, choice_ids: tuple[tuple[int, ...], ...],
+                 logprob_at: LogprobAt, top_at: TopAt) -> SpanScores:
+    """Scores of every span from one teacher-forced pass."""
+    n, m = aligned.shape[0], len(choice_ids)
+    logprobs = np.full((n, m), np.nan)
+    bound = np.zeros((n, m), dtype=bool)
+    greedy = np.full(n, UNKNOWN, dtype=np.int64)
+    for r, (a, b) in enumerate(aligned.tolist()):
+        if a <= 0:  # unaligned, or the answer is the very first token (nothing predicts it)
+            continue
+        in_context = tuple(ids[a:b])
+        if in_context not in choice_ids:
+            continue
+        t = choice_ids.index(in_context)
+        # Running sums of the target's token log-probabilities: prefix[d] covers its first d tokens.
+        prefix, exact = [0.0], [True]
+        for j in range(a, b):
+            value, ok = logprob_at(j - 1, ids[j])
+            prefix.append(prefix[-1] + value)
+            exact.append(exact[-1] and ok)
+        logprobs[r, t], bound[r, t] = prefix[-1], not exact[-1]
+        for k, alt in enumerate(choice_ids):
+            d = _common_prefix(alt, in_context)
+            if k != t and len(alt) == d + 1:  # the pass predicts alt's last token right after the shared prefix
+                value, ok = logprob_at(a - 1 + d, alt[d])
+                logprobs[r, k], bound[r, k] = prefix[d] + value, not (ok and exact[d])
+        greedy[r] = _greedy_choice(in_context, a, choice_ids, top_at)
+    return SpanScores(logprobs, greedy, bound)
+
+
+def _greedy_choice(target: tuple[int, ...], a: int, choice_ids, top_at: TopAt) -> int:
+    """Follow the greedy path along the target until it diverges; name the choice it produces."""
+    for d, tok in enumerate(target):
+        top = top_at(a - 1 + d)
+        if top < 0:
+            return UNKNOWN
+        if top != tok:
+            produced = target[:d] + (top,)
+            matches = [k for k, c in enumerate(choice_ids) if c[: d + 1] == produced]
+            if not matches:
+                return NO_CHOICE
+            exact = [k for k in matches if len(choice_ids[k]) == d + 1]
+            return exact[0] if exact and len(matches) == 1 else UNKNOWN
+    return choice_ids.index(target)
+
+
+
+def _common_prefix(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+    d = 0
+    while d < min(len(a), len(b)) and a[d] == b[d]:
+        d += 1
+    return d

@@ -1,0 +1,38 @@
+"""Shared fixtures: tiny random models are built once per test session, never downloaded."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None and importlib.util.find_spec("transformers") is not None
+needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="torch and transformers not installed (pip install 'ffbench[hf]')")
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory):
+    if not HAS_TORCH:
+        pytest.skip("torch and transformers not installed")
+    from tests.models import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-gpt2", "gpt2")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory):
+    if not HAS_TORCH:
+        pytest.skip("torch and transformers not installed")
+    from tests.models import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-llama", "llama")
+
+
+@pytest.fixture(scope="session")
+def short_gpt2(tmp_path_factory):
+    """A model whose context (48 tokens) is shorter than T = 64."""
+    if not HAS_TORCH:
+        pytest.skip("torch and transformers not installed")
+    from tests.models import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "short-gpt2", "gpt2", max_positions=48)

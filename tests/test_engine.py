@@ -1,0 +1,185 @@
+"""The evaluation engine on real transformers models (tiny, random, built in the test).
+
+Dense scoring must agree with one-request-per-read scoring read for read; every read must be
+counted; an interrupted run must resume without rescoring and end equal to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from ffbench import language, metrics, render, runner, scoring
+from ffbench.errors import FFBenchError
+from tests.conftest import needs_torch
+
+pytestmark = needs_torch
+
+
+def _backend(path, **kw):
+    from ffbench.backends import load_backend
+
+    return load_backend(f"hf/{path}", {"dtype": "float32", "device": "cpu", **kw})
+
+
+def _rendered(name, num=12, length=48, p=0.6, seed=3, fewshot=False):
+    arr = language.sample(language.FFL.from_p_ignore(p, length), num, seed)
+    demo = render.demo_sequence() if fewshot else None
+    return [render.render(s, name, demo=demo) for s in arr]
+
+
+@pytest.mark.parametrize("model", ["tiny_gpt2", "tiny_llama"])
+@pytest.mark.parametrize("name", ["symbolic", "symbolic_spaced", "lightswitch"])
+def test_dense_equals_per_read_choice(request, model, name):
+    backend = _backend(request.getfixturevalue(model))
+    template = render.load_template(name)
+    rendered = _rendered(name, fewshot=(name == "lightswitch"))
+    dense = scoring.score(backend, rendered, template, "choice")
+    tokens_dense = backend.usage.prompt_tokens
+    per_read = scoring.score(backend, rendered, template, "choice", per_read=True)
+    assert np.array_equal(dense.prediction, per_read.prediction)
+    assert per_read.per_read.all()
+    both = ~np.isnan(dense.margin)
+    assert both.sum() >= 0.5 * both.size  # most reads decided by the dense pass
+    np.testing.assert_allclose(dense.margin[both], per_read.margin[both], atol=2e-4)
+    assert 0.2 < (dense.prediction == np.concatenate([r.targets for r in rendered])).mean() < 0.8  # random model
+    if name == "symbolic":
+        # One pass per sequence: tokens processed equal the text's tokens, not one prompt per read.
+        assert dense.per_read.sum() == 0
+        assert tokens_dense == sum(backend.count_tokens(r.text) for r in rendered)
+
+
+@pytest.mark.parametrize("name", ["symbolic", "lightswitch"])
+def test_dense_equals_per_read_greedy(tiny_gpt2, name):
+    backend = _backend(tiny_gpt2)
+    template = render.load_template(name)
+    rendered = _rendered(name, num=8)
+    dense = scoring.score(backend, rendered, template, "greedy")
+    per_read = scoring.score(backend, rendered, template, "greedy", per_read=True)
+    assert np.array_equal(dense.prediction, per_read.prediction)
+    assert np.array_equal(dense.invalid, per_read.invalid)
+
+
+def test_greedy_of_a_model_that_copies_is_all_right(tiny_gpt2):
+    """A hand-made backend-independent check: a model forced to always emit '1' is right exactly on reads of 1."""
+    import torch
+
+    backend = _backend(tiny_gpt2)
+    one = backend.tokenizer("1", add_special_tokens=False)["input_ids"][0]
+    with torch.no_grad():
+        backend.lm.lm_head.weight.zero_()
+        backend.lm.lm_head.weight[one].fill_(1.0)
+        backend.lm.transformer.ln_f.bias.fill_(1.0)
+        backend.lm.transformer.ln_f.weight.zero_()
+    rendered = _rendered("symbolic", num=10)
+    targets = np.concatenate([r.targets for r in rendered])
+    for per_read in (False, True):
+        out = scoring.score(backend, rendered, render.load_template("symbolic"), "greedy", per_read=per_read)
+        assert np.array_equal(out.prediction == targets, targets == 1)
+        assert not out.invalid.any()
+
+
+def _cfg(model_dir, **kw):
+    base = dict(model=f"hf/{model_dir}", model_args={"dtype": "float32", "device": "cpu"}, suites=["in_dist", "dense"],
+                lengths=[32], num=20, renders=["symbolic", "lightswitch"], scorings=["choice"], batch_size=6)
+    base.update(kw)
+    return runner.RunConfig(**base)
+
+
+def test_run_counts_every_read_and_writes_contract(tiny_gpt2, tmp_path):
+    cfg = _cfg(tiny_gpt2)
+    out = tmp_path / "run"
+    res = runner.run(cfg, str(out), lambda: _backend(tiny_gpt2), progress=False, echo=lambda m: None)
+    assert sorted(p.name for p in out.iterdir()) == ["results.json", "samples.parquet"]
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk == json.loads(json.dumps(res))
+    for key in ("model", "backend", "ffbench_version", "created", "config", "data_sha256", "results"):
+        assert key in on_disk
+    samples = pq.read_table(out / "samples.parquet").to_pandas()
+    for col in ("suite", "length", "render", "seq_index", "read_index", "target", "prediction", "correct",
+                "write_distance", "evidence_distance", "margin"):
+        assert col in samples.columns
+    assert len(res["results"]) == 4
+    for entry in res["results"]:
+        s = language.SUITES[entry["suite"]]
+        arr = language.sample(s.distribution(32), 20, s.seed)
+        reads = language.extract_reads(arr)
+        rows = samples[(samples.suite == entry["suite"]) & (samples.render == entry["render"])]
+        assert entry["reads"] == len(reads) == len(rows)  # every read, none dropped
+        assert entry["errors"] == int((~rows.correct).sum())
+        assert rows.write_distance.tolist() == reads.write_distance.tolist()
+        assert rows.read_index.tolist() == reads.read_index.tolist()
+        assert entry["ci95"] == list(metrics.clopper_pearson(entry["errors"], entry["reads"]))
+        assert entry["accuracy"] == pytest.approx(1 - entry["errors"] / entry["reads"])
+        assert sum(b["reads"] for b in entry["by_write_distance"]) == entry["reads"]
+
+
+class CountingBackend:
+    """Wraps a real backend, counts texts scored, and can fail after a number of calls."""
+
+    def __init__(self, inner, fail_after=None):
+        self.inner, self.calls, self.texts, self.fail_after = inner, 0, 0, fail_after
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def score_dense(self, requests):
+        if self.fail_after is not None and self.calls >= self.fail_after:
+            raise KeyboardInterrupt
+        self.calls += 1
+        self.texts += len(requests)
+        return self.inner.score_dense(requests)
+
+
+def test_interrupted_run_resumes_without_rescoring(tiny_gpt2, tmp_path):
+    cfg = _cfg(tiny_gpt2)
+    full = runner.run(cfg, str(tmp_path / "a"), lambda: _backend(tiny_gpt2), progress=False, echo=lambda m: None)
+    crashing = CountingBackend(_backend(tiny_gpt2), fail_after=5)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(cfg, str(tmp_path / "b"), lambda: crashing, progress=False, echo=lambda m: None)
+    assert not (tmp_path / "b" / "results.json").exists()
+    assert len(list((tmp_path / "b" / "shards").rglob("*.parquet"))) == 5
+    resumed = CountingBackend(_backend(tiny_gpt2))
+    res = runner.run(cfg, str(tmp_path / "b"), lambda: resumed, progress=False, echo=lambda m: None)
+    total_texts = 4 * 20  # 2 suites x 2 renderings x 20 sequences
+    assert crashing.texts + resumed.texts == total_texts  # nothing scored twice
+    strip = lambda r: [{k: v for k, v in e.items()} for e in r["results"]]  # noqa: E731
+    assert strip(res) == strip(full)
+    a = pq.read_table(tmp_path / "a" / "samples.parquet").to_pandas()
+    b = pq.read_table(tmp_path / "b" / "samples.parquet").to_pandas()
+    assert a.equals(b)
+    # A third run finds the finished run and loads no model at all.
+    runner.run(cfg, str(tmp_path / "b"), lambda: pytest.fail("model loaded for a finished run"), progress=False,
+               echo=lambda m: None)
+
+
+def test_output_dir_with_other_config_is_refused(tiny_gpt2, tmp_path):
+    runner.run(_cfg(tiny_gpt2, num=4), str(tmp_path / "r"), lambda: _backend(tiny_gpt2), progress=False,
+               echo=lambda m: None)
+    with pytest.raises(FFBenchError, match=r"holds a run with a different config \(num\)"):
+        runner.run(_cfg(tiny_gpt2, num=5), str(tmp_path / "r"), lambda: _backend(tiny_gpt2), progress=False,
+                   echo=lambda m: None)
+
+
+def test_context_too_short_fails_before_writing(short_gpt2, tmp_path):
+    cfg = _cfg(short_gpt2, lengths=[64])
+    with pytest.raises(FFBenchError, match="model context is 48 tokens but in_dist at T=64 rendered 'symbolic' needs 64"):
+        runner.run(cfg, str(tmp_path / "r"), lambda: _backend(short_gpt2), progress=False, echo=lambda m: None)
+    assert not (tmp_path / "r").exists()
+
+
+def test_missing_model_path_and_bad_args(tmp_path):
+    with pytest.raises(FFBenchError, match="model path .* does not exist"):
+        _backend(tmp_path / "nope")
+    from ffbench.backends import load_backend, parse_model_args, parse_spec
+
+    with pytest.raises(FFBenchError, match="unknown provider 'hugging'"):
+        parse_spec("hugging/face")
+    with pytest.raises(FFBenchError, match="must be key=value"):
+        parse_model_args(["dtype"])
+    assert parse_model_args(["a=1", "b=0.5", "c=true", "d=x"]) == {"a": 1, "b": 0.5, "c": True, "d": "x"}
+    with pytest.raises(FFBenchError, match="unknown dtype 'float8'"):
+        load_backend(f"hf/{tmp_path}", {"dtype": "float8"})
