@@ -17,7 +17,7 @@ def ffbench(*args, cwd=None):
 
 def test_help_imports_nothing_heavy():
     code = ("import sys; from ffbench.cli import cli\n"
-            "for args in (['--help'], ['generate', '--help'], ['render', '--help']):\n"
+            "for args in (['--help'], ['generate', '--help'], ['render', '--help'], ['run', '--help']):\n"
             "    try: cli.main(args=args, standalone_mode=False)\n"
             "    except SystemExit: pass\n"
             "heavy = [m for m in ('numpy', 'pyarrow', 'torch', 'transformers', 'vllm', 'openai', 'lm_eval') if m in sys.modules]\n"
@@ -105,3 +105,39 @@ def test_render_marks_answers_and_rejects_unknown():
     assert res.returncode == 1 and "unknown rendering 'klingon'" in res.stderr and len(res.stderr.splitlines()) == 1
     res = ffbench("render", "--list")
     assert "lightswitch" in res.stdout and "chat" in res.stdout
+
+
+# ----------------------------------------------------------------------------- run: bad input
+def _one_line_error(res, fragment):
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode != 0
+    assert "Traceback" not in res.stderr and fragment in lines[-1], res.stderr
+    assert all(not line.startswith("ffbench: error") for line in lines[:-1])
+
+
+def test_run_unknown_provider_and_bad_values(tmp_path):
+    res = ffbench("run", "--model", "hugging/face", "--output-dir", tmp_path / "r")
+    _one_line_error(res, "unknown provider 'hugging' in model spec 'hugging/face' (known: hf, vllm, openai, ffbench)")
+    res = ffbench("run", "--model", "hf/x", "--render", "klingon", "--output-dir", tmp_path / "r")
+    _one_line_error(res, "unknown rendering 'klingon'")
+    res = ffbench("run", "--model", "hf/x", "--length", "12,abc", "--output-dir", tmp_path / "r")
+    _one_line_error(res, "expected a comma-separated list of lengths, got 'abc'")
+    res = ffbench("run", "--model", "hf/x", "--scoring", "vibes", "--output-dir", tmp_path / "r")
+    _one_line_error(res, "unknown scoring 'vibes'")
+    assert not (tmp_path / "r").exists()
+
+
+def test_run_unreachable_base_url(tmp_path):
+    pytest.importorskip("openai")
+    res = ffbench("run", "--model", "openai/m", "--base-url", "http://127.0.0.1:9/v1", "--num", 3,
+                  "--output-dir", tmp_path / "r")
+    _one_line_error(res, "cannot reach an OpenAI-compatible server at http://127.0.0.1:9/v1")
+    assert not (tmp_path / "r").exists()
+
+
+def test_run_missing_model_and_short_context(tmp_path, short_gpt2):
+    res = ffbench("run", "--model", f"hf/{tmp_path}/nope", "--num", 3, "--output-dir", tmp_path / "r")
+    _one_line_error(res, "does not exist")
+    res = ffbench("run", "--model", f"hf/{short_gpt2}", "--suite", "sparse", "--num", 3, "--output-dir", tmp_path / "r")
+    _one_line_error(res, "model context is 48 tokens but sparse at T=512 rendered 'symbolic' needs 512")
+    assert not (tmp_path / "r").exists()

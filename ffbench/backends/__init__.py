@@ -67,6 +67,8 @@ def load_backend(spec: str, model_args: dict | None = None, **options) -> Backen
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
+        if exc.name == module_name:
+            raise FFBenchError(f"provider {provider!r} is not available in this version of ffbench") from None
         extra = {"hf": "hf", "vllm": "vllm", "openai": "api", "ffbench": "hf"}[provider]
         raise FFBenchError(f"provider {provider!r} needs missing package {exc.name!r}: "
                            f"pip install 'ffbench[{extra}]'") from None
