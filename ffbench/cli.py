@@ -255,6 +255,8 @@ def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, few
     provider, _ = backends.parse_spec(model)
     args = backends.parse_model_args(model_args)
     if max_batch_tokens:
+        if provider not in ("hf", "ffbench"):
+            raise click.BadParameter(f"applies to hf/ and ffbench/ models, not {provider}/", param_hint="--max-batch-tokens")
         args["max_batch_tokens"] = max_batch_tokens
     cfg = runner.RunConfig(model=model, model_args=backends.public_args(args), suites=list(suite), data=list(data),
                            lengths=lengths, p_ignore=p_ignore, num=num, seed=seed, renders=renders, scorings=scorings,

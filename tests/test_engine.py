@@ -183,3 +183,40 @@ def test_missing_model_path_and_bad_args(tmp_path):
     assert parse_model_args(["a=1", "b=0.5", "c=true", "d=x"]) == {"a": 1, "b": 0.5, "c": True, "d": "x"}
     with pytest.raises(FFBenchError, match="unknown dtype 'float8'"):
         load_backend(f"hf/{tmp_path}", {"dtype": "float8"})
+
+
+@pytest.fixture(scope="module")
+def bpe_gpt2(tmp_path_factory):
+    """GPT-2 with a byte-level BPE tokenizer trained here on light-switch text (no download)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    arr = language.sample(language.FFL.from_p_ignore(0.5, 64), 200, 11)
+    corpus = [render.render(s, "lightswitch").text for s in arr]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    torch.manual_seed(1)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(hf_tok), n_positions=1024, n_embd=64, n_layer=2, n_head=2))
+    out = tmp_path_factory.mktemp("bpe") / "gpt2-bpe"
+    model.save_pretrained(out)
+    hf_tok.save_pretrained(out)
+    return out, hf_tok
+
+
+def test_lightswitch_with_trained_bpe_is_dense_and_exact(bpe_gpt2):
+    path, tok = bpe_gpt2
+    assert len(tok(" on", add_special_tokens=False)["input_ids"]) == 1  # answers are single BPE tokens
+    assert len(tok(" off", add_special_tokens=False)["input_ids"]) == 1
+    backend = _backend(path)
+    template = render.load_template("lightswitch")
+    rendered = _rendered("lightswitch", num=10, length=64, fewshot=True)
+    dense = scoring.score(backend, rendered, template, "choice")
+    per_read = scoring.score(backend, rendered, template, "choice", per_read=True)
+    assert np.array_equal(dense.prediction, per_read.prediction)
+    assert not dense.per_read.any()  # every read decided by the one dense pass
+    np.testing.assert_allclose(dense.margin, per_read.margin, atol=2e-4)
