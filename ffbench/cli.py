@@ -277,6 +277,20 @@ def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, few
     click.echo(f"\nrun directory: {out}")
 
 
+# ----------------------------------------------------------------------------- tasks-path
+@cli.command("tasks-path")
+def tasks_path():
+    """Print the folder of ffbench's lm-evaluation-harness tasks, for lm_eval --include_path.
+
+    \b
+    Example:
+      lm_eval --model hf --model_args pretrained=gpt2 --include_path "$(ffbench tasks-path)" --tasks fflm
+    """
+    from ffbench.resources import resource_dir
+
+    click.echo(str(resource_dir("tasks")))
+
+
 # ----------------------------------------------------------------------------- entry point
 def main(argv=None) -> None:
     try:

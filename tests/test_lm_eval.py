@@ -1,0 +1,264 @@
+"""The fflm lm-evaluation-harness tasks (tasks/fflm, ffbench/lmeval.py) through lm-eval itself.
+
+* The documents are ffbench's own sequences and renderings (no re-implementation, no download).
+* lm-eval's ``simple_evaluate`` runs EVERY task (the ``fflm`` group plus ``fflm_symbolic_spaced``)
+  on a tiny random GPT-2 built in the test; per-length and per-p_ignore metrics exist and lie in
+  [0, 1]; the group averages its tasks.
+* The multiple-choice tasks' verdict on every final read equals, exactly, what ``ffbench run``
+  reports for the same sequences' final reads with the same model (choice scoring, few-shot demo).
+* The ``lm_eval`` command line runs a task with ``--include_path $(ffbench tasks-path)`` and
+  ``--metadata``; bad metadata ends in ffbench's one-line error.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ffbench import language, lmeval, render
+from ffbench.errors import FFBenchError
+from tests.conftest import HAS_TORCH
+
+HAS_LM_EVAL = importlib.util.find_spec("lm_eval") is not None
+needs_lm_eval = pytest.mark.skipif(not HAS_LM_EVAL,
+                                   reason="lm-evaluation-harness not installed (pip install 'ffbench[lm-eval]')")
+needs_lm_eval_and_torch = pytest.mark.skipif(
+    not (HAS_LM_EVAL and HAS_TORCH),
+    reason="lm-evaluation-harness, torch and transformers needed (pip install 'ffbench[lm-eval,hf]')")
+
+META = {"lengths": [16, 32], "p_ignore": [0.8, 0.1], "num_sequences": 6, "seed": 3}
+CELLS = [(16, 0.8), (16, 0.1), (32, 0.8), (32, 0.1)]
+CHOICE_TASKS = {"fflm_symbolic": "symbolic", "fflm_lightswitch": "lightswitch",
+                "fflm_symbolic_spaced": "symbolic_spaced"}
+GEN_TASKS = {"fflm_symbolic_gen": "chat", "fflm_lightswitch_gen": "lightswitch"}
+GROUP_TASKS = ["fflm_symbolic", "fflm_lightswitch", "fflm_symbolic_gen", "fflm_lightswitch_gen"]
+PER_CELL_KEYS = ["acc_T16", "acc_T32", "acc_p0.8", "acc_p0.1"]
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+# ----------------------------------------------------------------------------- documents (no lm-eval needed)
+@pytest.mark.parametrize("rendering", ["symbolic", "symbolic_spaced", "lightswitch", "chat"])
+def test_documents_are_ffbench_final_reads(rendering):
+    params = lmeval.Params.from_metadata(META)
+    docs = lmeval.build_docs(rendering, params, generate=rendering == "chat")
+    assert len(docs) == len(CELLS) * META["num_sequences"]
+    template = render.load_template(rendering)
+    demo = render.demo_sequence(length=16)
+    for c, (length, p) in enumerate(CELLS):
+        arr = language.sample(language.FFL.from_p_ignore(p, length), META["num_sequences"], META["seed"])
+        cell = docs[c :: len(CELLS)]  # interleaved: document k is sequence k // 4 of cell k % 4
+        assert [d["sequence"] for d in cell] == language.to_strings(arr)
+        for i, doc in enumerate(cell):
+            r = render.render(arr[i], template, demo=demo)
+            assert (doc["length"], doc["p_ignore"], doc["suite"], doc["seq_index"]) == (length, p, f"ffl{p:g}", i)
+            assert doc["context"] == r.prompt(len(r.targets) - 1) + (template.ask if rendering == "chat" else "")
+            assert doc["choices"] == list(r.choices) and doc["gold"] == r.targets[-1]
+            assert doc["gold"] == int(doc["sequence"][-1]) and doc["answer"] == r.choices[doc["gold"]].strip()
+            assert doc["read_index"] == len(r.targets) - 1
+            # lm-eval moves a context's trailing whitespace into the continuation; none here, so the
+            # context/continuation split is the rendering's own prompt/answer split.
+            assert doc["context"] == doc["context"].rstrip()
+
+
+def test_document_order_makes_limit_a_prefix_of_every_cell():
+    small = lmeval.build_docs("symbolic", lmeval.Params.from_metadata({**META, "num_sequences": 2}))
+    big = lmeval.build_docs("symbolic", lmeval.Params.from_metadata(META))
+    assert big[: len(small)] == small  # --limit 8 == the first 2 sequences of each cell == ffbench run --num 2
+
+
+def test_defaults_and_foreign_metadata():
+    params = lmeval.Params.from_metadata({"pretrained": "x", "dtype": "float32", "version": 1.0, "config_source": "y"})
+    assert params == lmeval.Params((16, 64, 256), (0.8, 0.98, 0.1), 100, 0, 16)
+    assert lmeval.Params.from_metadata({"lengths": "64,16", "p_ignore": 0.5, "fewshot_length": 0}).lengths == (64, 16)
+    docs = lmeval.build_docs("symbolic", lmeval.Params.from_metadata({**META, "fewshot_length": 0}))
+    assert "\n" not in docs[0]["context"]  # no demonstration
+
+
+def test_near_miss_metadata_key_is_warned_about(caplog, monkeypatch):
+    monkeypatch.setattr(lmeval, "_warned", set())
+    with caplog.at_level("WARNING", logger="ffbench.lmeval"):
+        assert lmeval.Params.from_metadata({"length": [64]}).lengths == (16, 64, 256)
+    assert "'length' is not an fflm parameter (did you mean 'lengths'?)" in caplog.text
+
+
+@pytest.mark.parametrize("metadata, needle", [
+    ({"lengths": [15]}, "'lengths': length must be an even integer >= 4, got 15"),
+    ({"lengths": []}, "'lengths': needs at least one value"),
+    ({"lengths": ["abc"]}, "'lengths': expected an integer"),
+    ({"p_ignore": [0.8, 1.5]}, "'p_ignore': p_ignore must lie in [0, 1], got 1.5"),
+    ({"num_sequences": 0}, "'num_sequences': must be a positive integer"),
+    ({"seed": -1}, "'seed': must be a non-negative integer"),
+    ({"fewshot_length": 3}, "'fewshot_length': length must be an even integer >= 4, got 3"),
+    ({"num_sequences": True}, "'num_sequences': expected an integer"),
+])
+def test_bad_metadata_is_a_one_line_ffbench_error(metadata, needle):
+    with pytest.raises(FFBenchError) as err:
+        lmeval.dataset("symbolic", **metadata)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_bad_metadata_reaching_the_top_prints_one_line():
+    code = "from ffbench import lmeval; lmeval.dataset('symbolic', lengths=[16, 15])"
+    res = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1
+    assert res.stderr == "ffbench: error: fflm metadata 'lengths': length must be an even integer >= 4, got 15\n"
+
+
+def test_answer_filter_uses_the_templates_parsing():
+    chat = lmeval.build_docs("chat", lmeval.Params.from_metadata({**META, "num_sequences": 1}), generate=True)[0]
+    light = lmeval.build_docs("lightswitch", lmeval.Params.from_metadata({**META, "num_sequences": 1}))[0]
+    replies = [["1"], ["The bit is 0."], ["no idea"], [" on. Bob eats"], ["It is off, not on"], ["?"]]
+    out = lmeval.parse_generations(replies, [chat, chat, chat, light, light, light])
+    assert out == [["1"], ["0"], [lmeval.INVALID], ["on"], ["off"], [lmeval.INVALID]]
+    right = lmeval.process_generation(chat, [chat["answer"]])
+    assert right == {"acc": 1.0, "acc_T16": 1.0, "acc_p0.8": 1.0, "invalid": 0.0}
+    assert lmeval.process_generation(chat, [lmeval.INVALID])["invalid"] == 1.0
+
+
+def test_choice_scoring_is_strict_like_ffbench():
+    doc = {"gold": 1, "length": 64, "p_ignore": 0.98}
+    assert lmeval.process_choice(doc, [(-2.0, False), (-1.0, True)]) == {"acc": 1.0, "acc_T64": 1.0, "acc_p0.98": 1.0}
+    assert lmeval.process_choice(doc, [(-1.0, False), (-1.0, False)])["acc"] == 0.0  # a tie is wrong (lm-eval: argmax)
+    assert lmeval.process_choice({**doc, "gold": 0}, [(-1.0, False), (-2.0, False)])["acc"] == 1.0
+
+
+# ----------------------------------------------------------------------------- registration
+@needs_lm_eval
+def test_yaml_files_declare_the_catalog():
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    folder = lmeval.tasks_path() / "fflm"
+    catalog = lmeval.catalog_metrics()
+    for name in [*CHOICE_TASKS, *GEN_TASKS]:
+        cfg = load_yaml(folder / f"{name}.yaml", resolve_func=False)
+        extra = ["invalid"] if name in GEN_TASKS else []
+        assert [m["metric"] for m in cfg["metric_list"]] == catalog + extra, name
+        rendering = {**CHOICE_TASKS, **GEN_TASKS}[name]
+        assert cfg["dataset_kwargs"] == {"rendering": rendering, **({"generate": True} if extra else {})}
+    group = load_yaml(folder / "fflm.yaml", resolve_func=False)
+    assert group["task"] == GROUP_TASKS and [m["metric"] for m in group["aggregate_metric_list"]] == catalog
+    gen_group = load_yaml(folder / "fflm_gen.yaml", resolve_func=False)
+    assert gen_group["task"] == list(GEN_TASKS)
+    assert [m["metric"] for m in gen_group["aggregate_metric_list"]] == catalog + ["invalid"]
+
+
+@needs_lm_eval
+def test_task_manager_helper_and_tasks_path():
+    res = subprocess.run([sys.executable, "-m", "ffbench", "tasks-path"], check=False, capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0 and Path(res.stdout.strip()) == lmeval.tasks_path()
+    assert (lmeval.tasks_path() / "fflm" / "fflm.yaml").is_file()
+    tm = lmeval.task_manager(META, include_defaults=False)
+    assert {"fflm", "fflm_gen", *CHOICE_TASKS, *GEN_TASKS} <= set(tm.all_tasks)
+    loaded = tm.load(["fflm_gen"])
+    assert set(loaded["tasks"]) == set(GEN_TASKS) and list(loaded["groups"]) == ["fflm_gen"]
+    task = loaded["tasks"]["fflm_symbolic_gen"]
+    assert len(task.eval_docs) == 24 and task.eval_docs[0]["context"].endswith("Answer with the bit only.")
+    with pytest.raises(FFBenchError, match="'p_ignore': p_ignore must lie in"):
+        lmeval.task_manager({"p_ignore": [2]}, include_defaults=False)
+
+
+# ----------------------------------------------------------------------------- lm-eval runs every task
+@pytest.fixture(scope="module")
+def lm_eval_results(tiny_gpt2):
+    if not HAS_LM_EVAL:
+        pytest.skip("lm-evaluation-harness not installed")
+    import lm_eval
+
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in OFFLINE.items():
+            mp.setenv(k, v)
+        return lm_eval.simple_evaluate(
+            model="hf", model_args={"pretrained": str(tiny_gpt2), "dtype": "float32"}, device="cpu",
+            tasks=["fflm", "fflm_symbolic_spaced"], task_manager=lmeval.task_manager(META, include_defaults=False),
+            batch_size=8, log_samples=True, gen_kwargs={"max_gen_toks": 4})  # the answer comes first; keep CPU time low
+
+
+@needs_lm_eval_and_torch
+def test_every_task_reports_per_length_and_per_p_ignore_metrics(lm_eval_results):
+    results = lm_eval_results["results"]
+    for task in [*CHOICE_TASKS, *GEN_TASKS]:
+        keys = ["acc", *PER_CELL_KEYS] + (["invalid"] if task in GEN_TASKS else [])
+        for key in keys:
+            value = results[task][f"{key},none"]
+            assert 0.0 <= value <= 1.0, (task, key, value)
+        assert "acc_T64,none" not in results[task] and "acc_p0.98,none" not in results[task]  # only requested ones
+        samples = lm_eval_results["samples"][task]
+        assert len(samples) == len(CELLS) * META["num_sequences"]
+        for key, keep in [("acc_T16", lambda d: d["length"] == 16), ("acc_p0.1", lambda d: d["p_ignore"] == 0.1)]:
+            own = [s["acc"] for s in samples if keep(s["doc"])]
+            assert len(own) == 12 and results[task][f"{key},none"] == pytest.approx(np.mean(own))
+    group = lm_eval_results["groups"]["fflm"]
+    assert lm_eval_results["group_subtasks"]["fflm"] == GROUP_TASKS
+    for key in ["acc", *PER_CELL_KEYS]:
+        assert group[f"{key},none"] == pytest.approx(np.mean([results[t][f"{key},none"] for t in GROUP_TASKS]))
+
+
+@needs_lm_eval_and_torch
+def test_choice_tasks_equal_ffbench_run_exactly(lm_eval_results, tiny_gpt2, tmp_path):
+    import pyarrow.parquet as pq
+
+    from ffbench import backends, runner
+
+    cfg = runner.RunConfig(model=f"hf/{tiny_gpt2}", model_args={"dtype": "float32", "device": "cpu"},
+                           p_ignore=META["p_ignore"], lengths=META["lengths"], num=META["num_sequences"],
+                           seed=META["seed"], renders=list(CHOICE_TASKS.values()), scorings=["choice"], fewshot=True)
+    runner.run(cfg, str(tmp_path / "run"), lambda: backends.load_backend(cfg.model, cfg.model_args), progress=False)
+    table = pq.read_table(tmp_path / "run" / "samples.parquet").to_pandas()
+    final = table.loc[table.groupby(["suite", "length", "render", "seq_index"])["read_index"].idxmax()]
+    assert len(final) == len(CHOICE_TASKS) * len(CELLS) * META["num_sequences"]
+    verdicts = []
+    for task, rendering in CHOICE_TASKS.items():
+        ours = final[final["render"] == rendering]
+        ffbench_by_seq = {(r.suite, r.length, r.seq_index): (bool(r.correct), r.margin, r.read_index)
+                          for r in ours.itertuples()}
+        lm_by_seq = {}
+        for s in lm_eval_results["samples"][task]:
+            doc = s["doc"]
+            # lm-eval scored exactly the rendering's prompt and answer strings
+            assert [a[0] for a in s["arguments"]] == [doc["context"]] * 2
+            assert [a[1] for a in s["arguments"]] == doc["choices"]
+            lls = [r[0] for r in s["filtered_resps"]]
+            lm_by_seq[(doc["suite"], doc["length"], doc["seq_index"])] = (
+                bool(s["acc"]), lls[doc["gold"]] - lls[1 - doc["gold"]], doc["read_index"])
+        assert lm_by_seq.keys() == ffbench_by_seq.keys()
+        for key, (right, margin, read_index) in lm_by_seq.items():
+            ff_right, ff_margin, ff_read = ffbench_by_seq[key]
+            assert right == ff_right and read_index == ff_read, (task, key)
+            assert margin == pytest.approx(ff_margin, abs=1e-4), (task, key)
+            verdicts.append(right)
+        ff_acc = float(np.mean([v[0] for v in ffbench_by_seq.values()]))
+        assert lm_eval_results["results"][task]["acc,none"] == ff_acc
+    assert any(verdicts) and not all(verdicts)  # the random model gets some right and some wrong
+
+
+@needs_lm_eval_and_torch
+def test_lm_eval_command_line(lm_eval_results, tiny_gpt2, tmp_path):
+    tasks_path = subprocess.run([sys.executable, "-m", "ffbench", "tasks-path"], check=False, capture_output=True,
+                                text=True, timeout=60).stdout.strip()
+    script = Path(sys.executable).with_name("lm_eval")
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "lm_eval"]
+    cmd += ["--model", "hf", "--model_args", f"pretrained={tiny_gpt2},dtype=float32", "--device", "cpu",
+            "--include_path", tasks_path, "--tasks", "fflm_symbolic", "--metadata", json.dumps(META),
+            "--limit", "8", "--batch_size", "8", "--output_path", str(tmp_path / "out"), "--log_samples"]
+    res = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=240, cwd=tmp_path,
+                         env={**os.environ, **OFFLINE})
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "acc_T16" in res.stdout and "acc_p0.1" in res.stdout
+    (results_file,) = (tmp_path / "out").rglob("results_*.json")
+    results = json.loads(results_file.read_text())["results"]["fflm_symbolic"]
+    (samples_file,) = (tmp_path / "out").rglob("samples_fflm_symbolic_*.jsonl")
+    cli = {s["doc_id"]: s["acc"] for s in map(json.loads, samples_file.read_text().splitlines())}
+    # --limit 8 = the first two sequences of each of the four cells, scored as the API run scored them
+    api = {s["doc_id"]: s["acc"] for s in lm_eval_results["samples"]["fflm_symbolic"] if s["doc_id"] < 8}
+    assert cli == api
+    for key in ["acc", *PER_CELL_KEYS]:
+        assert 0.0 <= results[f"{key},none"] <= 1.0
+    assert results["acc,none"] == pytest.approx(np.mean(list(cli.values())))
