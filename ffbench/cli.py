@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -275,6 +276,130 @@ def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, few
     results = runner.run(cfg, out, make_backend, progress=show, echo=lambda m: click.echo(m, err=True))
     click.echo(summary.format_table(results["results"]))
     click.echo(f"\nrun directory: {out}")
+
+
+# ----------------------------------------------------------------------------- train
+@cli.command()
+@click.option("--arch", type=click.Choice(["transformer", "lstm"]), help="Architecture; its paper defaults apply "
+              "(transformer: 6 x 512 x 8, 10,000 steps; lstm: 1 x 128, 500 steps).")
+@click.option("--recipe", metavar="FILE", help="YAML training config (as in ffbench/baselines/recipes/); flags override it.")
+@click.option("--length", "-T", type=int, metavar="T", help="Training sequence length (default 512).")
+@click.option("--train-mix", callback=_csv(float, "probabilities"), metavar="P1,P2",
+              help="Train on FFL(P) (one value, default 0.8) or the equal-parts mixture (paper: 0.9,0.98,0.1).")
+@click.option("--steps", type=int, metavar="N", help="Optimiser steps (fresh batch every step).")
+@click.option("--batch-size", type=int, metavar="B", help="Sequences per step (default 16).")
+@click.option("--lr", type=float, metavar="LR", help="Peak learning rate (default 3e-4).")
+@click.option("--weight-decay", type=float, metavar="WD", help="AdamW weight decay (default 0.1).")
+@click.option("--mode", type=click.Choice(["clean", "generative"]), help="Loss on reads only (clean, default) or every token.")
+@click.option("--layers", type=int, help="Layers (transformer or LSTM).")
+@click.option("--width", type=int, help="Transformer width d_model.")
+@click.option("--heads", type=int, help="Transformer attention heads.")
+@click.option("--hidden", type=int, help="LSTM hidden size.")
+@click.option("--positions", type=click.Choice(["learned", "sinusoidal", "rope", "alibi", "none"]),
+              help="Position encoding (default learned).")
+@click.option("--activation", type=click.Choice(["gelu", "geglu"]), help="MLP activation (default gelu).")
+@click.option("--attn-dropout", type=float, help="Attention dropout.")
+@click.option("--mlp-dropout", type=float, help="MLP dropout.")
+@click.option("--embd-dropout", type=float, help="Embedding dropout (0.5 helps the sparse tail in the paper).")
+@click.option("--temperature", type=float, help="Attention softmax temperature.")
+@click.option("--sharpen", type=click.Choice(["none", "entropy", "l2", "linf"]),
+              help="Attention-sharpening loss averaged over heads: entropy, -L2 or -Linf of attention.")
+@click.option("--sharpen-coef", type=float, help="Coefficient of the sharpening loss.")
+@click.option("--sharpen-schedule", type=click.Choice(["constant", "linear", "oscillate"]), help="Coefficient schedule.")
+@click.option("--sharpen-start", type=int, help="Step at which the sharpening loss starts.")
+@click.option("--seed", type=int, help="Sets both --data-seed and --init-seed.")
+@click.option("--data-seed", type=int, help="Seed of the training data stream.")
+@click.option("--init-seed", type=int, help="Seed of the initial weights.")
+@click.option("--device", help="cpu, cuda, cuda:1 or auto (default).")
+@click.option("--bf16/--no-bf16", default=None, help="bf16 autocast on CUDA (default on).")
+@click.option("--compile", "compile_", is_flag=True, default=None, help="torch.compile the model.")
+@click.option("--out", "-o", required=True, metavar="DIR", help="Checkpoint directory (evaluate with --model ffbench/DIR).")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+def train(arch, recipe, length, train_mix, steps, batch_size, lr, weight_decay, mode, layers, width, heads, hidden,
+          positions, activation, attn_dropout, mlp_dropout, embd_dropout, temperature, sharpen, sharpen_coef,
+          sharpen_schedule, sharpen_start, seed, data_seed, init_seed, device, bf16, compile_, out, progress):
+    """Train a reference Transformer or LSTM on fresh flip-flop batches (the paper's optimiser).
+
+    \b
+    Examples:
+      ffbench train --arch lstm --out runs/lstm                     # the paper's LSTM (R2)
+      ffbench train --arch transformer --layers 2 --width 128 --heads 4 --length 128 --steps 3000 --out tf
+      ffbench train --recipe ffbench/baselines/recipes/transformer-mix.yaml --out tf-mix
+      ffbench run --model ffbench/tf --length 128 --suite paper
+    """
+    import yaml
+
+    from ffbench.train import trainer
+
+    base: dict = {}
+    if recipe:
+        try:
+            base = yaml.safe_load(open(recipe)) or {}
+        except OSError:
+            raise click.BadParameter(f"cannot read {recipe!r}", param_hint="--recipe") from None
+    arch = arch or base.get("model", {}).get("arch")
+    if arch is None:
+        raise click.UsageError("give --arch transformer|lstm or a --recipe")
+    model_over = {k: v for k, v in dict(n_layer=layers, d_model=width, n_head=heads, hidden=hidden, positions=positions,
+                                        activation=activation, attn_dropout=attn_dropout, mlp_dropout=mlp_dropout,
+                                        embd_dropout=embd_dropout, temperature=temperature).items() if v is not None}
+    over = {k: v for k, v in dict(length=length, train_mix=train_mix or None, steps=steps, batch_size=batch_size,
+                                  lr=lr, weight_decay=weight_decay, mode=mode, sharpen=sharpen,
+                                  sharpen_coef=sharpen_coef, sharpen_schedule=sharpen_schedule,
+                                  sharpen_start=sharpen_start, data_seed=data_seed if data_seed is not None else seed,
+                                  init_seed=init_seed if init_seed is not None else seed, device=device, bf16=bf16,
+                                  compile=compile_).items() if v is not None}
+    base_model = {**base.pop("model", {}), "arch": arch, **model_over}
+    cfg = trainer.paper_config(arch, **{**base, **over, "model": base_model})
+    if cfg.model.arch == "transformer" and cfg.model.max_len < cfg.length:
+        cfg.model.max_len = cfg.length
+    show = progress if progress is not None else sys.stderr.isatty()
+    _, metrics = trainer.train(cfg, out=out, progress=show)
+    fin = metrics["final_in_dist"]
+    click.echo(f"trained {cfg.model.arch} ({metrics['parameters']:,} parameters) in {metrics['train_seconds']:.0f} s "
+               f"({metrics['tokens_per_second']:,} tokens/s); in-distribution: {fin['errors']} errors in "
+               f"{fin['reads']:,} reads; checkpoint: {out}")
+
+
+# ----------------------------------------------------------------------------- sweep
+@cli.command()
+@click.argument("config", metavar="CONFIG.yaml")
+@click.option("--out", "-o", metavar="DIR", help="Sweep directory (default sweeps/<name>).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: a process pool on this machine; ray: a Ray cluster (pip install 'ffbench[ray]').")
+@click.option("--workers", type=int, metavar="N", help="Local processes (default: one per CPU).")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+def sweep(config, out, executor, workers, progress):
+    """Train and evaluate a grid of configurations x replicates; resumable; prints the table.
+
+    See ffbench/baselines/recipes/r2-lstm-sweep.yaml for the paper's LSTM replicate study (R2).
+    """
+    from ffbench.train import sweep as sw
+
+    raw = sw.load_config(config)
+    root = out or str(Path("sweeps") / str(raw.get("name", Path(config).stem)))
+    show = progress if progress is not None else sys.stderr.isatty()
+    rows = sw.run_sweep(raw, root, executor=executor, workers=workers, progress=show,
+                        echo=lambda m: click.echo(m, err=True))
+    suites = tuple((raw.get("eval") or {}).get("suites", ["in_dist", "sparse", "dense"]))
+    click.echo(sw.format_table(rows, suites))
+    click.echo(f"table: {Path(root) / 'table.csv'}")
+
+
+# ----------------------------------------------------------------------------- export
+@cli.command()
+@click.argument("checkpoint", metavar="CHECKPOINT")
+@click.option("--out", "-o", required=True, metavar="DIR", help="Hugging Face model directory to write.")
+def export(checkpoint, out):
+    """Export a Transformer checkpoint with learned positions to Hugging Face GPT2LMHeadModel.
+
+    The result loads with hf/DIR and vllm/DIR and in lm-eval, with a character tokenizer.
+    """
+    from ffbench.backends.native import resolve
+    from ffbench.train.export import export_gpt2
+
+    export_gpt2(resolve(checkpoint), out)
+    click.echo(f"exported to {out}")
 
 
 # ----------------------------------------------------------------------------- tasks-path

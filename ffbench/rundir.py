@@ -43,7 +43,7 @@ class RunDir:
 
     def check(self, config: dict) -> None:
         """Refuse a directory that holds a run of a different config (before any work starts)."""
-        cfg_path = self.path / "config.json"
+        cfg_path = self.path / "run_config.json"
         if self.path.exists() and not self.path.is_dir():
             raise FFBenchError(f"output dir {str(self.path)!r} exists and is not a directory")
         existing = None
@@ -60,8 +60,8 @@ class RunDir:
         """Create the directory for ``config`` (after :meth:`check`)."""
         self.check(config)
         self.shards.mkdir(parents=True, exist_ok=True)
-        if not (self.path / "config.json").exists():
-            write_json(self.path / "config.json", config)
+        if not (self.path / "run_config.json").exists():
+            write_json(self.path / "run_config.json", config)
 
     def shard_path(self, cell_key: str, start: int) -> Path:
         return self.shards / cell_key / f"{start:09d}.parquet"
@@ -76,4 +76,4 @@ class RunDir:
         import shutil
 
         shutil.rmtree(self.shards, ignore_errors=True)
-        (self.path / "config.json").unlink(missing_ok=True)
+        (self.path / "run_config.json").unlink(missing_ok=True)

@@ -1,0 +1,1 @@
+"""Training the paper's reference baselines (``ffbench train``) and exporting them."""
