@@ -253,7 +253,11 @@ def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, few
         raise click.BadParameter(f"must be a positive integer, got {num}", param_hint="--num")
     if batch_size is not None and batch_size <= 0:
         raise click.BadParameter(f"must be a positive integer, got {batch_size}", param_hint="--batch-size")
-    provider, _ = backends.parse_spec(model)
+    provider, name = backends.parse_spec(model)
+    if provider == "ffbench" and not lengths:
+        from ffbench.backends.native import training_length
+
+        lengths = [n] if (n := training_length(name)) else []  # score our baselines at their length
     args = backends.parse_model_args(model_args)
     if max_batch_tokens:
         if provider not in ("hf", "ffbench"):
@@ -368,8 +372,10 @@ def train(arch, recipe, length, train_mix, steps, batch_size, lr, weight_decay, 
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: a process pool on this machine; ray: a Ray cluster (pip install 'ffbench[ray]').")
 @click.option("--workers", type=int, metavar="N", help="Local processes (default: one per CPU).")
+@click.option("--suites", callback=_csv(str, "suite names"), metavar="NAMES",
+              help="Evaluate only these suites this time (overrides the config's eval.suites).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
-def sweep(config, out, executor, workers, progress):
+def sweep(config, out, executor, workers, suites, progress):
     """Train and evaluate a grid of configurations x replicates; resumable; prints the table.
 
     See ffbench/baselines/recipes/r2-lstm-sweep.yaml for the paper's LSTM replicate study (R2).
@@ -377,6 +383,8 @@ def sweep(config, out, executor, workers, progress):
     from ffbench.train import sweep as sw
 
     raw = sw.load_config(config)
+    if suites:
+        raw.setdefault("eval", {})["suites"] = suites
     root = out or str(Path("sweeps") / str(raw.get("name", Path(config).stem)))
     show = progress if progress is not None else sys.stderr.isatty()
     rows = sw.run_sweep(raw, root, executor=executor, workers=workers, progress=show,

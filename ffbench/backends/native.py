@@ -36,6 +36,14 @@ def resolve(model: str) -> Path:
                        f"(builtins: {', '.join(builtin_names()) or 'none'})")
 
 
+def training_length(model: str) -> int | None:
+    """The sequence length a checkpoint was trained at (read without loading torch)."""
+    import json
+
+    cfg = resolve(model) / "train_config.json"
+    return int(json.loads(cfg.read_text())["length"]) if cfg.is_file() else None
+
+
 class NativeBackend(Backend):
     provider = "ffbench"
     supports_dense = True
