@@ -164,3 +164,21 @@ def test_sweep_resumes_without_retraining(tmp_path, monkeypatch):
     sweep.run_sweep(raw, str(tmp_path), workers=1, progress=False, echo=lambda m: None)
     assert len(calls) == 2  # only the two new replicates trained
     assert json.loads((tmp_path / "sweep.json").read_text())["replicates"] == 3
+
+
+def test_shipped_references_load_and_keep_their_contrast():
+    """The package's checkpoints: the LSTM is perfect, the Transformer right in distribution."""
+    from ffbench import language
+    from ffbench.backends.native import builtin_names, training_length
+    from ffbench.train.trainer import evaluate, load_checkpoint
+    from ffbench.backends.native import resolve
+
+    assert {"lstm-ref", "transformer-ref", "transformer-mix"} <= set(builtin_names())
+    assert training_length("transformer-ref") == 128 and training_length("lstm-ref") == 512
+    s = language.SUITES["in_dist"]
+    lstm, _ = load_checkpoint(resolve("lstm-ref"))
+    assert evaluate(lstm, language.sample(s.distribution(256), 100, s.seed))["errors"] == 0
+    tf, cfg = load_checkpoint(resolve("transformer-ref"))
+    assert cfg.positions == "alibi"
+    result = evaluate(tf, language.sample(s.distribution(128), 300, s.seed))
+    assert result["errors"] <= 0.001 * result["reads"]
