@@ -160,8 +160,10 @@ def test_sigkill_midway_then_rerun_equals_uninterrupted(tmp_path):
         ra = json.loads((tmp_path / "full" / "results.json").read_text())["results"]
         rb = json.loads((killed_dir / "results.json").read_text())["results"]
         assert ra == rb
-        # The killed run's answered requests were cached: its rerun asked the server only for the rest,
-        # so across both attempts of the killed run each request reached the server once.
+        # The killed run's answered requests were cached: its rerun asked the server only for the rest.
+        # Each request reached the server once per run directory, except at most the one request
+        # in flight at the SIGKILL (answered, but the process died before caching it; concurrency 1).
         distinct = len(srv.served)
         assert sum(srv.served.values()) - served_before < distinct
-        assert all(n == 2 for n in srv.served.values())  # once per run directory, never more
+        assert all(n >= 2 for n in srv.served.values())
+        assert sum(n - 2 for n in srv.served.values()) <= 1
