@@ -76,7 +76,7 @@ def score(backend: Backend, rendered: list[Rendered], template: Template, scorin
                 _, margin = decide_choice(logprobs, bound, targets)
     todo = np.flatnonzero(pred == UNKNOWN)
     if todo.size:
-        prompts, owners = _prompts(rendered, todo)
+        prompts = _prompts(rendered, todo)
         choices = rendered[0].choices
         if scoring == "choice":
             lp = backend.score_per_read(prompts, choices)
@@ -101,10 +101,9 @@ def _parse(text: str, template: Template, choices: tuple[str, ...], chat: bool) 
     return choice_from_continuation(text, choices)
 
 
-def _prompts(rendered: list[Rendered], reads: np.ndarray) -> tuple[list[str], list[tuple[int, int]]]:
+def _prompts(rendered: list[Rendered], reads: np.ndarray) -> list[str]:
     """Per-read prompts (text up to the answer) for flat read indices."""
     counts = np.array([len(r.targets) for r in rendered])
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     seq = np.searchsorted(starts, reads, side="right") - 1
-    owners = [(int(s), int(j - starts[s])) for s, j in zip(seq, reads)]
-    return [rendered[s].prompt(k) for s, k in owners], owners
+    return [rendered[s].prompt(int(j - starts[s])) for s, j in zip(seq, reads)]

@@ -98,17 +98,12 @@ def expand(raw: dict) -> list[RunSpec]:
     return specs
 
 
-def _atomic_json(path: Path, payload: dict) -> None:
-    from ffbench.rundir import write_json
-
-    write_json(path, payload)
-
-
 def run_one(spec: RunSpec, root: str, threads: int = 1) -> dict:
     """Train (unless a checkpoint exists) and evaluate every missing suite of one run."""
     import torch
 
     from ffbench import language
+    from ffbench.rundir import write_json
     from ffbench.train.trainer import TrainConfig, evaluate_suite, load_checkpoint, train
 
     torch.set_num_threads(threads)
@@ -125,7 +120,7 @@ def run_one(spec: RunSpec, root: str, threads: int = 1) -> dict:
         if not path.is_file():
             (suite,) = language.resolve_suites(name)
             result = evaluate_suite(model, suite, spec.eval_length, spec.eval_num)
-            _atomic_json(path, result)
+            write_json(path, result)
         out[name] = json.loads(path.read_text())
     return out
 
