@@ -182,3 +182,14 @@ def test_shipped_references_load_and_keep_their_contrast():
     assert cfg.positions == "alibi"
     result = evaluate(tf, language.sample(s.distribution(128), 300, s.seed))
     assert result["errors"] <= 0.001 * result["reads"]
+
+
+def test_native_attention_maps_of_chosen_reads():
+    from ffbench.backends import load_backend
+
+    backend = load_backend("ffbench/transformer-ref", {"device": "cpu"})
+    text = "w1i0i1i0r1w0i1r0"
+    maps = backend.attention(text, [8, 14])  # the two read instructions
+    assert maps.shape == (2, 4, 2, len(text))  # layers, heads, chosen positions, keys
+    np.testing.assert_allclose(maps.sum(-1), 1.0, atol=1e-5)
+    assert np.all(maps[:, :, 0, 9:] == 0)  # causal: the read at 8 sees nothing after itself
