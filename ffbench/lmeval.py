@@ -136,26 +136,24 @@ def _as_list(value, key: str) -> list:
     return list(value)
 
 
-def _int(value, key: str) -> int:
+def _number(value, key: str, cast, types: tuple, what: str):
+    """A metadata value as int or float; strings from the command line are parsed first."""
     if isinstance(value, str):
         try:
-            value = int(value)
+            value = cast(value)
         except ValueError:
             pass
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise FFBenchError(f"fflm metadata {key!r}: expected an integer, got {value!r}")
-    return int(value)
+    if isinstance(value, bool) or not isinstance(value, types):
+        raise FFBenchError(f"fflm metadata {key!r}: expected {what}, got {value!r}")
+    return cast(value)
+
+
+def _int(value, key: str) -> int:
+    return _number(value, key, int, (int, np.integer), "an integer")
 
 
 def _float(value, key: str) -> float:
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            pass
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise FFBenchError(f"fflm metadata {key!r}: expected a number, got {value!r}")
-    return float(value)
+    return _number(value, key, float, (int, float, np.integer, np.floating), "a number")
 
 
 def _unique(values) -> tuple:
