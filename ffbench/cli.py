@@ -88,13 +88,9 @@ def generate(suite, length, p_ignore, p, num, seed, alphabet, out, progress):
 
     total = sum(part.num for part in parts)
     t0 = time.perf_counter()
-    chunks = gen.iter_chunks(parts)
+    chunks = gen.iter_chunks(parts, label_suite=suite is not None)
     if progress or (progress is None and sys.stderr.isatty()):
         chunks = _progress(chunks, total, "generating")
-    if suite is None:
-        from ffbench.datafiles import Chunk
-
-        chunks = (Chunk(c.sequences) for c in chunks)
     rows, sha = datafiles.write_sequences(out, chunks)
     seconds = time.perf_counter() - t0
     tokens = sum(part.num * part.dist.length for part in parts)

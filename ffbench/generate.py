@@ -27,15 +27,13 @@ def suite_parts(name: str, length: int | None = None, num: int | None = None, se
     return parts
 
 
-def iter_chunks(parts: list[Part], chunk_rows: int = 32_768) -> Iterator[datafiles.Chunk]:
+def iter_chunks(parts: list[Part], chunk_rows: int = 32_768, label_suite: bool = True) -> Iterator[datafiles.Chunk]:
+    """Sampled chunks, with a ``suite`` column unless ``label_suite`` is off (custom sets)."""
     for part in parts:
         for arr in language.iter_sample(part.dist, part.num, part.seed, chunk_rows):
-            yield datafiles.Chunk(arr, {"suite": [part.suite] * arr.shape[0]})
+            yield datafiles.Chunk(arr, {"suite": [part.suite] * arr.shape[0]} if label_suite else {})
 
 
 def generate_file(parts: list[Part], out: str, label_suite: bool = True) -> tuple[int, str]:
     """Write every part to ``out`` (atomically); return (rows, sha256)."""
-    chunks = iter_chunks(parts)
-    if not label_suite:
-        chunks = (datafiles.Chunk(c.sequences) for c in chunks)
-    return datafiles.write_sequences(out, chunks)
+    return datafiles.write_sequences(out, iter_chunks(parts, label_suite=label_suite))
