@@ -12,6 +12,7 @@ deterministic tokens (the bit after each ``r``); ``generative`` on every next to
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -203,7 +204,7 @@ def train(cfg: TrainConfig, out: str | None = None, progress: bool = True, log=p
         idx = encode_array(batch(cfg, step)).to(device)
         for g in opt.param_groups:
             g["lr"] = lr_at(cfg, step)
-        with autocast if autocast is not None else _nullcontext():
+        with autocast if autocast is not None else contextlib.nullcontext():
             logits, probs = step_model(idx, need_probs=need_probs)
             loss = loss_fn(logits, idx, cfg.mode)
             coef = sharpen.coefficient(step, cfg.steps, cfg.sharpen_coef, cfg.sharpen_schedule, cfg.sharpen_start)
@@ -230,14 +231,6 @@ def train(cfg: TrainConfig, out: str | None = None, progress: bool = True, log=p
     if out is not None:
         save_checkpoint(model, cfg, out, metrics)
     return model, metrics
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 # ----------------------------------------------------------------------------- checkpoints
