@@ -93,6 +93,20 @@ class Backend:
         pass
 
 
+def check_model_path(model: str) -> str:
+    """The expanded path of a model given as a local directory; a one-line error when a name that
+    is clearly a path (``./x``, ``/x``, ``~/x``, ``a/b/c``) does not exist. Hub ids pass through."""
+    import os
+
+    path = os.path.expanduser(model)
+    looks_local = model.startswith((".", "/", "~")) or "/" in model.strip("/").split("/", 1)[-1]
+    if looks_local and not os.path.isdir(path):
+        from ffbench.errors import FFBenchError
+
+        raise FFBenchError(f"model path {model!r} does not exist")
+    return path
+
+
 def align_spans(offsets: np.ndarray, spans: np.ndarray) -> np.ndarray:
     """Token ranges [a, b) covering each character span exactly, or (-1, -1) when a token
     straddles a span edge (the tokenizer merged the answer with its neighbours).

@@ -8,11 +8,10 @@ per forward pass, default 16384).
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 
-from ffbench.backends.base import Backend, ScoreRequest, SpanScores, align_spans
+from ffbench.backends.base import Backend, ScoreRequest, SpanScores, align_spans, check_model_path
 from ffbench.backends.tokenized import dense_scores, needed_positions
 from ffbench.errors import FFBenchError
 
@@ -31,9 +30,7 @@ class HFBackend(Backend):
         hf_logging.disable_progress_bar()  # ffbench draws its own progress; keep stderr readable
         hf_logging.set_verbosity_error()
 
-        looks_local = model.startswith((".", "/", "~")) or os.sep in model.strip("/").split("/", 1)[-1]
-        if looks_local and not os.path.isdir(os.path.expanduser(model)):
-            raise FFBenchError(f"model path {model!r} does not exist")
+        path = check_model_path(model)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = dtype or ("bfloat16" if self.device.startswith("cuda") else "float32")
         if not hasattr(torch, dtype) or not isinstance(getattr(torch, dtype), torch.dtype):
@@ -42,8 +39,8 @@ class HFBackend(Backend):
         self.max_batch_tokens = int(max_batch_tokens)
         kwargs = dict(revision=revision, trust_remote_code=bool(trust_remote_code))
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(os.path.expanduser(model), **kwargs)
-            self.lm = AutoModelForCausalLM.from_pretrained(os.path.expanduser(model), dtype=getattr(torch, dtype), **kwargs)
+            self.tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+            self.lm = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **kwargs)
         except OSError as exc:
             raise FFBenchError(f"cannot load model {model!r}: {str(exc).splitlines()[0]}") from None
         if not getattr(self.tokenizer, "is_fast", False):

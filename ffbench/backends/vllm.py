@@ -15,11 +15,10 @@ because vLLM's default memory fraction fails there.
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 
-from ffbench.backends.base import Backend, ScoreRequest, SpanScores, align_spans
+from ffbench.backends.base import Backend, ScoreRequest, SpanScores, align_spans, check_model_path
 from ffbench.backends.tokenized import dense_scores
 from ffbench.errors import FFBenchError
 
@@ -32,9 +31,7 @@ class VLLMBackend(Backend):
 
     def __init__(self, model: str, top_logprobs: int = 20, trust_remote_code: bool = False, **engine_args):
         super().__init__(model)
-        path = os.path.expanduser(model)
-        if model.startswith((".", "/", "~")) and not os.path.isdir(path):
-            raise FFBenchError(f"model path {model!r} does not exist")
+        path = check_model_path(model)
         import torch
         from transformers import AutoTokenizer
         from vllm import LLM, SamplingParams
