@@ -42,6 +42,12 @@ def cli():
     """
 
 
+def _registry_option(f):
+    return click.option("--registry", metavar="PATH", envvar="FFBENCH_REGISTRY", show_envvar=True,
+                        help="Results registry (SQLite). Default: the user's data directory, "
+                             "e.g. ~/.local/share/ffbench/registry.sqlite.")(f)
+
+
 # ----------------------------------------------------------------------------- generate
 @cli.command()
 @click.option("--suite", metavar="NAME", help="Preset: in_dist FFL(0.8), sparse FFL(0.98), dense FFL(0.1) at T=512 "
@@ -228,8 +234,13 @@ def _csv(cast, name):
 @click.option("--output-dir", "-o", metavar="DIR", help="Run directory (default runs/<model>-<config hash>); "
               "rerunning with the same arguments resumes it.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal).")
+@click.option("--revision", default="", metavar="REV", help="Release label recorded in the registry "
+              "(e.g. v1.2 or a commit); later 'ffbench check --baseline registry:MODEL@REV' finds this run.")
+@_registry_option
+@click.option("--record/--no-record", default=True, show_default=True,
+              help="Record the finished run in the registry.")
 def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, fewshot, per_read, model_args,
-        base_url, api_key, batch_size, max_batch_tokens, alphabet, output_dir, progress):
+        base_url, api_key, batch_size, max_batch_tokens, alphabet, output_dir, progress, revision, registry, record):
     """Measure a model's flip-flop read accuracy and glitch rate, with exact 95% intervals.
 
     Every read of every sequence is scored and kept (samples.parquet); dense scoring reads all
@@ -276,6 +287,22 @@ def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, few
     results = runner.run(cfg, out, make_backend, progress=show, echo=lambda m: click.echo(m, err=True))
     click.echo(summary.format_table(results["results"]))
     click.echo(f"\nrun directory: {out}")
+    if record:
+        _record(results, revision, out, registry)
+
+
+def _record(results: dict, revision: str, run_dir: str, registry_path: str | None) -> None:
+    """Record a finished run; a registry problem is reported but never loses the run itself."""
+    from ffbench.registry import Registry
+
+    reg = Registry(registry_path)
+    try:
+        run_id = reg.record(results, revision, run_dir)
+    except FFBenchError as exc:
+        click.echo(f"ffbench: warning: run not recorded: {exc}", err=True)
+        return
+    what = "recorded" if run_id is not None else "already recorded"
+    click.echo(f"registry: {what} in {reg.path}" + (f" (revision {revision})" if revision else ""))
 
 
 # ----------------------------------------------------------------------------- train
@@ -418,6 +445,139 @@ def tasks_path():
     from ffbench.resources import resource_dir
 
     click.echo(str(resource_dir("tasks")))
+
+
+# ----------------------------------------------------------------------------- report
+@cli.command()
+@click.argument("inputs", nargs=-1, metavar="RUN...")
+@click.option("--out", "-o", required=True, metavar="FILE.html", help="The HTML file to write.")
+@click.option("--ref", "references", multiple=True, metavar="NAME",
+              help="Shipped reference shown beside your models (repeatable; default lstm-ref and transformer-ref).")
+@click.option("--no-refs", is_flag=True, help="Show only the given runs.")
+@click.option("--history/--no-history", default=False, show_default=True,
+              help="Draw each model's glitch rate across the revisions recorded in the registry.")
+@_registry_option
+@click.option("--failing", type=click.IntRange(min=0), default=5, show_default=True, metavar="N",
+              help="Example failing reads shown per cell.")
+@click.option("--attention", type=click.IntRange(min=0), default=3, show_default=True, metavar="N",
+              help="Failing reads per native Transformer whose attention maps are drawn (needs torch).")
+@click.option("--title", default="ffbench report", show_default=True, help="Page title.")
+def report(inputs, out, references, no_refs, history, registry, failing, attention, title):
+    """Write one self-contained HTML report (opens offline) of runs, references and sweeps.
+
+    RUN is a run directory, a shipped reference (ffbench/transformer-ref), registry:MODEL@REV, or a
+    sweep directory / table.csv (replicate plots). The shipped LSTM and Transformer references are
+    drawn beside your models unless --no-refs.
+
+    \b
+    Examples:
+      ffbench report runs/my-model --out report.html
+      ffbench report runs/v1 runs/v2 sweeps/r2-lstm --out report.html --history
+    """
+    from ffbench.report import build_report, write_report
+
+    refs = [] if no_refs else (list(references) if references else None)
+    if not inputs and refs == []:
+        raise click.UsageError("nothing to report: give RUN directories or drop --no-refs")
+    html = build_report(list(inputs), refs, registry, with_history=history, failing_per_cell=failing,
+                        attention_reads=attention, title=title, echo=lambda m: click.echo(m, err=True))
+    path = write_report(out, html)
+    click.echo(f"report: {path} ({path.stat().st_size / 1024:.0f} kB)")
+
+
+# ----------------------------------------------------------------------------- check
+def _rate_in_unit(ctx, param, value):
+    if value is not None and not 0.0 < value < 1.0:
+        raise click.BadParameter(f"must be a rate between 0 and 1 (exclusive), got {value:g}")
+    return value
+
+
+@cli.command()
+@click.option("--candidate", "-c", required=True, metavar="RUN", help="Run directory of the model under test.")
+@click.option("--baseline", "-b", metavar="RUN|REF", help="What it must not be worse than: a run directory, a "
+              "shipped reference (ffbench/transformer-ref) or registry:MODEL@REV (registry:MODEL = latest).")
+@click.option("--max-glitch-rate", type=float, callback=_rate_in_unit, metavar="X",
+              help="Also fail a cell whose glitch rate is significantly above X (exact binomial test).")
+@click.option("--alpha", type=float, default=0.05, show_default=True, callback=_rate_in_unit, metavar="A",
+              help="Family-wise false-alarm rate over all cells (Holm).")
+@click.option("--junit", metavar="FILE", help="Write a JUnit XML report (one test case per cell and test).")
+@click.option("--summary", "summary_path", metavar="FILE", envvar="GITHUB_STEP_SUMMARY", show_envvar=True,
+              help="Append a Markdown summary to FILE.")
+@_registry_option
+def check(candidate, baseline, max_glitch_rate, alpha, junit, summary_path, registry):
+    """Gate a release: exit 1 if the candidate glitches significantly more than the baseline.
+
+    Cells are matched on suite, length, p_ignore, rendering and scoring. Each is tested exactly
+    (Fisher's one-sided test on error counts), so a rise within noise passes and a real one fails;
+    with --max-glitch-rate, a cell shown to be above the ceiling fails too.
+    Exit status: 0 pass, 1 regression, 2 usage error.
+
+    \b
+    Examples:
+      ffbench check --candidate runs/new --baseline runs/old --junit ffbench-junit.xml
+      ffbench check --candidate runs/new --baseline registry:my-org/model@v1.2 --max-glitch-rate 1e-3
+    """
+    from ffbench import check as gate
+    from ffbench import runs
+
+    if baseline is None and max_glitch_rate is None:
+        raise click.UsageError("give --baseline, --max-glitch-rate, or both")
+    try:
+        cand = runs.load(candidate, registry)
+        base = runs.load(baseline, registry) if baseline else None
+    except FFBenchError as exc:
+        raise click.UsageError(str(exc)) from None
+    verdict = gate.compare(cand, base, alpha=alpha, max_glitch_rate=max_glitch_rate)
+    if not verdict.tests:
+        raise click.UsageError(f"nothing to compare: no cell of {candidate!r} matches one of {baseline!r} "
+                               "(same suite, length, p_ignore, render and scoring)")
+    click.echo(gate.text_summary(verdict))
+    if junit:
+        Path(junit).write_bytes(gate.junit_xml(verdict))
+    if summary_path:
+        with open(summary_path, "a", encoding="utf-8") as fh:
+            fh.write(gate.markdown(verdict) + "\n")
+    sys.exit(0 if verdict.passed else 1)
+
+
+# ----------------------------------------------------------------------------- registry
+@cli.command()
+@click.option("--model", "-m", metavar="SPEC", help="Only this model (as given to 'ffbench run --model').")
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON lines.")
+@_registry_option
+def history(model, as_json, registry):
+    """Show recorded runs: a model's glitch rate across revisions."""
+    import json
+
+    from ffbench import metrics
+    from ffbench.registry import Registry
+
+    found = Registry(registry).runs(model)
+    if not found:
+        raise FFBenchError(f"no recorded run{f' of {model!r}' if model else ''} in the registry")
+    for entry in found:
+        if as_json:
+            click.echo(json.dumps({k: entry[k] for k in ("id", "model", "revision", "created", "run_dir")}
+                                  | {"results": entry["results"]["results"]}))
+            continue
+        click.echo(f"#{entry['id']}  {entry['model']}  revision {entry['revision'] or '-'}  {entry['created']}")
+        for c in entry["results"]["results"]:
+            p = "" if c.get("p_ignore") is None else f" p={c['p_ignore']:g}"
+            click.echo(f"    {c['suite']} T={c['length']}{p} {c['render']} {c['scoring']}: "
+                       f"{metrics.describe_rate(c['errors'], c['reads'])}")
+
+
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, metavar="RUN...")
+@click.option("--revision", default="", metavar="REV", help="Release label of these runs.")
+@_registry_option
+def record(run_dirs, revision, registry):
+    """Record finished run directories in the registry (ffbench run does this itself)."""
+    from ffbench import runs
+
+    for ref in run_dirs:
+        loaded = runs.load(ref)
+        _record(loaded.results, revision, ref, registry)
 
 
 # ----------------------------------------------------------------------------- entry point

@@ -17,7 +17,7 @@ from ffbench.errors import FFBenchError
 
 SAMPLE_COLUMNS = ("suite", "length", "p_ignore", "render", "scoring", "seq_index", "read_index", "position",
                   "target", "prediction", "correct", "invalid", "write_distance", "evidence_distance", "margin",
-                  "per_read")
+                  "per_read", "output")
 
 
 def write_json(path: Path, payload: dict) -> None:

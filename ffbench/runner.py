@@ -248,6 +248,7 @@ def score_shard(backend, cell: Cell, arr, reads: language.Reads, start: int, sto
         "evidence_distance": pa.array(reads.evidence_distance[lo:hi].astype(np.int64)),
         "margin": pa.array(outcome.margin),
         "per_read": pa.array(outcome.per_read),
+        "output": pa.array(outcome.output, pa.string()),
     }
     assert tuple(columns) == SAMPLE_COLUMNS
     return pa.table(columns)
@@ -277,6 +278,8 @@ def _finish(rd: RunDir, cfg: RunConfig, cells: list[Cell], store: SequenceStore,
             t = pq.read_table(rd.shard_path(cell.key, start))
             for k, v in json.loads((t.schema.metadata or {}).get(b"ffbench_usage", b"{}")).items():
                 usage[k] = usage.get(k, 0) + v
+            if "output" not in t.column_names:  # a shard written before ffbench recorded generations
+                t = t.append_column("output", pa.nulls(t.num_rows, pa.string()))
             parts.append(t.replace_schema_metadata(None))
         table = pa.concat_tables(parts)
         tables.append(table)

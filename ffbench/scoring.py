@@ -28,6 +28,7 @@ class Outcome:
     invalid: np.ndarray  # bool
     margin: np.ndarray  # log p(target) - max log p(other); NaN when unknown
     per_read: np.ndarray  # bool: decided by a per-read request rather than the dense pass
+    output: list  # the model's generated text for reads scored by generation, else None
 
 
 def decide_choice(logprobs: np.ndarray, bound: np.ndarray, targets: np.ndarray):
@@ -75,6 +76,7 @@ def score(backend: Backend, rendered: list[Rendered], template: Template, scorin
             if not bound.any():
                 _, margin = decide_choice(logprobs, bound, targets)
     todo = np.flatnonzero(pred == UNKNOWN)
+    output: list = [None] * n
     if todo.size:
         prompts = _prompts(rendered, todo)
         choices = rendered[0].choices
@@ -87,11 +89,12 @@ def score(backend: Backend, rendered: list[Rendered], template: Template, scorin
             max_new = 32 if (template.ask or backend.is_chat) else max(len(c) for c in choices)
             for j, text in zip(todo.tolist(), backend.generate(asked, max_new)):
                 pred[j] = _parse(text, template, choices, backend.is_chat or bool(template.ask))
+                output[j] = text
     if (pred == UNKNOWN).any():
         raise FFBenchError("internal error: a read was left undecided")  # never silently dropped
     per_read_mask = np.zeros(n, dtype=bool)
     per_read_mask[todo] = True
-    return Outcome(np.where(pred == NO_CHOICE, -1, pred), pred == NO_CHOICE, margin, per_read_mask)
+    return Outcome(np.where(pred == NO_CHOICE, -1, pred), pred == NO_CHOICE, margin, per_read_mask, output)
 
 
 def _parse(text: str, template: Template, choices: tuple[str, ...], chat: bool) -> int:

@@ -1,0 +1,96 @@
+"""``ffbench report``: one self-contained HTML file from run directories, references and sweeps.
+
+The page is assembled from ``reports/report.html`` (template), ``report.css`` and ``report.js``,
+inlined, with every chart as inline SVG and every attention map as a data-URI PNG: it opens from
+file:// with no network and is small enough to attach to a CI run.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+from string import Template
+
+from ffbench import __version__, runs
+from ffbench.datafiles import atomic_path
+from ffbench.report import data, page
+from ffbench.report.svg import PALETTE, esc
+from ffbench.resources import resource_dir
+
+
+def build_report(inputs: list[str], references: list[str] | None = None, registry_path: str | None = None,
+                 with_history: bool = False, failing_per_cell: int = 5, attention_reads: int = 3,
+                 title: str = "ffbench report", echo=lambda m: None) -> str:
+    """The HTML text of a report of ``inputs`` (run dirs, ffbench/REF, registry:M@R, sweep dirs/tables)."""
+    loaded, sweeps = [], []
+    for ref in inputs:
+        if data.is_sweep(ref):
+            sweeps.append(data.load_sweep(ref))
+        else:
+            loaded.append(runs.load(ref, registry_path))
+    mine = {run.model for run in loaded}
+    for name in references if references is not None else runs.DEFAULT_REFERENCES:
+        ref = runs.load(name if name.startswith("ffbench/") else f"ffbench/{name}")
+        if ref.model not in mine:
+            loaded.append(ref)
+    models: dict[str, data.Model] = {}
+    for run in loaded:
+        models.setdefault(run.model, data.Model(run.model, [])).runs.append(run)
+    ordered = sorted(models.values(), key=lambda m: m.reference)  # the user's models first
+    for k, m in enumerate(ordered):
+        m.color = PALETTE[k % len(PALETTE)]
+        if m.reference:
+            m.name = f"{m.name} (reference)"
+
+    sections = [("summary", "Summary", page.summary_table(ordered)),
+                ("sparse-dense", "Sparse against dense (paper Fig. 4)", page.sparse_vs_dense(ordered, sweeps))]
+    if sweeps:
+        sections.append(("replicates", "Replicates", page.replicates(sweeps)))
+    sections += [("length", "Accuracy against length (paper Fig. 3)", page.accuracy_vs_length(ordered)),
+                 ("distance", "Glitch rate against write distance (paper Fig. 12)",
+                  page.error_vs_write_distance(ordered))]
+    if with_history:
+        from ffbench.registry import Registry
+
+        reg = Registry(registry_path)
+        entries = {m.runs[0].model: found for m in ordered
+                   if not m.reference and (found := _safe_runs(reg, m.runs[0].model))}
+        sections.append(("history", "Glitch rate across releases (registry)", page.history(entries)))
+    fails, maps = [], []
+    for m in ordered:
+        echo(f"failing reads of {m.name} ...")
+        reads = [r for run in m.runs for r in data.failing_reads(run, failing_per_cell)]
+        fails.append(page.failing_reads_section(m, reads))
+        if attention_reads and reads:
+            maps.append(page.attention_section(m, data.attention_maps(m.runs[0].model, reads, attention_reads)))
+    sections.append(("failures", "Failing reads", "".join(fails) or "<p>No failing read in these runs.</p>"))
+    if any(maps):
+        sections.append(("attention", "Attention at failing reads (native Transformers)", "".join(maps)))
+    sections.append(("provenance", "Provenance", page.provenance(ordered)))
+
+    nav = "".join(f'<a href="#{sid}">{esc(name)}</a>' for sid, name, _ in sections)
+    body = "".join(f'<section id="{sid}"><h2>{esc(name)}</h2>{html}</section>' for sid, name, html in sections)
+    res = resource_dir("reports")
+    created = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return Template((res / "report.html").read_text(encoding="utf-8")).substitute(
+        title=esc(title), css=(res / "report.css").read_text(encoding="utf-8"),
+        js=(res / "report.js").read_text(encoding="utf-8"), nav=nav, body=body,
+        models=", ".join(f'<span class="swatch" style="background:{m.color}"></span>{esc(m.name)}' for m in ordered),
+        generated=esc(f"ffbench {__version__}, {created}"))
+
+
+def _safe_runs(reg, model: str) -> list[dict]:
+    from ffbench.errors import FFBenchError
+
+    try:
+        return reg.runs(model)
+    except FFBenchError:
+        return []
+
+
+def write_report(out: str, html: str) -> Path:
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(html, encoding="utf-8")
+    return path

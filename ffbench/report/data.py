@@ -1,0 +1,201 @@
+"""What the report draws, gathered from run directories, shipped references, sweeps and the registry.
+
+Nothing here writes HTML: it turns files into plain records (cells, replicate rows, failing reads
+with the sequence they came from) so the page code only lays them out.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ffbench.errors import FFBenchError
+from ffbench.runs import LoadedRun, cell_key
+
+
+@dataclass
+class Model:
+    """A model as the report shows it: a display name, a colour, and the cells of all its runs
+    (several run directories of one model, e.g. the paper suites and a length sweep, merge)."""
+
+    name: str
+    runs: list[LoadedRun]
+    color: str = "#333"
+
+    @property
+    def cells(self) -> list[dict]:
+        seen, out = set(), []
+        for run in self.runs:
+            for cell in run.results["results"]:
+                if cell_key(cell) not in seen:
+                    seen.add(cell_key(cell))
+                    out.append(cell)
+        return out
+
+    @property
+    def reference(self) -> bool:
+        return all(r.reference for r in self.runs)
+
+
+@dataclass
+class Replicate:
+    config: str  # short label of the training config
+    data_seed: int
+    init_seed: int
+    counts: dict[str, tuple[int, int]]  # suite -> (errors, reads)
+
+
+@dataclass
+class Sweep:
+    name: str
+    path: str
+    replicates: list[Replicate] = field(default_factory=list)
+
+    @property
+    def suites(self) -> list[str]:
+        return list(dict.fromkeys(s for r in self.replicates for s in r.counts))
+
+    @property
+    def configs(self) -> list[str]:
+        return list(dict.fromkeys(r.config for r in self.replicates))
+
+
+def is_sweep(path: str) -> bool:
+    p = Path(path)
+    return (p.is_file() and p.suffix == ".csv") or (p.is_dir() and (p / "table.csv").is_file()
+                                                    and not (p / "results.json").exists())
+
+
+def load_sweep(path: str) -> Sweep:
+    """A sweep's table.csv (``ffbench sweep`` output) or the directory holding it."""
+    p = Path(path)
+    table = p / "table.csv" if p.is_dir() else p
+    try:
+        rows = list(csv.DictReader(table.open(encoding="utf-8")))
+    except OSError as exc:
+        raise FFBenchError(f"cannot read sweep table {str(table)!r}: {exc}") from None
+    if not rows or "config" not in rows[0]:
+        raise FFBenchError(f"{str(table)!r} is not an ffbench sweep table (needs config and <suite>_errors columns)")
+    configs = [json.loads(r["config"]) for r in rows]
+    labels = _config_labels(configs)
+    suites = [c[:-len("_errors")] for c in rows[0] if c.endswith("_errors")]
+    sweep = Sweep(p.name if p.is_dir() else p.stem, str(p))
+    for row, label in zip(rows, labels):
+        counts = {s: (int(row[f"{s}_errors"]), int(row[f"{s}_reads"])) for s in suites
+                  if row.get(f"{s}_errors") not in (None, "")}
+        sweep.replicates.append(Replicate(label, int(row["data_seed"]), int(row["init_seed"]), counts))
+    return sweep
+
+
+def _flatten(cfg: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in cfg.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _config_labels(configs: list[dict]) -> list[str]:
+    """Name each config by what differs between the sweep's configs (seeds excluded)."""
+    flat = [_flatten(c) for c in configs]
+    keys = sorted({k for f in flat for k in f} - {"data_seed", "init_seed"})
+    varying = [k for k in keys if len({json.dumps(f.get(k)) for f in flat}) > 1]
+    labels = []
+    for f in flat:
+        base = f"{f.get('model.arch', 'model')}"
+        parts = [f"{k.split('.')[-1]}={f.get(k)}" for k in varying if k != "model.arch"]
+        labels.append(" ".join([base] + parts))
+    return labels
+
+
+# ----------------------------------------------------------------------------- failing reads
+@dataclass
+class FailingRead:
+    cell: dict
+    seq_index: int
+    position: int  # index of the answer digit in the compact string
+    target: int
+    prediction: int
+    write_distance: int
+    output: str | None
+    margin: float
+    sequence: str | None  # the compact FFL string, when it can be regenerated or read back
+
+
+def failing_reads(run: LoadedRun, per_cell: int) -> list[FailingRead]:
+    """Up to ``per_cell`` failing reads of each cell, with their sequences."""
+    if run.samples is None or per_cell <= 0:
+        return []
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(run.samples)
+    table = table.filter(pc.invert(table.column("correct")))
+    if table.num_rows == 0:
+        return []
+    rows = table.to_pylist()
+    sequences = _SequenceSource(run.results)
+    out = []
+    for cell in run.results["results"]:
+        mine = [r for r in rows if r["suite"] == cell["suite"] and r["length"] == cell["length"]
+                and r["render"] == cell["render"] and r["scoring"] == cell["scoring"]][:per_cell]
+        for r in mine:
+            out.append(FailingRead(cell, int(r["seq_index"]), int(r["position"]), int(r["target"]),
+                                   int(r["prediction"]), int(r["write_distance"]), r.get("output"),
+                                   float("nan") if r.get("margin") is None else float(r["margin"]),
+                                   sequences.get(cell, int(r["seq_index"]))))
+    return out
+
+
+class _SequenceSource:
+    """Regenerates a run's sequences from its recorded config (sampling is deterministic)."""
+
+    def __init__(self, results: dict):
+        self.results = results
+        self._sources = None
+        self._store = None
+
+    def get(self, cell: dict, seq_index: int) -> str | None:
+        from ffbench import language, runner
+
+        try:
+            if self._sources is None:
+                cfg = runner.RunConfig(**self.results["config"])
+                self._store = runner.SequenceStore(cfg.alphabet)
+                self._sources = runner.plan_sources(cfg, self._store)
+            for src in self._sources:
+                p = None if src.p_ignore is None else round(src.p_ignore, 6)
+                cp = None if cell.get("p_ignore") is None else round(cell["p_ignore"], 6)
+                if src.label == cell["suite"] and src.length == cell["length"] and p == cp:
+                    arr = self._store.get(src)[0]
+                    return language.to_strings(arr[seq_index:seq_index + 1])[0]
+        except (FFBenchError, OSError, TypeError, KeyError, IndexError, ValueError):
+            return None  # a moved data file or an older config: show the read without its context
+        return None
+
+
+def attention_maps(model_spec: str, reads: list[FailingRead], limit: int) -> list[tuple[FailingRead, np.ndarray]]:
+    """Attention rows (layers x heads x T) at each failing read's query, for native Transformers."""
+    if not model_spec.startswith("ffbench/"):
+        return []
+    try:
+        from ffbench.backends.native import NativeBackend
+
+        backend = NativeBackend(model_spec[len("ffbench/"):], device="cpu")
+        if backend.cfg.arch != "transformer":
+            return []
+    except Exception:  # noqa: BLE001 - no torch, a moved checkpoint: the report goes on without maps
+        return []
+    out = []
+    for read in [r for r in reads if r.sequence][:limit]:
+        query = read.position - 1  # the 'r' token predicts the answer digit
+        maps = backend.attention(read.sequence, [query])[:, :, 0, :query + 1]
+        out.append((read, maps))
+    backend.close()
+    return out
