@@ -500,11 +500,13 @@ def _rate_in_unit(ctx, param, value):
               help="Also fail a cell whose glitch rate is significantly above X (exact binomial test).")
 @click.option("--alpha", type=float, default=0.05, show_default=True, callback=_rate_in_unit, metavar="A",
               help="Family-wise false-alarm rate over all cells (Holm).")
+@click.option("--allow-missing-baseline", is_flag=True, help="If the baseline does not exist yet (a first release, "
+              "an empty registry), apply only --max-glitch-rate instead of failing with exit 2.")
 @click.option("--junit", metavar="FILE", help="Write a JUnit XML report (one test case per cell and test).")
 @click.option("--summary", "summary_path", metavar="FILE", envvar="GITHUB_STEP_SUMMARY", show_envvar=True,
               help="Append a Markdown summary to FILE.")
 @_registry_option
-def check(candidate, baseline, max_glitch_rate, alpha, junit, summary_path, registry):
+def check(candidate, baseline, max_glitch_rate, alpha, allow_missing_baseline, junit, summary_path, registry):
     """Gate a release: exit 1 if the candidate glitches significantly more than the baseline.
 
     Cells are matched on suite, length, p_ignore, rendering and scoring. Each is tested exactly
@@ -524,9 +526,16 @@ def check(candidate, baseline, max_glitch_rate, alpha, junit, summary_path, regi
         raise click.UsageError("give --baseline, --max-glitch-rate, or both")
     try:
         cand = runs.load(candidate, registry)
-        base = runs.load(baseline, registry) if baseline else None
     except FFBenchError as exc:
         raise click.UsageError(str(exc)) from None
+    base = None
+    if baseline:
+        try:
+            base = runs.load(baseline, registry)
+        except FFBenchError as exc:
+            if not (allow_missing_baseline and max_glitch_rate is not None):
+                raise click.UsageError(str(exc)) from None
+            click.echo(f"no baseline yet ({exc}); applying only --max-glitch-rate", err=True)
     verdict = gate.compare(cand, base, alpha=alpha, max_glitch_rate=max_glitch_rate)
     if not verdict.tests:
         raise click.UsageError(f"nothing to compare: no cell of {candidate!r} matches one of {baseline!r} "

@@ -48,6 +48,18 @@ def shipped_references() -> list[str]:
     return sorted(p.parent.parent.name for p in BASELINES_DIR.glob("*/run/results.json"))
 
 
+def reference_runs(name: str) -> list[LoadedRun]:
+    """Every shipped run of a builtin: ``run/`` (the paper suites, what ``ffbench/NAME`` means as a
+    baseline) first, then any others (e.g. ``lengths/``, in-distribution accuracy across lengths)."""
+    name = name[len("ffbench/"):] if name.startswith("ffbench/") else name
+    out = [load(f"ffbench/{name}")]
+    for extra in sorted(p.parent for p in (BASELINES_DIR / name).glob("*/results.json") if p.parent.name != "run"):
+        failures = extra / "failures.parquet"
+        out.append(LoadedRun(f"ffbench/{name} ({extra.name})", _read_results(extra / "results.json"),
+                             failures if failures.is_file() else None, reference=True))
+    return out
+
+
 def load(ref: str, registry_path: str | None = None) -> LoadedRun:
     """Resolve a run reference (see module docstring); errors name the reference."""
     if ref.startswith("registry:"):
@@ -82,7 +94,7 @@ def _read_results(path: Path) -> dict:
     return results
 
 
-def ship_reference(run_dir: str, name: str, max_failures_per_cell: int = 200) -> Path:
+def ship_reference(run_dir: str, name: str, max_failures_per_cell: int = 200, kind: str = "run") -> Path:
     """Store a finished run of a builtin checkpoint as its shipped reference (maintainers only).
 
     Keeps results.json whole (model renamed to ``ffbench/NAME``: the run must have scored exactly
@@ -96,7 +108,7 @@ def ship_reference(run_dir: str, name: str, max_failures_per_cell: int = 200) ->
     from ffbench.rundir import write_json
 
     src = load(run_dir)
-    out = BASELINES_DIR / name / "run"
+    out = BASELINES_DIR / name / kind
     out.mkdir(parents=True, exist_ok=True)
     results = dict(src.results)
     results["scored_as"] = results["model"]

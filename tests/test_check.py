@@ -107,3 +107,14 @@ def test_shipped_reference_as_baseline(tmp_path):
     worse = write_run(tmp_path / "worse", "m", [cell("sparse", sparse["errors"] + 2000, sparse["reads"],
                                                      length=sparse["length"])])
     assert _gate("-c", worse, "-b", "ffbench/transformer-ref").returncode == 1
+
+
+def test_missing_baseline_allowed_only_with_a_ceiling(tmp_path):
+    cand = write_run(tmp_path / "c", "m", [cell("dense", 30, 10_000)])
+    reg = ["--registry", tmp_path / "empty.sqlite"]
+    assert _gate("-c", cand, "-b", "registry:m", *reg).returncode == 2
+    assert _gate("-c", cand, "-b", "registry:m", "--allow-missing-baseline", *reg).returncode == 2  # no ceiling
+    res = _gate("-c", cand, "-b", "registry:m", "--allow-missing-baseline", "--max-glitch-rate", "1e-3", *reg)
+    assert res.returncode == 1 and "[ceiling]" in res.stdout  # 30 in 10,000 is above 1e-3
+    res = _gate("-c", cand, "-b", "registry:m", "--allow-missing-baseline", "--max-glitch-rate", "1e-2", *reg)
+    assert res.returncode == 0, res.stdout

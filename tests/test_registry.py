@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import pytest
 
 from ffbench.errors import FFBenchError
 from ffbench.registry import Registry
+from tests.conftest import needs_torch
 from tests.rundirs import cell, write_run
 
 
@@ -77,3 +79,19 @@ def test_cli_record_history_and_registry_baseline(tmp_path):
     assert gate.returncode == 1, gate.stdout + gate.stderr
     missing = ff("check", "--candidate", new, "--baseline", "registry:hf/org/m@v9")
     assert missing.returncode == 2 and "no run of 'hf/org/m' at revision 'v9'" in missing.stderr
+
+
+@needs_torch
+def test_run_records_itself(tmp_path):
+    reg = tmp_path / "runs.sqlite"
+    base = [sys.executable, "-m", "ffbench", "run", "--model", "ffbench/lstm-ref", "--suite", "in_dist", "--num", "4",
+            "--length", "64", "--registry", str(reg)]
+    res = subprocess.run(base + ["--revision", "v1", "-o", str(tmp_path / "a")], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert f"registry: recorded in {reg} (revision v1)" in res.stdout
+    subprocess.run(base + ["--no-record", "--seed", "5", "-o", str(tmp_path / "b")], check=True, capture_output=True)
+    runs = Registry(reg).runs("ffbench/lstm-ref")
+    assert [r["revision"] for r in runs] == ["v1"]
+    assert runs[0]["run_dir"] == str((tmp_path / "a").resolve())
+    assert runs[0]["results"]["results"][0]["reads"] == json.loads((tmp_path / "a" / "results.json").read_text())[
+        "results"][0]["reads"]

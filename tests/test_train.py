@@ -193,3 +193,19 @@ def test_native_attention_maps_of_chosen_reads():
     assert maps.shape == (2, 4, 2, len(text))  # layers, heads, chosen positions, keys
     np.testing.assert_allclose(maps.sum(-1), 1.0, atol=1e-5)
     assert np.all(maps[:, :, 0, 9:] == 0)  # causal: the read at 8 sees nothing after itself
+
+
+@pytest.mark.parametrize("positions,limited", [("learned", True), ("sinusoidal", True), ("alibi", False),
+                                               ("rope", False), ("none", False)])
+def test_only_position_tables_limit_the_length(positions, limited):
+    import torch
+
+    from ffbench.train.model import ModelConfig, Transformer
+
+    net = Transformer(ModelConfig(n_layer=1, d_model=32, n_head=2, max_len=16, positions=positions))
+    idx = torch.zeros(1, 24, dtype=torch.long)
+    if limited:
+        with pytest.raises(ValueError, match="exceeds the model's max_len 16"):
+            net(idx)
+    else:
+        assert net(idx)[0].shape == (1, 24, net.cfg.vocab_size)

@@ -66,7 +66,11 @@ class NativeBackend(Backend):
         return {**super().describe(), "path": str(self.path), "arch": self.cfg.arch, "device": self.device}
 
     def context_length(self) -> int | None:
-        return self.cfg.max_len if self.cfg.arch == "transformer" else None
+        # Only position tables bound the length; ALiBi, RoPE and no-position models run at any T
+        # (length generalisation is one of the things worth measuring on them).
+        if self.cfg.arch == "transformer" and self.cfg.positions in ("learned", "sinusoidal"):
+            return self.cfg.max_len
+        return None
 
     def count_tokens(self, text: str) -> int:
         return len(text)

@@ -30,9 +30,9 @@ def build_report(inputs: list[str], references: list[str] | None = None, registr
             loaded.append(runs.load(ref, registry_path))
     mine = {run.model for run in loaded}
     for name in references if references is not None else runs.DEFAULT_REFERENCES:
-        ref = runs.load(name if name.startswith("ffbench/") else f"ffbench/{name}")
-        if ref.model not in mine:
-            loaded.append(ref)
+        shipped = runs.reference_runs(name)
+        if shipped[0].model not in mine:
+            loaded.extend(shipped)
     models: dict[str, data.Model] = {}
     for run in loaded:
         models.setdefault(run.model, data.Model(run.model, [])).runs.append(run)

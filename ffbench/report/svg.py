@@ -40,8 +40,8 @@ class Series:
 
 
 class Scale:
-    def __init__(self, kind: str, domain, lo_px: float, hi_px: float):
-        self.kind, self.lo_px, self.hi_px = kind, lo_px, hi_px
+    def __init__(self, kind: str, domain, lo_px: float, hi_px: float, nines: bool = False):
+        self.kind, self.lo_px, self.hi_px, self.nines = kind, lo_px, hi_px, nines
         if kind == "category":
             self.cats = list(domain)
         else:
@@ -65,7 +65,8 @@ class Scale:
             return [(self(c), str(c)) for c in self.cats]
         if self.kind == "log":
             step = max(1, math.ceil((self.b - self.a) / 8))
-            return [(self(10.0 ** k), _decade(k)) for k in range(int(self.a), int(self.b) + 1, step)]
+            label = _nines if self.nines else _decade
+            return [(self(10.0 ** k), label(k)) for k in range(int(self.a), int(self.b) + 1, step)]
         span = self.b - self.a
         step = 10 ** math.floor(math.log10(span / 5))
         for m in (1, 2, 5, 10):
@@ -84,6 +85,11 @@ def _decade(k: int) -> str:
     return {0: "1", -1: "0.1", -2: "0.01"}.get(k, f"1e{k}")
 
 
+def _nines(k: int) -> str:
+    """An error-rate decade as the accuracy it means: 1e-3 -> 99.9%."""
+    return "0%" if k >= 0 else f"{100 * (1 - 10.0 ** k):.{max(0, -k - 2)}f}%"
+
+
 class Plot:
     """A chart: ``Plot(x='log'|'linear'|'category', y=...)``, add series, then ``svg()``."""
 
@@ -91,8 +97,9 @@ class Plot:
     M = dict(left=64, right=16, top=14, bottom=52)
 
     def __init__(self, x: str, y: str, x_label: str, y_label: str, categories=None, y_domain=None, x_domain=None,
-                 height: int | None = None):
-        self.xk, self.yk, self.x_label, self.y_label = x, y, x_label, y_label
+                 height: int | None = None, nines: bool = False):
+        """``nines``: y is an error rate on a log axis drawn as accuracy (up = more accurate)."""
+        self.xk, self.yk, self.x_label, self.y_label, self.nines = x, y, x_label, y_label, nines
         self.categories, self.y_domain, self.x_domain = categories, y_domain, x_domain
         self.H = height or self.H
         self.series: list[Series] = []
@@ -115,7 +122,8 @@ class Plot:
         else:
             xs = Scale(self.xk, self.x_domain or self._domain(self.xk, [p.x for p in pts]), x0, x1)
         ys_vals = [v for p in pts for v in (p.y, p.lo, p.hi)]
-        ys = Scale(self.yk, self.y_domain or self._domain(self.yk, ys_vals), y0, y1)
+        ys = Scale(self.yk, self.y_domain or self._domain(self.yk, ys_vals), *((y1, y0) if self.nines else (y0, y1)),
+                   nines=self.nines)
         out = [f'<svg class="chart" viewBox="0 0 {self.W} {self.H}" role="img" aria-label="{esc(title)}" '
                f'xmlns="http://www.w3.org/2000/svg"><title>{esc(title)}</title>']
         for py, label in ys.ticks():
@@ -151,9 +159,10 @@ class Plot:
                 if p.lo is not None and p.hi is not None and not p.bound:
                     out.append(f'<line class="whisker" x1="{px:.1f}" x2="{px:.1f}" y1="{ys(max(p.lo, _floor(ys))):.1f}" '
                                f'y2="{ys(p.hi):.1f}" stroke="{s.color}"/>')
-                if p.bound:
-                    out.append(f'<path class="bound" d="M{px - 5:.1f},{py - 4:.1f} L{px + 5:.1f},{py - 4:.1f} '
-                               f'L{px:.1f},{py + 5:.1f} Z" stroke="{s.color}">{tip}</path>')
+                if p.bound:  # points towards where the true rate lies: lower rate (or higher accuracy)
+                    d = -1 if self.nines else 1
+                    out.append(f'<path class="bound" d="M{px - 5:.1f},{py - 4 * d:.1f} L{px + 5:.1f},{py - 4 * d:.1f} '
+                               f'L{px:.1f},{py + 5 * d:.1f} Z" stroke="{s.color}">{tip}</path>')
                 else:
                     out.append(f'<circle class="pt" cx="{px:.1f}" cy="{py:.1f}" r="4" fill="{s.color}">{tip}</circle>')
         out.append("</svg>")
@@ -164,9 +173,11 @@ def _floor(scale: Scale) -> float:
     return 10.0 ** scale.a if scale.kind == "log" else scale.a
 
 
-def legend(series: list[Series], bounds_note: bool = True) -> str:
+def legend(series: list[Series], nines: bool = False) -> str:
     items = "".join(f'<li><span class="swatch" style="background:{s.color}"></span>{esc(s.name)}</li>' for s in series)
-    note = ('<li class="note"><svg width="12" height="12" viewBox="0 0 12 12"><path class="bound" '
-            'd="M1,2 L11,2 L6,11 Z" stroke="#555"/></svg> zero errors: drawn at the 95% upper bound (about 3/N)</li>'
-            if bounds_note else "")
+    shape = "M1,10 L11,10 L6,1 Z" if nines else "M1,2 L11,2 L6,11 Z"
+    where = "accuracy drawn at its 95% lower bound" if nines else "drawn at the 95% upper bound"
+    note = (f'<li class="note"><svg width="12" height="12" viewBox="0 0 12 12"><path class="bound" d="{shape}" '
+            f'stroke="#555"/></svg> zero errors: {where} (about 3/N)</li>'
+            if any(p.bound for s in series for p in s.points) else "")
     return f'<ul class="legend">{items}{note}</ul>'
