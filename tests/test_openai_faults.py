@@ -92,6 +92,13 @@ def test_chat_generation_is_parsed_strictly(tmp_path):
                          progress=False, echo=lambda m: None)
         entry = res["results"][0]
         assert entry["invalid"] == entry["errors"] == _expected_invalid(chat=True) > 0
+        # What the model said is kept for every generated read: the report shows it beside failures.
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(tmp_path / "r" / "samples.parquet", columns=["invalid", "output"]).to_pylist()
+        assert all(r["output"] for r in rows)
+        assert {r["output"] for r in rows if r["invalid"]} == {"I do not know"}
+        assert all(r["output"].startswith("The answer is ") for r in rows if not r["invalid"])
         with pytest.raises(FFBenchError, match="chat model: log-probabilities"):
             runner.run(_cfg(srv.url, renders=["chat"], scorings=["choice"], model_args={"api": "chat"}),
                        str(tmp_path / "c"), lambda: _backend(srv.url, api="chat"), progress=False, echo=lambda m: None)

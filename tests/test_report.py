@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import needs_torch
 from tests.rundirs import cell, write_failing_run, write_run
 
 EVIL = '<img src=x onerror="alert(1)">'
@@ -148,3 +149,20 @@ def test_real_browser_renders_without_console_errors(evil_report, tmp_path):
     bad = tmp_path / "bad.html"
     bad.write_text("<!DOCTYPE html><html><body><script>undefinedFunction();</script></body></html>")
     assert any("undefinedFunction" in line for line in _chromium(bad, tmp_path / "bad.png").splitlines())
+
+
+@needs_torch
+def test_attention_maps_of_native_failures(tmp_path):
+    import base64
+    import struct
+
+    html = _report([], tmp_path / "r.html", "--ref", "transformer-ref", "--attention", "2")
+    uris = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert len(uris) == 2
+    for uri in uris:
+        png = base64.b64decode(uri)
+        assert png.startswith(b"\x89PNG\r\n\x1a\n")
+        width, height = struct.unpack(">II", png[16:24])
+        assert height == 2 * 4  # transformer-ref: 2 layers x 4 heads, one row each
+        assert 2 <= width <= 128  # keys up to the read's query position
+    assert html.count("most attention on the last write") == 2
