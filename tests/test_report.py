@@ -166,3 +166,18 @@ def test_attention_maps_of_native_failures(tmp_path):
         assert height == 2 * 4  # transformer-ref: 2 layers x 4 heads, one row each
         assert 2 <= width <= 128  # keys up to the read's query position
     assert html.count("most attention on the last write") == 2
+
+
+def test_history_across_revisions(tmp_path):
+    reg = tmp_path / "reg.sqlite"
+    runs = []
+    for k, errors in enumerate((3, 40)):
+        runs.append(write_run(tmp_path / f"v{k}", "hf/org/model", [cell("sparse", errors, 100_000)],
+                              created=f"2026-0{k + 1}-01T00:00:00+00:00"))
+        subprocess.run([sys.executable, "-m", "ffbench", "record", str(runs[-1]), "--revision", f"v{k}", "--registry",
+                        str(reg)], check=True, capture_output=True)
+    html = _report([runs[-1]], tmp_path / "r.html", "--no-refs", "--history", "--registry", str(reg))
+    section = html[html.index('id="history"'):html.index('id="failures"')]
+    assert ">v0</text>" in section and ">v1</text>" in section  # revisions on the x axis
+    assert "v0 (2026-01-01T00:00:00+00:00): 3 errors in 100,000 reads" in section
+    assert "v1 (2026-02-01T00:00:00+00:00): 40 errors in 100,000 reads" in section
