@@ -324,7 +324,9 @@ def _record(results: dict, revision: str, run_dir: str, registry_path: str | Non
 @click.option("--hidden", type=int, help="LSTM hidden size.")
 @click.option("--positions", type=click.Choice(["learned", "sinusoidal", "rope", "alibi", "none"]),
               help="Position encoding (default learned).")
-@click.option("--activation", type=click.Choice(["gelu", "geglu"]), help="MLP activation (default gelu).")
+@click.option("--activation", type=click.Choice(["gelu", "geglu", "swiglu"]), help="MLP activation (default gelu).")
+@click.option("--style", type=click.Choice(["gpt2", "llama"]), help="Block style: gpt2 (LayerNorm, biases; default) "
+              "or llama (RMSNorm, no biases; with --positions rope --activation swiglu it exports to LlamaForCausalLM).")
 @click.option("--attn-dropout", type=float, help="Attention dropout.")
 @click.option("--mlp-dropout", type=float, help="MLP dropout.")
 @click.option("--embd-dropout", type=float, help="Embedding dropout (0.5 helps the sparse tail in the paper).")
@@ -343,7 +345,7 @@ def _record(results: dict, revision: str, run_dir: str, registry_path: str | Non
 @click.option("--out", "-o", required=True, metavar="DIR", help="Checkpoint directory (evaluate with --model ffbench/DIR).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
 def train(arch, recipe, length, train_mix, steps, batch_size, lr, weight_decay, mode, layers, width, heads, hidden,
-          positions, activation, attn_dropout, mlp_dropout, embd_dropout, temperature, sharpen, sharpen_coef,
+          positions, activation, style, attn_dropout, mlp_dropout, embd_dropout, temperature, sharpen, sharpen_coef,
           sharpen_schedule, sharpen_start, seed, data_seed, init_seed, device, bf16, compile_, out, progress):
     """Train a reference Transformer or LSTM on fresh flip-flop batches (the paper's optimiser).
 
@@ -368,7 +370,7 @@ def train(arch, recipe, length, train_mix, steps, batch_size, lr, weight_decay, 
     if arch is None:
         raise click.UsageError("give --arch transformer|lstm or a --recipe")
     model_over = {k: v for k, v in dict(n_layer=layers, d_model=width, n_head=heads, hidden=hidden, positions=positions,
-                                        activation=activation, attn_dropout=attn_dropout, mlp_dropout=mlp_dropout,
+                                        activation=activation, style=style, attn_dropout=attn_dropout, mlp_dropout=mlp_dropout,
                                         embd_dropout=embd_dropout, temperature=temperature).items() if v is not None}
     over = {k: v for k, v in dict(length=length, train_mix=train_mix or None, steps=steps, batch_size=batch_size,
                                   lr=lr, weight_decay=weight_decay, mode=mode, sharpen=sharpen,
@@ -422,14 +424,15 @@ def sweep(config, out, executor, workers, suites, progress):
 @click.argument("checkpoint", metavar="CHECKPOINT")
 @click.option("--out", "-o", required=True, metavar="DIR", help="Hugging Face model directory to write.")
 def export(checkpoint, out):
-    """Export a Transformer checkpoint with learned positions to Hugging Face GPT2LMHeadModel.
+    """Export a Transformer checkpoint to Hugging Face, with a character tokenizer.
 
-    The result loads with hf/DIR and vllm/DIR and in lm-eval, with a character tokenizer.
+    GPT-2 style with learned positions -> GPT2LMHeadModel; --style llama with RoPE and SwiGLU ->
+    LlamaForCausalLM. The result loads with hf/DIR and vllm/DIR and in lm-eval.
     """
     from ffbench.backends.native import resolve
-    from ffbench.train.export import export_gpt2
+    from ffbench.train.export import export
 
-    export_gpt2(resolve(checkpoint), out)
+    export(resolve(checkpoint), out)
     click.echo(f"exported to {out}")
 
 

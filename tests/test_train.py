@@ -108,6 +108,34 @@ def test_export_round_trip_hf_logits_equal_native(tmp_path):
         export_gpt2(tmp_path / "rope", tmp_path / "hf2")
 
 
+def test_llama_style_rope_exports_to_llama(tmp_path):
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from ffbench.errors import FFBenchError
+    from ffbench.train.export import export, export_gpt2
+    from ffbench.train.model import encode
+    from ffbench.train.trainer import load_checkpoint, train
+
+    model = {"n_layer": 2, "style": "llama", "positions": "rope", "activation": "swiglu"}
+    train(_cfg(model=model, steps=5, lr=1e-2), out=str(tmp_path / "ck"), progress=False)
+    export(tmp_path / "ck", tmp_path / "hf")  # picks Llama from the checkpoint's style
+    hf = LlamaForCausalLM.from_pretrained(tmp_path / "hf", dtype=torch.float32).eval()
+    net, _ = load_checkpoint(tmp_path / "ck")
+    assert not any(n.endswith(".bias") for n, _ in net.named_parameters())
+    ids = encode(["w0i1r0w1r1i0i1r1w0r0", "w1r1i1i0i0r1w0w1r1r1"])
+    with torch.no_grad():
+        native, theirs = net(ids)[0], hf(ids).logits
+    assert native.abs().max() > 0.1  # trained away from init: a real comparison
+    assert torch.allclose(native, theirs, atol=1e-5), (native - theirs).abs().max()
+    with pytest.raises(FFBenchError, match="style 'llama'"):
+        export_gpt2(tmp_path / "ck", tmp_path / "hf2")
+    train(_cfg(model={"style": "llama", "positions": "alibi", "activation": "swiglu"}, steps=1),
+          out=str(tmp_path / "alibi"), progress=False)
+    with pytest.raises(FFBenchError, match="positions 'alibi' \\(Llama uses RoPE\\)"):
+        export(tmp_path / "alibi", tmp_path / "hf3")
+
+
 def test_native_backend_runs_and_agrees_with_its_hf_export(tmp_path):
     from ffbench import runner
     from ffbench.backends import load_backend

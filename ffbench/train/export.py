@@ -1,9 +1,13 @@
-"""Export a native Transformer to Hugging Face ``GPT2LMHeadModel`` + ffbench's character tokenizer.
+"""Export a native Transformer to Hugging Face, with ffbench's character tokenizer, so ``hf/``,
+``vllm/`` and lm-eval evaluate it unchanged.
 
-Our Transformer is GPT-2 with the same pre-LayerNorm blocks, tanh-GELU and tied embeddings, so
-the export is a renaming plus a transpose (GPT-2 stores linear layers as ``Conv1D``, (in, out)).
-Only learned positions, GELU, temperature 1 and no RoPE/ALiBi map onto GPT-2; other variants are
-refused with the reason.
+- ``style="gpt2"`` with learned positions and GELU -> ``GPT2LMHeadModel``: the same pre-LayerNorm
+  blocks, tanh-GELU and tied embeddings, so the export is a renaming plus a transpose (GPT-2
+  stores linear layers as ``Conv1D``, (in, out)).
+- ``style="llama"`` with RoPE and SwiGLU -> ``LlamaForCausalLM``: RMSNorm, no biases, rotate-half
+  RoPE with base 10000 (HF's convention), the fused qkv and [up, gate] projections split apart.
+
+Anything else (ALiBi, sinusoidal, GEGLU, a temperature) has no HF twin and is refused with the reason.
 """
 
 from __future__ import annotations
@@ -11,6 +15,65 @@ from __future__ import annotations
 from pathlib import Path
 
 from ffbench.errors import FFBenchError
+
+
+def export(checkpoint: str | Path, out: str | Path) -> Path:
+    """Export to whichever HF architecture the checkpoint's style maps onto."""
+    from ffbench.train.trainer import load_checkpoint
+
+    _, cfg = load_checkpoint(checkpoint)
+    return (export_llama if cfg.style == "llama" else export_gpt2)(checkpoint, out)
+
+
+def _refuse(checkpoint, target: str, reasons: list[str]) -> None:
+    if reasons:
+        raise FFBenchError(f"cannot export {str(checkpoint)!r} to {target}: {'; '.join(reasons)}")
+
+
+def export_llama(checkpoint: str | Path, out: str | Path) -> Path:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from ffbench.tokenizer import char_tokenizer
+    from ffbench.train.trainer import load_checkpoint
+
+    net, cfg = load_checkpoint(checkpoint)
+    _refuse(checkpoint, "LlamaForCausalLM", [r for ok, r in (
+        (cfg.arch == "transformer", "only Transformers export"),
+        (cfg.style == "llama", f"style {cfg.style!r} (needs --style llama: RMSNorm, no biases)"),
+        (cfg.positions == "rope", f"positions {cfg.positions!r} (Llama uses RoPE)"),
+        (cfg.activation == "swiglu", f"activation {cfg.activation!r} (Llama uses SwiGLU)"),
+        (cfg.temperature == 1.0, f"attention temperature {cfg.temperature}")) if not ok])
+    tok = char_tokenizer()
+    d = cfg.d_model
+    hf_cfg = LlamaConfig(vocab_size=cfg.vocab_size, hidden_size=d, intermediate_size=4 * d,
+                         num_hidden_layers=cfg.n_layer, num_attention_heads=cfg.n_head,
+                         num_key_value_heads=cfg.n_head, max_position_embeddings=cfg.max_len, rms_norm_eps=1e-5,
+                         rope_theta=10000.0, attention_bias=False, mlp_bias=False, tie_word_embeddings=True,
+                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    hf = LlamaForCausalLM(hf_cfg)
+    src = net.state_dict()
+    dst = {"model.embed_tokens.weight": src["wte.weight"], "model.norm.weight": src["ln_f.weight"],
+           "lm_head.weight": src["wte.weight"]}
+    for i in range(cfg.n_layer):
+        a, b = f"blocks.{i}.", f"model.layers.{i}."
+        q, k, v = src[a + "attn.c_attn.weight"].split(d, dim=0)
+        up, gate = src[a + "mlp.c_fc.weight"].split(4 * d, dim=0)
+        dst.update({b + "input_layernorm.weight": src[a + "ln_1.weight"],
+                    b + "post_attention_layernorm.weight": src[a + "ln_2.weight"],
+                    b + "self_attn.q_proj.weight": q, b + "self_attn.k_proj.weight": k,
+                    b + "self_attn.v_proj.weight": v, b + "self_attn.o_proj.weight": src[a + "attn.c_proj.weight"],
+                    b + "mlp.up_proj.weight": up, b + "mlp.gate_proj.weight": gate,
+                    b + "mlp.down_proj.weight": src[a + "mlp.c_proj.weight"]})
+    missing, unexpected = hf.load_state_dict({k: v.contiguous() for k, v in dst.items()}, strict=False)
+    missing = [k for k in missing if "rotary_emb" not in k]
+    if missing or unexpected:
+        raise FFBenchError(f"export mismatch: missing {missing}, unexpected {unexpected}")
+    out = Path(out)
+    with torch.no_grad():
+        hf.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
 
 
 def export_gpt2(checkpoint: str | Path, out: str | Path) -> Path:
@@ -26,6 +89,8 @@ def export_gpt2(checkpoint: str | Path, out: str | Path) -> Path:
         reasons.append("only Transformers export")
     if cfg.positions != "learned":
         reasons.append(f"positions {cfg.positions!r} (GPT-2 has learned positions)")
+    if cfg.style != "gpt2":
+        reasons.append(f"style {cfg.style!r} (export it to LlamaForCausalLM instead)")
     if cfg.activation != "gelu":
         reasons.append(f"activation {cfg.activation!r}")
     if cfg.temperature != 1.0:

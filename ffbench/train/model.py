@@ -2,13 +2,15 @@
 
 ``Transformer``: GPT-2 style, pre-LayerNorm blocks, causal self-attention with a choice of position
 encoding (learned, sinusoidal, RoPE, ALiBi, none), attention / MLP / embedding dropout, GELU or
-gated (GEGLU) MLP, and a softmax temperature. It can return every head's attention probabilities,
+gated (GEGLU, SwiGLU) MLP, and a softmax temperature. ``style="llama"`` swaps LayerNorm for RMSNorm
+and drops every bias, so that with RoPE and SwiGLU the model is a ``LlamaForCausalLM``. It can return every head's attention probabilities,
 which the attention-sharpening losses and the report's attention maps use.
 
 ``LSTM``: embedding, ``nn.LSTM``, linear head (the paper's 1 layer x 128 reaches 0 errors).
 
 Both read token ids from :data:`VOCAB`, the same ids as ffbench's character tokenizer, so a trained
-Transformer with learned positions exports to ``GPT2LMHeadModel`` weight for weight.
+Transformer with learned positions exports to ``GPT2LMHeadModel`` weight for weight, and a
+Llama-style one with RoPE to ``LlamaForCausalLM``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from ffbench.tokenizer import DEFAULT_CHARS, SPECIALS
 VOCAB = list(SPECIALS) + list(dict.fromkeys(DEFAULT_CHARS))  # ids as in ffbench.tokenizer.char_tokenizer()
 STOI = {ch: i for i, ch in enumerate(VOCAB)}
 POSITIONS = ("learned", "sinusoidal", "rope", "alibi", "none")
-ACTIVATIONS = ("gelu", "geglu")
+ACTIVATIONS = ("gelu", "geglu", "swiglu")
+STYLES = ("gpt2", "llama")
 
 
 @dataclass
@@ -42,6 +45,7 @@ class ModelConfig:
     embd_dropout: float = 0.0
     temperature: float = 1.0  # attention softmax temperature
     hidden: int = 128  # LSTM hidden size
+    style: str = "gpt2"  # gpt2: LayerNorm and biases | llama: RMSNorm, no biases
     vocab_size: int = len(VOCAB)
 
     def as_dict(self) -> dict:
@@ -93,8 +97,9 @@ class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.c_attn = nn.Linear(cfg.d_model, 3 * cfg.d_model)
-        self.c_proj = nn.Linear(cfg.d_model, cfg.d_model)
+        bias = cfg.style != "llama"
+        self.c_attn = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=bias)
+        self.c_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=bias)
         self.drop = nn.Dropout(cfg.attn_dropout)
         if cfg.positions == "alibi":
             self.register_buffer("slopes", _alibi_slopes(cfg.n_head), persistent=False)
@@ -126,27 +131,33 @@ class Attention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        gated = cfg.activation == "geglu"
-        self.c_fc = nn.Linear(cfg.d_model, (8 if gated else 4) * cfg.d_model)
-        self.c_proj = nn.Linear(4 * cfg.d_model, cfg.d_model)
+        gated = cfg.activation in ("geglu", "swiglu")
+        bias = cfg.style != "llama"
+        self.c_fc = nn.Linear(cfg.d_model, (8 if gated else 4) * cfg.d_model, bias=bias)  # gated: [up, gate]
+        self.c_proj = nn.Linear(4 * cfg.d_model, cfg.d_model, bias=bias)
         self.gated = gated
+        self.act = F.silu if cfg.activation == "swiglu" else F.gelu
         self.drop = nn.Dropout(cfg.mlp_dropout)
 
     def forward(self, x):
         h = self.c_fc(x)
         if self.gated:
             a, g = h.chunk(2, dim=-1)
-            h = a * F.gelu(g)
+            h = a * self.act(g)
         else:
             h = F.gelu(h, approximate="tanh")  # GPT-2's gelu_new, so HF export is exact
         return self.drop(self.c_proj(h))
 
 
+def _norm(cfg: ModelConfig) -> nn.Module:
+    return nn.RMSNorm(cfg.d_model, eps=1e-5) if cfg.style == "llama" else nn.LayerNorm(cfg.d_model)
+
+
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.ln_1, self.attn = nn.LayerNorm(cfg.d_model), Attention(cfg)
-        self.ln_2, self.mlp = nn.LayerNorm(cfg.d_model), MLP(cfg)
+        self.ln_1, self.attn = _norm(cfg), Attention(cfg)
+        self.ln_2, self.mlp = _norm(cfg), MLP(cfg)
 
     def forward(self, x, need_probs=False):
         a, probs = self.attn(self.ln_1(x), need_probs)
@@ -161,6 +172,8 @@ class Transformer(nn.Module):
             raise ValueError(f"positions must be one of {', '.join(POSITIONS)}, got {cfg.positions!r}")
         if cfg.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {cfg.activation!r}")
+        if cfg.style not in STYLES:
+            raise ValueError(f"style must be one of {', '.join(STYLES)}, got {cfg.style!r}")
         if cfg.d_model % cfg.n_head:
             raise ValueError(f"d_model {cfg.d_model} is not divisible by n_head {cfg.n_head}")
         self.cfg = cfg
@@ -171,7 +184,7 @@ class Transformer(nn.Module):
             self.register_buffer("pe", sinusoidal(cfg.max_len, cfg.d_model), persistent=False)
         self.drop = nn.Dropout(cfg.embd_dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
-        self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.ln_f = _norm(cfg)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # tied, as in GPT-2
         self.apply(self._init)
