@@ -370,7 +370,8 @@ def train(arch, recipe, length, train_mix, steps, batch_size, lr, weight_decay, 
     if arch is None:
         raise click.UsageError("give --arch transformer|lstm or a --recipe")
     model_over = {k: v for k, v in dict(n_layer=layers, d_model=width, n_head=heads, hidden=hidden, positions=positions,
-                                        activation=activation, style=style, attn_dropout=attn_dropout, mlp_dropout=mlp_dropout,
+                                        activation=activation, style=style, attn_dropout=attn_dropout,
+                                        mlp_dropout=mlp_dropout,
                                         embd_dropout=embd_dropout, temperature=temperature).items() if v is not None}
     over = {k: v for k, v in dict(length=length, train_mix=train_mix or None, steps=steps, batch_size=batch_size,
                                   lr=lr, weight_decay=weight_decay, mode=mode, sharpen=sharpen,

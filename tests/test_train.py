@@ -136,14 +136,17 @@ def test_llama_style_rope_exports_to_llama(tmp_path):
         export(tmp_path / "alibi", tmp_path / "hf3")
 
 
-def test_native_backend_runs_and_agrees_with_its_hf_export(tmp_path):
+@pytest.mark.parametrize("model", [{"n_layer": 2},
+                                   {"n_layer": 2, "style": "llama", "positions": "rope", "activation": "swiglu"}],
+                         ids=["gpt2", "llama"])
+def test_native_backend_runs_and_agrees_with_its_hf_export(tmp_path, model):
     from ffbench import runner
     from ffbench.backends import load_backend
-    from ffbench.train.export import export_gpt2
+    from ffbench.train.export import export
     from ffbench.train.trainer import train
 
-    train(_cfg(model={"n_layer": 2}, steps=30, lr=1e-3), out=str(tmp_path / "ck"), progress=False)
-    export_gpt2(tmp_path / "ck", tmp_path / "hf")
+    train(_cfg(model=model, steps=30, lr=1e-3), out=str(tmp_path / "ck"), progress=False)
+    export(tmp_path / "ck", tmp_path / "hf")
     results = {}
     for name, spec, args in (("native", f"ffbench/{tmp_path / 'ck'}", {"device": "cpu"}),
                              ("hf", f"hf/{tmp_path / 'hf'}", {"device": "cpu", "dtype": "float32"})):

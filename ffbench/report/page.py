@@ -143,7 +143,8 @@ def sparse_vs_dense(models: list[Model], sweeps: list[Sweep]) -> str:
     k = len(models)
     for sweep in sweeps:
         for j, config in enumerate(sweep.configs):
-            pts = [_pair_point(*r.counts["sparse"], *r.counts["dense"], f"data seed {r.data_seed}, init seed {r.init_seed}")
+            pts = [_pair_point(*r.counts["sparse"], *r.counts["dense"],
+                               f"data seed {r.data_seed}, init seed {r.init_seed}")
                    for r in sweep.replicates if r.config == config and "sparse" in r.counts and "dense" in r.counts]
             if pts:
                 plot.add(Series(f"{sweep.name}: {config} ({len(pts)} replicates)", PALETTE[(k + j) % len(PALETTE)],
@@ -271,7 +272,7 @@ def attention_section(model: Model, maps: list[tuple[FailingRead, np.ndarray]]) 
         write = q - 2 * read.write_distance
         on_write = att[:, :, write + 1] if write >= 0 else np.zeros((layers, heads))  # the written value's digit
         best = np.unravel_index(int(np.argmax(on_write)), on_write.shape)
-        labels = "".join(f"<span>L{l}.H{h}</span>" for l in range(layers) for h in range(heads))
+        labels = "".join(f"<span>L{layer}.H{h}</span>" for layer in range(layers) for h in range(heads))
         marks = (f'<span class="mark w" style="left:{100 * (write + 1.5) / span:.2f}%" title="last write"></span>'
                  if write >= 0 else "")
         figs.append(

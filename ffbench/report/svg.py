@@ -157,7 +157,8 @@ class Plot:
             for px, py, p in coords:
                 tip = f"<title>{esc(s.name)}: {esc(p.tip)}</title>" if p.tip else ""
                 if p.lo is not None and p.hi is not None and not p.bound:
-                    out.append(f'<line class="whisker" x1="{px:.1f}" x2="{px:.1f}" y1="{ys(max(p.lo, _floor(ys))):.1f}" '
+                    lo_px = ys(max(p.lo, _floor(ys)))
+                    out.append(f'<line class="whisker" x1="{px:.1f}" x2="{px:.1f}" y1="{lo_px:.1f}" '
                                f'y2="{ys(p.hi):.1f}" stroke="{s.color}"/>')
                 if p.bound:  # points towards where the true rate lies: lower rate (or higher accuracy)
                     d = -1 if self.nines else 1

@@ -3,8 +3,9 @@
 ``Transformer``: GPT-2 style, pre-LayerNorm blocks, causal self-attention with a choice of position
 encoding (learned, sinusoidal, RoPE, ALiBi, none), attention / MLP / embedding dropout, GELU or
 gated (GEGLU, SwiGLU) MLP, and a softmax temperature. ``style="llama"`` swaps LayerNorm for RMSNorm
-and drops every bias, so that with RoPE and SwiGLU the model is a ``LlamaForCausalLM``. It can return every head's attention probabilities,
-which the attention-sharpening losses and the report's attention maps use.
+and drops every bias, so that with RoPE and SwiGLU the model is a ``LlamaForCausalLM``. It can
+return every head's attention probabilities, which the attention-sharpening losses and the
+report's attention maps use.
 
 ``LSTM``: embedding, ``nn.LSTM``, linear head (the paper's 1 layer x 128 reaches 0 errors).
 
