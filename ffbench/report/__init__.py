@@ -63,7 +63,11 @@ def build_report(inputs: list[str], references: list[str] | None = None, registr
         fails.append(page.failing_reads_section(m, reads))
         if attention_reads and reads:
             maps.append(page.attention_section(m, data.attention_maps(m.runs[0].model, reads, attention_reads)))
-    sections.append(("failures", "Failing reads", "".join(fails) or "<p>No failing read in these runs.</p>"))
+    intro = ("<p class=hint>Each sequence in its compact form, whatever the rendering: the last write in blue, the "
+             "failing read in red with the model's answer struck through, long stretches without a write elided. "
+             "Hover a read for its target and prediction.</p>")
+    sections.append(("failures", "Failing reads",
+                     intro + "".join(fails) if any(fails) else "<p>No failing read in these runs.</p>"))
     if any(maps):
         sections.append(("attention", "Attention at failing reads (native Transformers)", "".join(maps)))
     sections.append(("provenance", "Provenance", page.provenance(ordered)))

@@ -28,13 +28,16 @@ class Model:
 
     @property
     def cells(self) -> list[dict]:
+        """Cells of all runs (the first run wins a duplicate), ordered suite, length, render, scoring."""
         seen, out = set(), []
         for run in self.runs:
             for cell in run.results["results"]:
                 if cell_key(cell) not in seen:
                     seen.add(cell_key(cell))
                     out.append(cell)
-        return out
+        suites = list(dict.fromkeys(["in_dist", "sparse", "dense"] + [c["suite"] for c in out]))
+        return sorted(out, key=lambda c: (suites.index(c["suite"]), c["length"], c.get("p_ignore") or 0,
+                                          c["render"], c["scoring"]))
 
     @property
     def reference(self) -> bool:

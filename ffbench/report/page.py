@@ -14,7 +14,7 @@ import numpy as np
 from ffbench import metrics
 from ffbench.report.data import FailingRead, Model, Sweep
 from ffbench.report.png import heatmap_data_uri
-from ffbench.report.svg import PALETTE, Plot, Point, Series, esc, legend
+from ffbench.report.svg import DASHES, PALETTE, Plot, Point, Series, esc, legend
 
 
 def _rate_point(x, errors: int, reads: int, tip_prefix: str = "") -> Point:
@@ -75,14 +75,15 @@ def accuracy_vs_length(models: list[Model]) -> str:
             for c in m.cells:
                 if c["suite"] == suite:
                     groups.setdefault((c["render"], c["scoring"]), []).append(c)
-            for (render, scoring), cells in groups.items():
+            for j, ((render, scoring), cells) in enumerate(groups.items()):
                 if len(cells) < 2:
                     continue
                 cells.sort(key=lambda c: c["length"])
                 lengths.update(c["length"] for c in cells)
                 name = m.name if len(groups) == 1 else f"{m.name} ({render}, {scoring})"
                 plot.add(Series(name, m.color, [
-                    _rate_point(c["length"], c["errors"], c["reads"], f"T={c['length']}: ") for c in cells]))
+                    _rate_point(c["length"], c["errors"], c["reads"], f"T={c['length']}: ") for c in cells],
+                    dash=DASHES[j % len(DASHES)]))
         if not plot.series:
             continue
         plot.x_domain = (min(lengths), max(lengths))
@@ -111,13 +112,13 @@ def error_vs_write_distance(models: list[Model]) -> str:
                     if k not in best or c["reads"] > best[k]["reads"]:
                         best[k] = c
             cells = list(best.values())
-            for c in cells:
+            for j, c in enumerate(cells):
                 name = f"{m.name} (T={c['length']})" if len(cells) == 1 else \
                     f"{m.name} (T={c['length']}, {c['render']}, {c['scoring']})"
                 pts = [_rate_point(b["bucket"], b["errors"], b["reads"], f"distance {b['bucket']}: ")
                        for b in c["by_write_distance"]]
                 seen.update(p.x for p in pts)
-                plot.add(Series(name, m.color, pts))
+                plot.add(Series(name, m.color, pts, dash=DASHES[j % len(DASHES)]))
         if not plot.series:
             continue
         plot.categories = [b for b in order if b in seen]
@@ -225,8 +226,9 @@ def read_context(read: FailingRead) -> str:
         if i == write:
             return f'<span class="tok w last" title="the last write: value {esc(val)}">{esc(op + val)}</span>'
         if i == q:
+            said = "?" if read.prediction < 0 else str(read.prediction)
             return (f'<span class="tok r this" title="this read: target {read.target}, predicted '
-                    f'{read.prediction}">{esc(op)}<s>{read.prediction}</s>{esc(val)}</span>')
+                    f'{_answer(read.prediction)}">{esc(op)}<s>{said}</s>{esc(val)}</span>')
         return f'<span class="tok {cls}">{esc(op + val)}</span>'
 
     idx = list(range(start, q + 1, 2))
@@ -244,21 +246,28 @@ def read_context(read: FailingRead) -> str:
     return f'<code class="ctx">{prefix}{body}</code>'
 
 
+def _answer(prediction: int) -> str:
+    return "no answer" if prediction < 0 else str(prediction)
+
+
 def failing_reads_section(model: Model, reads: list[FailingRead]) -> str:
+    """A table per model: open for the user's models, folded for the shipped references."""
     if not reads:
         return ""
     rows = []
     for r in reads:
         out = "" if r.output is None else f'<div class="output">model said: <code>{esc(r.output)}</code></div>'
         margin = "" if math.isnan(r.margin) else f"{r.margin:+.3f}"
-        rows.append(f"<tr><td>{esc(_cell_name(r.cell))}</td><td class=num>{r.seq_index}</td>"
-                    f"<td class=num>{r.write_distance}</td><td class=num>{r.target} → {r.prediction}</td>"
+        rows.append(f"<tr><td class=cell>{esc(_cell_name(r.cell))}</td><td class=num>{r.seq_index}</td>"
+                    f"<td class=num>{r.write_distance}</td><td class=num>{r.target} → {_answer(r.prediction)}</td>"
                     f"<td class=num>{margin}</td><td>{read_context(r)}{out}</td></tr>")
-    return (f"<h3><span class=\"swatch\" style=\"background:{model.color}\"></span>{esc(model.name)}</h3>"
-            "<table class=reads><thead><tr><th>cell</th><th>sequence</th><th>write distance</th><th>target → "
-            "predicted</th><th>log-prob margin</th><th>context: the last write in blue, the read in red with the "
-            "model's answer struck through</th></tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table>")
+    cells = len({_cell_name(r.cell) for r in reads})
+    return (f"<details class=fails{'' if model.reference else ' open'}><summary><h3>"
+            f"<span class=\"swatch\" style=\"background:{model.color}\"></span>{esc(model.name)}"
+            f"<span class=hint> {len(reads)} examples from {cells} cell{'s' if cells > 1 else ''}</span></h3>"
+            "</summary><table class=reads><thead><tr><th>cell</th><th>sequence</th><th>write distance</th>"
+            "<th>target → predicted</th><th>log-prob margin</th><th>context</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table></details>")
 
 
 def attention_section(model: Model, maps: list[tuple[FailingRead, np.ndarray]]) -> str:

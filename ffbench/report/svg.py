@@ -16,6 +16,10 @@ PALETTE = ("#4e79a7", "#e15759", "#59a14f", "#f28e2b", "#b07aa1", "#76b7b2", "#e
            "#bab0ac")
 
 
+# One colour per model; a model's renderings and scorings differ by line style.
+DASHES = ("", "7 4", "2 3", "9 3 2 3")
+
+
 def esc(text) -> str:
     return escape(str(text), quote=True)
 
@@ -37,6 +41,7 @@ class Series:
     points: list[Point] = field(default_factory=list)
     connect: bool = True
     jitter: float = 0.0  # categorical x: spread points over this fraction of a band
+    dash: str = ""  # SVG stroke-dasharray of the connecting line
 
 
 class Scale:
@@ -153,7 +158,8 @@ class Plot:
                 coords.append((px, py, p))
             if s.connect and len(coords) > 1:
                 d = " ".join(f"{px:.1f},{py:.1f}" for px, py, _ in coords)
-                out.append(f'<polyline class="line" points="{d}" stroke="{s.color}"/>')
+                dash = f' stroke-dasharray="{s.dash}"' if s.dash else ""
+                out.append(f'<polyline class="line" points="{d}" stroke="{s.color}"{dash}/>')
             for px, py, p in coords:
                 tip = f"<title>{esc(s.name)}: {esc(p.tip)}</title>" if p.tip else ""
                 if p.lo is not None and p.hi is not None and not p.bound:
@@ -175,7 +181,14 @@ def _floor(scale: Scale) -> float:
 
 
 def legend(series: list[Series], nines: bool = False) -> str:
-    items = "".join(f'<li><span class="swatch" style="background:{s.color}"></span>{esc(s.name)}</li>' for s in series)
+    def key(s: Series) -> str:
+        if not any(t.dash for t in series):
+            return f'<span class="swatch" style="background:{s.color}"></span>'
+        dash = f' stroke-dasharray="{s.dash}"' if s.dash else ""
+        return (f'<svg class="key" width="26" height="10" viewBox="0 0 26 10"><line x1="1" x2="25" y1="5" y2="5" '
+                f'stroke="{s.color}" stroke-width="2"{dash}/></svg>')
+
+    items = "".join(f"<li>{key(s)}{esc(s.name)}</li>" for s in series)
     shape = "M1,10 L11,10 L6,1 Z" if nines else "M1,2 L11,2 L6,11 Z"
     where = "accuracy drawn at its 95% lower bound" if nines else "drawn at the 95% upper bound"
     note = (f'<li class="note"><svg width="12" height="12" viewBox="0 0 12 12"><path class="bound" d="{shape}" '
