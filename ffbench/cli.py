@@ -287,6 +287,7 @@ def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, few
     results = runner.run(cfg, out, make_backend, progress=show, echo=lambda m: click.echo(m, err=True))
     click.echo(summary.format_table(results["results"]))
     click.echo(f"\nrun directory: {out}")
+    click.echo(f"next: ffbench report {out} --out report.html   (beside the shipped references)")
     if record:
         _record(results, revision, out, registry)
 
