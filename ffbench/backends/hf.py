@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ffbench.backends.base import Backend, ScoreRequest, SpanScores, align_spans, check_model_path
-from ffbench.backends.tokenized import dense_scores, needed_positions
+from ffbench.backends.tokenized import choice_token_ids, dense_scores, needed_positions
 from ffbench.errors import FFBenchError
 
 
@@ -68,8 +68,7 @@ class HFBackend(Backend):
 
     def choice_ids(self, choices: tuple[str, ...]) -> tuple[tuple[int, ...], ...]:
         if choices not in self._choice_cache:
-            self._choice_cache[choices] = tuple(
-                tuple(self.tokenizer(c, add_special_tokens=False)["input_ids"]) for c in choices)
+            self._choice_cache[choices] = choice_token_ids(self.tokenizer, choices)
         return self._choice_cache[choices]
 
     def _batches(self, lengths: list[int]):

@@ -26,6 +26,11 @@ LogprobAt = Callable[[int, int], tuple[float, bool]]
 TopAt = Callable[[int], int]  # the most likely token predicted at a position
 
 
+def choice_token_ids(tokenizer, choices: tuple[str, ...]) -> tuple[tuple[int, ...], ...]:
+    """Token ids of each answer on its own (no special tokens), as hf and vllm both score them."""
+    return tuple(tuple(tokenizer(c, add_special_tokens=False)["input_ids"]) for c in choices)
+
+
 def needed_positions(aligned: np.ndarray, n_tokens: int) -> np.ndarray:
     """Every position whose prediction a dense pass must read: the token before each answer token,
     and the answer's last token (it predicts the extra token of an alternative that extends it)."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ffbench.backends.base import Backend, ScoreRequest, SpanScores, align_spans, check_model_path
-from ffbench.backends.tokenized import dense_scores
+from ffbench.backends.tokenized import choice_token_ids, dense_scores
 from ffbench.errors import FFBenchError
 
 CPU_DEFAULTS = {"enforce_eager": True, "kv_cache_memory_bytes": 2**30}
@@ -44,6 +44,7 @@ class VLLMBackend(Backend):
         engine_args.setdefault("max_logprobs", -1 if self.top_logprobs < 0 else max(20, self.top_logprobs))
         self.engine_args = engine_args
         self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=bool(trust_remote_code))
+        self._choice_cache: dict = {}
         if not getattr(self.tokenizer, "is_fast", False):
             raise FFBenchError(f"model {model!r}: ffbench needs a fast tokenizer (character offsets)")
         try:
@@ -71,7 +72,9 @@ class VLLMBackend(Backend):
         return outs
 
     def _choice_ids(self, choices):
-        return tuple(tuple(self.tokenizer(c, add_special_tokens=False)["input_ids"]) for c in choices)
+        if choices not in self._choice_cache:
+            self._choice_cache[choices] = choice_token_ids(self.tokenizer, choices)
+        return self._choice_cache[choices]
 
     def score_dense(self, requests: list[ScoreRequest]) -> list[SpanScores]:
         encoded = [self.tokenizer(r.text, return_offsets_mapping=True) for r in requests]
