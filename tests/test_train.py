@@ -257,3 +257,11 @@ def test_ray_executor_matches_the_local_pool(tmp_path):
     assert [(r["run_id"], r["in_dist_reads"], r["in_dist_errors"]) for r in sorted(local, key=key)] == \
         [(r["run_id"], r["in_dist_reads"], r["in_dist_errors"]) for r in sorted(ray_rows, key=key)]
     assert any(r["in_dist_errors"] > 0 for r in local)  # undertrained: the counts carry information
+
+
+def test_a_tie_is_a_wrong_read_in_training_evaluation_too():
+    from ffbench.train.trainer import wrong_reads
+
+    margin = np.array([1.0, -1.0, 0.0, 0.0, -2.0, 3.0])
+    target = np.array([0, 1, 0, 1, 0, 1])
+    assert wrong_reads(margin, target).tolist() == [False, False, True, True, True, True]

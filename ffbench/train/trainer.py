@@ -143,12 +143,16 @@ def read_predictions(model, idx: torch.Tensor, batch_size: int = 64) -> tuple[np
     return np.concatenate(margins), np.concatenate(greedy)
 
 
+def wrong_reads(margin: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Choice scoring from log p('0') - log p('1'): strict, a tie is wrong (as in ffbench run)."""
+    return np.where(target == 0, margin <= 0, margin >= 0)
+
+
 def evaluate(model, arr: np.ndarray) -> dict:
     """Read accuracy (choice between 0 and 1) on an (N, T) array of sequences."""
     reads = language.extract_reads(arr)
     margin, _ = read_predictions(model, encode_array(arr))
-    pred = np.where(margin > 0, 0, 1)
-    errors = int((pred != reads.target).sum())
+    errors = int(wrong_reads(margin, reads.target).sum())
     return {"reads": len(reads), "errors": errors, "accuracy": 1 - errors / max(1, len(reads))}
 
 
@@ -161,7 +165,7 @@ def evaluate_suite(model, suite: language.Suite, length: int | None = None, num:
     for arr in language.iter_sample(dist, num or suite.num, suite.seed, chunk_rows=chunk):
         r = language.extract_reads(arr)
         margin, _ = read_predictions(model, encode_array(arr), batch_size=256)
-        wrong = np.where(margin > 0, 0, 1) != r.target
+        wrong = wrong_reads(margin, r.target)
         reads += len(r)
         errors += int(wrong.sum())
         wrong_distances += r.write_distance[wrong].tolist()
