@@ -69,7 +69,7 @@ def test_report_is_well_formed_html(evil_report):
     assert parser.problems == [] and parser.stack == []
     assert html.startswith("<!DOCTYPE html>")
     ids = [a["id"] for _, a in parser.tags if "id" in a]
-    for section in ("summary", "sparse-dense", "length", "distance", "failures", "provenance"):
+    for section in ("glance", "summary", "sparse-dense", "length", "distance", "failures", "provenance"):
         assert section in ids
 
 
@@ -100,7 +100,11 @@ def test_model_name_and_output_are_escaped(evil_report):
 def test_report_content(evil_report):
     html, _ = evil_report
     # every crafted cell is in the summary, with the zero-error bound worded as a bound
-    assert html.count('<tr><td><span class="swatch"') == 4
+    summary = html[html.index('id="summary"'):html.index('id="sparse-dense"')]
+    assert summary.count('<tr><td><span class="swatch"') == 4
+    glance = html[html.index('id="glance"'):html.index('id="summary"')]
+    # hf/org/model's worst cell: in_dist 3 / 7,000 = 4.3e-4 is above dense 12 / 30,000 = 4.0e-4
+    assert "in_dist T=256 symbolic choice</td><td>3 errors in 7,000 reads" in glance
     assert "&lt; 3.0e-05 (one-sided)" in html  # 0 errors in 100,000 reads
     # the failing reads show their regenerated context with the read and the last write marked
     assert html.count('class="tok r this"') == 5 and html.count('class="tok w last"') == 5

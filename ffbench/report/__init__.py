@@ -42,7 +42,8 @@ def build_report(inputs: list[str], references: list[str] | None = None, registr
         if m.reference:
             m.name = f"{m.name} (reference)"
 
-    sections = [("summary", "Summary", page.summary_table(ordered)),
+    sections = [("glance", "At a glance", page.at_a_glance(ordered)),
+                ("summary", "Summary", page.summary_table(ordered)),
                 ("sparse-dense", "Sparse against dense (paper Fig. 4)", page.sparse_vs_dense(ordered, sweeps))]
     if sweeps:
         sections.append(("replicates", "Replicates", page.replicates(sweeps)))

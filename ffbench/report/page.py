@@ -34,6 +34,21 @@ def _cell_name(cell: dict) -> str:
 
 
 # ----------------------------------------------------------------------------- summary table
+def at_a_glance(models: list[Model]) -> str:
+    """One line per model: every read counted, and its worst cell (the number a release cares about)."""
+    rows = []
+    for m in models:
+        cells = m.cells
+        reads, errors = sum(c["reads"] for c in cells), sum(c["errors"] for c in cells)
+        worst = max(cells, key=lambda c: (c["glitch_rate"], -c["reads"]))  # all zero: the loosest bound
+        rows.append(f'<tr><td><span class="swatch" style="background:{m.color}"></span>{esc(m.name)}</td>'
+                    f"<td class=num>{len(cells)}</td><td class=num>{reads:,}</td><td class=num>{errors:,}</td>"
+                    f"<td>{esc(_cell_name(worst))}</td><td>{esc(metrics.describe_rate(worst['errors'], worst['reads']))}"
+                    "</td></tr>")
+    return ("<table class=glance><thead><tr><th>model</th><th>cells</th><th>reads</th><th>errors</th>"
+            f"<th>worst cell</th><th>its glitch rate</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+
 def summary_table(models: list[Model]) -> str:
     head = ("model", "suite", "T", "p_ignore", "render", "scoring", "sequences", "reads", "errors", "invalid",
             "accuracy", "glitch rate", "95% CI")
