@@ -54,7 +54,8 @@ def describe_rate(errors: int, reads: int) -> str:
     if errors == 0:
         return f"0 errors in {reads:,} reads: rate < {zero_error_bound(reads):.1e} at 95%"
     low, high = clopper_pearson(errors, reads)
-    return f"{errors:,} errors in {reads:,} reads: rate {errors / reads:.2e} [{low:.1e}, {high:.1e}]"
+    noun = "error" if errors == 1 else "errors"
+    return f"{errors:,} {noun} in {reads:,} reads: rate {errors / reads:.2e} [{low:.1e}, {high:.1e}]"
 
 
 def bucket_label(lo: int, hi: int | None) -> str:

@@ -18,6 +18,7 @@ def test_clopper_pearson_known_values():
 def test_zero_error_bound_is_rule_of_three():
     assert metrics.zero_error_bound(1_000_000) == pytest.approx(3e-6, rel=0.01)
     assert "0 errors in 1,000 reads: rate < 3.0e-03 at 95%" == metrics.describe_rate(0, 1000)
+    assert metrics.describe_rate(1, 7237).startswith("1 error in 7,237 reads: rate 1.38e-04 [")
 
 
 def test_summarize_counts_invalid_as_errors():
