@@ -121,7 +121,8 @@ def test_sweep_table_draws_replicates(tmp_path):
     table = Path(__file__).resolve().parent.parent / "benchmarks" / "r2-lstm-sweep-table.csv"
     html = _report([table], tmp_path / "r.html", "--no-refs")
     assert "Replicates" in html
-    assert "<b>20 of 20</b> replicates with zero errors" in html
+    assert html.count("<b>20 of 20</b> replicates with zero errors") == 2  # in_dist and dense
+    assert "sparse: <b>14 of 20</b> replicates with zero errors (7,091,400 reads in all)" in html
 
 
 def test_bad_input_is_one_line(tmp_path):

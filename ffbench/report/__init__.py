@@ -46,7 +46,7 @@ def build_report(inputs: list[str], references: list[str] | None = None, registr
                 ("summary", "Summary", page.summary_table(ordered)),
                 ("sparse-dense", "Sparse against dense (paper Fig. 4)", page.sparse_vs_dense(ordered, sweeps))]
     if sweeps:
-        sections.append(("replicates", "Replicates", page.replicates(sweeps)))
+        sections.append(("replicates", "Replicates", page.replicates(sweeps, first_color=len(ordered))))
     sections += [("length", "Accuracy against length (paper Fig. 3)", page.accuracy_vs_length(ordered)),
                  ("distance", "Glitch rate against write distance (paper Fig. 12)",
                   page.error_vs_write_distance(ordered))]

@@ -43,8 +43,8 @@ def at_a_glance(models: list[Model]) -> str:
         worst = max(cells, key=lambda c: (c["glitch_rate"], -c["reads"]))  # all zero: the loosest bound
         rows.append(f'<tr><td><span class="swatch" style="background:{m.color}"></span>{esc(m.name)}</td>'
                     f"<td class=num>{len(cells)}</td><td class=num>{reads:,}</td><td class=num>{errors:,}</td>"
-                    f"<td>{esc(_cell_name(worst))}</td><td>{esc(metrics.describe_rate(worst['errors'], worst['reads']))}"
-                    "</td></tr>")
+                    f"<td>{esc(_cell_name(worst))}</td>"
+                    f"<td>{esc(metrics.describe_rate(worst['errors'], worst['reads']))}</td></tr>")
     return ("<table class=glance><thead><tr><th>model</th><th>cells</th><th>reads</th><th>errors</th>"
             f"<th>worst cell</th><th>its glitch rate</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
@@ -181,8 +181,10 @@ def _pair_point(se: int, sn: int, de: int, dn: int, tip: str) -> Point:
 
 
 # ----------------------------------------------------------------------------- replicates
-def replicates(sweeps: list[Sweep]) -> str:
+def replicates(sweeps: list[Sweep], first_color: int = 0) -> str:
+    """Strip plots; colours continue after the models', as in the sparse-dense scatter."""
     out = []
+    k = first_color
     for sweep in sweeps:
         plot = Plot("category", "log", "suite", "glitch rate per replicate", categories=sweep.suites)
         lines = []
@@ -190,7 +192,7 @@ def replicates(sweeps: list[Sweep]) -> str:
             reps = [r for r in sweep.replicates if r.config == config]
             pts = [_rate_point(s, *r.counts[s], f"{s}, data seed {r.data_seed}, init seed {r.init_seed}: ")
                    for r in reps for s in sweep.suites if s in r.counts]
-            plot.add(Series(f"{config} ({len(reps)} replicates)", PALETTE[j % len(PALETTE)], pts, connect=False,
+            plot.add(Series(f"{config} ({len(reps)} replicates)", PALETTE[(k + j) % len(PALETTE)], pts, connect=False,
                             jitter=0.5))
             for s in sweep.suites:
                 have = [r for r in reps if s in r.counts]
@@ -198,6 +200,7 @@ def replicates(sweeps: list[Sweep]) -> str:
                 reads = sum(r.counts[s][1] for r in have)
                 lines.append(f"<li>{esc(config)}, {esc(s)}: <b>{zero} of {len(have)}</b> replicates with zero errors "
                              f"({reads:,} reads in all)</li>")
+        k += len(sweep.configs)
         out.append(f"<figure><figcaption>{esc(sweep.name)} <span class=hint>{esc(sweep.path)}</span></figcaption>"
                    f"{plot.svg(f'replicates of {sweep.name}')}{legend(plot.series)}<ul class=facts>{''.join(lines)}"
                    "</ul></figure>")
