@@ -54,10 +54,14 @@ def reference_runs(name: str) -> list[LoadedRun]:
     name = name[len("ffbench/"):] if name.startswith("ffbench/") else name
     out = [load(f"ffbench/{name}")]
     for extra in sorted(p.parent for p in (BASELINES_DIR / name).glob("*/results.json") if p.parent.name != "run"):
-        failures = extra / "failures.parquet"
-        out.append(LoadedRun(f"ffbench/{name} ({extra.name})", _read_results(extra / "results.json"),
-                             failures if failures.is_file() else None, reference=True))
+        out.append(_shipped(extra, f"ffbench/{name} ({extra.name})"))
     return out
+
+
+def _shipped(folder: Path, label: str) -> LoadedRun:
+    failures = folder / "failures.parquet"
+    return LoadedRun(label, _read_results(folder / "results.json"), failures if failures.is_file() else None,
+                     reference=True)
 
 
 def load(ref: str, registry_path: str | None = None) -> LoadedRun:
@@ -77,11 +81,27 @@ def load(ref: str, registry_path: str | None = None) -> LoadedRun:
     name = ref[len("ffbench/"):] if ref.startswith("ffbench/") else ref
     shipped = BASELINES_DIR / name / "run"
     if (shipped / "results.json").is_file():
-        failures = shipped / "failures.parquet"
-        return LoadedRun(f"ffbench/{name}", _read_results(shipped / "results.json"),
-                         failures if failures.is_file() else None, reference=True)
+        return _shipped(shipped, f"ffbench/{name}")
     raise FFBenchError(f"no run {ref!r}: not a run directory, not a shipped reference "
                        f"(ffbench/{', ffbench/'.join(shipped_references())}) and not registry:MODEL@REV")
+
+
+def failing_samples(run: LoadedRun, per_cell: int) -> list:
+    """The first ``per_cell`` failing reads of each of the run's cells, one Arrow table per cell
+    (filtered in Arrow: a bad model's failing rows can number hundreds of thousands)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(run.samples)
+    failing = table.filter(pc.invert(table.column("correct")))
+    out = []
+    for cell in run.results["results"]:
+        mask = pc.and_(pc.and_(pc.equal(failing.column("suite"), cell["suite"]),
+                               pc.equal(failing.column("length"), cell["length"])),
+                       pc.and_(pc.equal(failing.column("render"), cell["render"]),
+                               pc.equal(failing.column("scoring"), cell["scoring"])))
+        out.append(failing.filter(mask).slice(0, per_cell))
+    return out
 
 
 def _read_results(path: Path) -> dict:
@@ -101,7 +121,7 @@ def ship_reference(run_dir: str, name: str, max_failures_per_cell: int = 200, ki
     that checkpoint's weights) and, of the samples, only up to ``max_failures_per_cell`` failing
     reads per cell: what the report shows, at a few kB instead of megabytes.
     """
-    import pyarrow.compute as pc
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from ffbench.datafiles import atomic_path
@@ -114,17 +134,7 @@ def ship_reference(run_dir: str, name: str, max_failures_per_cell: int = 200, ki
     results["scored_as"] = results["model"]
     results["model"] = f"ffbench/{name}"
     results["config"] = dict(results["config"], model=f"ffbench/{name}")
-    table = pq.read_table(src.samples)
-    failing = table.filter(pc.invert(table.column("correct")))
-    keep = []
-    for cell in results["results"]:
-        mask = pc.and_(pc.equal(failing.column("suite"), cell["suite"]),
-                       pc.and_(pc.equal(failing.column("length"), cell["length"]),
-                               pc.and_(pc.equal(failing.column("render"), cell["render"]),
-                                       pc.equal(failing.column("scoring"), cell["scoring"]))))
-        keep.append(failing.filter(mask).slice(0, max_failures_per_cell))
-    import pyarrow as pa
-
+    keep = failing_samples(src, max_failures_per_cell)
     with atomic_path(out / "failures.parquet") as tmp:
         pq.write_table(pa.concat_tables(keep), tmp, compression="zstd")
     write_json(out / "results.json", results)

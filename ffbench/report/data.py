@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ffbench.errors import FFBenchError
-from ffbench.runs import LoadedRun, cell_key
+from ffbench.runs import LoadedRun, cell_key, failing_samples
 
 
 @dataclass
@@ -135,20 +135,10 @@ def failing_reads(run: LoadedRun, per_cell: int) -> list[FailingRead]:
     """Up to ``per_cell`` failing reads of each cell, with their sequences."""
     if run.samples is None or per_cell <= 0:
         return []
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(run.samples)
-    table = table.filter(pc.invert(table.column("correct")))
-    if table.num_rows == 0:
-        return []
-    rows = table.to_pylist()
     sequences = _SequenceSource(run.results)
     out = []
-    for cell in run.results["results"]:
-        mine = [r for r in rows if r["suite"] == cell["suite"] and r["length"] == cell["length"]
-                and r["render"] == cell["render"] and r["scoring"] == cell["scoring"]][:per_cell]
-        for r in mine:
+    for cell, table in zip(run.results["results"], failing_samples(run, per_cell)):
+        for r in table.to_pylist():
             out.append(FailingRead(cell, int(r["seq_index"]), int(r["position"]), int(r["target"]),
                                    int(r["prediction"]), int(r["write_distance"]), r.get("output"),
                                    float("nan") if r.get("margin") is None else float(r["margin"]),
