@@ -25,26 +25,48 @@ def export(checkpoint: str | Path, out: str | Path) -> Path:
     return (export_llama if cfg.style == "llama" else export_gpt2)(checkpoint, out)
 
 
-def _refuse(checkpoint, target: str, reasons: list[str]) -> None:
+def _checked_tokenizer(checkpoint, cfg, target: str, requirements):
+    """Refuse a checkpoint that ``target`` cannot represent (every unmet ``(ok, reason)`` named);
+    return the character tokenizer, which must cover the model's vocabulary."""
+    from ffbench.tokenizer import char_tokenizer
+
+    reasons = [reason for ok, reason in requirements if not ok]
     if reasons:
         raise FFBenchError(f"cannot export {str(checkpoint)!r} to {target}: {'; '.join(reasons)}")
+    tok = char_tokenizer()
+    if len(tok) != cfg.vocab_size:
+        raise FFBenchError(f"tokenizer has {len(tok)} tokens but the model {cfg.vocab_size}")
+    return tok
+
+
+def _load_and_save(hf, weights: dict, tok, out, derived) -> Path:
+    """Load the renamed weights strictly (buffers HF computes itself, matched by ``derived``, aside)
+    and write the model and tokenizer."""
+    import torch
+
+    missing, unexpected = hf.load_state_dict({k: v.contiguous() for k, v in weights.items()}, strict=False)
+    missing = [k for k in missing if not derived(k)]
+    if missing or unexpected:
+        raise FFBenchError(f"export mismatch: missing {missing}, unexpected {unexpected}")
+    out = Path(out)
+    with torch.no_grad():
+        hf.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
 
 
 def export_llama(checkpoint: str | Path, out: str | Path) -> Path:
-    import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from ffbench.tokenizer import char_tokenizer
     from ffbench.train.trainer import load_checkpoint
 
     net, cfg = load_checkpoint(checkpoint)
-    _refuse(checkpoint, "LlamaForCausalLM", [r for ok, r in (
+    tok = _checked_tokenizer(checkpoint, cfg, "LlamaForCausalLM", (
         (cfg.arch == "transformer", "only Transformers export"),
         (cfg.style == "llama", f"style {cfg.style!r} (needs --style llama: RMSNorm, no biases)"),
         (cfg.positions == "rope", f"positions {cfg.positions!r} (Llama uses RoPE)"),
         (cfg.activation == "swiglu", f"activation {cfg.activation!r} (Llama uses SwiGLU)"),
-        (cfg.temperature == 1.0, f"attention temperature {cfg.temperature}")) if not ok])
-    tok = char_tokenizer()
+        (cfg.temperature == 1.0, f"attention temperature {cfg.temperature}")))
     d = cfg.d_model
     hf_cfg = LlamaConfig(vocab_size=cfg.vocab_size, hidden_size=d, intermediate_size=4 * d,
                          num_hidden_layers=cfg.n_layer, num_attention_heads=cfg.n_head,
@@ -65,41 +87,21 @@ def export_llama(checkpoint: str | Path, out: str | Path) -> Path:
                     b + "self_attn.v_proj.weight": v, b + "self_attn.o_proj.weight": src[a + "attn.c_proj.weight"],
                     b + "mlp.up_proj.weight": up, b + "mlp.gate_proj.weight": gate,
                     b + "mlp.down_proj.weight": src[a + "mlp.c_proj.weight"]})
-    missing, unexpected = hf.load_state_dict({k: v.contiguous() for k, v in dst.items()}, strict=False)
-    missing = [k for k in missing if "rotary_emb" not in k]
-    if missing or unexpected:
-        raise FFBenchError(f"export mismatch: missing {missing}, unexpected {unexpected}")
-    out = Path(out)
-    with torch.no_grad():
-        hf.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return _load_and_save(hf, dst, tok, out, derived=lambda k: "rotary_emb" in k)
 
 
 def export_gpt2(checkpoint: str | Path, out: str | Path) -> Path:
-    import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from ffbench.tokenizer import char_tokenizer
     from ffbench.train.trainer import load_checkpoint
 
     net, cfg = load_checkpoint(checkpoint)
-    reasons = []
-    if cfg.arch != "transformer":
-        reasons.append("only Transformers export")
-    if cfg.positions != "learned":
-        reasons.append(f"positions {cfg.positions!r} (GPT-2 has learned positions)")
-    if cfg.style != "gpt2":
-        reasons.append(f"style {cfg.style!r} (export it to LlamaForCausalLM instead)")
-    if cfg.activation != "gelu":
-        reasons.append(f"activation {cfg.activation!r}")
-    if cfg.temperature != 1.0:
-        reasons.append(f"attention temperature {cfg.temperature}")
-    if reasons:
-        raise FFBenchError(f"cannot export {str(checkpoint)!r} to GPT2LMHeadModel: {'; '.join(reasons)}")
-    tok = char_tokenizer()
-    if len(tok) != cfg.vocab_size:
-        raise FFBenchError(f"tokenizer has {len(tok)} tokens but the model {cfg.vocab_size}")
+    tok = _checked_tokenizer(checkpoint, cfg, "GPT2LMHeadModel", (
+        (cfg.arch == "transformer", "only Transformers export"),
+        (cfg.positions == "learned", f"positions {cfg.positions!r} (GPT-2 has learned positions)"),
+        (cfg.style == "gpt2", f"style {cfg.style!r} (export it to LlamaForCausalLM instead)"),
+        (cfg.activation == "gelu", f"activation {cfg.activation!r}"),
+        (cfg.temperature == 1.0, f"attention temperature {cfg.temperature}")))
     hf_cfg = GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.max_len, n_embd=cfg.d_model, n_layer=cfg.n_layer,
                         n_head=cfg.n_head, activation_function="gelu_new", resid_pdrop=0.0, embd_pdrop=0.0,
                         attn_pdrop=0.0, layer_norm_epsilon=1e-5, bos_token_id=tok.bos_token_id,
@@ -116,12 +118,4 @@ def export_gpt2(checkpoint: str | Path, out: str | Path) -> Path:
         for mod in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"):
             dst[b + f"{mod}.weight"] = src[a + f"{mod}.weight"].t().contiguous()  # Conv1D is (in, out)
             dst[b + f"{mod}.bias"] = src[a + f"{mod}.bias"]
-    missing, unexpected = hf.load_state_dict(dst, strict=False)
-    missing = [k for k in missing if not k.endswith(".attn.bias") and not k.endswith("masked_bias")]
-    if missing or unexpected:
-        raise FFBenchError(f"export mismatch: missing {missing}, unexpected {unexpected}")
-    out = Path(out)
-    with torch.no_grad():
-        hf.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return _load_and_save(hf, dst, tok, out, derived=lambda k: k.endswith((".attn.bias", "masked_bias")))
