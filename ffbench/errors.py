@@ -1,9 +1,16 @@
-"""One exception type for every user-facing failure.
+"""The exceptions every user-facing failure is reported with.
 
-The CLI prints an :class:`FFBenchError` as one line (no traceback) and exits non-zero, so every
-message must name the bad value and say what was expected.
+The CLI prints an :class:`FFBenchError` as one line (no traceback), so every message must name the
+bad value and say what was expected. The exit status tells the two kinds apart: a
+:class:`UsageError` (a bad flag value, an unknown name, an impossible combination: found before any
+model loads or any directory is made) exits 2; every other :class:`FFBenchError` (a model that
+fails to load, a server that does not answer, a failed gate) exits 1.
 """
 
 
 class FFBenchError(Exception):
     """A problem with the user's input or environment, reported as one line."""
+
+
+class UsageError(FFBenchError):
+    """The user asked for something that cannot be done as asked (exit status 2)."""

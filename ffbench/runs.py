@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ffbench.errors import FFBenchError
 
-BASELINES_DIR = Path(__file__).resolve().parent / "baselines"
+from ffbench.resources import BASELINES_DIR
 DEFAULT_REFERENCES = ("lstm-ref", "transformer-ref")
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from ffbench.backends.base import NO_CHOICE, UNKNOWN, Backend, ScoreRequest, choice_from_continuation
 from ffbench.errors import FFBenchError
 from ffbench.render import Rendered, Template
+from ffbench.rules import choice_prediction
 
 SCORINGS = ("choice", "greedy")
 
@@ -32,21 +33,22 @@ class Outcome:
 
 
 def decide_choice(logprobs: np.ndarray, bound: np.ndarray, targets: np.ndarray):
-    """Predictions and margins from (possibly bounded) choice log-probabilities; None = undecided."""
+    """Predictions and margins from (possibly bounded) choice log-probabilities; UNKNOWN = undecided.
+
+    Exact rows follow the strict rule of :mod:`ffbench.rules`. A row holding upper bounds is
+    decided only when the bounds settle it either way; otherwise it stays UNKNOWN and is re-asked.
+    """
     n = len(targets)
     pred = np.full(n, UNKNOWN, dtype=np.int64)
     margin = np.full(n, np.nan)
-    for r in range(n):
-        t = targets[r]
-        lp, bd = logprobs[r], bound[r]
-        if np.isnan(lp).any():
-            continue
+    known = ~np.isnan(logprobs).any(axis=1) if n else np.zeros(0, dtype=bool)
+    exact = known & ~bound.any(axis=1)
+    pred[exact], margin[exact] = choice_prediction(logprobs[exact], targets[exact])
+    for r in np.flatnonzero(known & ~exact).tolist():
+        t, lp, bd = targets[r], logprobs[r], bound[r]
         others = [k for k in range(lp.size) if k != t]
         best = max(others, key=lambda k: lp[k])
-        if not bd.any():
-            margin[r] = lp[t] - lp[best]
-            pred[r] = t if margin[r] > 0 else best
-        elif not bd[t] and all(lp[k] < lp[t] for k in others):  # every bound is below the exact target
+        if not bd[t] and all(lp[k] < lp[t] for k in others):  # every bound is below the exact target
             pred[r] = t
         elif bd[t] and not bd[best] and lp[best] >= lp[t]:  # target's upper bound is not above an exact rival
             pred[r] = best

@@ -18,7 +18,7 @@ from ffbench.backends.base import Backend, ScoreRequest, SpanScores, align_spans
 from ffbench.backends.tokenized import dense_scores
 from ffbench.errors import FFBenchError
 
-BASELINES_DIR = Path(__file__).resolve().parent.parent / "baselines"
+from ffbench.resources import BASELINES_DIR
 
 
 def builtin_names() -> list[str]:
