@@ -89,9 +89,9 @@ def score(backend: Backend, rendered: list[Rendered], template: Template, scorin
         else:
             asked = [p + template.ask for p in prompts] if (template.ask or backend.is_chat) else prompts
             max_new = 32 if (template.ask or backend.is_chat) else max(len(c) for c in choices)
-            for j, text in zip(todo.tolist(), backend.generate(asked, max_new)):
-                pred[j] = _parse(text, template, choices, backend.is_chat or bool(template.ask))
-                output[j] = text
+            for j, reply in zip(todo.tolist(), backend.generate(asked, max_new)):
+                pred[j] = _parse(reply.text, template, choices, backend.is_chat or bool(template.ask))
+                output[j] = reply.text
     if (pred == UNKNOWN).any():
         raise FFBenchError("internal error: a read was left undecided")  # never silently dropped
     per_read_mask = np.zeros(n, dtype=bool)

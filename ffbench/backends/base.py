@@ -9,7 +9,9 @@ stand, and the answer strings ("choices"), and return log-probabilities or gener
   that is not in the text, a token outside a server's top-k) are NaN, and the scorer re-asks
   those reads one by one, so nothing is dropped or guessed.
 * ``score_per_read(prompts, choices)``: the log-probability of each choice after each prompt.
-* ``generate(prompts, max_new_tokens)``: greedy continuations (chat backends wrap the prompt).
+* ``generate(prompts, max_new_tokens)``: greedy continuations (chat backends wrap the prompt), each
+  a :class:`Generation` that says whether the reply was cut by the token budget and carries any
+  reasoning the API returned apart from the reply.
 
 Token accounting (``usage``) lets benchmarks compare tokens processed per read.
 """
@@ -42,6 +44,21 @@ class SpanScores:
     def __post_init__(self) -> None:
         if self.bound is None:
             self.bound = np.zeros(self.logprobs.shape, dtype=bool)
+
+
+@dataclass
+class Generation:
+    """A model's greedy reply to one prompt, as the backend received it.
+
+    ``truncated`` is True when generation stopped because it hit the token budget (finish reason
+    ``length`` / ``max_tokens``), not because the model ended its reply: a read whose reply was cut
+    before it named an answer is counted as truncated, never silently as a plain error.
+    ``reasoning`` is the separate reasoning field some APIs return beside the reply (None if none).
+    """
+
+    text: str
+    truncated: bool = False
+    reasoning: str | None = None
 
 
 @dataclass
@@ -82,7 +99,7 @@ class Backend:
     def score_per_read(self, prompts: list[str], choices: tuple[str, ...]) -> np.ndarray:
         raise NotImplementedError(f"{self.provider} backend cannot score log-probabilities")
 
-    def generate(self, prompts: list[str], max_new_tokens: int) -> list[str]:
+    def generate(self, prompts: list[str], max_new_tokens: int) -> list[Generation]:
         raise NotImplementedError(f"{self.provider} backend cannot generate")
 
     def describe(self) -> dict:

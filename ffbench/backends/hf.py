@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ffbench.backends.base import Backend, ScoreRequest, SpanScores, align_spans, check_model_path
+from ffbench.backends.base import Backend, Generation, ScoreRequest, SpanScores, align_spans, check_model_path
 from ffbench.backends.tokenized import choice_token_ids, dense_scores, needed_positions
 from ffbench.errors import FFBenchError
 
@@ -145,11 +145,12 @@ class HFBackend(Backend):
             out[i, k] = float(sum(lp[j, t] for j, t in enumerate(cids[k])))
         return out
 
-    def generate(self, prompts: list[str], max_new_tokens: int) -> list[str]:
+    def generate(self, prompts: list[str], max_new_tokens: int) -> list[Generation]:
         """Greedy continuations. Prompts are batched only with prompts of the same token length, so
         no padding can shift positions: the result is exactly the unbatched greedy decode."""
         torch = self._torch
-        outputs = [""] * len(prompts)
+        outputs = [Generation("")] * len(prompts)
+        eos = self.tokenizer.eos_token_id
         encoded = [self.tokenizer(p)["input_ids"] for p in prompts]
         by_length: dict[int, list[int]] = {}
         for i, e in enumerate(encoded):
@@ -166,6 +167,9 @@ class HFBackend(Backend):
                 self.usage.prompt_tokens += length * len(batch)
                 for row, i in enumerate(batch):
                     new = gen[row, length:].tolist()
+                    if eos is not None and eos in new:  # the rest of the row is padding
+                        new = new[: new.index(eos) + 1]
                     self.usage.completion_tokens += len(new)
-                    outputs[i] = self.tokenizer.decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+                    text = self.tokenizer.decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+                    outputs[i] = Generation(text, truncated=len(new) >= max_new_tokens and (eos is None or new[-1] != eos))
         return outputs

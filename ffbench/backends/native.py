@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ffbench.backends.base import Backend, ScoreRequest, SpanScores, align_spans
+from ffbench.backends.base import Backend, Generation, ScoreRequest, SpanScores, align_spans
 from ffbench.backends.tokenized import dense_scores
 from ffbench.errors import FFBenchError
 
@@ -123,7 +123,9 @@ class NativeBackend(Backend):
             raise FFBenchError("ffbench/ models score single-character answers (symbolic rendering)")
         return np.array([[lp[-1, c[0]] for c in cids] for lp in rows])
 
-    def generate(self, prompts: list[str], max_new_tokens: int) -> list[str]:
+    def generate(self, prompts: list[str], max_new_tokens: int) -> list[Generation]:
+        """Greedy characters; these models have no end-of-reply token, so a reply is never 'truncated':
+        it is always exactly ``max_new_tokens`` long and parsed as a base model's continuation."""
         from ffbench.train.model import VOCAB
 
         texts = []
@@ -133,7 +135,7 @@ class NativeBackend(Backend):
             for _ in range(max_new_tokens):
                 nxt = int(self._logprobs([seq + new])[0][-1].argmax())
                 new.append(nxt)
-            texts.append("".join(VOCAB[t] if len(VOCAB[t]) == 1 else "" for t in new))
+            texts.append(Generation("".join(VOCAB[t] if len(VOCAB[t]) == 1 else "" for t in new)))
         return texts
 
     def attention(self, text: str, positions: list[int]) -> np.ndarray:

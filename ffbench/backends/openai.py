@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ffbench.backends.base import NO_CHOICE, UNKNOWN, Backend, ScoreRequest, SpanScores, choice_from_continuation
+from ffbench.backends.base import NO_CHOICE, UNKNOWN, Backend, Generation, ScoreRequest, SpanScores, choice_from_continuation
 from ffbench.errors import FFBenchError
 
 CACHE_FILE = "requests.sqlite"
@@ -213,15 +213,22 @@ class OpenAIBackend(Backend):
             out[i, k] = total
         return out
 
-    def generate(self, prompts: list[str], max_new_tokens: int) -> list[str]:
+    def generate(self, prompts: list[str], max_new_tokens: int) -> list[Generation]:
         if self.is_chat:
             payloads = [{"model": self.model, "messages": [{"role": "user", "content": p}], "temperature": 0.0,
                          "max_tokens": max_new_tokens} for p in prompts]
-            bodies = self._map("chat", payloads)
-            return [b["choices"][0]["message"]["content"] or "" for b in bodies]
+            out = []
+            for b in self._map("chat", payloads):
+                choice = b["choices"][0]
+                message = choice["message"]
+                reasoning = message.get("reasoning_content") or message.get("reasoning")
+                out.append(Generation(message.get("content") or "", truncated=choice.get("finish_reason") == "length",
+                                      reasoning=reasoning or None))
+            return out
         payloads = [{"model": self.model, "prompt": p, "max_tokens": max_new_tokens, "temperature": 0.0}
                     for p in prompts]
-        return [b["choices"][0]["text"] or "" for b in self._map("completions", payloads)]
+        return [Generation(b["choices"][0]["text"] or "", truncated=b["choices"][0].get("finish_reason") == "length")
+                for b in self._map("completions", payloads)]
 
 
 def _short(exc) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ffbench.backends.base import Backend, ScoreRequest, SpanScores, align_spans, check_model_path
+from ffbench.backends.base import Backend, Generation, ScoreRequest, SpanScores, align_spans, check_model_path
 from ffbench.backends.tokenized import choice_token_ids, dense_scores
 from ffbench.errors import FFBenchError
 
@@ -102,15 +102,16 @@ class VLLMBackend(Backend):
                          for o, s, (a, b) in zip(outs, seqs, spans)])
         return flat.reshape(len(prompts), len(choices))
 
-    def generate(self, prompts: list[str], max_new_tokens: int) -> list[str]:
+    def generate(self, prompts: list[str], max_new_tokens: int) -> list[Generation]:
         ids = [self.tokenizer(p)["input_ids"] for p in prompts]
         outs = self._run(ids, self._SamplingParams(max_tokens=max_new_tokens, temperature=0.0))
-        texts = []
+        replies = []
         for o in outs:
             new = list(o.outputs[0].token_ids)
             self.usage.completion_tokens += len(new)
-            texts.append(self.tokenizer.decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False))
-        return texts
+            text = self.tokenizer.decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+            replies.append(Generation(text, truncated=o.outputs[0].finish_reason == "length"))
+        return replies
 
     def close(self) -> None:
         llm = getattr(self, "llm", None)
