@@ -1,14 +1,22 @@
 """The CI regression gate: is the candidate's glitch rate significantly worse than the baseline's?
 
 Glitches are rare, so an observed rise from 3 to 5 errors in 10^5 reads is noise, and a gate that
-compares point estimates would fail releases at random. Each comparable cell (same suite, length,
-p_ignore, rendering and scoring) is tested exactly:
+compares point estimates would fail releases at random. Each comparable cell (equal
+:class:`~ffbench.schema.CellKey`: suite, length, p_ignore, rendering, scoring, variant) is tested
+exactly:
 
-- *regression*: Fisher's exact one-sided test on the 2x2 table of errors and correct reads, i.e.
-  conditional on the total number of errors, are too many of them the candidate's?
-  p = P(X >= e_c), X ~ Hypergeometric(n_c + n_b reads, e_c + e_b errors, n_c drawn);
+- *regression, paired* (candidate and baseline scored the very same sequences: equal content
+  hash, and both runs hold every read's outcome): the exact one-sided McNemar test on the
+  discordant reads. With b reads wrong only for the candidate and c wrong only for the baseline,
+  p = P(Binomial(b + c, 1/2) >= b). Pairing removes the sequences' own difficulty from the
+  comparison, so it detects smaller regressions than an unpaired test on the same reads;
+- *regression, unpaired* (different sequences of the same distribution): Fisher's exact one-sided
+  test on the 2x2 table of errors and correct reads, p = P(X >= e_c) with
+  X ~ Hypergeometric(n_c + n_b, e_c + e_b, n_c);
 - *ceiling* (``--max-glitch-rate X``): the exact binomial test of rate <= X,
-  p = P(Binomial(n_c, X) >= e_c); the gate fails only when the rate is shown to be above X.
+  p = P(Binomial(n_c, X) >= e_c); a cell fails only when its rate is shown to be above X.
+  ``--max-glitch-rate 0`` is the paper's own objective (any wrong read is a glitch): a cell with
+  any error fails, a rule rather than a test, so it takes no part in the multiple-testing correction.
 
 ``--alpha`` is family-wise: the Holm step-down procedure across every test of the run, so adding
 cells does not raise the chance of a false alarm. Exit status: 0 pass, 1 a significant regression
@@ -21,38 +29,48 @@ from dataclasses import dataclass, field
 from xml.etree import ElementTree as ET
 
 from ffbench import metrics
-from ffbench.runs import LoadedRun, cell_key, describe_key
+from ffbench.schema import CellKey, CellResult, RunResults
 
 
 @dataclass
 class Test:
-    key: tuple
+    key: CellKey
     kind: str  # regression | ceiling
+    method: str  # mcnemar | fisher | binomial | zero-tolerance
     candidate: tuple[int, int]  # errors, reads
     reference: tuple[int, int] | float  # baseline (errors, reads) or the ceiling rate
     p_value: float
+    discordant: tuple[int, int] | None = None  # (wrong only in candidate, wrong only in baseline)
     failed: bool = False
 
     @property
     def name(self) -> str:
-        return f"{describe_key(self.key)} [{self.kind}]"
+        return f"{self.key.describe()} [{self.kind}]"
 
     def explain(self) -> str:
         e, n = self.candidate
         cand = f"{e}/{n:,} ({_rate(e, n)})"
+        if self.method == "zero-tolerance":
+            return f"candidate {cand} vs ceiling 0: any error fails the cell"
         if self.kind == "regression":
             be, bn = self.reference
-            return f"candidate {cand} vs baseline {be}/{bn:,} ({_rate(be, bn)}): one-sided p = {self.p_value:.3g}"
-        return f"candidate {cand} vs ceiling {self.reference:.3g}: one-sided p = {self.p_value:.3g}"
+            paired = f"; discordant reads {self.discordant[0]} vs {self.discordant[1]}" if self.discordant else ""
+            return (f"candidate {cand} vs baseline {be}/{bn:,} ({_rate(be, bn)}){paired}: "
+                    f"{_METHOD[self.method]} one-sided p = {self.p_value:.3g}")
+        return f"candidate {cand} vs ceiling {self.reference:.3g}: exact binomial one-sided p = {self.p_value:.3g}"
+
+
+_METHOD = {"mcnemar": "exact McNemar (paired)", "fisher": "Fisher's exact (unpaired)"}
 
 
 @dataclass
 class Verdict:
     tests: list[Test]
     alpha: float
-    unmatched: list[tuple] = field(default_factory=list)  # candidate cells the baseline lacks
+    unmatched: list[CellKey] = field(default_factory=list)  # candidate cells the baseline lacks
     candidate: str = ""
     baseline: str = ""
+    provenance: list[str] = field(default_factory=list)  # which weights and data each side is
 
     @property
     def failed(self) -> list[Test]:
@@ -79,6 +97,16 @@ def regression_p(cand_errors: int, cand_reads: int, base_errors: int, base_reads
     return float(hypergeom.sf(cand_errors - 1, cand_reads + base_reads, total_errors, cand_reads))
 
 
+def mcnemar_p(only_candidate: int, only_baseline: int) -> float:
+    """Exact one-sided McNemar p-value: P(Binomial(b + c, 1/2) >= b), b = reads wrong only for the candidate."""
+    from scipy.stats import binom
+
+    n = only_candidate + only_baseline
+    if only_candidate == 0:
+        return 1.0
+    return float(binom.sf(only_candidate - 1, n, 0.5))
+
+
 def ceiling_p(errors: int, reads: int, ceiling: float) -> float:
     """Exact one-sided p-value that the rate exceeds ``ceiling``."""
     from scipy.stats import binom
@@ -99,25 +127,57 @@ def holm(p_values: list[float], alpha: float) -> list[bool]:
     return reject
 
 
-def compare(candidate: LoadedRun, baseline: LoadedRun | None, alpha: float = 0.05,
+def wrong_reads(run: RunResults, cell: CellResult) -> set[tuple[int, int]] | None:
+    """(sequence, read) of every wrong read of a cell, or None when the run does not hold them all
+    (a registry entry keeps counts only; a shipped reference keeps a bounded number of failures)."""
+    table = run.failing(cell)
+    if table is None or table.num_rows != cell.errors:
+        return None
+    return set(zip(table.column("seq_index").to_pylist(), table.column("read_index").to_pylist()))
+
+
+def _regression(cand_run: RunResults, cell: CellResult, base_run: RunResults, base: CellResult) -> Test:
+    cand, ref = (cell.errors, cell.reads), (base.errors, base.reads)
+    if cell.data_sha256 and cell.data_sha256 == base.data_sha256 and cell.reads == base.reads:
+        mine, theirs = wrong_reads(cand_run, cell), wrong_reads(base_run, base)
+        if mine is not None and theirs is not None:
+            b, c = len(mine - theirs), len(theirs - mine)
+            return Test(cell.key, "regression", "mcnemar", cand, ref, mcnemar_p(b, c), discordant=(b, c))
+    return Test(cell.key, "regression", "fisher", cand, ref, regression_p(*cand, *ref))
+
+
+def compare(candidate: RunResults, baseline: RunResults | None, alpha: float = 0.05,
             max_glitch_rate: float | None = None) -> Verdict:
-    base_cells = {cell_key(c): c for c in baseline.results["results"]} if baseline is not None else {}
+    by_key: dict[CellKey, list[CellResult]] = {}
+    for c in baseline.results if baseline is not None else []:
+        by_key.setdefault(c.key, []).append(c)
     tests, unmatched = [], []
-    for cell in candidate.results["results"]:
-        key = cell_key(cell)
-        cand = (int(cell["errors"]), int(cell["reads"]))
+    for cell in candidate.results:
         if baseline is not None:
-            if key in base_cells:
-                b = base_cells[key]
-                ref = (int(b["errors"]), int(b["reads"]))
-                tests.append(Test(key, "regression", cand, ref, regression_p(*cand, *ref)))
+            matches = by_key.get(cell.key, [])
+            if matches:  # prefer the baseline cell that scored the very same sequences
+                base = next((b for b in matches if b.data_sha256 == cell.data_sha256), matches[0])
+                tests.append(_regression(candidate, cell, baseline, base))
             else:
-                unmatched.append(key)
-        if max_glitch_rate is not None:
-            tests.append(Test(key, "ceiling", cand, max_glitch_rate, ceiling_p(*cand, max_glitch_rate)))
-    for test, reject in zip(tests, holm([t.p_value for t in tests], alpha)):
+                unmatched.append(cell.key)
+        if max_glitch_rate == 0:
+            tests.append(Test(cell.key, "ceiling", "zero-tolerance", (cell.errors, cell.reads), 0.0,
+                              0.0 if cell.errors else 1.0, failed=cell.errors > 0))
+        elif max_glitch_rate is not None:
+            tests.append(Test(cell.key, "ceiling", "binomial", (cell.errors, cell.reads), max_glitch_rate,
+                              ceiling_p(cell.errors, cell.reads, max_glitch_rate)))
+    tested = [t for t in tests if t.method != "zero-tolerance"]
+    for test, reject in zip(tested, holm([t.p_value for t in tested], alpha)):
         test.failed = reject
-    return Verdict(tests, alpha, unmatched, candidate.label, baseline.label if baseline is not None else "")
+    return Verdict(tests, alpha, unmatched, candidate.label, baseline.label if baseline is not None else "",
+                   [_provenance("candidate", candidate)] + ([_provenance("baseline", baseline)] if baseline else []))
+
+
+def _provenance(role: str, run: RunResults) -> str:
+    model = run.fingerprint.get("model") or {}
+    fp = model.get("id", "")[:12] or "not recorded"
+    what = {"local": "weights", "hub": "hub commit", "api": "server model"}.get(model.get("kind"), "model")
+    return f"{role} {run.label}: {run.model}, {what} fingerprint {fp}"
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -126,16 +186,17 @@ def markdown(verdict: Verdict) -> str:
     lines = [f"### ffbench check: {status}", "",
              f"Candidate `{_md(verdict.candidate)}`" + (f" against baseline `{_md(verdict.baseline)}`"
                                                          if verdict.baseline else ""),
-             f"(exact one-sided tests, Holm family-wise alpha = {verdict.alpha:g})", "",
-             "| cell | test | candidate errors/reads | reference | p | verdict |",
-             "|---|---|---|---|---|---|"]
+             f"(exact one-sided tests, Holm family-wise alpha = {verdict.alpha:g})", ""]
+    lines += [f"- {_md(p)}" for p in verdict.provenance] + [""]
+    lines += ["| cell | test | method | candidate errors/reads | reference | p | verdict |",
+              "|---|---|---|---|---|---|---|"]
     for t in verdict.tests:
         e, n = t.candidate
         ref = f"{t.reference[0]}/{t.reference[1]:,}" if t.kind == "regression" else f"ceiling {t.reference:.3g}"
-        lines.append(f"| {_md(describe_key(t.key))} | {t.kind} | {e}/{n:,} ({_rate(e, n)}) | {ref} | "
+        lines.append(f"| {_md(t.key.describe())} | {t.kind} | {t.method} | {e}/{n:,} ({_rate(e, n)}) | {ref} | "
                      f"{t.p_value:.3g} | {'**FAIL**' if t.failed else 'ok'} |")
     for key in verdict.unmatched:
-        lines.append(f"| {_md(describe_key(key))} | regression | - | not in baseline | - | skipped |")
+        lines.append(f"| {_md(key.describe())} | regression | - | - | not in baseline | - | skipped |")
     return "\n".join(lines) + "\n"
 
 
@@ -147,13 +208,13 @@ def junit_xml(verdict: Verdict) -> bytes:
     suite = ET.Element("testsuite", name="ffbench check", tests=str(len(verdict.tests) + len(verdict.unmatched)),
                        failures=str(len(verdict.failed)), errors="0", skipped=str(len(verdict.unmatched)))
     for t in verdict.tests:
-        case = ET.SubElement(suite, "testcase", classname=f"ffbench.{t.key[0]}", name=t.name, time="0")
+        case = ET.SubElement(suite, "testcase", classname=f"ffbench.{t.key.suite}", name=t.name, time="0")
         if t.failed:
             ET.SubElement(case, "failure", message=t.explain(), type=f"glitch-{t.kind}").text = t.explain()
         else:
             ET.SubElement(case, "system-out").text = t.explain()
     for key in verdict.unmatched:
-        case = ET.SubElement(suite, "testcase", classname=f"ffbench.{key[0]}", name=f"{describe_key(key)} [regression]",
+        case = ET.SubElement(suite, "testcase", classname=f"ffbench.{key.suite}", name=f"{key.describe()} [regression]",
                              time="0")
         ET.SubElement(case, "skipped", message="the baseline has no such cell")
     root = ET.Element("testsuites", name="ffbench", tests=suite.get("tests"), failures=suite.get("failures"))
@@ -162,13 +223,12 @@ def junit_xml(verdict: Verdict) -> bytes:
 
 
 def text_summary(verdict: Verdict) -> str:
-    lines = []
+    lines = list(verdict.provenance)
     for t in verdict.tests:
         lines.append(f"{'FAIL' if t.failed else 'ok  '}  {t.name}: {t.explain()}")
     for key in verdict.unmatched:
-        lines.append(f"skip  {describe_key(key)}: not in the baseline")
+        lines.append(f"skip  {key.describe()}: not in the baseline")
     n_fail = len(verdict.failed)
-    lines.append(f"{'FAIL' if n_fail else 'PASS'}: {n_fail} of {len(verdict.tests)} tests significant at "
+    lines.append(f"{'FAIL' if n_fail else 'PASS'}: {n_fail} of {len(verdict.tests)} tests failed at "
                  f"family-wise alpha {verdict.alpha:g} (Holm)")
     return "\n".join(lines)
-

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from ffbench import __version__
-from ffbench.errors import FFBenchError
+from ffbench.errors import FFBenchError, Interrupted, UsageError
 
 
 def _probabilities(ctx, param, value):
@@ -56,8 +56,8 @@ def _registry_option(f):
 @click.option("--p-ignore", type=float, metavar="P", help="FFL(P): p_i = P and p_w = p_r = (1-P)/2. Default 0.8.")
 @click.option("--p", "p", callback=_probabilities, metavar="W,R,I",
               help="Explicit instruction probabilities p_w,p_r,p_i (must sum to 1).")
-@click.option("--num", "-n", type=int, metavar="N", help="Number of sequences (required without --suite).")
-@click.option("--seed", type=int, metavar="S", help="Random seed (default 0, or the suite's fixed seed).")
+@click.option("--num", "-n", type=click.IntRange(min=1), metavar="N", help="Number of sequences (required without --suite).")
+@click.option("--seed", type=click.IntRange(min=0), metavar="S", help="Random seed (default 0, or the suite's fixed seed).")
 @click.option("--alphabet", type=int, default=2, show_default=True, metavar="M",
               help="Number of data values (digits 0..M-1, M <= 10).")
 @click.option("--out", "-o", required=True, metavar="FILE", help="Output .parquet or .jsonl (column 'text').")
@@ -117,8 +117,8 @@ def _progress(chunks, total, desc):
 # ----------------------------------------------------------------------------- validate
 @cli.command()
 @click.argument("file", metavar="FILE")
-@click.option("--alphabet", type=int, default=10, show_default=True, metavar="M",
-              help="Largest legal data alphabet (digits 0..M-1).")
+@click.option("--alphabet", type=int, default=2, show_default=True, metavar="M",
+              help="Largest legal data alphabet (digits 0..M-1), as in 'ffbench run --alphabet'.")
 def validate(file, alphabet):
     """Check every row of a data file against the rules of the language.
 
@@ -143,7 +143,7 @@ def validate(file, alphabet):
               help="Rendering name (a template in prompts/) or path to a template .yaml.")
 @click.option("--length", "-T", type=int, default=16, show_default=True, metavar="T", help="Sequence length.")
 @click.option("--p-ignore", type=float, default=0.5, show_default=True, metavar="P", help="FFL(P) for the example.")
-@click.option("--seed", type=int, default=0, show_default=True, metavar="S", help="Seed of the example.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, metavar="S", help="Seed of the example.")
 @click.option("--data", metavar="FILE", help="Render a row of this data file instead of sampling.")
 @click.option("--row", type=int, default=0, show_default=True, metavar="K", help="Row of --data to render.")
 @click.option("--fewshot/--no-fewshot", default=False, show_default=True,
@@ -210,8 +210,8 @@ def _csv(cast, name):
               help="Sequence lengths to sweep (suites are regenerated at each length). Default: the suite's 512.")
 @click.option("--p-ignore", "p_ignore", callback=_csv(float, "probabilities"), metavar="P1,P2",
               help="Also score FFL(P) sets (p_w = p_r = (1-P)/2) of --num sequences at each length.")
-@click.option("--num", "-n", type=int, metavar="N", help="Sequences per set (overrides the suites' sizes; FFL sets default 1000).")
-@click.option("--seed", type=int, metavar="S", help="Seed (overrides the suites' fixed seeds; FFL sets default 0).")
+@click.option("--num", "-n", type=click.IntRange(min=1), metavar="N", help="Sequences per set: overrides the suites' sizes (FFL sets default 1000); with --data, scores the first N rows of each part of the file.")
+@click.option("--seed", type=click.IntRange(min=0), metavar="S", help="Seed (overrides the suites' fixed seeds; FFL sets default 0).")
 @click.option("--render", "renders", default="symbolic", show_default=True, callback=_csv(str, "renderings"),
               metavar="R1,R2", help="Renderings (see 'ffbench render --list') or template .yaml paths.")
 @click.option("--scoring", "scorings", default="choice", show_default=True, callback=_csv(str, "scorings"),
@@ -239,13 +239,18 @@ def _csv(cast, name):
 @_registry_option
 @click.option("--record/--no-record", default=True, show_default=True,
               help="Record the finished run in the registry.")
+@click.option("--rescore", is_flag=True, help="Discard what --output-dir holds (results of other data, weights or "
+              "config) and score again. Without it such a directory is refused.")
 def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, fewshot, per_read, model_args,
-        base_url, api_key, batch_size, max_batch_tokens, alphabet, output_dir, progress, revision, registry, record):
+        base_url, api_key, batch_size, max_batch_tokens, alphabet, output_dir, progress, revision, registry, record,
+        rescore):
     """Measure a model's flip-flop read accuracy and glitch rate, with exact 95% intervals.
 
     Every read of every sequence is scored and kept (samples.parquet); dense scoring reads all
     answers of a sequence from one forward pass. Interrupt at any time: rerunning the same command
-    resumes without rescoring.
+    resumes without rescoring, but only when the config, the data's content and the model's weights
+    are all unchanged (otherwise the directory is refused; --rescore starts over).
+    Exit status: 0 done, 1 runtime failure, 2 usage error, 130 interrupted (rerun to resume).
 
     \b
     Examples:
@@ -254,55 +259,42 @@ def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, few
       ffbench run --model openai/my-model --base-url http://127.0.0.1:8000/v1 --length 64,256 --num 500
       ffbench run --model hf/./my-checkpoint --data val_sparse.parquet --output-dir runs/mine
     """
-    from ffbench import backends, runner, summary
-
-    if num is not None and num <= 0:
-        raise click.BadParameter(f"must be a positive integer, got {num}", param_hint="--num")
-    if batch_size is not None and batch_size <= 0:
-        raise click.BadParameter(f"must be a positive integer, got {batch_size}", param_hint="--batch-size")
-    provider, name = backends.parse_spec(model)
-    if provider == "ffbench" and not lengths:
-        from ffbench.backends.native import training_length
-
-        lengths = [n] if (n := training_length(name)) else []  # score our baselines at their length
-    args = backends.parse_model_args(model_args)
-    if max_batch_tokens:
-        if provider not in ("hf", "ffbench"):
-            raise click.BadParameter(f"applies to hf/ and ffbench/ models, not {provider}/", param_hint="--max-batch-tokens")
-        args["max_batch_tokens"] = max_batch_tokens
-    cfg = runner.RunConfig(model=model, model_args=backends.public_args(args), suites=list(suite), data=list(data),
-                           lengths=lengths, p_ignore=p_ignore, num=num, seed=seed, renders=renders, scorings=scorings,
-                           fewshot=fewshot, per_read=per_read, alphabet=alphabet, batch_size=batch_size,
-                           base_url=base_url if provider == "openai" else None)
-    out = output_dir or runner.default_output_dir(cfg)
-    options = {}
-    if provider == "openai":
-        options = {"base_url": base_url, "api_key": api_key, "cache_dir": out}
-
-    def make_backend():
-        click.echo(f"loading {model} ...", err=True)
-        return backends.load_backend(model, args, **options)
+    from ffbench import api, summary
 
     show = progress if progress is not None else sys.stderr.isatty()
-    results = runner.run(cfg, out, make_backend, progress=show, echo=lambda m: click.echo(m, err=True))
-    click.echo(summary.format_table(results["results"]))
+    results = api.evaluate(model, suite=list(suite), data=list(data), lengths=lengths, p_ignore=p_ignore, num=num,
+                           seed=seed, render=renders, scoring=scorings, fewshot=fewshot, per_read=per_read,
+                           model_args=_model_args(model_args), alphabet=alphabet, batch_size=batch_size,
+                           max_batch_tokens=max_batch_tokens, output_dir=output_dir, base_url=base_url,
+                           api_key=api_key, progress=show, rescore=rescore, echo=lambda m: click.echo(m, err=True))
+    out = results.label
+    click.echo(summary.format_table(results.results))
     click.echo(f"\nrun directory: {out}")
     click.echo(f"next: ffbench report {out} --out report.html   (beside the shipped references)")
     if record:
-        _record(results, revision, out, registry)
+        _record(results, revision, out, registry, strict=False)
 
 
-def _record(results: dict, revision: str, run_dir: str, registry_path: str | None) -> None:
-    """Record a finished run; a registry problem is reported but never loses the run itself."""
+def _model_args(pairs) -> dict:
+    from ffbench import backends
+
+    return backends.parse_model_args(pairs)
+
+
+def _record(results, revision: str, run_dir: str, registry_path: str | None, strict: bool) -> None:
+    """Record a finished run. ``ffbench run`` only warns when the registry fails (the run itself is
+    safe on disk); ``ffbench record`` fails, so a CI step that must record cannot pass silently."""
     from ffbench.registry import Registry
 
     reg = Registry(registry_path)
     try:
         run_id = reg.record(results, revision, run_dir)
     except FFBenchError as exc:
+        if strict:
+            raise
         click.echo(f"ffbench: warning: run not recorded: {exc}", err=True)
         return
-    what = "recorded" if run_id is not None else "already recorded"
+    what = f"recorded as #{run_id}" if run_id is not None else "already recorded"
     click.echo(f"registry: {what} in {reg.path}" + (f" (revision {revision})" if revision else ""))
 
 
@@ -481,6 +473,9 @@ def report(inputs, out, references, no_refs, history, registry, failing, attenti
     """
     from ffbench.report import build_report, write_report
 
+    if Path(out).is_dir():
+        raise click.BadParameter(f"{out!r} is a directory; give a file name such as "
+                                 f"{str(Path(out) / 'report.html')!r}", param_hint="--out")
     refs = [] if no_refs else (list(references) if references else None)
     if not inputs and refs == []:
         raise click.UsageError("nothing to report: give RUN directories or drop --no-refs")
@@ -497,12 +492,19 @@ def _rate_in_unit(ctx, param, value):
     return value
 
 
+def _ceiling(ctx, param, value):
+    if value is not None and not 0.0 <= value < 1.0:
+        raise click.BadParameter(f"must be a rate in [0, 1) (0: any error fails), got {value:g}")
+    return value
+
+
 @cli.command()
 @click.option("--candidate", "-c", required=True, metavar="RUN", help="Run directory of the model under test.")
 @click.option("--baseline", "-b", metavar="RUN|REF", help="What it must not be worse than: a run directory, a "
               "shipped reference (ffbench/transformer-ref) or registry:MODEL@REV (registry:MODEL = latest).")
-@click.option("--max-glitch-rate", type=float, callback=_rate_in_unit, metavar="X",
-              help="Also fail a cell whose glitch rate is significantly above X (exact binomial test).")
+@click.option("--max-glitch-rate", type=float, callback=_ceiling, metavar="X",
+              help="Also fail a cell whose glitch rate is significantly above X (exact binomial test); "
+                   "0 = zero tolerance, any wrong read fails its cell (the paper's objective).")
 @click.option("--alpha", type=float, default=0.05, show_default=True, callback=_rate_in_unit, metavar="A",
               help="Family-wise false-alarm rate over all cells (Holm).")
 @click.option("--allow-missing-baseline", is_flag=True, help="If the baseline does not exist yet (a first release, "
@@ -514,10 +516,12 @@ def _rate_in_unit(ctx, param, value):
 def check(candidate, baseline, max_glitch_rate, alpha, allow_missing_baseline, junit, summary_path, registry):
     """Gate a release: exit 1 if the candidate glitches significantly more than the baseline.
 
-    Cells are matched on suite, length, p_ignore, rendering and scoring. Each is tested exactly
-    (Fisher's one-sided test on error counts), so a rise within noise passes and a real one fails;
-    with --max-glitch-rate, a cell shown to be above the ceiling fails too.
-    Exit status: 0 pass, 1 regression, 2 usage error.
+    Cells are matched on suite, length, p_ignore, rendering, scoring and run variant (e.g. few-shot).
+    Each is tested exactly, so a rise within noise passes and a real one fails: when both runs
+    scored the very same sequences, the paired exact McNemar test on the reads only one of them got
+    wrong; otherwise Fisher's one-sided test on error counts. With --max-glitch-rate, a cell shown
+    to be above the ceiling fails too. registry:MODEL takes the latest recorded run that shares a
+    cell with the candidate (and says which). Exit status: 0 pass, 1 regression, 2 usage error.
 
     \b
     Examples:
@@ -536,15 +540,18 @@ def check(candidate, baseline, max_glitch_rate, alpha, allow_missing_baseline, j
     base = None
     if baseline:
         try:
-            base = runs.load(baseline, registry)
+            base = runs.load(baseline, registry, comparable_to=cand.keys())
         except FFBenchError as exc:
             if not (allow_missing_baseline and max_glitch_rate is not None):
                 raise click.UsageError(str(exc)) from None
             click.echo(f"no baseline yet ({exc}); applying only --max-glitch-rate", err=True)
+        else:
+            if baseline.startswith("registry:"):
+                click.echo(f"baseline: {base.label} recorded {base.created}", err=True)
     verdict = gate.compare(cand, base, alpha=alpha, max_glitch_rate=max_glitch_rate)
     if not verdict.tests:
         raise click.UsageError(f"nothing to compare: no cell of {candidate!r} matches one of {baseline!r} "
-                               "(same suite, length, p_ignore, render and scoring)")
+                               "(same suite, length, p_ignore, render, scoring and variant)")
     click.echo(gate.text_summary(verdict))
     if junit:
         Path(junit).write_bytes(gate.junit_xml(verdict))
@@ -570,15 +577,17 @@ def history(model, as_json, registry):
     if not found:
         raise FFBenchError(f"no recorded run{f' of {model!r}' if model else ''} in the registry")
     for entry in found:
+        results = entry["results"]
+        fp = (results.fingerprint.get("model") or {}).get("id", "")[:12] or "-"
         if as_json:
             click.echo(json.dumps({k: entry[k] for k in ("id", "model", "revision", "created", "run_dir")}
-                                  | {"results": entry["results"]["results"]}))
+                                  | {"fingerprint": results.fingerprint,
+                                     "results": [c.to_dict() for c in results.results]}))
             continue
-        click.echo(f"#{entry['id']}  {entry['model']}  revision {entry['revision'] or '-'}  {entry['created']}")
-        for c in entry["results"]["results"]:
-            p = "" if c.get("p_ignore") is None else f" p={c['p_ignore']:g}"
-            click.echo(f"    {c['suite']} T={c['length']}{p} {c['render']} {c['scoring']}: "
-                       f"{metrics.describe_rate(c['errors'], c['reads'])}")
+        click.echo(f"#{entry['id']}  {entry['model']}  revision {entry['revision'] or '-'}  {entry['created']}  "
+                   f"weights {fp}")
+        for c in results.results:
+            click.echo(f"    {c.key.describe()}: {metrics.describe_rate(c.errors, c.reads)}")
 
 
 @cli.command()
@@ -586,12 +595,16 @@ def history(model, as_json, registry):
 @click.option("--revision", default="", metavar="REV", help="Release label of these runs.")
 @_registry_option
 def record(run_dirs, revision, registry):
-    """Record finished run directories in the registry (ffbench run does this itself)."""
+    """Record finished run directories in the registry (ffbench run does this itself).
+
+    Exits 1 when a run cannot be recorded (an unusable registry, a revision already filed with other
+    weights), so a release pipeline's "record" step cannot pass without recording.
+    """
     from ffbench import runs
 
-    for ref in run_dirs:
-        loaded = runs.load(ref)
-        _record(loaded.results, revision, ref, registry)
+    loaded = [runs.load(ref) for ref in run_dirs]  # every reference resolves before anything is written
+    for ref, results in zip(run_dirs, loaded):
+        _record(results, revision, ref, registry, strict=True)
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -610,9 +623,15 @@ def main(argv=None) -> None:
     except click.ClickException as exc:
         click.echo(f"ffbench: error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
+    except Interrupted as exc:
+        click.echo(f"ffbench: {exc}", err=True)
+        sys.exit(130)
+    except UsageError as exc:
+        click.echo(f"ffbench: error: {exc}", err=True)
+        sys.exit(2)
     except FFBenchError as exc:
         click.echo(f"ffbench: error: {exc}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
-        click.echo("ffbench: interrupted", err=True)
+        click.echo("ffbench: interrupted; rerun the same command to resume what was saved", err=True)
         sys.exit(130)

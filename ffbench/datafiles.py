@@ -8,18 +8,18 @@ sequences each followed by a newline, so the same data in parquet or JSONL hashe
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 
 from ffbench import language
-from ffbench.errors import FFBenchError
+from ffbench.errors import FFBenchError, UsageError
+from ffbench.io import atomic_path
 
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
@@ -27,7 +27,7 @@ FORMATS = {".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson"
 def file_format(path: str | os.PathLike) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
-        raise FFBenchError(f"unsupported data file extension {suffix or '(none)'!r} in {str(path)!r}: use .parquet or .jsonl")
+        raise UsageError(f"unsupported data file extension {suffix or '(none)'!r} in {str(path)!r}: use .parquet or .jsonl")
     return FORMATS[suffix]
 
 
@@ -80,22 +80,6 @@ def content_sha256(arr: np.ndarray) -> str:
 
 
 # ----------------------------------------------------------------------------- writing
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; move it into place only if the block succeeds."""
-    target = Path(path)
-    if target.parent and not target.parent.exists():
-        raise FFBenchError(f"output folder {str(target.parent)!r} does not exist")
-    tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-
-
 def _arrow_text(arr: np.ndarray):
     """Zero-copy Arrow string column from an (N, T) uint8 array of equal-length rows."""
     import pyarrow as pa
@@ -173,7 +157,7 @@ def read_sequences(path: str | os.PathLike, alphabet: int = language.MAX_ALPHABE
     """Load and (by default) validate every row; errors name the file, row, position and rule."""
     p = Path(path)
     if not p.is_file():
-        raise FFBenchError(f"data file {str(p)!r} does not exist")
+        raise UsageError(f"data file {str(p)!r} does not exist")
     fmt = file_format(p)
     texts, columns = _read_parquet(p) if fmt == "parquet" else _read_jsonl(p)
     if len(texts) == 0:

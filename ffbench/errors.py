@@ -14,3 +14,7 @@ class FFBenchError(Exception):
 
 class UsageError(FFBenchError):
     """The user asked for something that cannot be done as asked (exit status 2)."""
+
+
+class Interrupted(FFBenchError):
+    """The user pressed Ctrl-C; the message says what was kept and how to resume (exit status 130)."""

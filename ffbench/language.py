@@ -21,7 +21,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from ffbench.errors import FFBenchError
+from ffbench.errors import FFBenchError, UsageError
 
 W, R, I = ord("w"), ord("r"), ord("i")
 ZERO = ord("0")
@@ -42,24 +42,24 @@ class FFL:
 
     def __post_init__(self) -> None:
         if not isinstance(self.length, (int, np.integer)) or self.length < 4 or self.length % 2:
-            raise FFBenchError(f"length must be an even integer >= 4, got {self.length!r}")
+            raise UsageError(f"length must be an even integer >= 4, got {self.length!r}")
         probs = (self.p_write, self.p_read, self.p_ignore)
         for name, value in zip(("p_write", "p_read", "p_ignore"), probs):
             if not (0.0 <= value <= 1.0):
-                raise FFBenchError(f"{name} must lie in [0, 1], got {value!r}")
+                raise UsageError(f"{name} must lie in [0, 1], got {value!r}")
         if abs(sum(probs) - 1.0) > 1e-9:
-            raise FFBenchError(
+            raise UsageError(
                 f"instruction probabilities must sum to 1, got p = {self.p_write:g},"
                 f"{self.p_read:g},{self.p_ignore:g} (sum {sum(probs):g})"
             )
         if not (2 <= self.alphabet <= MAX_ALPHABET):
-            raise FFBenchError(f"alphabet must be between 2 and {MAX_ALPHABET}, got {self.alphabet!r}")
+            raise UsageError(f"alphabet must be between 2 and {MAX_ALPHABET}, got {self.alphabet!r}")
 
     @classmethod
     def from_p_ignore(cls, p_ignore: float, length: int = 512, alphabet: int = 2) -> "FFL":
         """The paper's shorthand FFL(p_i): p_w = p_r = (1 - p_i) / 2."""
         if not (0.0 <= p_ignore <= 1.0):
-            raise FFBenchError(f"p_ignore must lie in [0, 1], got {p_ignore!r}")
+            raise UsageError(f"p_ignore must lie in [0, 1], got {p_ignore!r}")
         half = (1.0 - p_ignore) / 2.0
         return cls(length, half, half, p_ignore, alphabet)
 
@@ -106,7 +106,7 @@ def resolve_suites(name: str) -> list[Suite]:
     if name in SUITE_GROUPS:
         return [SUITES[n] for n in SUITE_GROUPS[name]]
     known = ", ".join([*SUITES, *SUITE_GROUPS])
-    raise FFBenchError(f"unknown suite {name!r} (known: {known})")
+    raise UsageError(f"unknown suite {name!r} (known: {known})")
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -146,6 +146,8 @@ def _block_rows(dist: FFL, seed: int, block: int, rows: int) -> np.ndarray:
 def iter_sample(dist: FFL, num: int, seed: int, chunk_rows: int = 8 * BLOCK_ROWS) -> Iterator[np.ndarray]:
     """Yield (rows, T) uint8 chunks of ``num`` sequences; memory stays bounded by ``chunk_rows``."""
     _check_num(num)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UsageError(f"seed must be a non-negative integer, got {seed!r}")
     chunk_blocks = max(1, chunk_rows // BLOCK_ROWS)
     n_blocks = -(-num // BLOCK_ROWS)
     for first in range(0, n_blocks, chunk_blocks):
@@ -163,7 +165,7 @@ def sample(dist: FFL, num: int, seed: int) -> np.ndarray:
 
 def _check_num(num: int) -> None:
     if not isinstance(num, (int, np.integer)) or num <= 0:
-        raise FFBenchError(f"num must be a positive integer, got {num!r}")
+        raise UsageError(f"num must be a positive integer, got {num!r}")
 
 
 # ----------------------------------------------------------------------------- conversions

@@ -32,8 +32,12 @@ def zero_error_bound(n: int, confidence: float = 0.95) -> float:
     return 1.0 - (1.0 - confidence) ** (1.0 / n) if n else 1.0
 
 
-def summarize(correct: np.ndarray, invalid: np.ndarray) -> dict:
-    """Counts, rates and the exact 95% interval of one cell."""
+def summarize(correct: np.ndarray, invalid: np.ndarray, truncated: np.ndarray | None = None) -> dict:
+    """Counts, rates and the exact 95% interval of one cell.
+
+    Every read counts: a read whose reply named no answer (``invalid``), including one cut by the
+    token budget (``truncated``, a subset of invalid), is an error and is counted as such too.
+    """
     reads = int(correct.size)
     errors = int(reads - np.count_nonzero(correct))
     low, high = clopper_pearson(errors, reads)
@@ -41,6 +45,7 @@ def summarize(correct: np.ndarray, invalid: np.ndarray) -> dict:
         "reads": reads,
         "errors": errors,
         "invalid": int(np.count_nonzero(invalid)),
+        "truncated": 0 if truncated is None else int(np.count_nonzero(truncated)),
         "glitch_rate": errors / reads if reads else math.nan,
         "accuracy": 1.0 - errors / reads if reads else math.nan,
         "ci95": [low, high],

@@ -6,6 +6,11 @@ releases?" (``ffbench history``, the report's history plot). A run is stored who
 ``results.json`` payload) plus one row per cell, so a registry entry is as good a baseline as the
 run directory it came from, even after that directory is gone.
 
+Each record carries the model's fingerprint (what the weights were), and a revision label never
+silently covers two different sets of weights: recording a run whose fingerprint differs from the
+one already filed under the same model and revision is refused. Model names are normalised
+(``hf/./m`` and ``hf//abs/m`` are one model).
+
 Two CI jobs may record at the same moment: the database runs in WAL mode, every write is one
 ``BEGIN IMMEDIATE`` transaction, and a writer waits (``busy_timeout``) rather than failing, so no
 record is lost or half-written. Recording the same run twice is a no-op.
@@ -27,6 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ffbench.errors import FFBenchError
+from ffbench.schema import CellKey, RunResults
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -49,6 +55,8 @@ CREATE TABLE IF NOT EXISTS cells (
 );
 CREATE INDEX IF NOT EXISTS runs_model ON runs (model, revision);
 """
+# Columns added after the first release of the registry (added to older databases on first write).
+MIGRATIONS = {"runs": {"fingerprint": "TEXT"}, "cells": {"variant": "TEXT", "data_sha256": "TEXT", "cell_id": "TEXT"}}
 
 
 def default_path() -> Path:
@@ -63,8 +71,18 @@ def default_path() -> Path:
     return base / "ffbench" / "registry.sqlite"
 
 
-def config_hash(results: dict) -> str:
-    return hashlib.sha256(json.dumps(results.get("config", {}), sort_keys=True).encode()).hexdigest()[:16]
+def config_hash(results: RunResults) -> str:
+    return hashlib.sha256(json.dumps(results.config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def normalize_model(model: str) -> str:
+    """The registry's spelling of a model spec (see ``ffbench.backends.normalize``)."""
+    from ffbench import backends
+
+    try:
+        return backends.normalize(model)
+    except FFBenchError:
+        return model  # an unknown provider (a plugin not installed here): keep the name as recorded
 
 
 class Registry:
@@ -89,13 +107,14 @@ class Registry:
                 con.execute("BEGIN IMMEDIATE")
                 for statement in filter(str.strip, SCHEMA.split(";")):  # not executescript: it commits
                     con.execute(statement)
+                _migrate(con)
             yield con
             if write:
                 con.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             if write and con.in_transaction:
                 con.execute("ROLLBACK")
-            raise FFBenchError(f"registry {str(self.path)!r}: {exc}") from None
+            raise FFBenchError(f"registry {str(self.path)!r} is unusable: {exc}") from None
         except BaseException:
             if write and con.in_transaction:
                 con.execute("ROLLBACK")
@@ -103,33 +122,43 @@ class Registry:
         finally:
             con.close()
 
-    def record(self, results: dict, revision: str = "", run_dir: str | None = None) -> int | None:
-        """Store a finished run (a results.json payload); return its id, or None if already stored."""
+    def record(self, results: RunResults, revision: str = "", run_dir: str | None = None) -> int | None:
+        """Store a finished run; return its id, or None if it was stored already."""
         now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        model = normalize_model(results.model)
+        fp = (results.fingerprint.get("model") or {}).get("id")
         with self._connect(write=True) as con:
+            if revision and fp:
+                other = con.execute("SELECT id, fingerprint FROM runs WHERE model = ? AND revision = ? AND "
+                                    "fingerprint IS NOT NULL AND fingerprint != ?", (model, revision, fp)).fetchone()
+                if other:
+                    raise FFBenchError(f"registry already files other weights under {model} revision {revision!r} "
+                                       f"(run #{other[0]}, fingerprint {other[1][:12]}; this run {fp[:12]}): "
+                                       "record it under another --revision")
             cur = con.execute(
                 "INSERT OR IGNORE INTO runs (model, revision, config_hash, created, recorded, run_dir, data_sha256,"
-                " ffbench_version, results_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (results["model"], revision or "", config_hash(results), results.get("created", now), now,
-                 None if run_dir is None else str(Path(run_dir).resolve()), results.get("data_sha256"),
-                 results.get("ffbench_version"), json.dumps(results)))
+                " ffbench_version, results_json, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (model, revision or "", config_hash(results), results.created or now, now,
+                 None if run_dir is None else str(Path(run_dir).resolve()), results.data_sha256,
+                 results.ffbench_version, json.dumps(results.with_model(model).to_dict()), fp))
             if cur.rowcount == 0:
                 return None
             run_id = cur.lastrowid
             con.executemany(
-                "INSERT INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(run_id, c["suite"], c["length"], c.get("p_ignore"), c["render"], c["scoring"], c["reads"],
-                  c["errors"], c.get("invalid", 0), c["glitch_rate"], c["ci95"][0], c["ci95"][1])
-                 for c in results["results"]])
+                "INSERT INTO cells (run_id, suite, length, p_ignore, render, scoring, reads, errors, invalid, "
+                "glitch_rate, ci_low, ci_high, variant, data_sha256, cell_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, c.suite, c.length, c.p_ignore, c.render, c.scoring, c.reads, c.errors, c.invalid,
+                  c.glitch_rate, c.ci95[0], c.ci95[1], c.variant, c.data_sha256, c.id) for c in results.results])
             return run_id
 
     def runs(self, model: str | None = None, revision: str | None = None) -> list[dict]:
-        """Recorded runs (oldest first), each with its id, revision, created time and results payload."""
+        """Recorded runs (oldest first): id, model, revision, created, run_dir and the RunResults."""
         sql, args = "SELECT id, model, revision, created, run_dir, results_json FROM runs", []
         where = []
         if model is not None:
             where.append("model = ?")
-            args.append(model)
+            args.append(normalize_model(model))
         if revision is not None:
             where.append("revision = ?")
             args.append(revision)
@@ -137,19 +166,38 @@ class Registry:
             sql += " WHERE " + " AND ".join(where)
         with self._connect(write=False) as con:
             rows = con.execute(sql + " ORDER BY created, id", args).fetchall()
-        return [{"id": i, "model": m, "revision": r, "created": c, "run_dir": d, "results": json.loads(j)}
-                for i, m, r, c, d, j in rows]
+        out = []
+        for i, m, r, c, d, j in rows:
+            label = f"registry:{m}@{r}" if r else f"registry:{m} (#{i})"
+            out.append({"id": i, "model": m, "revision": r, "created": c, "run_dir": d,
+                        "results": RunResults.from_dict(json.loads(j), label)})
+        return out
 
     def models(self) -> list[str]:
         with self._connect(write=False) as con:
             return [m for (m,) in con.execute("SELECT DISTINCT model FROM runs ORDER BY model")]
 
-    def resolve(self, ref: str) -> dict:
-        """``MODEL@REV`` (latest run of that revision) or ``MODEL`` (latest run) -> results payload."""
+    def resolve(self, ref: str, comparable_to: set[CellKey] | None = None) -> RunResults:
+        """``MODEL@REV`` (latest run of that revision) or ``MODEL`` (latest run; with ``comparable_to``,
+        the latest run sharing a cell with those keys) -> its RunResults."""
         model, _, revision = ref.rpartition("@") if "@" in ref else (ref, "", None)
         found = self.runs(model, revision)
         if not found:
             what = f"{model!r}" + (f" at revision {revision!r}" if revision is not None else "")
             known = ", ".join(self.models()) or "none"
             raise FFBenchError(f"registry {str(self.path)!r} has no run of {what} (models: {known})")
+        if comparable_to is not None:
+            comparable = [e for e in found if e["results"].keys() & comparable_to]
+            if not comparable:
+                raise FFBenchError(f"registry {str(self.path)!r} has {len(found)} run(s) of {model!r} but none shares "
+                                   "a cell (suite, length, p_ignore, render, scoring, variant) with the candidate")
+            found = comparable
         return found[-1]["results"]
+
+
+def _migrate(con) -> None:
+    for table, columns in MIGRATIONS.items():
+        have = {row[1] for row in con.execute(f"PRAGMA table_info({table})")}
+        for name, kind in columns.items():
+            if name not in have:
+                con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")

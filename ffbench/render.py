@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ffbench import language
-from ffbench.errors import FFBenchError
+from ffbench.errors import FFBenchError, UsageError
 from ffbench.resources import resource_dir
 
 DEMO_LENGTH = 16
@@ -91,32 +91,72 @@ def load_template(name_or_path: str) -> Template:
     if path.suffix not in (".yaml", ".yml") or not path.is_file():
         path = resource_dir("prompts") / f"{name_or_path}.yaml"
     if not path.is_file():
-        raise FFBenchError(f"unknown rendering {name_or_path!r} (known: {', '.join(available())})")
+        raise UsageError(f"unknown rendering {name_or_path!r} (known: {', '.join(available())})")
     import yaml
 
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise FFBenchError(f"rendering file {str(path)!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise UsageError(f"rendering file {str(path)!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
     return _template_from_dict(raw, path)
 
 
 def _template_from_dict(raw, path: Path) -> Template:
+    where = f"rendering file {str(path)!r}"
     if not isinstance(raw, dict):
-        raise FFBenchError(f"rendering file {str(path)!r} must hold a mapping")
+        raise UsageError(f"{where} must hold a mapping")
     fields = set(Template.__dataclass_fields__)
     unknown = set(raw) - fields
     if unknown:
-        raise FFBenchError(f"rendering file {str(path)!r}: unknown field(s) {', '.join(sorted(unknown))}")
+        raise UsageError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
     missing = {"write", "ignore", "read", "answers"} - set(raw)
     if missing:
-        raise FFBenchError(f"rendering file {str(path)!r}: missing field(s) {', '.join(sorted(missing))}")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+        raise UsageError(f"{where}: missing field(s) {', '.join(sorted(missing))}")
+    values = {}
+    for k, v in raw.items():
+        v = tuple(v) if isinstance(v, list) else v
+        if not (isinstance(v, str) or (isinstance(v, tuple) and v and all(isinstance(x, str) for x in v))):
+            raise UsageError(f"{where}: field {k!r} must be a string or a list of strings, got {v!r}")
+        values[k] = v
     values.setdefault("name", path.stem)
     values.setdefault("description", "")
     if str(values["read"]).count("{answer}") != 1:
-        raise FFBenchError(f"rendering file {str(path)!r}: 'read' must contain '{{answer}}' exactly once")
-    return Template(**values)
+        raise UsageError(f"{where}: 'read' must contain '{{answer}}' exactly once")
+    template = Template(**values)
+    _check_placeholders(template, where)
+    return template
+
+
+def _check_placeholders(template: Template, where: str) -> None:
+    """Every piece formats with the placeholders it may use, and the answers are distinct strings."""
+    allowed = {"write": "{value}", "ignore": "{value}", "answers": "{value}"}
+    for name in ("write", "ignore", "answers"):
+        field = getattr(template, name)
+        for v in range(len(field) if isinstance(field, tuple) else 2):
+            try:
+                _piece(field, v)
+            except (KeyError, IndexError, ValueError) as exc:
+                raise UsageError(f"{where}: field {name!r} has an unknown or malformed placeholder ({exc}); "
+                                 f"it may use only {allowed[name]}") from None
+    stray = re.findall(r"\{[A-Za-z_][A-Za-z0-9_]*\}", template.read.replace("{answer}", "", 1))
+    if stray:
+        raise UsageError(f"{where}: unknown placeholder {stray[0]} in 'read' (it holds only {{answer}})")
+    sizes = [len(f) for f in (template.write, template.ignore, template.answers) if isinstance(f, tuple)]
+    choices = template.choices(min(sizes, default=2))
+    if len(set(choices)) < len(choices):
+        raise UsageError(f"{where}: the answers must be different strings, got {list(choices)}")
+    if template.answer_pattern:
+        try:
+            re.compile(template.answer_pattern)
+        except re.error as exc:
+            raise UsageError(f"{where}: answer_pattern is not a valid regular expression ({exc})") from None
+
+
+def check_alphabet(template: Template, alphabet: int) -> None:
+    """UsageError when the template cannot render data values 0..alphabet-1."""
+    if alphabet > template.max_alphabet():
+        raise UsageError(f"rendering {template.name!r} supports at most {template.max_alphabet()} data values, "
+                         f"got --alphabet {alphabet}")
 
 
 def _piece(field: tuple[str, ...] | str, value: int) -> str:
@@ -127,10 +167,7 @@ def _piece(field: tuple[str, ...] | str, value: int) -> str:
 @functools.lru_cache(maxsize=64)
 def _tables(template: Template, alphabet: int):
     """Piece text and answer offset for every (instruction, value), indexed ``kind * M + value``."""
-    if alphabet > template.max_alphabet():
-        raise FFBenchError(
-            f"rendering {template.name!r} supports at most {template.max_alphabet()} data values, got {alphabet}"
-        )
+    check_alphabet(template, alphabet)
     head, tail = template.read.split("{answer}")
     pieces, answer_at = [], []
     for kind in ("w", "r", "i"):

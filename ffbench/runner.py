@@ -1,11 +1,19 @@
-"""``ffbench run``: the sweep (sources x lengths x renderings x scorings) as resumable shards.
+"""``ffbench run``: the sweep (sources x renderings x scorings) as resumable shards.
 
-A *source* is a set of sequences: a preset suite (regenerated at each requested length), an
-FFL(p_ignore) set, or a data file. A *cell* is a source scored under one rendering and one scoring.
-Each cell's sequences are split into fixed shards; each finished shard is written atomically with
-one row per read, so an interrupted run resumes exactly where it stopped and never rescores. When
-every shard is done, the shards are merged into ``samples.parquet`` and summarised in
-``results.json`` (DESIGN.md).
+A *source* (:mod:`ffbench.sources`) is a set of sequences; a *cell* is a source scored under one
+rendering and one scoring. Each cell's sequences are split into fixed shards, and each finished
+shard is written atomically with one row per read, so an interrupted run resumes exactly where it
+stopped and never rescores. When every shard is done they are merged into ``samples.parquet`` and
+summarised in ``results.json`` (:class:`ffbench.schema.RunResults`).
+
+Order of work, so that nothing is wasted and nothing is mixed:
+
+1. :func:`plan` validates everything the user asked for (usage errors, before anything loads);
+2. the provider checks the plan and fingerprints the model without loading it where it can;
+3. a resource preflight refuses a sequence that cannot fit in memory, with the figure;
+4. the run directory is locked (one run at a time) and its identity compared: resume only when the
+   config, the data's content hashes and the model's fingerprint are all identical;
+5. the model loads, scores the missing shards, and the results are written.
 """
 
 from __future__ import annotations
@@ -20,11 +28,15 @@ from typing import Callable
 
 import numpy as np
 
-from ffbench import __version__, datafiles, generate, language, metrics, render
-from ffbench.errors import FFBenchError
+from ffbench import __version__, language, metrics, render
+from ffbench.backends import ModelRef
+from ffbench.errors import FFBenchError, Interrupted, UsageError
+from ffbench.identity import RunIdentity
 from ffbench.rundir import SAMPLE_COLUMNS, RunDir
+from ffbench.schema import CellKey, CellResult, RunResults, variant_of
+from ffbench.sources import SequenceStore, SourceSpec, plan_sources
 
-DEFAULT_NUM = 1000
+SHARD_TOKENS = 32_768
 
 
 @dataclass
@@ -55,91 +67,63 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
-class Source:
-    label: str
-    kind: str  # suite | ffl | file
-    length: int
-    p_ignore: float | None
-    num: int
-    seed: int | None = None
-    path: str | None = None
-
-
-@dataclass(frozen=True)
 class Cell:
-    source: Source
-    render: str
+    """A source scored under one rendering and one scoring."""
+
+    source: SourceSpec
+    render: str  # a template name or a path to one
     scoring: str
+    variant: str = ""
 
     @property
-    def key(self) -> str:
-        p = "na" if self.source.p_ignore is None else f"{self.source.p_ignore:g}"
-        raw = f"{self.source.label}-T{self.source.length}-p{p}-{Path(self.render).stem}-{self.scoring}"
-        return re.sub(r"[^A-Za-z0-9_.-]+", "_", raw)
+    def render_name(self) -> str:
+        return Path(self.render).stem
+
+    @property
+    def key(self) -> CellKey:
+        return CellKey(self.source.label, self.source.length, self.source.p_ignore, self.render_name, self.scoring,
+                       self.variant)
+
+
+@dataclass
+class Plan:
+    """A validated run: its cells and the sequences they score."""
+
+    config: RunConfig
+    cells: list[Cell]
+    store: SequenceStore
+    templates: dict[str, render.Template]
+    demo: np.ndarray | None
+
+    def data_hashes(self) -> dict[str, str]:
+        return {c.source.describe(): self.store.get(c.source)[2] for c in self.cells}
+
+    def cell_id(self, cell: Cell) -> str:
+        return f"{cell.key.slug()}-{self.store.get(cell.source)[2][:12]}"
 
 
 # ----------------------------------------------------------------------------- planning
-class SequenceStore:
-    """Sequences and reads of every source, produced once and shared by the cells."""
-
-    def __init__(self, alphabet: int):
-        self.alphabet = alphabet
-        self._files: dict[str, datafiles.Dataset] = {}
-        self._cache: dict[Source, tuple[np.ndarray, language.Reads, str]] = {}
-
-    def file(self, path: str) -> datafiles.Dataset:
-        if path not in self._files:
-            self._files[path] = datafiles.read_sequences(path, alphabet=self.alphabet)
-        return self._files[path]
-
-    def get(self, source: Source) -> tuple[np.ndarray, language.Reads, str]:
-        if source not in self._cache:
-            if source.kind == "file":
-                ds = self.file(source.path)
-                labels = ds.columns.get("suite")
-                arr = ds.sequences if labels is None else ds.sequences[np.array(labels) == source.label]
-            else:
-                dist = language.FFL.from_p_ignore(source.p_ignore, source.length, self.alphabet)
-                arr = language.sample(dist, source.num, source.seed)
-            self._cache[source] = (arr, language.extract_reads(arr), datafiles.content_sha256(arr))
-        return self._cache[source]
-
-
-def plan_sources(cfg: RunConfig, store: SequenceStore) -> list[Source]:
-    sources: list[Source] = []
-    lengths = cfg.lengths or [None]
-    suites = cfg.suites or ([] if (cfg.data or cfg.p_ignore) else ["paper"])
-    for name in suites:
-        for length in lengths:
-            for part in generate.suite_parts(name, length, cfg.num, cfg.seed, cfg.alphabet):
-                sources.append(Source(part.suite, "suite", part.dist.length, part.dist.p_ignore, part.num, part.seed))
-    for p in cfg.p_ignore:
-        for length in lengths:
-            dist = language.FFL.from_p_ignore(p, length or 512, cfg.alphabet)
-            sources.append(Source(f"ffl{p:g}", "ffl", dist.length, p, cfg.num or DEFAULT_NUM,
-                                  0 if cfg.seed is None else cfg.seed))
-    for path in cfg.data:
-        ds = store.file(path)
-        labels = ds.columns.get("suite")
-        names = [Path(path).stem] if labels is None else list(dict.fromkeys(labels))
-        for name in names:
-            n = ds.num if labels is None else labels.count(name)
-            sources.append(Source(str(name), "file", ds.length, None, n, path=path))
-    return sources
-
-
-def plan(cfg: RunConfig, store: SequenceStore) -> list[Cell]:
-    for name in cfg.renders:
-        render.load_template(name)  # fail fast on unknown renderings
+def plan(cfg: RunConfig, store: SequenceStore | None = None) -> Plan:
+    """Validate every choice of ``cfg`` and list its cells; raises UsageError, loads no model."""
     from ffbench.scoring import SCORINGS
 
+    if not cfg.renders:
+        raise UsageError("--render needs at least one rendering")
+    if not cfg.scorings:
+        raise UsageError("--scoring needs at least one scoring")
+    templates = {name: render.load_template(name) for name in cfg.renders}
+    for template in templates.values():
+        render.check_alphabet(template, cfg.alphabet)
     for s in cfg.scorings:
         if s not in SCORINGS:
-            raise FFBenchError(f"unknown scoring {s!r} (use {' or '.join(SCORINGS)})")
-    return [Cell(src, r, s) for src in plan_sources(cfg, store) for r in cfg.renders for s in cfg.scorings]
-
-
-SHARD_TOKENS = 32_768
+            raise UsageError(f"unknown scoring {s!r} (use {' or '.join(SCORINGS)})")
+    if cfg.batch_size is not None and cfg.batch_size <= 0:
+        raise UsageError(f"--batch-size must be a positive integer, got {cfg.batch_size}")
+    store = store or SequenceStore()
+    sources = plan_sources(cfg.suites, cfg.data, cfg.lengths, cfg.p_ignore, cfg.num, cfg.seed, cfg.alphabet, store)
+    cells = [Cell(src, r, s, variant_of(cfg.as_dict(), s)) for src in sources for r in cfg.renders for s in cfg.scorings]
+    demo = render.demo_sequence(alphabet=cfg.alphabet) if cfg.fewshot else None
+    return Plan(cfg, cells, store, templates, demo)
 
 
 def shard_size(length: int, batch_size: int | None) -> int:
@@ -147,53 +131,113 @@ def shard_size(length: int, batch_size: int | None) -> int:
 
 
 # ----------------------------------------------------------------------------- running
-def run(cfg: RunConfig, out_dir: str, make_backend: Callable, progress: bool = True,
-        echo: Callable[[str], None] = print) -> dict:
-    """Score every cell (resuming finished shards) and write the run directory; return results."""
+def run(cfg: RunConfig, out_dir: str, model: ModelRef, progress: bool = True,
+        echo: Callable[[str], None] = print, rescore: bool = False) -> RunResults:
+    """Score every cell (resuming finished shards) and write the run directory; return the results."""
+    p = plan(cfg)
+    model.check(list(p.templates.values()), cfg.scorings)
     rd = RunDir(out_dir)
-    if rd.results.exists():
-        done = json.loads(rd.results.read_text())
-        if done.get("config") == cfg.as_dict():
-            echo(f"run already complete in {out_dir}; nothing rescored")
-            return done
-    store = SequenceStore(cfg.alphabet)
-    cells = plan(cfg, store)
-    rd.check(cfg.as_dict())
-    demo = render.demo_sequence(alphabet=cfg.alphabet) if cfg.fewshot else None
-    work = []  # (cell, shard size, starts still to score)
-    for cell in cells:
-        arr, _, _ = store.get(cell.source)
-        size = shard_size(cell.source.length, cfg.batch_size)
-        todo = [s for s in range(0, arr.shape[0], size) if not rd.shard_path(cell.key, s).exists()]
-        if todo:
-            work.append((cell, size, todo))
-    backend = make_backend() if work else None
+    rd.check_usable()
+    fingerprint = model.fingerprint_before_load()
+    preflight_memory(model, p)
+    existed = rd.path.exists()
+    with rd.lock():
+        try:
+            return _run_locked(p, rd, model, fingerprint, progress, echo, rescore)
+        except BaseException:
+            if not existed:
+                rd.remove_if_empty()  # failed before scoring anything: leave no directory behind
+            raise
+
+
+def _run_locked(p: Plan, rd: RunDir, model: ModelRef, fingerprint: dict | None, progress: bool,
+                echo: Callable[[str], None], rescore: bool) -> RunResults:
+    cfg = p.config
+    wanted = RunIdentity(cfg.as_dict(), p.data_hashes(), fingerprint or {})
+    held = rd.identity()
+    if held is None and rd.holds_work() and not rescore:
+        raise FFBenchError(f"{str(rd.path)!r} holds unfinished work of unknown provenance (an older ffbench?); "
+                           "use --rescore to discard it, or another --output-dir")
+    if held is not None:
+        diff = held.differences(wanted, include_model=fingerprint is not None)
+        if diff:
+            _refuse_or_clear(rd, diff, rescore, echo)
+            held = None
+        elif fingerprint is not None and rd.is_complete():
+            echo(f"run already complete in {rd.path}; nothing rescored")
+            return rd.load()
+    elif rescore:
+        rd.clear()
+
+    work = _pending(p, rd)
+    backend = model.load() if (work or fingerprint is None) else None
     try:
-        # Every cell's context is checked before anything is written: no half-made run on a bad length.
-        for cell, _, _ in work:
-            _check_context(backend, store.get(cell.source)[0][0], render.load_template(cell.render),
-                           cfg.alphabet, demo, cell)
-        rd.open(cfg.as_dict())
-        for cell, size, todo in work:
-            arr, reads, _ = store.get(cell.source)
-            template = render.load_template(cell.render)
+        if fingerprint is None:  # only the loaded model (or the server) can say what it is
+            fingerprint = backend.fingerprint()
+            wanted.model = fingerprint
+            if held is not None and held.model.get("id") != fingerprint.get("id"):
+                _refuse_or_clear(rd, [_model_diff(held, wanted)], rescore, echo)
+                work = _pending(p, rd)
+            elif held is not None and rd.is_complete():
+                echo(f"run already complete in {rd.path}; nothing rescored")
+                return rd.load()
+        for cell, _ in work:
+            _check_context(backend, p, cell)
+        rd.start(wanted)
+        _score(p, rd, backend, work, progress)
+    finally:
+        if backend is not None:
+            backend.close()
+    return _finish(p, rd, backend, wanted)
+
+
+def _refuse_or_clear(rd: RunDir, diff: list[str], rescore: bool, echo) -> None:
+    if not rescore:
+        raise FFBenchError(f"{str(rd.path)!r} holds results of another run ({'; '.join(diff)} differ): use "
+                           "--rescore to discard them, or another --output-dir")
+    echo(f"--rescore: discarding what {rd.path} held ({'; '.join(diff)} differ)")
+    rd.clear()
+
+
+def _model_diff(held: RunIdentity, wanted: RunIdentity) -> str:
+    return held.differences(wanted, include_model=True)[-1]
+
+
+def _pending(p: Plan, rd: RunDir) -> list[tuple[Cell, list[int]]]:
+    """(cell, first sequences of the shards still to score) for every cell with work left."""
+    out = []
+    for cell in p.cells:
+        n = p.store.sequences(cell.source).shape[0]
+        size = shard_size(cell.source.length, p.config.batch_size)
+        todo = [s for s in range(0, n, size) if not rd.has_shard(p.cell_id(cell), s)]
+        if todo:
+            out.append((cell, todo))
+    return out
+
+
+def _score(p: Plan, rd: RunDir, backend, work, progress: bool) -> None:
+    total = sum(-(-p.store.sequences(c.source).shape[0] // shard_size(c.source.length, p.config.batch_size))
+                for c in p.cells)
+    try:
+        for cell, todo in work:
+            arr, reads, _ = p.store.get(cell.source)
+            size = shard_size(cell.source.length, p.config.batch_size)
             done = arr.shape[0] - sum(min(size, arr.shape[0] - s) for s in todo)
             bar = _bar(progress, cell, arr.shape[0], done)
             for start in todo:
                 stop = min(start + size, arr.shape[0])
                 before = backend.usage.as_dict()
-                table = score_shard(backend, cell, arr, reads, start, stop, template, cfg, demo)
+                table = score_shard(backend, p, cell, start, stop)
                 usage = {k: v - before.get(k, 0) for k, v in backend.usage.as_dict().items()
                          if isinstance(v, (int, float))}
-                _write_shard(rd.shard_path(cell.key, start), table, usage)
+                rd.write_shard(p.cell_id(cell), start, table, usage)
                 if bar is not None:
                     bar.update(stop - start)
             if bar is not None:
                 bar.close()
-    finally:
-        if backend is not None:
-            backend.close()
-    return _finish(rd, cfg, cells, store, backend)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted: {rd.shard_count()} of {total} shards are kept in {rd.path}; rerun the "
+                          "same command to resume") from None
 
 
 def _bar(progress: bool, cell: Cell, total: int, initial: int):
@@ -203,39 +247,43 @@ def _bar(progress: bool, cell: Cell, total: int, initial: int):
 
     from tqdm import tqdm
 
-    desc = f"{cell.source.label} T={cell.source.length} {Path(cell.render).stem} {cell.scoring}"
+    desc = f"{cell.source.label} T={cell.source.length} {cell.render_name} {cell.scoring}"
     return tqdm(total=total, initial=initial, desc=desc, unit="seq", file=sys.stderr, dynamic_ncols=True)
 
 
-def _check_context(backend, seq, template, alphabet, demo, cell: Cell) -> None:
+def _check_context(backend, p: Plan, cell: Cell) -> None:
     limit = backend.context_length()
     if not limit:
         return
-    text = render.render(seq, template, alphabet, demo).text + template.ask
+    template = p.templates[cell.render]
+    text = render.render(p.store.sequences(cell.source)[0], template, p.config.alphabet, p.demo).text + template.ask
     tokens = backend.count_tokens(text)
     if tokens is not None and tokens > limit:
-        raise FFBenchError(
+        raise UsageError(
             f"model context is {limit} tokens but {cell.source.label} at T={cell.source.length} rendered "
-            f"'{Path(cell.render).stem}' needs {tokens}: use a shorter --length or another rendering")
+            f"'{cell.render_name}' needs {tokens}: use a shorter --length or another rendering")
 
 
-def score_shard(backend, cell: Cell, arr, reads: language.Reads, start: int, stop: int, template, cfg, demo):
+def score_shard(backend, p: Plan, cell: Cell, start: int, stop: int):
     """Score sequences [start, stop) of a cell; return the shard's rows as an Arrow table."""
     import pyarrow as pa
 
     from ffbench import scoring
 
-    rendered = [render.render(arr[i], template, cfg.alphabet, demo) for i in range(start, stop)]
-    outcome = scoring.score(backend, rendered, template, cell.scoring, per_read=cfg.per_read)
+    arr, reads, _ = p.store.get(cell.source)
+    template = p.templates[cell.render]
+    rendered = [render.render(arr[i], template, p.config.alphabet, p.demo) for i in range(start, stop)]
+    outcome = scoring.score(backend, rendered, template, cell.scoring, per_read=p.config.per_read)
     lo, hi = np.searchsorted(reads.seq_index, [start, stop])
     n = hi - lo
     target = reads.target[lo:hi]
     src = cell.source
     columns = {
+        "cell": pa.array([p.cell_id(cell)] * n, pa.string()),
         "suite": pa.array([src.label] * n, pa.string()),
         "length": pa.array(np.full(n, src.length, np.int32)),
         "p_ignore": pa.array(np.full(n, np.nan if src.p_ignore is None else src.p_ignore)),
-        "render": pa.array([Path(cell.render).stem] * n, pa.string()),
+        "render": pa.array([cell.render_name] * n, pa.string()),
         "scoring": pa.array([cell.scoring] * n, pa.string()),
         "seq_index": pa.array(reads.seq_index[lo:hi]),
         "read_index": pa.array(reads.read_index[lo:hi]),
@@ -244,6 +292,7 @@ def score_shard(backend, cell: Cell, arr, reads: language.Reads, start: int, sto
         "prediction": pa.array(outcome.prediction),
         "correct": pa.array(outcome.prediction == target),
         "invalid": pa.array(outcome.invalid),
+        "truncated": pa.array(outcome.truncated),
         "write_distance": pa.array(reads.write_distance[lo:hi].astype(np.int64)),
         "evidence_distance": pa.array(reads.evidence_distance[lo:hi].astype(np.int64)),
         "margin": pa.array(outcome.margin),
@@ -254,73 +303,95 @@ def score_shard(backend, cell: Cell, arr, reads: language.Reads, start: int, sto
     return pa.table(columns)
 
 
-def _write_shard(path: Path, table, usage: dict) -> None:
-    import pyarrow.parquet as pq
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = dict(table.schema.metadata or {})
-    meta[b"ffbench_usage"] = json.dumps(usage).encode()
-    with datafiles.atomic_path(path) as tmp:
-        pq.write_table(table.replace_schema_metadata(meta), tmp)
-
-
-def _finish(rd: RunDir, cfg: RunConfig, cells: list[Cell], store: SequenceStore, backend) -> dict:
+def _finish(p: Plan, rd: RunDir, backend, identity: RunIdentity) -> RunResults:
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    tables, usage, results, hashes = [], {}, [], {}
-    for cell in cells:
-        arr, reads, sha = store.get(cell.source)
-        hashes[f"{cell.source.label}/T{cell.source.length}"] = sha
+    cfg = p.config
+    tables, usage, cells = [], {}, []
+    for cell in p.cells:
+        arr, _, sha = p.store.get(cell.source)
         size = shard_size(cell.source.length, cfg.batch_size)
         parts = []
         for start in range(0, arr.shape[0], size):
-            t = pq.read_table(rd.shard_path(cell.key, start))
-            for k, v in json.loads((t.schema.metadata or {}).get(b"ffbench_usage", b"{}")).items():
+            table, shard_usage = rd.read_shard(p.cell_id(cell), start)
+            for k, v in shard_usage.items():
                 usage[k] = usage.get(k, 0) + v
-            if "output" not in t.column_names:  # a shard written before ffbench recorded generations
-                t = t.append_column("output", pa.nulls(t.num_rows, pa.string()))
-            parts.append(t.replace_schema_metadata(None))
+            parts.append(table)
         table = pa.concat_tables(parts)
         tables.append(table)
-        results.append(_cell_result(cell, arr.shape[0], table, sha))
-    combined = hashlib.sha256("".join(f"{k}:{v}\n" for k, v in sorted(hashes.items())).encode()).hexdigest()
-    payload = {
-        "model": cfg.model,
-        "backend": backend.describe() if backend is not None else {"provider": cfg.model.split("/")[0]},
-        "ffbench_version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "config": cfg.as_dict(),
-        "data_sha256": combined,
-        "usage": usage,
-        "results": results,
-    }
-    rd.finish(payload, pa.concat_tables(tables))
-    return payload
+        cells.append(cell_result(cell, arr.shape[0], table, sha))
+    combined = hashlib.sha256("".join(f"{k}:{v}\n" for k, v in sorted(identity.data.items())).encode()).hexdigest()
+    results = RunResults(
+        model=cfg.model, config=cfg.as_dict(), results=cells,
+        backend=backend.describe() if backend is not None else {"provider": cfg.model.split("/")[0]},
+        ffbench_version=__version__, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        fingerprint=identity.fingerprint(), data_sha256=combined, usage=usage, stop_reason="complete",
+        label=str(rd.path), samples_path=rd.samples)
+    rd.finish(results, pa.concat_tables(tables))
+    return results
 
 
-def _cell_result(cell: Cell, num_sequences: int, table, sha: str) -> dict:
+def cell_result(cell: Cell, num_sequences: int, table, sha: str) -> CellResult:
     correct = table.column("correct").to_numpy()
     invalid = table.column("invalid").to_numpy()
+    truncated = table.column("truncated").to_numpy()
     per_read = table.column("per_read").to_numpy()
     slot = (table.column("position").to_numpy() - 1) // 2
-    entry = {
-        "suite": cell.source.label,
-        "source": cell.source.kind if cell.source.path is None else cell.source.path,
-        "length": cell.source.length,
-        "p_ignore": cell.source.p_ignore,
-        "render": Path(cell.render).stem,
-        "scoring": cell.scoring,
-        "num_sequences": num_sequences,
-        **metrics.summarize(correct, invalid),
-        "reads_scored_per_read": int(per_read.sum()),
-        "data_sha256": sha,
-        "by_write_distance": metrics.breakdown(table.column("write_distance").to_numpy(), correct),
-        "by_read_position": metrics.breakdown(slot, correct, edges=(0,) + metrics.DISTANCE_EDGES),
-    }
-    return entry
+    counts = metrics.summarize(correct, invalid, truncated)
+    return CellResult(
+        key=cell.key, data_sha256=sha, num_sequences=num_sequences, source=cell.source,
+        reads=counts["reads"], errors=counts["errors"], invalid=counts["invalid"], truncated=counts["truncated"],
+        glitch_rate=counts["glitch_rate"], accuracy=counts["accuracy"], ci95=tuple(counts["ci95"]),
+        reads_scored_per_read=int(per_read.sum()),
+        by_write_distance=tuple(metrics.breakdown(table.column("write_distance").to_numpy(), correct)),
+        by_read_position=tuple(metrics.breakdown(slot, correct, edges=(0,) + metrics.DISTANCE_EDGES)))
 
 
 def default_output_dir(cfg: RunConfig) -> str:
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", cfg.model.replace("/", "_")).strip("_")[-60:]
     return str(Path("runs") / f"{slug}-{cfg.digest()[:10]}")
+
+
+# ----------------------------------------------------------------------------- resources
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation on this machine (Linux MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import os
+
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def preflight_memory(model: ModelRef, p: Plan, available: int | None = None) -> None:
+    """Refuse, before loading anything, a sequence (or a batch) that cannot fit in memory."""
+    cell = max(p.cells, key=lambda c: c.source.length)
+    template = p.templates[cell.render]
+    first = p.store.sequences(cell.source)[0]
+    tokens = len(render.render(first, template, p.config.alphabet, p.demo).text)  # characters bound tokens
+    need = model.cls.memory_per_sequence(model.name, model.args, tokens)
+    available = available_memory() if available is None else available
+    if need is None or available is None:
+        return
+    budget = int(0.8 * available)
+    if need > budget:
+        raise UsageError(f"one sequence of {tokens:,} tokens ({cell.source.label} T={cell.source.length}) needs about "
+                         f"{_gb(need)} in one forward pass of {model.spec}, and {_gb(available)} of memory is "
+                         "available: use a shorter --length")
+    batch_tokens = int(model.args.get("max_batch_tokens") or getattr(model.cls, "default_max_batch_tokens", 0) or 0)
+    per_batch = max(1, batch_tokens // max(1, tokens)) if batch_tokens else 1
+    if per_batch * need > budget:
+        fit = max(1, budget // need)
+        raise UsageError(f"a batch of {per_batch} sequences of {tokens:,} tokens needs about {_gb(per_batch * need)} "
+                         f"and {_gb(available)} is available: pass --max-batch-tokens {fit * tokens} (or less)")
+
+
+def _gb(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB"

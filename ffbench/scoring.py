@@ -30,6 +30,7 @@ class Outcome:
     margin: np.ndarray  # log p(target) - max log p(other); NaN when unknown
     per_read: np.ndarray  # bool: decided by a per-read request rather than the dense pass
     output: list  # the model's generated text for reads scored by generation, else None
+    truncated: np.ndarray  # bool: the reply hit the token budget before naming an answer
 
 
 def decide_choice(logprobs: np.ndarray, bound: np.ndarray, targets: np.ndarray):
@@ -79,6 +80,7 @@ def score(backend: Backend, rendered: list[Rendered], template: Template, scorin
                 _, margin = decide_choice(logprobs, bound, targets)
     todo = np.flatnonzero(pred == UNKNOWN)
     output: list = [None] * n
+    truncated = np.zeros(n, dtype=bool)
     if todo.size:
         prompts = _prompts(rendered, todo)
         choices = rendered[0].choices
@@ -92,11 +94,12 @@ def score(backend: Backend, rendered: list[Rendered], template: Template, scorin
             for j, reply in zip(todo.tolist(), backend.generate(asked, max_new)):
                 pred[j] = _parse(reply.text, template, choices, backend.is_chat or bool(template.ask))
                 output[j] = reply.text
+                truncated[j] = reply.truncated and pred[j] == NO_CHOICE
     if (pred == UNKNOWN).any():
         raise FFBenchError("internal error: a read was left undecided")  # never silently dropped
     per_read_mask = np.zeros(n, dtype=bool)
     per_read_mask[todo] = True
-    return Outcome(np.where(pred == NO_CHOICE, -1, pred), pred == NO_CHOICE, margin, per_read_mask, output)
+    return Outcome(np.where(pred == NO_CHOICE, -1, pred), pred == NO_CHOICE, margin, per_read_mask, output, truncated)
 
 
 def _parse(text: str, template: Template, choices: tuple[str, ...], chat: bool) -> int:

@@ -3,30 +3,39 @@
 from __future__ import annotations
 
 from ffbench import metrics
+from ffbench.schema import CellResult
 
 
-def format_table(results: list[dict]) -> str:
-    header = ("suite", "T", "p_ignore", "render", "scoring", "seqs", "reads", "errors", "invalid", "accuracy",
-              "glitch rate (95% CI)")
+def format_table(cells: list[CellResult]) -> str:
+    show_truncated = any(c.truncated for c in cells)
+    show_variant = any(c.variant for c in cells)
+    header = ["suite", "T", "p_ignore", "render", "scoring"] + (["variant"] if show_variant else []) + \
+        ["seqs", "reads", "errors", "invalid"] + (["truncated"] if show_truncated else []) + \
+        ["accuracy", "glitch rate (95% CI)"]
     rows = []
-    for r in results:
-        if r["errors"] == 0:
-            rate = f"0 in {r['reads']:,}: < {metrics.zero_error_bound(r['reads']):.1e}"
+    for c in cells:
+        if c.errors == 0:
+            rate = f"0 in {c.reads:,}: < {metrics.zero_error_bound(c.reads):.1e}"
         else:
-            lo, hi = r["ci95"]
-            rate = f"{r['glitch_rate']:.2e} [{lo:.1e}, {hi:.1e}]"
-        p = "" if r["p_ignore"] is None else f"{r['p_ignore']:g}"
-        rows.append((r["suite"], str(r["length"]), p, r["render"], r["scoring"], f"{r['num_sequences']:,}",
-                     f"{r['reads']:,}", f"{r['errors']:,}", f"{r['invalid']:,}", f"{r['accuracy']:.6f}", rate))
+            lo, hi = c.ci95
+            rate = f"{c.glitch_rate:.2e} [{lo:.1e}, {hi:.1e}]"
+        p = "" if c.p_ignore is None else f"{c.p_ignore:g}"
+        row = [c.suite, str(c.length), p, c.render, c.scoring] + ([c.variant] if show_variant else []) + \
+            [f"{c.num_sequences:,}", f"{c.reads:,}", f"{c.errors:,}", f"{c.invalid:,}"] + \
+            ([f"{c.truncated:,}"] if show_truncated else []) + [f"{c.accuracy:.6f}", rate]
+        rows.append(row)
     widths = [max(len(h), *(len(row[k]) for row in rows)) if rows else len(h) for k, h in enumerate(header)]
-    right = {1, 2, 5, 6, 7, 8, 9}
+    left = {"suite", "render", "scoring", "variant", "glitch rate (95% CI)"}
 
     def line(cells):
-        return "  ".join(c.rjust(w) if k in right else c.ljust(w) for k, (c, w) in enumerate(zip(cells, widths)))
+        return "  ".join(c.ljust(w) if h in left else c.rjust(w) for h, c, w in zip(header, cells, widths))
 
-    out = [line(header), line(tuple("-" * w for w in widths))] + [line(row) for row in rows]
-    notes = [f"{r['suite']} T={r['length']} {r['render']} {r['scoring']}: {metrics.describe_rate(r['errors'], r['reads'])}"
-             for r in results if r["errors"] == 0]
+    out = [line(header), line(["-" * w for w in widths])] + [line(row) for row in rows]
+    notes = [f"{c.key.describe()}: {metrics.describe_rate(c.errors, c.reads)}" for c in cells if c.errors == 0]
     if notes:
         out += ["", "zero-error cells (one-sided 95% bound, about 3/N):"] + [f"  {n}" for n in notes]
+    cut = sum(c.truncated for c in cells)
+    if cut:
+        out += ["", f"{cut:,} read(s) got a reply cut by the token budget before it named an answer (counted as "
+                    "errors and as invalid): raise --max-new-tokens"]
     return "\n".join(out)

@@ -10,6 +10,8 @@ import pytest
 
 # Runs recorded by tests go to a throwaway registry, never the user's data directory.
 os.environ["FFBENCH_REGISTRY"] = os.path.join(tempfile.mkdtemp(prefix="ffbench-test-registry-"), "registry.sqlite")
+# ...and model-file hashes to a throwaway cache.
+os.environ["FFBENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="ffbench-test-cache-")
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None and importlib.util.find_spec("transformers") is not None
 needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="torch and transformers not installed (pip install 'ffbench[hf]')")

@@ -84,7 +84,7 @@ def test_markdown_summary_appended(pair, tmp_path):
     text = summary.read_text()
     assert text.startswith("earlier step\n")
     assert "### ffbench check: FAIL (1 of 1 tests)" in text
-    assert "| sparse T=512 p=0.98 symbolic choice | regression | 60/100,000" in text
+    assert "| sparse T=512 p=0.98 symbolic choice | regression | fisher | 60/100,000" in text
 
 
 def test_usage_errors_exit_2(pair, tmp_path):
@@ -100,12 +100,12 @@ def test_usage_errors_exit_2(pair, tmp_path):
 
 
 def test_shipped_reference_as_baseline(tmp_path):
-    ref = __import__("ffbench.runs", fromlist=["load"]).load("ffbench/transformer-ref").results
-    sparse = next(c for c in ref["results"] if c["suite"] == "sparse")
-    better = write_run(tmp_path / "better", "m", [cell("sparse", 10, sparse["reads"], length=sparse["length"])])
+    ref = __import__("ffbench.runs", fromlist=["load"]).load("ffbench/transformer-ref")
+    sparse = next(c for c in ref.results if c.suite == "sparse")
+    better = write_run(tmp_path / "better", "m", [cell("sparse", 10, sparse.reads, length=sparse.length)])
     assert _gate("-c", better, "-b", "ffbench/transformer-ref").returncode == 0
-    worse = write_run(tmp_path / "worse", "m", [cell("sparse", sparse["errors"] + 2000, sparse["reads"],
-                                                     length=sparse["length"])])
+    worse = write_run(tmp_path / "worse", "m", [cell("sparse", sparse.errors + 2000, sparse.reads,
+                                                     length=sparse.length)])
     assert _gate("-c", worse, "-b", "ffbench/transformer-ref").returncode == 1
 
 

@@ -99,9 +99,9 @@ def test_hf_vllm_openai_agree(llama, vllm_server, tmp_path):
     hf_cfg = runner.RunConfig(model=f"hf/{llama}", model_args={"dtype": "float32", "device": "cpu"},
                               suites=["in_dist"], lengths=[64], num=24, renders=["symbolic", "symbolic_spaced"],
                               scorings=["choice", "greedy"], batch_size=8)
-    from ffbench.backends import load_backend
+    from ffbench.backends import resolve
 
-    runner.run(hf_cfg, str(tmp_path / "hf"), lambda: load_backend(f"hf/{llama}", hf_cfg.model_args), progress=False,
+    runner.run(hf_cfg, str(tmp_path / "hf"), resolve(f"hf/{llama}", hf_cfg.model_args), progress=False,
                echo=lambda m: None)
     hf = _samples(tmp_path / "hf")
     assert len(hf) > 100

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ffbench import language, metrics, render, runner, scoring
-from ffbench.errors import FFBenchError
+from ffbench.errors import FFBenchError, Interrupted
 from tests.conftest import needs_torch
 
 pytestmark = needs_torch
@@ -23,6 +23,20 @@ def _backend(path, **kw):
     from ffbench.backends import load_backend
 
     return load_backend(f"hf/{path}", {"dtype": "float32", "device": "cpu", **kw})
+
+
+def _ref(path, loader=None):
+    """The model reference the runner gets; ``loader`` replaces loading (to count or interrupt calls)."""
+    from ffbench.backends import resolve
+
+    ref = resolve(f"hf/{path}", {"dtype": "float32", "device": "cpu"})
+    if loader is not None:
+        ref.load = loader
+    return ref
+
+
+def _run(cfg, out, model_dir, loader=None, **kw):
+    return runner.run(cfg, str(out), _ref(model_dir, loader), progress=False, echo=lambda m: None, **kw)
 
 
 def _rendered(name, num=12, length=48, p=0.6, seed=3, fewshot=False):
@@ -92,29 +106,34 @@ def _cfg(model_dir, **kw):
 def test_run_counts_every_read_and_writes_contract(tiny_gpt2, tmp_path):
     cfg = _cfg(tiny_gpt2)
     out = tmp_path / "run"
-    res = runner.run(cfg, str(out), lambda: _backend(tiny_gpt2), progress=False, echo=lambda m: None)
-    assert sorted(p.name for p in out.iterdir()) == ["results.json", "samples.parquet"]
+    res = _run(cfg, out, tiny_gpt2)
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "identity.json", "results.json", "samples.parquet"]
     on_disk = json.loads((out / "results.json").read_text())
-    assert on_disk == json.loads(json.dumps(res))
-    for key in ("model", "backend", "ffbench_version", "created", "config", "data_sha256", "results"):
+    assert on_disk == json.loads(json.dumps(res.to_dict()))
+    for key in ("schema_version", "model", "backend", "ffbench_version", "created", "config", "fingerprint",
+                "data_sha256", "stop_reason", "usage", "results"):
         assert key in on_disk
+    from ffbench.identity import directory_fingerprint
+
+    assert on_disk["fingerprint"]["model"]["id"] == directory_fingerprint(tiny_gpt2)["id"]
     samples = pq.read_table(out / "samples.parquet").to_pandas()
-    for col in ("suite", "length", "render", "seq_index", "read_index", "target", "prediction", "correct",
-                "write_distance", "evidence_distance", "margin"):
+    for col in ("cell", "suite", "length", "render", "seq_index", "read_index", "target", "prediction", "correct",
+                "truncated", "write_distance", "evidence_distance", "margin"):
         assert col in samples.columns
-    assert len(res["results"]) == 4
-    for entry in res["results"]:
-        s = language.SUITES[entry["suite"]]
+    assert len(res.results) == 4
+    for entry in res.results:
+        s = language.SUITES[entry.suite]
         arr = language.sample(s.distribution(32), 20, s.seed)
         reads = language.extract_reads(arr)
-        rows = samples[(samples.suite == entry["suite"]) & (samples.render == entry["render"])]
-        assert entry["reads"] == len(reads) == len(rows)  # every read, none dropped
-        assert entry["errors"] == int((~rows.correct).sum())
+        rows = samples[samples.cell == entry.id]
+        assert entry.reads == len(reads) == len(rows)  # every read, none dropped
+        assert entry.errors == int((~rows.correct).sum())
         assert rows.write_distance.tolist() == reads.write_distance.tolist()
         assert rows.read_index.tolist() == reads.read_index.tolist()
-        assert entry["ci95"] == list(metrics.clopper_pearson(entry["errors"], entry["reads"]))
-        assert entry["accuracy"] == pytest.approx(1 - entry["errors"] / entry["reads"])
-        assert sum(b["reads"] for b in entry["by_write_distance"]) == entry["reads"]
+        assert list(entry.ci95) == list(metrics.clopper_pearson(entry.errors, entry.reads))
+        assert entry.accuracy == pytest.approx(1 - entry.errors / entry.reads)
+        assert sum(b["reads"] for b in entry.by_write_distance) == entry.reads
+    assert res.cells.reads.sum() == len(samples)  # the pandas view counts the same reads
 
 
 class CountingBackend:
@@ -136,39 +155,63 @@ class CountingBackend:
 
 def test_interrupted_run_resumes_without_rescoring(tiny_gpt2, tmp_path):
     cfg = _cfg(tiny_gpt2)
-    full = runner.run(cfg, str(tmp_path / "a"), lambda: _backend(tiny_gpt2), progress=False, echo=lambda m: None)
+    full = _run(cfg, tmp_path / "a", tiny_gpt2)
     crashing = CountingBackend(_backend(tiny_gpt2), fail_after=5)
-    with pytest.raises(KeyboardInterrupt):
-        runner.run(cfg, str(tmp_path / "b"), lambda: crashing, progress=False, echo=lambda m: None)
+    with pytest.raises(Interrupted, match=r"interrupted: 5 of 16 shards are kept in .*; rerun the same command"):
+        _run(cfg, tmp_path / "b", tiny_gpt2, loader=lambda: crashing)
     assert not (tmp_path / "b" / "results.json").exists()
     assert len(list((tmp_path / "b" / "shards").rglob("*.parquet"))) == 5
     resumed = CountingBackend(_backend(tiny_gpt2))
-    res = runner.run(cfg, str(tmp_path / "b"), lambda: resumed, progress=False, echo=lambda m: None)
+    res = _run(cfg, tmp_path / "b", tiny_gpt2, loader=lambda: resumed)
     total_texts = 4 * 20  # 2 suites x 2 renderings x 20 sequences
     assert crashing.texts + resumed.texts == total_texts  # nothing scored twice
-    strip = lambda r: [{k: v for k, v in e.items()} for e in r["results"]]  # noqa: E731
-    assert strip(res) == strip(full)
+    assert [c.to_dict() for c in res.results] == [c.to_dict() for c in full.results]
     a = pq.read_table(tmp_path / "a" / "samples.parquet").to_pandas()
     b = pq.read_table(tmp_path / "b" / "samples.parquet").to_pandas()
     assert a.equals(b)
     # A third run finds the finished run and loads no model at all.
-    runner.run(cfg, str(tmp_path / "b"), lambda: pytest.fail("model loaded for a finished run"), progress=False,
-               echo=lambda m: None)
+    _run(cfg, tmp_path / "b", tiny_gpt2, loader=lambda: pytest.fail("model loaded for a finished run"))
 
 
 def test_output_dir_with_other_config_is_refused(tiny_gpt2, tmp_path):
-    runner.run(_cfg(tiny_gpt2, num=4), str(tmp_path / "r"), lambda: _backend(tiny_gpt2), progress=False,
-               echo=lambda m: None)
-    with pytest.raises(FFBenchError, match=r"holds a run with a different config \(num\)"):
-        runner.run(_cfg(tiny_gpt2, num=5), str(tmp_path / "r"), lambda: _backend(tiny_gpt2), progress=False,
-                   echo=lambda m: None)
+    _run(_cfg(tiny_gpt2, num=4), tmp_path / "r", tiny_gpt2)
+    with pytest.raises(FFBenchError, match=r"holds results of another run \(config \(num\); data of dense T=32 seed 3000, in_dist T=32 seed 1000 differ\)"):
+        _run(_cfg(tiny_gpt2, num=5), tmp_path / "r", tiny_gpt2)
+    res = _run(_cfg(tiny_gpt2, num=5), tmp_path / "r", tiny_gpt2, rescore=True)
+    assert res.results[0].num_sequences == 5
 
 
 def test_context_too_short_fails_before_writing(short_gpt2, tmp_path):
     cfg = _cfg(short_gpt2, lengths=[64])
     with pytest.raises(FFBenchError, match="model context is 48 tokens but in_dist at T=64 rendered 'symbolic' needs 64"):
-        runner.run(cfg, str(tmp_path / "r"), lambda: _backend(short_gpt2), progress=False, echo=lambda m: None)
+        _run(cfg, tmp_path / "r", short_gpt2)
     assert not (tmp_path / "r").exists()
+
+
+def test_one_cell_identity_two_cells_of_one_key_never_mix(tmp_path):
+    """A data file of the dense suite beside the dense suite regenerated with another seed: two cells
+    with the same key, different sequences. Each cell's failing reads are its own (by cell id)."""
+    from ffbench import datafiles, generate
+    from ffbench.backends import resolve
+    from ffbench.report import data as report_data
+
+    dense = tmp_path / "dense.parquet"
+    datafiles.write_sequences(dense, generate.iter_chunks(generate.suite_parts("dense", 128, 60)))
+    cfg = runner.RunConfig(model="ffbench/transformer-ref", suites=["dense"], data=[str(dense)], lengths=[128],
+                           num=60, seed=1)
+    res = runner.run(cfg, str(tmp_path / "r"), resolve("ffbench/transformer-ref"), progress=False, echo=lambda m: None)
+    a, b = res.results
+    assert a.key == b.key and a.data_sha256 != b.data_sha256 and a.id != b.id
+    assert b.source.kind == "suite" and b.source.path == str(dense)  # the file is recognised as the suite
+    assert a.errors > 0 and b.errors > 0 and a.errors != b.errors
+    for cell in (a, b):
+        rows = res.failing(cell)
+        assert rows.num_rows == cell.errors  # exactly this cell's failures, not the other's
+        assert set(rows.column("cell").to_pylist()) == {cell.id}
+        reads = report_data.failing_reads(res, 10_000)
+        assert sum(r.cell.id == cell.id for r in reads) == cell.errors
+    seqs = {r.cell.id: r.sequence for r in report_data.failing_reads(res, 1)}
+    assert seqs[a.id] != seqs[b.id]
 
 
 def test_missing_model_path_and_bad_args(tmp_path):

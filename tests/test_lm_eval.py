@@ -210,7 +210,7 @@ def test_choice_tasks_equal_ffbench_run_exactly(lm_eval_results, tiny_gpt2, tmp_
     cfg = runner.RunConfig(model=f"hf/{tiny_gpt2}", model_args={"dtype": "float32", "device": "cpu"},
                            p_ignore=META["p_ignore"], lengths=META["lengths"], num=META["num_sequences"],
                            seed=META["seed"], renders=list(CHOICE_TASKS.values()), scorings=["choice"], fewshot=True)
-    runner.run(cfg, str(tmp_path / "run"), lambda: backends.load_backend(cfg.model, cfg.model_args), progress=False)
+    runner.run(cfg, str(tmp_path / "run"), backends.resolve(cfg.model, cfg.model_args), progress=False)
     table = pq.read_table(tmp_path / "run" / "samples.parquet").to_pandas()
     final = table.loc[table.groupby(["suite", "length", "render", "seq_index"])["read_index"].idxmax()]
     assert len(final) == len(CHOICE_TASKS) * len(CELLS) * META["num_sequences"]

@@ -40,5 +40,13 @@ def test_summary_table_mentions_zero_error_bound():
     r = {"suite": "sparse", "length": 512, "p_ignore": 0.98, "render": "symbolic", "scoring": "choice",
          "num_sequences": 10, "reads": 35, "errors": 0, "invalid": 0, "accuracy": 1.0, "glitch_rate": 0.0,
          "ci95": [0.0, 0.1]}
-    text = summary.format_table([r])
+    from ffbench.schema import CellResult
+
+    text = summary.format_table([CellResult.from_dict(r)])
     assert "0 in 35: < 8.2e-02" in text and "0 errors in 35 reads" in text
+    assert "truncated" not in text  # the column appears only when a reply was cut by the token budget
+    cut = CellResult.from_dict({**r, "errors": 3, "invalid": 3, "truncated": 2, "glitch_rate": 3 / 35,
+                                "accuracy": 32 / 35, "ci95": [0.02, 0.23]})
+    text = summary.format_table([cut])
+    assert "truncated" in text.splitlines()[0]
+    assert "2 read(s) got a reply cut by the token budget" in text

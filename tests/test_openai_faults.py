@@ -31,6 +31,12 @@ def _backend(url, out=None, **kw):
     return load_backend(f"openai/{MODEL}", {**FAST, **kw}, base_url=url, api_key="sk-test-secret", cache_dir=out)
 
 
+def _ref(url, out=None, **kw):
+    from ffbench.backends import resolve
+
+    return resolve(f"openai/{MODEL}", {**FAST, **kw}, base_url=url, api_key="sk-test-secret", cache_dir=out)
+
+
 def _cfg(url, **kw):
     base = dict(model=f"openai/{MODEL}", model_args={**FAST, "echo": False}, suites=["in_dist"], lengths=[32],
                 num=30, renders=["symbolic"], scorings=["greedy"], batch_size=8, base_url=url)
@@ -54,21 +60,21 @@ def test_faults_are_retried_and_nothing_is_lost(tmp_path):
     with FaultServer() as srv:
         cfg = _cfg(srv.url)
         out = tmp_path / "run"
-        res = runner.run(cfg, str(out), lambda: _backend(srv.url, str(out), echo=False), progress=False,
+        res = runner.run(cfg, str(out), _ref(srv.url, str(out), echo=False), progress=False,
                          echo=lambda m: None)
-        entry = res["results"][0]
+        entry = res.results[0]
         s = language.SUITES["in_dist"]
         reads = language.extract_reads(language.sample(s.distribution(32), 30, s.seed))
-        assert entry["reads"] == len(reads)
+        assert entry.reads == len(reads)
         expected_invalid = _expected_invalid()
         assert expected_invalid > 0
         # The oracle is right on every parseable answer: errors are exactly the garbage answers.
-        assert entry["invalid"] == entry["errors"] == expected_invalid
+        assert entry.invalid == entry.errors == expected_invalid
         assert all(v > 0 for v in srv.injected.values()), srv.injected
         assert srv.duplicates() == 0
         assert min(srv.after_429) >= 0.15  # Retry-After (ms header) honoured
         # Identical prompts (short sequences share prefixes) are asked once and then served from the cache.
-        usage = res["usage"]
+        usage = res.usage
         assert usage["requests"] == len(srv.served) and usage["requests"] + usage["cached_requests"] == len(reads)
         assert usage["completion_tokens"] == 3 * usage["requests"]
         text = (out / "results.json").read_text()
@@ -79,19 +85,19 @@ def test_faults_are_retried_and_nothing_is_lost(tmp_path):
         before = srv.requests
         (out / "results.json").unlink()
         (out / "samples.parquet").unlink()
-        again = runner.run(cfg, str(out), lambda: _backend(srv.url, str(out), echo=False), progress=False,
+        again = runner.run(cfg, str(out), _ref(srv.url, str(out), echo=False), progress=False,
                            echo=lambda m: None)
         assert srv.requests == before
-        assert again["results"] == res["results"]
+        assert [c.to_dict() for c in again.results] == [c.to_dict() for c in res.results]
 
 
 def test_chat_generation_is_parsed_strictly(tmp_path):
     with FaultServer(faults=False) as srv:
         cfg = _cfg(srv.url, renders=["chat"], model_args={**FAST, "api": "chat"})
-        res = runner.run(cfg, str(tmp_path / "r"), lambda: _backend(srv.url, str(tmp_path / "r"), api="chat"),
+        res = runner.run(cfg, str(tmp_path / "r"), _ref(srv.url, str(tmp_path / "r"), api="chat"),
                          progress=False, echo=lambda m: None)
-        entry = res["results"][0]
-        assert entry["invalid"] == entry["errors"] == _expected_invalid(chat=True) > 0
+        entry = res.results[0]
+        assert entry.invalid == entry.errors == _expected_invalid(chat=True) > 0
         # What the model said is kept for every generated read: the report shows it beside failures.
         import pyarrow.parquet as pq
 
@@ -99,9 +105,9 @@ def test_chat_generation_is_parsed_strictly(tmp_path):
         assert all(r["output"] for r in rows)
         assert {r["output"] for r in rows if r["invalid"]} == {"I do not know"}
         assert all(r["output"].startswith("The answer is ") for r in rows if not r["invalid"])
-        with pytest.raises(FFBenchError, match="chat model: log-probabilities"):
+        with pytest.raises(FFBenchError, match="with api=chat gives no log-probabilities of answers: use --scoring greedy"):
             runner.run(_cfg(srv.url, renders=["chat"], scorings=["choice"], model_args={"api": "chat"}),
-                       str(tmp_path / "c"), lambda: _backend(srv.url, api="chat"), progress=False, echo=lambda m: None)
+                       str(tmp_path / "c"), _ref(srv.url, api="chat"), progress=False, echo=lambda m: None)
 
 
 def test_dense_echo_scoring_matches_oracle_and_per_read(tmp_path):

@@ -11,13 +11,15 @@ import pytest
 
 from ffbench.errors import FFBenchError
 from ffbench.registry import Registry
+from ffbench.schema import RunResults
 from tests.conftest import needs_torch
 from tests.rundirs import cell, write_run
 
 
-def _results(model, errors, created):
-    return {"model": model, "created": created, "config": {"model": model}, "data_sha256": "x",
-            "ffbench_version": "t", "results": [cell("sparse", errors, 10_000), cell("dense", 0, 5_000)]}
+def _results(model, errors, created, fingerprint=None):
+    return RunResults.from_dict({"model": model, "created": created, "config": {"model": model}, "data_sha256": "x",
+                                 "ffbench_version": "t", "fingerprint": {"model": fingerprint or {"id": "w1"}},
+                                 "results": [cell("sparse", errors, 10_000), cell("dense", 0, 5_000)]})
 
 
 def test_record_resolve_and_idempotence(tmp_path):
@@ -27,8 +29,8 @@ def test_record_resolve_and_idempotence(tmp_path):
     reg.record(_results("hf/m", 9, "2026-02-01T00:00:00+00:00"), "v2")
     reg.record(_results("hf/other", 1, "2026-02-02T00:00:00+00:00"), "v1")
     assert [r["revision"] for r in reg.runs("hf/m")] == ["v1", "v2"]
-    assert reg.resolve("hf/m@v1")["results"][0]["errors"] == 3
-    assert reg.resolve("hf/m")["results"][0]["errors"] == 9  # latest
+    assert reg.resolve("hf/m@v1").results[0].errors == 3
+    assert reg.resolve("hf/m").results[0].errors == 9  # latest
     with pytest.raises(FFBenchError, match="no run of 'hf/m' at revision 'v3'.*hf/other"):
         reg.resolve("hf/m@v3")
     with sqlite3.connect(tmp_path / "r.sqlite") as con:
@@ -88,10 +90,10 @@ def test_run_records_itself(tmp_path):
             "--length", "64", "--registry", str(reg)]
     res = subprocess.run(base + ["--revision", "v1", "-o", str(tmp_path / "a")], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
-    assert f"registry: recorded in {reg} (revision v1)" in res.stdout
+    assert f"registry: recorded as #1 in {reg} (revision v1)" in res.stdout
     subprocess.run(base + ["--no-record", "--seed", "5", "-o", str(tmp_path / "b")], check=True, capture_output=True)
     runs = Registry(reg).runs("ffbench/lstm-ref")
     assert [r["revision"] for r in runs] == ["v1"]
     assert runs[0]["run_dir"] == str((tmp_path / "a").resolve())
-    assert runs[0]["results"]["results"][0]["reads"] == json.loads((tmp_path / "a" / "results.json").read_text())[
+    assert runs[0]["results"].results[0].reads == json.loads((tmp_path / "a" / "results.json").read_text())[
         "results"][0]["reads"]

@@ -83,7 +83,7 @@ def test_multi_value_alphabet_symbolic_and_refused_lightswitch():
         out = render.render(seq, "symbolic_spaced", alphabet=4)
         assert out.choices == (" 0", " 1", " 2", " 3")
         assert all(out.text[a:b] == out.choices[t] for (a, b), t in zip(out.spans.tolist(), out.targets.tolist()))
-    with pytest.raises(FFBenchError, match="rendering 'lightswitch' supports at most 2 data values, got 4"):
+    with pytest.raises(FFBenchError, match="rendering 'lightswitch' supports at most 2 data values, got --alphabet 4"):
         render.render(arr[0], "lightswitch", alphabet=4)
 
 

@@ -104,7 +104,7 @@ def test_report_content(evil_report):
     assert summary.count('<tr><td><span class="swatch"') == 4
     glance = html[html.index('id="glance"'):html.index('id="summary"')]
     # hf/org/model's worst cell: in_dist 3 / 7,000 = 4.3e-4 is above dense 12 / 30,000 = 4.0e-4
-    assert "in_dist T=256 symbolic choice</td><td>3 errors in 7,000 reads" in glance
+    assert "in_dist T=256 p=0.8 symbolic choice</td><td>3 errors in 7,000 reads" in glance
     assert "&lt; 3.0e-05 (one-sided)" in html  # 0 errors in 100,000 reads
     # the failing reads show their regenerated context with the read and the last write marked
     assert html.count('class="tok r this"') == 5 and html.count('class="tok w last"') == 5

@@ -142,7 +142,7 @@ def test_llama_style_rope_exports_to_llama(tmp_path):
                          ids=["gpt2", "llama"])
 def test_native_backend_runs_and_agrees_with_its_hf_export(tmp_path, model):
     from ffbench import runner
-    from ffbench.backends import load_backend
+    from ffbench.backends import resolve
     from ffbench.train.export import export
     from ffbench.train.trainer import train
 
@@ -153,14 +153,14 @@ def test_native_backend_runs_and_agrees_with_its_hf_export(tmp_path, model):
                              ("hf", f"hf/{tmp_path / 'hf'}", {"device": "cpu", "dtype": "float32"})):
         cfg = runner.RunConfig(model=spec, model_args=args, suites=["in_dist", "dense"], lengths=[32], num=40,
                                scorings=["choice", "greedy"], batch_size=16)
-        results[name] = runner.run(cfg, str(tmp_path / f"run-{name}"), lambda s=spec, a=args: load_backend(s, a),
-                                   progress=False, echo=lambda m: None)
+        results[name] = runner.run(cfg, str(tmp_path / f"run-{name}"), resolve(spec, args), progress=False,
+                                   echo=lambda m: None)
     import pyarrow.parquet as pq
 
     a = pq.read_table(tmp_path / "run-native" / "samples.parquet").to_pandas()
     b = pq.read_table(tmp_path / "run-hf" / "samples.parquet").to_pandas()
     assert (a.prediction == b.prediction).all() and not a.per_read.any()
-    assert [r["errors"] for r in results["native"]["results"]] == [r["errors"] for r in results["hf"]["results"]]
+    assert [r.errors for r in results["native"].results] == [r.errors for r in results["hf"].results]
 
 
 def test_native_builtin_names_and_bad_checkpoint(tmp_path):

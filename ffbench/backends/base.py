@@ -75,15 +75,55 @@ class Usage:
 
 
 class Backend:
-    """Base class: subclasses set ``provider`` and implement what their engine can do."""
+    """Base class: subclasses set ``provider`` and implement what their engine can do.
+
+    Class-level hooks run *before* a model is loaded, so a plan that cannot work fails in one line
+    without loading weights or creating a run directory: :meth:`check_plan` (usage errors of this
+    provider with these renderings and scorings), :meth:`fingerprint_before_load` (what the weights
+    are) and :meth:`memory_per_sequence` (what one sequence will cost).
+    """
 
     provider = "base"
     supports_dense = False
     is_chat = False
+    hub_models = False  # model names that are not local directories are Hugging Face hub ids
+    requires: tuple[tuple[str, str], ...] = ()  # (distribution, minimum version), for plugins
+    extra: str | None = None
 
     def __init__(self, model: str):
         self.model = model
         self.usage = Usage()
+
+    # ------------------------------------------------------------------ before loading
+    @classmethod
+    def check_plan(cls, model: str, args: dict, renders: list, scorings: list[str]) -> None:
+        """Raise UsageError when this provider cannot score these renderings / scorings."""
+
+    @classmethod
+    def fingerprint_before_load(cls, model: str, args: dict, options: dict) -> dict | None:
+        """The model's fingerprint without loading it, or None when only a loaded backend can tell."""
+        from ffbench import identity
+        from ffbench.backends import local_dir
+
+        path = local_dir(model)
+        if path is not None:
+            return identity.directory_fingerprint(path)
+        if cls.hub_models:
+            return identity.hub_fingerprint(model, args.get("revision"))
+        return None
+
+    @classmethod
+    def memory_per_sequence(cls, model: str, args: dict, tokens: int) -> int | None:
+        """Peak bytes one sequence of ``tokens`` tokens needs in one forward pass (None: unknown)."""
+        return None
+
+    # ------------------------------------------------------------------ loaded
+    def fingerprint(self) -> dict:
+        """The loaded model's fingerprint, asked only when :meth:`fingerprint_before_load` could not
+        tell (providers that learn it by loading or by asking a server override this)."""
+        from ffbench import identity
+
+        return identity.name_fingerprint(f"{self.provider}/{self.model}")
 
     def context_length(self) -> int | None:
         """Longest input in tokens, or None when unknown."""
@@ -118,9 +158,9 @@ def check_model_path(model: str) -> str:
     path = os.path.expanduser(model)
     looks_local = model.startswith((".", "/", "~")) or "/" in model.strip("/").split("/", 1)[-1]
     if looks_local and not os.path.isdir(path):
-        from ffbench.errors import FFBenchError
+        from ffbench.errors import UsageError
 
-        raise FFBenchError(f"model path {model!r} does not exist")
+        raise UsageError(f"model path {model!r} does not exist")
     return path
 
 

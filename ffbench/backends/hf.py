@@ -13,12 +13,49 @@ import numpy as np
 
 from ffbench.backends.base import Backend, Generation, ScoreRequest, SpanScores, align_spans, check_model_path
 from ffbench.backends.tokenized import choice_token_ids, dense_scores, needed_positions
-from ffbench.errors import FFBenchError
+from ffbench.errors import FFBenchError, UsageError
+
+
+DTYPES = ("float32", "bfloat16", "float16")
 
 
 class HFBackend(Backend):
     provider = "hf"
     supports_dense = True
+    hub_models = True
+    default_max_batch_tokens = 16384
+
+    @classmethod
+    def check_plan(cls, model: str, args: dict, renders: list, scorings: list[str]) -> None:
+        from ffbench.backends.native import check_device
+
+        check_model_path(model)
+        check_device(args.get("device"))
+        if args.get("dtype") is not None and args["dtype"] not in DTYPES:
+            raise UsageError(f"unknown dtype {args['dtype']!r} (use {', '.join(DTYPES)})")
+
+    @classmethod
+    def memory_per_sequence(cls, model: str, args: dict, tokens: int) -> int | None:
+        """Attention scores and mask (T x T per head), activations and the kept logits, in float32."""
+        try:
+            from transformers import AutoConfig
+
+            cfg = AutoConfig.from_pretrained(check_model_path(model), revision=args.get("revision"),
+                                             trust_remote_code=bool(args.get("trust_remote_code")))
+        except Exception:  # noqa: BLE001 - not resolvable without loading: the loader reports it
+            return None
+        get = lambda *names: next((int(getattr(cfg, n)) for n in names if getattr(cfg, n, None)), 0)  # noqa: E731
+        heads, width = get("num_attention_heads", "n_head"), get("hidden_size", "n_embd")
+        layers, vocab = get("num_hidden_layers", "n_layer"), get("vocab_size")
+        return 4 * (tokens * tokens * (heads + 1) + tokens * width * (16 + layers) + 3 * vocab * min(tokens, 4096))
+
+    def fingerprint(self) -> dict:
+        from ffbench import identity
+
+        commit = getattr(self.lm.config, "_commit_hash", None)
+        if commit:
+            return identity.hub_commit(self.model, self.revision, commit)
+        return super().fingerprint()
 
     def __init__(self, model: str, device: str | None = None, dtype: str | None = None, revision: str | None = None,
                  trust_remote_code: bool = False, max_batch_tokens: int = 16384):
@@ -31,6 +68,7 @@ class HFBackend(Backend):
         hf_logging.set_verbosity_error()
 
         path = check_model_path(model)
+        self.revision = revision
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = dtype or ("bfloat16" if self.device.startswith("cuda") else "float32")
         if not hasattr(torch, dtype) or not isinstance(getattr(torch, dtype), torch.dtype):

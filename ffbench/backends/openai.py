@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ffbench.backends.base import NO_CHOICE, UNKNOWN, Backend, Generation, ScoreRequest, SpanScores, choice_from_continuation
-from ffbench.errors import FFBenchError
+from ffbench.errors import FFBenchError, UsageError
 
 CACHE_FILE = "requests.sqlite"
 
@@ -72,6 +72,20 @@ class RequestCache:
 class OpenAIBackend(Backend):
     provider = "openai"
 
+    @classmethod
+    def check_plan(cls, model: str, args: dict, renders: list, scorings: list[str]) -> None:
+        api = args.get("api", "completions")
+        if api not in ("completions", "chat"):
+            raise UsageError(f"model arg api must be completions or chat, got {api!r}")
+        if "choice" in scorings and (api == "chat" or args.get("echo", True) is False):
+            why = "api=chat" if api == "chat" else "echo=false"
+            raise UsageError(f"openai/{model} with {why} gives no log-probabilities of answers: use --scoring greedy")
+
+    def fingerprint(self) -> dict:
+        from ffbench import identity
+
+        return identity.api_fingerprint(self.base_url, self.model, self._served)
+
     def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None,
                  cache_dir: str | None = None, api: str = "completions", echo: bool = True, top_logprobs: int = 5,
                  concurrency: int = 8, max_retries: int = 8, retry_base: float = 1.0, timeout: float = 120.0,
@@ -95,6 +109,7 @@ class OpenAIBackend(Backend):
         self.client = openai.OpenAI(base_url=base_url, api_key=api_key or "EMPTY", max_retries=0, timeout=timeout)
         self.cache = RequestCache(cache_dir)
         self._usage_lock = threading.Lock()
+        self._served: dict = {}
         self._check_reachable()
 
     def describe(self) -> dict:
@@ -116,8 +131,10 @@ class OpenAIBackend(Backend):
                                f"{exc}") from None
         ids = [m.id for m in getattr(models, "data", [])]
         for m in getattr(models, "data", []):
-            if m.id == self.model and getattr(m, "max_model_len", None) and self._context is None:
-                self._context = int(m.max_model_len)  # vLLM reports its context length
+            if m.id == self.model:
+                self._served = {k: v for k, v in m.model_dump().items() if isinstance(v, (str, int, float))}
+                if getattr(m, "max_model_len", None) and self._context is None:
+                    self._context = int(m.max_model_len)  # vLLM reports its context length
         if ids and self.model not in ids:
             raise FFBenchError(f"server at {self.base_url} does not serve model {self.model!r} (it serves: {', '.join(ids[:5])})")
 

@@ -28,6 +28,11 @@ CPU_DEFAULTS = {"enforce_eager": True, "kv_cache_memory_bytes": 2**30}
 class VLLMBackend(Backend):
     provider = "vllm"
     supports_dense = True
+    hub_models = True
+
+    @classmethod
+    def check_plan(cls, model: str, args: dict, renders: list, scorings: list[str]) -> None:
+        check_model_path(model)
 
     def __init__(self, model: str, top_logprobs: int = 20, trust_remote_code: bool = False, **engine_args):
         super().__init__(model)

@@ -12,10 +12,11 @@ from pathlib import Path
 from string import Template
 
 from ffbench import __version__, runs
-from ffbench.datafiles import atomic_path
+from ffbench.io import atomic_path
 from ffbench.report import data, page
 from ffbench.report.svg import PALETTE, esc
 from ffbench.resources import resource_dir
+from ffbench.sources import SequenceStore
 
 
 def build_report(inputs: list[str], references: list[str] | None = None, registry_path: str | None = None,
@@ -54,16 +55,21 @@ def build_report(inputs: list[str], references: list[str] | None = None, registr
         from ffbench.registry import Registry
 
         reg = Registry(registry_path)
-        entries = {m.runs[0].model: found for m in ordered
-                   if not m.reference and (found := _safe_runs(reg, m.runs[0].model))}
+        entries = {m.model: found for m in ordered if not m.reference and (found := _recorded(reg, m.model))}
         sections.append(("history", "Glitch rate across releases (registry)", page.history(entries)))
     fails, maps = [], []
+    store = SequenceStore()
     for m in ordered:
         echo(f"failing reads of {m.name} ...")
-        reads = [r for run in m.runs for r in data.failing_reads(run, failing_per_cell)]
+        per_run = [(run, data.failing_reads(run, failing_per_cell, store)) for run in m.runs]
+        reads = [r for _, found in per_run for r in found]
         fails.append(page.failing_reads_section(m, reads))
         if attention_reads and reads:
-            maps.append(page.attention_section(m, data.attention_maps(m.runs[0].model, reads, attention_reads)))
+            pairs = []
+            for run, found in per_run:  # up to attention_reads maps per model, from its runs in order
+                pairs += data.attention_maps(run, found, attention_reads - len(pairs)) if len(pairs) < attention_reads \
+                    else []
+            maps.append(page.attention_section(m, pairs))
     intro = ("<p class=hint>Each sequence in its compact form, whatever the rendering: the last write in blue, the "
              "failing read in red with the model's answer struck through, long stretches without a write elided. "
              "Hover a read for its target and prediction.</p>")
@@ -84,17 +90,19 @@ def build_report(inputs: list[str], references: list[str] | None = None, registr
         generated=esc(f"ffbench {__version__}, {created}"))
 
 
-def _safe_runs(reg, model: str) -> list[dict]:
-    from ffbench.errors import FFBenchError
-
-    try:
-        return reg.runs(model)
-    except FFBenchError:
+def _recorded(reg, model: str) -> list[dict]:
+    """A model's recorded runs; a missing registry means none, a broken one is an error."""
+    if not reg.path.exists():
         return []
+    return reg.runs(model)
 
 
 def write_report(out: str, html: str) -> Path:
     path = Path(out)
+    if path.is_dir():
+        from ffbench.errors import UsageError
+
+        raise UsageError(f"--out {out!r} is a directory; give a file name such as {str(path / 'report.html')!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         tmp.write_text(html, encoding="utf-8")

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from ffbench.errors import FFBenchError
-from ffbench.runs import LoadedRun, cell_key, failing_samples
+from ffbench.schema import CellResult, RunResults
+from ffbench.sources import SequenceStore
 
 
 @dataclass
@@ -23,25 +24,30 @@ class Model:
     (several run directories of one model, e.g. the paper suites and a length sweep, merge)."""
 
     name: str
-    runs: list[LoadedRun]
+    runs: list[RunResults]
     color: str = "#333"
 
     @property
-    def cells(self) -> list[dict]:
-        """Cells of all runs (the first run wins a duplicate), ordered suite, length, render, scoring."""
+    def cells(self) -> list[CellResult]:
+        """Cells of all runs, ordered suite, length, p_ignore, render, scoring. A later run's cell whose
+        key an earlier run already measured is left out; cells of one run are all kept (two cells of a
+        run may share a key and differ in their data)."""
         seen, out = set(), []
         for run in self.runs:
-            for cell in run.results["results"]:
-                if cell_key(cell) not in seen:
-                    seen.add(cell_key(cell))
-                    out.append(cell)
-        suites = list(dict.fromkeys(["in_dist", "sparse", "dense"] + [c["suite"] for c in out]))
-        return sorted(out, key=lambda c: (suites.index(c["suite"]), c["length"], c.get("p_ignore") or 0,
-                                          c["render"], c["scoring"]))
+            mine = [c for c in run.results if c.key not in seen]
+            seen.update(c.key for c in run.results)
+            out += mine
+        suites = list(dict.fromkeys(["in_dist", "sparse", "dense"] + [c.suite for c in out]))
+        return sorted(out, key=lambda c: (suites.index(c.suite), c.length, c.p_ignore or 0, c.render, c.scoring,
+                                          c.variant))
 
     @property
     def reference(self) -> bool:
         return all(r.reference for r in self.runs)
+
+    @property
+    def model(self) -> str:
+        return self.runs[0].model
 
 
 @dataclass
@@ -120,7 +126,7 @@ def _config_labels(configs: list[dict]) -> list[str]:
 # ----------------------------------------------------------------------------- failing reads
 @dataclass
 class FailingRead:
-    cell: dict
+    cell: CellResult
     seq_index: int
     position: int  # index of the answer digit in the compact string
     target: int
@@ -128,59 +134,55 @@ class FailingRead:
     write_distance: int
     output: str | None
     margin: float
-    sequence: str | None  # the compact FFL string, when it can be regenerated or read back
+    sequence: str | None  # the compact FFL string, when its source can still be read or regenerated
 
 
-def failing_reads(run: LoadedRun, per_cell: int) -> list[FailingRead]:
-    """Up to ``per_cell`` failing reads of each cell, with their sequences."""
-    if run.samples is None or per_cell <= 0:
+def failing_reads(run: RunResults, per_cell: int, store: SequenceStore | None = None) -> list[FailingRead]:
+    """Up to ``per_cell`` failing reads of each cell (selected by the cell's own id), with their sequences."""
+    if run.samples_path is None or per_cell <= 0:
         return []
-    sequences = _SequenceSource(run.results)
+    store = store or SequenceStore()
     out = []
-    for cell, table in zip(run.results["results"], failing_samples(run, per_cell)):
+    for cell in run.results:
+        table = run.failing(cell, per_cell)
+        if table is None:
+            continue
         for r in table.to_pylist():
             out.append(FailingRead(cell, int(r["seq_index"]), int(r["position"]), int(r["target"]),
                                    int(r["prediction"]), int(r["write_distance"]), r.get("output"),
                                    float("nan") if r.get("margin") is None else float(r["margin"]),
-                                   sequences.get(cell, int(r["seq_index"]))))
+                                   _sequence(cell, int(r["seq_index"]), store)))
     return out
 
 
-class _SequenceSource:
-    """Regenerates a run's sequences from its recorded config (sampling is deterministic)."""
+def _sequence(cell: CellResult, seq_index: int, store: SequenceStore) -> str | None:
+    from ffbench import language
 
-    def __init__(self, results: dict):
-        self.results = results
-        self._sources = None
-        self._store = None
-
-    def get(self, cell: dict, seq_index: int) -> str | None:
-        from ffbench import language, runner
-
-        try:
-            if self._sources is None:
-                cfg = runner.RunConfig(**self.results["config"])
-                self._store = runner.SequenceStore(cfg.alphabet)
-                self._sources = runner.plan_sources(cfg, self._store)
-            for src in self._sources:
-                p = None if src.p_ignore is None else round(src.p_ignore, 6)
-                cp = None if cell.get("p_ignore") is None else round(cell["p_ignore"], 6)
-                if src.label == cell["suite"] and src.length == cell["length"] and p == cp:
-                    arr = self._store.get(src)[0]
-                    return language.to_strings(arr[seq_index:seq_index + 1])[0]
-        except (FFBenchError, OSError, TypeError, KeyError, IndexError, ValueError):
-            return None  # a moved data file or an older config: show the read without its context
+    if cell.source is None:
         return None
+    try:
+        arr, _, sha = store.get(cell.source)
+    except (FFBenchError, OSError):
+        return None  # a moved data file: show the read without its context
+    if (cell.data_sha256 and sha != cell.data_sha256) or seq_index >= arr.shape[0]:
+        return None  # the file changed since the run: its rows are not the sequences that were scored
+    return language.to_strings(arr[seq_index:seq_index + 1])[0]
 
 
-def attention_maps(model_spec: str, reads: list[FailingRead], limit: int) -> list[tuple[FailingRead, np.ndarray]]:
-    """Attention rows (layers x heads x T) at each failing read's query, for native Transformers."""
-    if not model_spec.startswith("ffbench/"):
+def attention_maps(run: RunResults, reads: list[FailingRead], limit: int) -> list[tuple[FailingRead, np.ndarray]]:
+    """Attention rows (layers x heads x T) at each failing read's query, for native Transformers whose
+    checkpoint on disk is still the one the run scored (same fingerprint)."""
+    if not run.model.startswith("ffbench/"):
         return []
     try:
-        from ffbench.backends.native import NativeBackend
+        from ffbench import identity
+        from ffbench.backends.native import NativeBackend, resolve
 
-        backend = NativeBackend(model_spec[len("ffbench/"):], device="cpu")
+        name = run.model[len("ffbench/"):]
+        scored = (run.fingerprint.get("model") or {}).get("id")
+        if scored and identity.directory_fingerprint(resolve(name))["id"] != scored:
+            return []  # the checkpoint changed since the run: its attention would not explain these reads
+        backend = NativeBackend(name, device="cpu")
         if backend.cfg.arch != "transformer":
             return []
     except Exception:  # noqa: BLE001 - no torch, a moved checkpoint: the report goes on without maps

@@ -13,6 +13,7 @@ import numpy as np
 
 from ffbench import metrics
 from ffbench.report.data import FailingRead, Model, Sweep
+from ffbench.schema import CellResult
 from ffbench.report.png import heatmap_data_uri
 from ffbench.report.svg import DASHES, PALETTE, Plot, Point, Series, esc, legend
 
@@ -25,12 +26,12 @@ def _rate_point(x, errors: int, reads: int, tip_prefix: str = "") -> Point:
     return Point(x, errors / reads, lo, hi, tip=tip)
 
 
-def _p(cell: dict) -> str:
-    return "" if cell.get("p_ignore") is None else f"{cell['p_ignore']:g}"
+def _p(cell: CellResult) -> str:
+    return "" if cell.p_ignore is None else f"{cell.p_ignore:g}"
 
 
-def _cell_name(cell: dict) -> str:
-    return f"{cell['suite']} T={cell['length']} {cell['render']} {cell['scoring']}"
+def _cell_name(cell: CellResult) -> str:
+    return cell.key.describe()
 
 
 # ----------------------------------------------------------------------------- summary table
@@ -39,12 +40,12 @@ def at_a_glance(models: list[Model]) -> str:
     rows = []
     for m in models:
         cells = m.cells
-        reads, errors = sum(c["reads"] for c in cells), sum(c["errors"] for c in cells)
-        worst = max(cells, key=lambda c: (c["glitch_rate"], -c["reads"]))  # all zero: the loosest bound
+        reads, errors = sum(c.reads for c in cells), sum(c.errors for c in cells)
+        worst = max(cells, key=lambda c: (c.glitch_rate, -c.reads))  # all zero: the loosest bound
         rows.append(f'<tr><td><span class="swatch" style="background:{m.color}"></span>{esc(m.name)}</td>'
                     f"<td class=num>{len(cells)}</td><td class=num>{reads:,}</td><td class=num>{errors:,}</td>"
                     f"<td>{esc(_cell_name(worst))}</td>"
-                    f"<td>{esc(metrics.describe_rate(worst['errors'], worst['reads']))}</td></tr>")
+                    f"<td>{esc(metrics.describe_rate(worst.errors, worst.reads))}</td></tr>")
     return ("<table class=glance><thead><tr><th>model</th><th>cells</th><th>reads</th><th>errors</th>"
             f"<th>worst cell</th><th>its glitch rate</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
@@ -55,22 +56,22 @@ def summary_table(models: list[Model]) -> str:
     rows = []
     for m in models:
         for c in m.cells:
-            lo, hi = c["ci95"]
-            if c["errors"] == 0:
-                rate, ci = "0", f"&lt; {metrics.zero_error_bound(c['reads']):.1e} (one-sided)"
+            lo, hi = c.ci95
+            if c.errors == 0:
+                rate, ci = "0", f"&lt; {metrics.zero_error_bound(c.reads):.1e} (one-sided)"
             else:
-                rate, ci = f"{c['glitch_rate']:.2e}", f"[{lo:.1e}, {hi:.1e}]"
-            cls = ' class="zero"' if c["errors"] == 0 else (' class="bad"' if c["glitch_rate"] > 1e-2 else "")
+                rate, ci = f"{c.glitch_rate:.2e}", f"[{lo:.1e}, {hi:.1e}]"
+            cls = ' class="zero"' if c.errors == 0 else (' class="bad"' if c.glitch_rate > 1e-2 else "")
             rows.append(
                 f'<tr><td><span class="swatch" style="background:{m.color}"></span>{esc(m.name)}</td>'
-                f"<td>{esc(c['suite'])}</td><td class=num>{c['length']}</td><td class=num>{esc(_p(c))}</td>"
-                f"<td>{esc(c['render'])}</td><td>{esc(c['scoring'])}</td>"
-                f"<td class=num data-v=\"{c['num_sequences']}\">{c['num_sequences']:,}</td>"
-                f"<td class=num data-v=\"{c['reads']}\">{c['reads']:,}</td>"
-                f"<td class=num data-v=\"{c['errors']}\">{c['errors']:,}</td>"
-                f"<td class=num data-v=\"{c.get('invalid', 0)}\">{c.get('invalid', 0):,}</td>"
-                f"<td class=num data-v=\"{c['accuracy']:.12g}\">{c['accuracy']:.6f}</td>"
-                f"<td class=num data-v=\"{c['glitch_rate']:.12g}\"{cls}>{rate}</td><td class=num>{ci}</td></tr>")
+                f"<td>{esc(c.suite)}</td><td class=num>{c.length}</td><td class=num>{esc(_p(c))}</td>"
+                f"<td>{esc(c.render)}</td><td>{esc(c.scoring)}</td>"
+                f"<td class=num data-v=\"{c.num_sequences}\">{c.num_sequences:,}</td>"
+                f"<td class=num data-v=\"{c.reads}\">{c.reads:,}</td>"
+                f"<td class=num data-v=\"{c.errors}\">{c.errors:,}</td>"
+                f"<td class=num data-v=\"{c.invalid}\">{c.invalid:,}</td>"
+                f"<td class=num data-v=\"{c.accuracy:.12g}\">{c.accuracy:.6f}</td>"
+                f"<td class=num data-v=\"{c.glitch_rate:.12g}\"{cls}>{rate}</td><td class=num>{ci}</td></tr>")
     header = "".join(f'<th scope="col">{h}</th>' for h in head)
     return (f'<table class="sortable" id="summary"><thead><tr>{header}</tr></thead><tbody>{"".join(rows)}'
             f"</tbody></table><p class=hint>Click a column to sort. Zero-error cells give the exact one-sided "
@@ -82,22 +83,22 @@ def accuracy_vs_length(models: list[Model]) -> str:
     """Per suite with some model at two or more lengths; accuracy on a log axis of 1 - accuracy
     (ticks 99%, 99.9%, ...), so 99.99% and 99.9999% are told apart."""
     out = []
-    for suite in dict.fromkeys(c["suite"] for m in models for c in m.cells):
+    for suite in dict.fromkeys(c.suite for m in models for c in m.cells):
         plot = Plot("log", "log", "sequence length T", "read accuracy", nines=True)
         lengths = set()
         for m in models:
             groups: dict[tuple, list] = {}
             for c in m.cells:
-                if c["suite"] == suite:
-                    groups.setdefault((c["render"], c["scoring"]), []).append(c)
+                if c.suite == suite:
+                    groups.setdefault((c.render, c.scoring), []).append(c)
             for j, ((render, scoring), cells) in enumerate(groups.items()):
                 if len(cells) < 2:
                     continue
-                cells.sort(key=lambda c: c["length"])
-                lengths.update(c["length"] for c in cells)
+                cells.sort(key=lambda c: c.length)
+                lengths.update(c.length for c in cells)
                 name = m.name if len(groups) == 1 else f"{m.name} ({render}, {scoring})"
                 plot.add(Series(name, m.color, [
-                    _rate_point(c["length"], c["errors"], c["reads"], f"T={c['length']}: ") for c in cells],
+                    _rate_point(c.length, c.errors, c.reads, f"T={c.length}: ") for c in cells],
                     dash=DASHES[j % len(DASHES)]))
         if not plot.series:
             continue
@@ -116,22 +117,22 @@ def error_vs_write_distance(models: list[Model]) -> str:
     order = [metrics.bucket_label(lo, hi) for lo, hi in
              zip(metrics.DISTANCE_EDGES, list(metrics.DISTANCE_EDGES[1:]) + [None])]
     out = []
-    for suite in dict.fromkeys(c["suite"] for m in models for c in m.cells):
+    for suite in dict.fromkeys(c.suite for m in models for c in m.cells):
         plot = Plot("category", "log", "instructions since the last write (write_distance)", "glitch rate")
         seen = set()
         for m in models:
-            best: dict[tuple, dict] = {}  # one curve per model and way of scoring: its most-read cell
+            best: dict[tuple, CellResult] = {}  # one curve per model and way of scoring: its most-read cell
             for c in m.cells:
-                if c["suite"] == suite and c.get("by_write_distance"):
-                    k = (c["render"], c["scoring"])
-                    if k not in best or c["reads"] > best[k]["reads"]:
+                if c.suite == suite and c.by_write_distance:
+                    k = (c.render, c.scoring)
+                    if k not in best or c.reads > best[k].reads:
                         best[k] = c
             cells = list(best.values())
             for j, c in enumerate(cells):
-                name = f"{m.name} (T={c['length']})" if len(cells) == 1 else \
-                    f"{m.name} (T={c['length']}, {c['render']}, {c['scoring']})"
+                name = f"{m.name} (T={c.length})" if len(cells) == 1 else \
+                    f"{m.name} (T={c.length}, {c.render}, {c.scoring})"
                 pts = [_rate_point(b["bucket"], b["errors"], b["reads"], f"distance {b['bucket']}: ")
-                       for b in c["by_write_distance"]]
+                       for b in c.by_write_distance]
                 seen.update(p.x for p in pts)
                 plot.add(Series(name, m.color, pts, dash=DASHES[j % len(DASHES)]))
         if not plot.series:
@@ -146,14 +147,14 @@ def error_vs_write_distance(models: list[Model]) -> str:
 def sparse_vs_dense(models: list[Model], sweeps: list[Sweep]) -> str:
     plot = Plot("log", "log", "glitch rate on sparse (FFL(0.98))", "glitch rate on dense (FFL(0.1))")
     for m in models:
-        by_key: dict[tuple, dict] = {}
+        by_key: dict[tuple, dict] = {}  # (T, render, scoring, variant) -> suite -> cell
         for c in m.cells:
-            by_key.setdefault((c["length"], c["render"], c["scoring"]), {})[c["suite"]] = c
+            by_key.setdefault((c.length, c.render, c.scoring, c.variant), {})[c.suite] = c
         pts = []
-        for (length, render, scoring), d in by_key.items():
+        for (length, render, scoring, _), d in by_key.items():
             if "sparse" in d and "dense" in d:
-                pts.append(_pair_point(d["sparse"]["errors"], d["sparse"]["reads"], d["dense"]["errors"],
-                                       d["dense"]["reads"], f"T={length} {render} {scoring}"))
+                pts.append(_pair_point(d["sparse"].errors, d["sparse"].reads, d["dense"].errors,
+                                       d["dense"].reads, f"T={length} {render} {scoring}"))
         if pts:
             plot.add(Series(m.name, m.color, pts, connect=False))
     k = len(models)
@@ -215,9 +216,9 @@ def history(entries: dict[str, list[dict]]) -> str:
         plot = Plot("category", "log", "revision (in recording order)", "glitch rate", categories=labels)
         series: dict[str, list[Point]] = {}
         for label, r in zip(labels, runs):
-            for c in r["results"]["results"]:
+            for c in r["results"].results:
                 series.setdefault(_cell_name(c), []).append(
-                    _rate_point(label, c["errors"], c["reads"], f"{label} ({r['created']}): "))
+                    _rate_point(label, c.errors, c.reads, f"{label} ({r['created']}): "))
         for j, (name, pts) in enumerate(series.items()):
             plot.add(Series(name, PALETTE[j % len(PALETTE)], pts))
         out.append(f"<figure><figcaption>{esc(model)}</figcaption>{plot.svg(f'history of {model}')}"
@@ -320,14 +321,16 @@ def provenance(models: list[Model]) -> str:
     out = []
     for m in models:
         for run in m.runs:
-            r = run.results
-            facts = [("model", r["model"]), ("from", run.label + (" (shipped reference)" if run.reference else "")),
-                     ("backend", json.dumps(r.get("backend", {}))), ("ffbench", r.get("ffbench_version", "?")),
-                     ("created", r.get("created", "?")), ("data sha256", r.get("data_sha256", "?"))]
-            if "scored_as" in r:
-                facts.append(("scored as", r["scored_as"]))
+            model_fp = run.fingerprint.get("model") or {}
+            facts = [("model", run.model), ("from", run.label + (" (shipped reference)" if run.reference else "")),
+                     ("backend", json.dumps(run.backend)), ("ffbench", run.ffbench_version or "?"),
+                     ("created", run.created or "?"),
+                     ("model fingerprint", f"{model_fp.get('kind', '?')} {model_fp.get('id', 'not recorded')}"),
+                     ("data sha256", run.data_sha256 or "?")]
+            if "scored_as" in run.extra:
+                facts.append(("scored as", run.extra["scored_as"]))
             dl = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in facts)
             out.append(f"<details><summary><span class=\"swatch\" style=\"background:{m.color}\"></span>"
                        f"{esc(m.name)}: {esc(run.label)}</summary><dl>{dl}</dl>"
-                       f"<pre>{esc(json.dumps(r.get('config', {}), indent=2))}</pre></details>")
+                       f"<pre>{esc(json.dumps(run.config, indent=2))}</pre></details>")
     return "".join(out)

@@ -1,0 +1,76 @@
+"""ffbench as a library: ``ffbench.evaluate(...)`` runs what ``ffbench run`` runs, ``ffbench.load(ref)``
+reads a finished run; both return :class:`ffbench.schema.RunResults`, whose ``.cells`` and
+``.samples`` are pandas DataFrames::
+
+    import ffbench
+    res = ffbench.evaluate("ffbench/transformer-ref", suite="in_dist,dense", num=200)
+    res.cells[["suite", "length", "reads", "errors", "glitch_rate", "ci_low", "ci_high"]]
+    wrong = res.samples.query("not correct")
+    ref = ffbench.load("ffbench/lstm-ref")        # or "runs/x", or "registry:MODEL@REV"
+"""
+
+from __future__ import annotations
+
+from ffbench.schema import RunResults
+
+
+def _list(value) -> list:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, (int, float)):
+        return [value]
+    return list(value)
+
+
+def evaluate(model: str, suite=None, data=None, lengths=None, p_ignore=None, num: int | None = None,
+             seed: int | None = None, render="symbolic", scoring="choice", fewshot: bool = False,
+             per_read: bool = False, model_args: dict | None = None, alphabet: int = 2, batch_size: int | None = None,
+             max_batch_tokens: int | None = None, output_dir: str | None = None, base_url: str | None = None,
+             api_key: str | None = None, progress: bool = False, rescore: bool = False, record: bool = False,
+             revision: str = "", registry: str | None = None, echo=None) -> RunResults:
+    """Score ``model`` (a ``provider/model`` spec) exactly as ``ffbench run`` does and return the results.
+
+    Lists may be given as Python lists or comma-separated strings. The run directory
+    (``output_dir``, default ``runs/<model>-<config hash>``) is resumable like the CLI's; nothing is
+    recorded in the registry unless ``record=True``.
+    """
+    import os
+
+    from ffbench import backends, runner
+    from ffbench.errors import UsageError
+
+    ref = backends.resolve(model, dict(model_args or {}))
+    if max_batch_tokens:
+        if ref.provider not in ("hf", "ffbench"):
+            raise UsageError(f"--max-batch-tokens applies to hf/ and ffbench/ models, not {ref.provider}/")
+        ref.args["max_batch_tokens"] = max_batch_tokens
+    lengths = [int(x) for x in _list(lengths)]
+    if ref.provider == "ffbench" and not lengths:
+        from ffbench.backends.native import training_length
+
+        lengths = [n] if (n := training_length(ref.name)) else []
+    if ref.provider == "openai":
+        base_url = base_url or os.environ.get("OPENAI_BASE_URL")
+    cfg = runner.RunConfig(model=ref.spec, model_args=backends.public_args(ref.args), suites=_list(suite),
+                           data=[os.path.abspath(d) for d in _list(data)], lengths=lengths,
+                           p_ignore=[float(x) for x in _list(p_ignore)], num=num, seed=seed, renders=_list(render),
+                           scorings=_list(scoring), fewshot=fewshot, per_read=per_read, alphabet=alphabet,
+                           batch_size=batch_size, base_url=base_url if ref.provider == "openai" else None)
+    out = output_dir or runner.default_output_dir(cfg)
+    if ref.provider == "openai":
+        ref.options = {"base_url": base_url, "api_key": api_key or os.environ.get("OPENAI_API_KEY"), "cache_dir": out}
+    results = runner.run(cfg, out, ref, progress=progress, echo=echo or (lambda m: None), rescore=rescore)
+    if record:
+        from ffbench.registry import Registry
+
+        Registry(registry).record(results, revision, out)
+    return results
+
+
+def load(ref: str, registry: str | None = None) -> RunResults:
+    """A finished run: a run directory, a shipped reference (``ffbench/lstm-ref``) or ``registry:MODEL[@REV]``."""
+    from ffbench import runs
+
+    return runs.load(ref, registry)

@@ -1,0 +1,179 @@
+"""Where a run's sequences come from: a preset suite, an FFL(p) set, or a data file.
+
+A :class:`SourceSpec` is plain data that names a set of sequences completely, so it can be recorded
+per cell in results.json and turned back into the same sequences later: :func:`load_sequences` is
+the one way to do that (the runner scores what it returns; the report redraws a failing read's
+sequence with it). :func:`plan_sources` turns the user's choices (suites, FFL sets, data files,
+lengths, overrides) into specs, and every bad choice is a :class:`~ffbench.errors.UsageError`
+found here, before any model loads.
+
+A data file whose content is exactly a preset suite (what ``ffbench generate --suite paper``
+writes) is recognised as that suite: its cells carry the suite's name and p_ignore, so they are
+comparable with ``--suite`` runs and the shipped references. Recognition compares the sequences
+themselves, never a label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from ffbench import datafiles, language
+from ffbench.errors import FFBenchError, UsageError
+
+DEFAULT_NUM = 1000  # sequences of an FFL(p) set unless --num says otherwise
+DEFAULT_SEED = 0  # seed of an FFL(p) set unless --seed says otherwise
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One set of sequences. ``kind``: suite (a preset, regenerated from its seed), ffl (FFL(p_ignore)
+    from ``seed``) or file (rows of a data file). ``label`` is how summaries name it."""
+
+    kind: str
+    label: str
+    length: int
+    num: int
+    p_ignore: float | None = None
+    seed: int | None = None
+    alphabet: int = 2
+    path: str | None = None  # the data file (absolute), also for a file recognised as a suite
+    part: str | None = None  # the value of the file's 'suite' column this source selects
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "SourceSpec":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+    def describe(self) -> str:
+        """Names the source without its size: the key of its content hash in a run's identity."""
+        if self.kind == "file":
+            return f"{self.path}" + (f" [{self.part}]" if self.part else "")
+        what = f"{self.label} T={self.length} seed {self.seed}"
+        return what + (f" = {self.path}" + (f" [{self.part}]" if self.part else "") if self.path else "")
+
+
+# ----------------------------------------------------------------------------- loading
+class SequenceStore:
+    """Sequences, reads and content hash of every source, produced once and shared by the cells."""
+
+    def __init__(self) -> None:
+        self._files: dict[tuple[str, int], datafiles.Dataset] = {}
+        self._cache: dict[SourceSpec, tuple[np.ndarray, language.Reads, str]] = {}
+
+    def file(self, path: str, alphabet: int) -> datafiles.Dataset:
+        key = (str(path), alphabet)
+        if key not in self._files:
+            self._files[key] = datafiles.read_sequences(path, alphabet=alphabet)
+        return self._files[key]
+
+    def sequences(self, spec: SourceSpec) -> np.ndarray:
+        return self.get(spec)[0]
+
+    def get(self, spec: SourceSpec) -> tuple[np.ndarray, language.Reads, str]:
+        """(sequences, reads, content sha256) of a source."""
+        if spec not in self._cache:
+            arr = self._load(spec)
+            self._cache[spec] = (arr, language.extract_reads(arr), datafiles.content_sha256(arr))
+        return self._cache[spec]
+
+    def _load(self, spec: SourceSpec) -> np.ndarray:
+        if spec.kind == "file":
+            ds = self.file(spec.path, spec.alphabet)
+            return _part_rows(ds, spec.part)[: spec.num]
+        if spec.kind in ("suite", "ffl"):
+            dist = language.FFL.from_p_ignore(spec.p_ignore, spec.length, spec.alphabet)
+            return language.sample(dist, spec.num, spec.seed)
+        raise FFBenchError(f"unknown source kind {spec.kind!r}")
+
+
+def load_sequences(spec: SourceSpec, store: SequenceStore | None = None) -> np.ndarray:
+    """The (num, T) sequences a spec names (deterministic; a file source reads its file)."""
+    return (store or SequenceStore()).sequences(spec)
+
+
+def _part_rows(ds: datafiles.Dataset, part: str | None) -> np.ndarray:
+    if part is None:
+        return ds.sequences
+    labels = np.asarray(ds.columns["suite"], dtype=object)
+    return ds.sequences[labels == part]
+
+
+# ----------------------------------------------------------------------------- planning
+def plan_sources(suites: list[str], data: list[str], lengths: list[int], p_ignore: list[float],
+                 num: int | None, seed: int | None, alphabet: int = 2,
+                 store: SequenceStore | None = None) -> list[SourceSpec]:
+    """Every set of sequences a run scores, validated. Without suites, files or FFL sets: the paper suites."""
+    store = store or SequenceStore()
+    if num is not None and (isinstance(num, bool) or num <= 0):
+        raise UsageError(f"--num must be a positive integer, got {num}")
+    if seed is not None and seed < 0:
+        raise UsageError(f"--seed must be a non-negative integer, got {seed}")
+    for length in lengths:
+        _usage(lambda length=length: language.FFL.from_p_ignore(0.5, length, alphabet))
+    for p in p_ignore:
+        _usage(lambda p=p: language.FFL.from_p_ignore(p, 16, alphabet))
+    specs: list[SourceSpec] = []
+    for name in (suites or ([] if (data or p_ignore) else ["paper"])):
+        for suite in _usage(lambda name=name: language.resolve_suites(name)):
+            for length in lengths or [suite.length]:
+                specs.append(SourceSpec("suite", suite.name, length, num or suite.num, suite.p_ignore,
+                                        suite.seed if seed is None else seed, alphabet))
+    for p in p_ignore:
+        for length in lengths or [512]:
+            specs.append(SourceSpec("ffl", f"ffl{p:g}", length, num or DEFAULT_NUM, p,
+                                    DEFAULT_SEED if seed is None else seed, alphabet))
+    for path in data:
+        specs.extend(file_sources(path, num, alphabet, store))
+    return specs
+
+
+def file_sources(path: str, num: int | None, alphabet: int, store: SequenceStore) -> list[SourceSpec]:
+    """One source per part of a data file (its 'suite' column's values, or the whole file)."""
+    try:
+        ds = store.file(str(Path(path).resolve()), alphabet)
+    except FFBenchError as exc:
+        raise UsageError(str(exc)) from None
+    labels = ds.columns.get("suite")
+    parts = [None] if labels is None else list(dict.fromkeys(labels))
+    out = []
+    for part in parts:
+        rows = _part_rows(ds, part)
+        if num is not None and num > rows.shape[0]:
+            where = f"{path}" + (f" (part {part!r})" if part is not None else "")
+            raise UsageError(f"--num {num} exceeds the {rows.shape[0]:,} sequences of {where}")
+        n = num or rows.shape[0]
+        suite = recognise_suite(rows[:n], part, alphabet)
+        if suite is not None:
+            out.append(SourceSpec("suite", suite.name, ds.length, n, suite.p_ignore, suite.seed, alphabet,
+                                  path=ds.path, part=part))
+        else:
+            label = Path(path).stem if part is None else str(part)
+            out.append(SourceSpec("file", label, ds.length, n, None, None, alphabet, path=ds.path, part=part))
+    return out
+
+
+def recognise_suite(arr: np.ndarray, label: str | None, alphabet: int) -> language.Suite | None:
+    """The preset suite whose first ``len(arr)`` sequences at this length are exactly ``arr``, if any."""
+    candidates = [language.SUITES[label]] if label in language.SUITES else list(language.SUITES.values())
+    for suite in candidates:
+        dist = suite.distribution(arr.shape[1], alphabet)
+        if not np.array_equal(language.sample(dist, 1, suite.seed)[0], arr[0]):
+            continue  # cheap test first: one row
+        if np.array_equal(language.sample(dist, arr.shape[0], suite.seed), arr):
+            return suite
+    return None
+
+
+def _usage(build):
+    try:
+        return build()
+    except UsageError:
+        raise
+    except FFBenchError as exc:
+        raise UsageError(str(exc)) from None
