@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from ffbench.backends.base import Backend, ScoreRequest, SpanScores, align_spans, check_model_path
+from ffbench.backends.hub import require_hub_model
 from ffbench.backends.tokenized import choice_token_ids, dense_scores
 from ffbench.errors import FFBenchError
 
@@ -38,6 +39,7 @@ class VLLMBackend(Backend):
     def __init__(self, model: str, top_logprobs: int = 20, trust_remote_code: bool = False, **engine_args):
         super().__init__(model)
         path = check_model_path(model)
+        require_hub_model(model, path, engine_args.get("revision"))  # before importing vLLM: fail fast, one line
         import torch
         from transformers import AutoTokenizer
         from vllm import LLM, SamplingParams
@@ -49,7 +51,10 @@ class VLLMBackend(Backend):
             engine_args = {**CPU_DEFAULTS, **engine_args}
         engine_args.setdefault("max_logprobs", -1 if self.top_logprobs < 0 else max(20, self.top_logprobs))
         self.engine_args = engine_args
-        self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=bool(trust_remote_code))
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=bool(trust_remote_code))
+        except OSError as exc:
+            raise FFBenchError(f"cannot load the tokenizer of model {model!r}: {str(exc).splitlines()[0]}") from None
         self._choice_cache: dict = {}
         if not getattr(self.tokenizer, "is_fast", False):
             raise FFBenchError(f"model {model!r}: ffbench needs a fast tokenizer (character offsets)")
