@@ -321,8 +321,8 @@ def install_task_hooks() -> None:
     """Install the fflm log filter on lm-eval's loggers (idempotent).
 
     Called when an fflm task is about to be built: by ``tasks/fflm/utils.py``, which lm-eval
-    imports only when it resolves an fflm task's YAML (the hint above is logged *before* the
-    dataset function runs), and by :func:`dataset`. Never at import of this module.
+    imports only when it resolves an fflm task's YAML (lm-eval logs its ``custom_dataset`` hint
+    *before* it calls :func:`dataset`), and by :func:`dataset`. Never at import of this module.
     """
     for name in NOISY_LOGGERS:
         logger = logging.getLogger(name)
