@@ -7,6 +7,7 @@ Errors in the user's input print as one line (``ffbench: error: ...``) with a no
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -101,8 +102,24 @@ def generate(suite, length, p_ignore, p, num, seed, alphabet, out, progress):
     seconds = time.perf_counter() - t0
     tokens = sum(part.num * part.dist.length for part in parts)
     labels = ", ".join(f"{part.suite} {part.dist.label()} x {part.num:,} (seed {part.seed})" for part in parts)
-    click.echo(f"wrote {rows:,} sequences to {out}: {labels}")
-    click.echo(f"{tokens:,} tokens in {seconds:.2f} s ({tokens / max(seconds, 1e-9) / 1e6:.1f} M tokens/s); sha256 {sha}")
+    click.echo(f"wrote {_count(rows, 'sequence')} to {out}: {labels}")
+    click.echo(f"{_count(tokens, 'token')} in {seconds:.2f} s ({_rate(tokens, seconds)}); sha256 {sha}")
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 sequence', '1,000 sequences'."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def _rate(tokens: int, seconds: float) -> str:
+    """Throughput with a unit that keeps three significant digits: '850 tokens/s', '12.5 k tokens/s',
+    '312 M tokens/s', '1.20 G tokens/s'."""
+    rate = tokens / max(seconds, 1e-9)
+    for scale, unit in ((1e9, "G "), (1e6, "M "), (1e3, "k ")):
+        if rate >= scale:
+            value = rate / scale
+            return f"{value:.3g} {unit}tokens/s" if value < 1000 else f"{value:,.0f} {unit}tokens/s"
+    return f"{rate:.3g} tokens/s" if rate < 100 else f"{rate:.0f} tokens/s"
 
 
 def _progress(chunks, total, desc):
@@ -207,7 +224,9 @@ def _csv(cast, name):
               help="Preset suites (in_dist, sparse, dense, paper). Default: paper, unless --data or --p-ignore.")
 @click.option("--data", multiple=True, metavar="FILE", help="Score a data file (.parquet/.jsonl, column 'text'); repeatable.")
 @click.option("--length", "-T", "lengths", callback=_csv(int, "lengths"), metavar="L1,L2",
-              help="Sequence lengths to sweep (suites are regenerated at each length). Default: the suite's 512.")
+              help="Sequence lengths to sweep: --suite and --p-ignore sets are generated at each length; "
+              "--data files keep their own. Default: hf/, vllm/ and openai/ models at the suites' 512; ffbench/ "
+              "checkpoints at their training length (transformer-ref and transformer-mix: 128, lstm-ref: 512).")
 @click.option("--p-ignore", "p_ignore", callback=_csv(float, "probabilities"), metavar="P1,P2",
               help="Also score FFL(P) sets (p_w = p_r = (1-P)/2) of --num sequences at each length.")
 @click.option("--num", "-n", type=click.IntRange(min=1), metavar="N", help="Sequences per set: overrides the suites' sizes (FFL sets default 1000); with --data, scores the first N rows of each part of the file.")
@@ -270,7 +289,7 @@ def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, few
     out = results.label
     click.echo(summary.format_table(results.results))
     click.echo(f"\nrun directory: {out}")
-    click.echo(f"next: ffbench report {out} --out report.html   (beside the shipped references)")
+    click.echo(f"next: ffbench report {out} --out {os.path.join(out, 'report.html')}   (beside the shipped references)")
     if record:
         _record(results, revision, out, registry, strict=False)
 

@@ -180,6 +180,10 @@ def to_array(texts: Sequence[str] | np.ndarray) -> np.ndarray:
     length = len(texts[0])
     for row, t in enumerate(texts):
         if len(t) != length:
+            for r in (0, row):  # stray whitespace (a space, a newline) is the likelier fault: name it
+                pos = next((k for k, ch in enumerate(texts[r]) if ch in WHITESPACE), None)
+                if pos is not None:
+                    raise InvalidSequence(r, pos, _stray_rule(texts[r][pos]))
             raise FFBenchError(f"row {row}: length {len(t)} differs from row 0's length {length}")
     try:
         flat = "".join(texts).encode("ascii")
@@ -207,7 +211,8 @@ class InvalidSequence(FFBenchError):
 def first_violation(arr: np.ndarray, alphabet: int = MAX_ALPHABET, row_offset: int = 0) -> InvalidSequence | None:
     """The first broken rule (lowest row, then lowest position) in an (N, T) array, or None.
 
-    Rules, in the order they are checked within a row: even length >= 4; instruction symbols in
+    Rules, in the order they are checked within a row: even length >= 4 (an odd length caused by
+    stray whitespace is reported as that character at its position); instruction symbols in
     {w, r, i}; data symbols are digits below ``alphabet``; the first instruction is ``w``; the last
     is ``r``; every read's data equals the most recent write's data.
     """
@@ -215,6 +220,12 @@ def first_violation(arr: np.ndarray, alphabet: int = MAX_ALPHABET, row_offset: i
     if n == 0:
         return None
     if length < 4 or length % 2:
+        stray = _WHITESPACE_CODES[arr]  # an odd length is often stray whitespace: name it first
+        rows = np.flatnonzero(stray.any(axis=1))
+        if rows.size:
+            row = int(rows[0])
+            pos = int(np.flatnonzero(stray[row])[0])
+            return InvalidSequence(row + row_offset, pos, _stray_rule(chr(arr[row, pos])))
         return InvalidSequence(row_offset, length, f"length must be even and >= 4, got {length}")
     instr, data = arr[:, 0::2], arr[:, 1::2]
     bad = np.zeros(arr.shape, dtype=bool)
@@ -230,6 +241,21 @@ def first_violation(arr: np.ndarray, alphabet: int = MAX_ALPHABET, row_offset: i
     row = int(rows[0])
     pos = int(np.flatnonzero(bad[row])[0])
     return InvalidSequence(row + row_offset, pos, _describe(arr[row], pos, alphabet))
+
+
+# Whitespace pasted into a row (a leading space, a trailing newline) makes its length odd or unequal;
+# the message names the character and its position rather than the length it caused.
+_CHARACTER_NAMES = {" ": "a space", "\t": "a tab", "\n": "a newline", "\r": "a carriage return",
+                    "\v": "a vertical tab", "\f": "a form feed"}
+WHITESPACE = "".join(_CHARACTER_NAMES)
+_WHITESPACE_CODES = np.zeros(256, dtype=bool)
+_WHITESPACE_CODES[np.frombuffer(WHITESPACE.encode("ascii"), dtype=np.uint8)] = True
+
+
+def _stray_rule(ch: str) -> str:
+    name = _CHARACTER_NAMES.get(ch)
+    shown = f"{ch!r} ({name})" if name else repr(ch)
+    return f"unexpected character {shown}: a flip-flop string holds only w, r, i and digits"
 
 
 def _describe(seq: np.ndarray, pos: int, alphabet: int) -> str:

@@ -15,6 +15,16 @@ flip-flops is re-implemented there. Everything comes from ffbench itself:
 * :func:`parse_generations` is the ``_gen`` tasks' answer-extraction filter
   (:meth:`ffbench.render.Template.parse_answer`), :func:`process_generation` scores its output.
 * :func:`task_manager` returns an ``lm_eval.tasks.TaskManager`` that knows the tasks.
+* :func:`task_files` generates every task and group YAML file from :data:`TASKS`, :data:`GROUPS`
+  and the metric catalogue, so the metric names exist in one place:
+  ``python -m ffbench.lmeval --write-tasks`` regenerates ``tasks/fflm/*yaml`` (``--check`` fails
+  when the committed files differ).
+
+Importing this module changes nothing in the host program. Process-wide hooks are installed only
+once fflm is really used: a logging filter on two lm-eval messages that do not apply to fflm
+(:func:`install_task_hooks`, when an fflm task is loaded or its dataset built), and, after a
+bad-metadata error while building a dataset, an exception hook that prints that error as one line
+instead of a traceback through lm-eval.
 
 Parameters arrive as lm-eval task metadata (``lm_eval --metadata '{"lengths": [64]}'`` or
 ``TaskManager(metadata=...)``); see :data:`DEFAULTS`. lm-eval merges ``--model_args`` into the same
@@ -23,7 +33,9 @@ dictionary, so unknown keys are ignored (a near-miss of a parameter name is warn
 
 from __future__ import annotations
 
+import argparse
 import difflib
+import json
 import logging
 import sys
 from collections.abc import Mapping
@@ -36,6 +48,7 @@ import numpy as np
 from ffbench import language, render
 from ffbench.errors import FFBenchError
 from ffbench.resources import resource_dir
+from ffbench.rules import choice_correct
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +219,7 @@ def dataset(rendering: str, generate: bool = False, **metadata) -> dict:
     ``rendering`` and ``generate`` come from the task YAML (``dataset_kwargs``); everything else is
     lm-eval's task metadata (``--metadata``, the TaskManager's metadata, and ``--model_args``).
     """
+    install_task_hooks()
     try:
         params = Params.from_metadata(metadata)
         docs = build_docs(rendering, params, generate=generate)
@@ -230,9 +244,8 @@ def _metrics(doc: Mapping, value: float) -> dict[str, float]:
 
 def process_choice(doc: Mapping, results: list) -> dict[str, float]:
     """Multiple choice: right when the target's log-probability is strictly the highest (as ffbench)."""
-    lls = [float(r[0]) for r in results]
-    gold = int(doc["gold"])
-    correct = all(lls[gold] > ll for k, ll in enumerate(lls) if k != gold)
+    lls = np.array([[float(r[0]) for r in results]])
+    correct = bool(choice_correct(lls, np.array([int(doc["gold"])]))[0])
     return _metrics(doc, float(correct))
 
 
@@ -301,15 +314,20 @@ class _FFLMNoiseFilter(logging.Filter):
                     or "not scored on the same number of documents" in msg)
 
 
-def _quiet_lm_eval_notes() -> None:
-    for name in ("lm_eval.api.task", "lm_eval.evaluator_utils"):
+NOISY_LOGGERS = ("lm_eval.api.task", "lm_eval.evaluator_utils")
+
+
+def install_task_hooks() -> None:
+    """Install the fflm log filter on lm-eval's loggers (idempotent).
+
+    Called when an fflm task is about to be built: by ``tasks/fflm/utils.py``, which lm-eval
+    imports only when it resolves an fflm task's YAML (lm-eval logs its ``custom_dataset`` hint
+    *before* it calls :func:`dataset`), and by :func:`dataset`. Never at import of this module.
+    """
+    for name in NOISY_LOGGERS:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _FFLMNoiseFilter) for f in logger.filters):
             logger.addFilter(_FFLMNoiseFilter())
-
-
-# The YAML files import this module (through tasks/fflm/utils.py) before lm-eval builds a task.
-_quiet_lm_eval_notes()
 
 
 # ----------------------------------------------------------------------------- one-line errors
@@ -331,3 +349,210 @@ def _install_one_line_errors() -> None:
 
     hook._ffbench = True  # type: ignore[attr-defined]
     sys.excepthook = hook
+
+
+# ----------------------------------------------------------------------------- task files
+@dataclass(frozen=True)
+class TaskSpec:
+    """One fflm task: its name, the ffbench rendering it reads, and how it is scored."""
+
+    name: str
+    rendering: str
+    generate: bool  # True: the model's greedy reply is parsed; False: multiple choice by log-likelihood
+    about: str  # one line, written at the top of the task's YAML file
+
+
+TASKS: tuple[TaskSpec, ...] = (
+    TaskSpec("fflm_symbolic", "symbolic", False, "compact flip-flop string (w0i1r0), the layout of ffbench's data files"),
+    TaskSpec("fflm_lightswitch", "lightswitch", False, "the paper's Alice/Bob light-switch sentences"),
+    TaskSpec("fflm_symbolic_spaced", "symbolic_spaced", False,
+             "spaced symbols (w 0 i 1 r 0); variant for tokenizers that merge a letter with a digit"),
+    TaskSpec("fflm_symbolic_gen", "chat", True,
+             "the rules of the game, then the spaced sequence, then a question (ffbench's chat rendering)"),
+    TaskSpec("fflm_lightswitch_gen", "lightswitch", True, "the light-switch sentences, continued by the model"),
+)
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """An fflm group: its member tasks (all of one scoring kind) and what it is for."""
+
+    name: str
+    tasks: tuple[str, ...]
+    about: tuple[str, ...]  # comment lines at the top of the group's YAML file
+    version: float
+
+
+# Log-likelihood and generation tasks never share a group: a base model cannot answer the
+# generation tasks, and their zeros would drag its score down.
+GROUPS: tuple[GroupSpec, ...] = (
+    GroupSpec("fflm", ("fflm_symbolic", "fflm_lightswitch"),
+              ("The default: final-read accuracy by log-likelihood (multiple choice), for any model that",
+               "gives log-probabilities, base models included."),
+              version=2.0),  # 2.0: the generation tasks left the default group
+    GroupSpec("fflm_gen", ("fflm_symbolic_gen", "fflm_lightswitch_gen"),
+              ("The generation tasks: for chat and API models that give no log-probabilities",
+               "(run with --apply_chat_template)."),
+              version=1.0),
+)
+TASK_VERSION = 1.0
+INVALID_METRIC = "invalid"
+TASK_FOLDER = "fflm"
+GENERATED = "# Generated by `python -m ffbench.lmeval --write-tasks` from ffbench/lmeval.py: edit there, not here.\n"
+
+_COMMON_YAML = """\
+# Shared by every fflm task (included; not a task itself because the name does not end in .yaml).
+# The documents are generated by ffbench (tasks/fflm/utils.py -> ffbench.lmeval.dataset), never
+# downloaded: parameters come from lm-eval's task metadata, e.g.
+#   --metadata '@METADATA@'
+# One document = the final read of one flip-flop sequence, preceded by the rendered demonstration.
+custom_dataset: !function utils.dataset
+test_split: test
+doc_to_text: context
+num_fewshot: 0  # the paper's demonstration is already part of every context (metadata fewshot_length)
+metadata:
+  version: @VERSION@
+"""
+
+_CHOICE_YAML = """\
+# Multiple choice between the rendering's answer strings at the final read, scored like ffbench's
+# "choice" scoring: right only when the target's log-probability is strictly the highest.
+include: _fflm_common_yaml
+output_type: multiple_choice
+doc_to_choice: choices
+doc_to_target: gold
+target_delimiter: ""  # the answer strings carry their own leading space where the rendering has one
+process_results: !function utils.process_choice
+# acc over all final reads, then per length (acc_T<L>) and per p_ignore (acc_p<P>). Only the keys of
+# the requested lengths / p_ignore values appear in the results; values outside this list are
+# reported too (as lm-eval's default mean) but are not aggregated in the groups.
+metric_list:
+@METRICS@"""
+
+_GEN_YAML = """\
+# Generation (for chat and API models without log-probabilities): the model's greedy reply is
+# parsed by the rendering's own answer_pattern (ffbench.render.Template.parse_answer); a reply that
+# names no answer counts as wrong and as invalid.
+include: _fflm_common_yaml
+output_type: generate_until
+doc_to_target: answer
+process_results: !function utils.process_generation
+generation_kwargs:
+  until:
+    - "\\n\\n"
+  max_gen_toks: 32
+  do_sample: false
+  temperature: 0.0
+# Named "none" (lm-eval's default filter name) so that every fflm task and group reports its
+# metrics under the same keys (acc,none); it is the answer extraction, then take_first.
+filter_list:
+  - name: none
+    filter:
+      - function: custom
+        filter_fn: !function utils.parse_generations
+      - function: take_first
+metric_list:
+@METRICS@"""
+
+
+def task_metrics(generate: bool) -> list[str]:
+    """The metrics a task declares: the accuracy catalogue, plus ``invalid`` for generation."""
+    return catalog_metrics() + ([INVALID_METRIC] if generate else [])
+
+
+def _metric_list(names: list[str], group: bool) -> str:
+    lines = []
+    for name in names:
+        lines.append(f"  - metric: {name}")
+        lines.append("    aggregation: mean")
+        if group:  # an unweighted mean over the tasks (each task's metric covers only its own documents)
+            lines.append("    weight_by_size: false")
+        else:
+            lines.append(f"    higher_is_better: {'false' if name == INVALID_METRIC else 'true'}")
+    return "\n".join(lines) + "\n"
+
+
+def _group_yaml(group: GroupSpec) -> str:
+    generate = {t.name: t.generate for t in TASKS}
+    kinds = {generate[m] for m in group.tasks}
+    if len(kinds) != 1:
+        raise ValueError(f"group {group.name!r} mixes log-likelihood and generation tasks")
+    about = "".join(f"# {line}\n" for line in group.about)
+    tasks = "".join(f"  - {m}\n" for m in group.tasks)
+    return (f"{GENERATED}{about}# Each metric is the unweighted mean over the tasks; acc_T<L> / acc_p<P> exist for\n"
+            f"# the lengths and p_ignore values requested.\ngroup: {group.name}\ntask:\n{tasks}"
+            f"aggregate_metric_list:\n{_metric_list(task_metrics(kinds.pop()), group=True)}"
+            f"metadata:\n  version: {group.version}\n")
+
+
+def _task_yaml(spec: TaskSpec) -> str:
+    base = "_fflm_gen_yaml" if spec.generate else "_fflm_choice_yaml"
+    kwargs = f"  rendering: {spec.rendering}\n" + ("  generate: true\n" if spec.generate else "")
+    return f"{GENERATED}# {spec.about}\ninclude: {base}\ntask: {spec.name}\ndataset_kwargs:\n{kwargs}"
+
+
+def task_files() -> dict[str, str]:
+    """Every YAML file of ``tasks/fflm/`` (file name -> text), generated from this module."""
+    files = {
+        "_fflm_common_yaml": GENERATED + _COMMON_YAML.replace("@VERSION@", str(TASK_VERSION)).replace(
+            "@METADATA@", json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in DEFAULTS.items()
+                                      if k != "fewshot_length"})),
+        "_fflm_choice_yaml": GENERATED + _CHOICE_YAML.replace("@METRICS@", _metric_list(task_metrics(False), False)),
+        "_fflm_gen_yaml": GENERATED + _GEN_YAML.replace("@METRICS@", _metric_list(task_metrics(True), False)),
+    }
+    files.update({f"{g.name}.yaml": _group_yaml(g) for g in GROUPS})
+    files.update({f"{spec.name}.yaml": _task_yaml(spec) for spec in TASKS})
+    return files
+
+
+def _is_generated(path: Path) -> bool:
+    return path.name.endswith("yaml")  # *.yaml tasks and groups, _fflm_*_yaml includes
+
+
+def stale_task_files(folder: str | Path | None = None) -> list[str]:
+    """Names of files in the task folder that differ from :func:`task_files` (missing, changed or
+    left over); empty when the committed YAML is exactly what this module generates."""
+    folder = Path(folder) if folder is not None else tasks_path() / TASK_FOLDER
+    wanted = task_files()
+    present = {p.name for p in folder.iterdir() if p.is_file() and _is_generated(p)} if folder.is_dir() else set()
+    stale = [name for name, text in wanted.items()
+             if name not in present or (folder / name).read_text(encoding="utf-8") != text]
+    return sorted(stale + [name for name in present if name not in wanted])
+
+
+def write_task_files(folder: str | Path | None = None) -> list[str]:
+    """(Re)write the task folder's YAML files; returns the names that changed (leftovers are deleted)."""
+    folder = Path(folder) if folder is not None else tasks_path() / TASK_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    changed = stale_task_files(folder)
+    wanted = task_files()
+    for name in changed:
+        if name in wanted:
+            (folder / name).write_text(wanted[name], encoding="utf-8")
+        else:
+            (folder / name).unlink()
+    return changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ffbench.lmeval",
+                                     description="Generate the fflm lm-eval task YAML files from ffbench/lmeval.py.")
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--write-tasks", action="store_true", help="rewrite tasks/fflm/*yaml")
+    action.add_argument("--check", action="store_true", help="exit 1 when tasks/fflm/*yaml differ from the generator")
+    parser.add_argument("--folder", help="task folder (default: ffbench's own tasks/fflm)")
+    args = parser.parse_args(argv)
+    if args.write_tasks:
+        changed = write_task_files(args.folder)
+        print(f"updated {len(changed)} file{'' if len(changed) == 1 else 's'}" + (f": {', '.join(changed)}" if changed else ""))
+        return 0
+    stale = stale_task_files(args.folder)
+    if stale:
+        print(f"out of date: {', '.join(stale)} (run: python -m ffbench.lmeval --write-tasks)", file=sys.stderr)
+        return 1
+    print("tasks/fflm is up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -170,7 +170,10 @@ def _run_locked(p: Plan, rd: RunDir, model: ModelRef, fingerprint: dict | None, 
         rd.clear()
 
     work = _pending(p, rd)
-    backend = model.load() if (work or fingerprint is None) else None
+    backend = None
+    if work or fingerprint is None:
+        echo(f"loading {model.spec} ...")
+        backend = model.load()
     try:
         if fingerprint is None:  # only the loaded model (or the server) can say what it is
             fingerprint = backend.fingerprint()

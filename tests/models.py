@@ -8,13 +8,14 @@ from pathlib import Path
 
 
 def build_tiny_model(out: Path, arch: str = "gpt2", seed: int = 0, max_positions: int = 1024, width: int | None = None,
-                     layers: int = 2, bos: bool | None = None) -> Path:
+                     layers: int = 2, bos: bool | None = None, chars: str = string.printable) -> Path:
+    """A random model over a character tokenizer of ``chars`` (plus three special tokens)."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
     from ffbench.tokenizer import char_tokenizer
 
-    tok = char_tokenizer(string.printable, add_bos=(arch == "llama") if bos is None else bos)
+    tok = char_tokenizer(chars, add_bos=(arch == "llama") if bos is None else bos)
     torch.manual_seed(seed)
     if arch == "gpt2":
         cfg = GPT2Config(vocab_size=len(tok), n_positions=max_positions, n_embd=width or 64, n_layer=layers, n_head=2,

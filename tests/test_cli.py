@@ -33,8 +33,10 @@ def run_main(capsys, *args) -> tuple[int, str, str]:
 
 
 def one_line(err: str, fragment: str) -> None:
+    """Exactly one error line, last, holding ``fragment``; before it at most a 'loading MODEL ...' note."""
     lines = err.strip().splitlines()
-    assert "Traceback" not in err and len(lines) == 1 and fragment in lines[0], err
+    assert "Traceback" not in err and fragment in lines[-1] and lines[-1].startswith("ffbench: "), err
+    assert all(line.startswith("loading ") for line in lines[:-1]), err
 
 
 def test_help_imports_nothing_heavy():

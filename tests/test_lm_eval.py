@@ -1,9 +1,12 @@
 """The fflm lm-evaluation-harness tasks (tasks/fflm, ffbench/lmeval.py) through lm-eval itself.
 
 * The documents are ffbench's own sequences and renderings (no re-implementation, no download).
-* lm-eval's ``simple_evaluate`` runs EVERY task (the ``fflm`` group plus ``fflm_symbolic_spaced``)
-  on a tiny random GPT-2 built in the test; per-length and per-p_ignore metrics exist and lie in
-  [0, 1]; the group averages its tasks.
+* lm-eval's ``simple_evaluate`` runs EVERY task (the ``fflm`` and ``fflm_gen`` groups plus
+  ``fflm_symbolic_spaced``) on a tiny random GPT-2 built in the test; per-length and per-p_ignore
+  metrics exist and lie in [0, 1]; each group averages its own tasks, and the default ``fflm`` holds
+  the log-likelihood tasks only.
+* The committed task YAML is exactly what ``python -m ffbench.lmeval --write-tasks`` generates, and
+  importing ``ffbench.lmeval`` changes no logging filter and no ``sys.excepthook``.
 * The multiple-choice tasks' verdict on every final read equals, exactly, what ``ffbench run``
   reports for the same sequences' final reads with the same model (choice scoring, few-shot demo).
 * The ``lm_eval`` command line runs a task with ``--include_path $(ffbench tasks-path)`` and
@@ -38,7 +41,7 @@ CELLS = [(16, 0.8), (16, 0.1), (32, 0.8), (32, 0.1)]
 CHOICE_TASKS = {"fflm_symbolic": "symbolic", "fflm_lightswitch": "lightswitch",
                 "fflm_symbolic_spaced": "symbolic_spaced"}
 GEN_TASKS = {"fflm_symbolic_gen": "chat", "fflm_lightswitch_gen": "lightswitch"}
-GROUP_TASKS = ["fflm_symbolic", "fflm_lightswitch", "fflm_symbolic_gen", "fflm_lightswitch_gen"]
+GROUP_TASKS = ["fflm_symbolic", "fflm_lightswitch"]  # the default group: log-likelihood only
 PER_CELL_KEYS = ["acc_T16", "acc_T32", "acc_p0.8", "acc_p0.1"]
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
@@ -127,6 +130,106 @@ def test_choice_scoring_is_strict_like_ffbench():
     assert lmeval.process_choice(doc, [(-2.0, False), (-1.0, True)]) == {"acc": 1.0, "acc_T64": 1.0, "acc_p0.98": 1.0}
     assert lmeval.process_choice(doc, [(-1.0, False), (-1.0, False)])["acc"] == 0.0  # a tie is wrong (lm-eval: argmax)
     assert lmeval.process_choice({**doc, "gold": 0}, [(-1.0, False), (-2.0, False)])["acc"] == 1.0
+    assert lmeval.process_choice({**doc, "gold": 0}, [(-3.0, False), (-2.0, False)])["acc"] == 0.0
+
+
+def test_choice_scoring_is_the_shared_rule(monkeypatch):
+    """process_choice asks ffbench.rules, so a change of the rule would reach lm-eval too."""
+    calls = []
+
+    def spy(logprobs, targets):
+        calls.append((np.asarray(logprobs).tolist(), np.asarray(targets).tolist()))
+        return np.array([True])
+
+    monkeypatch.setattr(lmeval, "choice_correct", spy)
+    assert lmeval.process_choice({"gold": 0, "length": 16, "p_ignore": 0.8}, [(-5.0, False), (-1.0, True)])["acc"] == 1.0
+    assert calls == [([[-5.0, -1.0]], [0])]
+
+
+# ----------------------------------------------------------------------------- generated YAML, no import side effects
+def test_committed_task_yaml_is_what_the_generator_writes():
+    assert lmeval.stale_task_files() == [], "run: python -m ffbench.lmeval --write-tasks"
+    assert lmeval.main(["--check"]) == 0
+
+
+def test_generator_finds_and_repairs_drift(tmp_path, capsys):
+    folder = tmp_path / "fflm"
+    assert lmeval.write_task_files(folder) == sorted(lmeval.task_files())  # everything was missing
+    assert lmeval.stale_task_files(folder) == []
+    fflm = folder / "fflm.yaml"
+    fflm.write_text(fflm.read_text().replace("  - metric: acc_T64\n", "  - metric: acc_T65\n"))
+    (folder / "fflm_old.yaml").write_text("task: fflm_old\n")
+    (folder / "README.md").write_text("not generated\n")
+    assert lmeval.stale_task_files(folder) == ["fflm.yaml", "fflm_old.yaml"]
+    assert lmeval.main(["--check", "--folder", str(folder)]) == 1
+    assert "out of date: fflm.yaml, fflm_old.yaml" in capsys.readouterr().err
+    assert lmeval.main(["--write-tasks", "--folder", str(folder)]) == 0
+    assert lmeval.stale_task_files(folder) == [] and not (folder / "fflm_old.yaml").exists()
+    assert (folder / "README.md").read_text() == "not generated\n"
+
+
+def test_task_readme_states_the_generated_catalog():
+    text = " ".join((lmeval.tasks_path() / "fflm" / "README.md").read_text().split())
+    lengths, ps = lmeval.CATALOG_LENGTHS, lmeval.CATALOG_P_IGNORE
+    assert lengths == tuple(lengths[0] * 2**k for k in range(len(lengths)))  # what "16, 32, ..., 4096" means
+    assert f"`acc_T<L>` for L in {lengths[0]}, {lengths[1]}, ..., {lengths[-1]}" in text
+    assert f"`acc_p<P>` for P in {', '.join(f'{p:g}' for p in ps)};" in text
+
+
+def test_groups_never_mix_scoring_kinds():
+    kind = {t.name: t.generate for t in lmeval.TASKS}
+    groups = {g.name: g.tasks for g in lmeval.GROUPS}
+    assert groups == {"fflm": tuple(GROUP_TASKS), "fflm_gen": tuple(GEN_TASKS)}
+    for members in groups.values():
+        assert len({kind[m] for m in members}) == 1, members
+    mixed = lmeval.GroupSpec("bad", ("fflm_symbolic", "fflm_symbolic_gen"), ("x",), 1.0)
+    with pytest.raises(ValueError, match="mixes log-likelihood and generation"):
+        lmeval._group_yaml(mixed)
+
+
+_IMPORT_PROBE = """
+import logging, sys
+
+def state():
+    loggers = [logging.getLogger()] + [l for l in logging.root.manager.loggerDict.values()
+                                       if isinstance(l, logging.Logger)]
+    return sys.excepthook, {l.name: list(l.filters) for l in loggers if l.filters}
+
+hook, filters = state()
+import ffbench.lmeval as lmeval
+assert state() == (hook, filters), ("import changed global state", state(), (hook, filters))
+names = lmeval.NOISY_LOGGERS
+assert all(not logging.getLogger(n).filters for n in names)
+lmeval.dataset("symbolic", lengths=[16], p_ignore=[0.8], num_sequences=2)
+assert all(len(logging.getLogger(n).filters) == 1 for n in names)  # installed once a dataset is built
+lmeval.dataset("symbolic", lengths=[16], p_ignore=[0.8], num_sequences=2)
+assert all(len(logging.getLogger(n).filters) == 1 for n in names)  # and only once
+assert sys.excepthook is hook  # no error yet: the one-line hook is not needed
+try:
+    lmeval.dataset("symbolic", lengths=[15])
+except lmeval.FFBenchError:
+    pass
+assert sys.excepthook is not hook and sys.excepthook._ffbench
+print("ok")
+"""
+
+
+def test_importing_lmeval_changes_no_global_state():
+    pytest.importorskip("datasets")
+    res = subprocess.run([sys.executable, "-c", _IMPORT_PROBE], check=False, capture_output=True, text=True,
+                         timeout=120, env={**os.environ, **OFFLINE})
+    assert res.returncode == 0 and res.stdout == "ok\n", res.stderr[-3000:]
+
+
+def test_loading_the_task_glue_installs_the_log_filter():
+    """lm-eval imports tasks/fflm/utils.py when it resolves an fflm task, before building its dataset."""
+    code = ("import importlib.util, logging, sys; from ffbench import lmeval; "
+            "assert not logging.getLogger('lm_eval.api.task').filters; "
+            "spec = importlib.util.spec_from_file_location('fflm_utils', lmeval.tasks_path() / 'fflm' / 'utils.py'); "
+            "spec.loader.exec_module(importlib.util.module_from_spec(spec)); "
+            "assert all(len(logging.getLogger(n).filters) == 1 for n in lmeval.NOISY_LOGGERS); print('ok')")
+    res = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stdout == "ok\n", res.stderr[-3000:]
 
 
 # ----------------------------------------------------------------------------- registration
@@ -144,21 +247,25 @@ def test_yaml_files_declare_the_catalog():
         assert cfg["dataset_kwargs"] == {"rendering": rendering, **({"generate": True} if extra else {})}
     group = load_yaml(folder / "fflm.yaml", resolve_func=False)
     assert group["task"] == GROUP_TASKS and [m["metric"] for m in group["aggregate_metric_list"]] == catalog
+    assert all(m["weight_by_size"] is False for m in group["aggregate_metric_list"])
     gen_group = load_yaml(folder / "fflm_gen.yaml", resolve_func=False)
     assert gen_group["task"] == list(GEN_TASKS)
     assert [m["metric"] for m in gen_group["aggregate_metric_list"]] == catalog + ["invalid"]
 
 
 @needs_lm_eval
-def test_task_manager_helper_and_tasks_path():
+def test_task_manager_helper_and_tasks_path(caplog):
     res = subprocess.run([sys.executable, "-m", "ffbench", "tasks-path"], check=False, capture_output=True,
                          text=True, timeout=60)
     assert res.returncode == 0 and Path(res.stdout.strip()) == lmeval.tasks_path()
     assert (lmeval.tasks_path() / "fflm" / "fflm.yaml").is_file()
     tm = lmeval.task_manager(META, include_defaults=False)
     assert {"fflm", "fflm_gen", *CHOICE_TASKS, *GEN_TASKS} <= set(tm.all_tasks)
-    loaded = tm.load(["fflm_gen"])
+    with caplog.at_level("INFO"):
+        loaded = tm.load(["fflm_gen"])
     assert set(loaded["tasks"]) == set(GEN_TASKS) and list(loaded["groups"]) == ["fflm_gen"]
+    assert "fflm: 24 final reads rendered" in caplog.text  # the dataset was built and logged ...
+    assert "Custom kwargs can be passed" not in caplog.text  # ... without lm-eval's RULER hint
     task = loaded["tasks"]["fflm_symbolic_gen"]
     assert len(task.eval_docs) == 24 and task.eval_docs[0]["context"].endswith("Answer with the bit only.")
     with pytest.raises(FFBenchError, match="'p_ignore': p_ignore must lie in"):
@@ -177,7 +284,7 @@ def lm_eval_results(tiny_gpt2):
             mp.setenv(k, v)
         return lm_eval.simple_evaluate(
             model="hf", model_args={"pretrained": str(tiny_gpt2), "dtype": "float32"}, device="cpu",
-            tasks=["fflm", "fflm_symbolic_spaced"], task_manager=lmeval.task_manager(META, include_defaults=False),
+            tasks=["fflm", "fflm_gen", "fflm_symbolic_spaced"], task_manager=lmeval.task_manager(META, include_defaults=False),
             batch_size=8, log_samples=True, gen_kwargs={"max_gen_toks": 4})  # the answer comes first; keep CPU time low
 
 
@@ -195,10 +302,12 @@ def test_every_task_reports_per_length_and_per_p_ignore_metrics(lm_eval_results)
         for key, keep in [("acc_T16", lambda d: d["length"] == 16), ("acc_p0.1", lambda d: d["p_ignore"] == 0.1)]:
             own = [s["acc"] for s in samples if keep(s["doc"])]
             assert len(own) == 12 and results[task][f"{key},none"] == pytest.approx(np.mean(own))
-    group = lm_eval_results["groups"]["fflm"]
-    assert lm_eval_results["group_subtasks"]["fflm"] == GROUP_TASKS
-    for key in ["acc", *PER_CELL_KEYS]:
-        assert group[f"{key},none"] == pytest.approx(np.mean([results[t][f"{key},none"] for t in GROUP_TASKS]))
+    for name, members in [("fflm", GROUP_TASKS), ("fflm_gen", list(GEN_TASKS))]:
+        group = lm_eval_results["groups"][name]
+        assert lm_eval_results["group_subtasks"][name] == members
+        for key in ["acc", *PER_CELL_KEYS] + (["invalid"] if name == "fflm_gen" else []):
+            assert group[f"{key},none"] == pytest.approx(np.mean([results[t][f"{key},none"] for t in members]))
+    assert "invalid,none" not in lm_eval_results["groups"]["fflm"]
 
 
 @needs_lm_eval_and_torch

@@ -3,15 +3,16 @@
 Model args (``--model-arg key=value``): ``device`` (cpu, cuda, cuda:1; default cuda when
 available), ``dtype`` (float32, bfloat16, float16; default float32 on CPU, bfloat16 on CUDA),
 ``revision``, ``trust_remote_code`` (off unless asked for), ``max_batch_tokens`` (padded tokens
-per forward pass, default 16384).
+per forward pass, default 16384). A hub id that is neither cached nor reachable fails at once
+(see :mod:`ffbench.backends.hub`).
 """
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from ffbench.backends.base import Backend, Generation, ScoreRequest, SpanScores, align_spans, check_model_path
+from ffbench.backends.hub import require_hub_model
 from ffbench.backends.tokenized import choice_token_ids, dense_scores, needed_positions
 from ffbench.errors import FFBenchError, UsageError
 
@@ -29,7 +30,7 @@ class HFBackend(Backend):
     def check_plan(cls, model: str, args: dict, renders: list, scorings: list[str]) -> None:
         from ffbench.backends.native import check_device
 
-        check_model_path(model)
+        require_hub_model(model, check_model_path(model), args.get("revision"))
         check_device(args.get("device"))
         if args.get("dtype") is not None and args["dtype"] not in DTYPES:
             raise UsageError(f"unknown dtype {args['dtype']!r} (use {', '.join(DTYPES)})")
@@ -60,6 +61,8 @@ class HFBackend(Backend):
     def __init__(self, model: str, device: str | None = None, dtype: str | None = None, revision: str | None = None,
                  trust_remote_code: bool = False, max_batch_tokens: int = 16384):
         super().__init__(model)
+        path = check_model_path(model)
+        require_hub_model(model, path, revision)  # before the heavy imports: fail fast and in one line
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -67,7 +70,6 @@ class HFBackend(Backend):
         hf_logging.disable_progress_bar()  # ffbench draws its own progress; keep stderr readable
         hf_logging.set_verbosity_error()
 
-        path = check_model_path(model)
         self.revision = revision
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = dtype or ("bfloat16" if self.device.startswith("cuda") else "float32")
@@ -75,7 +77,7 @@ class HFBackend(Backend):
             raise FFBenchError(f"unknown dtype {dtype!r} (use float32, bfloat16 or float16)")
         self.dtype = dtype
         self.max_batch_tokens = int(max_batch_tokens)
-        kwargs = dict(revision=revision, trust_remote_code=bool(trust_remote_code))
+        kwargs = {"revision": revision, "trust_remote_code": bool(trust_remote_code)}
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
             self.lm = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **kwargs)

