@@ -528,7 +528,8 @@ def tolerance(outcomes: Sequence[Outcome]) -> Tolerance:
     if clean_after:
         line += f"; clean again at {axis} = {', '.join(map(_fmt, clean_after))}"
     elif first + 1 < len(rows):
-        line += f"; errors at every {family.harder} {axis}"
+        later = len(rows) - first - 1
+        line += f"; errors at {'the' if later == 1 else 'all'} {later} {family.harder} value{'s' * (later > 1)}"
     return Tolerance(family.name, fixed, axis, family.harder, tuple(rows),
                      values[first - 1] if first else None, values[first], clean_after, line)
 
