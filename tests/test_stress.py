@@ -4,6 +4,7 @@ tolerance line on synthetic models with known break points, and the read budget.
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -99,7 +100,7 @@ def test_distractor_run_sequences_have_their_parameters(length):
     n = length // 2
     ks = sorted({cols["k"][rows[0]] for rows in groups.values() if cols["family"][rows[0]] == "distractor_run"})
     assert ks[-1] == n - 2 and all(k < n - 2 for k in ks[:-1])
-    for pid, rows in groups.items():
+    for rows in groups.values():
         if cols["family"][rows[0]] != "distractor_run":
             continue
         k, density, write_at = cols["k"][rows[0]], cols["density"][rows[0]], cols["write_at"][rows[0]]
@@ -134,8 +135,8 @@ def test_half_density_runs_mix_forced_and_random_bits():
             continue
         parsed = [parse(texts[r]) for r in rows]
         fractions = [np.mean([v != s["bit"] for v in s["vals"][-1 - k:-1]]) for s in parsed]
-        # ceil(k/2) forced opposite, the rest fair coins: 3/4 expected; 32 rows of >= 64 bits each
-        # (sd of the point mean < 0.011), so 0.05 is more than four standard deviations.
+        # ceil(k/2) forced opposite, the rest fair coins: 3/4 expected. The sd of a row's fraction is
+        # sqrt(1 / 8k) <= 0.044 at k >= 64, of the mean of 32 rows <= 0.008: 0.05 is six of them.
         assert abs(np.mean(fractions) - 0.75) < 0.05, pid
         assert min(fractions) < 1.0  # not a full run
 
@@ -145,7 +146,7 @@ def test_decoy_writes_sequences_have_their_parameters(length):
     texts, cols, groups = per_point(length)
     n = length // 2
     run = (n - 2) // 2
-    for pid, rows in groups.items():
+    for rows in groups.values():
         if cols["family"][rows[0]] != "decoy_writes":
             continue
         m = cols["decoys"][rows[0]]
@@ -164,7 +165,7 @@ def test_write_distance_sequences_have_their_parameters(length):
     texts, cols, groups = per_point(length)
     n = length // 2
     seen = []
-    for pid, rows in groups.items():
+    for rows in groups.values():
         if cols["family"][rows[0]] != "write_distance":
             continue
         d = cols["distance"][rows[0]]
@@ -184,7 +185,7 @@ def test_write_distance_sequences_have_their_parameters(length):
 def test_dense_interference_sequences_have_their_parameters(length):
     texts, cols, groups = per_point(length)
     n = length // 2
-    for pid, rows in groups.items():
+    for rows in groups.values():
         if cols["family"][rows[0]] != "dense_interference":
             continue
         g = cols["gap"][rows[0]]
@@ -192,9 +193,9 @@ def test_dense_interference_sequences_have_their_parameters(length):
             s = parse(texts[row])
             assert s["writes"] == list(range(0, n - 1, g))
             values = [s["vals"][j] for j in s["writes"]]
-            assert all(a != b for a, b in zip(values, values[1:]))  # alternating
+            assert all(a != b for a, b in pairwise(values))  # alternating
             bounds = s["writes"] + [n]
-            for lo, hi in zip(bounds, bounds[1:]):
+            for lo, hi in pairwise(bounds):
                 assert sum(s["ops"][j] == "r" for j in range(lo + 1, hi)) == 1  # one read per block
                 assert all(s["vals"][j] != s["vals"][lo] for j in range(lo + 1, hi) if s["ops"][j] == "i")
             assert len(s["reads"]) == (n - 2) // g + 1
@@ -202,7 +203,7 @@ def test_dense_interference_sequences_have_their_parameters(length):
 
 @pytest.mark.parametrize("length", (64, 512))
 def test_every_point_asks_for_both_answers_equally(length):
-    texts, cols, groups = per_point(length)
+    texts, _, groups = per_point(length)
     for pid, rows in groups.items():
         bits = [parse(texts[r])["vals"][-1] for r in rows]
         assert bits.count(0) == bits.count(1), pid
