@@ -3,7 +3,9 @@ tolerance line on synthetic models with known break points, and the read budget.
 
 from __future__ import annotations
 
+import json
 import math
+import pickle
 from itertools import pairwise
 
 import numpy as np
@@ -215,6 +217,8 @@ def test_point_ids_round_trip_and_name_the_columns():
         assert family == p.family and params == p.params
         assert [type(v) for v in params.values()] == list(stress.FAMILIES[family].types)
     assert stress.parse_point("distractor_run(density=0.5,write_at=adjacent,k=16)")[1]["density"] == 0.5
+    points = stress.grid(64)
+    assert pickle.loads(pickle.dumps(points)) == points and len(set(points)) == len(points)  # for process pools
     for bad in ("nope(k=1)", "distractor_run(k=1)", "decoy_writes(decoys=x)", "write_distance"):
         with pytest.raises(FFBenchError, match="stress point"):
             stress.parse_point(bad)
@@ -304,7 +308,7 @@ def test_tolerance_reports_recovery_and_the_smaller_is_harder_direction():
     assert tol["dense_interference"].line == (
         "dense_interference: right on every read down to gap = 4 (0 errors in 256 reads, rate < 1.2e-02 at 95%), "
         "first failure at gap = 2 (254 of 256 wrong, 95% CI [0.97, 1])")
-    assert tol["dense_interference"].as_dict()["values"][-1] == {
+    assert json.loads(json.dumps(tol["dense_interference"].as_dict()))["values"][-1] == {
         "gap": 2, "reads": 256, "errors": 254, "ci95": list(clopper_pearson(254, 256))}
 
 
