@@ -18,11 +18,12 @@ Families (``FAMILIES``; parameters in order, the last one is the axis a toleranc
     write of the opposite bit followed by random filler ignores. k runs over the log grid 1, 2, 4,
     8, 12, 16, 24, 32, 48, ... below T/2 - 2, and T/2 - 2 itself (the run fills the sequence; the two
     ``write_at`` values then build the same sequences). One read per sequence.
-``decoy_writes`` (decoys)
-    m writes of the opposite bit (the first instruction and m - 1 more at random places among random
-    filler ignores), then the decisive write, then a run of (T/2 - 2) // 2 ignores all carrying the
-    opposite bit, then the final read. m in 1, 2, 4, 8, 16 while the decoys fit before the decisive
-    write. One read per sequence.
+``decoy_writes`` (placement, decoys)
+    m writes of the opposite bit among random filler ignores, then the decisive write, then a run of
+    (T/2 - 2) // 2 ignores all carrying the opposite bit, then the final read. The first
+    instruction is always a decoy; the other m - 1 are at random places (``placement`` ``spread``)
+    or are the m - 1 instructions right before the decisive write (``adjacent``). m in 1, 2, 4, 8,
+    16 while the decoys fit before the decisive write. One read per sequence.
 ``write_distance`` (distance)
     the decisive write d instructions before the final read (its write distance is d), only random
     ignores in between. When d < T/2 - 1 the sequence opens with a stale write of the opposite bit
@@ -236,7 +237,8 @@ class DecoyWrites(Family):
 
     def points(self, length: int) -> list[Params]:
         slot, _ = self._layout(length // 2)
-        return [Params((("decoys", m),)) for m in (1, 2, 4, 8, 16) if m <= slot]
+        return [Params((("placement", p), ("decoys", m)))
+                for p in ("spread", "adjacent") for m in (1, 2, 4, 8, 16) if m <= slot]
 
     def build(self, params, n, u, bit):
         m = params["decoys"]
@@ -248,7 +250,10 @@ class DecoyWrites(Family):
         instr[:, 0] = W
         data[:, :1] = 1 - bit
         if m > 1:
-            chosen = _ranks(u[:, 1, 1:slot]) < m - 1
+            if params["placement"] == "spread":
+                chosen = _ranks(u[:, 1, 1:slot]) < m - 1
+            else:
+                chosen = np.broadcast_to(np.arange(1, slot) >= slot - (m - 1), (bit.shape[0], slot - 1))
             instr[:, 1:slot] = np.where(chosen, W, I)
             data[:, 1:slot] = np.where(chosen, 1 - bit, data[:, 1:slot])
         return instr, data
@@ -302,7 +307,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     DistractorRun("distractor_run", "k ignores carrying the opposite bit right before the final read",
                   ("density", "write_at", "k"), (float, str, int)),
     DecoyWrites("decoy_writes", "m writes of the opposite bit, the decisive write, a long opposite-bit run",
-                ("decoys",), (int,)),
+                ("placement", "decoys"), (str, int)),
     WriteDistance("write_distance", "one decisive write d instructions before the read, random ignores between",
                   ("distance",), (int,)),
     DenseInterference("dense_interference", "a write every gap instructions, alternating values, one read per gap",

@@ -56,8 +56,8 @@ def test_suite_is_deterministic_and_pinned():
     a2, c2 = stress.sample_suite(128)
     assert a1.tobytes() == a2.tobytes() and c1 == c2
     # Pinned content: the same bytes on any machine and any numpy that keeps PCG64's doubles.
-    assert datafiles.content_sha256(a1) == "d81d75d68f05ace57a3abadfc98e8ba5f2f265bec83c38d4d9af522292e20c9b"
-    assert datafiles.content_sha256(stress.sample_suite(512)[0]) == "94c703ba7f3d96bd2cf4fb13ef1234ca474a6d63a1cac1f0dc2611b5cb16f334"
+    assert datafiles.content_sha256(a1) == "ffbac13466ea87a79fb807952b9e984b6a5052a9ce08d990fa9290af32a7daf9"
+    assert datafiles.content_sha256(stress.sample_suite(512)[0]) == "4cd4372c2fdc43986834bae35ec99bbd074d8dec8d2f811024bdd2aa00d38586"
 
 
 def test_seed_changes_rows_but_not_the_grid():
@@ -151,13 +151,19 @@ def test_decoy_writes_sequences_have_their_parameters(length):
     for rows in groups.values():
         if cols["family"][rows[0]] != "decoy_writes":
             continue
-        m = cols["decoys"][rows[0]]
+        m, placement = cols["decoys"][rows[0]], cols["placement"][rows[0]]
         assert cols["k"][rows[0]] is None
+        layouts = set()
         for row in rows:
             s = parse(texts[row])
             before = [j for j in s["writes"] if j < s["decisive"]]
             assert len(before) == m and before[0] == 0
             assert all(s["vals"][j] != s["bit"] for j in before)
+            if placement == "adjacent":
+                assert before[1:] == list(range(s["decisive"] - m + 1, s["decisive"]))
+            layouts.add(tuple(before))
+        if placement == "spread" and 1 < m < s["decisive"] - 2:
+            assert len(layouts) > 1  # the decoys move from row to row
             assert s["opposite_run"] == run == n - 2 - s["decisive"]
             assert s["reads"] == [n - 1]
 
@@ -242,10 +248,11 @@ def test_the_preset_costs_a_few_thousand_reads():
         assert counted == sum(p.num * stress.reads_per_sequence(p, length) for p in stress.grid(length))
         return arr.shape[0], counted
 
-    # distractor_run 40 points x 32 + decoy_writes 5 x 32 + write_distance 10 x 32 + dense 8x32 + 16x16 + 32x8 + 32x4
-    assert reads(128) == (1842, 1280 + 160 + 320 + 2 * 32 + 16 * 16 + 32 * 8 + 32 * 4)
-    # 56 x 32 + 5 x 32 + 14 x 32 + dense 2x128 + 4x64 + 8x32 + 16x16
-    assert reads(512) == (2430, 1792 + 160 + 448 + 4 * 256)
+    # distractor_run 40 points x 32 + decoy_writes 10 x 32 + write_distance 10 x 32 + dense 2 x 32 + 16 x 16
+    # + 32 x 8 + 32 x 4 (sequences x reads each)
+    assert reads(128) == (2002, 1280 + 320 + 320 + 2 * 32 + 16 * 16 + 32 * 8 + 32 * 4)
+    # 56 x 32 + 10 x 32 + 14 x 32 + dense 2 x 128 + 4 x 64 + 8 x 32 + 16 x 16
+    assert reads(512) == (2590, 1792 + 320 + 448 + 4 * 256)
 
 
 # ----------------------------------------------------------------------------- tolerance
@@ -284,9 +291,11 @@ def test_tolerance_line_of_a_model_that_breaks_at_32_opposite_ignores():
         "larger values")
     assert (start.clean_through, start.first_failure, start.recovers) == (24, 32, False)
     assert tol["distractor_run (density 1.0, write at adjacent)"].line == start.line.replace("start", "adjacent")
-    assert tol["decoy_writes"].line == (
-        "decoy_writes: fails already at decoys = 1 (32 of 32 wrong, 95% CI [0.89, 1]); errors at all 4 larger values")
-    assert tol["decoy_writes"].clean_through is None
+    for placement in ("spread", "adjacent"):
+        decoys = tol[f"decoy_writes (placement {placement})"]
+        assert decoys.line == (f"decoy_writes (placement {placement}): fails already at decoys = 1 (32 of 32 wrong, "
+                               "95% CI [0.89, 1]); errors at all 4 larger values")
+        assert decoys.clean_through is None
     assert tol["write_distance"].line == (
         "write_distance: right on every read up to distance = 255 (0 errors in 32 reads, rate < 8.9e-02 at 95%), "
         "no failure on the grid")
