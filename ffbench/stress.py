@@ -1,0 +1,551 @@
+"""Stress families: small, deterministic grids of legal flip-flop sequences built to break a model.
+
+I.i.d. sampling from FFL(p) almost never produces the sequences that break models which look perfect
+on the i.i.d. suites: a final read preceded by 32 ignores that all carry the *other* bit has
+probability 2^-32 per stretch. Each family here builds one such stress on purpose, with parameters a
+person can read, so a model's result is a *profile* (where it breaks) rather than one rate.
+
+Families (``FAMILIES``; parameters in order, the last one is the axis a tolerance varies):
+
+``distractor_run`` (density, write_at, k)
+    k ignores right before the final read carry the opposite bit of the decisive write. At
+    ``density`` 1.0 every one of them does; at 0.5 exactly ceil(k / 2) of them, at random places,
+    do and the rest carry random bits. ``write_at`` ``start``: the decisive write is the first
+    instruction and the stretch up to the run is filler ignores with random bits (no other write or
+    read; the filler ignore just before the run carries the written bit, so a density-1.0 run is
+    exactly k long). ``write_at`` ``adjacent``: the decisive write comes right before the run, k + 1
+    instructions before the read; when there is room before it, the sequence opens with a stale
+    write of the opposite bit followed by random filler ignores. k runs over the log grid 1, 2, 4,
+    8, 12, 16, 24, 32, 48, ... below T/2 - 2, and T/2 - 2 itself (the run fills the sequence; the two
+    ``write_at`` values then build the same sequences). One read per sequence.
+``decoy_writes`` (placement, decoys)
+    m writes of the opposite bit among random filler ignores, then the decisive write, then a run of
+    (T/2 - 2) // 2 ignores all carrying the opposite bit, then the final read. The first
+    instruction is always a decoy; the other m - 1 are at random places (``placement`` ``spread``)
+    or are the m - 1 instructions right before the decisive write (``adjacent``). m in 1, 2, 4, 8,
+    16 while the decoys fit before the decisive write. One read per sequence.
+``write_distance`` (distance)
+    the decisive write d instructions before the final read (its write distance is d), only random
+    ignores in between. When d < T/2 - 1 the sequence opens with a stale write of the opposite bit
+    and random filler ignores. d runs over the log grid below T/2 - 1 and T/2 - 1 itself (the
+    decisive write is the first instruction and the only write). One read per sequence.
+``dense_interference`` (gap)
+    a write every ``gap`` instructions with alternating values; between two writes, one read at a
+    random place and ignores that all carry the opposite of the current value (the value the
+    previous write held). The last block's read is the final read. gap in 2, 4, 8, 16 while at least
+    three writes fit; (T/2 - 2) // gap + 1 reads per sequence, and enough sequences for about
+    ``DENSE_READS`` reads per point (between 2 and ``NUM``), except at gap 2, which has exactly two
+    distinct sequences (w0r0w1r1... and w1r1w0r0...) and holds just those.
+
+In every family the only evidence for the final read's answer is the decisive write, and the
+decisive bit alternates over the rows of a point (0, 1, 0, ...) so each point asks for both answers
+equally often. Intervals treat reads as independent; a point whose structure leaves few distinct
+sequences (a density-1.0 run that fills the sequence, dense gap 2) repeats them, and its interval
+then describes the grid rather than a wider population.
+
+Determinism: the rows of a point depend only on (family, parameters, T, seed): they come from
+``SeedSequence([seed, crc32(point id), T])``, each row drawing a fixed number of uniforms in row
+order, so the first r rows of a point with ``num = N`` are the rows with ``num = r``, on any machine.
+Points that do not fit a length are left out of ``grid(length)``; ``MIN_LENGTH`` is the smallest T
+at which every family has a point.
+
+The API the rest of ffbench calls:
+
+- ``FAMILIES``: name -> :class:`Family` (``.name``, ``.description``, ``.parameters``, ``.axis``,
+  ``.harder``).
+- ``grid(length, seed=STRESS_SEED, num=None) -> list[Point]``: the preset's points for one T, in a
+  fixed order; ``num`` overrides every point's number of sequences.
+- ``sample_point(point, length) -> np.ndarray``: (num, T) uint8, the language's array layout,
+  validated.
+- ``iter_suite(length, ...)`` yields (point, array); ``sample_suite(length, ...) -> (array,
+  columns)`` concatenates them with per-row columns ``COLUMNS``: ``family``, ``point`` (the id
+  string, e.g. ``distractor_run(density=1.0,write_at=start,k=16)``) and one column per parameter
+  of any family (``None`` where the row's family lacks it).
+- ``reads_per_sequence(point, length)``: the exact number of reads each sequence of a point holds.
+- ``parse_point(id) -> (family, Params)``, ``count_outcomes(point_ids, correct) -> list[Outcome]``
+  (reads and errors per point from per-read verdicts), ``tolerance(outcomes) -> Tolerance`` for one
+  family and fixed parameters along the axis, ``profile(outcomes) -> list[Tolerance]`` for all.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ffbench import language
+from ffbench.errors import FFBenchError, UsageError
+from ffbench.metrics import clopper_pearson, zero_error_bound
+
+STRESS_SEED = 4000
+MIN_LENGTH = 12
+NUM = 32  # sequences per point
+DENSE_READS = 256  # dense_interference points hold enough sequences for about this many reads
+
+W, R, I, ZERO = language.W, language.R, language.I, language.ZERO
+
+
+# ----------------------------------------------------------------------------- parameters
+class Params(Mapping):
+    """An immutable, hashable, ordered mapping of parameter names to readable values."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping | Iterable[tuple[str, Any]] = ()):
+        self._items = tuple(items.items() if isinstance(items, Mapping) else items)
+
+    def __getitem__(self, key: str) -> Any:
+        for name, value in self._items:
+            if name == key:
+                return value
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _ in self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and list(self.items()) == list(other.items())
+
+    def __reduce__(self):
+        return (Params, (self._items,))
+
+    def __repr__(self) -> str:
+        return f"Params({', '.join(f'{k}={v!r}' for k, v in self._items)})"
+
+
+def _fmt(value: Any) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _log_grid(limit: int) -> list[int]:
+    """1, 2, 4, 8, 12, 16, 24, 32, 48, ... below ``limit``, then ``limit`` itself."""
+    values, j = [1, 2, 4], 3
+    while True:
+        values += [2**j, 3 * 2 ** (j - 1)]
+        if 2**j >= limit:
+            break
+        j += 1
+    return [v for v in values if v < limit] + [limit]
+
+
+def _ranks(keys: np.ndarray) -> np.ndarray:
+    """Per row, the rank of each key (0 = smallest): picks random places from uniforms alone."""
+    return np.argsort(np.argsort(keys, axis=1, kind="stable"), axis=1, kind="stable")
+
+
+# ----------------------------------------------------------------------------- families
+@dataclass(frozen=True)
+class Family:
+    """A stress family. Subclasses say which points fit a length and how to build their rows.
+
+    ``parameters`` are in order and typed by ``types``; the last one is the ``axis`` a tolerance
+    varies, and ``harder`` says which way along it the stress grows (``larger`` or ``smaller``).
+    """
+
+    name: str
+    description: str
+    parameters: tuple[str, ...]
+    types: tuple[type, ...]
+    harder: str = "larger"
+
+    @property
+    def axis(self) -> str:
+        return self.parameters[-1]
+
+    def points(self, length: int) -> list[Params]:
+        raise NotImplementedError
+
+    def num(self, params: Params, length: int) -> int:
+        return NUM
+
+    def reads_per_sequence(self, params: Params, length: int) -> int:
+        return 1
+
+    def build(self, params: Params, n: int, u: np.ndarray, bit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(instructions, data values) of shape (rows, n) from uniforms ``u`` (rows, 3, n) and the
+        decisive bits ``bit`` (rows, 1). ``u[:, 0]`` gives random data bits, ``u[:, 1]`` random
+        places, ``u[:, 2]`` anything else."""
+        raise NotImplementedError
+
+    def parse(self, name: str, text: str) -> Any:
+        kind = self.types[self.parameters.index(name)]
+        return kind(text)
+
+
+def _blank(u: np.ndarray, bit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every slot an ignore with a random bit; the final slot the read of ``bit``."""
+    rows, _, n = u.shape
+    instr = np.full((rows, n), I, dtype=np.uint8)
+    data = (u[:, 0] < 0.5).astype(np.uint8)
+    instr[:, -1] = R
+    data[:, -1:] = bit
+    return instr, data
+
+
+def _stale_write(instr: np.ndarray, data: np.ndarray, decisive_slot: int, bit: np.ndarray) -> None:
+    """Open with a write of the opposite bit when the decisive write is not the first instruction."""
+    if decisive_slot > 0:
+        instr[:, 0] = W
+        data[:, :1] = 1 - bit
+
+
+class DistractorRun(Family):
+    def points(self, length: int) -> list[Params]:
+        n = length // 2
+        return [Params((("density", d), ("write_at", w), ("k", k)))
+                for d in (1.0, 0.5) for w in ("start", "adjacent") for k in _log_grid(n - 2)]
+
+    def build(self, params, n, u, bit):
+        k, density = params["k"], params["density"]
+        instr, data = _blank(u, bit)
+        first = n - 1 - k  # first slot of the run
+        if params["write_at"] == "start":
+            instr[:, 0] = W
+            data[:, :1] = bit
+            if first - 1 >= 1:
+                data[:, first - 1 : first] = bit  # the run starts exactly k back
+        else:
+            instr[:, first - 1] = W
+            data[:, first - 1 : first] = bit
+            _stale_write(instr, data, first - 1, bit)
+        run = slice(first, n - 1)
+        forced = math.ceil(density * k - 1e-9)
+        opposite = np.broadcast_to(1 - bit, (bit.shape[0], k))
+        if forced >= k:
+            data[:, run] = opposite
+        else:
+            data[:, run] = np.where(_ranks(u[:, 1, run]) < forced, opposite, data[:, run])
+        return instr, data
+
+
+class DecoyWrites(Family):
+    @staticmethod
+    def _layout(n: int) -> tuple[int, int]:
+        run = (n - 2) // 2
+        return n - 2 - run, run  # (decisive slot, run length)
+
+    def points(self, length: int) -> list[Params]:
+        slot, _ = self._layout(length // 2)
+        return [Params((("placement", p), ("decoys", m)))
+                for p in ("spread", "adjacent") for m in (1, 2, 4, 8, 16) if m <= slot]
+
+    def build(self, params, n, u, bit):
+        m = params["decoys"]
+        slot, _ = self._layout(n)
+        instr, data = _blank(u, bit)
+        instr[:, slot] = W
+        data[:, slot : slot + 1] = bit
+        data[:, slot + 1 : n - 1] = 1 - bit
+        instr[:, 0] = W
+        data[:, :1] = 1 - bit
+        if m > 1:
+            if params["placement"] == "spread":
+                chosen = _ranks(u[:, 1, 1:slot]) < m - 1
+            else:
+                chosen = np.broadcast_to(np.arange(1, slot) >= slot - (m - 1), (bit.shape[0], slot - 1))
+            instr[:, 1:slot] = np.where(chosen, W, I)
+            data[:, 1:slot] = np.where(chosen, 1 - bit, data[:, 1:slot])
+        return instr, data
+
+
+class WriteDistance(Family):
+    def points(self, length: int) -> list[Params]:
+        return [Params((("distance", d),)) for d in _log_grid(length // 2 - 1)]
+
+    def build(self, params, n, u, bit):
+        slot = n - 1 - params["distance"]
+        instr, data = _blank(u, bit)
+        instr[:, slot] = W
+        data[:, slot : slot + 1] = bit
+        _stale_write(instr, data, slot, bit)
+        return instr, data
+
+
+class DenseInterference(Family):
+    def points(self, length: int) -> list[Params]:
+        n = length // 2
+        return [Params((("gap", g),)) for g in (2, 4, 8, 16) if (n - 2) // g + 1 >= 3]
+
+    def reads_per_sequence(self, params, length):
+        return (length // 2 - 2) // params["gap"] + 1
+
+    def num(self, params, length):
+        if params["gap"] == 2:
+            return 2  # the only two distinct sequences
+        per = -(-DENSE_READS // self.reads_per_sequence(params, length))
+        return min(NUM, max(2, per + per % 2))
+
+    def build(self, params, n, u, bit):
+        g = params["gap"]
+        rows = u.shape[0]
+        writes = (n - 2) // g + 1
+        slots = np.arange(n)
+        block = np.minimum(slots // g, writes - 1)
+        value = bit ^ (np.arange(writes) % 2).astype(np.uint8)  # (rows, writes): alternating values
+        current = value[:, block]
+        instr = np.where((slots % g == 0) & (slots <= n - 2), W, I).astype(np.uint8)
+        instr = np.repeat(instr[None, :], rows, axis=0)
+        read_slot = slots[: writes - 1] * g + 1 + np.floor(u[:, 2, : writes - 1] * (g - 1)).astype(np.int64)
+        np.put_along_axis(instr, read_slot, R, axis=1)
+        instr[:, -1] = R
+        data = np.where(instr == I, 1 - current, current).astype(np.uint8)
+        return instr, data
+
+
+FAMILIES: dict[str, Family] = {f.name: f for f in (
+    DistractorRun("distractor_run", "k ignores carrying the opposite bit right before the final read",
+                  ("density", "write_at", "k"), (float, str, int)),
+    DecoyWrites("decoy_writes", "m writes of the opposite bit, the decisive write, a long opposite-bit run",
+                ("placement", "decoys"), (str, int)),
+    WriteDistance("write_distance", "one decisive write d instructions before the read, random ignores between",
+                  ("distance",), (int,)),
+    DenseInterference("dense_interference", "a write every gap instructions, alternating values, one read per gap",
+                      ("gap",), (int,), harder="smaller"),
+)}
+
+PARAMETERS: tuple[str, ...] = tuple(dict.fromkeys(p for f in FAMILIES.values() for p in f.parameters))
+COLUMNS: tuple[str, ...] = ("family", "point", *PARAMETERS)
+
+
+# ----------------------------------------------------------------------------- points
+@dataclass(frozen=True)
+class Point:
+    """One cell of the grid: ``num`` sequences of ``family`` at ``params``, drawn from ``seed``."""
+
+    family: str
+    params: Params
+    num: int
+    seed: int = STRESS_SEED
+
+    @property
+    def id(self) -> str:
+        return f"{self.family}({','.join(f'{k}={_fmt(v)}' for k, v in self.params.items())})"
+
+
+_POINT_ID = re.compile(r"^(\w+)\((.*)\)$")
+
+
+def parse_point(point_id: str) -> tuple[str, Params]:
+    """``distractor_run(density=1.0,write_at=start,k=16)`` -> (family, typed parameters)."""
+    m = _POINT_ID.match(point_id)
+    if not m or m.group(1) not in FAMILIES:
+        raise FFBenchError(f"not a stress point id: {point_id!r}")
+    family = FAMILIES[m.group(1)]
+    items = [part.split("=", 1) for part in m.group(2).split(",")] if m.group(2) else []
+    if [p[0] for p in items] != list(family.parameters) or any(len(p) != 2 for p in items):
+        raise FFBenchError(f"stress point {point_id!r}: expected parameters {', '.join(family.parameters)}")
+    try:
+        return family.name, Params((name, family.parse(name, text)) for name, text in items)
+    except ValueError:
+        raise FFBenchError(f"stress point {point_id!r}: a parameter value has the wrong type") from None
+
+
+def _check_length(length: int) -> int:
+    if not isinstance(length, (int, np.integer)) or length < MIN_LENGTH or length % 2:
+        raise UsageError(f"stress suites need an even length >= {MIN_LENGTH}, got {length!r}")
+    return int(length)
+
+
+def grid(length: int, seed: int = STRESS_SEED, num: int | None = None) -> list[Point]:
+    """Every point that fits length T, family by family, the axis varying fastest."""
+    length = _check_length(length)
+    if num is not None and (not isinstance(num, (int, np.integer)) or num <= 0):
+        raise UsageError(f"num must be a positive integer, got {num!r}")
+    return [Point(f.name, p, int(num) if num else f.num(p, length), int(seed))
+            for f in FAMILIES.values() for p in f.points(length)]
+
+
+def reads_per_sequence(point: Point, length: int) -> int:
+    return FAMILIES[point.family].reads_per_sequence(point.params, length)
+
+
+def sample_point(point: Point, length: int) -> np.ndarray:
+    """The point's ``num`` sequences at length T as a validated (num, T) uint8 array."""
+    length = _check_length(length)
+    family = FAMILIES.get(point.family)
+    if family is None:
+        raise UsageError(f"unknown stress family {point.family!r} (known: {', '.join(FAMILIES)})")
+    if point.params not in family.points(length):
+        raise UsageError(f"stress point {point.id} does not fit length {length}")
+    n = length // 2
+    entropy = np.random.SeedSequence([int(point.seed), zlib.crc32(point.id.encode()), length])
+    rng = np.random.Generator(np.random.PCG64(entropy))
+    u = rng.random((point.num, 3 * n)).reshape(point.num, 3, n)
+    bit = (np.arange(point.num) % 2).astype(np.uint8)[:, None]
+    instr, data = family.build(point.params, n, u, bit)
+    arr = np.empty((point.num, length), dtype=np.uint8)
+    arr[:, 0::2] = instr
+    arr[:, 1::2] = data + ZERO
+    language.validate(arr, alphabet=2)
+    return arr
+
+
+def iter_suite(length: int, seed: int = STRESS_SEED, num: int | None = None) -> Iterator[tuple[Point, np.ndarray]]:
+    """(point, rows) for every point of ``grid(length)``, in grid order (bounded memory)."""
+    for point in grid(length, seed, num):
+        yield point, sample_point(point, length)
+
+
+def point_columns(point: Point, rows: int) -> dict[str, list]:
+    """The per-row columns ``COLUMNS`` for ``rows`` rows of one point."""
+    cols: dict[str, list] = {"family": [point.family] * rows, "point": [point.id] * rows}
+    for name in PARAMETERS:
+        cols[name] = [point.params.get(name)] * rows
+    return cols
+
+
+def sample_suite(length: int, seed: int = STRESS_SEED, num: int | None = None) -> tuple[np.ndarray, dict[str, list]]:
+    """The whole stress preset at length T: (rows, T) uint8 and the per-row ``COLUMNS``."""
+    arrays, columns = [], {name: [] for name in COLUMNS}
+    for point, arr in iter_suite(length, seed, num):
+        arrays.append(arr)
+        for name, values in point_columns(point, arr.shape[0]).items():
+            columns[name] += values
+    return np.concatenate(arrays), columns
+
+
+# ----------------------------------------------------------------------------- tolerance
+@dataclass(frozen=True)
+class Outcome:
+    """Reads and errors of one point."""
+
+    family: str
+    params: Params
+    reads: int
+    errors: int
+
+
+def count_outcomes(point_ids: Sequence[str], correct: Sequence[bool]) -> list[Outcome]:
+    """Per point (in order of first appearance), reads and errors from per-read verdicts."""
+    ids = np.asarray(point_ids, dtype=object)
+    ok = np.asarray(correct, dtype=bool)
+    if ids.shape != ok.shape:
+        raise FFBenchError(f"{ids.size} point ids but {ok.size} verdicts")
+    names, first, inverse = np.unique(ids.astype(str), return_index=True, return_inverse=True)
+    reads = np.bincount(inverse, minlength=names.size)
+    errors = np.bincount(inverse, weights=~ok, minlength=names.size).astype(np.int64)
+    out = []
+    for j in np.argsort(first, kind="stable"):
+        family, params = parse_point(str(names[j]))
+        out.append(Outcome(family, params, int(reads[j]), int(errors[j])))
+    return out
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far along its axis one family (with its other parameters fixed) stays right.
+
+    ``outcomes`` run from the easiest axis value to the hardest. ``clean_through`` is the hardest
+    value that, with every easier one, had no error (None when the easiest already failed);
+    ``first_failure`` the easiest value with an error (None when none failed); ``clean_after`` the
+    values harder than the first failure that had no error again (``recovers`` when there is one).
+    """
+
+    family: str
+    fixed: Params
+    axis: str
+    harder: str
+    outcomes: tuple[Outcome, ...]
+    clean_through: Any
+    first_failure: Any
+    clean_after: tuple
+    line: str
+
+    @property
+    def recovers(self) -> bool:
+        return bool(self.clean_after)
+
+    def as_dict(self) -> dict:
+        return {"family": self.family, "fixed": dict(self.fixed), "axis": self.axis, "harder": self.harder,
+                "clean_through": self.clean_through, "first_failure": self.first_failure,
+                "recovers": self.recovers, "clean_after": list(self.clean_after), "line": self.line,
+                "values": [{self.axis: o.params[self.axis], "reads": o.reads, "errors": o.errors,
+                            "ci95": list(clopper_pearson(o.errors, o.reads))} for o in self.outcomes]}
+
+
+def _fixed(family: Family, params: Params) -> Params:
+    return Params((k, v) for k, v in params.items() if k != family.axis)
+
+
+def _label(family: Family, fixed: Params) -> str:
+    inner = ", ".join(f"{k.replace('_', ' ')} {_fmt(v)}" for k, v in fixed.items())
+    return f"{family.name} ({inner})" if inner else family.name
+
+
+def _clean_words(o: Outcome) -> str:
+    return f"0 errors in {o.reads:,} reads, rate < {zero_error_bound(o.reads):.1e} at 95%"
+
+
+def _fail_words(o: Outcome) -> str:
+    low, high = clopper_pearson(o.errors, o.reads)
+    return f"{o.errors:,} of {o.reads:,} wrong, 95% CI [{low:.2g}, {high:.2g}]"
+
+
+def tolerance(outcomes: Sequence[Outcome]) -> Tolerance:
+    """The tolerance of one family with fixed parameters, from its outcomes along the axis.
+
+    Points without reads carry no information and are left out.
+    """
+    rows = [o for o in outcomes if o.reads > 0]
+    if not rows:
+        raise FFBenchError("no reads to compute a tolerance from")
+    family = FAMILIES.get(rows[0].family)
+    if family is None:
+        raise FFBenchError(f"unknown stress family {rows[0].family!r}")
+    fixed = _fixed(family, rows[0].params)
+    for o in rows:
+        if o.family != family.name or _fixed(family, o.params) != fixed:
+            raise FFBenchError(f"one tolerance takes one family with fixed parameters: {o.family} "
+                               f"{dict(o.params)} is not {family.name} {dict(fixed)}")
+        if not 0 <= o.errors <= o.reads:
+            raise FFBenchError(f"{o.errors} errors in {o.reads} reads is impossible")
+    axis = family.axis
+    rows.sort(key=lambda o: o.params[axis], reverse=family.harder == "smaller")
+    values = [o.params[axis] for o in rows]
+    if len(set(values)) != len(values):
+        raise FFBenchError(f"{family.name}: an {axis} value appears twice")
+    failing = [j for j, o in enumerate(rows) if o.errors]
+    way = "up to" if family.harder == "larger" else "down to"
+    label = _label(family, fixed)
+    if not failing:
+        last = rows[-1]
+        return Tolerance(family.name, fixed, axis, family.harder, tuple(rows), values[-1], None, (),
+                         f"{label}: right on every read {way} {axis} = {_fmt(values[-1])} "
+                         f"({_clean_words(last)}), no failure on the grid")
+    first = failing[0]
+    if first == 0:
+        line = f"{label}: fails already at {axis} = {_fmt(values[0])} ({_fail_words(rows[0])})"
+    else:
+        line = (f"{label}: right on every read {way} {axis} = {_fmt(values[first - 1])} "
+                f"({_clean_words(rows[first - 1])}), first failure at {axis} = {_fmt(values[first])} "
+                f"({_fail_words(rows[first])})")
+    clean_after = tuple(values[j] for j in range(first + 1, len(rows)) if rows[j].errors == 0)
+    if clean_after:
+        line += f"; clean again at {axis} = {', '.join(map(_fmt, clean_after))}"
+    elif first + 1 < len(rows):
+        later = len(rows) - first - 1
+        line += f"; errors at {'the' if later == 1 else 'all'} {later} {family.harder} value{'s' * (later > 1)}"
+    return Tolerance(family.name, fixed, axis, family.harder, tuple(rows),
+                     values[first - 1] if first else None, values[first], clean_after, line)
+
+
+def profile(outcomes: Iterable[Outcome]) -> list[Tolerance]:
+    """One tolerance per (family, fixed parameters), in order of first appearance."""
+    groups: dict[tuple[str, Params], list[Outcome]] = {}
+    for o in outcomes:
+        family = FAMILIES.get(o.family)
+        if family is None:
+            raise FFBenchError(f"unknown stress family {o.family!r}")
+        groups.setdefault((o.family, _fixed(family, o.params)), []).append(o)
+    return [tolerance(rows) for rows in groups.values()]
