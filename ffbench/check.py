@@ -13,6 +13,9 @@ exactly:
 - *regression, unpaired* (different sequences of the same distribution): Fisher's exact one-sided
   test on the 2x2 table of errors and correct reads, p = P(X >= e_c) with
   X ~ Hypergeometric(n_c + n_b, e_c + e_b, n_c);
+- *stress cells* are tested point by point (each family at each parameter value, with the same
+  paired or unpaired test), so a release whose tolerance drops on one family fails even when the
+  cell's total barely moves;
 - *ceiling* (``--max-glitch-rate X``): the exact binomial test of rate <= X,
   p = P(Binomial(n_c, X) >= e_c); a cell fails only when its rate is shown to be above X.
   ``--max-glitch-rate 0`` is the paper's own objective (any wrong read is a glitch): a cell with
@@ -42,10 +45,11 @@ class Test:
     p_value: float
     discordant: tuple[int, int] | None = None  # (wrong only in candidate, wrong only in baseline)
     failed: bool = False
+    point: str | None = None  # a stress point, when the test covers one point of a stress cell
 
     @property
     def name(self) -> str:
-        return f"{self.key.describe()} [{self.kind}]"
+        return f"{self.key.describe()}{' ' + self.point if self.point else ''} [{self.kind}]"
 
     def explain(self) -> str:
         e, n = self.candidate
@@ -127,23 +131,37 @@ def holm(p_values: list[float], alpha: float) -> list[bool]:
     return reject
 
 
-def wrong_reads(run: RunResults, cell: CellResult) -> set[tuple[int, int]] | None:
-    """(sequence, read) of every wrong read of a cell, or None when the run does not hold them all
-    (a registry entry keeps counts only; a shipped reference keeps a bounded number of failures)."""
+def wrong_reads(run: RunResults, cell: CellResult) -> dict[tuple[int, int], str | None] | None:
+    """(sequence, read) -> stress point of every wrong read of a cell, or None when the run does not hold
+    them all (a registry entry keeps counts only; a shipped reference keeps a bounded number of failures)."""
     table = run.failing(cell)
     if table is None or table.num_rows != cell.errors:
         return None
-    return set(zip(table.column("seq_index").to_pylist(), table.column("read_index").to_pylist()))
+    points = table.column("point").to_pylist() if "point" in table.column_names else [None] * table.num_rows
+    return dict(zip(zip(table.column("seq_index").to_pylist(), table.column("read_index").to_pylist()), points))
 
 
-def _regression(cand_run: RunResults, cell: CellResult, base_run: RunResults, base: CellResult) -> Test:
-    cand, ref = (cell.errors, cell.reads), (base.errors, base.reads)
+def _regression(cand_run: RunResults, cell: CellResult, base_run: RunResults, base: CellResult) -> list[Test]:
+    paired = None
     if cell.data_sha256 and cell.data_sha256 == base.data_sha256 and cell.reads == base.reads:
         mine, theirs = wrong_reads(cand_run, cell), wrong_reads(base_run, base)
         if mine is not None and theirs is not None:
-            b, c = len(mine - theirs), len(theirs - mine)
-            return Test(cell.key, "regression", "mcnemar", cand, ref, mcnemar_p(b, c), discordant=(b, c))
-    return Test(cell.key, "regression", "fisher", cand, ref, regression_p(*cand, *ref))
+            paired = (mine, theirs)
+    theirs_by_point = {row["point"]: row for row in base.by_point}
+    if cell.by_point and all(row["point"] in theirs_by_point for row in cell.by_point):
+        return [_test(cell.key, (row["errors"], row["reads"]),
+                      (theirs_by_point[row["point"]]["errors"], theirs_by_point[row["point"]]["reads"]),
+                      paired, row["point"]) for row in cell.by_point]
+    return [_test(cell.key, (cell.errors, cell.reads), (base.errors, base.reads), paired)]
+
+
+def _test(key: CellKey, cand: tuple[int, int], ref: tuple[int, int], paired, point: str | None = None) -> Test:
+    """The paired test when both sides' wrong reads are known, else Fisher's, on one cell or one stress point."""
+    if paired is not None:
+        mine, theirs = ({r for r, pt in side.items() if point is None or pt == point} for side in paired)
+        b, c = len(mine - theirs), len(theirs - mine)
+        return Test(key, "regression", "mcnemar", cand, ref, mcnemar_p(b, c), discordant=(b, c), point=point)
+    return Test(key, "regression", "fisher", cand, ref, regression_p(*cand, *ref), point=point)
 
 
 def compare(candidate: RunResults, baseline: RunResults | None, alpha: float = 0.05,
@@ -157,7 +175,7 @@ def compare(candidate: RunResults, baseline: RunResults | None, alpha: float = 0
             matches = by_key.get(cell.key, [])
             if matches:  # prefer the baseline cell that scored the very same sequences
                 base = next((b for b in matches if b.data_sha256 == cell.data_sha256), matches[0])
-                tests.append(_regression(candidate, cell, baseline, base))
+                tests += _regression(candidate, cell, baseline, base)
             else:
                 unmatched.append(cell.key)
         if max_glitch_rate == 0:
@@ -193,7 +211,7 @@ def markdown(verdict: Verdict) -> str:
     for t in verdict.tests:
         e, n = t.candidate
         ref = f"{t.reference[0]}/{t.reference[1]:,}" if t.kind == "regression" else f"ceiling {t.reference:.3g}"
-        lines.append(f"| {_md(t.key.describe())} | {t.kind} | {t.method} | {e}/{n:,} ({_rate(e, n)}) | {ref} | "
+        lines.append(f"| {_md(t.key.describe() + (' ' + t.point if t.point else ''))} | {t.kind} | {t.method} | {e}/{n:,} ({_rate(e, n)}) | {ref} | "
                      f"{t.p_value:.3g} | {'**FAIL**' if t.failed else 'ok'} |")
     for key in verdict.unmatched:
         lines.append(f"| {_md(key.describe())} | regression | - | - | not in baseline | - | skipped |")

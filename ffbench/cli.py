@@ -52,7 +52,8 @@ def _registry_option(f):
 # ----------------------------------------------------------------------------- generate
 @cli.command()
 @click.option("--suite", metavar="NAME", help="Preset: in_dist FFL(0.8), sparse FFL(0.98), dense FFL(0.1) at T=512 "
-              "with the paper's sizes and fixed seeds, or paper = all three (a 'suite' column labels rows).")
+              "with the paper's sizes and fixed seeds, paper = all three (a 'suite' column labels rows), or stress "
+              "= the stress grid (family, point and parameter columns; --num sets sequences per point).")
 @click.option("--length", "-T", type=int, metavar="T", help="Sequence length T (even, >= 4). Default 512.")
 @click.option("--p-ignore", type=float, metavar="P", help="FFL(P): p_i = P and p_w = p_r = (1-P)/2. Default 0.8.")
 @click.option("--p", "p", callback=_probabilities, metavar="W,R,I",
@@ -71,38 +72,20 @@ def generate(suite, length, p_ignore, p, num, seed, alphabet, out, progress):
       ffbench generate --suite sparse --out sparse.parquet
       ffbench generate --length 64 --p-ignore 0.5 --num 1000 --seed 7 --out ffl.jsonl
       ffbench generate --length 512 --p 0.2,0.1,0.7 --num 1600000 --out train.parquet
+      ffbench generate --suite stress --length 128 --out stress.parquet
     """
-    from ffbench import datafiles, generate as gen, language
+    from ffbench import datafiles, generate as gen
 
     datafiles.file_format(out)
-    if p_ignore is not None and p is not None:
-        raise click.UsageError("give either --p-ignore or --p, not both")
-    if num is not None and num <= 0:
-        raise click.BadParameter(f"must be a positive integer, got {num}", param_hint="--num")
-    if suite is not None:
-        if p_ignore is not None or p is not None:
-            raise click.UsageError("--suite fixes the distribution; drop --p-ignore/--p or drop --suite")
-        parts = gen.suite_parts(suite, length, num, seed, alphabet)
-    else:
-        if num is None:
-            raise click.UsageError("--num is required without --suite")
-        length = 512 if length is None else length
-        if p is not None:
-            dist = language.FFL(length, *p, alphabet=alphabet)
-        else:
-            dist = language.FFL.from_p_ignore(0.8 if p_ignore is None else p_ignore, length, alphabet)
-        parts = [gen.Part("custom", dist, num, 0 if seed is None else seed)]
-
-    total = sum(part.num for part in parts)
+    job = gen.plan(suite, length, p_ignore, p, num, seed, alphabet)
     t0 = time.perf_counter()
-    chunks = gen.iter_chunks(parts, label_suite=suite is not None)
+    chunks = job.chunks()
     if progress or (progress is None and sys.stderr.isatty()):
-        chunks = _progress(chunks, total, "generating")
+        chunks = _progress(chunks, job.rows(), "generating")
     rows, sha = datafiles.write_sequences(out, chunks)
     seconds = time.perf_counter() - t0
-    tokens = sum(part.num * part.dist.length for part in parts)
-    labels = ", ".join(f"{part.suite} {part.dist.label()} x {part.num:,} (seed {part.seed})" for part in parts)
-    click.echo(f"wrote {_count(rows, 'sequence')} to {out}: {labels}")
+    tokens = job.tokens()
+    click.echo(f"wrote {_count(rows, 'sequence')} to {out}: {job.describe()}")
     click.echo(f"{_count(tokens, 'token')} in {seconds:.2f} s ({_rate(tokens, seconds)}); sha256 {sha}")
 
 
@@ -221,7 +204,8 @@ def _csv(cast, name):
 @click.option("--model", "-m", required=True, metavar="SPEC",
               help="provider/model: hf/<hub id or dir>, vllm/<hub id or dir>, openai/<name>, ffbench/<name or dir>.")
 @click.option("--suite", multiple=True, callback=_csv(str, "suite names"), metavar="NAMES",
-              help="Preset suites (in_dist, sparse, dense, paper). Default: paper, unless --data or --p-ignore.")
+              help="Preset suites: in_dist, sparse, dense, paper (all three), stress (the stress grid; --num sets "
+                   "sequences per point). Default: paper, unless --data or --p-ignore.")
 @click.option("--data", multiple=True, metavar="FILE", help="Score a data file (.parquet/.jsonl, column 'text'); repeatable.")
 @click.option("--length", "-T", "lengths", callback=_csv(int, "lengths"), metavar="L1,L2",
               help="Sequence lengths to sweep: --suite and --p-ignore sets are generated at each length; "

@@ -33,7 +33,8 @@ def file_format(path: str | os.PathLike) -> str:
 
 @dataclass
 class Chunk:
-    """A block of sequences plus optional extra columns of the same length (e.g. ``suite``)."""
+    """A block of sequences plus optional extra columns of the same length (e.g. ``suite``): Python lists,
+    or pyarrow arrays where the type must hold even when a chunk's values are all null."""
 
     sequences: np.ndarray
     columns: dict[str, list] = field(default_factory=dict)
@@ -114,7 +115,7 @@ def _write_parquet(tmp: Path, chunks: Iterable[Chunk | np.ndarray], digest: Cont
     try:
         for chunk in map(_as_chunk, chunks):
             arrays = {"text": _arrow_text(chunk.sequences).cast(pa.string())}
-            arrays.update({k: pa.array(v) for k, v in chunk.columns.items()})
+            arrays.update({k: v if isinstance(v, pa.Array) else pa.array(v) for k, v in chunk.columns.items()})
             table = pa.table(arrays)
             if writer is None:
                 # No dictionary encoding: every row is distinct, so it only costs time.
@@ -135,10 +136,11 @@ def _write_jsonl(tmp: Path, chunks: Iterable[Chunk | np.ndarray], digest: Conten
     with open(tmp, "w", encoding="ascii", newline="\n") as fh:
         for chunk in map(_as_chunk, chunks):
             texts = language.to_strings(chunk.sequences)
-            names = list(chunk.columns)
+            columns = {k: v.to_pylist() if hasattr(v, "to_pylist") else v for k, v in chunk.columns.items()}
+            names = list(columns)
             for k, text in enumerate(texts):
                 record = {"text": text}
-                record.update({name: _plain(chunk.columns[name][k]) for name in names})
+                record.update({name: _plain(columns[name][k]) for name in names})
                 fh.write(json.dumps(record, separators=(",", ":")))
                 fh.write("\n")
             digest.update(chunk.sequences)

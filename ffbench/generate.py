@@ -1,4 +1,4 @@
-"""Generation jobs: which distributions, how many rows, which seeds -> a data file."""
+"""Generation jobs: which distributions (or the stress grid), how many rows, which seeds -> a data file."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from ffbench import datafiles, language
+from ffbench.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,77 @@ def iter_chunks(parts: list[Part], chunk_rows: int = 32_768, label_suite: bool =
     for part in parts:
         for arr in language.iter_sample(part.dist, part.num, part.seed, chunk_rows):
             yield datafiles.Chunk(arr, {"suite": [part.suite] * arr.shape[0]} if label_suite else {})
+
+
+def stress_chunks(length: int, seed: int | None = None, per_point: int | None = None) -> Iterator[datafiles.Chunk]:
+    """The stress grid at one length, a chunk per point, labelled ``suite`` = stress with the per-row
+    family, point and parameter columns (so ``ffbench run --data`` reports it per family)."""
+    from ffbench import stress
+
+    for point, arr in stress.iter_suite(length, stress.STRESS_SEED if seed is None else seed, per_point):
+        columns = stress.arrow_columns(stress.point_columns(point, arr.shape[0]))
+        yield datafiles.Chunk(arr, {"suite": ["stress"] * arr.shape[0], **columns})
+
+
+@dataclass
+class Job:
+    """What ``ffbench generate`` writes: FFL parts, or the stress grid at one length."""
+
+    parts: list[Part]
+    label_suite: bool
+    stress: tuple[int, int | None, int | None] | None = None  # (length, seed, sequences per point)
+
+    def rows(self) -> int:
+        if self.stress is not None:
+            from ffbench import stress
+
+            length, seed, per_point = self.stress
+            return sum(p.num for p in stress.grid(length, stress.STRESS_SEED if seed is None else seed, per_point))
+        return sum(part.num for part in self.parts)
+
+    def tokens(self) -> int:
+        return self.rows() * self.stress[0] if self.stress is not None else \
+            sum(part.num * part.dist.length for part in self.parts)
+
+    def describe(self) -> str:
+        if self.stress is not None:
+            from ffbench import stress
+
+            length, seed, per_point = self.stress
+            return f"stress grid at T={length} ({len(stress.grid(length))} points, seed " \
+                   f"{stress.STRESS_SEED if seed is None else seed}" + (f", {per_point} per point)" if per_point else ")")
+        return ", ".join(f"{part.suite} {part.dist.label()} x {part.num:,} (seed {part.seed})" for part in self.parts)
+
+    def chunks(self) -> Iterator[datafiles.Chunk]:
+        if self.stress is not None:
+            return stress_chunks(*self.stress)
+        return iter_chunks(self.parts, label_suite=self.label_suite)
+
+
+def plan(suite: str | None, length: int | None, p_ignore: float | None, p: tuple | None, num: int | None,
+         seed: int | None, alphabet: int = 2) -> Job:
+    """The job for ``ffbench generate``'s options; every bad combination is a UsageError."""
+    if p_ignore is not None and p is not None:
+        raise UsageError("give either --p-ignore or --p, not both")
+    if suite is not None:
+        if p_ignore is not None or p is not None:
+            raise UsageError("--suite fixes the distribution; drop --p-ignore/--p or drop --suite")
+        if suite == "stress":
+            from ffbench import stress
+
+            if alphabet != 2:
+                raise UsageError("the stress grid is binary: drop --alphabet")
+            stress.grid(512 if length is None else length, num=num)  # validates length and num
+            return Job([], True, (512 if length is None else length, seed, num))
+        return Job(suite_parts(suite, length, num, seed, alphabet), True)
+    if num is None:
+        raise UsageError("--num is required without --suite")
+    length = 512 if length is None else length
+    if p is not None:
+        dist = language.FFL(length, *p, alphabet=alphabet)
+    else:
+        dist = language.FFL.from_p_ignore(0.8 if p_ignore is None else p_ignore, length, alphabet)
+    return Job([Part("custom", dist, num, 0 if seed is None else seed)], False)
 
 
 def generate_file(parts: list[Part], out: str, label_suite: bool = True) -> tuple[int, str]:

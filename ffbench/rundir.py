@@ -34,7 +34,7 @@ from ffbench.io import atomic_path, read_json, write_json
 
 SAMPLE_COLUMNS = ("cell", "suite", "length", "p_ignore", "render", "scoring", "seq_index", "read_index", "position",
                   "target", "prediction", "correct", "invalid", "truncated", "write_distance", "evidence_distance",
-                  "margin", "per_read", "output")
+                  "margin", "per_read", "output", "family", "point")  # then one column per stress parameter
 
 
 class RunDir:

@@ -302,8 +302,18 @@ def score_shard(backend, p: Plan, cell: Cell, start: int, stop: int):
         "per_read": pa.array(outcome.per_read),
         "output": pa.array(outcome.output, pa.string()),
     }
-    assert tuple(columns) == SAMPLE_COLUMNS
+    columns.update(stress_columns(p.store.columns(cell.source), reads.seq_index[lo:hi]))
+    assert tuple(columns)[: len(SAMPLE_COLUMNS)] == SAMPLE_COLUMNS
     return pa.table(columns)
+
+
+def stress_columns(per_row: dict[str, list], seq_index: np.ndarray) -> dict:
+    """The stress family, point and parameter columns of each read (null for reads of other sources)."""
+    from ffbench import stress
+
+    rows = seq_index.tolist()
+    return stress.arrow_columns({name: [per_row[name][i] for i in rows] if name in per_row else [None] * len(rows)
+                                 for name in stress.COLUMNS})
 
 
 def _finish(p: Plan, rd: RunDir, backend, identity: RunIdentity) -> RunResults:
@@ -341,13 +351,32 @@ def cell_result(cell: Cell, num_sequences: int, table, sha: str) -> CellResult:
     per_read = table.column("per_read").to_numpy()
     slot = (table.column("position").to_numpy() - 1) // 2
     counts = metrics.summarize(correct, invalid, truncated)
+    by_point, tolerances = stress_breakdown(table)
     return CellResult(
         key=cell.key, data_sha256=sha, num_sequences=num_sequences, source=cell.source,
         reads=counts["reads"], errors=counts["errors"], invalid=counts["invalid"], truncated=counts["truncated"],
         glitch_rate=counts["glitch_rate"], accuracy=counts["accuracy"], ci95=tuple(counts["ci95"]),
         reads_scored_per_read=int(per_read.sum()),
         by_write_distance=tuple(metrics.breakdown(table.column("write_distance").to_numpy(), correct)),
-        by_read_position=tuple(metrics.breakdown(slot, correct, edges=(0,) + metrics.DISTANCE_EDGES)))
+        by_read_position=tuple(metrics.breakdown(slot, correct, edges=(0,) + metrics.DISTANCE_EDGES)),
+        by_point=tuple(by_point), tolerances=tuple(tolerances))
+
+
+def stress_breakdown(table) -> tuple[list[dict], list[dict]]:
+    """Per stress point (family, parameters, reads, errors, exact interval) and one tolerance per family
+    and fixed parameters, for the reads of a cell that carry a stress point (empty otherwise)."""
+    from ffbench import stress
+
+    points = table.column("point").to_pylist()
+    keep = [k for k, p in enumerate(points) if p is not None]
+    if not keep:
+        return [], []
+    correct = table.column("correct").to_numpy()[keep]
+    outcomes = stress.count_outcomes([points[k] for k in keep], correct)
+    by_point = [{"point": stress.Point(o.family, o.params, o.reads).id, "family": o.family,
+                 **dict(o.params), "reads": o.reads, "errors": o.errors,
+                 "ci95": list(metrics.clopper_pearson(o.errors, o.reads))} for o in outcomes]
+    return by_point, [t.as_dict() for t in stress.profile(outcomes)]
 
 
 def default_output_dir(cfg: RunConfig) -> str:

@@ -79,6 +79,8 @@ class CellResult:
     reads_scored_per_read: int = 0
     by_write_distance: tuple = ()
     by_read_position: tuple = ()
+    by_point: tuple = ()  # stress cells: per point, its family, parameters, reads, errors and ci95
+    tolerances: tuple = ()  # stress cells: per family (other parameters fixed), how far it stays right
     breakdowns: dict = field(default_factory=dict, hash=False, compare=False)  # further named breakdowns
 
     @property
@@ -103,6 +105,8 @@ class CellResult:
                "glitch_rate": self.glitch_rate, "accuracy": self.accuracy, "ci95": list(self.ci95),
                "reads_scored_per_read": self.reads_scored_per_read,
                "by_write_distance": list(self.by_write_distance), "by_read_position": list(self.by_read_position)}
+        if self.by_point:
+            out["by_point"], out["tolerances"] = list(self.by_point), list(self.tolerances)
         out.update(self.breakdowns)
         return out
 
@@ -124,6 +128,7 @@ class CellResult:
                        source=source, reads_scored_per_read=int(raw.get("reads_scored_per_read", 0)),
                        by_write_distance=tuple(raw.get("by_write_distance", ())),
                        by_read_position=tuple(raw.get("by_read_position", ())),
+                       by_point=tuple(raw.get("by_point", ())), tolerances=tuple(raw.get("tolerances", ())),
                        breakdowns={k: v for k, v in raw.items() if k not in known})
         except (KeyError, TypeError, ValueError) as exc:
             raise FFBenchError(f"malformed cell in results ({type(exc).__name__}: {exc})") from None
@@ -204,8 +209,7 @@ class RunResults:
         for c in self.results:
             d = c.to_dict()
             d["ci_low"], d["ci_high"] = c.ci95
-            rows.append({k: v for k, v in d.items() if k not in ("ci95", "by_write_distance", "by_read_position",
-                                                                 "source") and not isinstance(v, (list, dict))})
+            rows.append({k: v for k, v in d.items() if not isinstance(v, (list, dict))})
         return pd.DataFrame(rows)
 
     @property

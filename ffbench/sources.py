@@ -1,4 +1,4 @@
-"""Where a run's sequences come from: a preset suite, an FFL(p) set, or a data file.
+"""Where a run's sequences come from: a preset suite, an FFL(p) set, the stress grid, or a data file.
 
 A :class:`SourceSpec` is plain data that names a set of sequences completely, so it can be recorded
 per cell in results.json and turned back into the same sequences later: :func:`load_sequences` is
@@ -10,7 +10,11 @@ found here, before any model loads.
 A data file whose content is exactly a preset suite (what ``ffbench generate --suite paper``
 writes) is recognised as that suite: its cells carry the suite's name and p_ignore, so they are
 comparable with ``--suite`` runs and the shipped references. Recognition compares the sequences
-themselves, never a label.
+themselves, never a label. The same holds for a file of the stress grid (``generate --suite stress``).
+
+Sources may carry per-row columns besides the sequences: the stress grid's ``family``, ``point`` and
+parameters (:data:`ffbench.stress.COLUMNS`), also when they come back from a data file (a stress
+file, or the glitches ``ffbench hunt`` found). :meth:`SequenceStore.columns` returns them.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ DEFAULT_SEED = 0  # seed of an FFL(p) set unless --seed says otherwise
 @dataclass(frozen=True)
 class SourceSpec:
     """One set of sequences. ``kind``: suite (a preset, regenerated from its seed), ffl (FFL(p_ignore)
-    from ``seed``) or file (rows of a data file). ``label`` is how summaries name it."""
+    from ``seed``), stress (the stress grid at this length) or file (rows of a data file). ``label``
+    is how summaries name it."""
 
     kind: str
     label: str
@@ -41,6 +46,7 @@ class SourceSpec:
     alphabet: int = 2
     path: str | None = None  # the data file (absolute), also for a file recognised as a suite
     part: str | None = None  # the value of the file's 'suite' column this source selects
+    per_point: int | None = None  # stress grid: sequences per point (None: each point's own number)
 
     def as_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -65,6 +71,7 @@ class SequenceStore:
     def __init__(self) -> None:
         self._files: dict[tuple[str, int], datafiles.Dataset] = {}
         self._cache: dict[SourceSpec, tuple[np.ndarray, language.Reads, str]] = {}
+        self._columns: dict[SourceSpec, dict[str, list]] = {}
 
     def file(self, path: str, alphabet: int) -> datafiles.Dataset:
         key = (str(path), alphabet)
@@ -82,10 +89,25 @@ class SequenceStore:
             self._cache[spec] = (arr, language.extract_reads(arr), datafiles.content_sha256(arr))
         return self._cache[spec]
 
+    def columns(self, spec: SourceSpec) -> dict[str, list]:
+        """Per-row columns of a source besides its sequences (stress family, point, parameters), if any."""
+        self.get(spec)
+        return self._columns.get(spec, {})
+
     def _load(self, spec: SourceSpec) -> np.ndarray:
+        from ffbench import stress
+
         if spec.kind == "file":
             ds = self.file(spec.path, spec.alphabet)
-            return _part_rows(ds, spec.part)[: spec.num]
+            mask = _part_mask(ds, spec.part)
+            cols = {k: [v for v, keep in zip(ds.columns[k], mask) if keep][: spec.num]
+                    for k in stress.COLUMNS if k in ds.columns}
+            if cols:
+                self._columns[spec] = cols
+            return ds.sequences[mask][: spec.num]
+        if spec.kind == "stress":
+            arr, self._columns[spec] = stress.sample_suite(spec.length, spec.seed, spec.per_point)
+            return arr
         if spec.kind in ("suite", "ffl"):
             dist = language.FFL.from_p_ignore(spec.p_ignore, spec.length, spec.alphabet)
             return language.sample(dist, spec.num, spec.seed)
@@ -97,11 +119,14 @@ def load_sequences(spec: SourceSpec, store: SequenceStore | None = None) -> np.n
     return (store or SequenceStore()).sequences(spec)
 
 
-def _part_rows(ds: datafiles.Dataset, part: str | None) -> np.ndarray:
+def _part_mask(ds: datafiles.Dataset, part: str | None) -> np.ndarray:
     if part is None:
-        return ds.sequences
-    labels = np.asarray(ds.columns["suite"], dtype=object)
-    return ds.sequences[labels == part]
+        return np.ones(ds.num, dtype=bool)
+    return np.asarray(ds.columns["suite"], dtype=object) == part
+
+
+def _part_rows(ds: datafiles.Dataset, part: str | None) -> np.ndarray:
+    return ds.sequences[_part_mask(ds, part)]
 
 
 # ----------------------------------------------------------------------------- planning
@@ -120,6 +145,9 @@ def plan_sources(suites: list[str], data: list[str], lengths: list[int], p_ignor
         _usage(lambda p=p: language.FFL.from_p_ignore(p, 16, alphabet))
     specs: list[SourceSpec] = []
     for name in (suites or ([] if (data or p_ignore) else ["paper"])):
+        if name == "stress":
+            specs += [stress_source(length, num, seed, alphabet) for length in lengths or [512]]
+            continue
         for suite in _usage(lambda name=name: language.resolve_suites(name)):
             for length in lengths or [suite.length]:
                 specs.append(SourceSpec("suite", suite.name, length, num or suite.num, suite.p_ignore,
@@ -149,13 +177,41 @@ def file_sources(path: str, num: int | None, alphabet: int, store: SequenceStore
             raise UsageError(f"--num {num} exceeds the {rows.shape[0]:,} sequences of {where}")
         n = num or rows.shape[0]
         suite = recognise_suite(rows[:n], part, alphabet)
-        if suite is not None:
+        as_stress = recognise_stress(rows[:n], part) if suite is None and alphabet == 2 else None
+        if as_stress is not None:
+            out.append(SourceSpec(**{**as_stress.as_dict(), "path": ds.path, "part": part}))
+        elif suite is not None:
             out.append(SourceSpec("suite", suite.name, ds.length, n, suite.p_ignore, suite.seed, alphabet,
                                   path=ds.path, part=part))
         else:
             label = Path(path).stem if part is None else str(part)
             out.append(SourceSpec("file", label, ds.length, n, None, None, alphabet, path=ds.path, part=part))
     return out
+
+
+def stress_source(length: int, per_point: int | None = None, seed: int | None = None, alphabet: int = 2) -> SourceSpec:
+    """The stress grid at one length (``per_point`` sequences per point, else each point's own)."""
+    from ffbench import stress
+
+    if alphabet != 2:
+        raise UsageError("the stress grid is binary: drop --alphabet or the stress suite")
+    seed = stress.STRESS_SEED if seed is None else seed
+    points = _usage(lambda: stress.grid(length, seed, per_point))
+    return SourceSpec("stress", "stress", length, sum(p.num for p in points), None, seed, alphabet,
+                      per_point=per_point)
+
+
+def recognise_stress(arr: np.ndarray, label: str | None) -> SourceSpec | None:
+    """The stress grid at this length, when ``arr`` is exactly its sequences (default seed and sizes)."""
+    from ffbench import stress
+
+    if label not in (None, "stress") or arr.shape[1] < stress.MIN_LENGTH or arr.shape[1] % 2:
+        return None
+    spec = stress_source(arr.shape[1])
+    if spec.num != arr.shape[0]:
+        return None
+    expected, _ = stress.sample_suite(arr.shape[1], spec.seed)
+    return spec if np.array_equal(expected, arr) else None
 
 
 def recognise_suite(arr: np.ndarray, label: str | None, alphabet: int) -> language.Suite | None:
@@ -173,7 +229,9 @@ def recognise_suite(arr: np.ndarray, label: str | None, alphabet: int) -> langua
 def _usage(build):
     try:
         return build()
-    except UsageError:
+    except UsageError as exc:
+        if "unknown suite" in str(exc):
+            raise UsageError(str(exc).replace(")", ", stress)", 1)) from None
         raise
     except FFBenchError as exc:
         raise UsageError(str(exc)) from None

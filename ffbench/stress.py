@@ -318,6 +318,11 @@ PARAMETERS: tuple[str, ...] = tuple(dict.fromkeys(p for f in FAMILIES.values() f
 COLUMNS: tuple[str, ...] = ("family", "point", *PARAMETERS)
 
 
+def parameter_type(name: str) -> type:
+    """The Python type of a parameter (each parameter name has one type across families)."""
+    return next(f.types[f.parameters.index(name)] for f in FAMILIES.values() if name in f.parameters)
+
+
 # ----------------------------------------------------------------------------- points
 @dataclass(frozen=True)
 class Point:
@@ -405,6 +410,15 @@ def point_columns(point: Point, rows: int) -> dict[str, list]:
     return cols
 
 
+def arrow_columns(columns: dict[str, list]) -> dict:
+    """``COLUMNS`` as typed pyarrow arrays (a parameter a family lacks is null, but keeps its type)."""
+    import pyarrow as pa
+
+    types = {str: pa.string(), int: pa.int64(), float: pa.float64()}
+    return {name: pa.array(columns[name], pa.string() if name in ("family", "point") else
+                           types[parameter_type(name)]) for name in COLUMNS if name in columns}
+
+
 def sample_suite(length: int, seed: int = STRESS_SEED, num: int | None = None) -> tuple[np.ndarray, dict[str, list]]:
     """The whole stress preset at length T: (rows, T) uint8 and the per-row ``COLUMNS``."""
     arrays, columns = [], {name: [] for name in COLUMNS}
@@ -479,7 +493,7 @@ def _fixed(family: Family, params: Params) -> Params:
 
 
 def _label(family: Family, fixed: Params) -> str:
-    inner = ", ".join(f"{k.replace('_', ' ')} {_fmt(v)}" for k, v in fixed.items())
+    inner = ", ".join(f"{k}={_fmt(v)}" for k, v in fixed.items())
     return f"{family.name} ({inner})" if inner else family.name
 
 

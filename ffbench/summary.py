@@ -34,6 +34,10 @@ def format_table(cells: list[CellResult]) -> str:
     notes = [f"{c.key.describe()}: {metrics.describe_rate(c.errors, c.reads)}" for c in cells if c.errors == 0]
     if notes:
         out += ["", "zero-error cells (one-sided 95% bound, about 3/N):"] + [f"  {n}" for n in notes]
+    for c in cells:
+        if c.tolerances:
+            out += ["", f"stress profile, {c.key.describe()} (exact 95% intervals):"]
+            out += [f"  {t['line']}" for t in c.tolerances]
     cut = sum(c.truncated for c in cells)
     if cut:
         out += ["", f"{cut:,} read(s) got a reply cut by the token budget before it named an answer (counted as "

@@ -284,16 +284,16 @@ def lines_for(length, wrong_if):
 
 def test_tolerance_line_of_a_model_that_breaks_at_32_opposite_ignores():
     tol = lines_for(512, lambda ops, vals, j: opposite_run_before(ops, vals, j) >= 32)
-    start = tol["distractor_run (density 1.0, write at start)"]
+    start = tol["distractor_run (density=1.0, write_at=start)"]
     assert start.line == (
-        "distractor_run (density 1.0, write at start): right on every read up to k = 24 (0 errors in 32 reads, "
+        "distractor_run (density=1.0, write_at=start): right on every read up to k = 24 (0 errors in 32 reads, "
         "rate < 8.9e-02 at 95%), first failure at k = 32 (32 of 32 wrong, 95% CI [0.89, 1]); errors at all 6 "
         "larger values")
     assert (start.clean_through, start.first_failure, start.recovers) == (24, 32, False)
-    assert tol["distractor_run (density 1.0, write at adjacent)"].line == start.line.replace("start", "adjacent")
+    assert tol["distractor_run (density=1.0, write_at=adjacent)"].line == start.line.replace("start", "adjacent")
     for placement in ("spread", "adjacent"):
-        decoys = tol[f"decoy_writes (placement {placement})"]
-        assert decoys.line == (f"decoy_writes (placement {placement}): fails already at decoys = 1 (32 of 32 wrong, "
+        decoys = tol[f"decoy_writes (placement={placement})"]
+        assert decoys.line == (f"decoy_writes (placement={placement}): fails already at decoys = 1 (32 of 32 wrong, "
                                "95% CI [0.89, 1]); errors at all 4 larger values")
         assert decoys.clean_through is None
     assert tol["write_distance"].line == (
@@ -307,7 +307,7 @@ def test_tolerance_line_of_a_model_that_breaks_at_32_opposite_ignores():
 def test_tolerance_reports_recovery_and_the_smaller_is_harder_direction():
     # Wrong only on runs of 32 to 63 opposite ignores: clean again from k = 64 on.
     tol = lines_for(512, lambda ops, vals, j: 32 <= opposite_run_before(ops, vals, j) < 64)
-    start = tol["distractor_run (density 1.0, write at start)"]
+    start = tol["distractor_run (density=1.0, write_at=start)"]
     assert start.line.endswith("first failure at k = 32 (32 of 32 wrong, 95% CI [0.89, 1]); "
                                "clean again at k = 64, 96, 128, 192, 254")
     assert start.clean_after == (64, 96, 128, 192, 254) and start.recovers
@@ -326,7 +326,7 @@ def test_tolerance_takes_one_series_and_skips_empty_points():
     row = lambda k, reads, errors: stress.Outcome("distractor_run", p((("density", 1.0), ("write_at", "start"),
                                                                        ("k", k))), reads, errors)
     t = stress.tolerance([row(8, 10, 0), row(4, 10, 0), row(16, 0, 0), row(2, 10, 1)])
-    assert t.line == ("distractor_run (density 1.0, write at start): fails already at k = 2 (1 of 10 wrong, 95% CI "
+    assert t.line == ("distractor_run (density=1.0, write_at=start): fails already at k = 2 (1 of 10 wrong, 95% CI "
                       "[0.0025, 0.45]); clean again at k = 4, 8")
     other = stress.Outcome("distractor_run", p((("density", 0.5), ("write_at", "start"), ("k", 4))), 10, 0)
     with pytest.raises(FFBenchError, match="one family with fixed parameters"):
