@@ -78,7 +78,7 @@ class FFL:
 # ----------------------------------------------------------------------------- presets
 @dataclass(frozen=True)
 class Suite:
-    """A named evaluation set of the paper (PAPER_NOTES.md), T = 512 with fixed seeds."""
+    """A named evaluation set of the paper (arXiv 2306.00946, Sec. 4), T = 512 with fixed seeds."""
 
     name: str
     p_ignore: float

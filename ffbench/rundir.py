@@ -1,4 +1,4 @@
-"""The run directory: the only code that knows its file names.
+"""The run directory: the only code that knows its file names (contract: docs/architecture.md).
 
 Finished run::
 
