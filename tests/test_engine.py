@@ -263,3 +263,40 @@ def test_lightswitch_with_trained_bpe_is_dense_and_exact(bpe_gpt2):
     assert np.array_equal(dense.prediction, per_read.prediction)
     assert not dense.per_read.any()  # every read decided by the one dense pass
     np.testing.assert_allclose(dense.margin, per_read.margin, atol=2e-4)
+
+
+def test_recurrent_models_stream_long_sequences_exactly(monkeypatch):
+    """The LSTM is streamed through long sequences in chunks with its state carried over (memory no
+    longer grows with T): the verdicts and margins equal one unchunked pass."""
+    from ffbench.backends import native
+    from ffbench.backends.base import ScoreRequest
+
+    backend = native.NativeBackend("lstm-ref", device="cpu")
+    arr = language.sample(language.FFL.from_p_ignore(0.9, 2048), 3, 5)
+    rendered = [render.render(s, "symbolic") for s in arr]
+    requests = [ScoreRequest(r.text, r.spans, r.choices) for r in rendered]
+    whole = backend.score_dense(requests)
+    monkeypatch.setattr(native, "STREAM_CHUNK", 100)  # 21 chunks per sequence, boundaries inside reads
+    chunked = backend.score_dense(requests)
+    for a, b in zip(whole, chunked):
+        np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5)
+        assert np.array_equal(a.greedy, b.greedy)
+    assert sum(len(r.targets) for r in rendered) > 100
+
+
+def test_memory_preflight_names_the_batch_flag_that_fits(tmp_path):
+    """A sequence that fits but a batch that does not: the line gives the --max-batch-tokens that fits."""
+    from ffbench.backends import resolve
+    from ffbench.errors import UsageError
+
+    cfg = runner.RunConfig(model="ffbench/transformer-ref", suites=["in_dist"], lengths=[2048], num=2)
+    p = runner.plan(cfg)
+    ref = resolve("ffbench/transformer-ref")
+    one = ref.cls.memory_per_sequence(ref.name, ref.args, 2048)
+    runner.preflight_memory(ref, p, available=int(one * 40))  # 32 sequences per batch need 32x: does not fit
+    ref.args["max_batch_tokens"] = 2048 * 64
+    with pytest.raises(UsageError, match=r"a batch of 64 sequences of 2,048 tokens needs about .* pass "
+                                         r"--max-batch-tokens \d+ \(or less\)"):
+        runner.preflight_memory(ref, p, available=int(one * 40))
+    with pytest.raises(UsageError, match="one sequence of 2,048 tokens .* needs about"):
+        runner.preflight_memory(ref, p, available=int(one))
