@@ -16,6 +16,7 @@ PROVIDERS = {
     "hf": ("ffbench.backends.hf", "HFBackend"),
     "vllm": ("ffbench.backends.vllm", "VLLMBackend"),
     "openai": ("ffbench.backends.openai", "OpenAIBackend"),
+    "anthropic": ("ffbench.backends.anthropic", "AnthropicBackend"),
     "ffbench": ("ffbench.backends.native", "NativeBackend"),
 }
 SECRET_WORDS = ("key", "token", "secret", "password")
@@ -69,7 +70,7 @@ def load_backend(spec: str, model_args: dict | None = None, **options) -> Backen
     except ImportError as exc:
         if exc.name == module_name:
             raise FFBenchError(f"provider {provider!r} is not available in this version of ffbench") from None
-        extra = {"hf": "hf", "vllm": "vllm", "openai": "api", "ffbench": "hf"}[provider]
+        extra = {"hf": "hf", "vllm": "vllm", "openai": "api", "anthropic": "anthropic", "ffbench": "hf"}[provider]
         raise FFBenchError(f"provider {provider!r} needs missing package {exc.name!r}: "
                            f"pip install 'ffbench[{extra}]'") from None
     cls = getattr(module, cls_name)
