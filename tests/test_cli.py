@@ -117,7 +117,7 @@ def _one_line_error(res, fragment):
 
 def test_run_unknown_provider_and_bad_values(tmp_path):
     res = ffbench("run", "--model", "hugging/face", "--output-dir", tmp_path / "r")
-    _one_line_error(res, "unknown provider 'hugging' in model spec 'hugging/face' (known: hf, vllm, openai, ffbench)")
+    _one_line_error(res, "unknown provider 'hugging' in model spec 'hugging/face' (known: hf, vllm, openai, anthropic, ffbench)")
     res = ffbench("run", "--model", "hf/x", "--render", "klingon", "--output-dir", tmp_path / "r")
     _one_line_error(res, "unknown rendering 'klingon'")
     res = ffbench("run", "--model", "hf/x", "--length", "12,abc", "--output-dir", tmp_path / "r")

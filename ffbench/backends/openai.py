@@ -88,7 +88,8 @@ class OpenAIBatches(BatchAPI):
         return job.id
 
     def find(self, tag: str) -> str | None:
-        for job in self.client.batches.list(limit=100):
+        """The newest 100 jobs are searched: a job created by an attempt moments ago is among them."""
+        for job in self.client.batches.list(limit=100).data:
             if (job.metadata or {}).get(self.TAG) == tag and job.status not in ("failed", "cancelled", "cancelling"):
                 return job.id
         return None
