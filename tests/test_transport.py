@@ -97,3 +97,15 @@ def test_store_keeps_every_committed_answer_after_sigkill(tmp_path):
 @pytest.mark.parametrize("ceiling", [0, -3])
 def test_ceiling_is_at_least_one(ceiling):
     assert AdaptiveLimit(ceiling).level == 1
+
+
+@pytest.mark.parametrize("provider,extra", [("openai", "api"), ("anthropic", "anthropic")])
+def test_a_missing_sdk_gets_a_one_line_install_hint(provider, extra, monkeypatch):
+    from ffbench.backends import load_backend
+    from ffbench.errors import FFBenchError
+
+    monkeypatch.setitem(sys.modules, provider, None)  # import of the SDK fails as if not installed
+    monkeypatch.delitem(sys.modules, f"ffbench.backends.{provider}", raising=False)
+    with pytest.raises(FFBenchError, match=rf"provider '{provider}' needs missing package '{provider}': "
+                                           rf"pip install 'ffbench\[{extra}\]'"):
+        load_backend(f"{provider}/some-model", {}, base_url="http://127.0.0.1:9", api_key="k")

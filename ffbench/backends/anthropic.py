@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import json
 
+import anthropic  # imported with this module, so a missing SDK gets the install hint
+
 from ffbench.backends.base import Backend, Generation
 from ffbench.backends.batch import BatchAPI, Batcher, JobStatus, Result
 from ffbench.backends.transport import Failure, Malformed, Policy, Transport
@@ -111,8 +113,6 @@ class AnthropicBackend(Backend):
                  system_prompt: str | None = None, temperature: float | None = None, batch: bool = False,
                  poll_interval: float = 30.0, context_length: int | None = None):
         super().__init__(model)
-        import anthropic
-
         self.thinking = _thinking(thinking, thinking_tokens)
         self.system_prompt = system_prompt
         self.temperature = temperature
@@ -129,7 +129,7 @@ class AnthropicBackend(Backend):
             self.transport.batcher = Batcher(AnthropicBatches(self.client), poll_interval, int(max_retries) + 1)
         self.usage = self.transport.usage
         self.served_model = None
-        self._check_model(anthropic)
+        self._check_model()
 
     def describe(self) -> dict:
         return {**super().describe(), "base_url": self.base_url, "served_model": self.served_model,
@@ -141,7 +141,7 @@ class AnthropicBackend(Backend):
     def close(self) -> None:
         self.transport.close()
 
-    def _check_model(self, sdk) -> None:
+    def _check_model(self) -> None:
         """Ask for the model once up front, so a wrong name, key or URL fails in one line before any
         work starts; the answer also gives the model's id and context length."""
         try:

@@ -24,6 +24,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import openai  # imported with this module, so a missing SDK gets the install hint
 
 from ffbench.backends.base import NO_CHOICE, UNKNOWN, Backend, Generation, ScoreRequest, SpanScores, choice_from_continuation
 from ffbench.backends.batch import BatchAPI, Batcher, JobStatus, Result
@@ -138,8 +139,6 @@ class OpenAIBackend(Backend):
                  concurrency: int = 8, max_retries: int = 8, retry_base: float = 1.0, timeout: float = 120.0,
                  context_length: int | None = None, batch: bool = False, poll_interval: float = 30.0):
         super().__init__(model)
-        import openai
-
         if api not in ENDPOINTS:
             raise UsageError(f"model arg api must be completions or chat, got {api!r}")
         if cache_path is None and cache_dir is not None:  # older callers name the run directory
