@@ -19,9 +19,9 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from ffbench.backends import load_backend  # noqa: E402
-from ffbench.backends.transport import AdaptiveLimit  # noqa: E402
-from tests.fault_server import MODEL, FaultServer  # noqa: E402
+from ffbench.backends import load_backend
+from ffbench.backends.transport import AdaptiveLimit
+from tests.fault_server import MODEL, FaultServer
 
 
 class FixedLimit(AdaptiveLimit):
