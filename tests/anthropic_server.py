@@ -13,8 +13,9 @@ Faults on the first attempt of every few distinct Messages requests: 429 (rate l
 ``retry-after``), 529 (overloaded, with ``retry-after``) and a malformed JSON body. Message
 Batches: ``batch_faults`` scripts successive jobs (``expire``: the second half expires;
 ``partial``: every third result is missing; ``errors``: every fourth request fails with a
-retryable api_error; ``refuse``: the first request fails with invalid_request_error), and
-``hold=True`` keeps jobs in progress until ``release()``.
+retryable api_error; ``refuse``: the first request fails with invalid_request_error;
+``create-stall``: the job is created but the reply never comes), and ``hold=True`` keeps jobs in
+progress until ``release()``.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ def _error(etype: str, message: str) -> dict:
 
 class AnthropicServer:
     def __init__(self, faults: bool = True, retry_after_ms: int = 100, batch_faults: list | None = None,
-                 hold: bool = False, batch_polls: int = 2):
-        self.faults, self.retry_after_ms = faults, retry_after_ms
+                 hold: bool = False, batch_polls: int = 2, stall: float = 1.5):
+        self.faults, self.retry_after_ms, self.stall = faults, retry_after_ms, stall
         self.lock = threading.Lock()
         self.requests = 0  # every POST /v1/messages
         self.served: Counter = Counter()  # request body hash -> successful replies
@@ -222,6 +223,9 @@ class AnthropicServer:
                 "_requests": requests, "_fault": self.batch_faults.pop(0) if self.batch_faults else None}
             self.batch_creations.append((job_id, frozenset(r["custom_id"] for r in requests)))
             body = self._batch_json(self.batches[job_id])
+        if self.batches[job_id]["_fault"] == "create-stall":  # created, but the client times out waiting
+            time.sleep(self.stall)
+            return
         handler.send_json(200, body)
 
     def _batch_get(self, handler, path: str) -> None:

@@ -15,9 +15,10 @@ Options for the other behaviours tested against it:
   length``);
 * the Batch API (``/files``, ``/batches``, ``/files/{id}/content``), answering each request line
   as the online endpoints do; ``batch_faults`` scripts what happens to successive jobs (a job that
-  expires half done, results missing from the files, per-request errors, a refused request, a
-  500 answered to a create that did create the job; comma-separated to combine), and
-  ``hold=True`` keeps jobs in progress until ``release()``.
+  expires half done, results missing from the files, per-request errors, a refused request, and
+  a create that did create the job but answered 500 (``create-500``) or never answered
+  (``create-stall``); comma-separated to combine), and ``hold=True`` keeps jobs in progress until
+  ``release()``.
 
 Only for tests of robustness; the happy path is tested against a real vLLM server.
 """
@@ -316,6 +317,9 @@ class FaultServer:
             public = self._public(self.batches[job_id])
         if "create-500" in (fault or "").split(","):  # the job exists, but the client is told creating failed
             handler.send_json(500, {"error": {"message": "internal error after creating the batch"}})
+            return
+        if "create-stall" in (fault or "").split(","):  # the job exists, but the reply never comes
+            time.sleep(self.stall)
             return
         handler.send_json(200, public)
 

@@ -189,3 +189,28 @@ def test_batched_run_equals_online_run_with_one_job_per_shard(provider, tmp_path
                 assert not srv.batch_creations
     assert results[True] == results[False]
     assert results[True][0]["errors"] > 0
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_create_that_times_out_after_creating_the_job(provider, tmp_path):
+    """OpenAI jobs carry the request-set hash in their metadata, so the retry finds the job the
+    timed-out attempt created: one job. Anthropic's cannot be found, so the create is not retried:
+    the run stops saying the job may exist, and a rerun (told so) submits again."""
+    prompts = _prompts(10)
+    cache = tmp_path / "requests.sqlite"
+    notices: list[str] = []
+    with _server(provider, batch_faults=["create-stall"]) as srv:
+        backend = _backend(provider, srv, cache, notices, batch=True, timeout=0.5)
+        if provider == "openai":
+            assert [g.text for g in backend.generate(prompts, 16)] == [_expected(provider, p) for p in prompts]
+            assert len(srv.batch_creations) == 1 and srv.uploads == 1
+            return
+        with pytest.raises(FFBenchError, match="creating an anthropic batch for 10 requests failed .*timeout.*it may "
+                                               "exist anyway"):
+            backend.generate(prompts, 16)
+        backend.close()
+        assert len(srv.batch_creations) == 1
+        again = _backend(provider, srv, cache, notices, batch=True)
+        assert [g.text for g in again.generate(prompts, 16)] == [_expected(provider, p) for p in prompts]
+        assert len(srv.batch_creations) == 2
+        assert any("cannot say whether it was created: submitting them again" in n for n in notices)

@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ffbench.backends.transport import Failure, Transport
+from ffbench.backends.transport import Ambiguous, Failure, Transport
 from ffbench.errors import FFBenchError
 
 
@@ -164,7 +164,15 @@ class Batcher:
             found = api.find(tag) if api.findable and attempts > 1 else None
             return found or api.create(endpoint, items, tag)
 
-        job_id = transport.call(create, repeatable=api.findable)
+        try:
+            job_id = transport.call(create, repeatable=api.findable)
+        except Ambiguous as exc:
+            raise FFBenchError(f"creating an {api.provider} batch for {len(missing)} requests failed ({exc}); it may "
+                               "exist anyway: look for it in the provider's console before rerunning, since a "
+                               "rerun submits these requests again") from None
+        except FFBenchError:
+            store.save_job(tag, api.provider, None, "done", len(missing))  # refused: nothing was created
+            raise
         store.save_job(tag, api.provider, job_id, "submitted", len(missing))
         transport.count(batch_jobs=1)
         return job_id

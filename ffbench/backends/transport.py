@@ -60,6 +60,10 @@ class Malformed(Exception):
     """A response without what ffbench reads; retried like a server error."""
 
 
+class Ambiguous(FFBenchError):
+    """A call that must not be repeated failed in a way that leaves open whether the server acted."""
+
+
 class Stopped(Exception):
     """Raised in worker threads when the call they serve was abandoned (another request failed)."""
 
@@ -397,8 +401,8 @@ class Transport:
                 if not failure.retry:
                     raise FFBenchError(f"{self.policy.provider} server refused the request: {failure.reason}") from None
                 if not repeatable and not (failure.overload or failure.status in (408, 429)):
-                    raise FFBenchError(f"{self.policy.provider} request failed ({failure.reason}) after the server "
-                                       "may have acted on it; not repeated") from None
+                    raise Ambiguous(f"{self.policy.provider} request failed ({failure.reason}) after the server "
+                                    "may have acted on it; not repeated") from None
                 last = failure
                 self.count(throttled=int(failure.overload), retries=int(attempt + 1 < tries))
                 if attempt + 1 < tries:
