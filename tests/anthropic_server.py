@@ -56,6 +56,7 @@ class AnthropicServer:
         self._faulted: dict[str, float] = {}
         self.kinds: Counter = Counter()  # reply kind -> successful replies
         self.kinds_lock = threading.Lock()
+        self.system_prompts: Counter = Counter()  # system prompt -> replies to requests carrying it
         self.batch_faults = list(batch_faults or [])
         self.batch_polls = batch_polls
         self.released = threading.Event()
@@ -123,6 +124,8 @@ class AnthropicServer:
             blocks.append({"type": "text", "text": f"The answer is {bit}."})
         with self.kinds_lock:
             self.kinds[kind] += 1
+            if req.get("system"):
+                self.system_prompts[req["system"]] += 1
         return {"id": "msg_test", "type": "message", "role": "assistant", "model": MODEL, "content": blocks,
                 "stop_reason": stop, "stop_sequence": None,
                 "usage": {"input_tokens": len(content), "output_tokens": 5}}

@@ -120,6 +120,8 @@ class FaultServer:
         self.billed: Counter = Counter()  # custom id -> results returned as answered (what a provider bills)
         self.uploads = 0
         self.polls: Counter = Counter()
+        self.system_prompts: Counter = Counter()  # system message -> chat requests carrying it
+        self.count_lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -255,6 +257,9 @@ class FaultServer:
                 "usage": self._usage(len(prompt), 3)}
 
     def _chat(self, req: dict) -> dict:
+        with self.count_lock:  # not self.lock: batch jobs are answered with it held
+            for m in req["messages"][:-1]:
+                self.system_prompts[m["content"]] += m["role"] == "system"
         content = req["messages"][-1]["content"]
         bit = oracle_bit(chat_sequence(content))
         kind = reply_kind(content) if self.variants else ("garbage" if garbage(content) else "plain")

@@ -130,3 +130,11 @@ def test_run_scores_chat_reads_and_resumes_from_cache(tmp_path):
         with pytest.raises(FFBenchError, match="chat model: log-probabilities"):
             runner.run(runner.RunConfig(**{**cfg.__dict__, "scorings": ["choice"]}), str(tmp_path / "c"), make,
                        progress=False, echo=lambda m: None)
+
+
+def test_system_prompt_reaches_the_messages_api():
+    with AnthropicServer(faults=False) as srv:
+        backend = _backend(srv.url, system_prompt="Answer with one bit.")
+        out = backend.generate(["Sequence:\nw 1 i 0 r", "Sequence:\nw 0 r"], 16)
+        assert [g.text for g in out] == ["The answer is 1.", "The answer is 0."]
+        assert srv.system_prompts == {"Answer with one bit.": 2}

@@ -257,3 +257,11 @@ def test_chat_reasoning_field_and_truncation():
         assert backend.usage.requests == len(distinct) == len(srv.served) and srv.duplicates() == 0
         assert backend.usage.cached_requests == len(prompts) - len(distinct)
         assert srv.requests == len(distinct) + sum(srv.injected.values())
+
+
+def test_system_prompt_opens_every_chat_request():
+    with FaultServer(faults=False) as srv:
+        backend = _backend(srv.url, api="chat", system_prompt="Answer with one bit.")
+        out = backend.generate(["Sequence:\nw 1 i 0 r", "Sequence:\nw 0 r"], 16)
+        assert [g.text for g in out] == ["The answer is 1.", "The answer is 0."]
+        assert srv.system_prompts == {"Answer with one bit.": 2}

@@ -7,7 +7,8 @@ scoring; ``top_logprobs`` (default 5); ``concurrency`` (ceiling of requests in f
 ``max_retries`` (default 8); ``retry_base`` (seconds, default 1); ``timeout`` (seconds, default
 120); ``batch`` (default false): send each scoring call's requests as one Batch API job (files
 upload, ``batches.create``, poll, download), about half the price for a latency of up to 24
-hours; ``poll_interval`` (seconds between batch polls, default 30).
+hours; ``poll_interval`` (seconds between batch polls, default 30); ``system_prompt`` (a system
+message before every chat prompt).
 
 Retries, the request cache (``cache_path``, one SQLite file), usage counting and adaptive
 concurrency are the shared transport's (:mod:`ffbench.backends.transport`); this module only
@@ -137,7 +138,8 @@ class OpenAIBackend(Backend):
                  cache_path: str | None = None, cache_dir: str | None = None, notify=None,
                  api: str = "completions", echo: bool = True, top_logprobs: int = 5,
                  concurrency: int = 8, max_retries: int = 8, retry_base: float = 1.0, timeout: float = 120.0,
-                 context_length: int | None = None, batch: bool = False, poll_interval: float = 30.0):
+                 context_length: int | None = None, batch: bool = False, poll_interval: float = 30.0,
+                 system_prompt: str | None = None):
         super().__init__(model)
         if api not in ENDPOINTS:
             raise UsageError(f"model arg api must be completions or chat, got {api!r}")
@@ -150,6 +152,7 @@ class OpenAIBackend(Backend):
         self.echo = bool(echo)
         self.top_logprobs = int(top_logprobs)
         self.batch = bool(batch)
+        self.system_prompt = system_prompt
         self._context = context_length
         self.client = openai.OpenAI(base_url=base_url, api_key=api_key or "EMPTY", max_retries=0, timeout=timeout)
         policy = OpenAIPolicy(self.client, openai)
@@ -217,8 +220,9 @@ class OpenAIBackend(Backend):
 
     def generate(self, prompts: list[str], max_new_tokens: int) -> list[Generation]:
         if self.is_chat:
-            payloads = [{"model": self.model, "messages": [{"role": "user", "content": p}], "temperature": 0.0,
-                         "max_tokens": max_new_tokens} for p in prompts]
+            system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+            payloads = [{"model": self.model, "messages": [*system, {"role": "user", "content": p}],
+                         "temperature": 0.0, "max_tokens": max_new_tokens} for p in prompts]
             return [chat_generation(b) for b in self.transport.map("chat", payloads)]
         payloads = [{"model": self.model, "prompt": p, "max_tokens": max_new_tokens, "temperature": 0.0}
                     for p in prompts]
