@@ -5,6 +5,7 @@ separate reasoning field or cut at the token budget."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -248,8 +249,7 @@ def test_chat_reasoning_field_and_truncation():
             assert (g.reasoning is not None) == (kind == "think")
             if kind == "think":
                 assert g.reasoning == f"Is it {1 - int(bit)}? No: the last write was {bit}."
-                fields.add("reasoning_content" if int(__import__("hashlib").sha256(p.encode()).hexdigest(), 16) % 2
-                           else "reasoning")
+                fields.add("reasoning_content" if int(hashlib.sha256(p.encode()).hexdigest(), 16) % 2 else "reasoning")
             expected = {"cut": "The answer", "garbage": "I do not know"}.get(kind, f"The answer is {bit}.")
             assert g.text == expected
             assert t.parse_answer(g.text) == (None if kind in ("cut", "garbage") else int(bit))
