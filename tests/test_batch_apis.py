@@ -214,3 +214,43 @@ def test_a_create_that_times_out_after_creating_the_job(provider, tmp_path):
         assert [g.text for g in again.generate(prompts, 16)] == [_expected(provider, p) for p in prompts]
         assert len(srv.batch_creations) == 2
         assert any("cannot say whether it was created: submitting them again" in n for n in notices)
+
+
+@pytest.mark.integration
+@_needs("openai")
+def test_ffbench_run_killed_while_a_batch_is_pending_resumes_without_resubmitting(tmp_path):
+    """The whole CLI: `ffbench run ... --model-arg batch=true` SIGKILLed while its first shard's job
+    is pending; the rerun polls that job, every shard gets exactly one job, and the results equal
+    an online run's."""
+    args = ["--model", f"openai/{OPENAI_MODEL}", "--suite", "in_dist", "--length", "24", "--num", "12",
+            "--render", "chat", "--scoring", "greedy", "--batch-size", "4", "--model-arg", "api=chat",
+            "--model-arg", "retry_base=0.01", "--no-progress", "--no-record"]
+    batched = args + ["--model-arg", "batch=true", "--model-arg", "poll_interval=0.05"]
+    with _server("openai", hold=True) as srv:
+        env = {**os.environ, "OPENAI_API_KEY": OPENAI_KEY, "OPENAI_BASE_URL": srv.url, "PYTHONPATH": str(ROOT)}
+
+        def cli(extra):
+            return subprocess.Popen([sys.executable, "-m", "ffbench", "run", *extra], cwd=ROOT, env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+        first = cli(batched + ["--output-dir", str(tmp_path / "batched")])
+        _wait_for(lambda: srv.batch_creations and srv.polls[srv.batch_creations[0][0]] >= 1)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        job_id = srv.batch_creations[0][0]
+        polls = srv.polls[job_id]
+        second = cli(batched + ["--output-dir", str(tmp_path / "batched")])
+        _wait_for(lambda: srv.polls[job_id] > polls)
+        srv.release()
+        out, err = second.communicate(timeout=300)
+        assert second.returncode == 0, err
+        assert "submitted by an earlier run: polling it" in err
+        assert len(srv.batch_creations) == 3  # 12 sequences in shards of 4: one job each, none twice
+        assert set(srv.billed.values()) == {1} and srv.requests == 0
+        online = cli(args + ["--output-dir", str(tmp_path / "online")])
+        assert online.wait(timeout=300) == 0, online.stderr.read()
+    a = json.loads((tmp_path / "batched" / "results.json").read_text())
+    b = json.loads((tmp_path / "online" / "results.json").read_text())
+    assert a["results"] == b["results"] and a["results"][0]["errors"] > 0
+    assert a["usage"]["batch_jobs"] == 2  # the first shard's job was created by the killed run
+    assert a["usage"]["batched_requests"] == sum(len(ids) for _, ids in srv.batch_creations)
