@@ -51,16 +51,21 @@ def evaluate(model: str, suite=None, data=None, lengths=None, p_ignore=None, num
         from ffbench.backends.native import training_length
 
         lengths = [n] if (n := training_length(ref.name)) else []
-    if ref.provider == "openai":
-        base_url = base_url or os.environ.get("OPENAI_BASE_URL")
+    remote = ref.cls.connection_env
+    if remote:
+        base_url = base_url or os.environ.get(remote.get("base_url", ""))
+        api_key = api_key or os.environ.get(remote.get("api_key", ""))
     cfg = runner.RunConfig(model=ref.spec, model_args=backends.public_args(ref.args), suites=_list(suite),
                            data=[os.path.abspath(d) for d in _list(data)], lengths=lengths,
                            p_ignore=[float(x) for x in _list(p_ignore)], num=num, seed=seed, renders=_list(render),
                            scorings=_list(scoring), fewshot=fewshot, per_read=per_read, alphabet=alphabet,
-                           batch_size=batch_size, base_url=base_url if ref.provider == "openai" else None)
+                           batch_size=batch_size, base_url=base_url if remote else None)
     out = output_dir or runner.default_output_dir(cfg)
-    if ref.provider == "openai":
-        ref.options = {"base_url": base_url, "api_key": api_key or os.environ.get("OPENAI_API_KEY"), "cache_dir": out}
+    if remote:
+        from ffbench.rundir import RunDir
+
+        ref.options = {"base_url": base_url, "api_key": api_key, "cache_path": str(RunDir(out).request_cache),
+                       "notify": echo or (lambda m: None)}
     results = runner.run(cfg, out, ref, progress=progress, echo=echo or (lambda m: None), rescore=rescore)
     if record:
         from ffbench.registry import Registry

@@ -226,10 +226,11 @@ def _csv(cast, name):
               "dense scoring of every read from one pass; for checking, or servers without prompt log-probabilities.")
 @click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
               help="Backend option, repeatable: dtype=float32, device=cuda, tensor_parallel_size=2, ...")
-@click.option("--base-url", envvar="OPENAI_BASE_URL", metavar="URL",
-              help="OpenAI-compatible server for openai/ models (env OPENAI_BASE_URL).")
-@click.option("--api-key", envvar="OPENAI_API_KEY", metavar="KEY", show_envvar=True,
-              help="API key for openai/ models (default from OPENAI_API_KEY); never written anywhere.")
+@click.option("--base-url", metavar="URL",
+              help="Server for API models: an OpenAI-compatible server for openai/ (default env OPENAI_BASE_URL), "
+                   "an Anthropic-compatible one for anthropic/ (default env ANTHROPIC_BASE_URL).")
+@click.option("--api-key", metavar="KEY",
+              help="API key (default from OPENAI_API_KEY or ANTHROPIC_API_KEY by provider); never written anywhere.")
 @click.option("--batch-size", type=int, metavar="N", help="Sequences per scoring call and per resumable shard "
               "(default: about 32k tokens' worth).")
 @click.option("--max-batch-tokens", type=int, metavar="N", help="Padded tokens per forward pass (hf, ffbench backends).")

@@ -5,16 +5,34 @@ read with the last written bit (so a correct client sees no errors), except for 
 ``garbage(prompt)``, which get an unparseable answer. Faults are injected on the *first* attempt of
 every few distinct requests: 429 with Retry-After, 500, a stall past the client's timeout, and a
 malformed JSON body. Counters let tests check retries, waiting and the absence of duplicates.
-Only for tests of robustness; the happy path is tested against a real ``vllm serve``.
+
+Options for the other behaviours tested against it:
+
+* ``capacity=N``: answer 429 whenever more than N requests are in flight (each held ``latency``
+  seconds), as a server with a concurrency limit does;
+* ``variants=True``: chat replies chosen by ``reply_kind`` carry a separate reasoning field
+  (``reasoning_content`` or ``reasoning``) or are cut at the token budget (``finish_reason:
+  length``);
+* the Batch API (``/files``, ``/batches``, ``/files/{id}/content``), answering each request line
+  as the online endpoints do; ``batch_faults`` scripts what happens to successive jobs (a job that
+  expires half done, results missing from the files, per-request errors, a refused request, and
+  a create that did create the job but answered 500 (``create-500``) or never answered
+  (``create-stall``); comma-separated to combine), and ``hold=True`` keeps jobs in progress until
+  ``release()``.
+
+Only for tests of robustness; the happy path is tested against a real vLLM server.
 """
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import hashlib
 import json
 import math
 import threading
 import time
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MODEL = "oracle"
@@ -26,13 +44,59 @@ def oracle_bit(prompt: str) -> str:
     return prompt[k + 1] if k >= 0 and k + 1 < len(prompt) else "0"
 
 
+def _hash(text: str) -> int:
+    return int(hashlib.sha256(text.encode()).hexdigest(), 16)
+
+
 def garbage(prompt: str) -> bool:
-    return int(hashlib.sha256(prompt.encode()).hexdigest(), 16) % 9 == 0
+    return _hash(prompt) % 9 == 0
+
+
+def reply_kind(content: str) -> str:
+    """What a chat reply to ``content`` looks like: garbage (names no bit), think (a separate
+    reasoning part naming the wrong bit first, then the right answer), cut (stopped at the token
+    budget before the answer) or plain."""
+    if garbage(content):
+        return "garbage"
+    return {1: "think", 2: "cut"}.get(_hash(content) % 7, "plain")
+
+
+def chat_sequence(content: str) -> str:
+    """The compact sequence inside the chat rendering of a prompt."""
+    return "".join(ch for ch in content.split("Sequence:")[-1].split("\n\n")[0] if ch in "wri01")
+
+
+def parse_multipart(content_type: str, raw: bytes) -> dict[str, bytes]:
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw)
+    return {part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
+            for part in message.iter_parts()}
+
+
+class JSONHandler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def send_json(self, status: int, body, headers: dict | None = None):
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def read_body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length", 0)))
 
 
 class FaultServer:
-    def __init__(self, faults: bool = True, stall: float = 1.5, retry_after_ms: int = 150):
+    def __init__(self, faults: bool = True, stall: float = 1.5, retry_after_ms: int = 150,
+                 capacity: int | None = None, latency: float = 0.0, variants: bool = False,
+                 batch_faults: list | None = None, hold: bool = False, batch_polls: int = 2):
         self.faults, self.stall, self.retry_after_ms = faults, stall, retry_after_ms
+        self.capacity, self.latency, self.variants = capacity, latency, variants
         self.lock = threading.Lock()
         self.requests = 0  # every HTTP request to a completion endpoint
         self.served: dict[str, int] = {}  # body hash -> successful responses
@@ -40,6 +104,24 @@ class FaultServer:
         self.injected: dict[str, int] = {"429": 0, "500": 0, "stall": 0, "malformed": 0}
         self.after_429: list[float] = []  # seconds between a 429 and the retry of the same body
         self._last_429: dict[str, float] = {}
+        self.in_flight = 0
+        self.max_in_flight = 0  # most requests answered concurrently (capacity mode)
+        self.throttled = 0  # 429s sent because more than ``capacity`` requests were in flight
+        self.in_flight_samples: list[int] = []  # in-flight count at the start of every accepted request
+        # Batch API state
+        self.batch_faults = list(batch_faults or [])
+        self.batch_polls = batch_polls
+        self.released = threading.Event()
+        if not hold:
+            self.released.set()
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict] = {}
+        self.batch_creations: list[tuple[str, frozenset]] = []  # (job id, custom ids) per job created
+        self.billed: Counter = Counter()  # custom id -> results returned as answered (what a provider bills)
+        self.uploads = 0
+        self.polls: Counter = Counter()
+        self.system_prompts: Counter = Counter()  # system message -> chat requests carrying it
+        self.count_lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -53,8 +135,12 @@ class FaultServer:
         return self
 
     def __exit__(self, *exc):
+        self.released.set()
         self.httpd.shutdown()
         self.httpd.server_close()
+
+    def release(self) -> None:
+        self.released.set()
 
     def duplicates(self) -> int:
         return sum(n - 1 for n in self.served.values() if n > 1)
@@ -80,59 +166,79 @@ class FaultServer:
         with self.lock:
             self.served[key] = self.served.get(key, 0) + 1
 
+    def answer(self, path: str, req: dict) -> dict:
+        return self._chat(req) if path.endswith("/chat/completions") else self._completion(req)
+
     def _handler(self):
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _send(self, status: int, body: bytes, headers: dict | None = None):
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(JSONHandler):
             def do_GET(self):
-                if self.path.rstrip("/").endswith("/models"):
+                path = self.path.split("?")[0].rstrip("/")
+                if path.endswith("/models"):
                     payload = {"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "test",
                                                            "max_model_len": 4096}]}
-                    self._send(200, json.dumps(payload).encode())
+                    self.send_json(200, payload)
+                elif "/batches" in path or "/files/" in path:
+                    server._batch_get(self, path)
                 else:
-                    self._send(404, b'{"error": {"message": "not found"}}')
+                    self.send_json(404, {"error": {"message": "not found"}})
 
             def do_POST(self):
-                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                raw = self.read_body()
+                path = self.path.rstrip("/")
+                if path.endswith(("/files", "/batches")):
+                    server._batch_post(self, path, raw)
+                    return
                 key = hashlib.sha256(self.path.encode() + raw).hexdigest()
                 req = json.loads(raw)
                 if req.get("model") != MODEL:
-                    self._send(404, json.dumps({"error": {"message": f"model {req.get('model')} not found"}}).encode())
+                    self.send_json(404, {"error": {"message": f"model {req.get('model')} not found"}})
+                    return
+                if server.capacity is not None:
+                    server._capacity_limited(self, key, req)
                     return
                 fault = server._fault_for(key)
                 if fault == "429":
-                    self._send(429, b'{"error": {"message": "slow down"}}',
-                               {"Retry-After": "1", "retry-after-ms": str(server.retry_after_ms)})
+                    self.send_json(429, {"error": {"message": "slow down"}},
+                                   {"Retry-After": "1", "retry-after-ms": str(server.retry_after_ms)})
                     return
                 if fault == "500":
-                    self._send(500, b'{"error": {"message": "boom"}}')
+                    self.send_json(500, {"error": {"message": "boom"}})
                     return
                 if fault == "stall":
                     time.sleep(server.stall)
                     return
                 if fault == "malformed":
-                    self._send(200, b'{"id": "x", "choices": [ {"text": ')
+                    self.send_json(200, b'{"id": "x", "choices": [ {"text": ')
                     return
-                if self.path.endswith("/chat/completions"):
-                    body = server._chat(req)
-                else:
-                    body = server._completion(req)
+                body = server.answer(self.path, req)
                 server._served(key)
-                self._send(200, json.dumps(body).encode())
+                self.send_json(200, body)
 
         return Handler
+
+    def _capacity_limited(self, handler, key: str, req: dict) -> None:
+        with self.lock:
+            self.requests += 1
+            self.in_flight += 1
+            over = self.in_flight > self.capacity
+            if over:
+                self.in_flight -= 1
+                self.throttled += 1
+            else:
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                self.in_flight_samples.append(self.in_flight)
+        if over:
+            handler.send_json(429, {"error": {"message": "too many requests in flight"}},
+                              {"retry-after-ms": str(self.retry_after_ms)})
+            return
+        time.sleep(self.latency)
+        body = self.answer(handler.path, req)
+        with self.lock:
+            self.in_flight -= 1  # before the reply leaves, so the client's next request never counts twice
+        self._served(key)
+        handler.send_json(200, body)
 
     def _usage(self, prompt_tokens: int, completion_tokens: int) -> dict:
         return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
@@ -151,12 +257,21 @@ class FaultServer:
                 "usage": self._usage(len(prompt), 3)}
 
     def _chat(self, req: dict) -> dict:
+        with self.count_lock:  # not self.lock: batch jobs are answered with it held
+            for m in req["messages"][:-1]:
+                self.system_prompts[m["content"]] += m["role"] == "system"
         content = req["messages"][-1]["content"]
-        seq = "".join(ch for ch in content.split("Sequence:")[-1].split("\n\n")[0] if ch in "wri01")
-        answer = "I do not know" if garbage(content) else f"The answer is {oracle_bit(seq)}."
+        bit = oracle_bit(chat_sequence(content))
+        kind = reply_kind(content) if self.variants else ("garbage" if garbage(content) else "plain")
+        message = {"role": "assistant", "content": "I do not know" if kind == "garbage" else f"The answer is {bit}."}
+        finish = "stop"
+        if kind == "think":
+            field = "reasoning_content" if _hash(content) % 2 else "reasoning"
+            message[field] = f"Is it {1 - int(bit)}? No: the last write was {bit}."
+        elif kind == "cut":
+            message["content"], finish = "The answer", "length"
         return {"id": "chat", "object": "chat.completion", "created": 0, "model": MODEL,
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": answer}}],
+                "choices": [{"index": 0, "finish_reason": finish, "message": message}],
                 "usage": self._usage(len(content), 5)}
 
     @staticmethod
@@ -179,3 +294,99 @@ class FaultServer:
                 memory = ch
         return {"tokens": tokens, "token_logprobs": values, "top_logprobs": tops,
                 "text_offset": list(range(len(prompt)))}
+
+    # ------------------------------------------------------------------ Batch API
+    def _batch_post(self, handler, path: str, raw: bytes) -> None:
+        if path.endswith("/files"):
+            parts = parse_multipart(handler.headers["Content-Type"], raw)
+            with self.lock:
+                self.uploads += 1
+                file_id = f"file-{len(self.files) + 1}"
+                self.files[file_id] = parts["file"]
+            handler.send_json(200, {"id": file_id, "object": "file", "bytes": len(parts["file"]), "created_at": 0,
+                                    "filename": "batch.jsonl", "purpose": parts["purpose"].decode(),
+                                    "status": "processed"})
+            return
+        req = json.loads(raw)
+        lines = [json.loads(x) for x in self.files[req["input_file_id"]].decode().splitlines() if x.strip()]
+        with self.lock:
+            job_id = f"batch_{len(self.batches) + 1}"
+            fault = self.batch_faults.pop(0) if self.batch_faults else None
+            self.batches[job_id] = {"id": job_id, "object": "batch", "endpoint": req["endpoint"],
+                                    "input_file_id": req["input_file_id"], "completion_window": "24h",
+                                    "status": "in_progress", "created_at": int(time.time()),
+                                    "metadata": req.get("metadata"), "output_file_id": None, "error_file_id": None,
+                                    "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+                                    "_lines": lines, "_fault": fault}
+            self.batch_creations.append((job_id, frozenset(x["custom_id"] for x in lines)))
+            public = self._public(self.batches[job_id])
+        if "create-500" in (fault or "").split(","):  # the job exists, but the client is told creating failed
+            handler.send_json(500, {"error": {"message": "internal error after creating the batch"}})
+            return
+        if "create-stall" in (fault or "").split(","):  # the job exists, but the reply never comes
+            time.sleep(self.stall)
+            return
+        handler.send_json(200, public)
+
+    def _batch_get(self, handler, path: str) -> None:
+        parts = path.split("/")
+        if path.endswith("/batches"):
+            with self.lock:
+                data = [self._public(b) for b in reversed(self.batches.values())]
+            handler.send_json(200, {"object": "list", "data": data, "has_more": False})
+        elif "/files/" in path and path.endswith("/content"):
+            data = self.files[parts[-2]]
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/octet-stream")
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
+        else:
+            job = self.batches.get(parts[-1])
+            if job is None:
+                handler.send_json(404, {"error": {"message": "no such batch"}})
+                return
+            with self.lock:
+                self.polls[job["id"]] += 1
+                ready = self.released.is_set() and self.polls[job["id"]] >= self.batch_polls
+                if ready and job["status"] == "in_progress":
+                    self._finish(job)
+                public = self._public(job)
+            handler.send_json(200, public)
+
+    @staticmethod
+    def _public(job: dict) -> dict:
+        return {k: v for k, v in job.items() if not k.startswith("_")}
+
+    def _finish(self, job: dict) -> None:
+        """Answer a job's request lines as its scripted fault says (called with the lock held)."""
+        lines, faults = job["_lines"], set((job["_fault"] or "").split(","))
+        out, err = [], []
+        status = "completed"
+        for n, line in enumerate(lines):
+            cid = line["custom_id"]
+            if "expire" in faults and n >= len(lines) // 2:
+                status = "expired"
+                err.append({"id": f"req_{n}", "custom_id": cid, "response": None,
+                            "error": {"code": "batch_expired", "message": "This request could not be executed "
+                                      "before the completion window expired."}})
+            elif "partial" in faults and n % 3 == 0:
+                continue  # neither answered nor reported
+            elif "errors" in faults and n % 4 == 1:
+                err.append({"id": f"req_{n}", "custom_id": cid, "error": None,
+                            "response": {"status_code": 500, "body": {"error": {"message": "server error"}}}})
+            elif "refuse" in faults and n == 0:
+                err.append({"id": f"req_{n}", "custom_id": cid, "error": None,
+                            "response": {"status_code": 400, "body": {"error": {"message": "prompt too long"}}}})
+            else:
+                body = self.answer(line["url"], line["body"])
+                out.append({"id": f"req_{n}", "custom_id": cid, "error": None,
+                            "response": {"status_code": 200, "request_id": f"r{n}", "body": body}})
+                self.billed[cid] += 1
+        for name, rows in (("output_file_id", out), ("error_file_id", err)):
+            if rows:
+                file_id = f"file-{len(self.files) + 1}"
+                self.files[file_id] = "".join(json.dumps(r) + "\n" for r in rows).encode()
+                job[name] = file_id
+        job["status"] = status
+        job["request_counts"] = {"total": len(lines), "completed": len(out), "failed": len(err)}

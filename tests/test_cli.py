@@ -150,7 +150,8 @@ def test_render_unknown_is_exit_2(capsys):
 @pytest.mark.parametrize(
     "args, fragment",
     [
-        (["--model", "hugging/face"], "unknown provider 'hugging' in model spec 'hugging/face'"),
+        (["--model", "hugging/face"], "unknown provider 'hugging' in model spec 'hugging/face' (known: hf, vllm, "
+                                      "openai, anthropic, ffbench)"),
         (["--model", "gpt2"], "model spec 'gpt2' must look like provider/model"),
         (["--model", "ffbench/transformer-ref", "--render", "klingon"], "unknown rendering 'klingon'"),
         (["--model", "ffbench/transformer-ref", "--length", "12,abc"], "expected a comma-separated list of lengths"),

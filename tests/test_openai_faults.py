@@ -1,8 +1,11 @@
 """The OpenAI backend against a local fault-injecting server: retries, Retry-After, invalid
-answers, the request cache, an unreachable server, and SIGKILL + resume in a real subprocess."""
+answers, the request cache, an unreachable server, SIGKILL + resume in a real subprocess,
+adaptive concurrency against a server with a concurrency limit, and chat replies with a
+separate reasoning field or cut at the token budget."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -10,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -18,7 +20,7 @@ import pytest
 
 from ffbench import language, render, runner
 from ffbench.errors import FFBenchError
-from tests.fault_server import MODEL, FaultServer, garbage, oracle_bit
+from tests.fault_server import MODEL, FaultServer, chat_sequence, garbage, oracle_bit, reply_kind
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("openai") is None, reason="openai not installed")
 
@@ -28,13 +30,19 @@ FAST = {"retry_base": 0.01, "timeout": 0.5, "concurrency": 4}
 def _backend(url, out=None, **kw):
     from ffbench.backends import load_backend
 
-    return load_backend(f"openai/{MODEL}", {**FAST, **kw}, base_url=url, api_key="sk-test-secret", cache_dir=out)
+    from ffbench.rundir import RunDir
+
+    cache = str(RunDir(out).request_cache) if out else None
+    return load_backend(f"openai/{MODEL}", {**FAST, **kw}, base_url=url, api_key="sk-test-secret", cache_path=cache)
 
 
 def _ref(url, out=None, **kw):
     from ffbench.backends import resolve
 
-    return resolve(f"openai/{MODEL}", {**FAST, **kw}, base_url=url, api_key="sk-test-secret", cache_dir=out)
+    from ffbench.rundir import RunDir
+
+    cache = None if out is None else str(RunDir(out).request_cache)
+    return resolve(f"openai/{MODEL}", {**FAST, **kw}, base_url=url, api_key="sk-test-secret", cache_path=cache)
 
 
 def _cfg(url, **kw):
@@ -180,3 +188,90 @@ def test_sigkill_midway_then_rerun_equals_uninterrupted(tmp_path):
         assert sum(srv.served.values()) - served_before < distinct
         assert all(n >= 2 for n in srv.served.values())
         assert sum(n - 2 for n in srv.served.values()) <= 1
+
+
+def _prompts(n: int) -> list[str]:
+    """n distinct compact prefixes ending just before a read's answer."""
+    return [f"w{i % 2}" + "i1" * (i // 2) + "w0" * (i % 3) + "r" for i in range(n)]
+
+
+def test_adaptive_concurrency_settles_at_server_capacity():
+    """A server that answers 429 whenever more than 4 requests are in flight, a client allowed 16:
+    the in-flight level halves on 429s and climbs back one per window of successes (AIMD), so it
+    saw-tooths around the capacity (between capacity / 2 and capacity + 2: the client counts a
+    request in flight a little longer than the server does) instead of hammering it at 16."""
+    capacity, ceiling, n = 4, 16, 160
+    prompts = _prompts(n)
+    assert len(set(prompts)) == n
+    with FaultServer(faults=False, capacity=capacity, latency=0.05, retry_after_ms=20) as srv:
+        backend = _backend(srv.url, echo=False, concurrency=ceiling, retry_base=0.02)
+        out = backend.generate(prompts, 3)
+        # Everything is answered, each request reached the server's model exactly once, and the
+        # server saw exactly the answered requests plus the 429s the transport counted.
+        assert [g.text for g in out] == ["banana" if garbage(p) else oracle_bit(p) + "i0" for p in prompts]
+        assert len(srv.served) == n and srv.duplicates() == 0
+        assert backend.usage.requests == n
+        assert srv.requests == n + srv.throttled
+        assert backend.usage.extra["throttled"] == srv.throttled
+        limit = backend.transport.limit
+        # Bounds: the first burst at 16 meets at most 12 429s before the level halves (16 -> 8 -> 4);
+        # after that each sawtooth cycle (levels 2..5, 14 successes) costs one or two 429s. Seen on
+        # a loaded 2-core machine: 22 to 27 429s, final level 4 or 5, server-side mean 2.4 to 3.0.
+        assert 1 <= srv.throttled <= ceiling + n // 5
+        assert limit.decreases >= 3
+        assert capacity // 2 <= limit.level <= capacity + 2
+        settled = limit.history[limit.history.index(capacity):]
+        assert max(settled) <= capacity + 2 and min(settled) >= capacity // 2
+        second_half = srv.in_flight_samples[n // 2:]
+        assert 0.5 * capacity <= sum(second_half) / len(second_half) <= capacity
+
+
+def test_concurrency_never_exceeds_the_ceiling():
+    with FaultServer(faults=False, capacity=64, latency=0.03) as srv:
+        backend = _backend(srv.url, echo=False, concurrency=6)
+        backend.generate(_prompts(60), 3)
+        limit = backend.transport.limit
+        assert srv.throttled == 0 and limit.decreases == 0
+        assert limit.level == 6 and limit.peak == 6 and srv.max_in_flight == 6
+
+
+def test_chat_reasoning_field_and_truncation():
+    """vLLM-style chat replies: reasoning in reasoning_content or reasoning (never in the parsed
+    text), finish_reason length -> truncated; with the usual injected faults."""
+    t = render.load_template("chat")
+    arr = language.sample(language.FFL.from_p_ignore(0.5, 24), 16, 3)
+    prompts = []
+    for seq in arr:
+        r = render.render(seq, t)
+        prompts += [r.prompt(k) + t.ask for k in range(len(r.targets))]
+    distinct = sorted(set(prompts))
+    kinds = {p: reply_kind(p) for p in distinct}
+    assert {"think", "cut", "garbage", "plain"} <= set(kinds.values())
+    with FaultServer(variants=True) as srv:
+        backend = _backend(srv.url, api="chat")
+        out = backend.generate(prompts, 32)
+        assert len(out) == len(prompts)
+        fields = set()
+        for p, g in zip(prompts, out):
+            bit = oracle_bit(chat_sequence(p))
+            kind = kinds[p]
+            assert g.truncated == (kind == "cut")
+            assert (g.reasoning is not None) == (kind == "think")
+            if kind == "think":
+                assert g.reasoning == f"Is it {1 - int(bit)}? No: the last write was {bit}."
+                fields.add("reasoning_content" if int(hashlib.sha256(p.encode()).hexdigest(), 16) % 2 else "reasoning")
+            expected = {"cut": "The answer", "garbage": "I do not know"}.get(kind, f"The answer is {bit}.")
+            assert g.text == expected
+            assert t.parse_answer(g.text) == (None if kind in ("cut", "garbage") else int(bit))
+        assert fields == {"reasoning_content", "reasoning"}  # both field names were read
+        assert backend.usage.requests == len(distinct) == len(srv.served) and srv.duplicates() == 0
+        assert backend.usage.cached_requests == len(prompts) - len(distinct)
+        assert srv.requests == len(distinct) + sum(srv.injected.values())
+
+
+def test_system_prompt_opens_every_chat_request():
+    with FaultServer(faults=False) as srv:
+        backend = _backend(srv.url, api="chat", system_prompt="Answer with one bit.")
+        out = backend.generate(["Sequence:\nw 1 i 0 r", "Sequence:\nw 0 r"], 16)
+        assert [g.text for g in out] == ["The answer is 1.", "The answer is 0."]
+        assert srv.system_prompts == {"Answer with one bit.": 2}

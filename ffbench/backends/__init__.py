@@ -55,7 +55,7 @@ BUILTIN = {
     "hf": Provider("hf", "ffbench.backends.hf:HFBackend", (("torch", "2.1"), ("transformers", "4.40")), "hf"),
     "vllm": Provider("vllm", "ffbench.backends.vllm:VLLMBackend", (("vllm", "0.6"),), "vllm"),
     "openai": Provider("openai", "ffbench.backends.openai:OpenAIBackend", (("openai", "1.40"),), "api"),
-    "anthropic": Provider("anthropic", "ffbench.backends.anthropic:AnthropicBackend", (("anthropic", "0.40"),),
+    "anthropic": Provider("anthropic", "ffbench.backends.anthropic:AnthropicBackend", (("anthropic", "2.0"),),
                           "anthropic"),
     "ffbench": Provider("ffbench", "ffbench.backends.native:NativeBackend", (("torch", "2.1"), ("safetensors", "0.4")),
                         "native"),

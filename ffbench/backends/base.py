@@ -89,6 +89,9 @@ class Backend:
     hub_models = False  # model names that are not local directories are Hugging Face hub ids
     requires: tuple[tuple[str, str], ...] = ()  # (distribution, minimum version), for plugins
     extra: str | None = None
+    # Remote providers: the environment variables their ``base_url`` and ``api_key`` default to. Such a
+    # backend also receives ``cache_path``, the run directory's response cache.
+    connection_env: dict[str, str] = {}
 
     def __init__(self, model: str):
         self.model = model

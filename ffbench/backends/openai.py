@@ -3,74 +3,135 @@
 
 Model args: ``api`` = completions (default) or chat; ``echo`` (default true): the server returns
 prompt log-probabilities with ``echo`` + ``logprobs`` (vLLM's server does), which enables dense
-scoring; ``top_logprobs`` (default 5); ``concurrency`` (default 8 requests in flight);
-``max_retries`` (default 8); ``retry_base`` (seconds, default 1); ``timeout`` (seconds, default 120).
+scoring; ``top_logprobs`` (default 5); ``concurrency`` (ceiling of requests in flight, default 8);
+``max_retries`` (default 8); ``retry_base`` (seconds, default 1); ``timeout`` (seconds, default
+120); ``batch`` (default false): send each scoring call's requests as one Batch API job (files
+upload, ``batches.create``, poll, download), about half the price for a latency of up to 24
+hours; ``poll_interval`` (seconds between batch polls, default 30); ``system_prompt`` (a system
+message before every chat prompt).
 
-Robustness: retries on 429, 5xx, timeouts, dropped connections and malformed responses, with
-exponential backoff and full jitter, honouring ``Retry-After``. Every successful response is
-stored in a per-request cache (SQLite) in the run directory, so a rerun or resume never re-sends
-a request. Keys are used for the client only: never cached, logged or written to results.
+Retries, the request cache (``cache_path``, one SQLite file), usage counting and adaptive
+concurrency are the shared transport's (:mod:`ffbench.backends.transport`); this module only
+states how the OpenAI API is called and what a usable response holds. Chat replies keep a
+separate reasoning field (``reasoning_content`` or ``reasoning``, as vLLM and others return it)
+apart from the reply, and ``finish_reason == "length"`` marks a reply cut by the token budget.
+Keys are used for the client only: never cached, logged or written to results.
 """
 
 from __future__ import annotations
 
-import hashlib
+import io
 import json
-import random
-import sqlite3
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
+import openai  # imported with this module, so a missing SDK gets the install hint
 
 from ffbench.backends.base import NO_CHOICE, UNKNOWN, Backend, Generation, ScoreRequest, SpanScores, choice_from_continuation
+from ffbench.backends.batch import BatchAPI, Batcher, JobStatus, Result
+from ffbench.backends.transport import Failure, Malformed, Policy, Transport
 from ffbench.errors import FFBenchError, UsageError
 
-CACHE_FILE = "requests.sqlite"
+ENDPOINTS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
 
 
-class RequestCache:
-    """Responses by request hash; safe for the backend's worker threads and for a killed process
-    (SQLite commits each response)."""
+class OpenAIPolicy(Policy):
+    provider = "openai"
 
-    def __init__(self, directory: str | None):
-        self._lock = threading.Lock()
-        self._db = None
-        self._directory = Path(directory) if directory else None
+    def __init__(self, client, sdk):
+        self.client, self.sdk = client, sdk
 
-    def _conn(self):
-        if self._db is None and self._directory is not None:
-            self._directory.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self._directory / CACHE_FILE, check_same_thread=False, timeout=60)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, body TEXT NOT NULL)")
-            self._db.commit()
-        return self._db
+    def send(self, endpoint: str, payload: dict) -> dict:
+        create = self.client.completions.create if endpoint == "completions" else self.client.chat.completions.create
+        return create(**payload).model_dump(mode="json")
 
-    def get(self, key: str):
-        with self._lock:
-            db = self._conn()
-            row = db.execute("SELECT body FROM responses WHERE key = ?", (key,)).fetchone() if db else None
-        return json.loads(row[0]) if row else None
+    def validate(self, endpoint: str, payload: dict, body: dict) -> None:
+        try:
+            choice = body["choices"][0]
+            if endpoint == "chat":
+                if not isinstance(choice["message"], dict):
+                    raise Malformed("no message")
+                return
+            if not isinstance(choice["text"], str):
+                raise Malformed("no text")
+            if payload.get("echo"):
+                lp = choice["logprobs"]
+                if not lp or not (len(lp["tokens"]) == len(lp["token_logprobs"]) == len(lp["text_offset"])):
+                    raise Malformed("no prompt logprobs")
+        except (KeyError, IndexError, TypeError) as exc:
+            raise Malformed(f"missing {exc}") from None
 
-    def put(self, key: str, body: dict) -> None:
-        with self._lock:
-            db = self._conn()
-            if db is not None:
-                db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?)", (key, json.dumps(body)))
-                db.commit()
+    def usage(self, body: dict) -> tuple[int, int]:
+        usage = body.get("usage") or {}
+        return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
 
-    def close(self) -> None:
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+
+class OpenAIBatches(BatchAPI):
+    """The OpenAI Batch API: a JSONL file of requests, a batch job, output and error files."""
+
+    provider = "openai"
+    findable = True  # jobs carry the request-set tag in their metadata
+    TAG = "ffbench_request_set"
+    ENDED = ("completed", "expired", "cancelled", "failed")
+    RETRY_CODES = ("batch_expired", "batch_cancelled")
+
+    def __init__(self, client, policy: OpenAIPolicy):
+        self.client, self.policy = client, policy
+
+    def create(self, endpoint: str, items: list[tuple[str, dict]], tag: str) -> str:
+        url = ENDPOINTS[endpoint]
+        lines = "".join(json.dumps({"custom_id": cid, "method": "POST", "url": url, "body": payload}) + "\n"
+                        for cid, payload in items)
+        upload = self.client.files.create(file=("ffbench-batch.jsonl", io.BytesIO(lines.encode()),
+                                                "application/jsonl"), purpose="batch")
+        job = self.client.batches.create(input_file_id=upload.id, endpoint=url, completion_window="24h",
+                                         metadata={self.TAG: tag})
+        return job.id
+
+    def find(self, tag: str) -> str | None:
+        """The newest 100 jobs are searched: a job created by an attempt moments ago is among them."""
+        for job in self.client.batches.list(limit=100).data:
+            if (job.metadata or {}).get(self.TAG) == tag and job.status not in ("failed", "cancelled", "cancelling"):
+                return job.id
+        return None
+
+    def status(self, job_id: str) -> JobStatus:
+        job = self.client.batches.retrieve(job_id)
+        fatal = None
+        if job.status == "cancelled":
+            fatal = "was cancelled"
+        elif job.status == "failed":
+            errors = [e.message for e in ((job.errors.data if job.errors else None) or []) if e.message]
+            fatal = "failed" + (f" ({errors[0]})" if errors else "")
+        return JobStatus(job.status in self.ENDED, job.status, fatal)
+
+    def results(self, job_id: str) -> list[Result]:
+        job = self.client.batches.retrieve(job_id)
+        out = []
+        for file_id in (job.output_file_id, job.error_file_id):
+            if not file_id:
+                continue
+            for line in self.client.files.content(file_id).text.splitlines():
+                if line.strip():
+                    out.append(self._result(json.loads(line)))
+        return out
+
+    def _result(self, line: dict) -> Result:
+        cid = line["custom_id"]
+        response, error = line.get("response") or {}, line.get("error")
+        status = response.get("status_code")
+        if status == 200 and isinstance(response.get("body"), dict):
+            return Result(cid, body=response["body"])
+        if status is not None and status != 200:
+            message = ((response.get("body") or {}).get("error") or {}).get("message") or ""
+            retry = status in self.policy.retry_statuses or status >= 500
+            return Result(cid, failure=Failure(f"HTTP {status}: {message}"[:200], retry=retry))
+        code = (error or {}).get("code") or "no response"
+        return Result(cid, failure=Failure(code, retry=code in self.RETRY_CODES or code == "no response"))
 
 
 class OpenAIBackend(Backend):
     provider = "openai"
+    connection_env = {"base_url": "OPENAI_BASE_URL", "api_key": "OPENAI_API_KEY"}
 
     @classmethod
     def check_plan(cls, model: str, args: dict, renders: list, scorings: list[str]) -> None:
@@ -87,45 +148,48 @@ class OpenAIBackend(Backend):
         return identity.api_fingerprint(self.base_url, self.model, self._served)
 
     def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None,
-                 cache_dir: str | None = None, api: str = "completions", echo: bool = True, top_logprobs: int = 5,
+                 cache_path: str | None = None, notify=None,
+                 api: str = "completions", echo: bool = True, top_logprobs: int = 5,
                  concurrency: int = 8, max_retries: int = 8, retry_base: float = 1.0, timeout: float = 120.0,
-                 context_length: int | None = None):
+                 context_length: int | None = None, batch: bool = False, poll_interval: float = 30.0,
+                 system_prompt: str | None = None):
         super().__init__(model)
-        import openai
-
-        if api not in ("completions", "chat"):
-            raise FFBenchError(f"model arg api must be completions or chat, got {api!r}")
-        self._openai = openai
+        if api not in ENDPOINTS:
+            raise UsageError(f"model arg api must be completions or chat, got {api!r}")
         self.base_url = base_url
         self.api = api
         self.is_chat = api == "chat"
         self.supports_dense = bool(echo) and not self.is_chat
         self.echo = bool(echo)
         self.top_logprobs = int(top_logprobs)
-        self.concurrency = max(1, int(concurrency))
-        self.max_retries = int(max_retries)
-        self.retry_base = float(retry_base)
+        self.batch = bool(batch)
+        self.system_prompt = system_prompt
         self._context = context_length
         self.client = openai.OpenAI(base_url=base_url, api_key=api_key or "EMPTY", max_retries=0, timeout=timeout)
-        self.cache = RequestCache(cache_dir)
-        self._usage_lock = threading.Lock()
         self._served: dict = {}
+        policy = OpenAIPolicy(self.client, openai)
+        self.transport = Transport(policy, cache_path, namespace=json.dumps(["openai", base_url]),
+                                   concurrency=concurrency, max_retries=max_retries, retry_base=retry_base,
+                                   notify=notify)
+        if self.batch:
+            self.transport.batcher = Batcher(OpenAIBatches(self.client, policy), poll_interval, int(max_retries) + 1)
+        self.usage = self.transport.usage
         self._check_reachable()
 
     def describe(self) -> dict:
-        return {**super().describe(), "base_url": self.base_url, "api": self.api, "echo": self.echo}
+        return {**super().describe(), "base_url": self.base_url, "api": self.api, "echo": self.echo,
+                "batch": self.batch}
 
     def context_length(self) -> int | None:
         return self._context
 
     def close(self) -> None:
-        self.cache.close()
+        self.transport.close()
 
-    # ------------------------------------------------------------------ transport
     def _check_reachable(self) -> None:
         """One cheap call up front, so a wrong URL fails in a line before any work starts."""
         try:
-            models = self._with_retries(lambda: self.client.models.list(), tries=2)
+            models = self.transport.call(lambda: self.client.models.list(), tries=2)
         except FFBenchError as exc:
             raise FFBenchError(f"cannot reach an OpenAI-compatible server at {self.base_url or 'api.openai.com'}: "
                                f"{exc}") from None
@@ -138,75 +202,13 @@ class OpenAIBackend(Backend):
         if ids and self.model not in ids:
             raise FFBenchError(f"server at {self.base_url} does not serve model {self.model!r} (it serves: {', '.join(ids[:5])})")
 
-    def _sleep_for(self, attempt: int, exc) -> float:
-        headers = getattr(getattr(exc, "response", None), "headers", None) or {}
-        for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-            value = headers.get(name)
-            if value is not None:
-                try:
-                    return min(float(value) * scale, 300.0)
-                except ValueError:
-                    pass
-        return random.uniform(0, min(60.0, self.retry_base * 2 ** attempt))  # full jitter
-
-    def _with_retries(self, call, tries: int | None = None):
-        o = self._openai
-        tries = self.max_retries + 1 if tries is None else tries
-        last, err = "no attempt", None
-        for attempt in range(tries):
-            try:
-                return call()
-            except o.APIStatusError as exc:
-                status = exc.status_code
-                if status not in (408, 409, 429) and status < 500:
-                    raise FFBenchError(f"server refused the request: HTTP {status}: {_short(exc)}") from None
-                last, err = f"HTTP {status}", exc
-            except o.APITimeoutError as exc:
-                last, err = "timeout", exc
-            except o.APIConnectionError as exc:
-                last, err = f"connection error ({_short(exc)})", exc
-            except (o.APIResponseValidationError, ValueError, KeyError, TypeError, IndexError) as exc:
-                last, err = f"malformed response ({type(exc).__name__})", exc
-            if attempt + 1 < tries:
-                time.sleep(self._sleep_for(attempt, err))
-        raise FFBenchError(f"request failed after {tries} tries, last: {last}")
-
-    def _request(self, kind: str, payload: dict) -> dict:
-        key = hashlib.sha256(json.dumps([self.base_url, kind, payload], sort_keys=True).encode()).hexdigest()
-        cached = self.cache.get(key)
-        if cached is not None:
-            with self._usage_lock:
-                self.usage.cached_requests += 1
-            return cached
-        create = self.client.completions.create if kind == "completions" else self.client.chat.completions.create
-
-        def call():
-            body = create(**payload).model_dump()
-            _validate(kind, body, payload)
-            return body
-
-        body = self._with_retries(call)
-        self.cache.put(key, body)
-        usage = body.get("usage") or {}
-        with self._usage_lock:
-            self.usage.requests += 1
-            self.usage.prompt_tokens += int(usage.get("prompt_tokens") or 0)
-            self.usage.completion_tokens += int(usage.get("completion_tokens") or 0)
-        return body
-
-    def _map(self, kind: str, payloads: list[dict]) -> list[dict]:
-        if len(payloads) <= 1 or self.concurrency == 1:
-            return [self._request(kind, p) for p in payloads]
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return list(pool.map(lambda p: self._request(kind, p), payloads))
-
     # ------------------------------------------------------------------ protocol
     def _echo_payload(self, text: str) -> dict:
         return {"model": self.model, "prompt": text, "max_tokens": 1, "temperature": 0.0, "echo": True,
                 "logprobs": self.top_logprobs}
 
     def score_dense(self, requests: list[ScoreRequest]) -> list[SpanScores]:
-        bodies = self._map("completions", [self._echo_payload(r.text) for r in requests])
+        bodies = self.transport.map("completions", [self._echo_payload(r.text) for r in requests])
         return [dense_from_echo(b["choices"][0]["logprobs"], r.text, r.spans, r.choices, self.top_logprobs)
                 for b, r in zip(bodies, requests)]
 
@@ -214,7 +216,7 @@ class OpenAIBackend(Backend):
         if not self.echo:
             raise FFBenchError("this server gives no prompt log-probabilities (echo=false): use --scoring greedy")
         payloads = [self._echo_payload(p + c) for p in prompts for c in choices]
-        bodies = self._map("completions", payloads)
+        bodies = self.transport.map("completions", payloads)
         out = np.zeros((len(prompts), len(choices)))
         for j, body in enumerate(bodies):
             i, k = divmod(j, len(choices))
@@ -232,39 +234,24 @@ class OpenAIBackend(Backend):
 
     def generate(self, prompts: list[str], max_new_tokens: int) -> list[Generation]:
         if self.is_chat:
-            payloads = [{"model": self.model, "messages": [{"role": "user", "content": p}], "temperature": 0.0,
-                         "max_tokens": max_new_tokens} for p in prompts]
-            out = []
-            for b in self._map("chat", payloads):
-                choice = b["choices"][0]
-                message = choice["message"]
-                reasoning = message.get("reasoning_content") or message.get("reasoning")
-                out.append(Generation(message.get("content") or "", truncated=choice.get("finish_reason") == "length",
-                                      reasoning=reasoning or None))
-            return out
+            system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+            payloads = [{"model": self.model, "messages": [*system, {"role": "user", "content": p}],
+                         "temperature": 0.0, "max_tokens": max_new_tokens} for p in prompts]
+            return [chat_generation(b) for b in self.transport.map("chat", payloads)]
         payloads = [{"model": self.model, "prompt": p, "max_tokens": max_new_tokens, "temperature": 0.0}
                     for p in prompts]
         return [Generation(b["choices"][0]["text"] or "", truncated=b["choices"][0].get("finish_reason") == "length")
-                for b in self._map("completions", payloads)]
+                for b in self.transport.map("completions", payloads)]
 
 
-def _short(exc) -> str:
-    return str(getattr(exc, "message", None) or exc).splitlines()[0][:200]
-
-
-def _validate(kind: str, body: dict, payload: dict) -> None:
-    """Raise (as malformed, so it is retried) when a response lacks what ffbench reads."""
+def chat_generation(body: dict) -> Generation:
+    """A chat completion's reply, with the separate reasoning field some servers add
+    (``reasoning_content``: vLLM and DeepSeek; ``reasoning``: newer vLLM) kept apart."""
     choice = body["choices"][0]
-    if kind == "chat":
-        if not isinstance(choice["message"], dict):
-            raise TypeError("no message")
-        return
-    if not isinstance(choice["text"], str):
-        raise TypeError("no text")
-    if payload.get("echo"):
-        lp = choice["logprobs"]
-        if not lp or len(lp["tokens"]) != len(lp["token_logprobs"]) or len(lp["tokens"]) != len(lp["text_offset"]):
-            raise KeyError("logprobs")
+    message = choice["message"]
+    reasoning = message.get("reasoning_content") or message.get("reasoning")
+    return Generation(message.get("content") or "", truncated=choice.get("finish_reason") == "length",
+                      reasoning=reasoning or None)
 
 
 def dense_from_echo(lp: dict, text: str, spans: np.ndarray, choices: tuple[str, ...], k: int) -> SpanScores:

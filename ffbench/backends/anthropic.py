@@ -1,0 +1,202 @@
+"""Anthropic backend: ``anthropic/<model>`` through the official ``anthropic`` SDK (Messages API).
+
+Claude models are chat models without log-probabilities, so they are scored by their own reply
+(``--scoring greedy`` with a chat rendering such as ``chat``): each read is one Messages request
+whose user turn is the rendered prompt, and the reply is parsed for the answer.
+
+Key from ``--api-key`` or ``ANTHROPIC_API_KEY`` (the SDK's own lookup when none is given); it is
+handed to the client only: never cached, logged or written. ``--base-url`` or
+``ANTHROPIC_BASE_URL`` points the client at a compatible endpoint.
+
+Model args: ``concurrency`` (ceiling of requests in flight, default 8), ``max_retries`` (8),
+``retry_base`` (seconds, 1), ``timeout`` (seconds, 120), ``thinking`` (off by default; ``N``
+turns on extended thinking with a budget of N tokens, ``adaptive`` lets the model decide, with
+``thinking_tokens`` (default 8192) added to the reply budget), ``system_prompt``, ``temperature``
+(not sent unless given: the API version the SDK speaks rejects sampling parameters, so replies use
+the model's default decoding), ``batch`` (send each scoring call as one Message Batch: about half
+the price, results within 24 hours) and ``poll_interval`` (seconds between batch polls, 30).
+
+A reply's thinking blocks go to ``Generation.reasoning``, never into the parsed text, and
+``stop_reason`` ``max_tokens`` (or ``model_context_window_exceeded``) marks a reply cut by the
+budget. Retries (429, 529 overload, 5xx, timeouts, malformed replies), the response cache,
+usage and adaptive concurrency are the shared transport's (:mod:`ffbench.backends.transport`).
+"""
+
+from __future__ import annotations
+
+import json
+
+import anthropic  # imported with this module, so a missing SDK gets the install hint
+
+from ffbench.backends.base import Backend, Generation
+from ffbench.backends.batch import BatchAPI, Batcher, JobStatus, Result
+from ffbench.backends.transport import Failure, Malformed, Policy, Transport
+from ffbench.errors import FFBenchError, UsageError
+
+CUT = ("max_tokens", "model_context_window_exceeded")  # stop reasons of a reply cut short
+RETRY_ERROR_TYPES = ("rate_limit_error", "overloaded_error", "api_error", "timeout_error")
+
+
+class AnthropicPolicy(Policy):
+    provider = "anthropic"
+
+    def __init__(self, client, sdk):
+        self.client, self.sdk = client, sdk
+
+    def send(self, endpoint: str, payload: dict) -> dict:
+        params = {k: v for k, v in payload.items() if k != "temperature"}
+        extra = {"temperature": payload["temperature"]} if "temperature" in payload else None
+        return self.client.messages.create(**params, extra_body=extra).model_dump(mode="json")
+
+    def validate(self, endpoint: str, payload: dict, body: dict) -> None:
+        content = body.get("content")
+        if not isinstance(content, list) or not all(isinstance(b, dict) and "type" in b for b in content):
+            raise Malformed("no content blocks")
+        if any(b["type"] == "text" and not isinstance(b.get("text"), str) for b in content):
+            raise Malformed("a text block without text")
+        if not isinstance(body.get("stop_reason"), str):
+            raise Malformed("no stop_reason")
+        if not isinstance((body.get("usage") or {}).get("input_tokens"), int):
+            raise Malformed("no usage")
+
+    def usage(self, body: dict) -> tuple[int, int]:
+        u = body.get("usage") or {}
+        prompt = sum(int(u.get(k) or 0) for k in ("input_tokens", "cache_creation_input_tokens",
+                                                  "cache_read_input_tokens"))
+        return prompt, int(u.get("output_tokens") or 0)
+
+
+class AnthropicBatches(BatchAPI):
+    """Message Batches: one create call with every request, poll, then stream the results."""
+
+    provider = "anthropic"
+    findable = False  # a batch carries no tag to find it by
+
+    def __init__(self, client):
+        self.client = client
+
+    def create(self, endpoint: str, items: list[tuple[str, dict]], tag: str) -> str:
+        requests = [{"custom_id": cid, "params": payload} for cid, payload in items]
+        return self.client.messages.batches.create(requests=requests).id
+
+    def status(self, job_id: str) -> JobStatus:
+        job = self.client.messages.batches.retrieve(job_id)
+        fatal = "was cancelled" if job.cancel_initiated_at is not None else None
+        return JobStatus(job.processing_status == "ended", job.processing_status, fatal)
+
+    def results(self, job_id: str) -> list[Result]:
+        out = []
+        for item in self.client.messages.batches.results(job_id):
+            line = item.model_dump(mode="json")
+            result = line.get("result") or {}
+            kind = result.get("type")
+            if kind == "succeeded" and isinstance(result.get("message"), dict):
+                out.append(Result(line["custom_id"], body=result["message"]))
+            elif kind == "errored":
+                error = ((result.get("error") or {}).get("error") or {})
+                etype = error.get("type") or "error"
+                out.append(Result(line["custom_id"], failure=Failure(f"{etype}: {error.get('message') or ''}"[:200],
+                                                                     retry=etype in RETRY_ERROR_TYPES)))
+            else:  # expired, canceled
+                out.append(Result(line["custom_id"], failure=Failure(str(kind), retry=True)))
+        return out
+
+
+class AnthropicBackend(Backend):
+    provider = "anthropic"
+    is_chat = True
+    supports_dense = False
+    connection_env = {"base_url": "ANTHROPIC_BASE_URL", "api_key": "ANTHROPIC_API_KEY"}
+
+    @classmethod
+    def check_plan(cls, model: str, args: dict, renders: list, scorings: list[str]) -> None:
+        if "choice" in scorings:
+            raise UsageError(f"anthropic/{model} gives no log-probabilities of answers: use --scoring greedy")
+
+    def fingerprint(self) -> dict:
+        from ffbench import identity
+
+        return identity.api_fingerprint(self.base_url, self.model, {"id": self.served_model})
+
+    def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None,
+                 cache_path: str | None = None, notify=None, concurrency: int = 8, max_retries: int = 8,
+                 retry_base: float = 1.0, timeout: float = 120.0, thinking=None, thinking_tokens: int = 8192,
+                 system_prompt: str | None = None, temperature: float | None = None, batch: bool = False,
+                 poll_interval: float = 30.0, context_length: int | None = None):
+        super().__init__(model)
+        self.thinking = _thinking(thinking, thinking_tokens)
+        self.system_prompt = system_prompt
+        self.temperature = temperature
+        self.batch = bool(batch)
+        self._context = context_length
+        client_args = {"api_key": api_key} if api_key else {}
+        self.client = anthropic.Anthropic(base_url=base_url, max_retries=0, timeout=timeout, **client_args)
+        self.base_url = str(self.client.base_url).rstrip("/")
+        policy = AnthropicPolicy(self.client, anthropic)
+        self.transport = Transport(policy, cache_path, namespace=json.dumps(["anthropic", self.base_url]),
+                                   concurrency=concurrency, max_retries=max_retries, retry_base=retry_base,
+                                   notify=notify)
+        if self.batch:
+            self.transport.batcher = Batcher(AnthropicBatches(self.client), poll_interval, int(max_retries) + 1)
+        self.usage = self.transport.usage
+        self.served_model = None
+        self._check_model()
+
+    def describe(self) -> dict:
+        return {**super().describe(), "base_url": self.base_url, "served_model": self.served_model,
+                "thinking": self.thinking[0] if self.thinking else None, "batch": self.batch}
+
+    def context_length(self) -> int | None:
+        return self._context
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def _check_model(self) -> None:
+        """Ask for the model once up front, so a wrong name, key or URL fails in one line before any
+        work starts; the answer also gives the model's id and context length."""
+        try:
+            info = self.transport.call(lambda: self.client.models.retrieve(self.model), tries=2)
+        except FFBenchError as exc:
+            if "HTTP 404" in str(exc):
+                raise FFBenchError(f"{self.base_url} does not know model {self.model!r}") from None
+            raise FFBenchError(f"cannot use the Anthropic API at {self.base_url}: {exc}") from None
+        self.served_model = info.id
+        if self._context is None and getattr(info, "max_input_tokens", None):
+            self._context = int(info.max_input_tokens)
+
+    def _payload(self, prompt: str, max_new_tokens: int) -> dict:
+        payload = {"model": self.model, "max_tokens": max_new_tokens,
+                   "messages": [{"role": "user", "content": prompt}]}
+        if self.thinking is not None:
+            config, budget = self.thinking
+            payload["thinking"] = config
+            payload["max_tokens"] = max_new_tokens + budget
+        if self.system_prompt:
+            payload["system"] = self.system_prompt
+        if self.temperature is not None:
+            payload["temperature"] = float(self.temperature)
+        return payload
+
+    def generate(self, prompts: list[str], max_new_tokens: int) -> list[Generation]:
+        bodies = self.transport.map("messages", [self._payload(p, max_new_tokens) for p in prompts])
+        return [message_generation(b) for b in bodies]
+
+
+def message_generation(body: dict) -> Generation:
+    """A Messages reply: its text blocks joined, thinking blocks kept apart as reasoning."""
+    text = "".join(b.get("text") or "" for b in body["content"] if b["type"] == "text")
+    thoughts = [b.get("thinking") or "" for b in body["content"] if b["type"] == "thinking"]
+    thoughts += ["[redacted thinking]" for b in body["content"] if b["type"] == "redacted_thinking"]
+    return Generation(text, truncated=body.get("stop_reason") in CUT, reasoning="\n".join(thoughts) or None)
+
+
+def _thinking(value, extra_tokens: int):
+    """(thinking config, tokens added to the reply budget) from the ``thinking`` model arg."""
+    if value in (None, False, 0, "off", "none"):
+        return None
+    if value == "adaptive":
+        return {"type": "adaptive"}, int(extra_tokens)
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return {"type": "enabled", "budget_tokens": value}, value
+    raise UsageError(f"model arg thinking must be off, adaptive or a token budget, got {value!r}")
