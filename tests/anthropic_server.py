@@ -26,9 +26,8 @@ import threading
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
-from http.server import ThreadingHTTPServer
 
-from tests.fault_server import JSONHandler, chat_sequence, oracle_bit, reply_kind
+from tests.fault_server import JSONHandler, LocalServer, chat_sequence, oracle_bit, reply_kind
 
 MODEL = "claude-oracle"
 KEY = "sk-ant-test-secret"
@@ -43,13 +42,12 @@ def _error(etype: str, message: str) -> dict:
     return {"type": "error", "error": {"type": etype, "message": message}, "request_id": "req_test"}
 
 
-class AnthropicServer:
+class AnthropicServer(LocalServer):
     def __init__(self, faults: bool = True, retry_after_ms: int = 100, batch_faults: list | None = None,
                  hold: bool = False, batch_polls: int = 2, stall: float = 1.5):
         self.faults, self.retry_after_ms, self.stall = faults, retry_after_ms, stall
         self.lock = threading.Lock()
         self.requests = 0  # every POST /v1/messages
-        self.served: Counter = Counter()  # request body hash -> successful replies
         self.seen: set[str] = set()
         self.injected: Counter = Counter()  # fault -> times injected
         self.after_fault: list[float] = []  # seconds between a 429/529 and the retry of the same body
@@ -59,35 +57,11 @@ class AnthropicServer:
         self.system_prompts: Counter = Counter()  # system prompt -> replies to requests carrying it
         self.batch_faults = list(batch_faults or [])
         self.batch_polls = batch_polls
-        self.released = threading.Event()
-        if not hold:
-            self.released.set()
         self.batches: dict[str, dict] = {}
         self.batch_creations: list[tuple[str, frozenset]] = []
         self.billed: Counter = Counter()  # custom id -> succeeded results returned
         self.polls: Counter = Counter()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.released.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def release(self) -> None:
-        self.released.set()
-
-    def duplicates(self) -> int:
-        return sum(n - 1 for n in self.served.values() if n > 1)
+        self._start_server(hold)
 
     # ------------------------------------------------------------------ behaviour
     def _fault_for(self, key: str) -> str | None:

@@ -91,44 +91,25 @@ class JSONHandler(BaseHTTPRequestHandler):
         return self.rfile.read(int(self.headers.get("Content-Length", 0)))
 
 
-class FaultServer:
-    def __init__(self, faults: bool = True, stall: float = 1.5, retry_after_ms: int = 150,
-                 capacity: int | None = None, latency: float = 0.0, variants: bool = False,
-                 batch_faults: list | None = None, hold: bool = False, batch_polls: int = 2):
-        self.faults, self.stall, self.retry_after_ms = faults, stall, retry_after_ms
-        self.capacity, self.latency, self.variants = capacity, latency, variants
-        self.lock = threading.Lock()
-        self.requests = 0  # every HTTP request to a completion endpoint
-        self.served: dict[str, int] = {}  # body hash -> successful responses
-        self.seen: set[str] = set()
-        self.injected: dict[str, int] = {"429": 0, "500": 0, "stall": 0, "malformed": 0}
-        self.after_429: list[float] = []  # seconds between a 429 and the retry of the same body
-        self._last_429: dict[str, float] = {}
-        self.in_flight = 0
-        self.max_in_flight = 0  # most requests answered concurrently (capacity mode)
-        self.throttled = 0  # 429s sent because more than ``capacity`` requests were in flight
-        self.in_flight_samples: list[int] = []  # in-flight count at the start of every accepted request
-        # Batch API state
-        self.batch_faults = list(batch_faults or [])
-        self.batch_polls = batch_polls
+class LocalServer:
+    """A threaded HTTP server on a free local port, run as a context manager; subclasses give the
+    handler (``_handler()``), the URL path prefix and their own counters. ``released`` holds batch
+    jobs pending until :meth:`release` (for kill-while-pending tests)."""
+
+    URL_PREFIX = ""
+
+    def _start_server(self, hold: bool) -> None:
+        self.served: Counter = Counter()  # request body hash -> successful replies
         self.released = threading.Event()
         if not hold:
             self.released.set()
-        self.files: dict[str, bytes] = {}
-        self.batches: dict[str, dict] = {}
-        self.batch_creations: list[tuple[str, frozenset]] = []  # (job id, custom ids) per job created
-        self.billed: Counter = Counter()  # custom id -> results returned as answered (what a provider bills)
-        self.uploads = 0
-        self.polls: Counter = Counter()
-        self.system_prompts: Counter = Counter()  # system message -> chat requests carrying it
-        self.count_lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{self.URL_PREFIX}"
 
     def __enter__(self):
         self.thread.start()
@@ -144,6 +125,38 @@ class FaultServer:
 
     def duplicates(self) -> int:
         return sum(n - 1 for n in self.served.values() if n > 1)
+
+
+class FaultServer(LocalServer):
+    URL_PREFIX = "/v1"
+
+    def __init__(self, faults: bool = True, stall: float = 1.5, retry_after_ms: int = 150,
+                 capacity: int | None = None, latency: float = 0.0, variants: bool = False,
+                 batch_faults: list | None = None, hold: bool = False, batch_polls: int = 2):
+        self.faults, self.stall, self.retry_after_ms = faults, stall, retry_after_ms
+        self.capacity, self.latency, self.variants = capacity, latency, variants
+        self.lock = threading.Lock()
+        self.requests = 0  # every HTTP request to a completion endpoint
+        self.seen: set[str] = set()
+        self.injected: dict[str, int] = {"429": 0, "500": 0, "stall": 0, "malformed": 0}
+        self.after_429: list[float] = []  # seconds between a 429 and the retry of the same body
+        self._last_429: dict[str, float] = {}
+        self.in_flight = 0
+        self.max_in_flight = 0  # most requests answered concurrently (capacity mode)
+        self.throttled = 0  # 429s sent because more than ``capacity`` requests were in flight
+        self.in_flight_samples: list[int] = []  # in-flight count at the start of every accepted request
+        # Batch API state
+        self.batch_faults = list(batch_faults or [])
+        self.batch_polls = batch_polls
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict] = {}
+        self.batch_creations: list[tuple[str, frozenset]] = []  # (job id, custom ids) per job created
+        self.billed: Counter = Counter()  # custom id -> results returned as answered (what a provider bills)
+        self.uploads = 0
+        self.polls: Counter = Counter()
+        self.system_prompts: Counter = Counter()  # system message -> chat requests carrying it
+        self.count_lock = threading.Lock()
+        self._start_server(hold)
 
     # ------------------------------------------------------------------ behaviour
     def _fault_for(self, key: str) -> str | None:
