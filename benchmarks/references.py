@@ -1,0 +1,58 @@
+"""Maintainers: score the shipped reference checkpoints and store their runs in the package.
+
+For every builtin (``ffbench/baselines/<name>/``) this runs, with ``ffbench.evaluate`` (exactly what
+``ffbench run`` runs), and stores with ``ffbench.runs.ship_reference`` (results whole, failing reads
+only, the weights' fingerprint checked):
+
+- ``run/``: the full paper suites (in_dist, sparse, dense) at the model's training length;
+- ``lengths/``: in_dist at T = 32, 64, 128, 256, 512 (accuracy against length);
+- ``stress/``: the stress grid at T = 32, 64, 128, 256, 512 (the stress profile and heatmaps).
+
+    python benchmarks/references.py                    # every builtin, every kind
+    python benchmarks/references.py --name ssm-ref --kind run
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import ffbench  # noqa: E402
+from ffbench.backends.native import builtin_names  # noqa: E402
+from ffbench.runs import ship_reference  # noqa: E402
+
+LENGTHS = [32, 64, 128, 256, 512]
+
+
+def kinds(name: str) -> dict[str, dict]:
+    from ffbench.backends.native import training_length
+
+    return {"run": {"suite": "paper", "lengths": [training_length(name)]},
+            "lengths": {"suite": "in_dist", "lengths": LENGTHS},
+            "stress": {"suite": "stress", "lengths": LENGTHS}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--name", action="append", help="builtin(s) to score (default: all)")
+    ap.add_argument("--kind", action="append", choices=["run", "lengths", "stress"], help="default: all")
+    ap.add_argument("--work", default="runs/references", help="where the full run directories are kept")
+    args = ap.parse_args()
+    for name in args.name or builtin_names():
+        for kind, options in kinds(name).items():
+            if args.kind and kind not in args.kind:
+                continue
+            t0 = time.perf_counter()
+            out = Path(args.work) / f"{name}-{kind}"
+            res = ffbench.evaluate(f"ffbench/{name}", output_dir=str(out), progress=True, **options)
+            shipped = ship_reference(str(out), name, kind=kind)
+            cells = ", ".join(f"{c.suite} T={c.length}: {c.errors}/{c.reads}" for c in res.results)
+            print(f"{name} {kind} ({time.perf_counter() - t0:.0f} s) -> {shipped}: {cells}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
