@@ -7,8 +7,10 @@ given counts as zero (a local model priced by its input tokens only, say).
 
 Estimates follow the requests :func:`ffbench.scoring.score` sends for a shard before any
 fallback: one request per sequence when the backend scores densely (the whole text; API backends
-ask for one generated token with it), otherwise one request per read and answer (choice) or one
-generation per read with its budget (greedy). Prompt tokens are counted with the model's own
+ask for one generated token with it), otherwise, per read, one pass over its prompt for a local
+engine or one request per answer for an API server (choice), or one generation with its budget
+(greedy). Local engines asked for answers of several tokens pass over each prompt once per answer,
+which the estimate does not count. Prompt tokens are counted with the model's own
 tokenizer when the backend has one (``Backend.count_tokens``); API backends cannot count, so their
 prompts are estimated at one token per character, exact for character-level tokenizers and an
 overestimate for BPE vocabularies on ffbench's ASCII renderings (chat formatting a server adds is
@@ -96,7 +98,9 @@ def estimate_requests(backend, rendered: list, template, scoring: str, per_read:
     prompts = [r.prompt(k) for r in rendered for k in range(len(r.targets))]
     choices = rendered[0].choices if rendered else ()
     if scoring == "choice":
-        texts = [p + c for p in prompts for c in choices]
+        # local engines read every single-token answer from one pass over the prompt; API servers
+        # are asked once per answer, with the answer appended (and may generate one token)
+        texts = prompts if counted else [p + c for p in prompts for c in choices]
         return TokenEstimate(len(texts), sum(count(t) for t in texts), 0 if counted else len(texts), counted)
     chatty = bool(template.ask) or backend.is_chat
     asked = [p + template.ask for p in prompts] if chatty else prompts

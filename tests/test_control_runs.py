@@ -229,3 +229,20 @@ def test_cli_says_why_it_stopped_and_does_not_record_a_partial_run(tmp_path, cap
     assert "not scored: in_dist T=128 symbolic choice (40 sequences planned)" in stdout
     assert f"cost: ${raw['cost']['usd']:,.4f} ({raw['usage']['prompt_tokens']:,} prompt and 0 completion" in stdout
     assert "registry: not recorded: the run stopped early (first_error)" in stdout
+
+
+@pytest.mark.parametrize("scoring, per_read", [("choice", False), ("choice", True), ("greedy", True)])
+def test_hf_shard_estimate_is_the_prompt_tokens_the_backend_sends(tiny_llama, scoring, per_read):
+    """The --max-cost estimate of a shard against the usage hf/ reports for it (a Llama tokenizer
+    that adds BOS): prompt tokens equal, completion tokens within the generation budget."""
+    from ffbench import cost, scoring as scorer
+
+    backend = load_backend(f"hf/{tiny_llama}", {"dtype": "float32", "device": "cpu"})
+    template = render.load_template("symbolic")
+    arr = language.sample(language.FFL.from_p_ignore(0.5, 24), 6, 3)
+    rendered = [render.render(q, template) for q in arr]
+    estimate = cost.estimate_requests(backend, rendered, template, scoring, per_read)
+    scorer.score(backend, rendered, template, scoring, per_read=per_read)
+    assert estimate.counted and backend.usage.prompt_tokens == estimate.prompt_tokens > 0
+    assert backend.usage.requests == estimate.requests
+    assert backend.usage.completion_tokens <= estimate.completion_tokens
