@@ -153,7 +153,7 @@ def explain(reason: str, control: RunControl, detail: str, partial: list[str], u
     that means for the numbers."""
     cont = ""
     if partial:
-        cont = (f" 1 cell holds only part of its sequences." if len(partial) == 1 else
+        cont = (" 1 cell holds only part of its sequences." if len(partial) == 1 else
                 f" {len(partial)} cells hold only part of their sequences.")
     if reason == FIRST_ERROR:
         return (f"Stopped at the first shard holding a wrong read ({detail}).{cont} The errors are real, but rates "

@@ -16,10 +16,10 @@ from ffbench.backends import load_backend, resolve
 from ffbench.control import RunControl
 from ffbench.cost import Prices
 from ffbench.errors import FFBenchError
-from tests.fault_server import MODEL, FaultServer
+from tests.fault_server import FaultServer
 from tests.test_cli import run_main
 
-NATIVE = dict(model="ffbench/transformer-ref", lengths=[128], batch_size=20)
+NATIVE = {"model": "ffbench/transformer-ref", "lengths": [128], "batch_size": 20}
 SHARD = 20
 
 
@@ -70,7 +70,7 @@ def full_three(tmp_path_factory):
 
 def test_stop_at_first_error_stops_at_the_first_wrong_shard_and_continues_without_the_flag(tmp_path, full_three):
     full, samples = full_three
-    cfg = dict(suites=["in_dist", "dense", "sparse"], num=60)
+    cfg = {"suites": ["in_dist", "dense", "sparse"], "num": 60}
     first = next((k, j) for k, c in enumerate(full.results) for j, (wrong, _) in
                  enumerate(_shard_counts(samples, c.id, 60)) if wrong)
     assert first[0] >= 1 or first[1] >= 1, "the test needs a clean first shard to be meaningful"
@@ -132,7 +132,7 @@ def _decided_at(counts, eps):
 
 def test_certify_stops_each_cell_at_its_decision_and_a_smaller_eps_scores_on(tmp_path, full_two):
     full, samples = full_two
-    cfg = dict(suites=["in_dist", "dense"], num=200)
+    cfg = {"suites": ["in_dist", "dense"], "num": 200}
     eps = 0.005
     expected = [_decided_at(_shard_counts(samples, c.id, 200), eps) for c in full.results]
     assert [e[1] for e in expected] == ["certified", "refuted"], expected  # in_dist is clean, dense glitches (1%)
@@ -161,7 +161,7 @@ def test_certify_stops_each_cell_at_its_decision_and_a_smaller_eps_scores_on(tmp
 def test_max_cost_native_stops_before_the_shard_over_budget_and_resumes_with_more(tmp_path):
     """transformer-ref reads one token per character: a shard of 20 sequences at T = 128 sends 2,560
     prompt tokens, $0.00256 at $1 per million. $0.0077 pays for 3 shards, $0.0128 for 5."""
-    cfg = dict(suites=["in_dist"], num=200)
+    cfg = {"suites": ["in_dist"], "num": 200}
     prices = Prices(price_in=1.0)
     backend = _counting()
     out = tmp_path / "r"
@@ -235,7 +235,8 @@ def test_cli_says_why_it_stopped_and_does_not_record_a_partial_run(tmp_path, cap
 def test_hf_shard_estimate_is_the_prompt_tokens_the_backend_sends(tiny_llama, scoring, per_read):
     """The --max-cost estimate of a shard against the usage hf/ reports for it (a Llama tokenizer
     that adds BOS): prompt tokens equal, completion tokens within the generation budget."""
-    from ffbench import cost, scoring as scorer
+    from ffbench import cost
+    from ffbench import scoring as scorer
 
     backend = load_backend(f"hf/{tiny_llama}", {"dtype": "float32", "device": "cpu"})
     template = render.load_template("symbolic")
