@@ -29,18 +29,27 @@ def evaluate(model: str, suite=None, data=None, lengths=None, p_ignore=None, num
              per_read: bool = False, model_args: dict | None = None, alphabet: int = 2, batch_size: int | None = None,
              max_batch_tokens: int | None = None, output_dir: str | None = None, base_url: str | None = None,
              api_key: str | None = None, progress: bool = False, rescore: bool = False, record: bool = False,
-             revision: str = "", registry: str | None = None, echo=None) -> RunResults:
+             revision: str = "", registry: str | None = None, echo=None, stop_at_first_error: bool = False,
+             certify: float | None = None, max_cost: float | None = None, price_in: float | None = None,
+             price_out: float | None = None) -> RunResults:
     """Score ``model`` (a ``provider/model`` spec) exactly as ``ffbench run`` does and return the results.
 
     Lists may be given as Python lists or comma-separated strings. The run directory
     (``output_dir``, default ``runs/<model>-<config hash>``) is resumable like the CLI's; nothing is
-    recorded in the registry unless ``record=True``.
+    recorded in the registry unless ``record=True`` (and never a run that a stopping rule cut short).
+    ``stop_at_first_error``, ``certify`` (EPS) and ``max_cost`` (USD, with ``price_in`` / ``price_out``
+    in USD per million tokens) stop the run early (:mod:`ffbench.control`); the result's
+    ``stop_reason`` and ``stop_detail`` say why.
     """
     import os
 
     from ffbench import backends, runner
+    from ffbench.control import RunControl
+    from ffbench.cost import Prices
     from ffbench.errors import UsageError
 
+    control = RunControl(stop_at_first_error=bool(stop_at_first_error), certify=certify, max_cost=max_cost,
+                         prices=Prices(price_in, price_out))
     ref = backends.resolve(model, dict(model_args or {}))
     if max_batch_tokens:
         if ref.provider not in ("hf", "ffbench"):
@@ -66,8 +75,9 @@ def evaluate(model: str, suite=None, data=None, lengths=None, p_ignore=None, num
 
         ref.options = {"base_url": base_url, "api_key": api_key, "cache_path": str(RunDir(out).request_cache),
                        "notify": echo or (lambda m: None)}
-    results = runner.run(cfg, out, ref, progress=progress, echo=echo or (lambda m: None), rescore=rescore)
-    if record:
+    results = runner.run(cfg, out, ref, progress=progress, echo=echo or (lambda m: None), rescore=rescore,
+                         control=control)
+    if record and results.complete:
         from ffbench.registry import Registry
 
         Registry(registry).record(results, revision, out)

@@ -49,6 +49,32 @@ def _registry_option(f):
                              "e.g. ~/.local/share/ffbench/registry.sqlite.")(f)
 
 
+def price_options(f):
+    """--price-in / --price-out (USD per million tokens): one definition for every command that prices tokens."""
+    f = click.option("--price-out", type=float, metavar="USD_PER_MTOK",
+                     help="Price of completion (generated) tokens, USD per million; for --max-cost, the run's cost "
+                          "figure and the dry run's estimate.")(f)
+    return click.option("--price-in", type=float, metavar="USD_PER_MTOK",
+                        help="Price of prompt tokens, USD per million (a price not given counts as zero).")(f)
+
+
+def _stopping_options(f):
+    for option in reversed([
+        click.option("--stop-at-first-error", is_flag=True,
+                     help="Stop once a scored shard holds a wrong read; what was scored is kept and results.json says "
+                          "stop_reason first_error. Rerun without the flag to score the rest."),
+        click.option("--certify", type=float, metavar="EPS",
+                     help="Score each cell until an anytime-valid 95% bound settles its glitch rate: below EPS "
+                          "(certified) or above it (refuted), else to the end of its data. The bound stays valid "
+                          "although scoring stops on it."),
+        click.option("--max-cost", type=float, metavar="USD",
+                     help="Stop before a shard whose estimated cost (prompt tokens and generation budget at "
+                          "--price-in/--price-out) would take the run's total over USD; rerun with more to continue."),
+    ]):
+        f = option(f)
+    return f
+
+
 # ----------------------------------------------------------------------------- generate
 @cli.command()
 @click.option("--suite", metavar="NAME", help="Preset: in_dist FFL(0.8), sparse FFL(0.98), dense FFL(0.1) at T=512 "
@@ -245,9 +271,11 @@ def _csv(cast, name):
               help="Record the finished run in the registry.")
 @click.option("--rescore", is_flag=True, help="Discard what --output-dir holds (results of other data, weights or "
               "config) and score again. Without it such a directory is refused.")
+@_stopping_options
+@price_options
 def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, fewshot, per_read, model_args,
         base_url, api_key, batch_size, max_batch_tokens, alphabet, output_dir, progress, revision, registry, record,
-        rescore):
+        rescore, stop_at_first_error, certify, max_cost, price_in, price_out):
     """Measure a model's flip-flop read accuracy and glitch rate, with exact 95% intervals.
 
     Every read of every sequence is scored and kept (samples.parquet); dense scoring reads all
@@ -262,6 +290,12 @@ def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, few
       ffbench run --model vllm/meta-llama/Llama-3.1-8B --model-arg tensor_parallel_size=2 --suite paper
       ffbench run --model openai/my-model --base-url http://127.0.0.1:8000/v1 --length 64,256 --num 500
       ffbench run --model hf/./my-checkpoint --data val_sparse.parquet --output-dir runs/mine
+      ffbench run --model ffbench/transformer-mix --suite sparse --certify 1e-4
+      ffbench run --model openai/my-model --suite in_dist --max-cost 2 --price-in 0.5 --price-out 1.5
+
+    --stop-at-first-error, --certify and --max-cost may stop the run before every sequence is scored
+    (stop_reason in results.json and the summary say why); rerunning with the same flags returns the
+    stopped run, with other flags (or none) it scores on from what was kept.
     """
     from ffbench import api, summary
 
@@ -270,12 +304,20 @@ def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, few
                            seed=seed, render=renders, scoring=scorings, fewshot=fewshot, per_read=per_read,
                            model_args=_model_args(model_args), alphabet=alphabet, batch_size=batch_size,
                            max_batch_tokens=max_batch_tokens, output_dir=output_dir, base_url=base_url,
-                           api_key=api_key, progress=show, rescore=rescore, echo=lambda m: click.echo(m, err=True))
+                           api_key=api_key, progress=show, rescore=rescore, echo=lambda m: click.echo(m, err=True),
+                           stop_at_first_error=stop_at_first_error, certify=certify, max_cost=max_cost,
+                           price_in=price_in, price_out=price_out)
     out = results.label
     click.echo(summary.format_table(results.results))
+    stopped = summary.format_stop(results)
+    if stopped:
+        click.echo("\n" + stopped)
     click.echo(f"\nrun directory: {out}")
     click.echo(f"next: ffbench report {out} --out {os.path.join(out, 'report.html')}   (beside the shipped references)")
-    if record:
+    if record and not results.complete:
+        click.echo(f"registry: not recorded: the run stopped early ({results.stop_reason}) and holds only part of its "
+                   "cells; complete it (rerun without the stopping flags) to record it")
+    elif record:
         _record(results, revision, out, registry, strict=False)
 
 

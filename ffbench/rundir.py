@@ -9,7 +9,8 @@ Finished run::
     requests.sqlite    API backends only: the response cache (and batch job ids)
     .lock              one ``ffbench run`` at a time (.lock.owner names the holder's pid meanwhile)
 
-While a run is under way (or after it was interrupted), also::
+While a run is under way (or after it was interrupted, or when a stopping rule such as
+``--stop-at-first-error`` ended it before every shard was scored), also::
 
     shards/<cell id>/<first sequence>.parquet   one file per finished unit of work
 
@@ -167,14 +168,35 @@ class RunDir:
         return t.replace_schema_metadata(None), usage
 
     # ------------------------------------------------------------------ finishing and loading
-    def finish(self, results, table) -> None:
-        """Write samples then results (results.json last: its presence means the run is complete)."""
+    def read_counts(self, cell_id: str, start: int) -> tuple[int, int, dict]:
+        """(wrong reads, reads, usage) of a finished shard, reading only its ``correct`` column."""
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        path = self._shard(cell_id, start)
+        correct = pq.read_table(path, columns=["correct"]).column("correct")
+        usage = json.loads((pq.read_schema(path).metadata or {}).get(b"ffbench_usage", b"{}"))
+        wrong = len(correct) - int(pc.sum(correct).as_py() or 0)
+        return wrong, len(correct), usage
+
+    def finish(self, results, table, keep_shards: bool = False) -> None:
+        """Write samples then results (results.json last: its presence means the run is finished).
+
+        A run that a stopping rule ended before every shard was scored keeps its shards, so that a
+        rerun under other stopping flags scores on from them (:meth:`reopen`)."""
         import pyarrow.parquet as pq
 
         with atomic_path(self.samples) as tmp:
             pq.write_table(table, tmp, compression="zstd")
         write_json(self.results, results.to_dict())
-        shutil.rmtree(self.shards, ignore_errors=True)
+        if not keep_shards:
+            shutil.rmtree(self.shards, ignore_errors=True)
+
+    def reopen(self) -> None:
+        """Turn a stopped run back into unfinished work: its results go, its shards stay."""
+        for path in (self.results, self.samples):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
     def load(self, label: str | None = None, reference: bool = False):
         """The finished run in this directory (``results.json`` plus its samples or failing reads)."""

@@ -22,14 +22,15 @@ import datetime as _dt
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from ffbench import __version__, language, metrics, render
+from ffbench import __version__, cost, language, metrics, render
 from ffbench.backends import ModelRef
+from ffbench.control import Controller, RunControl, certify_entry, explain, run_reason
 from ffbench.errors import FFBenchError, Interrupted, UsageError
 from ffbench.identity import RunIdentity
 from ffbench.rundir import SAMPLE_COLUMNS, RunDir
@@ -132,8 +133,13 @@ def shard_size(length: int, batch_size: int | None) -> int:
 
 # ----------------------------------------------------------------------------- running
 def run(cfg: RunConfig, out_dir: str, model: ModelRef, progress: bool = True,
-        echo: Callable[[str], None] = print, rescore: bool = False) -> RunResults:
-    """Score every cell (resuming finished shards) and write the run directory; return the results."""
+        echo: Callable[[str], None] = print, rescore: bool = False, control: RunControl | None = None) -> RunResults:
+    """Score every cell (resuming finished shards) and write the run directory; return the results.
+
+    ``control`` (:mod:`ffbench.control`) may stop the run before every shard is scored; it is not part
+    of the run's identity, so a stopped run continues under other stopping flags.
+    """
+    control = control or RunControl()
     p = plan(cfg)
     model.check(list(p.templates.values()), cfg.scorings)
     rd = RunDir(out_dir)
@@ -143,7 +149,7 @@ def run(cfg: RunConfig, out_dir: str, model: ModelRef, progress: bool = True,
     existed = rd.path.exists()
     with rd.lock():
         try:
-            return _run_locked(p, rd, model, fingerprint, progress, echo, rescore)
+            return _run_locked(p, rd, model, fingerprint, progress, echo, rescore, control)
         except BaseException:
             if not existed:
                 rd.remove_if_empty()  # failed before scoring anything: leave no directory behind
@@ -151,7 +157,7 @@ def run(cfg: RunConfig, out_dir: str, model: ModelRef, progress: bool = True,
 
 
 def _run_locked(p: Plan, rd: RunDir, model: ModelRef, fingerprint: dict | None, progress: bool,
-                echo: Callable[[str], None], rescore: bool) -> RunResults:
+                echo: Callable[[str], None], rescore: bool, control: RunControl) -> RunResults:
     cfg = p.config
     wanted = RunIdentity(cfg.as_dict(), p.data_hashes(), fingerprint or {})
     held = rd.identity()
@@ -164,12 +170,14 @@ def _run_locked(p: Plan, rd: RunDir, model: ModelRef, fingerprint: dict | None, 
             _refuse_or_clear(rd, diff, rescore, echo)
             held = None
         elif fingerprint is not None and rd.is_complete():
-            echo(f"run already complete in {rd.path}; nothing rescored")
-            return rd.load()
+            done = _finished(rd, control, echo)
+            if done is not None:
+                return done
     elif rescore:
         rd.clear()
 
-    work = _pending(p, rd)
+    ctl = _controller(p, rd, control)
+    work = _pending(p, rd, ctl)
     backend = None
     if work or fingerprint is None:
         echo(f"loading {model.spec} ...")
@@ -180,18 +188,40 @@ def _run_locked(p: Plan, rd: RunDir, model: ModelRef, fingerprint: dict | None, 
             wanted.model = fingerprint
             if held is not None and held.model.get("id") != fingerprint.get("id"):
                 _refuse_or_clear(rd, [_model_diff(held, wanted)], rescore, echo)
-                work = _pending(p, rd)
+                ctl = _controller(p, rd, control)
+                work = _pending(p, rd, ctl)
             elif held is not None and rd.is_complete():
-                echo(f"run already complete in {rd.path}; nothing rescored")
-                return rd.load()
+                done = _finished(rd, control, echo)
+                if done is not None:
+                    return done
         for cell, _ in work:
             _check_context(backend, p, cell)
         rd.start(wanted)
-        _score(p, rd, backend, work, progress)
+        _score(p, rd, backend, work, ctl, progress, echo)
     finally:
         if backend is not None:
             backend.close()
-    return _finish(p, rd, backend, wanted)
+    return _finish(p, rd, backend, wanted, ctl)
+
+
+def _finished(rd: RunDir, control: RunControl, echo) -> RunResults | None:
+    """The finished run in ``rd`` when it answers this request, else None (after reopening it).
+
+    A complete run answers any stopping flags (nothing is left to score), and a stopped run answers
+    the flags it stopped under. Other flags score on from its kept shards: they decide how much is
+    scored, never what a read measures, so the kept shards are valid under them.
+    """
+    done = rd.load()
+    if done.complete:
+        echo(f"run already complete in {rd.path}; nothing rescored")
+        return done
+    if done.control == control.as_dict():
+        echo(f"run in {rd.path} already stopped ({done.stop_reason}) under these flags; nothing rescored")
+        return done
+    echo(f"run in {rd.path} stopped ({done.stop_reason}); scoring on from its {rd.shard_count()} kept shards "
+         "under the new stopping flags")
+    rd.reopen()
+    return None
 
 
 def _refuse_or_clear(rd: RunDir, diff: list[str], rescore: bool, echo) -> None:
@@ -206,38 +236,83 @@ def _model_diff(held: RunIdentity, wanted: RunIdentity) -> str:
     return held.differences(wanted, include_model=True)[-1]
 
 
-def _pending(p: Plan, rd: RunDir) -> list[tuple[Cell, list[int]]]:
-    """(cell, first sequences of the shards still to score) for every cell with work left."""
+def _starts(p: Plan, cell: Cell) -> list[int]:
+    """First sequence of every shard of a cell, in scoring order."""
+    return list(range(0, p.store.sequences(cell.source).shape[0], shard_size(cell.source.length, p.config.batch_size)))
+
+
+def _stop(p: Plan, cell: Cell, start: int) -> int:
+    return min(start + shard_size(cell.source.length, p.config.batch_size), p.store.sequences(cell.source).shape[0])
+
+
+def _pending(p: Plan, rd: RunDir, ctl: Controller | None = None) -> list[tuple[Cell, list[int]]]:
+    """(cell, first sequences of the shards still to score) for every cell with work left that run
+    control lets go on (all of them without ``ctl``)."""
     out = []
     for cell in p.cells:
-        n = p.store.sequences(cell.source).shape[0]
-        size = shard_size(cell.source.length, p.config.batch_size)
-        todo = [s for s in range(0, n, size) if not rd.has_shard(p.cell_id(cell), s)]
+        if ctl is not None and not ctl.open(p.cell_id(cell)):
+            continue
+        todo = [s for s in _starts(p, cell) if not rd.has_shard(p.cell_id(cell), s)]
         if todo:
             out.append((cell, todo))
     return out
 
 
-def _score(p: Plan, rd: RunDir, backend, work, progress: bool) -> None:
-    total = sum(-(-p.store.sequences(c.source).shape[0] // shard_size(c.source.length, p.config.batch_size))
-                for c in p.cells)
+def _controller(p: Plan, rd: RunDir, control: RunControl) -> Controller:
+    """A controller that has seen every kept shard (so a resumed run applies its rules to them too)."""
+    ctl = Controller(control)
+    if not control.active:
+        return ctl
+    for cell in p.cells:
+        cid = p.cell_id(cell)
+        for start in _starts(p, cell):
+            if rd.has_shard(cid, start):
+                wrong, reads, usage = rd.read_counts(cid, start)
+                stop = _stop(p, cell, start)
+                ctl.observe(cid, wrong, reads, stop - start, usage, _where(cell, start, stop))
+    return ctl
+
+
+def _where(cell: Cell, start: int, stop: int) -> str:
+    return f"{cell.key.describe()}, sequences {start}-{stop - 1}"
+
+
+def _score(p: Plan, rd: RunDir, backend, work, ctl: Controller, progress: bool, echo=print) -> None:
+    total = sum(len(_starts(p, c)) for c in p.cells)
+    max_new = getattr(p.config, "max_new_tokens", None)
     try:
         for cell, todo in work:
-            arr, reads, _ = p.store.get(cell.source)
+            arr = p.store.sequences(cell.source)
+            cid = p.cell_id(cell)
             size = shard_size(cell.source.length, p.config.batch_size)
             done = arr.shape[0] - sum(min(size, arr.shape[0] - s) for s in todo)
             bar = _bar(progress, cell, arr.shape[0], done)
             for start in todo:
+                if not ctl.open(cid):
+                    break
                 stop = min(start + size, arr.shape[0])
+                if ctl.control.max_cost is not None:
+                    estimate = cost.estimate_requests(backend, _rendered(p, cell, start, stop), p.templates[cell.render],
+                                                      cell.scoring, p.config.per_read, max_new)
+                    if not ctl.afford(estimate, _where(cell, start, stop)):
+                        break
                 before = backend.usage.as_dict()
                 table = score_shard(backend, p, cell, start, stop)
                 usage = {k: v - before.get(k, 0) for k, v in backend.usage.as_dict().items()
                          if isinstance(v, (int, float))}
-                rd.write_shard(p.cell_id(cell), start, table, usage)
+                rd.write_shard(cid, start, table, usage)
+                correct = table.column("correct").to_numpy()
+                ctl.observe(cid, int(correct.size - correct.sum()), int(correct.size), stop - start, usage,
+                            _where(cell, start, stop))
                 if bar is not None:
                     bar.update(stop - start)
             if bar is not None:
                 bar.close()
+            if ctl.stop is not None:
+                echo(f"stopping ({ctl.stop}): {ctl.stop_detail}")
+                break
+            if ctl.decision(cid) is not None:
+                echo(f"{cell.key.describe()}: {ctl.decision(cid)} at --certify {ctl.control.certify:g}")
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted: {rd.shard_count()} of {total} shards are kept in {rd.path}; rerun the "
                           "same command to resume") from None
@@ -273,9 +348,9 @@ def score_shard(backend, p: Plan, cell: Cell, start: int, stop: int):
 
     from ffbench import scoring
 
-    arr, reads, _ = p.store.get(cell.source)
+    _, reads, _ = p.store.get(cell.source)
     template = p.templates[cell.render]
-    rendered = [render.render(arr[i], template, p.config.alphabet, p.demo) for i in range(start, stop)]
+    rendered = _rendered(p, cell, start, stop)
     outcome = scoring.score(backend, rendered, template, cell.scoring, per_read=p.config.per_read)
     lo, hi = np.searchsorted(reads.seq_index, [start, stop])
     n = hi - lo
@@ -307,6 +382,12 @@ def score_shard(backend, p: Plan, cell: Cell, start: int, stop: int):
     return pa.table(columns)
 
 
+def _rendered(p: Plan, cell: Cell, start: int, stop: int) -> list:
+    arr = p.store.sequences(cell.source)
+    template = p.templates[cell.render]
+    return [render.render(arr[i], template, p.config.alphabet, p.demo) for i in range(start, stop)]
+
+
 def stress_columns(per_row: dict[str, list], seq_index: np.ndarray) -> dict:
     """The stress family, point and parameter columns of each read (null for reads of other sources)."""
     from ffbench import stress
@@ -316,32 +397,69 @@ def stress_columns(per_row: dict[str, list], seq_index: np.ndarray) -> dict:
                                  for name in stress.COLUMNS})
 
 
-def _finish(p: Plan, rd: RunDir, backend, identity: RunIdentity) -> RunResults:
+def _finish(p: Plan, rd: RunDir, backend, identity: RunIdentity, ctl: Controller) -> RunResults:
+    """Merge the scored shards into samples.parquet and results.json.
+
+    Cells a stopping rule cut hold their scored shards only (``complete`` false, ``num_sequences`` the
+    scored count); cells it never reached are listed in ``not_scored``; the shards stay on disk
+    while anything is left, so the run can be continued.
+    """
     import pyarrow as pa
 
-    cfg = p.config
-    tables, usage, cells = [], {}, []
+    cfg, control = p.config, ctl.control
+    tables, usage, cells, not_scored, verdicts = [], {}, [], [], []
     for cell in p.cells:
         arr, _, sha = p.store.get(cell.source)
-        size = shard_size(cell.source.length, cfg.batch_size)
+        cid = p.cell_id(cell)
+        kept = [s for s in _starts(p, cell) if rd.has_shard(cid, s)]
+        complete = len(kept) == len(_starts(p, cell))
+        reason = "complete" if complete else (ctl.decision(cid) or ctl.stop or "incomplete")
+        if not kept:
+            not_scored.append({**asdict(cell.key), "planned_sequences": int(arr.shape[0]), "stop_reason": reason})
+            continue
         parts = []
-        for start in range(0, arr.shape[0], size):
-            table, shard_usage = rd.read_shard(p.cell_id(cell), start)
+        for start in kept:
+            table, shard_usage = rd.read_shard(cid, start)
             for k, v in shard_usage.items():
                 usage[k] = usage.get(k, 0) + v
             parts.append(table)
         table = pa.concat_tables(parts)
         tables.append(table)
-        cells.append(cell_result(cell, arr.shape[0], table, sha))
+        scored = sum(_stop(p, cell, s) - s for s in kept)
+        result = cell_result(cell, scored, table, sha)
+        certify = None
+        if control.certify is not None:
+            certify = certify_entry(result.errors, result.reads, control.certify)
+            verdicts.append(certify["verdict"])
+        cells.append(replace(result, complete=complete, planned_sequences=int(arr.shape[0]), stop_reason=reason,
+                             certify=certify))
+    if not tables:
+        raise FFBenchError(f"nothing was scored: {ctl.stop_detail or 'no shard was allowed'}; raise --max-cost")
+    reason = run_reason(control, ctl.stop, verdicts)
+    partial = [c.key.describe() for c in cells if not c.complete] + \
+        [CellKey(**{k: e[k] for k in CellKey.__dataclass_fields__}).describe() for e in not_scored]
+    undecided = [c.key.describe() for c in cells if c.certify and c.certify["verdict"] == "undecided"]
+    refuted = [c.key.describe() for c in cells if c.certify and c.certify["verdict"] == "above"]
     combined = hashlib.sha256("".join(f"{k}:{v}\n" for k, v in sorted(identity.data.items())).encode()).hexdigest()
     results = RunResults(
         model=cfg.model, config=cfg.as_dict(), results=cells,
         backend=backend.describe() if backend is not None else {"provider": cfg.model.split("/")[0]},
         ffbench_version=__version__, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        fingerprint=identity.fingerprint(), data_sha256=combined, usage=usage, stop_reason="complete",
+        fingerprint=identity.fingerprint(), data_sha256=combined, usage=usage, stop_reason=reason,
+        stop_detail=explain(reason, control, ctl.stop_detail, partial, undecided, refuted),
+        control=control.as_dict(), cost=_cost(control, usage), not_scored=not_scored,
         label=str(rd.path), samples_path=rd.samples)
-    rd.finish(results, pa.concat_tables(tables))
+    rd.finish(results, pa.concat_tables(tables), keep_shards=bool(partial))
     return results
+
+
+def _cost(control: RunControl, usage: dict) -> dict | None:
+    """The run's cost at the given prices, from the usage its backends reported (None without prices)."""
+    prices = control.prices
+    if not prices.given:
+        return None
+    return {"usd": prices.of_usage(usage), **prices.as_dict(), "max_cost": control.max_cost,
+            "prompt_tokens": int(usage.get("prompt_tokens", 0)), "completion_tokens": int(usage.get("completion_tokens", 0))}
 
 
 def cell_result(cell: Cell, num_sequences: int, table, sha: str) -> CellResult:

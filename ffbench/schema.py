@@ -82,6 +82,11 @@ class CellResult:
     by_point: tuple = ()  # stress cells: per point, its family, parameters, reads, errors and ci95
     tolerances: tuple = ()  # stress cells: per family (other parameters fixed), how far it stays right
     breakdowns: dict = field(default_factory=dict, hash=False, compare=False)  # further named breakdowns
+    # run control (ffbench.control): a cell may hold only the first shards of its sequences
+    complete: bool = True  # every planned sequence was scored (num_sequences == planned_sequences)
+    planned_sequences: int | None = None  # the cell's sequences in the plan (None: not recorded)
+    stop_reason: str = "complete"  # why no more were scored: complete|certified|refuted|first_error|max_cost
+    certify: dict | None = field(default=None, hash=False, compare=False)  # --certify: bound and verdict
 
     @property
     def id(self) -> str:
@@ -104,7 +109,10 @@ class CellResult:
                "errors": self.errors, "invalid": self.invalid, "truncated": self.truncated,
                "glitch_rate": self.glitch_rate, "accuracy": self.accuracy, "ci95": list(self.ci95),
                "reads_scored_per_read": self.reads_scored_per_read,
-               "by_write_distance": list(self.by_write_distance), "by_read_position": list(self.by_read_position)}
+               "by_write_distance": list(self.by_write_distance), "by_read_position": list(self.by_read_position),
+               "complete": self.complete, "planned_sequences": self.planned_sequences, "stop_reason": self.stop_reason}
+        if self.certify is not None:
+            out["certify"] = dict(self.certify)
         if self.by_point:
             out["by_point"], out["tolerances"] = list(self.by_point), list(self.tolerances)
         out.update(self.breakdowns)
@@ -129,7 +137,10 @@ class CellResult:
                        by_write_distance=tuple(raw.get("by_write_distance", ())),
                        by_read_position=tuple(raw.get("by_read_position", ())),
                        by_point=tuple(raw.get("by_point", ())), tolerances=tuple(raw.get("tolerances", ())),
-                       breakdowns={k: v for k, v in raw.items() if k not in known})
+                       breakdowns={k: v for k, v in raw.items() if k not in known},
+                       complete=bool(raw.get("complete", True)),
+                       planned_sequences=None if raw.get("planned_sequences") is None else int(raw["planned_sequences"]),
+                       stop_reason=str(raw.get("stop_reason", "complete")), certify=raw.get("certify"))
         except (KeyError, TypeError, ValueError) as exc:
             raise FFBenchError(f"malformed cell in results ({type(exc).__name__}: {exc})") from None
 
@@ -152,7 +163,11 @@ class RunResults:
     fingerprint: dict = field(default_factory=dict)
     data_sha256: str = ""
     usage: dict = field(default_factory=dict)
-    stop_reason: str = "complete"
+    stop_reason: str = "complete"  # complete | first_error | max_cost | certified | refuted (ffbench.control)
+    stop_detail: str = ""  # why scoring stopped and what that means for the numbers, in words
+    control: dict = field(default_factory=dict)  # the stopping flags and prices the run was scored under
+    cost: dict | None = None  # USD of the usage at the given prices (None: no price given)
+    not_scored: list = field(default_factory=list)  # planned cells a stopped run never reached
     extra: dict = field(default_factory=dict)  # keys of results.json this version does not interpret
     label: str = ""  # how the user named the run (a path, ffbench/NAME, registry:MODEL@REV)
     samples_path: Path | None = None
@@ -160,13 +175,14 @@ class RunResults:
     reference: bool = False
 
     TOP_KEYS = ("schema_version", "model", "backend", "ffbench_version", "created", "config", "fingerprint",
-                "data_sha256", "stop_reason", "usage", "results")
+                "data_sha256", "stop_reason", "stop_detail", "control", "usage", "cost", "not_scored", "results")
 
     def to_dict(self) -> dict:
         out = {"schema_version": SCHEMA_VERSION, "model": self.model, "backend": self.backend,
                "ffbench_version": self.ffbench_version, "created": self.created, "config": self.config,
                "fingerprint": self.fingerprint, "data_sha256": self.data_sha256, "stop_reason": self.stop_reason,
-               "usage": self.usage, "results": [c.to_dict() for c in self.results]}
+               "stop_detail": self.stop_detail, "control": self.control, "usage": self.usage, "cost": self.cost,
+               "not_scored": list(self.not_scored), "results": [c.to_dict() for c in self.results]}
         out.update(self.extra)
         return out
 
@@ -189,7 +205,8 @@ class RunResults:
                    backend=raw.get("backend") or {}, ffbench_version=str(raw.get("ffbench_version", "")),
                    created=str(raw.get("created", "")), fingerprint=raw.get("fingerprint") or {},
                    data_sha256=str(raw.get("data_sha256", "")), usage=raw.get("usage") or {},
-                   stop_reason=str(raw.get("stop_reason", "complete")),
+                   stop_reason=str(raw.get("stop_reason", "complete")), stop_detail=str(raw.get("stop_detail") or ""),
+                   control=raw.get("control") or {}, cost=raw.get("cost"), not_scored=list(raw.get("not_scored") or []),
                    extra={k: v for k, v in raw.items() if k not in cls.TOP_KEYS},
                    label=label, samples_path=samples_path, samples_complete=samples_complete, reference=reference)
 
@@ -198,6 +215,11 @@ class RunResults:
 
     def keys(self) -> set[CellKey]:
         return {c.key for c in self.results}
+
+    @property
+    def complete(self) -> bool:
+        """Every planned sequence of every planned cell was scored (no stopping rule cut the run)."""
+        return not self.not_scored and all(c.complete for c in self.results)
 
     # ------------------------------------------------------------------ pandas views
     @property
@@ -209,6 +231,9 @@ class RunResults:
         for c in self.results:
             d = c.to_dict()
             d["ci_low"], d["ci_high"] = c.ci95
+            if c.certify:
+                d["certify_low"], d["certify_high"] = c.certify.get("lower"), c.certify.get("upper")
+                d["certify_verdict"] = c.certify.get("verdict")
             rows.append({k: v for k, v in d.items() if not isinstance(v, (list, dict))})
         return pd.DataFrame(rows)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ffbench import metrics
-from ffbench.schema import CellResult
+from ffbench.schema import CellResult, RunResults
 
 
 def format_table(cells: list[CellResult]) -> str:
@@ -21,7 +21,7 @@ def format_table(cells: list[CellResult]) -> str:
             rate = f"{c.glitch_rate:.2e} [{lo:.1e}, {hi:.1e}]"
         p = "" if c.p_ignore is None else f"{c.p_ignore:g}"
         row = [c.suite, str(c.length), p, c.render, c.scoring] + ([c.variant] if show_variant else []) + \
-            [f"{c.num_sequences:,}", f"{c.reads:,}", f"{c.errors:,}", f"{c.invalid:,}"] + \
+            [_seqs(c), f"{c.reads:,}", f"{c.errors:,}", f"{c.invalid:,}"] + \
             ([f"{c.truncated:,}"] if show_truncated else []) + [f"{c.accuracy:.6f}", rate]
         rows.append(row)
     widths = [max(len(h), *(len(row[k]) for row in rows)) if rows else len(h) for k, h in enumerate(header)]
@@ -43,3 +43,33 @@ def format_table(cells: list[CellResult]) -> str:
         out += ["", f"{cut:,} read(s) got a reply cut by the token budget before it named an answer (counted as "
                     "errors and as invalid): raise --max-new-tokens"]
     return "\n".join(out)
+
+
+def _seqs(c: CellResult) -> str:
+    """Scored sequences, and of how many planned when a stopping rule cut the cell."""
+    if c.complete or c.planned_sequences is None:
+        return f"{c.num_sequences:,}"
+    return f"{c.num_sequences:,} of {c.planned_sequences:,}"
+
+
+def format_stop(results: RunResults) -> str:
+    """Why the run stopped and what it means for the numbers ('' for a plain complete run)."""
+    lines = []
+    certify = [c for c in results.results if c.certify]
+    if results.stop_reason != "complete" or not results.complete or certify:
+        lines.append(f"stopped: {results.stop_reason}. {results.stop_detail}")
+    for c in certify:
+        cert = c.certify
+        word = {"below": "certified below", "above": "shown above", "undecided": "undecided at"}[cert["verdict"]]
+        lines.append(f"  {c.key.describe()}: {word} {cert['eps']:g} after {c.reads:,} reads, {c.errors:,} wrong "
+                     f"(anytime-valid {1 - cert['alpha']:.0%} interval [{cert['lower']:.3g}, {cert['upper']:.3g}])")
+    for e in results.not_scored:
+        lines.append(f"  not scored: {e['suite']} T={e['length']} {e['render']} {e['scoring']} "
+                     f"({e['planned_sequences']:,} sequences planned)")
+    if results.cost is not None:
+        cost = results.cost
+        budget = "" if cost.get("max_cost") is None else f" of --max-cost ${cost['max_cost']:,.4f}"
+        lines.append(f"cost: ${cost['usd']:,.4f}{budget} ({cost['prompt_tokens']:,} prompt and "
+                     f"{cost['completion_tokens']:,} completion tokens at ${cost['price_in'] or 0:g} / "
+                     f"${cost['price_out'] or 0:g} per million)")
+    return "\n".join(lines)
