@@ -357,6 +357,16 @@ def test_stress_failing_reads_are_the_first_failures(stress_report):
     assert re.search(r"… \d+ instructions \(0 reads, no write, \d+ carrying [01]\) …", section)
     failures = _section(html, "failures")
     assert "No failing read in these runs outside the stress grid" in failures
+    # at a glance, the stress grid is counted apart: its cells would be every model's worst
+    from ffbench import stress
+
+    glance = _section(html, "glance")
+    broken = sum(1 for t in (32, 64) for p in stress.grid(t) if p.family == "distractor_run" and p.params["k"] >= 8)
+    total = sum(len(stress.grid(t)) for t in (32, 64))
+    assert f"<td>{total - broken} of {total} points without an error</td>" in glance
+    assert "<th>stress grid</th>" in glance
+    reference = glance[glance.index("ffbench/lstm-ref (reference)"):]
+    assert "stress T=" not in reference and "in_dist T=" in reference  # the worst i.i.d. cell, not a stress one
     assert 'class="tok r this"' not in failures
 
 
