@@ -14,9 +14,14 @@ flip-flops is re-implemented there. Everything comes from ffbench itself:
   lm-eval's own ``acc`` would count a tie as the first choice).
 * :func:`parse_generations` is the ``_gen`` tasks' answer-extraction filter
   (:meth:`ffbench.render.Template.parse_answer`), :func:`process_generation` scores its output.
+* :func:`stress_dataset` / :func:`process_stress_choice` are ``fflm_stress``'s: the final read of
+  every sequence of the stress grid (``ffbench.stress.iter_suite``, the sequences of ``ffbench run
+  --suite stress``), scored by the same strict rule, counted per family and per value of the
+  family's axis parameter (:func:`stress_metric`).
 * :func:`task_manager` returns an ``lm_eval.tasks.TaskManager`` that knows the tasks.
-* :func:`task_files` generates every task and group YAML file from :data:`TASKS`, :data:`GROUPS`
-  and the metric catalogue, so the metric names exist in one place:
+* :func:`task_files` generates every task and group YAML file from :data:`TASKS`,
+  :data:`STRESS_TASKS`, :data:`GROUPS` and the metric catalogues, so the metric names exist in one
+  place:
   ``python -m ffbench.lmeval --write-tasks`` regenerates ``tasks/fflm/*yaml`` (``--check`` fails
   when the committed files differ).
 
@@ -45,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from ffbench import language, render
+from ffbench import language, render, stress
 from ffbench.errors import FFBenchError
 from ffbench.resources import resource_dir
 from ffbench.rules import choice_correct
@@ -123,10 +128,11 @@ _warned: set[str] = set()
 
 
 def _warn_near_misses(metadata: Mapping[str, Any]) -> None:
+    known = [*DEFAULTS, *STRESS_DEFAULTS]
     for key in metadata:
-        if key in DEFAULTS or key in _warned:
+        if key in known or key in _warned:
             continue
-        close = difflib.get_close_matches(str(key), list(DEFAULTS), n=1, cutoff=0.8)
+        close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.8)
         if close:
             _warned.add(key)
             log.warning("fflm: metadata key %r is not an fflm parameter (did you mean %r?); ignored", key, close[0])
@@ -502,6 +508,7 @@ def task_files() -> dict[str, str]:
     }
     files.update({f"{g.name}.yaml": _group_yaml(g) for g in GROUPS})
     files.update({f"{spec.name}.yaml": _task_yaml(spec) for spec in TASKS})
+    files.update({f"{spec.name}.yaml": _stress_task_yaml(spec) for spec in STRESS_TASKS})
     return files
 
 
@@ -532,6 +539,158 @@ def write_task_files(folder: str | Path | None = None) -> list[str]:
         else:
             (folder / name).unlink()
     return changed
+
+
+# ----------------------------------------------------------------------------- the stress task
+# fflm_stress scores the final read of every sequence of ffbench's stress grid (``ffbench run
+# --suite stress``): deliberately hard, legal sequences (distractor runs, decoy writes, long write
+# distances, dense interference), with metrics per family and per value of each family's axis
+# parameter. Its own metadata keys say how big the grid is, because the grid has its own seed and
+# per-point sizes; ``lengths`` and ``fewshot_length`` are shared with the other fflm tasks.
+STRESS_DEFAULTS: dict[str, Any] = {
+    "stress_num": None,  # sequences per grid point; None: each point's own number (ffbench run --suite stress)
+    "stress_seed": stress.STRESS_SEED,  # the grid's seed (ffbench run --suite stress --seed)
+}
+
+
+@dataclass(frozen=True)
+class StressParams:
+    """The fflm_stress parameters, validated: the stress grid at each length, its final reads."""
+
+    lengths: tuple[int, ...]
+    per_point: int | None
+    seed: int
+    fewshot_length: int
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, Any] | None = None) -> StressParams:
+        metadata = dict(metadata or {})
+        shared = Params.from_metadata({k: v for k, v in metadata.items() if k in ("lengths", "fewshot_length")})
+        _warn_near_misses(metadata)
+        for length in shared.lengths:
+            _check("lengths", lambda length=length: stress.grid(length))
+        num = metadata.get("stress_num", STRESS_DEFAULTS["stress_num"])
+        if num is not None:
+            num = _int(num, "stress_num")
+            if num <= 0:
+                raise FFBenchError(f"fflm metadata 'stress_num': must be a positive integer, got {num}")
+        seed = _int(metadata.get("stress_seed", STRESS_DEFAULTS["stress_seed"]), "stress_seed")
+        if seed < 0:
+            raise FFBenchError(f"fflm metadata 'stress_seed': must be a non-negative integer, got {seed}")
+        return cls(shared.lengths, num, seed, shared.fewshot_length)
+
+
+def _value_text(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def stress_metric(family: str, value=None) -> str:
+    """``acc_<family>`` over a family's final reads, ``acc_<family>_<value>`` at one axis value."""
+    return f"acc_{family}" if value is None else f"acc_{family}_{_value_text(value)}"
+
+
+def stress_catalog_metrics() -> list[str]:
+    """Every metric fflm_stress declares: ``acc``, ``acc_T<L>``, then per family ``acc_<family>`` and
+    ``acc_<family>_<value>`` for every axis value the grid has at some catalogue length."""
+    names = ["acc", *map(length_metric, CATALOG_LENGTHS)]
+    for name, family in stress.FAMILIES.items():
+        values = sorted({p[family.axis] for length in CATALOG_LENGTHS for p in family.points(length)})
+        names += [stress_metric(name), *(stress_metric(name, v) for v in values)]
+    return names
+
+
+def build_stress_docs(rendering: str, params: StressParams) -> list[dict]:
+    """One document per stress sequence (its final read), at every length of ``params``.
+
+    Documents are interleaved across the (length, point) pairs: row ``j`` of every point that has
+    one, for j = 0, 1, ...; the first rows of a point do not depend on how many it has, so
+    ``--limit n_pairs * m`` scores the sequences of ``ffbench run --suite stress --num m``.
+    ``seq_index`` is the row in the grid at that length, as in ffbench run's samples.
+    """
+    template = render.load_template(rendering)
+    demo = render.demo_sequence(length=params.fewshot_length) if params.fewshot_length else None
+    groups = []
+    for length in params.lengths:
+        offset = 0
+        for point, arr in stress.iter_suite(length, params.seed, params.per_point):
+            reads = language.extract_reads(arr)
+            final = np.searchsorted(reads.seq_index, np.arange(arr.shape[0]), side="right") - 1
+            axis = stress.FAMILIES[point.family].axis
+            docs = []
+            for i, seq in enumerate(language.to_strings(arr)):
+                rendered = render.render(arr[i], template, demo=demo)
+                last = len(rendered.targets) - 1
+                gold = int(rendered.targets[last])
+                docs.append({
+                    "context": rendered.prompt(last),
+                    "choices": list(rendered.choices),
+                    "gold": gold,
+                    "answer": rendered.choices[gold].strip(),
+                    "length": int(length),
+                    "suite": "stress",
+                    "family": point.family,
+                    "point": point.id,
+                    "axis": axis,
+                    "value": _value_text(point.params[axis]),
+                    "seed": params.seed,
+                    "seq_index": offset + i,
+                    "read_index": int(reads.read_index[final[i]]),
+                    "write_distance": int(reads.write_distance[final[i]]),
+                    "render": template.name,
+                    "sequence": seq,
+                })
+            offset += arr.shape[0]
+            groups.append(docs)
+    return [g[j] for j in range(max(map(len, groups), default=0)) for g in groups if j < len(g)]
+
+
+def stress_dataset(rendering: str, **metadata) -> dict:
+    """fflm_stress's ``custom_dataset``: ``{"test": datasets.Dataset}`` of final-read documents."""
+    install_task_hooks()
+    try:
+        params = StressParams.from_metadata(metadata)
+        docs = build_stress_docs(rendering, params)
+    except FFBenchError:
+        _install_one_line_errors()
+        raise
+    import datasets
+
+    log.info("fflm_stress: %d final reads rendered %r from %s", len(docs), rendering, asdict(params))
+    return {"test": datasets.Dataset.from_list(docs, split=datasets.Split.TEST)}
+
+
+def process_stress_choice(doc: Mapping, results: list) -> dict[str, float]:
+    """Multiple choice under the strict rule, counted under ``acc``, the document's length, its
+    family and its family's axis value."""
+    lls = np.array([[float(r[0]) for r in results]])
+    value = float(bool(choice_correct(lls, np.array([int(doc["gold"])]))[0]))
+    return {"acc": value, length_metric(doc["length"]): value, stress_metric(doc["family"]): value,
+            stress_metric(doc["family"], doc["value"]): value}
+
+
+@dataclass(frozen=True)
+class StressTaskSpec:
+    name: str
+    rendering: str
+    about: str
+
+
+STRESS_TASKS: tuple[StressTaskSpec, ...] = (
+    StressTaskSpec("fflm_stress", "symbolic",
+                   "the stress grid (ffbench run --suite stress), compact strings, final reads by log-likelihood"),
+)
+
+
+def _stress_task_yaml(spec: StressTaskSpec) -> str:
+    return (f"{GENERATED}# {spec.about}.\n"
+            "# Metadata: lengths and fewshot_length as for every fflm task; stress_num (sequences per grid point,\n"
+            "# default: each point's own) and stress_seed (default the grid's seed). acc, acc_T<L>, then per\n"
+            "# family acc_<family> and acc_<family>_<value> for its axis parameter (distractor_run: k, decoy_writes:\n"
+            "# decoys, write_distance: distance, dense_interference: gap); only values on the requested grid appear.\n"
+            f"include: _fflm_choice_yaml\ntask: {spec.name}\ncustom_dataset: !function utils.stress_dataset\n"
+            f"dataset_kwargs:\n  rendering: {spec.rendering}\nprocess_results: !function utils.process_stress_choice\n"
+            f"metric_list:\n{_metric_list(stress_catalog_metrics(), group=False)}")
+
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,9 @@
 * The committed task YAML is exactly what ``python -m ffbench.lmeval --write-tasks`` generates, and
   importing ``ffbench.lmeval`` changes no logging filter and no ``sys.excepthook``.
 * The multiple-choice tasks' verdict on every final read equals, exactly, what ``ffbench run``
-  reports for the same sequences' final reads with the same model (choice scoring, few-shot demo).
+  reports for the same sequences' final reads with the same model (choice scoring, few-shot demo);
+  so does ``fflm_stress``'s on the stress grid, and its per-family and per-value metrics are the
+  means of those verdicts.
 * The ``lm_eval`` command line runs a task with ``--include_path $(ffbench tasks-path)`` and
   ``--metadata``; bad metadata ends in ffbench's one-line error.
 """
@@ -36,7 +38,7 @@ needs_lm_eval_and_torch = pytest.mark.skipif(
     not (HAS_LM_EVAL and HAS_TORCH),
     reason="lm-evaluation-harness, torch and transformers needed (pip install 'ffbench[lm-eval,hf]')")
 
-META = {"lengths": [16, 32], "p_ignore": [0.8, 0.1], "num_sequences": 6, "seed": 3}
+META = {"lengths": [16, 32], "p_ignore": [0.8, 0.1], "num_sequences": 6, "seed": 3, "stress_num": 2}
 CELLS = [(16, 0.8), (16, 0.1), (32, 0.8), (32, 0.1)]
 CHOICE_TASKS = {"fflm_symbolic": "symbolic", "fflm_lightswitch": "lightswitch",
                 "fflm_symbolic_spaced": "symbolic_spaced"}
@@ -284,7 +286,8 @@ def lm_eval_results(tiny_gpt2):
             mp.setenv(k, v)
         return lm_eval.simple_evaluate(
             model="hf", model_args={"pretrained": str(tiny_gpt2), "dtype": "float32"}, device="cpu",
-            tasks=["fflm", "fflm_gen", "fflm_symbolic_spaced"], task_manager=lmeval.task_manager(META, include_defaults=False),
+            tasks=["fflm", "fflm_gen", "fflm_symbolic_spaced", "fflm_stress"],
+            task_manager=lmeval.task_manager(META, include_defaults=False),
             batch_size=8, log_samples=True, gen_kwargs={"max_gen_toks": 4})  # the answer comes first; keep CPU time low
 
 
@@ -371,3 +374,161 @@ def test_lm_eval_command_line(lm_eval_results, tiny_gpt2, tmp_path):
     for key in ["acc", *PER_CELL_KEYS]:
         assert 0.0 <= results[f"{key},none"] <= 1.0
     assert results["acc,none"] == pytest.approx(np.mean(list(cli.values())))
+
+
+# ----------------------------------------------------------------------------- fflm_stress
+STRESS_META = {"lengths": META["lengths"], "stress_num": META["stress_num"]}  # what lm_eval_results ran
+
+
+def test_stress_documents_are_the_grids_final_reads():
+    from ffbench import stress
+
+    params = lmeval.StressParams.from_metadata(STRESS_META)
+    assert params == lmeval.StressParams((16, 32), 2, stress.STRESS_SEED, 16)
+    docs = lmeval.build_stress_docs("symbolic", params)
+    template, demo = render.load_template("symbolic"), render.demo_sequence(length=16)
+    total = 0
+    for length in (16, 32):
+        arr, columns = stress.sample_suite(length, stress.STRESS_SEED, 2)
+        mine = sorted((d for d in docs if d["length"] == length), key=lambda d: d["seq_index"])
+        assert [d["seq_index"] for d in mine] == list(range(arr.shape[0]))  # every sequence once
+        assert [d["sequence"] for d in mine] == language.to_strings(arr)
+        assert [d["point"] for d in mine] == columns["point"] and [d["family"] for d in mine] == columns["family"]
+        reads = language.extract_reads(arr)
+        for d in mine:
+            i = d["seq_index"]
+            r = render.render(arr[i], template, demo=demo)
+            assert d["context"] == r.prompt(len(r.targets) - 1) and d["context"] == d["context"].rstrip()
+            assert d["gold"] == r.targets[-1] == int(d["sequence"][-1]) and d["choices"] == ["0", "1"]
+            family, point_params = stress.parse_point(d["point"])
+            assert d["axis"] == stress.FAMILIES[family].axis and d["value"] == str(point_params[d["axis"]])
+            last = np.flatnonzero(reads.seq_index == i)[-1]  # the final read, not the first
+            assert (d["read_index"], d["write_distance"]) == (reads.read_index[last], reads.write_distance[last])
+        total += arr.shape[0]
+    assert len(docs) == total
+    # dense_interference holds several reads per sequence: its documents are the last of them
+    dense = [d for d in docs if d["family"] == "dense_interference"]
+    assert dense and all(d["read_index"] > 0 for d in dense)
+
+
+def test_stress_document_order_makes_limit_a_prefix_of_every_point():
+    one = lmeval.build_stress_docs("symbolic", lmeval.StressParams.from_metadata({**STRESS_META, "stress_num": 1}))
+    two = lmeval.build_stress_docs("symbolic", lmeval.StressParams.from_metadata(STRESS_META))
+    # --limit n_points scores the sequences of ffbench run --suite stress --num 1 (seq_index counts rows of
+    # the grid actually built, so only it differs)
+    def strip(docs):
+        return [{k: v for k, v in d.items() if k != "seq_index"} for d in docs]
+
+    assert len(two) == 2 * len(one) and strip(two[: len(one)]) == strip(one)
+    assert len({(d["length"], d["point"]) for d in one}) == len(one)  # one row of every (length, point)
+
+
+@pytest.mark.parametrize("metadata, needle", [
+    ({"lengths": [10]}, "'lengths': stress suites need an even length >= 12, got 10"),
+    ({"lengths": [15]}, "'lengths': length must be an even integer >= 4, got 15"),
+    ({"stress_num": 0}, "'stress_num': must be a positive integer, got 0"),
+    ({"stress_num": "many"}, "'stress_num': expected an integer"),
+    ({"stress_seed": -2}, "'stress_seed': must be a non-negative integer, got -2"),
+])
+def test_bad_stress_metadata_is_a_one_line_ffbench_error(metadata, needle):
+    with pytest.raises(FFBenchError) as err:
+        lmeval.stress_dataset("symbolic", **metadata)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_stress_metadata_near_miss_is_warned_about_and_other_tasks_keys_pass(caplog, monkeypatch):
+    monkeypatch.setattr(lmeval, "_warned", set())
+    with caplog.at_level("WARNING", logger="ffbench.lmeval"):
+        params = lmeval.StressParams.from_metadata({"stress_nums": 4, "p_ignore": [0.5], "num_sequences": 3})
+    assert params.per_point is None and params.lengths == (16, 64, 256)
+    assert "'stress_nums' is not an fflm parameter (did you mean 'stress_num'?)" in caplog.text
+    assert "p_ignore" not in caplog.text and "num_sequences" not in caplog.text
+    with caplog.at_level("WARNING", logger="ffbench.lmeval"):
+        lmeval.Params.from_metadata({"stress_seed": 1, "stress_num": 2})  # the fflm tasks accept them silently
+    assert "stress_seed" not in caplog.text
+
+
+def test_stress_choice_scoring_metrics_and_strictness():
+    doc = {"gold": 1, "length": 64, "family": "distractor_run", "value": "16"}
+    keys = {"acc", "acc_T64", "acc_distractor_run", "acc_distractor_run_16"}
+    assert lmeval.process_stress_choice(doc, [(-2.0, False), (-1.0, True)]) == dict.fromkeys(keys, 1.0)
+    assert lmeval.process_stress_choice(doc, [(-1.0, False), (-1.0, False)]) == dict.fromkeys(keys, 0.0)  # a tie
+    assert lmeval.process_stress_choice({**doc, "gold": 0}, [(-3.0, False), (-2.0, False)])["acc"] == 0.0
+
+
+def test_stress_catalog_covers_every_point_at_every_catalog_length():
+    from ffbench import stress
+
+    catalog = lmeval.stress_catalog_metrics()
+    assert len(catalog) == len(set(catalog)) and catalog[0] == "acc"
+    for length in lmeval.CATALOG_LENGTHS:
+        assert lmeval.length_metric(length) in catalog
+        for point in stress.grid(length, num=1):
+            axis = stress.FAMILIES[point.family].axis
+            doc = {"gold": 0, "length": length, "family": point.family, "value": str(point.params[axis])}
+            assert set(lmeval.process_stress_choice(doc, [(0.0, False), (-1.0, False)])) <= set(catalog), point.id
+    assert "acc_distractor_run_16" in catalog and "acc_dense_interference_2" in catalog
+    assert "acc_write_distance_2047" in catalog  # T = 4096: the decisive write is the first instruction
+
+
+def test_task_readme_documents_the_stress_task():
+    from ffbench import stress
+
+    text = (lmeval.tasks_path() / "fflm" / "README.md").read_text()
+    for key in lmeval.STRESS_DEFAULTS:
+        assert f"| `{key}` |" in text, key
+    assert f"| `stress_seed` | `{stress.STRESS_SEED}` |" in text
+    assert all(f"`{name}`" in text for name in stress.FAMILIES) and "`acc_<family>_<value>`" in text
+
+
+@needs_lm_eval
+def test_stress_yaml_declares_its_catalog():
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    folder = lmeval.tasks_path() / "fflm"
+    raw = load_yaml(folder / "fflm_stress.yaml", resolve_func=False)
+    assert [m["metric"] for m in raw["metric_list"]] == lmeval.stress_catalog_metrics()
+    assert raw["dataset_kwargs"] == {"rendering": "symbolic"}
+    tm = lmeval.task_manager(STRESS_META, include_defaults=False)
+    task = tm.load(["fflm_stress"])["tasks"]["fflm_stress"]
+    assert task.OUTPUT_TYPE == "multiple_choice" and len(task.eval_docs) == 126
+
+
+@needs_lm_eval_and_torch
+def test_stress_task_equals_ffbench_run_on_final_reads(lm_eval_results, tiny_gpt2, tmp_path):
+    from ffbench import backends, runner, stress
+
+    cfg = runner.RunConfig(model=f"hf/{tiny_gpt2}", model_args={"dtype": "float32", "device": "cpu"},
+                           suites=["stress"], lengths=STRESS_META["lengths"], num=STRESS_META["stress_num"],
+                           renders=["symbolic"], scorings=["choice"], fewshot=True)
+    res = runner.run(cfg, str(tmp_path / "run"), backends.resolve(cfg.model, cfg.model_args), progress=False,
+                     echo=lambda m: None)
+    table = res.samples
+    final = table.loc[table.groupby(["length", "seq_index"])["read_index"].idxmax()]
+    ours = {(r.length, r.seq_index): (bool(r.correct), r.margin, r.point) for r in final.itertuples()}
+    samples = lm_eval_results["samples"]["fflm_stress"]
+    assert len(samples) == len(ours) == 126
+    theirs = {}
+    for s in samples:
+        doc = s["doc"]
+        lls = [r[0] for r in s["filtered_resps"]]
+        theirs[(doc["length"], doc["seq_index"])] = (bool(s["acc"]), lls[doc["gold"]] - lls[1 - doc["gold"]],
+                                                     doc["point"])
+    assert theirs.keys() == ours.keys()
+    for key, (right, margin, point) in theirs.items():
+        assert (right, point) == (ours[key][0], ours[key][2]), key
+        assert margin == pytest.approx(ours[key][1], abs=1e-4), key
+    verdicts = [v[0] for v in theirs.values()]
+    assert any(verdicts) and not all(verdicts)  # the random model gets some right and some wrong
+    # every per-family and per-value metric is the mean of ffbench's own verdicts on those final reads
+    results = lm_eval_results["results"]["fflm_stress"]
+    axis = {name: family.axis for name, family in stress.FAMILIES.items()}
+    final = final.assign(value=[str(int(getattr(r, axis[r.family]))) for r in final.itertuples()])
+    expected = {"acc": final["correct"].mean()}
+    expected.update({f"acc_T{t}": g["correct"].mean() for t, g in final.groupby("length")})
+    expected.update({f"acc_{f}": g["correct"].mean() for f, g in final.groupby("family")})
+    expected.update({f"acc_{f}_{v}": g["correct"].mean() for (f, v), g in final.groupby(["family", "value"])})
+    reported = {k.removesuffix(",none"): v for k, v in results.items() if k.endswith(",none") and "stderr" not in k}
+    assert reported.keys() == expected.keys()
+    for key, value in expected.items():
+        assert reported[key] == pytest.approx(value), key

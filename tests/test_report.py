@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 import sys
+from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import needs_torch
@@ -89,8 +92,9 @@ def test_model_name_and_output_are_escaped(evil_report):
     html, _ = evil_report
     assert EVIL not in html
     assert "onerror" not in re.sub(r"&[a-z]+;|&#\d+;", "", "".join(re.findall(r"<[^>]*>", html)))
-    assert "hf/&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html  # the name, shown as text
-    assert "the light is &lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html  # the model's output
+    shown = r"&lt;img src=x onerror=(&quot;|&#34;)alert\(1\)(&quot;|&#34;)&gt;"  # as text (either entity)
+    assert re.search("hf/" + shown, html)  # the name
+    assert re.search("the light is " + shown, html)  # the model's output
     parser = Collect()
     parser.feed(html)
     assert not any(name.startswith("on") for _, attrs in parser.tags for name in attrs)
@@ -186,3 +190,227 @@ def test_history_across_revisions(tmp_path):
     assert ">v0</text>" in section and ">v1</text>" in section  # revisions on the x axis
     assert "v0 (2026-01-01T00:00:00+00:00): 3 errors in 100,000 reads" in section
     assert "v1 (2026-02-01T00:00:00+00:00): 40 errors in 100,000 reads" in section
+
+
+# ----------------------------------------------------------------------------- templates
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_escaping_is_structural_one_place_makes_markup():
+    """Templates never switch escaping off; the only markup made in Python is the svg filter's."""
+    templates = [p for p in (REPO / "reports").rglob("*.html") if p.name != "baselines.html"]
+    assert {p.relative_to(REPO / "reports").as_posix() for p in templates} >= {"report.html", "macros.html",
+                                                                               "sections/stress.html"}
+    for path in templates:
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"\|\s*safe\b|autoescape\s+false|Markup", text), path
+    sources = {p.name: p.read_text(encoding="utf-8") for p in (REPO / "ffbench" / "report").glob("*.py")}
+    makers = {name: len(re.findall(r"Markup\(", text)) for name, text in sources.items()}
+    assert {k: v for k, v in makers.items() if v} == {"templates.py": 1}
+    from ffbench.report.templates import environment
+
+    assert environment().autoescape is True
+
+
+def test_stylesheet_and_script_are_inlined_verbatim(evil_report):
+    html, _ = evil_report
+    for name in ("report.css", "report.js"):
+        text = (REPO / "reports" / name).read_text(encoding="utf-8")
+        assert not re.search(r"\{[{%#]", text), f"{name} holds template syntax"
+        assert text.strip() in html
+
+
+def test_heatmap_colours():
+    from ffbench.report.svg import PERFECT, accuracy_color
+
+    assert accuracy_color(0, 32) == PERFECT and accuracy_color(0, 1) == PERFECT
+    assert accuracy_color(1, 10_000) != PERFECT  # one wrong read never looks clean
+    darkness = [sum(int(accuracy_color(e, 32)[i:i + 2], 16) for i in (1, 3, 5)) for e in range(1, 33)]
+    assert darkness == sorted(darkness, reverse=True) and darkness[0] > darkness[-1]  # more errors, darker
+    assert accuracy_color(16, 32) == "#d73027" and accuracy_color(32, 32) == "#67001f"
+
+
+# ----------------------------------------------------------------------------- stress heatmaps
+def write_stress_run(path: Path, model: str, lengths: tuple[int, ...], breaks_at: int, num: int = 2) -> Path:
+    """A run of the stress grid by a synthetic model whose break point is known: right on every read
+    except the final read of distractor runs with k >= breaks_at, which it always gets wrong."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ffbench import language, runner, stress
+    from ffbench.datafiles import content_sha256
+    from ffbench.schema import CellResult
+    from ffbench.sources import stress_source
+
+    cells, tables = [], []
+    for length in lengths:
+        arr, columns = stress.sample_suite(length, stress.STRESS_SEED, num)
+        reads = language.extract_reads(arr)
+        n = len(reads)
+        per_read = {name: [columns[name][i] for i in reads.seq_index] for name in stress.COLUMNS}
+        final = np.r_[reads.seq_index[1:] != reads.seq_index[:-1], True]
+        k = np.array([-1 if v is None else v for v in per_read["k"]])
+        wrong = final & (np.array(per_read["family"]) == "distractor_run") & (k >= breaks_at)
+        entry = dict(cell("stress", int(wrong.sum()), n, length=length), num_sequences=arr.shape[0],
+                     source=stress_source(length, num).as_dict(), data_sha256=content_sha256(arr))
+        table = pa.table({
+            "cell": [CellResult.from_dict(entry).id] * n, "suite": ["stress"] * n,
+            "length": np.full(n, length, np.int32), "p_ignore": np.full(n, np.nan), "render": ["symbolic"] * n,
+            "scoring": ["choice"] * n, "seq_index": reads.seq_index, "read_index": reads.read_index,
+            "position": reads.position, "target": reads.target,
+            "prediction": np.where(wrong, 1 - reads.target, reads.target), "correct": ~wrong,
+            "invalid": np.zeros(n, bool), "truncated": np.zeros(n, bool),
+            "write_distance": reads.write_distance.astype(np.int64),
+            "evidence_distance": reads.evidence_distance.astype(np.int64), "margin": np.where(wrong, -2.5, 2.5),
+            "per_read": np.zeros(n, bool), "output": pa.array([None] * n, pa.string()),
+            **stress.arrow_columns(per_read)})
+        by_point, tolerances = runner.stress_breakdown(table)
+        cells.append({**entry, "by_point": by_point, "tolerances": tolerances})
+        tables.append(table)
+    write_run(path, model, cells)
+    pq.write_table(pa.concat_tables(tables), path / "samples.parquet")
+    return path
+
+
+STRESSED = "hf/org/<b>stressed</b>"
+
+
+@pytest.fixture(scope="module")
+def stress_report(tmp_path_factory):
+    """The user's stress run (T = 32, 64; breaks at k = 8) beside a shipped reference whose stress run
+    (T = 32, 64, 128; breaks at k = 16) sits where the shipped runs live, ``baselines/lstm-ref/stress``."""
+    from ffbench import runs
+    from ffbench.report import build_report
+    from ffbench.resources import BASELINES_DIR
+
+    tmp = tmp_path_factory.mktemp("stress")
+    user = write_stress_run(tmp / "user", STRESSED, (32, 64), breaks_at=8)
+    baselines = tmp / "baselines"
+    (baselines / "lstm-ref").mkdir(parents=True)
+    (baselines / "lstm-ref" / "run").symlink_to(BASELINES_DIR / "lstm-ref" / "run")
+    write_stress_run(baselines / "lstm-ref" / "stress", "ffbench/lstm-ref", (32, 64, 128), breaks_at=16)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(runs, "BASELINES_DIR", baselines)
+        html = build_report([str(user)], ["lstm-ref"], attention_reads=0)
+    (tmp / "report.html").write_text(html, encoding="utf-8")
+    return html, tmp
+
+
+def _section(html: str, sid: str) -> str:
+    start = html.index(f'<section id="{sid}">')
+    return html[start:html.index("</section>", start)]
+
+
+def test_stress_heatmaps_per_family_with_the_reference_beside(stress_report):
+    from ffbench import stress
+
+    html, _ = stress_report
+    parser = Collect()
+    parser.feed(html)
+    assert parser.problems == [] and parser.stack == []
+    section = _section(html, "stress")
+    assert [m for m in re.findall(r"<h3>(\w+) ", section)] == list(stress.FAMILIES)
+    rows = {name: len(stress.FAMILIES[name].points(64)) // len({p[stress.FAMILIES[name].axis]
+                                                               for p in stress.FAMILIES[name].points(64)})
+            for name in stress.FAMILIES}
+    assert rows == {"distractor_run": 4, "decoy_writes": 2, "write_distance": 1, "dense_interference": 1}
+    assert section.count('<svg class="heat"') == 2 * sum(rows.values())  # the user's panel and the reference's
+    measured = sum(len(stress.grid(t)) for t in (32, 64)) + sum(len(stress.grid(t)) for t in (32, 64, 128))
+    assert len(re.findall(r'<rect x="\d+" y="\d+" width="44" height="18" fill=', section)) == measured
+    # a dark line on the first failure of each distractor row at each length where it fails: the user at
+    # T = 32 and 64, the reference at 64 and 128 (k = 16 is beyond the grid at T = 32, whose largest k is 14)
+    assert max(p.params["k"] for p in stress.grid(32) if p.family == "distractor_run") == 14
+    assert section.count('<line class="tol"') == 4 * 2 + 4 * 2
+    assert section.count(">0</text>") == sum(  # the all-wrong cells, labelled 0 %
+        1 for t, b in [(32, 8), (64, 8), (32, 16), (64, 16), (128, 16)] for p in stress.grid(t)
+        if p.family == "distractor_run" and p.params["k"] >= b)
+    assert "<title>k=8, T=32: 2/2 wrong</title>" in section and "<title>k=4, T=32: 0/2 wrong</title>" in section
+    # the model's name is text everywhere: in the panel captions and inside the SVG's own title
+    assert "<b>stressed</b>" not in html and section.count("&lt;b&gt;stressed&lt;/b&gt;") >= 2 * 8
+
+
+def test_stress_tolerance_lines_come_from_the_results(stress_report):
+    html, tmp = stress_report
+    section = _section(html, "stress")
+    results = json.loads((tmp / "user" / "results.json").read_text())["results"]
+    lines = 0
+    for c in results:
+        for t in c["tolerances"]:
+            assert f"T={c['length']}: {escape(t['line'].split(': ', 1)[1], quote=False)}</li>" in section
+            lines += 1
+    assert lines == 2 * 8
+    assert ("T=32: right on every read up to k = 4 (0 errors in 2 reads, rate &lt; 7.8e-01 at 95%), first failure "
+            "at k = 8 (2 of 2 wrong, 95% CI [0.16, 1]); errors at all 2 larger values") in section
+    refs = section[section.index("tolerances of the references"):]
+    assert "ffbench/lstm-ref (reference), T=128: right on every read up to k = 12" in refs
+
+
+def test_stress_failing_reads_are_the_first_failures(stress_report):
+    html, _ = stress_report
+    section = _section(html, "stress")
+    # one per distractor row and length where it failed: the user 4 x 2 (T = 32, 64), the reference 4 x 2 (64, 128)
+    assert section.count('class="tok r this"') == 4 * 2 + 4 * 2
+    points = re.findall(r"<td class=cell>(density=[^<]+)</td>", section)
+    assert len(points) == 16 and all(p.endswith(("k=8", "k=16")) for p in points)
+    assert "<td class=cell>density=1.0, write_at=start, k=8</td>" in section
+    # at T = 128 the reference's run is elided, and the gap says how many of its ignores carry the other bit
+    assert re.search(r"… \d+ instructions \(0 reads, no write, \d+ carrying [01]\) …", section)
+    failures = _section(html, "failures")
+    assert "No failing read in these runs outside the stress grid" in failures
+    # at a glance, the stress grid is counted apart: its cells would be every model's worst
+    from ffbench import stress
+
+    glance = _section(html, "glance")
+    broken = sum(1 for t in (32, 64) for p in stress.grid(t) if p.family == "distractor_run" and p.params["k"] >= 8)
+    total = sum(len(stress.grid(t)) for t in (32, 64))
+    assert f"<td>{total - broken} of {total} points without an error</td>" in glance
+    assert "<th>stress grid</th>" in glance
+    reference = glance[glance.index("ffbench/lstm-ref (reference)"):]
+    assert "stress T=" not in reference and "in_dist T=" in reference  # the worst i.i.d. cell, not a stress one
+    assert 'class="tok r this"' not in failures
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (Debian: apt-get install chromium)")
+def test_stress_report_renders_in_a_real_browser(stress_report, tmp_path):
+    _, tmp = stress_report
+    log = _chromium(tmp / "report.html", tmp_path / "stress.png")
+    assert [line for line in log.splitlines() if ":CONSOLE" in line] == []
+    assert len((tmp_path / "stress.png").read_bytes()) > 20_000
+
+
+# ----------------------------------------------------------------------------- truncated replies
+def test_truncated_replies_have_a_column_a_note_and_a_tag(tmp_path):
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    run = write_failing_run(tmp_path / "run", "hf/org/chat", output="Let me think step by step about the")
+    table = pq.read_table(run / "samples.parquet")
+    failing = np.flatnonzero(~table.column("correct").to_numpy())
+    cut = np.zeros(table.num_rows, bool)
+    cut[failing[:3]] = True  # three of the eight failing replies hit the token budget
+    table = table.set_column(table.column_names.index("invalid"), "invalid", pc.or_(table.column("invalid"), cut))
+    pq.write_table(table.append_column("truncated", pa_array(cut)), run / "samples.parquet")
+    results = json.loads((run / "results.json").read_text())
+    results["results"][0].update(truncated=3, invalid=3)
+    (run / "results.json").write_text(json.dumps(results))
+    reads = results["results"][0]["reads"]
+
+    html = _report([run], tmp_path / "r.html", "--no-refs")
+    summary = _section(html, "summary")
+    assert '<th scope="col">truncated</th>' in summary
+    assert '<td class="num bad" data-v="3">3</td>' in summary
+    assert (f"<b>hf/org/chat</b>: 3 of {reads} replies were cut by the token budget before they named an answer "
+            "(in_dist T=64 p=0.8 symbolic greedy)") in summary
+    failures = _section(html, "failures")
+    assert failures.count("model said: <code>Let me think step by step about the</code>") == 5  # 5 per cell
+    assert failures.count("cut by the token budget before an answer") == 3
+    # choice-scored runs have no replies to cut: no column
+    plain = write_run(tmp_path / "plain", "hf/org/base", [cell("sparse", 1, 1000)])
+    assert '<th scope="col">truncated</th>' not in _section(_report([plain], tmp_path / "p.html", "--no-refs"),
+                                                            "summary")
+
+
+def pa_array(values):
+    import pyarrow as pa
+
+    return pa.array(values)

@@ -1,22 +1,36 @@
 """``ffbench report``: one self-contained HTML file from run directories, references and sweeps.
 
-The page is assembled from ``reports/report.html`` (template), ``report.css`` and ``report.js``,
-inlined, with every chart as inline SVG and every attention map as a data-URI PNG: it opens from
-file:// with no network and is small enough to attach to a CI run.
+The page is rendered by Jinja2 (autoescaping on) from the templates in ``reports/``: the page
+``report.html``, one template per section under ``sections/`` and shared pieces in
+``macros.html``, with ``report.css`` and ``report.js`` inlined. What the sections show is prepared
+here in Python (:mod:`.data` reads runs, sweeps and failing reads; :mod:`.figures` builds the
+charts; :mod:`.views` words the tables; :mod:`.stressmaps` regroups stress cells into heatmaps);
+templates only lay it out. Every chart is inline SVG and every attention map a data-URI PNG: the
+file opens from file:// with no network and is small enough to attach to a CI run.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+from dataclasses import dataclass
 from pathlib import Path
-from string import Template
+from typing import Any
 
 from ffbench import __version__, runs
 from ffbench.io import atomic_path
-from ffbench.report import data, page
-from ffbench.report.svg import PALETTE, esc
-from ffbench.resources import resource_dir
+from ffbench.report import data, figures, stressmaps, views
+from ffbench.report.svg import PALETTE, color_key
+from ffbench.report.templates import render_page
 from ffbench.sources import SequenceStore
+
+
+@dataclass
+class Section:
+    """One section of the page: its anchor (and template ``sections/<id>.html``), title and data."""
+
+    id: str
+    title: str
+    data: Any
 
 
 def build_report(inputs: list[str], references: list[str] | None = None, registry_path: str | None = None,
@@ -43,51 +57,50 @@ def build_report(inputs: list[str], references: list[str] | None = None, registr
         if m.reference:
             m.name = f"{m.name} (reference)"
 
-    sections = [("glance", "At a glance", page.at_a_glance(ordered)),
-                ("summary", "Summary", page.summary_table(ordered)),
-                ("sparse-dense", "Sparse against dense (paper Fig. 4)", page.sparse_vs_dense(ordered, sweeps))]
+    store = SequenceStore()
+    has_stress = any(data.is_stress(c) for m in ordered for c in m.cells)
+    sections = [Section("glance", "At a glance", views.at_a_glance(ordered)),
+                Section("summary", "Summary", {"rows": views.summary_rows(ordered),
+                                               "truncated": views.shows_truncated(ordered),
+                                               "cut": views.truncations(ordered)}),
+                Section("sparse-dense", "Sparse against dense (paper Fig. 4)", figures.sparse_vs_dense(ordered, sweeps))]
     if sweeps:
-        sections.append(("replicates", "Replicates", page.replicates(sweeps, first_color=len(ordered))))
-    sections += [("length", "Accuracy against length (paper Fig. 3)", page.accuracy_vs_length(ordered)),
-                 ("distance", "Glitch rate against write distance (paper Fig. 12)",
-                  page.error_vs_write_distance(ordered))]
+        sections.append(Section("replicates", "Replicates", figures.replicates(sweeps, first_color=len(ordered))))
+    sections += [Section("length", "Accuracy against length (paper Fig. 3)", figures.accuracy_vs_length(ordered)),
+                 Section("distance", "Glitch rate against write distance (paper Fig. 12)",
+                         figures.error_vs_write_distance(ordered))]
+    if has_stress:
+        echo("stress heatmaps ...")
+        sections.append(Section("stress", "Stress profiles", {
+            "families": stressmaps.families(ordered, failing_per_cell, store), "key": color_key(),
+            "mine": any(data.is_stress(c) for m in ordered if not m.reference for c in m.cells)}))
     if with_history:
         from ffbench.registry import Registry
 
         reg = Registry(registry_path)
         entries = {m.model: found for m in ordered if not m.reference and (found := _recorded(reg, m.model))}
-        sections.append(("history", "Glitch rate across releases (registry)", page.history(entries)))
+        sections.append(Section("history", "Glitch rate across releases (registry)", figures.history(entries)))
     fails, maps = [], []
-    store = SequenceStore()
     for m in ordered:
         echo(f"failing reads of {m.name} ...")
         per_run = [(run, data.failing_reads(run, failing_per_cell, store)) for run in m.runs]
-        reads = [r for _, found in per_run for r in found]
-        fails.append(page.failing_reads_section(m, reads))
-        if attention_reads and reads:
+        reads = [r for _, found in per_run for r in found if not data.is_stress(r.cell)]  # stress: with its maps
+        if reads:
+            fails.append(views.FailingSection(m, views.read_rows(reads)))
+        if attention_reads:
             pairs = []
             for run, found in per_run:  # up to attention_reads maps per model, from its runs in order
-                pairs += data.attention_maps(run, found, attention_reads - len(pairs)) if len(pairs) < attention_reads \
-                    else []
-            maps.append(page.attention_section(m, pairs))
-    intro = ("<p class=hint>Each sequence in its compact form, whatever the rendering: the last write in blue, the "
-             "failing read in red with the model's answer struck through, long stretches without a write elided. "
-             "Hover a read for its target and prediction.</p>")
-    sections.append(("failures", "Failing reads",
-                     intro + "".join(fails) if any(fails) else "<p>No failing read in these runs.</p>"))
-    if any(maps):
-        sections.append(("attention", "Attention at failing reads (native Transformers)", "".join(maps)))
-    sections.append(("provenance", "Provenance", page.provenance(ordered)))
+                if len(pairs) < attention_reads and found:
+                    pairs += data.attention_maps(run, found, attention_reads - len(pairs))
+            if pairs:
+                maps.append((m, views.attention_figures(pairs)))
+    sections.append(Section("failures", "Failing reads", {"sections": fails, "stress": has_stress}))
+    if maps:
+        sections.append(Section("attention", "Attention at failing reads (native Transformers)", maps))
+    sections.append(Section("provenance", "Provenance", views.provenance(ordered)))
 
-    nav = "".join(f'<a href="#{sid}">{esc(name)}</a>' for sid, name, _ in sections)
-    body = "".join(f'<section id="{sid}"><h2>{esc(name)}</h2>{html}</section>' for sid, name, html in sections)
-    res = resource_dir("reports")
     created = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return Template((res / "report.html").read_text(encoding="utf-8")).substitute(
-        title=esc(title), css=(res / "report.css").read_text(encoding="utf-8"),
-        js=(res / "report.js").read_text(encoding="utf-8"), nav=nav, body=body,
-        models=", ".join(f'<span class="swatch" style="background:{m.color}"></span>{esc(m.name)}' for m in ordered),
-        generated=esc(f"ffbench {__version__}, {created}"))
+    return render_page(title=title, generated=f"ffbench {__version__}, {created}", models=ordered, sections=sections)
 
 
 def _recorded(reg, model: str) -> list[dict]:

@@ -32,14 +32,18 @@ class Model:
         """Cells of all runs, ordered suite, length, p_ignore, render, scoring. A later run's cell whose
         key an earlier run already measured is left out; cells of one run are all kept (two cells of a
         run may share a key and differ in their data)."""
+        return [cell for _, cell in self.cells_with_runs()]
+
+    def cells_with_runs(self) -> list[tuple[RunResults, CellResult]]:
+        """:attr:`cells`, each with the run that holds it (whose samples hold its reads)."""
         seen, out = set(), []
         for run in self.runs:
-            mine = [c for c in run.results if c.key not in seen]
+            mine = [(run, c) for c in run.results if c.key not in seen]
             seen.update(c.key for c in run.results)
             out += mine
-        suites = list(dict.fromkeys(["in_dist", "sparse", "dense"] + [c.suite for c in out]))
-        return sorted(out, key=lambda c: (suites.index(c.suite), c.length, c.p_ignore or 0, c.render, c.scoring,
-                                          c.variant))
+        suites = list(dict.fromkeys(["in_dist", "sparse", "dense"] + [c.suite for _, c in out]))
+        return sorted(out, key=lambda rc: (suites.index(rc[1].suite), rc[1].length, rc[1].p_ignore or 0,
+                                           rc[1].render, rc[1].scoring, rc[1].variant))
 
     @property
     def reference(self) -> bool:
@@ -135,24 +139,51 @@ class FailingRead:
     output: str | None
     margin: float
     sequence: str | None  # the compact FFL string, when its source can still be read or regenerated
+    point: str | None = None  # the stress point id, for reads of the stress grid
+    truncated: bool = False  # the reply hit the token budget before it named an answer
 
 
-def failing_reads(run: RunResults, per_cell: int, store: SequenceStore | None = None) -> list[FailingRead]:
-    """Up to ``per_cell`` failing reads of each cell (selected by the cell's own id), with their sequences."""
+def is_stress(cell: CellResult) -> bool:
+    """A cell whose reads carry stress points (drawn as heatmaps rather than as one rate)."""
+    return bool(cell.by_point)
+
+
+def failing_reads(run: RunResults, per_cell: int, store: SequenceStore | None = None,
+                  where=lambda cell: True) -> list[FailingRead]:
+    """Up to ``per_cell`` failing reads of each cell (selected by the cell's own id) for which
+    ``where(cell)`` holds, with their sequences."""
     if run.samples_path is None or per_cell <= 0:
         return []
     store = store or SequenceStore()
     out = []
     for cell in run.results:
-        table = run.failing(cell, per_cell)
-        if table is None:
-            continue
-        for r in table.to_pylist():
-            out.append(FailingRead(cell, int(r["seq_index"]), int(r["position"]), int(r["target"]),
-                                   int(r["prediction"]), int(r["write_distance"]), r.get("output"),
-                                   float("nan") if r.get("margin") is None else float(r["margin"]),
-                                   _sequence(cell, int(r["seq_index"]), store)))
+        table = run.failing(cell, per_cell) if where(cell) else None
+        if table is not None:
+            out += [_failing_read(cell, r, store) for r in table.to_pylist()]
     return out
+
+
+def first_failures(run: RunResults, cell: CellResult, point_ids: list[str],
+                   store: SequenceStore | None = None) -> list[FailingRead]:
+    """The first failing read of ``cell`` at each stress point of ``point_ids`` that has one among the
+    run's samples (a shipped reference keeps only some of its failing reads), in that order."""
+    if run.samples_path is None or not point_ids:
+        return []
+    table = run.failing(cell)
+    if table is None or "point" not in table.column_names:
+        return []
+    first: dict[str, dict] = {}
+    for row in table.to_pylist():
+        first.setdefault(row["point"], row)
+    store = store or SequenceStore()
+    return [_failing_read(cell, first[p], store) for p in point_ids if p in first]
+
+
+def _failing_read(cell: CellResult, r: dict, store: SequenceStore) -> FailingRead:
+    return FailingRead(cell, int(r["seq_index"]), int(r["position"]), int(r["target"]), int(r["prediction"]),
+                       int(r["write_distance"]), r.get("output"),
+                       float("nan") if r.get("margin") is None else float(r["margin"]),
+                       _sequence(cell, int(r["seq_index"]), store), r.get("point"), bool(r.get("truncated")))
 
 
 def _sequence(cell: CellResult, seq_index: int, store: SequenceStore) -> str | None:

@@ -1,13 +1,19 @@
 """Inline SVG charts with no dependency: the report must open offline from file:// anywhere.
 
-One small :class:`Plot` draws every figure of the report: linear, log or categorical axes, series
-of points with optional confidence whiskers, and *bounds*: a cell with zero errors has no rate to
-plot on a log axis, so it is drawn as a hollow downward triangle at its one-sided 95% upper bound
-(about 3/N), which is what the data say. Every piece of text goes through :func:`esc`.
+One small :class:`Plot` draws every line and scatter chart of the report: linear, log or
+categorical axes, series of points with optional confidence whiskers, and *bounds*: a cell with zero
+errors has no rate to plot on a log axis, so it is drawn as a hollow downward triangle at its
+one-sided 95% upper bound (about 3/N), which is what the data say. :class:`Heatmap` draws the stress
+grids (a parameter against T, colour = accuracy).
+
+Every piece of text that enters an SVG here goes through :func:`esc`; that is why the report's
+templates may take a drawing's ``svg()`` output as markup (the ``svg`` filter, the one place that
+does).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from html import escape
@@ -180,18 +186,102 @@ def _floor(scale: Scale) -> float:
     return 10.0 ** scale.a if scale.kind == "log" else scale.a
 
 
-def legend(series: list[Series], nines: bool = False) -> str:
-    def key(s: Series) -> str:
-        if not any(t.dash for t in series):
-            return f'<span class="swatch" style="background:{s.color}"></span>'
-        dash = f' stroke-dasharray="{s.dash}"' if s.dash else ""
-        return (f'<svg class="key" width="26" height="10" viewBox="0 0 26 10"><line x1="1" x2="25" y1="5" y2="5" '
-                f'stroke="{s.color}" stroke-width="2"{dash}/></svg>')
+# ----------------------------------------------------------------------------- heatmaps
+PERFECT = "#1a9850"  # zero errors: its own colour, so one wrong read never looks like a clean cell
+_RAMP = ((0.0, (253, 174, 97)), (0.5, (215, 48, 39)), (1.0, (103, 0, 31)))  # error rate -> orange .. deep red
+EMPTY = "#eef0f3"
 
-    items = "".join(f"<li>{key(s)}{esc(s.name)}</li>" for s in series)
-    shape = "M1,10 L11,10 L6,1 Z" if nines else "M1,2 L11,2 L6,11 Z"
-    where = "accuracy drawn at its 95% lower bound" if nines else "drawn at the 95% upper bound"
-    note = (f'<li class="note"><svg width="12" height="12" viewBox="0 0 12 12"><path class="bound" d="{shape}" '
-            f'stroke="#555"/></svg> zero errors: {where} (about 3/N)</li>'
-            if any(p.bound for s in series for p in s.points) else "")
-    return f'<ul class="legend">{items}{note}</ul>'
+
+def accuracy_color(errors: int, reads: int) -> str:
+    """Green for a cell without errors; otherwise orange (a few wrong) through red (half, i.e. chance
+    on a binary read) to deep red (every read wrong, the model follows the distractor)."""
+    if errors == 0:
+        return PERFECT
+    rate = errors / reads
+    for (a, ca), (b, cb) in itertools.pairwise(_RAMP):
+        if rate <= b:
+            t = (rate - a) / (b - a)
+            return "#" + "".join(f"{round(x + (y - x) * t):02x}" for x, y in zip(ca, cb))
+    return "#" + "".join(f"{c:02x}" for c in _RAMP[-1][1])
+
+
+def color_key() -> dict[str, str]:
+    """The heatmap colours as CSS backgrounds, for the key drawn beside the heatmaps."""
+    stops = ", ".join(f"#{''.join(f'{c:02x}' for c in rgb)} {100 * at:g}%" for at, rgb in _RAMP)
+    return {"perfect": PERFECT, "ramp": f"linear-gradient(to right, {stops})", "empty": EMPTY}
+
+
+@dataclass
+class HeatCell:
+    """One cell of a heatmap: errors in reads (``reads`` 0: nothing measured there) and a tooltip."""
+
+    errors: int
+    reads: int
+    tip: str = ""
+
+    @property
+    def label(self) -> str:
+        """Accuracy in whole percent, rounded down: only a cell without errors reads 100."""
+        return "" if not self.reads else str(math.floor(100 * (self.reads - self.errors) / self.reads))
+
+
+class Heatmap:
+    """Rows x columns of coloured cells, each labelled with its accuracy, and *marks*: per column, a
+    thick line on top of one row (the first value at which the model failed)."""
+
+    CELL_W, CELL_H = 44, 18
+    M = dict(left=44, right=4, top=4, bottom=34)
+
+    def __init__(self, rows: list, cols: list, cells: dict, row_label: str, col_label: str,
+                 marks: dict | None = None):
+        self.rows, self.cols, self.cells = rows, cols, cells  # cells: (row, col) -> HeatCell
+        self.row_label, self.col_label, self.marks = row_label, col_label, marks or {}
+        widest = max([len(str(r)) for r in rows] + [len(row_label) + 2])  # about 7 px a character
+        self.M = {**self.M, "left": max(self.M["left"], 10 + 7 * widest)}
+
+    @property
+    def width(self) -> int:
+        return self.M["left"] + self.CELL_W * len(self.cols) + self.M["right"]
+
+    @property
+    def height(self) -> int:
+        return self.M["top"] + self.CELL_H * len(self.rows) + self.M["bottom"]
+
+    def svg(self, title: str) -> str:
+        """Kept small (a report may hold a thousand cells): one grey background stands for every cell
+        without reads, and each measured cell is a bare rect (tooltip inside) plus its label."""
+        m, w, h = self.M, self.CELL_W, self.CELL_H
+        x0, y0 = m["left"], m["top"]
+        x1, y1 = x0 + w * len(self.cols), y0 + h * len(self.rows)
+        out = [f'<svg class="heat" width="{self.width}" height="{self.height}" viewBox="0 0 {self.width} '
+               f'{self.height}" role="img" aria-label="{esc(title)}" xmlns="http://www.w3.org/2000/svg">'
+               f"<title>{esc(title)}</title>"
+               f'<rect class="none" x="{x0}" y="{y0}" width="{x1 - x0}" height="{y1 - y0}" fill="{EMPTY}">'
+               "<title>grey: no reads here (not on the grid at this length, or not run)</title></rect>"]
+        rects, labels = [], []
+        for i, row in enumerate(self.rows):
+            y = y0 + i * h
+            labels.append(f'<text class="tick" x="{x0 - 5}" y="{y + h // 2 + 4}" text-anchor="end">{esc(row)}</text>')
+            for j, col in enumerate(self.cols):
+                cell = self.cells.get((row, col))
+                if cell is None or not cell.reads:
+                    continue
+                x = x0 + j * w
+                tip = f"<title>{esc(cell.tip)}</title>" if cell.tip else ""
+                fill = accuracy_color(cell.errors, cell.reads)
+                rects.append(f'<rect x="{x}" y="{y}" width="{w}" height="{h}" fill="{fill}">{tip}</rect>')
+                light = cell.errors and cell.errors / cell.reads <= 0.3  # orange: dark ink reads better
+                labels.append(f'<text class="hv{" lt" if light else ""}" x="{x + w // 2}" y="{y + h // 2 + 4}">'
+                              f"{esc(cell.label)}</text>")
+        out.append(f'<g class="hc">{"".join(rects)}</g>')
+        for j, col in enumerate(self.cols):
+            x = x0 + j * w
+            labels.append(f'<text class="tick" x="{x + w // 2}" y="{y1 + 13}" text-anchor="middle">{esc(col)}</text>')
+            if col in self.marks and self.marks[col] in self.rows:
+                y = y0 + self.rows.index(self.marks[col]) * h
+                out.append(f'<line class="tol" x1="{x + 1}" x2="{x + w - 1}" y1="{y}" y2="{y}"/>')
+        out.append("".join(labels))
+        out.append(f'<text class="label" x="{x0 - 5}" y="{y1 + 28}" text-anchor="end">{esc(self.row_label)} ↓</text>'
+                   f'<text class="label" x="{(x0 + x1) // 2}" y="{y1 + 28}" text-anchor="middle">{esc(self.col_label)} →'
+                   "</text></svg>")
+        return "".join(out)
