@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from xml.etree import ElementTree as ET
 
 from ffbench import metrics
+from ffbench.errors import UsageError
 from ffbench.schema import CellKey, CellResult, RunResults
 
 
@@ -166,6 +167,18 @@ def _test(key: CellKey, cand: tuple[int, int], ref: tuple[int, int], paired, poi
 
 def compare(candidate: RunResults, baseline: RunResults | None, alpha: float = 0.05,
             max_glitch_rate: float | None = None) -> Verdict:
+    """Every test of the candidate against the baseline and/or the ceiling, Holm-corrected.
+
+    A run cut short by a stopping rule (``complete`` false) holds counts that depend on when it
+    stopped (a run stopped at its first error overstates its rate), so it takes part only in the
+    zero-tolerance rule, which stays exact: any error it holds is an error.
+    """
+    for run in (candidate, baseline):
+        if run is not None and not run.complete and not (run is candidate and baseline is None
+                                                         and max_glitch_rate == 0):
+            raise UsageError(f"{run.label or run.model} stopped early ({run.stop_reason}): its counts are not a "
+                             "sample of fixed size, so they cannot be compared; complete it (rerun without the "
+                             "stopping flags) or gate it with --max-glitch-rate 0 alone")
     by_key: dict[CellKey, list[CellResult]] = {}
     for c in baseline.results if baseline is not None else []:
         by_key.setdefault(c.key, []).append(c)

@@ -319,6 +319,8 @@ def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, few
                    "cells; complete it (rerun without the stopping flags) to record it")
     elif record:
         _record(results, revision, out, registry, strict=False)
+    if certify is not None and results.stop_reason != "certified":
+        raise FFBenchError(f"not certified: {results.stop_detail or results.stop_reason} (the run is kept in {out})")
 
 
 def _model_args(pairs) -> dict:
@@ -333,6 +335,9 @@ def _record(results, revision: str, run_dir: str, registry_path: str | None, str
     from ffbench.registry import Registry
 
     reg = Registry(registry_path)
+    if not results.complete:
+        raise FFBenchError(f"{run_dir!r} stopped early ({results.stop_reason}) and holds only part of its cells; "
+                           "complete it (rerun without the stopping flags) before recording it")
     try:
         run_id = reg.record(results, revision, run_dir)
     except FFBenchError as exc:

@@ -246,3 +246,24 @@ def test_registry_of_an_older_schema_is_migrated(tmp_path):
     reg = Registry(path)
     reg.record(load("ffbench/transformer-ref"), "shipped")
     assert reg.resolve("ffbench/transformer-ref@shipped").results[1].errors == 23_340
+
+
+def test_runs_cut_short_are_not_compared_recorded_or_called_certified(tmp_path, capsys):
+    stopped = tmp_path / "stopped"
+    code, _, err = run_main(capsys, "run", "--model", "ffbench/transformer-ref", "--suite", "dense", "--num", 60,
+                            "--stop-at-first-error", "--batch-size", 10, "--output-dir", stopped, "--registry",
+                            tmp_path / "reg.sqlite")
+    assert code == 0, err
+    res = load(str(stopped))
+    assert res.stop_reason == "first_error" and not res.complete
+    code, _, err = run_main(capsys, "check", "-c", stopped, "-b", "ffbench/transformer-ref")
+    assert code == 2 and "stopped early (first_error): its counts are not a sample of fixed size" in err
+    code, out, _ = run_main(capsys, "check", "-c", stopped, "--max-glitch-rate", 0)  # the exact rule still applies
+    assert code == 1 and "any error fails the cell" in out
+    code, _, err = run_main(capsys, "record", stopped, "--registry", tmp_path / "reg.sqlite")
+    assert code == 1 and "stopped early (first_error)" in err
+    assert not (tmp_path / "reg.sqlite").exists() or Registry(tmp_path / "reg.sqlite").runs() == []
+    # a certification that fails is a failed gate: exit 1, the run kept
+    code, out, err = run_main(capsys, "run", "--model", "ffbench/transformer-ref", "--suite", "dense", "--num", 40,
+                              "--certify", 1e-4, "--output-dir", tmp_path / "cert", "--no-record")
+    assert code == 1 and "ffbench: error: not certified:" in err and load(str(tmp_path / "cert")).stop_reason == "refuted"
