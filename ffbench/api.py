@@ -29,7 +29,8 @@ def evaluate(model: str, suite=None, data=None, lengths=None, p_ignore=None, num
              per_read: bool = False, model_args: dict | None = None, alphabet: int = 2, batch_size: int | None = None,
              max_batch_tokens: int | None = None, output_dir: str | None = None, base_url: str | None = None,
              api_key: str | None = None, progress: bool = False, rescore: bool = False, record: bool = False,
-             revision: str = "", registry: str | None = None, echo=None, stop_at_first_error: bool = False,
+             revision: str = "", registry: str | None = None, echo=None, executor: str = "local",
+             workers: int | None = None, ray_address: str | None = None, stop_at_first_error: bool = False,
              certify: float | None = None, max_cost: float | None = None, price_in: float | None = None,
              price_out: float | None = None) -> RunResults:
     """Score ``model`` (a ``provider/model`` spec) exactly as ``ffbench run`` does and return the results.
@@ -76,7 +77,7 @@ def evaluate(model: str, suite=None, data=None, lengths=None, p_ignore=None, num
         ref.options = {"base_url": base_url, "api_key": api_key, "cache_path": str(RunDir(out).request_cache),
                        "notify": echo or (lambda m: None)}
     results = runner.run(cfg, out, ref, progress=progress, echo=echo or (lambda m: None), rescore=rescore,
-                         control=control)
+                         control=control, executor=executor, workers=workers, ray_address=ray_address)
     if record and results.complete:
         from ffbench.registry import Registry
 

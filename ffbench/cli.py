@@ -271,11 +271,18 @@ def _csv(cast, name):
               help="Record the finished run in the registry.")
 @click.option("--rescore", is_flag=True, help="Discard what --output-dir holds (results of other data, weights or "
               "config) and score again. Without it such a directory is refused.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: score shards in this process; ray: on Ray actors, each holding one model (identical "
+                   "results; pip install 'ffbench[ray]').")
+@click.option("--workers", type=click.IntRange(min=1), metavar="N", help="Ray actors (default 2); each loads the "
+              "model once (one GPU each with --model-arg device=cuda).")
+@click.option("--ray-address", metavar="ADDR", help="An existing Ray cluster (e.g. ray://head:10001 or auto); "
+              "default: start a local Ray instance.")
 @_stopping_options
 @price_options
 def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, fewshot, per_read, model_args,
         base_url, api_key, batch_size, max_batch_tokens, alphabet, output_dir, progress, revision, registry, record,
-        rescore, stop_at_first_error, certify, max_cost, price_in, price_out):
+        rescore, executor, workers, ray_address, stop_at_first_error, certify, max_cost, price_in, price_out):
     """Measure a model's flip-flop read accuracy and glitch rate, with exact 95% intervals.
 
     Every read of every sequence is scored and kept (samples.parquet); dense scoring reads all
@@ -306,7 +313,8 @@ def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, few
                            max_batch_tokens=max_batch_tokens, output_dir=output_dir, base_url=base_url,
                            api_key=api_key, progress=show, rescore=rescore, echo=lambda m: click.echo(m, err=True),
                            stop_at_first_error=stop_at_first_error, certify=certify, max_cost=max_cost,
-                           price_in=price_in, price_out=price_out)
+                           price_in=price_in, price_out=price_out, executor=executor, workers=workers,
+                           ray_address=ray_address)
     out = results.label
     click.echo(summary.format_table(results.results))
     stopped = summary.format_stop(results)

@@ -133,13 +133,18 @@ def shard_size(length: int, batch_size: int | None) -> int:
 
 # ----------------------------------------------------------------------------- running
 def run(cfg: RunConfig, out_dir: str, model: ModelRef, progress: bool = True,
-        echo: Callable[[str], None] = print, rescore: bool = False, control: RunControl | None = None) -> RunResults:
+        echo: Callable[[str], None] = print, rescore: bool = False, control: RunControl | None = None,
+        executor: str = "local", workers: int | None = None, ray_address: str | None = None) -> RunResults:
     """Score every cell (resuming finished shards) and write the run directory; return the results.
 
     ``control`` (:mod:`ffbench.control`) may stop the run before every shard is scored; it is not part
-    of the run's identity, so a stopped run continues under other stopping flags.
+    of the run's identity, so a stopped run continues under other stopping flags. ``executor`` "ray"
+    scores shards on ``workers`` Ray actors (:mod:`ffbench.executors`); the results are identical.
     """
+    from ffbench import executors
+
     control = control or RunControl()
+    executors.check(executor, workers, control)
     p = plan(cfg)
     model.check(list(p.templates.values()), cfg.scorings)
     rd = RunDir(out_dir)
@@ -149,7 +154,8 @@ def run(cfg: RunConfig, out_dir: str, model: ModelRef, progress: bool = True,
     existed = rd.path.exists()
     with rd.lock():
         try:
-            return _run_locked(p, rd, model, fingerprint, progress, echo, rescore, control)
+            return _run_locked(p, rd, model, fingerprint, progress, echo, rescore, control,
+                               (executor, workers, ray_address))
         except BaseException:
             if not existed:
                 rd.remove_if_empty()  # failed before scoring anything: leave no directory behind
@@ -157,7 +163,8 @@ def run(cfg: RunConfig, out_dir: str, model: ModelRef, progress: bool = True,
 
 
 def _run_locked(p: Plan, rd: RunDir, model: ModelRef, fingerprint: dict | None, progress: bool,
-                echo: Callable[[str], None], rescore: bool, control: RunControl) -> RunResults:
+                echo: Callable[[str], None], rescore: bool, control: RunControl,
+                executor: tuple = ("local", None, None)) -> RunResults:
     cfg = p.config
     wanted = RunIdentity(cfg.as_dict(), p.data_hashes(), fingerprint or {})
     held = rd.identity()
@@ -180,8 +187,15 @@ def _run_locked(p: Plan, rd: RunDir, model: ModelRef, fingerprint: dict | None, 
     work = _pending(p, rd, ctl)
     backend = None
     if work or fingerprint is None:
-        echo(f"loading {model.spec} ...")
-        backend = model.load()
+        kind, workers, address = executor
+        if kind == "ray":
+            from ffbench.executors import RayPool
+
+            echo(f"loading {model.spec} on {workers or 2} Ray workers ...")
+            backend = RayPool(model, p.config.as_dict(), workers or 2, address)
+        else:
+            echo(f"loading {model.spec} ...")
+            backend = model.load()
     try:
         if fingerprint is None:  # only the loaded model (or the server) can say what it is
             fingerprint = backend.fingerprint()
@@ -194,8 +208,7 @@ def _run_locked(p: Plan, rd: RunDir, model: ModelRef, fingerprint: dict | None, 
                 done = _finished(rd, control, echo)
                 if done is not None:
                     return done
-        for cell, _ in work:
-            _check_context(backend, p, cell)
+        _check_contexts(backend, p, [cell for cell, _ in work])
         rd.start(wanted)
         _score(p, rd, backend, work, ctl, progress, echo)
     finally:
@@ -278,6 +291,10 @@ def _where(cell: Cell, start: int, stop: int) -> str:
 
 
 def _score(p: Plan, rd: RunDir, backend, work, ctl: Controller, progress: bool, echo=print) -> None:
+    from ffbench.executors import RayPool
+
+    if isinstance(backend, RayPool):
+        return _score_pool(p, rd, backend, work, ctl, progress, echo)
     total = sum(len(_starts(p, c)) for c in p.cells)
     max_new = getattr(p.config, "max_new_tokens", None)
     try:
@@ -318,6 +335,37 @@ def _score(p: Plan, rd: RunDir, backend, work, ctl: Controller, progress: bool, 
                           "same command to resume") from None
 
 
+def _score_pool(p: Plan, rd: RunDir, pool, work, ctl: Controller, progress: bool, echo=print) -> None:
+    """Shards on Ray actors, in the same order as locally; the driver writes each as it comes back."""
+    index = {cell: k for k, cell in enumerate(p.cells)}
+    shards = [(index[cell], start, _stop(p, cell, start)) for cell, todo in work for start in todo]
+    bar = None
+    if progress:
+        import sys
+
+        from tqdm import tqdm
+
+        bar = tqdm(total=sum(stop - start for _, start, stop in shards), desc=f"{len(pool.actors)} Ray workers",
+                   unit="seq", file=sys.stderr, dynamic_ncols=True)
+    try:
+        for (k, start, stop), table, usage in pool.imap(shards, go_on=lambda k: ctl.open(p.cell_id(p.cells[k]))):
+            cell = p.cells[k]
+            rd.write_shard(p.cell_id(cell), start, table, usage)
+            correct = table.column("correct").to_numpy()
+            ctl.observe(p.cell_id(cell), int(correct.size - correct.sum()), int(correct.size), stop - start, usage,
+                        _where(cell, start, stop))
+            if bar is not None:
+                bar.update(stop - start)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted: {rd.shard_count()} of {sum(len(_starts(p, c)) for c in p.cells)} shards are "
+                          f"kept in {rd.path}; rerun the same command to resume") from None
+    finally:
+        if bar is not None:
+            bar.close()
+    if ctl.stop is not None:
+        echo(f"stopping ({ctl.stop}): {ctl.stop_detail}")
+
+
 def _bar(progress: bool, cell: Cell, total: int, initial: int):
     if not progress:
         return None
@@ -329,7 +377,17 @@ def _bar(progress: bool, cell: Cell, total: int, initial: int):
     return tqdm(total=total, initial=initial, desc=desc, unit="seq", file=sys.stderr, dynamic_ncols=True)
 
 
-def _check_context(backend, p: Plan, cell: Cell) -> None:
+def _check_contexts(backend, p: Plan, cells: list[Cell]) -> None:
+    from ffbench.executors import RayPool
+
+    if isinstance(backend, RayPool):
+        backend.check_contexts([p.cells.index(cell) for cell in cells])
+        return
+    for cell in cells:
+        check_context(backend, p, cell)
+
+
+def check_context(backend, p: Plan, cell: Cell) -> None:
     limit = backend.context_length()
     if not limit:
         return
