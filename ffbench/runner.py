@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from ffbench import __version__, language, metrics, render
+from ffbench import __version__, language, metrics, prompting, render
 from ffbench.backends import ModelRef
 from ffbench.errors import FFBenchError, Interrupted, UsageError
 from ffbench.identity import RunIdentity
@@ -58,6 +58,13 @@ class RunConfig:
     alphabet: int = 2
     batch_size: int | None = None  # sequences per scoring call and per shard (default: ~32k tokens)
     base_url: str | None = None
+    # What a model receives and how long it may reply (ffbench.prompting); None = the default.
+    chat_template: str | None = None  # None: auto; "none"; or a Jinja file's absolute path
+    chat_template_sha256: str | None = None  # of that file's text, so an edited template is another run
+    system_prompt: str | None = None
+    max_new_tokens: int | None = None
+    reasoning_budget: int | None = None
+    reasoning_end: str | None = None  # None: </think>
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -119,6 +126,7 @@ def plan(cfg: RunConfig, store: SequenceStore | None = None) -> Plan:
             raise UsageError(f"unknown scoring {s!r} (use {' or '.join(SCORINGS)})")
     if cfg.batch_size is not None and cfg.batch_size <= 0:
         raise UsageError(f"--batch-size must be a positive integer, got {cfg.batch_size}")
+    prompting.check_options(cfg)
     store = store or SequenceStore()
     sources = plan_sources(cfg.suites, cfg.data, cfg.lengths, cfg.p_ignore, cfg.num, cfg.seed, cfg.alphabet, store)
     cells = [Cell(src, r, s, variant_of(cfg.as_dict(), s)) for src in sources for r in cfg.renders for s in cfg.scorings]
@@ -128,6 +136,16 @@ def plan(cfg: RunConfig, store: SequenceStore | None = None) -> Plan:
 
 def shard_size(length: int, batch_size: int | None) -> int:
     return batch_size or max(1, SHARD_TOKENS // length)
+
+
+def dry_run(cfg: RunConfig, model: ModelRef, prices=None):
+    """``ffbench run --dry-run``: what the run would send, counted without loading weights or making
+    a run directory (:mod:`ffbench.preflight`)."""
+    from ffbench import preflight
+
+    p = plan(cfg)
+    model.check(list(p.templates.values()), cfg.scorings)
+    return preflight.estimate(p, model, prices)
 
 
 # ----------------------------------------------------------------------------- running
@@ -276,7 +294,8 @@ def score_shard(backend, p: Plan, cell: Cell, start: int, stop: int):
     arr, reads, _ = p.store.get(cell.source)
     template = p.templates[cell.render]
     rendered = [render.render(arr[i], template, p.config.alphabet, p.demo) for i in range(start, stop)]
-    outcome = scoring.score(backend, rendered, template, cell.scoring, per_read=p.config.per_read)
+    outcome = scoring.score(backend, rendered, template, cell.scoring, per_read=p.config.per_read,
+                            options=prompting.PromptOptions.from_config(p.config))
     lo, hi = np.searchsorted(reads.seq_index, [start, stop])
     n = hi - lo
     target = reads.target[lo:hi]
