@@ -216,10 +216,9 @@ def _cell(cell, rendered, template, fmt: PromptFormat, options: PromptOptions, c
     base = dict(cell=cell.key.describe(), prompt=prompt, sequences=len(rendered), reads=reads, context=context)
     forced = shift(rendered, fmt)
     if uses_dense(dense_ok, cell.scoring, fmt.chat, per_read):
-        lengths = counter.lengths([r.text for r in forced])
+        lengths, undecided = _dense_pass(forced, counter, cell.scoring)
         est = CellEstimate(mode="dense", requests=len(rendered), prompt_tokens=sum(lengths), generation_budget=0,
                            longest=max(lengths, default=0), **base)
-        undecided = _structurally_undecided(forced, counter, cell.scoring)
         answer_tokens = counter.answer_tokens(choices)
         est.may_reask = counter.tokenizer is None or not cls.full_logprobs or (
             cell.scoring == "greedy" and max(answer_tokens, default=1) > 1)
@@ -257,27 +256,28 @@ def _add_reasked(est: CellEstimate, rendered, forced, reads: np.ndarray, templat
     est.longest = max(est.longest, max(lengths, default=0) + budget)
 
 
-def _structurally_undecided(forced, counter: _Counter, scoring: str) -> np.ndarray:
-    """Flat indices of reads the dense pass cannot decide whatever the model says: the answer does
-    not tokenize alone as in context, it is the very first token, or a rival answer is not one
-    token away from it (choice scoring). Needs the tokenizer; without one, none are predicted."""
+def _dense_pass(forced, counter: _Counter, scoring: str) -> tuple[list[int], np.ndarray]:
+    """Tokens of each sequence's dense pass, and the flat indices of reads that pass cannot decide
+    whatever the model says: the answer does not tokenize alone as in context, it is the very first
+    token, or a rival answer is not one token away from it (choice scoring). Without a tokenizer
+    the lengths are estimates and no such read is predicted."""
     if counter.tokenizer is None or not forced:
-        return np.zeros(0, dtype=np.int64)
+        return counter.lengths([r.text for r in forced]), np.zeros(0, dtype=np.int64)
     from ffbench.backends.base import UNKNOWN, align_spans
     from ffbench.backends.tokenized import choice_token_ids, dense_scores, encode
 
     cids = choice_token_ids(counter.tokenizer, forced[0].choices)
-    out, offset = [], 0
+    lengths, out, offset = [], [], 0
     for start in range(0, len(forced), CHUNK):
         chunk = forced[start : start + CHUNK]
         for (ids, offsets), r in zip(encode(counter.tokenizer, [r.text for r in chunk], offsets=True), chunk):
-            aligned = align_spans(offsets, r.spans)
-            scores = dense_scores(ids, aligned, cids, logprob_at=lambda p, t: (0.0, True),
+            lengths.append(len(ids))
+            scores = dense_scores(ids, align_spans(offsets, r.spans), cids, logprob_at=lambda p, t: (0.0, True),
                                   top_at=lambda p, ids=ids: ids[p + 1] if p + 1 < len(ids) else -1)
             unknown = np.isnan(scores.logprobs).any(axis=1) if scoring == "choice" else scores.greedy == UNKNOWN
             out.append(np.flatnonzero(unknown) + offset)
             offset += len(r.targets)
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+    return lengths, np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
 # ----------------------------------------------------------------------------- one prompt
