@@ -48,7 +48,7 @@ class Prices:
     output: float = 0.0
 
     @classmethod
-    def of(cls, price_in: float | None, price_out: float | None) -> "Prices | None":
+    def of(cls, price_in: float | None, price_out: float | None) -> Prices | None:
         if price_in is None and price_out is None:
             return None
         for name, value in (("--price-in", price_in), ("--price-out", price_out)):
@@ -132,7 +132,7 @@ class Preflight:
                               self.context, self.cost(), self.fits))
         widths = [max(len(h), *(len(r[k]) for r in rows)) for k, h in enumerate(head)]
         left = {0, 1, 2}
-        line = lambda r: "  ".join(v.ljust(w) if k in left else v.rjust(w)  # noqa: E731
+        line = lambda r: "  ".join(v.ljust(w) if k in left else v.rjust(w)
                                    for k, (v, w) in enumerate(zip(r, widths))).rstrip()
         out = [f"dry run of {self.model}: nothing loaded but its tokenizer, no run directory written",
                f"{how}; context {ctx}", "", line(head), line(["-" * w for w in widths])]

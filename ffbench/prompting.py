@@ -108,7 +108,7 @@ class PromptOptions:
     chat_template_sha256: str | None = None
 
     @classmethod
-    def from_config(cls, config) -> "PromptOptions":
+    def from_config(cls, config) -> PromptOptions:
         """The options of a run config (a RunConfig or its dict); missing fields take their defaults."""
         get = config.get if isinstance(config, dict) else lambda k, d=None: getattr(config, k, d)
         return cls(get("chat_template"), get("system_prompt"), get("max_new_tokens"), get("reasoning_budget"),
@@ -132,7 +132,7 @@ class PromptOptions:
             own = own.get("default")
         return own or None
 
-    def format(self, template: Template, tokenizer) -> "PromptFormat":
+    def format(self, template: Template, tokenizer) -> PromptFormat:
         """How this rendering reaches a model with this tokenizer (raw unless a chat template applies)."""
         source = self.template_source(tokenizer) if template.chat else None
         return PromptFormat(source, self.system_prompt, tokenizer) if source else PromptFormat()

@@ -16,8 +16,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ffbench.backends.base import (NO_CHOICE, UNKNOWN, Backend, Generation, ScoreRequest, SpanScores,
-                                   choice_from_continuation)
+from ffbench.backends.base import (
+    NO_CHOICE,
+    UNKNOWN,
+    Backend,
+    Generation,
+    ScoreRequest,
+    SpanScores,
+    choice_from_continuation,
+)
 from ffbench.errors import FFBenchError
 from ffbench.prompting import PromptFormat, PromptOptions, answer_after_reasoning, per_read_prompts, shift
 from ffbench.render import Rendered, Template

@@ -28,8 +28,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ffbench.backends.base import (Backend, Generation, ScoreRequest, SpanScores, align_spans, check_fits,
-                                   check_model_path)
+from ffbench.backends.base import (
+    Backend,
+    Generation,
+    ScoreRequest,
+    SpanScores,
+    align_spans,
+    check_fits,
+    check_model_path,
+)
 from ffbench.backends.hub import require_hub_model
 from ffbench.backends.tokenized import choice_token_ids, dense_scores, encode
 from ffbench.errors import FFBenchError
