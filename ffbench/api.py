@@ -7,6 +7,8 @@ reads a finished run; both return :class:`ffbench.schema.RunResults`, whose ``.c
     res.cells[["suite", "length", "reads", "errors", "glitch_rate", "ci_low", "ci_high"]]
     wrong = res.samples.query("not correct")
     ref = ffbench.load("ffbench/lstm-ref")        # or "runs/x", or "registry:MODEL@REV"
+
+``ffbench.api.preflight(...)`` is ``ffbench run --dry-run``: what a run would send, and cost.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ def evaluate(model: str, suite=None, data=None, lengths=None, p_ignore=None, num
              per_read: bool = False, model_args: dict | None = None, alphabet: int = 2, batch_size: int | None = None,
              max_batch_tokens: int | None = None, output_dir: str | None = None, base_url: str | None = None,
              api_key: str | None = None, progress: bool = False, rescore: bool = False, record: bool = False,
-             revision: str = "", registry: str | None = None, echo=None, executor: str = "local",
+             revision: str = "", registry: str | None = None, echo=None, chat_template: str | None = None,
+             system_prompt: str | None = None, max_new_tokens: int | None = None,
+             reasoning_budget: int | None = None, reasoning_end: str | None = None, executor: str = "local",
              workers: int | None = None, ray_address: str | None = None, stop_at_first_error: bool = False,
              certify: float | None = None, max_cost: float | None = None, price_in: float | None = None,
              price_out: float | None = None) -> RunResults:
@@ -38,24 +42,71 @@ def evaluate(model: str, suite=None, data=None, lengths=None, p_ignore=None, num
     Lists may be given as Python lists or comma-separated strings. The run directory
     (``output_dir``, default ``runs/<model>-<config hash>``) is resumable like the CLI's; nothing is
     recorded in the registry unless ``record=True`` (and never a run that a stopping rule cut short).
-    ``stop_at_first_error``, ``certify`` (EPS) and ``max_cost`` (USD, with ``price_in`` / ``price_out``
-    in USD per million tokens) stop the run early (:mod:`ffbench.control`); the result's
-    ``stop_reason`` and ``stop_detail`` say why.
+    ``chat_template`` (auto, none or a Jinja file), ``system_prompt``, ``max_new_tokens``,
+    ``reasoning_budget`` and ``reasoning_end`` are the run flags of the same names
+    (:mod:`ffbench.prompting`). ``stop_at_first_error``, ``certify`` (EPS) and ``max_cost`` (USD, with
+    ``price_in`` / ``price_out`` in USD per million tokens) stop the run early (:mod:`ffbench.control`);
+    the result's ``stop_reason`` and ``stop_detail`` say why. ``executor="ray"`` scores the shards on
+    ``workers`` Ray actors (:mod:`ffbench.executors`), with identical results.
     """
-    import os
-
-    from ffbench import backends, runner
+    from ffbench import runner
     from ffbench.control import RunControl
     from ffbench.cost import Prices
-    from ffbench.errors import UsageError
 
     control = RunControl(stop_at_first_error=bool(stop_at_first_error), certify=certify, max_cost=max_cost,
                          prices=Prices(price_in, price_out))
+    cfg, ref, out = _configure(model, suite, data, lengths, p_ignore, num, seed, render, scoring, fewshot, per_read,
+                               model_args, alphabet, batch_size, max_batch_tokens, output_dir, base_url, api_key,
+                               chat_template, system_prompt, max_new_tokens, reasoning_budget, reasoning_end, echo)
+    results = runner.run(cfg, out, ref, progress=progress, echo=echo or (lambda m: None), rescore=rescore,
+                         control=control, executor=executor, workers=workers, ray_address=ray_address)
+    if record and results.complete:
+        from ffbench.registry import Registry
+
+        Registry(registry).record(results, revision, out)
+    return results
+
+
+def preflight(model: str, suite=None, data=None, lengths=None, p_ignore=None, num: int | None = None,
+              seed: int | None = None, render="symbolic", scoring="choice", fewshot: bool = False,
+              per_read: bool = False, model_args: dict | None = None, alphabet: int = 2,
+              batch_size: int | None = None, max_batch_tokens: int | None = None, base_url: str | None = None,
+              chat_template: str | None = None, system_prompt: str | None = None, max_new_tokens: int | None = None,
+              reasoning_budget: int | None = None, reasoning_end: str | None = None,
+              price_in: float | None = None, price_out: float | None = None):
+    """What :func:`evaluate` with the same arguments would send (``ffbench run --dry-run``): requests,
+    prompt tokens, generation budget, longest prompt against the context and cost (prices in USD
+    per million tokens), per cell and in total. Loads a tokenizer at most; writes nothing.
+    Returns a :class:`ffbench.preflight.Preflight` (``str()`` of it is the printed table)."""
+    from ffbench import runner
+    from ffbench.cost import Prices
+
+    cfg, ref, _ = _configure(model, suite, data, lengths, p_ignore, num, seed, render, scoring, fewshot, per_read,
+                             model_args, alphabet, batch_size, max_batch_tokens, None, base_url, None, chat_template,
+                             system_prompt, max_new_tokens, reasoning_budget, reasoning_end, None)
+    return runner.dry_run(cfg, ref, Prices(price_in, price_out))
+
+
+def _configure(model, suite, data, lengths, p_ignore, num, seed, render, scoring, fewshot, per_read, model_args,
+               alphabet, batch_size, max_batch_tokens, output_dir, base_url, api_key, chat_template, system_prompt,
+               max_new_tokens, reasoning_budget, reasoning_end, echo):
+    """The run config, model reference and run directory of one call (usage errors raised here)."""
+    import os
+
+    from ffbench import backends, prompting, runner
+    from ffbench.errors import UsageError
+
     ref = backends.resolve(model, dict(model_args or {}))
     if max_batch_tokens:
         if ref.provider not in ("hf", "ffbench"):
             raise UsageError(f"--max-batch-tokens applies to hf/ and ffbench/ models, not {ref.provider}/")
         ref.args["max_batch_tokens"] = max_batch_tokens
+    template, template_sha = prompting.resolve_chat_template(chat_template)
+    if template not in (None, prompting.NONE) and not ref.cls.applies_chat_templates:
+        raise UsageError(f"--chat-template {chat_template} applies to models ffbench tokenizes (hf/, vllm/); "
+                         f"{ref.provider}/ models get the rendered text as it is")
+    if reasoning_end == prompting.DEFAULT_REASONING_END:
+        reasoning_end = None  # the default spelled out is the same run
     lengths = [int(x) for x in _list(lengths)]
     if ref.provider == "ffbench" and not lengths:
         from ffbench.backends.native import training_length
@@ -69,20 +120,17 @@ def evaluate(model: str, suite=None, data=None, lengths=None, p_ignore=None, num
                            data=[os.path.abspath(d) for d in _list(data)], lengths=lengths,
                            p_ignore=[float(x) for x in _list(p_ignore)], num=num, seed=seed, renders=_list(render),
                            scorings=_list(scoring), fewshot=fewshot, per_read=per_read, alphabet=alphabet,
-                           batch_size=batch_size, base_url=base_url if remote else None)
+                           batch_size=batch_size, base_url=base_url if remote else None,
+                           chat_template=template, chat_template_sha256=template_sha, system_prompt=system_prompt or None,
+                           max_new_tokens=max_new_tokens, reasoning_budget=reasoning_budget or None,
+                           reasoning_end=reasoning_end)
     out = output_dir or runner.default_output_dir(cfg)
     if remote:
         from ffbench.rundir import RunDir
 
         ref.options = {"base_url": base_url, "api_key": api_key, "cache_path": str(RunDir(out).request_cache),
                        "notify": echo or (lambda m: None)}
-    results = runner.run(cfg, out, ref, progress=progress, echo=echo or (lambda m: None), rescore=rescore,
-                         control=control, executor=executor, workers=workers, ray_address=ray_address)
-    if record and results.complete:
-        from ffbench.registry import Registry
-
-        Registry(registry).record(results, revision, out)
-    return results
+    return cfg, ref, out
 
 
 def load(ref: str, registry: str | None = None) -> RunResults:

@@ -164,6 +164,28 @@ def validate(file, alphabet):
 
 
 # ----------------------------------------------------------------------------- render
+def _prompt_options(f):
+    """Flags deciding the text a model receives and how long it may reply (run and render)."""
+    for option in reversed([
+        click.option("--chat-template", default="auto", show_default=True, metavar="auto|none|PATH",
+                     help="Chat renderings (chat, lightswitch_chat) reach hf/ and vllm/ models inside a chat "
+                          "template: auto = the tokenizer's own when it has one, none = raw text, PATH = this Jinja "
+                          "file. Other renderings are always raw text."),
+        click.option("--system-prompt", metavar="TEXT", help="System message before each chat rendering's text "
+                     "(in the chat template, or to a chat API)."),
+        click.option("--max-new-tokens", type=int, metavar="N", help="Tokens a greedy reply may take for its answer "
+                     "(default 32 for a question, the answer's length for a base model's continuation); a reply cut "
+                     "by it before naming an answer counts as truncated."),
+        click.option("--reasoning-budget", type=int, metavar="N", help="Further tokens a reasoning model may spend "
+                     "thinking before it answers (added to --max-new-tokens; chat APIs with a separate thinking "
+                     "budget get N)."),
+        click.option("--reasoning-end", metavar="MARKER", help="The marker that ends a reply's reasoning; the answer "
+                     "is read after it (default </think>; an API's separate reasoning field needs none)."),
+    ]):
+        f = option(f)
+    return f
+
+
 @cli.command()
 @click.option("--render", "rendering", default="symbolic", show_default=True, metavar="NAME",
               help="Rendering name (a template in prompts/) or path to a template .yaml.")
@@ -174,22 +196,37 @@ def validate(file, alphabet):
 @click.option("--row", type=int, default=0, show_default=True, metavar="K", help="Row of --data to render.")
 @click.option("--fewshot/--no-fewshot", default=False, show_default=True,
               help="Prepend the paper's length-16 demonstration, rendered the same way.")
-@click.option("--mark/--no-mark", default=True, show_default=True, help="Bracket every scored answer [like this].")
+@click.option("--mark/--no-mark", default=True, show_default=True,
+              help="Bracket every scored answer [like this] (not with --model, which prints the exact text).")
 @click.option("--list", "list_only", is_flag=True, help="List the available renderings and exit.")
-def render(rendering, length, p_ignore, seed, data, row, fewshot, mark, list_only):
+@click.option("--model", "-m", metavar="SPEC", help="Print the exact text this model receives (chat template, system "
+              "prompt and question included) and its token count; loads the tokenizer only.")
+@click.option("--scoring", type=click.Choice(["choice", "greedy"]), default="choice", show_default=True,
+              help="With --model: choice shows the dense pass over the whole sequence, greedy the final read's "
+                   "question.")
+@click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE", help="With --model: backend option "
+              "(revision=..., trust_remote_code=true, api=chat, ...).")
+@_prompt_options
+def render(rendering, length, p_ignore, seed, data, row, fewshot, mark, list_only, model, scoring, model_args,
+           chat_template, system_prompt, max_new_tokens, reasoning_budget, reasoning_end):
     """Show what a model reads: one sequence rendered, with every scored answer marked.
+
+    With --model, the exact text that model receives and its token count (counted with its own
+    tokenizer, BOS and chat template included; an estimate for API models).
 
     \b
     Examples:
       ffbench render --length 16 --render lightswitch
       ffbench render --render chat --fewshot
       ffbench render --data paper.parquet --row 3 --render symbolic_spaced
+      ffbench render --model hf/Qwen/Qwen2.5-0.5B-Instruct --render chat --scoring greedy
     """
     from ffbench import datafiles, language, render as rnd
 
     if list_only:
         for name in rnd.available():
-            click.echo(f"{name:16s} {rnd.load_template(name).description}")
+            template = rnd.load_template(name)
+            click.echo(f"{name:16s} {template.description}{' [chat]' if template.chat else ''}")
         return
     template = rnd.load_template(rendering)
     if data is not None:
@@ -202,11 +239,37 @@ def render(rendering, length, p_ignore, seed, data, row, fewshot, mark, list_onl
     out = rnd.render(seq, template, demo=rnd.demo_sequence() if fewshot else None)
     click.echo(f"# sequence: {language.to_strings(seq[None])[0]}")
     click.echo(f"# rendering {template.name!r}: {len(out.targets)} scored reads, answers {list(out.choices)}")
+    if model is not None:
+        _show_model_text(model, out, template, scoring, model_args, chat_template, system_prompt, max_new_tokens,
+                         reasoning_budget, reasoning_end)
+        return
     text = out.text
     if mark:
         for start, end in out.spans[::-1].tolist():
             text = text[:start] + "[" + text[start:end] + "]" + text[end:]
     click.echo(text)
+
+
+def _show_model_text(model, rendered, template, scoring, model_args, chat_template, system_prompt, max_new_tokens,
+                     reasoning_budget, reasoning_end) -> None:
+    from ffbench import backends, preflight, prompting
+
+    ref = backends.resolve(model, _model_args(model_args))
+    template_value, sha = prompting.resolve_chat_template(chat_template)
+    if template_value not in (None, prompting.NONE) and not ref.cls.applies_chat_templates:
+        raise UsageError(f"--chat-template {chat_template} applies to hf/ and vllm/ models")
+    options = prompting.PromptOptions(template_value, system_prompt or None, max_new_tokens, reasoning_budget,
+                                      reasoning_end, sha)
+    prompting.check_options(options)
+    ref.check([template], [scoring])
+    shown = preflight.show(ref, rendered, template, scoring, options)
+    count = f"{shown.tokens:,} tokens" if shown.exact else f"about {shown.tokens:,} tokens (estimate)"
+    click.echo(f"# {ref.spec} receives {shown.what}: {count}")
+    if system_prompt and not shown.text.count(system_prompt):
+        click.echo(f"# system message: {system_prompt}")
+    click.echo("# ---- exact text below this line ----")
+    click.echo(shown.text, nl=False)
+    click.echo("\n# ---- end ----")
 
 
 # ----------------------------------------------------------------------------- run
@@ -278,11 +341,17 @@ def _csv(cast, name):
               "model once (one GPU each with --model-arg device=cuda).")
 @click.option("--ray-address", metavar="ADDR", help="An existing Ray cluster (e.g. ray://head:10001 or auto); "
               "default: start a local Ray instance.")
+@_prompt_options
+@click.option("--dry-run", is_flag=True, help="Print, per cell and in total, the requests, prompt tokens (the model's "
+              "own tokenizer, chat template included; an estimate for API models), generation budget, longest prompt "
+              "against the context and cost (with --price-in/--price-out), then exit 0. Loads a tokenizer at most; "
+              "writes nothing.")
 @_stopping_options
 @price_options
 def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, fewshot, per_read, model_args,
         base_url, api_key, batch_size, max_batch_tokens, alphabet, output_dir, progress, revision, registry, record,
-        rescore, executor, workers, ray_address, stop_at_first_error, certify, max_cost, price_in, price_out):
+        rescore, executor, workers, ray_address, chat_template, system_prompt, max_new_tokens, reasoning_budget,
+        reasoning_end, dry_run, stop_at_first_error, certify, max_cost, price_in, price_out):
     """Measure a model's flip-flop read accuracy and glitch rate, with exact 95% intervals.
 
     Every read of every sequence is scored and kept (samples.parquet); dense scoring reads all
@@ -299,6 +368,8 @@ def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, few
       ffbench run --model hf/./my-checkpoint --data val_sparse.parquet --output-dir runs/mine
       ffbench run --model ffbench/transformer-mix --suite sparse --certify 1e-4
       ffbench run --model openai/my-model --suite in_dist --max-cost 2 --price-in 0.5 --price-out 1.5
+      ffbench run --model hf/Qwen/Qwen3-0.6B --render chat,lightswitch_chat --scoring greedy \\
+        --max-new-tokens 16 --reasoning-budget 2048 --length 64 --num 100 --dry-run
 
     --stop-at-first-error, --certify and --max-cost may stop the run before every sequence is scored
     (stop_reason in results.json and the summary say why); rerunning with the same flags returns the
@@ -306,15 +377,20 @@ def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, few
     """
     from ffbench import api, summary
 
+    common = dict(suite=list(suite), data=list(data), lengths=lengths, p_ignore=p_ignore, num=num, seed=seed,
+                  render=renders, scoring=scorings, fewshot=fewshot, per_read=per_read,
+                  model_args=_model_args(model_args), alphabet=alphabet, batch_size=batch_size,
+                  max_batch_tokens=max_batch_tokens, base_url=base_url, chat_template=chat_template,
+                  system_prompt=system_prompt, max_new_tokens=max_new_tokens, reasoning_budget=reasoning_budget,
+                  reasoning_end=reasoning_end)
+    if dry_run:
+        click.echo(str(api.preflight(model, price_in=price_in, price_out=price_out, **common)))
+        return
     show = progress if progress is not None else sys.stderr.isatty()
-    results = api.evaluate(model, suite=list(suite), data=list(data), lengths=lengths, p_ignore=p_ignore, num=num,
-                           seed=seed, render=renders, scoring=scorings, fewshot=fewshot, per_read=per_read,
-                           model_args=_model_args(model_args), alphabet=alphabet, batch_size=batch_size,
-                           max_batch_tokens=max_batch_tokens, output_dir=output_dir, base_url=base_url,
-                           api_key=api_key, progress=show, rescore=rescore, echo=lambda m: click.echo(m, err=True),
-                           stop_at_first_error=stop_at_first_error, certify=certify, max_cost=max_cost,
-                           price_in=price_in, price_out=price_out, executor=executor, workers=workers,
-                           ray_address=ray_address)
+    results = api.evaluate(model, output_dir=output_dir, api_key=api_key, progress=show, rescore=rescore,
+                           echo=lambda m: click.echo(m, err=True), stop_at_first_error=stop_at_first_error,
+                           certify=certify, max_cost=max_cost, price_in=price_in, price_out=price_out,
+                           executor=executor, workers=workers, ray_address=ray_address, **common)
     out = results.label
     click.echo(summary.format_table(results.results))
     stopped = summary.format_stop(results)

@@ -5,17 +5,9 @@ The prices are defined here once, for every command that needs them: the run's `
 budget, the ``cost`` figure of results.json and the dry run's estimate. A price that is not
 given counts as zero (a local model priced by its input tokens only, say).
 
-Estimates follow the requests :func:`ffbench.scoring.score` sends for a shard before any
-fallback: one request per sequence when the backend scores densely (the whole text; API backends
-ask for one generated token with it), otherwise, per read, one pass over its prompt for a local
-engine or one request per answer for an API server (choice), or one generation with its budget
-(greedy). Local engines asked for answers of several tokens pass over each prompt once per answer,
-which the estimate does not count. Prompt tokens are counted with the model's own
-tokenizer when the backend has one (``Backend.count_tokens``); API backends cannot count, so their
-prompts are estimated at one token per character, exact for character-level tokenizers and an
-overestimate for BPE vocabularies on ffbench's ASCII renderings (chat formatting a server adds is
-not included). Reads the dense pass cannot decide are re-asked one by one and are not in the
-estimate; what they really cost is counted from the backend's usage afterwards.
+Estimates of what a unit of work will send (:class:`TokenEstimate`) are counted by
+:class:`ffbench.preflight.Estimator`, the dry run's own counting, so ``--dry-run`` and ``--max-cost``
+can never disagree about a shard.
 """
 
 from __future__ import annotations
@@ -83,36 +75,3 @@ class TokenEstimate:
         how = "" if self.counted else " (estimated at one per character)"
         return (f"{self.requests:,} request{'' if self.requests == 1 else 's'}, {self.prompt_tokens:,} prompt tokens"
                 f"{how}, up to {self.completion_tokens:,} completion tokens")
-
-
-def estimate_requests(backend, rendered: list, template, scoring: str, per_read: bool = False,
-                      max_new_tokens: int | None = None) -> TokenEstimate:
-    """Tokens the scorer will send for these rendered sequences (see the module docstring)."""
-    counter = _counter(backend)
-    counted = counter is not None
-    count = counter or len
-    if backend.supports_dense and not per_read:
-        # local engines run one forward pass and generate nothing; API echo requests ask for one token
-        return TokenEstimate(len(rendered), sum(count(r.text) for r in rendered), 0 if counted else len(rendered),
-                             counted)
-    prompts = [r.prompt(k) for r in rendered for k in range(len(r.targets))]
-    choices = rendered[0].choices if rendered else ()
-    if scoring == "choice":
-        # local engines read every single-token answer from one pass over the prompt; API servers
-        # are asked once per answer, with the answer appended (and may generate one token)
-        texts = prompts if counted else [p + c for p in prompts for c in choices]
-        return TokenEstimate(len(texts), sum(count(t) for t in texts), 0 if counted else len(texts), counted)
-    chatty = bool(template.ask) or backend.is_chat
-    asked = [p + template.ask for p in prompts] if chatty else prompts
-    budget = (max_new_tokens or 32) if chatty else max((len(c) for c in choices), default=1)
-    return TokenEstimate(len(asked), sum(count(t) for t in asked), budget * len(asked), counted)
-
-
-def _counter(backend):
-    """The backend's token counter, or None when it cannot count (API models)."""
-    try:
-        if backend.count_tokens("w0r0") is None:
-            return None
-    except (NotImplementedError, AttributeError):
-        return None
-    return backend.count_tokens

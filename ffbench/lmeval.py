@@ -375,7 +375,8 @@ TASKS: tuple[TaskSpec, ...] = (
              "spaced symbols (w 0 i 1 r 0); variant for tokenizers that merge a letter with a digit"),
     TaskSpec("fflm_symbolic_gen", "chat", True,
              "the rules of the game, then the spaced sequence, then a question (ffbench's chat rendering)"),
-    TaskSpec("fflm_lightswitch_gen", "lightswitch", True, "the light-switch sentences, continued by the model"),
+    TaskSpec("fflm_lightswitch_gen", "lightswitch_chat", True,
+             "the light-switch game as an instruction, then the story, then a question (ffbench's lightswitch_chat)"),
 )
 
 

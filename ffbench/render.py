@@ -11,7 +11,8 @@ Template fields (see ``prompts/lightswitch.yaml`` for a commented example):
 ``separator`` between instructions; ``prefix`` / ``suffix`` around the whole text;
 ``demo_separator`` between a few-shot demonstration and the sequence; ``ask``: text a generation
 backend appends to a prompt that ends just before an answer; ``answer_pattern``: a regex whose
-first group extracts the answer from a generation.
+first group extracts the answer from a generation; ``chat`` (true/false): the text is an
+instruction for a chat model, so a local model's chat template wraps it (``--chat-template``).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class Template:
     demo_separator: str = "\n"
     ask: str = ""
     answer_pattern: str = ""
+    chat: bool = False  # an instruction for chat models: local models read it inside their chat template
 
     def max_alphabet(self) -> int:
         sizes = [len(f) for f in (self.write, self.ignore, self.answers) if isinstance(f, tuple)]
@@ -62,7 +64,10 @@ class Template:
             return None
         found = (match.group(1) if match.groups() else match.group(0)).strip()
         stripped = [c.strip() for c in self.choices(alphabet)]
-        return stripped.index(found) if found in stripped else None
+        if found in stripped:
+            return stripped.index(found)
+        folded = [c.casefold() for c in stripped]  # "Off" names the answer "off" when no other answer folds alike
+        return folded.index(found.casefold()) if folded.count(found.casefold()) == 1 else None
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,11 @@ def _template_from_dict(raw, path: Path) -> Template:
         raise UsageError(f"{where}: missing field(s) {', '.join(sorted(missing))}")
     values = {}
     for k, v in raw.items():
+        if k == "chat":
+            if not isinstance(v, bool):
+                raise UsageError(f"{where}: field 'chat' must be true or false, got {v!r}")
+            values[k] = v
+            continue
         v = tuple(v) if isinstance(v, list) else v
         if not (isinstance(v, str) or (isinstance(v, tuple) and v and all(isinstance(x, str) for x in v))):
             raise UsageError(f"{where}: field {k!r} must be a string or a list of strings, got {v!r}")

@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from ffbench import __version__, cost, language, metrics, render
+from ffbench import __version__, metrics, prompting, render
 from ffbench.backends import ModelRef
 from ffbench.control import Controller, RunControl, certify_entry, explain, run_reason
 from ffbench.errors import FFBenchError, Interrupted, UsageError
@@ -59,6 +59,13 @@ class RunConfig:
     alphabet: int = 2
     batch_size: int | None = None  # sequences per scoring call and per shard (default: ~32k tokens)
     base_url: str | None = None
+    # What a model receives and how long it may reply (ffbench.prompting); None = the default.
+    chat_template: str | None = None  # None: auto; "none"; or a Jinja file's absolute path
+    chat_template_sha256: str | None = None  # of that file's text, so an edited template is another run
+    system_prompt: str | None = None
+    max_new_tokens: int | None = None
+    reasoning_budget: int | None = None
+    reasoning_end: str | None = None  # None: </think>
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -120,6 +127,7 @@ def plan(cfg: RunConfig, store: SequenceStore | None = None) -> Plan:
             raise UsageError(f"unknown scoring {s!r} (use {' or '.join(SCORINGS)})")
     if cfg.batch_size is not None and cfg.batch_size <= 0:
         raise UsageError(f"--batch-size must be a positive integer, got {cfg.batch_size}")
+    prompting.check_options(cfg)
     store = store or SequenceStore()
     sources = plan_sources(cfg.suites, cfg.data, cfg.lengths, cfg.p_ignore, cfg.num, cfg.seed, cfg.alphabet, store)
     cells = [Cell(src, r, s, variant_of(cfg.as_dict(), s)) for src in sources for r in cfg.renders for s in cfg.scorings]
@@ -129,6 +137,16 @@ def plan(cfg: RunConfig, store: SequenceStore | None = None) -> Plan:
 
 def shard_size(length: int, batch_size: int | None) -> int:
     return batch_size or max(1, SHARD_TOKENS // length)
+
+
+def dry_run(cfg: RunConfig, model: ModelRef, prices=None):
+    """``ffbench run --dry-run``: what the run would send, counted without loading weights or making
+    a run directory (:mod:`ffbench.preflight`)."""
+    from ffbench import preflight
+
+    p = plan(cfg)
+    model.check(list(p.templates.values()), cfg.scorings)
+    return preflight.estimate(p, model, prices)
 
 
 # ----------------------------------------------------------------------------- running
@@ -210,7 +228,12 @@ def _run_locked(p: Plan, rd: RunDir, model: ModelRef, fingerprint: dict | None, 
                     return done
         _check_contexts(backend, p, [cell for cell, _ in work])
         rd.start(wanted)
-        _score(p, rd, backend, work, ctl, progress, echo)
+        estimator = None
+        if control.max_cost is not None:
+            from ffbench.preflight import Estimator
+
+            estimator = Estimator(p, model)  # the dry run's own counting, before every shard
+        _score(p, rd, backend, work, ctl, progress, echo, estimator)
     finally:
         if backend is not None:
             backend.close()
@@ -290,13 +313,13 @@ def _where(cell: Cell, start: int, stop: int) -> str:
     return f"{cell.key.describe()}, sequences {start}-{stop - 1}"
 
 
-def _score(p: Plan, rd: RunDir, backend, work, ctl: Controller, progress: bool, echo=print) -> None:
+def _score(p: Plan, rd: RunDir, backend, work, ctl: Controller, progress: bool, echo=print,
+           estimator=None) -> None:
     from ffbench.executors import RayPool
 
     if isinstance(backend, RayPool):
         return _score_pool(p, rd, backend, work, ctl, progress, echo)
     total = sum(len(_starts(p, c)) for c in p.cells)
-    max_new = getattr(p.config, "max_new_tokens", None)
     try:
         for cell, todo in work:
             arr = p.store.sequences(cell.source)
@@ -308,9 +331,8 @@ def _score(p: Plan, rd: RunDir, backend, work, ctl: Controller, progress: bool, 
                 if not ctl.open(cid):
                     break
                 stop = min(start + size, arr.shape[0])
-                if ctl.control.max_cost is not None:
-                    estimate = cost.estimate_requests(backend, _rendered(p, cell, start, stop), p.templates[cell.render],
-                                                      cell.scoring, p.config.per_read, max_new)
+                if estimator is not None:
+                    estimate = estimator.shard(cell, _rendered(p, cell, start, stop))
                     if not ctl.afford(estimate, _where(cell, start, stop)):
                         break
                 before = backend.usage.as_dict()
@@ -409,7 +431,8 @@ def score_shard(backend, p: Plan, cell: Cell, start: int, stop: int):
     _, reads, _ = p.store.get(cell.source)
     template = p.templates[cell.render]
     rendered = _rendered(p, cell, start, stop)
-    outcome = scoring.score(backend, rendered, template, cell.scoring, per_read=p.config.per_read)
+    outcome = scoring.score(backend, rendered, template, cell.scoring, per_read=p.config.per_read,
+                            options=prompting.PromptOptions.from_config(p.config))
     lo, hi = np.searchsorted(reads.seq_index, [start, stop])
     n = hi - lo
     target = reads.target[lo:hi]

@@ -2,9 +2,12 @@
 
 ``choice``: a read is right when the target answer has strictly the higher log-probability of the
 answers (a tie is an error). ``greedy``: the model's own greedy continuation must be the target; a
-continuation that names no answer counts as an error and as ``invalid``, never dropped.
+continuation that names no answer counts as an error and as ``invalid``, never dropped, and one
+cut by the token budget before it named an answer is also ``truncated``.
 
-Dense first, per read where the dense pass cannot decide: every read gets an exact verdict.
+Dense first, per read where the dense pass cannot decide: every read gets an exact verdict. What
+the model said for a greedy read is kept (``output``): its reply, or for a read decided by the
+dense pass, its greedy continuation up to where it named an answer or left every answer.
 """
 
 from __future__ import annotations
@@ -13,8 +16,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ffbench.backends.base import NO_CHOICE, UNKNOWN, Backend, ScoreRequest, choice_from_continuation
+from ffbench.backends.base import (
+    NO_CHOICE,
+    UNKNOWN,
+    Backend,
+    Generation,
+    ScoreRequest,
+    SpanScores,
+    choice_from_continuation,
+)
 from ffbench.errors import FFBenchError
+from ffbench.prompting import PromptFormat, PromptOptions, answer_after_reasoning, per_read_prompts, shift
 from ffbench.render import Rendered, Template
 from ffbench.rules import choice_prediction
 
@@ -29,7 +41,7 @@ class Outcome:
     invalid: np.ndarray  # bool
     margin: np.ndarray  # log p(target) - max log p(other); NaN when unknown
     per_read: np.ndarray  # bool: decided by a per-read request rather than the dense pass
-    output: list  # the model's generated text for reads scored by generation, else None
+    output: list  # greedy scoring: what the model said (its reply, or its continuation in the dense pass)
     truncated: np.ndarray  # bool: the reply hit the token budget before naming an answer
 
 
@@ -57,19 +69,25 @@ def decide_choice(logprobs: np.ndarray, bound: np.ndarray, targets: np.ndarray):
 
 
 def score(backend: Backend, rendered: list[Rendered], template: Template, scoring: str,
-          per_read: bool = False) -> Outcome:
+          per_read: bool = False, options: PromptOptions | None = None) -> Outcome:
+    """Score every read of ``rendered``; ``options`` says how prompts are formatted (chat template,
+    system prompt) and how long replies may be (see :mod:`ffbench.prompting`)."""
     if scoring not in SCORINGS:
         raise FFBenchError(f"unknown scoring {scoring!r} (use choice or greedy)")
     if scoring == "choice" and backend.is_chat:
         raise FFBenchError(f"{backend.provider}/{backend.model} is a chat model: log-probabilities of answers are "
                            "not available, use --scoring greedy")
+    options = options or PromptOptions()
+    fmt = options.format(template, backend.chat_tokenizer())
+    forced = shift(rendered, fmt)  # teacher forcing: the conversation holding the whole sequence
     targets = np.concatenate([r.targets for r in rendered]) if rendered else np.zeros(0, np.int64)
     n = targets.size
     pred = np.full(n, UNKNOWN, dtype=np.int64)
     margin = np.full(n, np.nan)
-    dense = backend.supports_dense and not per_read
-    if dense:
-        results = backend.score_dense([ScoreRequest(r.text, r.spans, r.choices) for r in rendered])
+    output: list = [None] * n
+    truncated = np.zeros(n, dtype=bool)
+    if uses_dense(backend.supports_dense, scoring, fmt.chat, per_read):
+        results = backend.score_dense([ScoreRequest(r.text, r.spans, r.choices) for r in forced])
         logprobs = np.concatenate([s.logprobs for s in results])
         bound = np.concatenate([s.bound for s in results])
         if scoring == "choice":
@@ -78,23 +96,22 @@ def score(backend: Backend, rendered: list[Rendered], template: Template, scorin
             pred = np.concatenate([s.greedy for s in results])
             if not bound.any():
                 _, margin = decide_choice(logprobs, bound, targets)
+            output = _dense_outputs(results, pred, rendered[0].choices if rendered else ())
     todo = np.flatnonzero(pred == UNKNOWN)
-    output: list = [None] * n
-    truncated = np.zeros(n, dtype=bool)
     if todo.size:
-        prompts = _prompts(rendered, todo)
         choices = rendered[0].choices
         if scoring == "choice":
-            lp = backend.score_per_read(prompts, choices)
+            lp = backend.score_per_read(per_read_prompts(forced, todo), choices)
             p, m = decide_choice(lp, np.zeros_like(lp, dtype=bool), targets[todo])
             pred[todo], margin[todo] = p, m
         else:
-            asked = [p + template.ask for p in prompts] if (template.ask or backend.is_chat) else prompts
-            max_new = 32 if (template.ask or backend.is_chat) else max(len(c) for c in choices)
-            for j, reply in zip(todo.tolist(), backend.generate(asked, max_new)):
-                pred[j] = _parse(reply.text, template, choices, backend.is_chat or bool(template.ask))
+            asking = is_asking(template, backend.is_chat, fmt.chat)
+            asked = questions(rendered, todo, template, fmt, asking)
+            backend.system_prompt, backend.reasoning_budget = options.system_prompt, options.reasoning_budget
+            opened = bool(asked) and fmt.reasoning_opened(asked[0], options.end_marker)
+            for j, reply in zip(todo.tolist(), backend.generate(asked, options.budget(choices, asking))):
+                pred[j], truncated[j] = interpret(reply, template, choices, asking, options.end_marker, opened)
                 output[j] = reply.text
-                truncated[j] = reply.truncated and pred[j] == NO_CHOICE
     if (pred == UNKNOWN).any():
         raise FFBenchError("internal error: a read was left undecided")  # never silently dropped
     per_read_mask = np.zeros(n, dtype=bool)
@@ -102,16 +119,48 @@ def score(backend: Backend, rendered: list[Rendered], template: Template, scorin
     return Outcome(np.where(pred == NO_CHOICE, -1, pred), pred == NO_CHOICE, margin, per_read_mask, output, truncated)
 
 
-def _parse(text: str, template: Template, choices: tuple[str, ...], chat: bool) -> int:
-    if chat:
-        value = template.parse_answer(text, len(choices))
-        return NO_CHOICE if value is None else value
-    return choice_from_continuation(text, choices)
+def uses_dense(supports_dense: bool, scoring: str, templated: bool, per_read: bool) -> bool:
+    """Whether a cell starts with one teacher-forced pass per sequence. Greedy scoring of a templated
+    chat rendering asks every read as a question instead: a chat model answers in its own turn."""
+    return supports_dense and not per_read and not (scoring == "greedy" and templated)
 
 
-def _prompts(rendered: list[Rendered], reads: np.ndarray) -> list[str]:
-    """Per-read prompts (text up to the answer) for flat read indices."""
-    counts = np.array([len(r.targets) for r in rendered])
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    seq = np.searchsorted(starts, reads, side="right") - 1
-    return [rendered[s].prompt(int(j - starts[s])) for s, j in zip(seq, reads)]
+def is_asking(template: Template, is_chat: bool, templated: bool) -> bool:
+    """Whether a read's generation prompt is a question (the rendering's ``ask`` appended, the reply
+    parsed for an answer anywhere) rather than a base model's continuation matched at its start."""
+    return bool(template.ask) or is_chat or templated
+
+
+def questions(rendered: list[Rendered], reads: np.ndarray, template: Template, fmt: PromptFormat,
+              asking: bool) -> list[str]:
+    """The generation prompt of each read, as the backend receives it."""
+    prompts = per_read_prompts(rendered, reads)
+    if asking:
+        prompts = [p + template.ask for p in prompts]
+    return [fmt.question(p) for p in prompts] if fmt.chat else prompts
+
+
+def interpret(reply: Generation, template: Template, choices: tuple[str, ...], asking: bool, end_marker: str,
+              opened: bool = False) -> tuple[int, bool]:
+    """(choice index or NO_CHOICE, truncated) of one generated reply.
+
+    A question's reply is read after its reasoning (:func:`answer_after_reasoning`) and parsed with
+    the rendering's answer pattern; it is truncated when it hit the token budget without naming an
+    answer. A continuation must start with an answer; it is truncated only when the budget cut it
+    while it was still the beginning of one.
+    """
+    if not asking:
+        value = choice_from_continuation(reply.text, choices)
+        cut = value == NO_CHOICE and reply.truncated and any(c.startswith(reply.text) for c in choices)
+        return value, cut
+    answer = reply.text if reply.reasoning is not None else answer_after_reasoning(reply.text, end_marker, opened)
+    value = None if answer is None else template.parse_answer(answer, len(choices))
+    value = NO_CHOICE if value is None else value
+    return value, value == NO_CHOICE and reply.truncated
+
+
+def _dense_outputs(results: list[SpanScores], pred: np.ndarray, choices: tuple[str, ...]) -> list:
+    """What each read's greedy continuation said in the dense pass: the backend's decoded text, else
+    the answer it named (None where neither is known; re-asked reads get their reply later)."""
+    texts = [t for s in results for t in (s.text if s.text is not None else [None] * len(s.greedy))]
+    return [t if t is not None else (choices[p] if p >= 0 else None) for t, p in zip(texts, pred.tolist())]

@@ -235,14 +235,20 @@ def test_cli_says_why_it_stopped_and_does_not_record_a_partial_run(tmp_path, cap
 def test_hf_shard_estimate_is_the_prompt_tokens_the_backend_sends(tiny_llama, scoring, per_read):
     """The --max-cost estimate of a shard against the usage hf/ reports for it (a Llama tokenizer
     that adds BOS): prompt tokens equal, completion tokens within the generation budget."""
-    from ffbench import cost
+    from ffbench import runner
     from ffbench import scoring as scorer
+    from ffbench.backends import resolve
+    from ffbench.preflight import Estimator
 
-    backend = load_backend(f"hf/{tiny_llama}", {"dtype": "float32", "device": "cpu"})
-    template = render.load_template("symbolic")
-    arr = language.sample(language.FFL.from_p_ignore(0.5, 24), 6, 3)
-    rendered = [render.render(q, template) for q in arr]
-    estimate = cost.estimate_requests(backend, rendered, template, scoring, per_read)
+    args = {"dtype": "float32", "device": "cpu"}
+    backend = load_backend(f"hf/{tiny_llama}", args)
+    cfg = runner.RunConfig(model=f"hf/{tiny_llama}", model_args=args, p_ignore=[0.5], lengths=[24], num=6, seed=3,
+                           scorings=[scoring], per_read=per_read)
+    p = runner.plan(cfg)
+    cell = p.cells[0]
+    template = p.templates[cell.render]
+    rendered = [render.render(q, template) for q in p.store.sequences(cell.source)]
+    estimate = Estimator(p, resolve(cfg.model, args)).shard(cell, rendered)
     scorer.score(backend, rendered, template, scoring, per_read=per_read)
     assert estimate.counted and backend.usage.prompt_tokens == estimate.prompt_tokens > 0
     assert backend.usage.requests == estimate.requests

@@ -42,7 +42,7 @@ META = {"lengths": [16, 32], "p_ignore": [0.8, 0.1], "num_sequences": 6, "seed":
 CELLS = [(16, 0.8), (16, 0.1), (32, 0.8), (32, 0.1)]
 CHOICE_TASKS = {"fflm_symbolic": "symbolic", "fflm_lightswitch": "lightswitch",
                 "fflm_symbolic_spaced": "symbolic_spaced"}
-GEN_TASKS = {"fflm_symbolic_gen": "chat", "fflm_lightswitch_gen": "lightswitch"}
+GEN_TASKS = {"fflm_symbolic_gen": "chat", "fflm_lightswitch_gen": "lightswitch_chat"}
 GROUP_TASKS = ["fflm_symbolic", "fflm_lightswitch"]  # the default group: log-likelihood only
 PER_CELL_KEYS = ["acc_T16", "acc_T32", "acc_p0.8", "acc_p0.1"]
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}

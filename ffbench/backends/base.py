@@ -11,7 +11,14 @@ stand, and the answer strings ("choices"), and return log-probabilities or gener
 * ``score_per_read(prompts, choices)``: the log-probability of each choice after each prompt.
 * ``generate(prompts, max_new_tokens)``: greedy continuations (chat backends wrap the prompt), each
   a :class:`Generation` that says whether the reply was cut by the token budget and carries any
-  reasoning the API returned apart from the reply.
+  reasoning the API returned apart from the reply. ``max_new_tokens`` is the whole budget of a
+  reply, reasoning included; a chat API whose reasoning has its own budget reads the part of it
+  set aside for reasoning from :attr:`Backend.reasoning_budget`, and sends
+  :attr:`Backend.system_prompt` as the system message (:meth:`Backend.messages`).
+
+Local backends that tokenize (``hf``, ``vllm``) also give their tokenizer (:meth:`Backend.chat_tokenizer`
+once loaded, :meth:`Backend.load_tokenizer` before, without weights): the scorer applies its chat
+template to chat renderings (:mod:`ffbench.prompting`), and dry runs count tokens with it.
 
 Token accounting (``usage``) lets benchmarks compare tokens processed per read.
 """
@@ -40,6 +47,9 @@ class SpanScores:
     logprobs: np.ndarray  # (n, n_choices); NaN where unknown
     greedy: np.ndarray  # (n,) choice index of the greedy continuation, NO_CHOICE or UNKNOWN
     bound: np.ndarray | None = None  # (n, n_choices) True where logprobs holds only an upper bound
+    # (n,) the greedy continuation's text, up to the token where it named an answer or left every
+    # answer (None where not decoded); what a read decided by the dense pass "said"
+    text: list | None = None
 
     def __post_init__(self) -> None:
         if self.bound is None:
@@ -92,6 +102,12 @@ class Backend:
     # Remote providers: the environment variables their ``base_url`` and ``api_key`` default to. Such a
     # backend also receives ``cache_path``, the run directory's response cache.
     connection_env: dict[str, str] = {}
+    applies_chat_templates = False  # the backend tokenizes prompts itself, so ffbench applies chat templates
+    full_logprobs = True  # the dense pass sees every answer's log-probability (False: a top-k, some reads re-asked)
+    # Set by the scorer before generate(): the run's system prompt, and how many tokens of the
+    # max_new_tokens it passes are set aside for reasoning (None: no reasoning budget given).
+    system_prompt: str | None = None
+    reasoning_budget: int | None = None
 
     def __init__(self, model: str):
         self.model = model
@@ -120,6 +136,29 @@ class Backend:
         """Peak bytes one sequence of ``tokens`` tokens needs in one forward pass (None: unknown)."""
         return None
 
+    @classmethod
+    def load_tokenizer(cls, model: str, args: dict):
+        """The model's own tokenizer, loaded without weights (dry runs, ``ffbench render --model``),
+        or None when the backend does not tokenize on this side (API models)."""
+        return None
+
+    @classmethod
+    def context_before_load(cls, model: str, args: dict) -> int | None:
+        """What :meth:`context_length` will say, read without loading weights (None: unknown)."""
+        return None
+
+    @classmethod
+    def per_read_cost(cls, prompt_tokens: int, choice_tokens: tuple[int, ...]) -> tuple[int, int]:
+        """(requests, prompt tokens) that :meth:`score_per_read` sends for one read whose prompt has
+        ``prompt_tokens`` tokens: by default one request per answer, the prompt followed by it."""
+        return len(choice_tokens), len(choice_tokens) * prompt_tokens + sum(choice_tokens)
+
+    @classmethod
+    def serving(cls, model: str, args: dict) -> tuple[bool, bool]:
+        """(dense, chat) before loading: whether the loaded backend will score by dense passes and
+        whether it is a chat API; providers whose answer depends on model args override this."""
+        return cls.supports_dense, cls.is_chat
+
     # ------------------------------------------------------------------ loaded
     def fingerprint(self) -> dict:
         """The loaded model's fingerprint, asked only when :meth:`fingerprint_before_load` could not
@@ -135,6 +174,16 @@ class Backend:
     def count_tokens(self, text: str) -> int | None:
         """Tokens of ``text`` as this model reads it, or None when the backend cannot tell."""
         return None
+
+    def chat_tokenizer(self):
+        """The Hugging Face tokenizer whose chat template and special tokens format this model's
+        prompts, or None (the backend sends raw text, or a server applies its own template)."""
+        return None
+
+    def messages(self, prompt: str) -> list[dict]:
+        """A chat API's messages for one prompt: the run's system prompt (if any), then the prompt."""
+        system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        return system + [{"role": "user", "content": prompt}]
 
     def score_dense(self, requests: list[ScoreRequest]) -> list[SpanScores]:
         raise NotImplementedError(f"{self.provider} backend has no dense scoring")
@@ -185,6 +234,18 @@ def align_spans(offsets: np.ndarray, spans: np.ndarray) -> np.ndarray:
     out = np.stack([idx[a_c], idx[b_c] + 1], axis=1)
     out[~ok] = -1
     return out
+
+
+def check_fits(model: str, tokens: int, limit: int | None, new_tokens: int = 0) -> None:
+    """Refuse a prompt of ``tokens`` tokens (plus ``new_tokens`` to generate) that exceeds the
+    context ``limit``, in one line: ffbench never truncates a prompt."""
+    if limit and tokens + new_tokens > limit:
+        from ffbench.errors import FFBenchError
+
+        extra = f" plus {new_tokens:,} tokens to generate" if new_tokens else ""
+        smaller = ", a smaller --max-new-tokens" if new_tokens else ""
+        raise FFBenchError(f"a prompt of {tokens:,} tokens{extra} does not fit the context of {model} ({limit:,} "
+                           f"tokens), and ffbench never truncates: use a shorter --length{smaller} or another rendering")
 
 
 def choice_from_continuation(continuation: str, choices: tuple[str, ...]) -> int:

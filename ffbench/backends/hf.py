@@ -5,17 +5,28 @@ available), ``dtype`` (float32, bfloat16, float16; default float32 on CPU, bfloa
 ``revision``, ``trust_remote_code`` (off unless asked for), ``max_batch_tokens`` (padded tokens
 per forward pass, default 16384). A hub id that is neither cached nor reachable fails at once
 (see :mod:`ffbench.backends.hub`).
+
+Every text is tokenized with BOS exactly once (:func:`~ffbench.backends.tokenized.encode`), and
+every prompt is checked against the model's context before it is scored: a prompt that does not
+fit is refused in one line, never truncated.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ffbench.backends.base import Backend, Generation, ScoreRequest, SpanScores, align_spans, check_model_path
+from ffbench.backends.base import (
+    Backend,
+    Generation,
+    ScoreRequest,
+    SpanScores,
+    align_spans,
+    check_fits,
+    check_model_path,
+)
 from ffbench.backends.hub import require_hub_model
-from ffbench.backends.tokenized import choice_token_ids, dense_scores, needed_positions
+from ffbench.backends.tokenized import choice_token_ids, dense_scores, encode, needed_positions
 from ffbench.errors import FFBenchError, UsageError
-
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -24,6 +35,7 @@ class HFBackend(Backend):
     provider = "hf"
     supports_dense = True
     hub_models = True
+    applies_chat_templates = True
     default_max_batch_tokens = 16384
 
     @classmethod
@@ -49,6 +61,35 @@ class HFBackend(Backend):
         heads, width = get("num_attention_heads", "n_head"), get("hidden_size", "n_embd")
         layers, vocab = get("num_hidden_layers", "n_layer"), get("vocab_size")
         return 4 * (tokens * tokens * (heads + 1) + tokens * width * (16 + layers) + 3 * vocab * min(tokens, 4096))
+
+    @classmethod
+    def load_tokenizer(cls, model: str, args: dict):
+        from transformers import AutoTokenizer
+
+        path = check_model_path(model)
+        require_hub_model(model, path, args.get("revision"))
+        try:
+            return AutoTokenizer.from_pretrained(path, revision=args.get("revision"),
+                                                 trust_remote_code=bool(args.get("trust_remote_code")))
+        except OSError as exc:
+            raise FFBenchError(f"cannot load the tokenizer of model {model!r}: {str(exc).splitlines()[0]}") from None
+
+    @classmethod
+    def per_read_cost(cls, prompt_tokens: int, choice_tokens: tuple[int, ...]) -> tuple[int, int]:
+        if all(n == 1 for n in choice_tokens):  # one pass of the prompt gives every single-token answer
+            return 1, prompt_tokens
+        return super().per_read_cost(prompt_tokens, choice_tokens)
+
+    @classmethod
+    def context_before_load(cls, model: str, args: dict) -> int | None:
+        from transformers import AutoConfig
+
+        try:
+            cfg = AutoConfig.from_pretrained(check_model_path(model), revision=args.get("revision"),
+                                             trust_remote_code=bool(args.get("trust_remote_code")))
+        except Exception:  # noqa: BLE001 - not resolvable without loading: unknown
+            return None
+        return config_context(cfg)
 
     def fingerprint(self) -> dict:
         from ffbench import identity
@@ -97,14 +138,17 @@ class HFBackend(Backend):
                 "class": type(self.lm).__name__, "revision": getattr(self.lm.config, "_commit_hash", None)}
 
     def context_length(self) -> int | None:
-        cfg = self.lm.config
-        for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
-            if getattr(cfg, name, None):
-                return int(getattr(cfg, name))
-        return None
+        return config_context(self.lm.config)
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text)["input_ids"])
+        return len(encode(self.tokenizer, [text])[0][0])
+
+    def chat_tokenizer(self):
+        return self.tokenizer
+
+    def _fits(self, lengths, new_tokens: int = 0) -> None:
+        if lengths:
+            check_fits(f"{self.provider}/{self.model}", max(lengths), self.context_length(), new_tokens)
 
     def choice_ids(self, choices: tuple[str, ...]) -> tuple[tuple[int, ...], ...]:
         if choices not in self._choice_cache:
@@ -147,28 +191,33 @@ class HFBackend(Backend):
         return out  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ protocol
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
     def score_dense(self, requests: list[ScoreRequest]) -> list[SpanScores]:
-        encoded = [self.tokenizer(r.text, return_offsets_mapping=True) for r in requests]
-        aligned = [align_spans(np.asarray(e["offset_mapping"], dtype=np.int64).reshape(-1, 2), r.spans)
-                   for e, r in zip(encoded, requests)]
-        positions = [needed_positions(a, len(e["input_ids"])) for a, e in zip(aligned, encoded)]
-        rows = self._forward_logprobs([e["input_ids"] for e in encoded], positions)
+        encoded = encode(self.tokenizer, [r.text for r in requests], offsets=True)
+        self._fits([len(ids) for ids, _ in encoded])
+        aligned = [align_spans(offsets, r.spans) for (_, offsets), r in zip(encoded, requests)]
+        positions = [needed_positions(a, len(ids)) for a, (ids, _) in zip(aligned, encoded)]
+        rows = self._forward_logprobs([ids for ids, _ in encoded], positions)
         results = []
-        for e, r, al, pos, lp in zip(encoded, requests, aligned, positions, rows):
+        for (ids, _), r, al, pos, lp in zip(encoded, requests, aligned, positions, rows):
             where = {int(p): k for k, p in enumerate(pos.tolist())}
             top = lp.argmax(axis=1) if len(pos) else np.zeros(0, dtype=np.int64)
             scores = dense_scores(
-                e["input_ids"], al, self.choice_ids(r.choices),
+                ids, al, self.choice_ids(r.choices),
                 logprob_at=lambda p, t, lp=lp, where=where: (float(lp[where[p], t]), True) if p in where
                 else (np.nan, False),
                 top_at=lambda p, top=top, where=where: int(top[where[p]]) if p in where else -1,
+                decode=self._decode,
             )
             results.append(scores)
         return results
 
     def score_per_read(self, prompts: list[str], choices: tuple[str, ...]) -> np.ndarray:
         cids = self.choice_ids(choices)
-        prompt_ids = [self.tokenizer(p)["input_ids"] for p in prompts]
+        prompt_ids = [ids for ids, _ in encode(self.tokenizer, prompts)]
+        self._fits([len(p) + (0 if all(len(c) == 1 for c in cids) else max(len(c) for c in cids)) for p in prompt_ids])
         out = np.zeros((len(prompts), len(choices)))
         if all(len(c) == 1 for c in cids):  # one pass of the prompt gives every single-token choice
             rows = self._forward_logprobs(prompt_ids, [np.array([len(p) - 1]) for p in prompt_ids])
@@ -190,8 +239,9 @@ class HFBackend(Backend):
         no padding can shift positions: the result is exactly the unbatched greedy decode."""
         torch = self._torch
         outputs = [Generation("")] * len(prompts)
-        eos = self.tokenizer.eos_token_id
-        encoded = [self.tokenizer(p)["input_ids"] for p in prompts]
+        stops = self._stop_ids()
+        encoded = [ids for ids, _ in encode(self.tokenizer, prompts)]
+        self._fits([len(e) for e in encoded], max_new_tokens)
         by_length: dict[int, list[int]] = {}
         for i, e in enumerate(encoded):
             by_length.setdefault(len(e), []).append(i)
@@ -207,9 +257,26 @@ class HFBackend(Backend):
                 self.usage.prompt_tokens += length * len(batch)
                 for row, i in enumerate(batch):
                     new = gen[row, length:].tolist()
-                    if eos is not None and eos in new:  # the rest of the row is padding
-                        new = new[: new.index(eos) + 1]
+                    end = next((k for k, t in enumerate(new) if t in stops), None)
+                    if end is not None:  # the reply ended there; the rest of the row is padding
+                        new = new[: end + 1]
                     self.usage.completion_tokens += len(new)
-                    text = self.tokenizer.decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-                    outputs[i] = Generation(text, truncated=len(new) >= max_new_tokens and (eos is None or new[-1] != eos))
+                    outputs[i] = Generation(self._decode(new), truncated=end is None and len(new) >= max_new_tokens)
         return outputs
+
+    def _stop_ids(self) -> set[int]:
+        """Tokens that end a reply: the generation config's end-of-sequence ids (chat models list
+        their end-of-turn token there) and the tokenizer's."""
+        ids = getattr(self.lm.generation_config, "eos_token_id", None)
+        ids = set(ids if isinstance(ids, (list, tuple)) else [] if ids is None else [ids])
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        return {int(i) for i in ids}
+
+
+def config_context(cfg) -> int | None:
+    """A transformers config's longest input in tokens (None when it does not say)."""
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        if getattr(cfg, name, None):
+            return int(getattr(cfg, name))
+    return None

@@ -142,6 +142,11 @@ class OpenAIBackend(Backend):
             why = "api=chat" if api == "chat" else "echo=false"
             raise UsageError(f"openai/{model} with {why} gives no log-probabilities of answers: use --scoring greedy")
 
+    @classmethod
+    def serving(cls, model: str, args: dict) -> tuple[bool, bool]:
+        api = args.get("api", "completions")
+        return bool(args.get("echo", True)) and api != "chat", api == "chat"
+
     def fingerprint(self) -> dict:
         from ffbench import identity
 

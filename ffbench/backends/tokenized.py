@@ -10,6 +10,10 @@ log-probabilities and greedy choice from that single pass. Exactness rules:
   (single tokens, or " 0" vs " 1" under a character tokenizer): the pass predicts that token right
   after the shared prefix. From a top-k source, a token outside the top-k gets an upper bound (the
   k-th log-probability) and is marked as a bound.
+
+Texts are tokenized by :func:`encode`, which puts the beginning-of-sequence token in exactly once:
+a chat template that writes BOS itself, read by a tokenizer that also adds it, would otherwise
+give the model two.
 """
 
 from __future__ import annotations
@@ -26,6 +30,27 @@ LogprobAt = Callable[[int, int], tuple[float, bool]]
 TopAt = Callable[[int], int]  # the most likely token predicted at a position
 
 
+def encode(tokenizer, texts: list[str], offsets: bool = False) -> list[tuple[list[int], np.ndarray | None]]:
+    """Token ids (and character offsets) of each text as the model reads it, BOS exactly once.
+
+    The tokenizer adds its special tokens as for any text; when the text itself starts with the BOS
+    token (a chat template wrote it) and the tokenizer added another in front, that one is dropped.
+    """
+    if not texts:
+        return []
+    enc = tokenizer(list(texts), return_offsets_mapping=offsets)
+    bos, bos_text = tokenizer.bos_token_id, tokenizer.bos_token
+    out = []
+    for k, text in enumerate(texts):
+        ids = list(enc["input_ids"][k])
+        where = np.asarray(enc["offset_mapping"][k], dtype=np.int64).reshape(-1, 2) if offsets else None
+        if bos is not None and bos_text and len(ids) > 1 and ids[0] == ids[1] == bos and text.startswith(bos_text):
+            ids = ids[1:]
+            where = where[1:] if where is not None else None
+        out.append((ids, where))
+    return out
+
+
 def choice_token_ids(tokenizer, choices: tuple[str, ...]) -> tuple[tuple[int, ...], ...]:
     """Token ids of each answer on its own (no special tokens), as hf and vllm both score them."""
     return tuple(tuple(tokenizer(c, add_special_tokens=False)["input_ids"]) for c in choices)
@@ -39,12 +64,14 @@ def needed_positions(aligned: np.ndarray, n_tokens: int) -> np.ndarray:
 
 
 def dense_scores(ids: list[int], aligned: np.ndarray, choice_ids: tuple[tuple[int, ...], ...],
-                 logprob_at: LogprobAt, top_at: TopAt) -> SpanScores:
-    """Scores of every span from one teacher-forced pass."""
+                 logprob_at: LogprobAt, top_at: TopAt, decode: Callable[[list[int]], str] | None = None) -> SpanScores:
+    """Scores of every span from one teacher-forced pass; ``decode`` (token ids -> text) names what
+    each read's greedy continuation said, up to where it named an answer or left every answer."""
     n, m = aligned.shape[0], len(choice_ids)
     logprobs = np.full((n, m), np.nan)
     bound = np.zeros((n, m), dtype=bool)
     greedy = np.full(n, UNKNOWN, dtype=np.int64)
+    text: list | None = [None] * n if decode is not None else None
     for r, (a, b) in enumerate(aligned.tolist()):
         if a <= 0:  # unaligned, or the answer is the very first token (nothing predicts it)
             continue
@@ -64,24 +91,27 @@ def dense_scores(ids: list[int], aligned: np.ndarray, choice_ids: tuple[tuple[in
             if k != t and len(alt) == d + 1:  # the pass predicts alt's last token right after the shared prefix
                 value, ok = logprob_at(a - 1 + d, alt[d])
                 logprobs[r, k], bound[r, k] = prefix[d] + value, not (ok and exact[d])
-        greedy[r] = _greedy_choice(in_context, a, choice_ids, top_at)
-    return SpanScores(logprobs, greedy, bound)
+        greedy[r], produced = _greedy_choice(in_context, a, choice_ids, top_at)
+        if text is not None and greedy[r] != UNKNOWN:
+            text[r] = decode(list(produced))
+    return SpanScores(logprobs, greedy, bound, text)
 
 
-def _greedy_choice(target: tuple[int, ...], a: int, choice_ids, top_at: TopAt) -> int:
-    """Follow the greedy path along the target until it diverges; name the choice it produces."""
+def _greedy_choice(target: tuple[int, ...], a: int, choice_ids, top_at: TopAt) -> tuple[int, tuple[int, ...]]:
+    """Follow the greedy path along the target until it diverges; name the choice it produces,
+    with the tokens it produced up to there."""
     for d, tok in enumerate(target):
         top = top_at(a - 1 + d)
         if top < 0:
-            return UNKNOWN
+            return UNKNOWN, ()
         if top != tok:
             produced = target[:d] + (top,)
             matches = [k for k, c in enumerate(choice_ids) if c[: d + 1] == produced]
             if not matches:
-                return NO_CHOICE
+                return NO_CHOICE, produced
             exact = [k for k in matches if len(choice_ids[k]) == d + 1]
-            return exact[0] if exact and len(matches) == 1 else UNKNOWN
-    return choice_ids.index(target)
+            return (exact[0], produced) if exact and len(matches) == 1 else (UNKNOWN, produced)
+    return choice_ids.index(target), target
 
 
 

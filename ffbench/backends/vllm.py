@@ -18,15 +18,27 @@ vocabulary holds kills its worker, and more than ``max_logprobs`` is refused. A 
 nothing when it is the vocabulary (every token is returned, so every read is exact); a clamp to a
 smaller ``max_logprobs`` only means more reads are re-scored per read. The k actually used is
 recorded in results.json (``top_logprobs`` in the backend description).
+
+Every text is tokenized with BOS exactly once (:func:`~ffbench.backends.tokenized.encode`), and
+every prompt is checked against ``max_model_len`` before it is sent: a prompt that does not fit is
+refused in one line, never truncated.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ffbench.backends.base import Backend, Generation, ScoreRequest, SpanScores, align_spans, check_model_path
+from ffbench.backends.base import (
+    Backend,
+    Generation,
+    ScoreRequest,
+    SpanScores,
+    align_spans,
+    check_fits,
+    check_model_path,
+)
 from ffbench.backends.hub import require_hub_model
-from ffbench.backends.tokenized import choice_token_ids, dense_scores
+from ffbench.backends.tokenized import choice_token_ids, dense_scores, encode
 from ffbench.errors import FFBenchError
 
 CPU_DEFAULTS = {"enforce_eager": True, "kv_cache_memory_bytes": 2**30}
@@ -36,10 +48,29 @@ class VLLMBackend(Backend):
     provider = "vllm"
     supports_dense = True
     hub_models = True
+    applies_chat_templates = True
+    full_logprobs = False  # prompt log-probabilities come as a top-k
 
     @classmethod
     def check_plan(cls, model: str, args: dict, renders: list, scorings: list[str]) -> None:
         require_hub_model(model, check_model_path(model), args.get("revision"))
+
+    @classmethod
+    def load_tokenizer(cls, model: str, args: dict):
+        from ffbench.backends.hf import HFBackend
+
+        return HFBackend.load_tokenizer(model, args)  # the same Hugging Face tokenizer vLLM is sent ids of
+
+    @classmethod
+    def context_before_load(cls, model: str, args: dict) -> int | None:
+        """``max_model_len`` when given, else the model config's (vLLM derives the same for plain
+        configs; with rope scaling or a sliding window it may differ), less the one output token."""
+        if args.get("max_model_len"):
+            return int(args["max_model_len"]) - 1
+        from ffbench.backends.hf import HFBackend
+
+        limit = HFBackend.context_before_load(model, args)
+        return None if limit is None else limit - 1
 
     def __init__(self, model: str, top_logprobs: int = 20, trust_remote_code: bool = False, **engine_args):
         super().__init__(model)
@@ -82,7 +113,16 @@ class VLLMBackend(Backend):
         return self._max_len - 1  # vLLM must be allowed one output token after the prompt
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text)["input_ids"])
+        return len(encode(self.tokenizer, [text])[0][0])
+
+    def chat_tokenizer(self):
+        return self.tokenizer
+
+    def _fits(self, prompts: list[list[int]], new_tokens: int = 0) -> None:
+        """A prompt plus the tokens to generate must fit ``context_length()`` (which already keeps
+        the one output token every request makes)."""
+        if prompts:
+            check_fits(f"{self.provider}/{self.model}", max(len(p) for p in prompts), self.context_length(), new_tokens)
 
     def _run(self, prompts: list[list[int]], params):
         outs = self.llm.generate([self._TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
@@ -95,41 +135,45 @@ class VLLMBackend(Backend):
             self._choice_cache[choices] = choice_token_ids(self.tokenizer, choices)
         return self._choice_cache[choices]
 
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
     def score_dense(self, requests: list[ScoreRequest]) -> list[SpanScores]:
-        encoded = [self.tokenizer(r.text, return_offsets_mapping=True) for r in requests]
+        encoded = encode(self.tokenizer, [r.text for r in requests], offsets=True)
+        self._fits([ids for ids, _ in encoded])
         params = self._SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=self.top_logprobs)
-        outs = self._run([e["input_ids"] for e in encoded], params)
+        outs = self._run([ids for ids, _ in encoded], params)
         results = []
-        for e, r, out in zip(encoded, requests, outs):
-            aligned = align_spans(np.asarray(e["offset_mapping"], dtype=np.int64).reshape(-1, 2), r.spans)
+        for (ids, offsets), r, out in zip(encoded, requests, outs):
+            aligned = align_spans(offsets, r.spans)
             plp = out.prompt_logprobs
-            results.append(dense_scores(e["input_ids"], aligned, self._choice_ids(r.choices),
+            results.append(dense_scores(ids, aligned, self._choice_ids(r.choices),
                                         logprob_at=lambda p, t, plp=plp: _logprob(plp, p + 1, t, self.top_logprobs),
-                                        top_at=lambda p, plp=plp: _top(plp, p + 1)))
+                                        top_at=lambda p, plp=plp: _top(plp, p + 1), decode=self._decode))
         return results
 
     def score_per_read(self, prompts: list[str], choices: tuple[str, ...]) -> np.ndarray:
         cids = self._choice_ids(choices)
         seqs, spans = [], []
-        for p in prompts:
-            ids = self.tokenizer(p)["input_ids"]
+        for ids, _ in encode(self.tokenizer, prompts):
             for c in cids:
                 seqs.append(list(ids) + list(c))
                 spans.append((len(ids), len(ids) + len(c)))
+        self._fits(seqs)
         outs = self._run(seqs, self._SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0))
         flat = np.array([sum((o.prompt_logprobs[j] or {})[s[j]].logprob for j in range(a, b))
                          for o, s, (a, b) in zip(outs, seqs, spans)])
         return flat.reshape(len(prompts), len(choices))
 
     def generate(self, prompts: list[str], max_new_tokens: int) -> list[Generation]:
-        ids = [self.tokenizer(p)["input_ids"] for p in prompts]
+        ids = [ids for ids, _ in encode(self.tokenizer, prompts)]
+        self._fits(ids, max_new_tokens)
         outs = self._run(ids, self._SamplingParams(max_tokens=max_new_tokens, temperature=0.0))
         replies = []
         for o in outs:
             new = list(o.outputs[0].token_ids)
             self.usage.completion_tokens += len(new)
-            text = self.tokenizer.decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-            replies.append(Generation(text, truncated=o.outputs[0].finish_reason == "length"))
+            replies.append(Generation(self._decode(new), truncated=o.outputs[0].finish_reason == "length"))
         return replies
 
     def close(self) -> None:

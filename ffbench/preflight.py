@@ -1,0 +1,317 @@
+"""``ffbench run --dry-run``: what a run would send, before anything is spent.
+
+Per cell and in total: requests, prompt tokens, the generation budget (tokens the requests may
+generate at most), the longest prompt against the model's context, and the cost at the given
+prices. It follows the scorer's own decisions (:mod:`ffbench.scoring`): which cells are scored
+by one teacher-forced pass per sequence, which reads are asked one by one, and the exact prompts,
+chat template and BOS included (:mod:`ffbench.prompting`, :func:`~ffbench.backends.tokenized.encode`).
+
+For models ffbench tokenizes (``hf/``, ``vllm/``) the counts come from the model's own tokenizer,
+loaded without weights, and equal what the backend sends, except for reads the dense pass can
+only decide by looking at the model's log-probabilities (a rival answer outside vLLM's top-k, a
+greedy path that stops inside a multi-token answer): those are re-asked one by one at run time
+and are not counted here (the table says where that can happen). For API models the server's
+tokenizer is unknown, so counts are an estimate and are marked as such: about one token per word,
+digit or run of punctuation, plus a few tokens per chat message.
+
+Nothing is loaded but a tokenizer and no run directory is written.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ffbench import render
+from ffbench.cost import Prices, TokenEstimate
+from ffbench.errors import UsageError
+from ffbench.prompting import PromptFormat, PromptOptions, per_read_prompts, shift
+from ffbench.scoring import is_asking, questions, uses_dense
+
+WORD = re.compile(r" ?[^\W\d_]+| ?\d| ?[^\w\s]+|\s+")  # about one BPE token each (digits one by one)
+CHAT_MESSAGE_TOKENS = 4  # role markers and separators a chat API adds around each message (estimate)
+CHUNK = 256  # texts per tokenizer call
+
+
+def estimate_tokens(text: str) -> int:
+    """A tokenizer-free estimate of a text's tokens: one per word, digit or run of punctuation."""
+    return len(WORD.findall(text))
+
+
+@dataclass
+class CellEstimate:
+    """What one cell would send."""
+
+    cell: str  # the cell key, described
+    prompt: str  # raw | chat template | user message (an API's server applies its template)
+    mode: str  # dense | per read | generation
+    sequences: int
+    reads: int
+    requests: int
+    prompt_tokens: int
+    generation_budget: int  # tokens the cell's requests may generate, at most
+    longest: int  # tokens the longest request needs in context: its prompt, plus its budget when it generates
+    context: int | None
+    may_reask: bool = False  # the dense pass may leave reads to re-ask that no tokenizer can predict
+
+    @property
+    def fits(self) -> bool:
+        return self.context is None or self.longest <= self.context
+
+
+@dataclass
+class Preflight:
+    """A dry run's answer: per-cell estimates, totals and cost (``str()`` is the printed report)."""
+
+    model: str
+    exact: bool  # counted with the model's own tokenizer (else estimated)
+    context: int | None
+    cells: list[CellEstimate] = field(default_factory=list)
+    prices: Prices | None = None
+
+    @property
+    def requests(self) -> int:
+        return sum(c.requests for c in self.cells)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(c.prompt_tokens for c in self.cells)
+
+    @property
+    def generation_budget(self) -> int:
+        return sum(c.generation_budget for c in self.cells)
+
+    @property
+    def longest(self) -> int:
+        return max((c.longest for c in self.cells), default=0)
+
+    @property
+    def fits(self) -> bool:
+        return all(c.fits for c in self.cells)
+
+    def cost(self, cell: CellEstimate | None = None) -> float | None:
+        if self.prices is None:
+            return None
+        if cell is None:
+            return self.prices.cost(self.prompt_tokens, self.generation_budget)
+        return self.prices.cost(cell.prompt_tokens, cell.generation_budget)
+
+    def __str__(self) -> str:
+        how = ("tokens counted with the model's own tokenizer, chat template and BOS included" if self.exact else
+               "tokens ESTIMATED (the server's tokenizer is unknown here): about one per word, digit or punctuation "
+               "run, plus a few per chat message")
+        ctx = f"{self.context:,} tokens" if self.context else "unknown"
+        head = ["cell", "prompt", "mode", "requests", "prompt tokens", "generation budget", "longest / context"]
+        if self.prices is not None:
+            head.append("cost (USD)")
+        rows = [self._row(c.cell, c.prompt, c.mode, c.requests, c.prompt_tokens, c.generation_budget, c.longest,
+                          c.context, self.cost(c), c.fits) for c in self.cells]
+        rows.append(self._row("total", "", "", self.requests, self.prompt_tokens, self.generation_budget, self.longest,
+                              self.context, self.cost(), self.fits))
+        widths = [max(len(h), *(len(r[k]) for r in rows)) for k, h in enumerate(head)]
+        left = {0, 1, 2}
+        line = lambda r: "  ".join(v.ljust(w) if k in left else v.rjust(w)
+                                   for k, (v, w) in enumerate(zip(r, widths))).rstrip()
+        out = [f"dry run of {self.model}: nothing loaded but its tokenizer, no run directory written",
+               f"{how}; context {ctx}", "", line(head), line(["-" * w for w in widths])]
+        out += [line(r) for r in rows[:-1]] + [line(["-" * w for w in widths]), line(rows[-1])]
+        if self.prices is not None:
+            out.append(f"\ncost at ${self.prices.price_in or 0:g} / ${self.prices.price_out or 0:g} per million prompt / "
+                       "generated "
+                       "tokens, with every request using its whole generation budget (an upper bound)")
+        if any(c.may_reask for c in self.cells):
+            out.append("* reads the dense pass cannot decide without the model's log-probabilities (a rival answer "
+                       "outside the top-k, a greedy path that stops inside a multi-token answer) are re-asked one by "
+                       "one at run time and are not counted")
+        bad = [c for c in self.cells if not c.fits]
+        if bad:
+            out.append(f"! {len(bad)} cell(s) hold a prompt that does not fit the context: the run would refuse "
+                       "them (use a shorter --length, another rendering or a smaller --max-new-tokens)")
+        return "\n".join(out)
+
+    @staticmethod
+    def _row(cell, prompt, mode, requests, tokens, budget, longest, context, cost, fits) -> list[str]:
+        limit = f"{context:,}" if context else "?"
+        row = [cell, prompt, mode, f"{requests:,}", f"{tokens:,}", f"{budget:,}",
+               f"{longest:,} / {limit}" + ("" if fits else " !")]
+        if cost is not None:
+            row.append(f"{cost:,.4f}" if cost < 100 else f"{cost:,.2f}")
+        return row
+
+
+# ----------------------------------------------------------------------------- counting
+class _Counter:
+    """Token counts of the texts a backend would send: exact with a tokenizer, else estimated."""
+
+    def __init__(self, tokenizer, chat_api: bool, system_prompt: str | None):
+        self.tokenizer = tokenizer
+        self.overhead = 0
+        if tokenizer is None and chat_api:
+            self.overhead = CHAT_MESSAGE_TOKENS + (CHAT_MESSAGE_TOKENS + estimate_tokens(system_prompt)
+                                                   if system_prompt else 0)
+
+    def lengths(self, texts: list[str]) -> list[int]:
+        if self.tokenizer is None:
+            return [estimate_tokens(t) + self.overhead for t in texts]
+        from ffbench.backends.tokenized import encode
+
+        out: list[int] = []
+        for start in range(0, len(texts), CHUNK):
+            out += [len(ids) for ids, _ in encode(self.tokenizer, texts[start : start + CHUNK])]
+        return out
+
+    def answer_tokens(self, choices: tuple[str, ...]) -> tuple[int, ...]:
+        if self.tokenizer is None:
+            return tuple(max(1, estimate_tokens(c)) for c in choices)
+        from ffbench.backends.tokenized import choice_token_ids
+
+        return tuple(len(c) for c in choice_token_ids(self.tokenizer, choices))
+
+
+def estimate(p, model, prices: Prices | None = None) -> Preflight:
+    """The dry run of a validated plan (:func:`ffbench.runner.plan`) for a model reference."""
+    counting = Estimator(p, model)
+    report = Preflight(model.spec, counting.tokenizer is not None, counting.context,
+                       prices=prices if prices is not None and prices.given else None)
+    for cell in p.cells:
+        arr = p.store.sequences(cell.source)
+        template = p.templates[cell.render]
+        rendered = [render.render(arr[i], template, p.config.alphabet, p.demo) for i in range(arr.shape[0])]
+        report.cells.append(counting.cell(cell, rendered))
+    return report
+
+
+class Estimator:
+    """What scoring some rendered sequences of a cell will send: the dry run's counting, also what
+    ``--max-cost`` checks before every shard. Loads the model's tokenizer at most."""
+
+    def __init__(self, p, model):
+        self.p, self.cls = p, model.cls
+        self.tokenizer = self.cls.load_tokenizer(model.name, model.args)
+        self.context = self.cls.context_before_load(model.name, model.args) or model.args.get("context_length")
+        self.dense_ok, self.chat_api = self.cls.serving(model.name, model.args)
+        self.options = PromptOptions.from_config(p.config)
+        self.counter = _Counter(self.tokenizer, self.chat_api, self.options.system_prompt)
+
+    def cell(self, cell, rendered) -> CellEstimate:
+        template = self.p.templates[cell.render]
+        fmt = self.options.format(template, self.tokenizer)
+        return _cell(cell, rendered, template, fmt, self.options, self.counter, self.cls, self.dense_ok, self.chat_api,
+                     self.p.config.per_read, self.context)
+
+    def shard(self, cell, rendered) -> TokenEstimate:
+        est = self.cell(cell, rendered)
+        return TokenEstimate(est.requests, est.prompt_tokens, est.generation_budget, self.tokenizer is not None)
+
+
+def _cell(cell, rendered, template, fmt: PromptFormat, options: PromptOptions, counter: _Counter, cls,
+          dense_ok: bool, chat_api: bool, per_read: bool, context) -> CellEstimate:
+    reads = sum(len(r.targets) for r in rendered)
+    choices = rendered[0].choices if rendered else ()
+    prompt = "chat template" if fmt.chat else ("user message" if chat_api else "raw")
+    base = dict(cell=cell.key.describe(), prompt=prompt, sequences=len(rendered), reads=reads, context=context)
+    forced = shift(rendered, fmt)
+    if uses_dense(dense_ok, cell.scoring, fmt.chat, per_read):
+        lengths, undecided = _dense_pass(forced, counter, cell.scoring)
+        echo_token = 1 if cls.connection_env else 0  # an API's echo request asks for (and bills) one token
+        est = CellEstimate(mode="dense", requests=len(rendered), prompt_tokens=sum(lengths),
+                           generation_budget=echo_token * len(rendered), longest=max(lengths, default=0) + echo_token,
+                           **base)
+        answer_tokens = counter.answer_tokens(choices)
+        est.may_reask = counter.tokenizer is None or not cls.full_logprobs or (
+            cell.scoring == "greedy" and max(answer_tokens, default=1) > 1)
+        if undecided.size:
+            _add_reasked(est, rendered, forced, undecided, template, fmt, options, counter, cls, chat_api, cell.scoring)
+        return est
+    all_reads = np.arange(reads)
+    if cell.scoring == "choice":
+        est = CellEstimate(mode="per read", requests=0, prompt_tokens=0, generation_budget=0, longest=0, **base)
+        _add_reasked(est, rendered, forced, all_reads, template, fmt, options, counter, cls, chat_api, "choice")
+        return est
+    est = CellEstimate(mode="generation", requests=0, prompt_tokens=0, generation_budget=0, longest=0, **base)
+    _add_reasked(est, rendered, forced, all_reads, template, fmt, options, counter, cls, chat_api, "greedy")
+    return est
+
+
+def _add_reasked(est: CellEstimate, rendered, forced, reads: np.ndarray, template, fmt, options, counter, cls,
+                 chat_api: bool, scoring: str) -> None:
+    """Add the requests that score ``reads`` one by one, as the scorer sends them."""
+    choices = rendered[0].choices
+    if scoring == "choice":
+        answer_tokens = counter.answer_tokens(choices)
+        for n in counter.lengths(per_read_prompts(forced, reads)):
+            requests, tokens = cls.per_read_cost(n, answer_tokens)
+            est.requests += requests
+            est.prompt_tokens += tokens
+            est.longest = max(est.longest, n + (0 if requests == 1 else max(answer_tokens)))
+        return
+    asking = is_asking(template, chat_api, fmt.chat)
+    budget = options.budget(choices, asking)
+    lengths = counter.lengths(questions(rendered, reads, template, fmt, asking))
+    est.requests += len(lengths)
+    est.prompt_tokens += sum(lengths)
+    est.generation_budget += budget * len(lengths)
+    est.longest = max(est.longest, max(lengths, default=0) + budget)
+
+
+def _dense_pass(forced, counter: _Counter, scoring: str) -> tuple[list[int], np.ndarray]:
+    """Tokens of each sequence's dense pass, and the flat indices of reads that pass cannot decide
+    whatever the model says: the answer does not tokenize alone as in context, it is the very first
+    token, or a rival answer is not one token away from it (choice scoring). Without a tokenizer
+    the lengths are estimates and no such read is predicted."""
+    if counter.tokenizer is None or not forced:
+        return counter.lengths([r.text for r in forced]), np.zeros(0, dtype=np.int64)
+    from ffbench.backends.base import UNKNOWN, align_spans
+    from ffbench.backends.tokenized import choice_token_ids, dense_scores, encode
+
+    cids = choice_token_ids(counter.tokenizer, forced[0].choices)
+    lengths, out, offset = [], [], 0
+    for start in range(0, len(forced), CHUNK):
+        chunk = forced[start : start + CHUNK]
+        for (ids, offsets), r in zip(encode(counter.tokenizer, [r.text for r in chunk], offsets=True), chunk):
+            lengths.append(len(ids))
+            scores = dense_scores(ids, align_spans(offsets, r.spans), cids, logprob_at=lambda p, t: (0.0, True),
+                                  top_at=lambda p, ids=ids: ids[p + 1] if p + 1 < len(ids) else -1)
+            unknown = np.isnan(scores.logprobs).any(axis=1) if scoring == "choice" else scores.greedy == UNKNOWN
+            out.append(np.flatnonzero(unknown) + offset)
+            offset += len(r.targets)
+    return lengths, np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+# ----------------------------------------------------------------------------- one prompt
+@dataclass
+class Shown:
+    """The exact text one request carries, for ``ffbench render --model``."""
+
+    text: str
+    tokens: int
+    exact: bool
+    what: str  # which request this is, in words
+
+
+def show(model, rendered: render.Rendered, template: render.Template, scoring: str,
+         options: PromptOptions) -> Shown:
+    """What ``model`` receives for ``rendered`` under ``scoring``: the whole sequence for a dense
+    pass, else the final read's request (its question, or its per-read prompt)."""
+    cls = model.cls
+    tokenizer = cls.load_tokenizer(model.name, model.args)
+    dense_ok, chat_api = cls.serving(model.name, model.args)
+    fmt = options.format(template, tokenizer)
+    counter = _Counter(tokenizer, chat_api, options.system_prompt)
+    last = np.array([len(rendered.targets) - 1])
+    wrap = "in the model's chat template" if fmt.chat else "raw text"
+    if len(rendered.targets) == 0:
+        raise UsageError("the sequence has no read to show")
+    if uses_dense(dense_ok, scoring, fmt.chat, False):
+        text, what = fmt.teacher_forced(rendered).text, f"one pass over the whole sequence ({wrap}), answers included"
+    elif scoring == "choice":
+        text = per_read_prompts([fmt.teacher_forced(rendered)], last)[0]
+        what = f"the final read's prompt, up to its answer ({wrap})"
+    else:
+        asking = is_asking(template, chat_api, fmt.chat)
+        text = questions([rendered], last, template, fmt, asking)[0]
+        what = ("the final read's question, sent as the user message (the server applies its chat template)"
+                if chat_api else f"the final read's {'question' if asking else 'continuation prompt'} ({wrap})")
+    return Shown(text, counter.lengths([text])[0], tokenizer is not None, what)
