@@ -130,7 +130,9 @@ def plan(cfg: RunConfig, store: SequenceStore | None = None) -> Plan:
     prompting.check_options(cfg)
     store = store or SequenceStore()
     sources = plan_sources(cfg.suites, cfg.data, cfg.lengths, cfg.p_ignore, cfg.num, cfg.seed, cfg.alphabet, store)
-    cells = [Cell(src, r, s, variant_of(cfg.as_dict(), s)) for src in sources for r in cfg.renders for s in cfg.scorings]
+    config = cfg.as_dict()
+    cells = [Cell(src, r, s, variant_of(config, s, chat=templates[r].chat, asks=templates[r].chat or bool(templates[r].ask)))
+             for src in sources for r in cfg.renders for s in cfg.scorings]
     demo = render.demo_sequence(alphabet=cfg.alphabet) if cfg.fewshot else None
     return Plan(cfg, cells, store, templates, demo)
 

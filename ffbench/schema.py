@@ -295,24 +295,34 @@ def _legacy_mask(table, cell: CellResult):
     return mask
 
 
-def variant_of(config: dict, scoring: str = "choice") -> str:
+def variant_of(config: dict, scoring: str = "choice", chat: bool = False, asks: bool = False) -> str:
     """The part of a run's config that changes what a read is asked, beyond rendering and scoring.
 
-    Long values (a system prompt, a template file) enter as a short hash of their text.
+    ``chat``: the rendering is a chat rendering (a chat template may wrap it); ``asks``: a greedy read
+    is a question whose reply is parsed (the rendering has an ``ask``, or it is a chat rendering),
+    so the generation budget and the reasoning settings matter. Long values (a system prompt, a
+    template file) enter as a short hash of their text; options that cannot change a cell's reads
+    do not enter its variant, so such cells stay comparable.
     """
     import hashlib
+
+    def short(value) -> str:
+        value = str(value)
+        return value if len(value) <= 16 and "/" not in value else hashlib.sha256(value.encode()).hexdigest()[:8]
 
     parts = []
     if config.get("fewshot"):
         parts.append("fewshot")
     if int(config.get("alphabet", 2) or 2) != 2:
         parts.append(f"M{int(config['alphabet'])}")
-    for name in ("chat_template", "system_prompt"):
-        value = config.get(name)
-        if value not in (None, "", "none"):
-            value = str(value)
-            short = value if len(value) <= 16 and "/" not in value else hashlib.sha256(value.encode()).hexdigest()[:8]
-            parts.append(f"{name}={short}")
-    if scoring == "greedy" and config.get("max_new_tokens"):
-        parts.append(f"max_new_tokens={config['max_new_tokens']}")
+    template = config.get("chat_template")
+    if chat and template not in (None, ""):  # None: the tokenizer's own template (auto), the default
+        parts.append("chat_template=none" if template == "none"
+                     else f"chat_template={short(config.get('chat_template_sha256') or template)}")
+    if config.get("system_prompt"):
+        parts.append(f"system_prompt={short(config['system_prompt'])}")
+    if scoring == "greedy" and asks:
+        for name in ("max_new_tokens", "reasoning_budget", "reasoning_end"):
+            if config.get(name):
+                parts.append(f"{name}={short(config[name])}")
     return "+".join(parts)
