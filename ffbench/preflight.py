@@ -273,7 +273,8 @@ def _dense_pass(forced, counter: _Counter, scoring: str) -> tuple[list[int], np.
         for (ids, offsets), r in zip(encode(counter.tokenizer, [r.text for r in chunk], offsets=True), chunk):
             lengths.append(len(ids))
             scores = dense_scores(ids, align_spans(offsets, r.spans), cids, logprob_at=lambda p, t: (0.0, True),
-                                  top_at=lambda p, ids=ids: ids[p + 1] if p + 1 < len(ids) else -1)
+                                  top_at=lambda p, ids=ids: ids[p + 1] if p + 1 < len(ids) else -1,
+                                  decode=counter.tokenizer.decode)
             unknown = np.isnan(scores.logprobs).any(axis=1) if scoring == "choice" else scores.greedy == UNKNOWN
             out.append(np.flatnonzero(unknown) + offset)
             offset += len(r.targets)

@@ -249,9 +249,17 @@ def check_fits(model: str, tokens: int, limit: int | None, new_tokens: int = 0) 
 
 
 def choice_from_continuation(continuation: str, choices: tuple[str, ...]) -> int:
-    """Index of the choice a base model's continuation starts with (longest wins), else NO_CHOICE."""
+    """Index of the choice a base model's finished continuation starts with (longest wins), else NO_CHOICE."""
     best, best_len = NO_CHOICE, -1
     for k, c in enumerate(choices):
         if continuation.startswith(c) and len(c) > best_len:
             best, best_len = k, len(c)
     return best
+
+
+def choice_so_far(continuation: str, choices) -> int:
+    """The same rule for a continuation that may still go on (a greedy path read from a dense pass):
+    UNKNOWN while a longer answer could still follow, else :func:`choice_from_continuation`."""
+    if any(c.startswith(continuation) and c != continuation for c in choices):
+        return UNKNOWN
+    return choice_from_continuation(continuation, tuple(choices))

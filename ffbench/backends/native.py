@@ -142,6 +142,12 @@ class NativeBackend(Backend):
     def count_tokens(self, text: str) -> int:
         return len(text)
 
+    def _decode(self, ids: list[int]) -> str:
+        """Token ids -> text (special tokens, which are not characters, decode to nothing)."""
+        from ffbench.train.model import VOCAB
+
+        return "".join(VOCAB[t] if len(VOCAB[t]) == 1 else "" for t in ids)
+
     def _ids(self, text: str) -> list[int]:
         try:
             return [self.stoi[c] for c in text]
@@ -204,7 +210,8 @@ class NativeBackend(Backend):
             top = lp.argmax(-1) if len(pos) else np.zeros(0, dtype=np.int64)
             results.append(dense_scores(seq, al, choice_ids,
                                         logprob_at=lambda p, t, lp=lp, where=where: (float(lp[where[p], t]), True),
-                                        top_at=lambda p, top=top, where=where: int(top[where[p]])))
+                                        top_at=lambda p, top=top, where=where: int(top[where[p]]),
+                                        decode=self._decode))
         return results
 
     def score_per_read(self, prompts: list[str], choices: tuple[str, ...]) -> np.ndarray:
@@ -218,7 +225,6 @@ class NativeBackend(Backend):
     def generate(self, prompts: list[str], max_new_tokens: int) -> list[Generation]:
         """Greedy characters; these models have no end-of-reply token, so a reply is never 'truncated':
         it is always exactly ``max_new_tokens`` long and parsed as a base model's continuation."""
-        from ffbench.train.model import VOCAB
 
         texts = []
         for p in prompts:
@@ -227,7 +233,7 @@ class NativeBackend(Backend):
             for _ in range(max_new_tokens):
                 nxt = int(self._logprobs_at([seq + new], [np.array([len(seq) + len(new) - 1])])[0][-1].argmax())
                 new.append(nxt)
-            texts.append(Generation("".join(VOCAB[t] if len(VOCAB[t]) == 1 else "" for t in new)))
+            texts.append(Generation(self._decode(new)))
         return texts
 
     def attention(self, text: str, positions: list[int]) -> np.ndarray:

@@ -26,7 +26,8 @@ import json
 import numpy as np
 import openai  # imported with this module, so a missing SDK gets the install hint
 
-from ffbench.backends.base import NO_CHOICE, UNKNOWN, Backend, Generation, ScoreRequest, SpanScores, choice_from_continuation
+from ffbench.backends.base import Backend, Generation, ScoreRequest, SpanScores
+from ffbench.backends.tokenized import dense_scores
 from ffbench.backends.batch import BatchAPI, Batcher, JobStatus, Result
 from ffbench.backends.transport import Failure, Malformed, Policy, Transport
 from ffbench.errors import FFBenchError, UsageError
@@ -260,62 +261,77 @@ def chat_generation(body: dict) -> Generation:
 
 
 def dense_from_echo(lp: dict, text: str, spans: np.ndarray, choices: tuple[str, ...], k: int) -> SpanScores:
-    """Span scores from an echoed prompt's token strings, log-probabilities and top-k alternatives.
+    """Span scores from an echoed prompt's token strings, log-probabilities and top-k alternatives,
+    through the same exactness rules as every other dense pass (:func:`tokenized.dense_scores`).
 
-    The server's tokenizer is unknown here, so tokens are strings: a span must start and end on
-    token boundaries, the alternative choice must be the target's leading tokens plus one token
-    string found in the top-k at that position (else only an upper bound is known, if the top-k
-    is full), and the greedy path follows the top-1 strings.
+    The server's tokenizer is unknown here, so its token strings are numbered as they come: a span
+    must start and end on token boundaries, and per span the answers are tokenized as the server
+    tokenized the target, an alternative being the target's leading tokens plus one token string,
+    which the pass knows exactly when it is in the top-k at that position (an upper bound, the k-th
+    value, when the top-k is full and it is not).
     """
     offsets = np.asarray(lp["text_offset"], dtype=np.int64)
     tokens, values, tops = lp["tokens"], lp["token_logprobs"], lp["top_logprobs"]
     n_prompt = int(np.searchsorted(offsets, len(text), side="left"))
-    n, m = len(spans), len(choices)
-    logprobs = np.full((n, m), np.nan)
-    bound = np.zeros((n, m), dtype=bool)
-    greedy = np.full(n, UNKNOWN, dtype=np.int64)
-    for r, (start, end) in enumerate(spans.tolist()):
+    vocab: dict[str, int] = {}
+    strings: list[str] = []
+
+    def intern(piece: str) -> int:
+        if piece not in vocab:
+            vocab[piece] = len(strings)
+            strings.append(piece)
+        return vocab[piece]
+
+    ids = [intern(t) for t in tokens[:n_prompt]]
+
+    def logprob_at(p: int, tok: int) -> tuple[float, bool]:
+        j = p + 1  # position p predicts token p + 1
+        if j >= n_prompt:
+            return np.nan, False
+        if ids[j] == tok and values[j] is not None:
+            return float(values[j]), True
+        top = tops[j] or {}
+        if strings[tok] in top:
+            return float(top[strings[tok]]), True
+        return (float(min(top.values())), False) if top and len(top) >= k else (np.nan, False)
+
+    def top_at(p: int) -> int:
+        top = tops[p + 1] if p + 1 < n_prompt else None
+        return intern(max(top, key=top.get)) if top else -1
+
+    def decode(toks: list[int]) -> str:
+        return "".join(strings[t] for t in toks)
+
+    rows = []
+    for start, end in spans.tolist():
         a = int(np.searchsorted(offsets[:n_prompt], start, side="left"))
         b = int(np.searchsorted(offsets[:n_prompt], end, side="left"))
-        if a == 0 or a >= n_prompt or offsets[a] != start or (b < n_prompt and offsets[b] != end):
-            continue
-        span_tokens = tokens[a:b]
-        target_text = "".join(span_tokens)
-        if target_text not in choices or any(values[j] is None for j in range(a, b)):
-            continue
-        t = choices.index(target_text)
-        prefix = np.concatenate(([0.0], np.cumsum([values[j] for j in range(a, b)])))
-        logprobs[r, t] = prefix[-1]
-        for kk, alt in enumerate(choices):
-            if kk == t:
-                continue
-            d, covered = 0, ""
-            while d < len(span_tokens) and alt.startswith(covered + span_tokens[d]) and len(covered + span_tokens[d]) < len(alt):
-                covered += span_tokens[d]
-                d += 1
-            rest, top = alt[len(covered):], tops[a + d] if a + d < len(tops) else None
-            if not top:
-                continue
-            if rest in top:
-                logprobs[r, kk] = prefix[d] + top[rest]
-            elif len(top) >= k:
-                logprobs[r, kk], bound[r, kk] = prefix[d] + min(top.values()), True
-        greedy[r] = _greedy_from_tops(span_tokens, tops, a, choices)
-    return SpanScores(logprobs, greedy, bound)
+        target = "".join(tokens[a:b])
+        if a == 0 or a >= n_prompt or offsets[a] != start or (b < n_prompt and offsets[b] != end) \
+                or target not in choices:
+            aligned, choice_ids = np.array([[-1, -1]]), tuple((-1 - j,) for j in range(len(choices)))
+        else:
+            aligned, choice_ids = np.array([[a, b]]), _span_choices(ids[a:b], tokens[a:b], choices, intern)
+        rows.append(dense_scores(ids, aligned, choice_ids, logprob_at, top_at, decode))
+    if not rows:
+        return SpanScores(np.zeros((0, len(choices))), np.zeros(0, dtype=np.int64))
+    return SpanScores(np.concatenate([r.logprobs for r in rows]), np.concatenate([r.greedy for r in rows]),
+                      np.concatenate([r.bound for r in rows]), [t for r in rows for t in r.text])
 
 
-def _greedy_from_tops(span_tokens: list[str], tops: list, a: int, choices: tuple[str, ...]) -> int:
-    produced = ""
-    for d, tok in enumerate(span_tokens):
-        top = tops[a + d] if a + d < len(tops) else None
-        if not top:
-            return UNKNOWN
-        best = max(top, key=top.get)
-        if best != tok:
-            produced += best
-            hit = choice_from_continuation(produced, choices)
-            if hit != NO_CHOICE:
-                return hit
-            return UNKNOWN if any(c.startswith(produced) for c in choices) else NO_CHOICE
-        produced += tok
-    return choices.index(produced)
+def _span_choices(target_ids: list[int], target_tokens: list[str], choices: tuple[str, ...], intern):
+    """Each answer as token ids in this span's tokenization: the target as the server tokenized it;
+    another answer as the target's leading tokens it shares plus the rest as one token string."""
+    target = "".join(target_tokens)
+    out = []
+    for j, alt in enumerate(choices):
+        if alt == target:
+            out.append(tuple(target_ids))
+            continue
+        d, covered = 0, ""
+        while d < len(target_tokens) and alt.startswith(covered + target_tokens[d]) \
+                and len(covered + target_tokens[d]) < len(alt):
+            covered += target_tokens[d]
+            d += 1
+        out.append(tuple(target_ids[:d]) + (intern(alt[len(covered):]),))
+    return tuple(out)

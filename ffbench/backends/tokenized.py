@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from ffbench.backends.base import NO_CHOICE, UNKNOWN, SpanScores
+from ffbench.backends.base import UNKNOWN, SpanScores, choice_so_far
 
 # logprob_at(position, token) -> (value, exact). ``position`` p predicts token p + 1. A non-exact
 # value is an upper bound; NaN means nothing is known.
@@ -64,14 +64,16 @@ def needed_positions(aligned: np.ndarray, n_tokens: int) -> np.ndarray:
 
 
 def dense_scores(ids: list[int], aligned: np.ndarray, choice_ids: tuple[tuple[int, ...], ...],
-                 logprob_at: LogprobAt, top_at: TopAt, decode: Callable[[list[int]], str] | None = None) -> SpanScores:
-    """Scores of every span from one teacher-forced pass; ``decode`` (token ids -> text) names what
-    each read's greedy continuation said, up to where it named an answer or left every answer."""
+                 logprob_at: LogprobAt, top_at: TopAt, decode: Callable[[list[int]], str]) -> SpanScores:
+    """Scores of every span from one teacher-forced pass. ``decode`` (token ids -> text) turns the
+    greedy continuation into the text a generation would have produced, which is what names its
+    answer (the same rule as parsing a generated continuation), and is kept as the read's ``output``."""
     n, m = aligned.shape[0], len(choice_ids)
     logprobs = np.full((n, m), np.nan)
     bound = np.zeros((n, m), dtype=bool)
     greedy = np.full(n, UNKNOWN, dtype=np.int64)
-    text: list | None = [None] * n if decode is not None else None
+    text: list = [None] * n
+    names = [decode(list(c)) for c in choice_ids]
     for r, (a, b) in enumerate(aligned.tolist()):
         if a <= 0:  # unaligned, or the answer is the very first token (nothing predicts it)
             continue
@@ -91,28 +93,23 @@ def dense_scores(ids: list[int], aligned: np.ndarray, choice_ids: tuple[tuple[in
             if k != t and len(alt) == d + 1:  # the pass predicts alt's last token right after the shared prefix
                 value, ok = logprob_at(a - 1 + d, alt[d])
                 logprobs[r, k], bound[r, k] = prefix[d] + value, not (ok and exact[d])
-        greedy[r], produced = _greedy_choice(in_context, a, choice_ids, top_at)
-        if text is not None and greedy[r] != UNKNOWN:
+        greedy[r], produced = _greedy_choice(in_context, a, choice_ids, top_at, decode, names)
+        if greedy[r] != UNKNOWN:
             text[r] = decode(list(produced))
     return SpanScores(logprobs, greedy, bound, text)
 
 
-def _greedy_choice(target: tuple[int, ...], a: int, choice_ids, top_at: TopAt) -> tuple[int, tuple[int, ...]]:
-    """Follow the greedy path along the target until it diverges; name the choice it produces,
-    with the tokens it produced up to there."""
+def _greedy_choice(target: tuple[int, ...], a: int, choice_ids, top_at: TopAt, decode, names: list[str]):
+    """Follow the greedy path along the target until it diverges; name the choice its text produces
+    (with the tokens produced up to there), or UNKNOWN when only more generation could tell."""
     for d, tok in enumerate(target):
         top = top_at(a - 1 + d)
         if top < 0:
             return UNKNOWN, ()
         if top != tok:
             produced = target[:d] + (top,)
-            matches = [k for k, c in enumerate(choice_ids) if c[: d + 1] == produced]
-            if not matches:
-                return NO_CHOICE, produced
-            exact = [k for k in matches if len(choice_ids[k]) == d + 1]
-            return (exact[0], produced) if exact and len(matches) == 1 else (UNKNOWN, produced)
+            return choice_so_far(decode(list(produced)), names), produced
     return choice_ids.index(target), target
-
 
 
 def _common_prefix(a: tuple[int, ...], b: tuple[int, ...]) -> int:
