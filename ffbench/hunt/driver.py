@@ -26,8 +26,8 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -36,6 +36,7 @@ from ffbench.backends import ModelRef
 from ffbench.errors import FFBenchError, Interrupted, UsageError
 from ffbench.hunt import bandit as bandit_mod
 from ffbench.hunt import estimator, families, mutations
+from ffbench.hunt.families import pad_to
 from ffbench.hunt.huntdir import HuntDir
 from ffbench.identity import RunIdentity
 
@@ -230,7 +231,7 @@ def _new_state(p: Plan, identity: RunIdentity) -> dict:
              "spent": {"reads": 0, "tokens": 0, "sequences": 0, "rescored_reads": 0, "rescored_tokens": 0},
              "bandit": {}, "pool": [], "glitches": [], "seen": [], "unconfirmed": 0, "stop_reason": None}
     if p.target is not None:
-        proposal = estimator.Proposal.initial(p.target, p.config.length)
+        proposal = estimator.Proposal.initial(p.target)
         state["estimate"] = {"phase": "adapt", "stage": 0, "proposal": proposal.as_dict(), "stages": [],
                              "final_rounds": [], "sequences": 0}
     return state
@@ -455,6 +456,7 @@ class Hunter:
 
     # ------------------------------------------------------------------ estimate
     def _estimate_round(self, rng: np.random.Generator) -> bool:
+        """One stage (adapting) or round (final) of importance samples: one scored read each."""
         import pyarrow as pa
 
         est = self.state["estimate"]
@@ -462,77 +464,91 @@ class Hunter:
         proposal = estimator.Proposal.from_dict(est["proposal"])
         reads_left, tokens_left = self.remaining()
         adapt = est["phase"] == "adapt"
-        goal = min(self._stage_reads() if adapt else ROUND_READS, reads_left)
-        parts, planned = [], 0
-        while planned < goal:
-            draw = estimator.sample(target, proposal, 64, rng)
-            counts = np.count_nonzero(draw.outcomes == estimator.READ, axis=1)
-            take = int(np.searchsorted(np.cumsum(counts), goal - planned, side="right"))
-            if take == 0:
-                break
-            parts.append((draw, take))
-            planned += int(counts[:take].sum())
-            if take < counts.size:
-                break
-        if not parts:
-            return False
-        arr = np.concatenate([d.sequences[:t] for d, t in parts])
-        keep = self._fit_tokens(list(arr), tokens_left)
+        num = min(self._stage_reads() if adapt else ROUND_READS, reads_left)
+        draw = estimator.sample(target, proposal, num, rng)
+        seqs = draw.sequences()
+        keep = self._fit_tokens(seqs, tokens_left)
         if keep == 0:
             return False
-        arr = arr[:keep]
-        outcomes = np.concatenate([d.outcomes[:t] for d, t in parts])[:keep]
-        component = np.concatenate([d.component[:t] for d, t in parts])[:keep]
-        end = np.concatenate([d.end[:t] for d, t in parts])[:keep]
-        scored = self._score(arr)
-        reads, weight = estimator.read_weights(target, proposal, arr, outcomes)
-        spent = self.state["spent"]
-        spent["reads"] += len(reads)
-        spent["tokens"] += int(scored.tokens.sum())
-        spent["sequences"] += arr.shape[0]
-        first_seq = est["sequences"]
-        est["sequences"] += arr.shape[0]
+        if keep < num:
+            draw = estimator.Draw(draw.slot[:keep], draw.outcomes[:keep], draw.first_bit[:keep],
+                                  draw.component[:keep])
+            seqs = seqs[:keep]
+        scored = self._score_last(seqs)
+        weight = estimator.weights(target, proposal, draw)
         wrong = ~scored.correct
+        spent = self.state["spent"]
+        spent["reads"] += keep
+        spent["tokens"] += int(scored.tokens.sum())
+        spent["sequences"] += keep
+        first = est["sequences"]
+        est["sequences"] += keep
         r = self.state["round"]
-        table = pa.table({
-            "round": pa.array(np.full(len(reads), r, np.int64)),
-            "phase": pa.array([est["phase"]] * len(reads), pa.string()),
-            "stage": pa.array(np.full(len(reads), est["stage"], np.int64)),
-            "seq_index": pa.array(reads.seq_index + first_seq),
-            "read_index": pa.array(reads.read_index), "position": pa.array(reads.position),
-            "target": pa.array(reads.target), "prediction": pa.array(scored.prediction),
+        self.hd.write_round(r, pa.table({
+            "round": pa.array(np.full(keep, r, np.int64)),
+            "phase": pa.array([est["phase"]] * keep, pa.string()),
+            "stage": pa.array(np.full(keep, est["stage"], np.int64)),
+            "sample": pa.array(np.arange(first, first + keep, dtype=np.int64)),
+            "slot": pa.array(draw.slot.astype(np.int64)),
+            "position": pa.array(2 * draw.slot.astype(np.int64) + 1),
+            "target": pa.array(scored.reads.target), "prediction": pa.array(scored.prediction),
             "correct": pa.array(scored.correct), "margin": pa.array(scored.margin), "weight": pa.array(weight),
-            "write_distance": pa.array(reads.write_distance.astype(np.int64)),
-            "evidence_distance": pa.array(reads.evidence_distance.astype(np.int64)),
-            "component": pa.array(component[reads.seq_index].astype(np.int64)),
-            "window_end": pa.array(end[reads.seq_index].astype(np.int64)),
-        })
-        self.hd.write_round(r, table)
-        failing = sorted(set(reads.seq_index[wrong].tolist()))
-        confirmed = self._confirm(arr, scored, failing)
-        for k, info in confirmed.items():
-            meta = {"family": "is_proposal", "point": None, "params": {"target": target.name, "phase": est["phase"],
-                                                                      "stage": est["stage"]},
-                    "origin": "estimate", "mutations": 0, "moves": []}
-            self._record_glitch(arr[k], meta, info)
+            "write_distance": pa.array(draw.write_distance().astype(np.int64)),
+            "component": pa.array(draw.component.astype(np.int64)),
+            "text": pa.array([language.to_strings(q[None])[0] for q in seqs], pa.string()),
+        }))
+        failing = np.flatnonzero(wrong).tolist()
+        if failing:
+            again = self._score_last([seqs[k] for k in failing])
+            self.state["spent"]["rescored_reads"] += len(failing)
+            self.state["spent"]["rescored_tokens"] += int(again.tokens.sum())
+            for j, k in enumerate(failing):
+                if again.correct[j]:
+                    self.state["unconfirmed"] += 1
+                    continue
+                seq = pad_to(seqs[k], self.cfg.length)
+                meta = {"family": "is_proposal", "point": f"is_proposal(target={target.name})",
+                        "params": {"target": target.name, "phase": est["phase"], "stage": est["stage"],
+                                   "component": int(draw.component[k])},
+                        "origin": "estimate", "mutations": 0, "moves": []}
+                info = {"failing_reads": [int(np.count_nonzero(seqs[k][0::2] == language.R)) - 1],
+                        "failing_positions": [len(seqs[k]) - 1], "margins": [float(scored.margin[k])],
+                        "rescored_margins": [float(again.margin[j])],
+                        "write_distance": [int(draw.write_distance()[k])]}
+                self._record_glitch(seq, meta, info)
         if adapt:
-            local = estimator.estimate(target, proposal.defensive, reads.seq_index, wrong, weight, arr.shape[0],
-                                       self.cfg.length)
+            local = estimator.estimate(target, wrong, weight, proposal.max_weight(target))
             chosen = estimator.elite(scored.margin, wrong)
-            new = estimator.update(target, proposal, outcomes, reads, weight, chosen)
-            est["stages"].append({"stage": est["stage"], "reads": len(reads), "wrong": int(wrong.sum()),
+            new = estimator.update(target, proposal, draw, weight, chosen)
+            level = scored.margin[chosen & ~wrong]
+            est["stages"].append({"stage": est["stage"], "samples": keep, "failing": int(wrong.sum()),
                                   "elite": int(chosen.sum()),
-                                  "elite_margin": float(np.nanmax(np.where(chosen & ~wrong, scored.margin, -np.inf)))
-                                  if (chosen & ~wrong).any() else 0.0,
+                                  "elite_margin_level": float(np.nanmax(level)) if level.size else 0.0,
                                   "estimate": local.rate, "shares": proposal.shares.tolist()})
             est["proposal"] = new.as_dict()
             est["stage"] += 1
-            adapt_spent = sum(s["reads"] for s in est["stages"])
+            adapt_spent = sum(st["samples"] for st in est["stages"])
             if est["stage"] >= MAX_STAGES or adapt_spent + self._stage_reads() > ADAPT_SHARE * self.cfg.budget:
                 est["phase"] = "final"
         else:
             est["final_rounds"].append(r)
         return True
+
+    def _score_last(self, seqs: list[np.ndarray]) -> Scored:
+        """Score only the last read of each sequence (the prefix is context, its reads are not asked)."""
+        from ffbench import scoring
+
+        rendered = []
+        for q in seqs:
+            full = render.render(q, self.p.template)
+            rendered.append(render.Rendered(full.text, full.spans[-1:], full.targets[-1:], full.choices))
+        out = scoring.score(self.backend, rendered, self.p.template, "choice", per_read=self.cfg.per_read)
+        targets = np.array([r.targets[0] for r in rendered], dtype=np.int64)
+        n = len(seqs)
+        reads = language.Reads(np.arange(n), np.zeros(n, np.int64), np.array([len(q) - 1 for q in seqs]), targets,
+                               np.zeros(n, np.int64), np.zeros(n, np.int64))
+        tokens = np.array([self._tokens(r.text) for r in rendered], dtype=np.int64)
+        return Scored(reads, out.prediction == targets, out.margin, out.prediction, tokens)
 
     def _stage_reads(self) -> int:
         return max(200, min(STAGE_READS, self.cfg.budget // 20))
@@ -569,9 +585,10 @@ class Hunter:
         target = self.p.target
         proposal = estimator.Proposal.from_dict(est["proposal"])
         tables = self.hd.read_rounds(est["final_rounds"])
-        out = {"target": target.name, "distribution": target.dist.label(), "expected_reads_per_sequence":
-               target.expected_reads(), "defensive": proposal.defensive,
-               "adapt_reads": sum(s["reads"] for s in est["stages"])}
+        out = {"target": target.name, "distribution": target.dist.label(),
+               "expected_reads_per_sequence": target.expected_reads(), "defensive": proposal.defensive,
+               "max_weight": proposal.max_weight(target), "adapt_reads": sum(st["samples"] for st in est["stages"]),
+               "proposal_readable": proposal.describe(target)}
         if not tables:
             out["result"] = None
             out["reason"] = "the budget ended before the final proposal was sampled: raise --budget"
@@ -579,14 +596,20 @@ class Hunter:
         import pyarrow as pa
 
         t = pa.concat_tables(tables)
-        seq = t.column("seq_index").to_numpy()
-        _, seq_local = np.unique(seq, return_inverse=True)
-        num = int(seq_local.max()) + 1
-        result = estimator.estimate(target, proposal.defensive, seq_local, ~t.column("correct").to_numpy(),
-                                    t.column("weight").to_numpy(), num, self.cfg.length)
+        result = estimator.estimate(target, ~t.column("correct").to_numpy(), t.column("weight").to_numpy(),
+                                    proposal.max_weight(target))
         width = result.ci95[1] - result.ci95[0]
-        total = out["adapt_reads"] + result.reads
+        total = out["adapt_reads"] + result.samples
         out["result"] = result.as_dict()
         out["iid_same_reads"] = estimator.iid_comparison(result.rate, width, total)
-        out["iid_same_reads_final_only"] = estimator.iid_comparison(result.rate, width, result.reads)
+        out["iid_same_reads_final_only"] = estimator.iid_comparison(result.rate, width, result.samples)
+        # Per token the comparison differs: an i.i.d. read costs a target sequence's tokens over its reads,
+        # a sample costs its whole prefix.
+        needed = out["iid_same_reads"]["reads_for_same_width"]
+        if needed:
+            example = language.sample(target.dist, 1, 0)[0]
+            per_read = self._tokens(render.render(example, self.p.template).text) / target.expected_reads()
+            spent = self.state["spent"]["tokens"]
+            out["iid_same_tokens"] = {"tokens_per_iid_read": per_read, "tokens_for_same_width": needed * per_read,
+                                      "tokens_spent": spent, "token_ratio": needed * per_read / spent if spent else None}
         return out

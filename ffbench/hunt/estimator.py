@@ -1,40 +1,45 @@
-"""Importance sampling of rare glitch rates: the rate under FFL(T, p) from sequences drawn elsewhere.
+"""Importance sampling of rare glitch rates: the rate under FFL(T, p) from reads drawn elsewhere.
 
-The quantity. Under a target distribution p = FFL(T, p_w, p_r, p_i) the glitch rate of ``ffbench
-run`` is wrong reads / all reads, which converges to theta = E_p[errors per sequence] / E_p[reads
-per sequence]; the denominator is known exactly, 1 + (T/2 - 2) p_r, so only the numerator is
-estimated.
+The quantity. Under a target p = FFL(T, p_w, p_r, p_i) the glitch rate of ``ffbench run`` (wrong
+reads / all reads) converges to theta = E_p[errors per sequence] / E_p[reads per sequence]. The
+denominator is known, 1 + (T/2 - 2) p_r. The numerator is a sum over the instruction slots e that
+can hold a read: sum_e c_e E_p[f_e], where c_e = p_r for a middle slot and 1 for the last (always
+a read), and f_e(x_1..e-1) says whether the model answers a read at slot e wrongly after the
+instructions before it. For a causal model f_e depends on nothing after the read, so one sample
+needs only the prefix: a *read-level* estimator.
 
-The proposal. Sequences are drawn from q = alpha * p + (1 - alpha) * sum_k beta_k q_k. Each q_k is a
-*window profile*: pick a slot e uniformly among the instructions 1 .. T/2 - 1, make slot e a read,
-draw each earlier instruction from a distribution that depends on its distance e - i to that read
-(bucketed, ``BUCKETS``) and each later one from p. Instructions are drawn over five outcomes
-relative to the value in force (``OUTCOMES``: write the same value, write the other one, read,
-ignore carrying the same value, ignore carrying the other one); under p these have probabilities
-(p_w/2, p_w/2, p_r, p_i/2, p_i/2). A profile can so say "a write of the other value right before the
-read", "three writes within the last eight instructions" or "no write or read for 48 instructions":
-the configurations that break models (the stress families) as a distribution with an exact density.
-With every profile equal to p this is the tilted FFL(T, p') of the plain cross-entropy method,
-plus a planted read.
+The proposal. A sample picks a read slot e with probability a(e), draws the instructions before it
+from q_e = alpha * p + (1 - alpha) * sum_k beta_k profile_k, and ends with the read at e: a legal
+sequence of length 2(e + 1) whose last read, alone, is scored. A *profile* gives each earlier
+instruction i a distribution over five outcomes relative to the value in force (``OUTCOMES``:
+write the same value, write the other one, read, ignore carrying the same value, ignore carrying
+the other one; under p they have probabilities p_w/2, p_w/2, p_r, p_i/2, p_i/2) that depends on
+its distance e - i to the read, in buckets (``BUCKETS``). A profile can so say "a write of the
+other value right before the read", "writes of the old value 4 to 12 instructions back" or "no
+write or read for 48 instructions": the configurations that break models, as a distribution with
+an exact density. With a profile equal to a tilted p' everywhere this is the tilted FFL(T, p') of
+the plain cross-entropy method.
 
-The weights. Every read j of a sequence counts with the likelihood ratio of its *prefix*,
-w_j = p(x_1..j) / q(x_1..j), computed exactly (a sum over profiles and window ends, in log space):
-a causal model's verdict on read j depends only on the text before its answer, so
-E_q[sum_j w_j err_j] = E_p[errors] (per-decision importance sampling). The defensive share alpha
-bounds every weight by 1 / alpha.
+The estimate. Each sample contributes Z = f_e * w with weight w = c_e p(x_<e) / (a(e) q_e(x_<e)),
+computed exactly; E[Z] = theta * E_p[reads], so mean(Z) / E_p[reads] is unbiased. Samples are
+independent; the 95% interval is the studentized bootstrap (bootstrap-t) interval of mean(Z), which
+follows the skew of the weights where the plain t interval covers less than it claims (both are
+asymptotic, valid as the failing samples grow; ``reliable`` says whether there are ``MIN_HITS``). The defensive share alpha and a floor on
+a(e) bound every weight (``Proposal.max_weight``), which gives an exact, conservative upper bound
+too: Z <= max_weight * f, and a Clopper-Pearson bound on the failing share.
 
-The estimator and its interval. With Y_s = sum of w_j err_j over the reads of sequence s, the
-estimate is mean(Y) / E_p[reads]: unbiased. Its 95% interval is the Student t interval on the
-sequences' Y (independent draws), valid as the number of failing sequences grows; hunt.json also
-gives an exact, conservative upper bound (Y_s <= N_max / alpha times the indicator that sequence s
-fails, and a Clopper-Pearson bound on that indicator), which holds with any number of failures.
+The adaptation (cross-entropy method: Rubinstein 1999; for rare outputs of language models see Wu
+& Hilton, arXiv 2410.13211). Each stage samples the current proposal; the elite samples are the
+failing ones once they are a ``RHO`` share (and ``MIN_ELITE``), else that many with the lowest margins (near
+misses share the contexts of failures; the level rises from stage to stage). Weighted by w, the elites' read slots refit a(e) and their prefixes refit the profiles
+(counts per profile, bucket and outcome, the profiles' shares of each prefix as responsibilities:
+one EM step for the mixture), shrunk toward p. The estimate uses only samples of the final,
+fixed proposal.
 
-The adaptation (cross-entropy method, Rubinstein 1999; for rare model outputs see Wu & Hilton,
-arXiv 2410.13211). Each stage draws from the current proposal; the elite reads are the wrong ones
-once there are enough, else the ``RHO`` share with the lowest margins. Each elite read's prefix,
-weighted by w_j, is counted per (profile, distance bucket, outcome), with the profiles' shares of the
-read as responsibilities (one EM step for the mixture), and the profiles move to those counts,
-shrunk toward p. The estimate uses only the draws after adaptation stops, from one fixed proposal.
+Assumptions: the model is causal (a read's verdict depends only on the text before its answer, as
+for every autoregressive language model scored by teacher forcing) and deterministic; the data
+values of the target are uniform (they are in FFL), so only instructions and the relation of each
+value to the value in force enter the weights.
 """
 
 from __future__ import annotations
@@ -51,14 +56,15 @@ from ffbench.errors import UsageError
 OUTCOMES = ("w_same", "w_diff", "r", "i_same", "i_diff")
 W_SAME, W_DIFF, READ, I_SAME, I_DIFF = range(5)
 BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
-DEFENSIVE = 0.2  # alpha: the target's own share of the proposal
-ELITE = 64  # reads the proposal is refitted to at each stage: the wrong ones, then the lowest margins
-SHRINK = 2.0  # pseudo-reads of p added to every (profile, bucket) count
-STEP = 0.7  # how far a stage moves the profiles toward the new fit
-FLOOR = 1e-3  # no outcome of a profile falls below this probability (bounds the log-weights)
-MIN_HITS = 10
-NEAR = 16  # window slots this close to the window's read keep their fitted read probability
-THIN = 0.1  # elsewhere in a window sequence reads are this much rarer than fitted (they cost budget)  # failing sequences needed before the t interval is called reliable
+DEFENSIVE = 0.3  # alpha: the target's own share of every prefix distribution
+SLOT_FLOOR = 0.5  # a(e) keeps this share of the target's own distribution of read slots
+RHO = 0.02  # elite share of a stage's samples while fewer of them fail (multilevel cross-entropy) ...
+MIN_ELITE = 30  # ... but never fewer elite samples than this
+NEAR = 16  # the initial tilts act on the instructions this close to the read
+SHRINK = 2.0  # pseudo-counts of p added to every (profile, bucket)
+STEP = 0.7  # how far a stage moves toward the new fit
+FLOOR = 1e-3  # no outcome of a profile falls below this probability
+MIN_HITS = 10  # failing samples needed before the t interval is called reliable
 
 
 # ----------------------------------------------------------------------------- targets
@@ -74,6 +80,17 @@ class Target:
         """Probabilities of the five outcomes under the target."""
         d = self.dist
         return np.array([d.p_write / 2, d.p_write / 2, d.p_read, d.p_ignore / 2, d.p_ignore / 2])
+
+    @property
+    def slots(self) -> int:
+        """Instruction slots per sequence."""
+        return self.dist.length // 2
+
+    def read_mass(self) -> np.ndarray:
+        """c_e for e = 1 .. n - 1: the probability that slot e holds a read (index 0 is slot 1)."""
+        c = np.full(self.slots - 1, self.dist.p_read)
+        c[-1] = 1.0
+        return c
 
     def expected_reads(self) -> float:
         return self.dist.expected_reads()
@@ -97,69 +114,66 @@ def parse_target(name: str, length: int) -> Target:
     dist = language.FFL.from_p_ignore(values[0], length) if len(values) == 1 else language.FFL(length, *values)
     if dist.p_read == 0:
         raise UsageError(f"--estimate {name!r}: p_read = 0 leaves only the final read; give a p with reads")
-    if not 0 < dist.p_ignore + dist.p_write:
+    if dist.p_read == 1:
         raise UsageError(f"--estimate {name!r}: every instruction would be a read")
     return Target(f"FFL({','.join(f'{v:g}' for v in values)})", dist)
 
 
 # ----------------------------------------------------------------------------- proposals
-def bucket_of(distance: np.ndarray) -> np.ndarray:
-    """Bucket index of distances >= 1 (instructions between a window slot and its read)."""
+def bucket_of(distance) -> np.ndarray:
+    """Bucket index of distances >= 1 (instructions between a prefix slot and the read)."""
     return np.searchsorted(np.asarray(BUCKETS), distance, side="right") - 1
 
 
 @dataclass
 class Proposal:
-    """alpha * p + (1 - alpha) * sum_k beta_k window_k.
-
-    ``profiles`` (K, buckets, 5) are the outcome probabilities of window slots by distance bucket;
-    ``after`` (5,) those of the slots after the window's read (shared by the profiles).
-    """
+    """Read slots ``slot_probs`` (a(e), e = 1 .. n - 1) and prefixes alpha * p + (1 - alpha) * sum_k
+    beta_k profile_k, with ``profiles`` (K, buckets, 5) outcome probabilities by distance bucket."""
 
     defensive: float
-    shares: np.ndarray  # (K,) beta, summing to 1
-    profiles: np.ndarray  # (K, B, 5) outcome probabilities by distance bucket
-    after: np.ndarray  # (5,)
+    slot_probs: np.ndarray  # (n - 1,)
+    shares: np.ndarray  # (K,)
+    profiles: np.ndarray  # (K, B, 5)
 
     @classmethod
-    def initial(cls, target: Target, length: int) -> "Proposal":
-        """Three windows: the target's own, denser (writes and reads), sparser (ignores); reads
-        thinned beyond ``NEAR`` instructions before the window's read and after it."""
+    def initial(cls, target: Target) -> Proposal:
+        """Read slots as the target has them; three profiles, all p beyond ``NEAR`` instructions from
+        the read and, nearer: p itself, more writes of either value (decoys), fewer writes and reads
+        (a longer gap). The cross-entropy stages take it from there."""
         p = target.probs
-        n_buckets = int(bucket_of(np.array([length // 2]))[0]) + 1
-        dense = np.array([0.15, 0.15, 0.2, 0.25, 0.25])
-        sparse = np.array([0.005, 0.005, 0.01, 0.49, 0.49])
-        profiles = np.stack([np.tile(v, (n_buckets, 1)) for v in (p, dense, sparse)])
-        return cls(DEFENSIVE, np.full(3, 1 / 3), thin_far(profiles), thin(p[None])[0])
+        n_buckets = int(bucket_of(target.slots)) + 1
+        near = np.asarray(BUCKETS[:n_buckets]) <= NEAR
+        profiles = np.tile(p, (3, n_buckets, 1))
+        profiles[1, near] = _tilt(p, [3.0, 3.0, 1.0, 1.0, 1.0])
+        profiles[2, near] = _tilt(p, [0.2, 0.2, 0.2, 1.0, 1.0])
+        c = target.read_mass()
+        return cls(DEFENSIVE, c / c.sum(), np.full(3, 1 / 3), _floored(profiles))
+
+    def max_weight(self, target: Target) -> float:
+        """The largest weight any sample can have: c_e / (a(e) * alpha)."""
+        return float(np.max(target.read_mass() / self.slot_probs) / self.defensive)
 
     def as_dict(self) -> dict:
-        return {"defensive": self.defensive, "shares": self.shares.tolist(),
-                "profiles": np.round(self.profiles, 12).tolist(), "after": np.round(self.after, 12).tolist(),
-                "outcomes": list(OUTCOMES), "buckets": list(BUCKETS[: self.profiles.shape[1]])}
+        return {"defensive": self.defensive, "slot_probs": self.slot_probs.tolist(), "shares": self.shares.tolist(),
+                "profiles": self.profiles.tolist(), "outcomes": list(OUTCOMES),
+                "buckets": list(BUCKETS[: self.profiles.shape[1]])}
 
     @classmethod
-    def from_dict(cls, raw: dict) -> "Proposal":
-        return cls(float(raw["defensive"]), np.asarray(raw["shares"], dtype=np.float64),
-                   np.asarray(raw["profiles"], dtype=np.float64), np.asarray(raw["after"], dtype=np.float64))
+    def from_dict(cls, raw: dict) -> Proposal:
+        return cls(float(raw["defensive"]), np.asarray(raw["slot_probs"], dtype=np.float64),
+                   np.asarray(raw["shares"], dtype=np.float64), np.asarray(raw["profiles"], dtype=np.float64))
+
+    def describe(self, target: Target) -> dict:
+        """Readable: per profile its share and, per distance bucket, the tilt of each outcome against p."""
+        return {"defensive": self.defensive, "profiles": [
+            {"share": float(s), "by_distance": {f">={b}": dict(zip(OUTCOMES, np.round(row / target.probs, 2).tolist()))
+                                                for b, row in zip(BUCKETS, prof)}}
+            for s, prof in zip(self.shares, self.profiles)]}
 
 
-def thin(probs: np.ndarray) -> np.ndarray:
-    """Reads made ``THIN`` times as likely (the rest to the other outcomes, in proportion), floored."""
-    out = probs.copy()
-    out[..., READ] *= THIN
-    rest = 1.0 - out[..., READ]
-    others = [W_SAME, W_DIFF, I_SAME, I_DIFF]
-    out[..., others] *= (rest / probs[..., others].sum(axis=-1))[..., None]
-    return _floored(out)
-
-
-def thin_far(profiles: np.ndarray) -> np.ndarray:
-    """Profiles with reads thinned in the buckets beyond ``NEAR`` instructions from the window's read:
-    a read there costs as much as the window's own and tells little about it."""
-    out = _floored(profiles)
-    far = np.asarray(BUCKETS[: profiles.shape[1]]) > NEAR
-    out[:, far] = thin(out[:, far])
-    return out
+def _tilt(p: np.ndarray, factors) -> np.ndarray:
+    q = p * np.asarray(factors)
+    return q / q.sum()
 
 
 def _floored(profiles: np.ndarray) -> np.ndarray:
@@ -169,127 +183,98 @@ def _floored(profiles: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Draw:
-    """Sequences drawn from a proposal, with the outcome of every instruction."""
+    """Samples of a proposal: per sample the read slot and the outcomes before it."""
 
-    sequences: np.ndarray  # (N, T) uint8
-    outcomes: np.ndarray  # (N, n) int8; slot 0 is W_SAME by convention, the last slot READ
-    component: np.ndarray  # (N,) -1 for the target, else the profile index
-    end: np.ndarray  # (N,) the window's read slot (-1 for the target)
+    slot: np.ndarray  # (N,) e, the read's instruction slot (1 .. n - 1)
+    outcomes: np.ndarray  # (N, n) int8; slots 1 .. e - 1 hold the prefix, slot e READ, -1 after
+    first_bit: np.ndarray  # (N,) the first write's value
+    component: np.ndarray  # (N,) -1: the prefix came from p, else the profile index
+
+    def sequences(self) -> list[np.ndarray]:
+        """Each sample as a legal compact sequence ending with its read (length 2(e + 1))."""
+        full = _sequences(np.where(self.outcomes < 0, I_SAME, self.outcomes).astype(np.int8), self.first_bit)
+        return [full[k, : 2 * (int(e) + 1)] for k, e in enumerate(self.slot)]
+
+    def write_distance(self) -> np.ndarray:
+        """Instructions from the latest write to the read (the read's write distance)."""
+        n = self.outcomes.shape[1]
+        writes = (self.outcomes == W_SAME) | (self.outcomes == W_DIFF)
+        writes[:, 0] = True
+        idx = np.where(writes & (np.arange(n)[None, :] < self.slot[:, None]), np.arange(n)[None, :], 0)
+        return self.slot - idx.max(axis=1)
 
 
 def sample(target: Target, proposal: Proposal, num: int, rng: np.random.Generator) -> Draw:
-    """``num`` validated sequences from ``proposal`` at the target's length."""
-    length = target.dist.length
-    n = length // 2
+    n = target.slots
+    slot = 1 + rng.choice(n - 1, size=num, p=proposal.slot_probs / proposal.slot_probs.sum())
     k = len(proposal.shares)
     component = np.where(rng.random(num) < proposal.defensive, -1,
                          rng.choice(k, size=num, p=proposal.shares / proposal.shares.sum()))
-    end = np.where(component >= 0, rng.integers(1, n, size=num), -1)
     slots = np.arange(n)
-    dist = end[:, None] - slots[None, :]  # distance to the window's read (window slots: > 0)
-    in_window = (component[:, None] >= 0) & (dist > 0)
-    buckets = bucket_of(np.maximum(dist, 1))
+    dist = slot[:, None] - slots[None, :]
     probs = np.broadcast_to(target.probs, (num, n, 5)).copy()
-    rows = np.nonzero(in_window)
-    probs[rows] = proposal.profiles[component[rows[0]], buckets[rows]]
-    probs[(component[:, None] >= 0) & (dist < 0)] = proposal.after
-    cum = np.cumsum(probs, axis=2)
+    tilted = (component[:, None] >= 0) & (dist > 0)
+    rows = np.nonzero(tilted)
+    probs[rows] = proposal.profiles[component[rows[0]], bucket_of(dist[rows])]
     u = rng.random((num, n, 1))
-    outcomes = np.minimum((u > cum).sum(axis=2), 4).astype(np.int8)
-    planted = (component >= 0) & (end < n - 1)
-    outcomes[planted, end[planted]] = READ
-    outcomes[:, 0], outcomes[:, -1] = W_SAME, READ
+    outcomes = np.minimum((u > np.cumsum(probs, axis=2)).sum(axis=2), 4).astype(np.int8)
+    outcomes[:, 0] = W_SAME
+    outcomes[dist == 0] = READ
+    outcomes[dist < 0] = -1
     first_bit = (rng.random(num) < 0.5).astype(np.uint8)
-    return Draw(_sequences(outcomes, first_bit), outcomes, component, end)
+    return Draw(slot, outcomes, first_bit, component)
 
 
 def _sequences(outcomes: np.ndarray, first_bit: np.ndarray) -> np.ndarray:
     """Compact strings from relative outcomes: a write of the other value flips the value in force."""
     num, n = outcomes.shape
-    flips = (outcomes == W_DIFF).astype(np.uint8)
+    flips = (outcomes == W_DIFF).astype(np.int64)
+    flips[:, 0] = 0
     value = (first_bit[:, None] + np.cumsum(flips, axis=1)) % 2  # value in force after each slot
-    before = np.concatenate([first_bit[:, None], value[:, :-1]], axis=1)  # in force before each slot
+    before = np.concatenate([first_bit[:, None], value[:, :-1]], axis=1)
     instr = np.choose(outcomes, [language.W, language.W, language.R, language.I, language.I]).astype(np.uint8)
     data = np.where((outcomes == W_DIFF) | (outcomes == I_DIFF), 1 - before, before).astype(np.uint8)
     data[:, 0] = first_bit
     arr = np.empty((num, 2 * n), dtype=np.uint8)
     arr[:, 0::2] = instr
     arr[:, 1::2] = data + language.ZERO
-    language.validate(arr, alphabet=2)
     return arr
 
 
-def outcomes_of(sequences: np.ndarray) -> np.ndarray:
-    """The relative outcome of every instruction of legal sequences (inverse of sampling)."""
-    instr, data = sequences[:, 0::2], sequences[:, 1::2]
-    last = language.last_index(instr == language.W)
-    prev_write = np.concatenate([np.zeros_like(last[:, :1]), last[:, :-1]], axis=1)  # latest write before slot
-    before = np.take_along_axis(data, prev_write, axis=1)
+def outcomes_of(sequence: np.ndarray) -> np.ndarray:
+    """The relative outcome of every instruction of one legal sequence (the inverse of sampling)."""
+    instr, data = sequence[0::2], sequence[1::2]
+    last = language.last_index((instr == language.W)[None])[0]
+    before = data[np.concatenate([[0], last[:-1]])]
     same = data == before
     out = np.where(instr == language.W, np.where(same, W_SAME, W_DIFF),
                    np.where(instr == language.R, READ, np.where(same, I_SAME, I_DIFF))).astype(np.int8)
-    out[:, 0] = W_SAME
+    out[0] = W_SAME
     return out
 
 
 # ----------------------------------------------------------------------------- weights
-def log_prefix_ratio(target: Target, proposal: Proposal, outcomes: np.ndarray, chunk: int = 32) -> np.ndarray:
-    """(N, n): log q(x_1..j) / p(x_1..j) for every slot j (0 at slot 0), exactly.
-
-    For window profile k ending at slot e, the ratio through slot j is the product over window
-    slots i <= min(j, e - 1) of profile_k[bucket(e - i), o_i] / p(o_i), times 1 / p_r once j >= e
-    when the read at e was planted (and 0 if slot e is not a read).
-    """
-    num, n = outcomes.shape
-    log_p = np.log(target.probs)
-    log_ratio = np.log(proposal.profiles) - log_p  # (K, B, 5)
+def _log_profile_ratio(target: Target, proposal: Proposal, draw: Draw) -> np.ndarray:
+    """(N, K): log prod over prefix slots of profile_k[bucket(e - i), o_i] / p(o_i)."""
+    n = target.slots
     slots = np.arange(n)
-    e_idx = np.arange(1, n)  # window read slots
-    dist = e_idx[:, None] - slots[None, :]  # (E, n)
-    window = (dist > 0) & (slots[None, :] >= 1) & (slots[None, :] <= n - 2)
-    bucket = bucket_of(np.maximum(dist, 1))
-    planted = e_idx <= n - 2
-    log_share = np.log(proposal.shares) - math.log(n - 1)
-    log_after = np.log(proposal.after) - log_p
-    middle = (slots >= 1) & (slots <= n - 2)
-    out = np.zeros((num, n))
-    for lo in range(0, num, chunk):
-        o = outcomes[lo : lo + chunk].astype(np.int64)
-        m = o.shape[0]
-        terms = []
-        forced = np.where(o[:, e_idx] == READ, -math.log(target.dist.p_read), -np.inf)  # (m, E)
-        forced = np.where(planted[None, :], forced, 0.0)
-        after = slots[None, None, :] >= e_idx[None, :, None]  # (1, E, n): the planted read is in the prefix
-        # slots after the window's read follow ``after``: sum over e < i <= j = A[j] - A[e]
-        tail = np.cumsum(np.where(middle[None, :], log_after[o], 0.0), axis=1)  # (m, n)
-        tail = np.where(after, tail[:, None, :] - tail[:, e_idx][:, :, None], 0.0)  # (m, E, n)
-        forced = forced[:, :, None] + tail
-        for k in range(log_ratio.shape[0]):
-            step = log_ratio[k][bucket[None, :, :], o[:, None, :]]  # (m, E, n)
-            step = np.where(window[None], step, 0.0)
-            cum = np.cumsum(step, axis=2) + np.where(after, forced, 0.0)
-            terms.append(cum + log_share[k])
-        mix = _logsumexp(np.concatenate(terms, axis=1), axis=1)  # (m, n): log sum_k,e share * ratio
-        out[lo : lo + m] = np.logaddexp(math.log(proposal.defensive), math.log1p(-proposal.defensive) + mix)
-    out[:, 0] = 0.0
-    return out
+    dist = draw.slot[:, None] - slots[None, :]
+    prefix = (dist > 0) & (slots[None, :] >= 1)
+    o = np.where(prefix, draw.outcomes, 0).astype(np.int64)
+    b = bucket_of(np.maximum(dist, 1))
+    log_ratio = np.log(proposal.profiles) - np.log(target.probs)  # (K, B, 5)
+    return np.stack([np.where(prefix, log_ratio[k][b, o], 0.0).sum(axis=1) for k in range(len(proposal.shares))],
+                    axis=1)
 
 
-def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
-    top = np.max(a, axis=axis, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0.0)
-    with np.errstate(divide="ignore"):
-        return np.squeeze(top, axis=axis) + np.log(np.sum(np.exp(a - top), axis=axis))
-
-
-def read_weights(target: Target, proposal: Proposal, sequences: np.ndarray,
-                 outcomes: np.ndarray | None = None) -> tuple[language.Reads, np.ndarray]:
-    """Every read of the sequences and its weight p(prefix) / q(prefix), in read order."""
-    reads = language.extract_reads(sequences)
-    outcomes = outcomes_of(sequences) if outcomes is None else outcomes
-    log_q_over_p = log_prefix_ratio(target, proposal, outcomes)
-    slot = (reads.position - 1) // 2
-    return reads, np.exp(-log_q_over_p[reads.seq_index, slot])
+def weights(target: Target, proposal: Proposal, draw: Draw) -> np.ndarray:
+    """Per sample: c_e p(prefix) / (a(e) q_e(prefix)), exactly."""
+    lr = _log_profile_ratio(target, proposal, draw) + np.log(proposal.shares)[None, :]
+    top = lr.max(axis=1, keepdims=True)
+    mix = np.exp(top[:, 0]) * np.exp(lr - top).sum(axis=1)  # sum_k beta_k profile_k / p
+    q_over_p = proposal.defensive + (1 - proposal.defensive) * mix
+    e = draw.slot - 1
+    return target.read_mass()[e] / (proposal.slot_probs[e] / proposal.slot_probs.sum()) / q_over_p
 
 
 # ----------------------------------------------------------------------------- the estimate
@@ -297,59 +282,79 @@ def read_weights(target: Target, proposal: Proposal, sequences: np.ndarray,
 class Estimate:
     target: str
     rate: float
-    ci95: tuple[float, float]
+    ci95: tuple[float, float]  # bootstrap-t (studentized) interval; [0, upper95_exact] with < 2 hits
+    ci95_normal: tuple[float, float]  # the plain Student t interval, for reference
     std_error: float
-    sequences: int
-    reads: int
-    errors: int  # wrong reads seen (under the proposal)
-    hits: int  # sequences with at least one wrong read
-    effective_sequences: float  # Kish effective sample size of the failing reads' weights
+    samples: int  # scored reads (one per sample)
+    hits: int  # failing samples
+    effective_hits: float  # Kish effective number of the failing samples' weights
     upper95_exact: float  # conservative bound valid with any number of hits
     reliable: bool  # hits >= MIN_HITS
 
     def as_dict(self) -> dict:
-        return {"target": self.target, "rate": self.rate, "ci95": list(self.ci95), "std_error": self.std_error,
-                "sequences": self.sequences, "reads": self.reads, "errors": self.errors, "hits": self.hits,
-                "effective_failing_reads": self.effective_sequences, "upper95_exact": self.upper95_exact,
-                "reliable": self.reliable}
+        return {"target": self.target, "rate": self.rate, "ci95": list(self.ci95), "ci95_normal": list(self.ci95_normal),
+                "std_error": self.std_error, "samples": self.samples, "hits": self.hits,
+                "effective_hits": self.effective_hits, "upper95_exact": self.upper95_exact, "reliable": self.reliable}
 
 
-def estimate(target: Target, defensive: float, seq_index: np.ndarray, wrong: np.ndarray, weight: np.ndarray,
-             num_sequences: int, length: int) -> Estimate:
-    """The unbiased estimate and its intervals from per-read verdicts and weights (see the module docstring)."""
+BOOTSTRAP = 2000  # resamples of the studentized bootstrap
+BOOTSTRAP_SEED = 20241017
+
+
+def estimate(target: Target, wrong: np.ndarray, weight: np.ndarray, max_weight: float) -> Estimate:
+    """The unbiased estimate, its intervals and the exact upper bound (see the module docstring).
+
+    The interval is the studentized (bootstrap-t) one: the weights of the failing samples are
+    skewed (a few large ones), and the plain t interval then covers less than it claims; the
+    bootstrap-t interval reproduces that skew (Hall 1988). Deterministic: a fixed resampling seed.
+    """
     from scipy.stats import t as student
 
     from ffbench.metrics import clopper_pearson
 
     wrong = np.asarray(wrong, dtype=bool)
-    y = np.bincount(seq_index, weights=np.where(wrong, weight, 0.0), minlength=num_sequences)
-    expected = target.expected_reads()
-    n = num_sequences
-    mean = float(y.mean()) if n else math.nan
-    se = float(y.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf
+    z = np.where(wrong, weight, 0.0) / target.expected_reads()
+    n = int(z.size)
+    mean = float(z.mean()) if n else math.nan
+    se = float(z.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf
     half = float(student.ppf(0.975, max(n - 1, 1))) * se
-    hits = int(np.count_nonzero(y > 0))
-    w_fail = weight[wrong]
-    ess = float(w_fail.sum() ** 2 / np.sum(w_fail**2)) if w_fail.size else 0.0
-    n_max = length // 2 - 1
-    bound = n_max / defensive * clopper_pearson(hits, n)[1] / expected if n else 1.0
-    return Estimate(target.name, mean / expected, (max(0.0, (mean - half) / expected), (mean + half) / expected),
-                    se / expected, n, int(seq_index.size), int(wrong.sum()), hits, ess, min(1.0, bound),
-                    hits >= MIN_HITS)
+    hits = int(np.count_nonzero(wrong))
+    w = weight[wrong]
+    ess = float(w.sum() ** 2 / np.sum(w**2)) if w.size else 0.0
+    bound = min(1.0, max_weight * clopper_pearson(hits, n)[1] / target.expected_reads()) if n else 1.0
+    normal = (max(0.0, mean - half), mean + half)
+    ci = _bootstrap_t(z, mean, se) if hits >= 2 else (0.0, bound)
+    return Estimate(target.name, mean, ci, normal, se, n, hits, ess, bound, hits >= MIN_HITS)
+
+
+def _bootstrap_t(z: np.ndarray, mean: float, se: float) -> tuple[float, float]:
+    """Studentized bootstrap 95% interval of the mean of ``z`` (mostly zeros): resamples draw the number
+    of nonzero values binomially, then the values themselves."""
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    n = z.size
+    values = z[z > 0]
+    counts = rng.binomial(n, values.size / n, size=BOOTSTRAP)
+    t = np.zeros(BOOTSTRAP)
+    for b, k in enumerate(counts):
+        v = rng.choice(values, size=k)
+        m = v.sum() / n
+        s = math.sqrt(max(np.sum(v**2) - n * m * m, 0.0) / (n - 1) / n)
+        t[b] = (m - mean) / s if s > 0 else 0.0
+    lo, hi = np.quantile(t, [0.025, 0.975])
+    return max(0.0, mean - hi * se), mean - lo * se
 
 
 def iid_comparison(rate: float, width: float, reads: int) -> dict:
     """What i.i.d. sampling would give: the exact interval of ``reads`` reads at this rate, and the
-    reads i.i.d. sampling needs for an interval as narrow as ``width`` (Clopper-Pearson at the expected count)."""
+    reads it needs for an interval as narrow as ``width`` (Clopper-Pearson at the expected count)."""
     if not rate > 0 or not width > 0:
         return {"reads": reads, "ci95_width": None, "reads_for_same_width": None, "read_ratio": None}
-    w_same = _cp_width(rate, reads)
     lo, hi = 1.0, 1e15
     for _ in range(200):  # bisection on log(reads): the width falls monotonically with reads
         mid = math.sqrt(lo * hi)
         lo, hi = (mid, hi) if _cp_width(rate, mid) > width else (lo, mid)
-    return {"reads": reads, "expected_errors": rate * reads, "ci95_width": w_same, "reads_for_same_width": hi,
-            "read_ratio": hi / reads if reads else None}
+    return {"reads": reads, "expected_errors": rate * reads, "ci95_width": _cp_width(rate, reads),
+            "reads_for_same_width": hi, "read_ratio": hi / reads if reads else None}
 
 
 def _cp_width(rate: float, n: float) -> float:
@@ -364,41 +369,46 @@ def _cp_width(rate: float, n: float) -> float:
 
 # ----------------------------------------------------------------------------- cross-entropy step
 def elite(margin: np.ndarray, wrong: np.ndarray) -> np.ndarray:
-    """The reads the next proposal is fitted to: every wrong read, topped up to ELITE reads with the
-    lowest margins (near misses share the contexts of failures)."""
+    """The samples the next proposal is fitted to: the failing ones once they are a ``RHO`` share,
+    else those at or below the ``RHO`` quantile of the margins (the level rises stage by stage)."""
+    wrong = np.asarray(wrong, dtype=bool)
+    count = max(math.ceil(RHO * wrong.size), MIN_ELITE)
+    if wrong.size == 0 or np.count_nonzero(wrong) >= count:
+        return wrong.copy()
     signed = np.where(wrong, -np.inf, np.nan_to_num(margin, nan=np.inf))
-    chosen = np.zeros(signed.size, dtype=bool)
-    chosen[np.argsort(signed, kind="stable")[:ELITE]] = True
-    return chosen | np.asarray(wrong, dtype=bool)
+    return signed <= np.sort(signed)[min(count, signed.size) - 1]
 
 
-def update(target: Target, proposal: Proposal, outcomes: np.ndarray, reads: language.Reads, weight: np.ndarray,
-           elite: np.ndarray) -> Proposal:
-    """One cross-entropy (EM) step: profiles and shares refit to the elite reads' weighted prefixes."""
-    k, n_buckets, _ = proposal.profiles.shape
-    chosen = np.flatnonzero(elite)
-    if chosen.size == 0:
+def update(target: Target, proposal: Proposal, draw: Draw, weight: np.ndarray, chosen: np.ndarray) -> Proposal:
+    """One cross-entropy (EM) step: read slots, profiles and shares refitted to the elite samples."""
+    idx = np.flatnonzero(chosen)
+    if idx.size == 0:
         return proposal
-    w = weight[chosen]
+    w = weight[idx]
     w = w / w.sum() * (w.sum() ** 2 / np.sum(w**2))  # scaled to the Kish effective sample size
+    k, n_buckets, _ = proposal.profiles.shape
+    n = target.slots
+    sub = Draw(draw.slot[idx], draw.outcomes[idx], draw.first_bit[idx], draw.component[idx])
+    lr = _log_profile_ratio(target, proposal, sub) + np.log(proposal.shares)[None, :]
+    resp = np.exp(lr - lr.max(axis=1, keepdims=True))
+    resp /= resp.sum(axis=1, keepdims=True)
     counts = np.zeros((k, n_buckets, 5))
-    resp_total = np.zeros(k)
-    log_ratio = np.log(proposal.profiles) - np.log(target.probs)
-    n = outcomes.shape[1]
-    for weight_j, j in zip(w, chosen):
-        s, e = int(reads.seq_index[j]), int((reads.position[j] - 1) // 2)
-        window = np.arange(1, min(e, n - 1))
-        if window.size == 0:
+    slots = np.arange(n)
+    for j in range(idx.size):
+        e = int(sub.slot[j])
+        prefix = slots[1:e]
+        if prefix.size == 0:
             continue
-        o = outcomes[s, window].astype(np.int64)
-        b = np.minimum(bucket_of(e - window), n_buckets - 1)
-        log_resp = np.log(proposal.shares) + np.array([log_ratio[c][b, o].sum() for c in range(k)])
-        resp = np.exp(log_resp - log_resp.max())
-        resp /= resp.sum()
-        resp_total += weight_j * resp
+        b = bucket_of(e - prefix)
+        o = sub.outcomes[j, prefix].astype(np.int64)
         for c in range(k):
-            np.add.at(counts[c], (b, o), weight_j * resp[c])
+            np.add.at(counts[c], (b, o), w[j] * resp[j, c])
     fit = (counts + SHRINK * target.probs) / (counts.sum(axis=2, keepdims=True) + SHRINK)
-    profiles = thin_far(STEP * fit + (1 - STEP) * proposal.profiles)
-    shares = STEP * (resp_total + 1.0) / (resp_total.sum() + k) + (1 - STEP) * proposal.shares
-    return Proposal(proposal.defensive, shares / shares.sum(), profiles, proposal.after)
+    profiles = _floored(STEP * fit + (1 - STEP) * proposal.profiles)
+    share_fit = (resp * w[:, None]).sum(axis=0) + 1.0
+    shares = STEP * share_fit / share_fit.sum() + (1 - STEP) * proposal.shares
+    base = target.read_mass() / target.read_mass().sum()
+    slot_fit = np.bincount(sub.slot - 1, weights=w, minlength=n - 1) + SHRINK * base
+    slot_fit /= slot_fit.sum()
+    slot_probs = (1 - SLOT_FLOOR) * (STEP * slot_fit + (1 - STEP) * proposal.slot_probs) + SLOT_FLOOR * base
+    return Proposal(proposal.defensive, slot_probs / slot_probs.sum(), shares / shares.sum(), profiles)

@@ -10,8 +10,9 @@ Families (all at the hunt's length T, n = T / 2 instructions):
   ``write_distance``, ``dense_interference``) at their grid points, with random decisive bits;
 * ``ffl`` (p_write, p_read, p_ignore): FFL(T, p) at any p, from the dense to the very sparse end;
 * ``planted`` (distance, density, decoys, at, background): one decisive read planted at instruction
-  ``round(at * (n - 1))``, its write ``distance`` instructions before it, a share ``density`` of the
-  ignores between them carrying the opposite bit (distractors), ``decoys`` writes of the opposite
+  ``round(at * (n - 1))``, its write ``distance`` instructions before it, ceil(density * k) of the k
+  ignores between them (at random places) carrying the opposite bit and the rest random bits, as in
+  the stress family ``distractor_run``, ``decoys`` writes of the opposite
   bit right before the decisive write, and FFL(background) filler (other reads and writes)
   everywhere else, after the read too. ``at`` < 1 puts the decisive read at a shorter absolute
   position than the end: the lengths below T; a hunt at T beyond a model's training length
@@ -69,6 +70,21 @@ def repair(instr: np.ndarray, data: np.ndarray) -> np.ndarray:
     last = language.last_index(instr == W)
     current = np.take_along_axis(data, last, axis=1)
     return np.where(instr == R, current, data).astype(np.uint8)
+
+
+def pad_to(seq: np.ndarray, length: int) -> np.ndarray:
+    """A legal sequence extended to length T with ignores carrying the value in force and a final
+    read of it. A causal model answers the original reads exactly as before, so a failure stays one."""
+    if seq.size >= length:
+        return seq
+    instr, data = seq[0::2], seq[1::2]
+    value = data[np.flatnonzero(instr == W)[-1]]
+    tail = np.empty(length - seq.size, dtype=np.uint8)
+    tail[0::2], tail[1::2] = I, value
+    tail[-2] = R
+    out = np.concatenate([seq, tail])
+    language.validate(out[None], alphabet=2)
+    return out
 
 
 # ----------------------------------------------------------------------------- stress families
@@ -140,7 +156,7 @@ class PlantedFamily(Family):
 
     @staticmethod
     def read_slot(params: Params, n: int) -> int:
-        return int(round(params["at"] * (n - 1)))
+        return round(params["at"] * (n - 1))
 
     def fits(self, params: Params, n: int) -> bool:
         e = self.read_slot(params, n)

@@ -89,7 +89,8 @@ def mutate(seq: np.ndarray, focus_slot: int, rng: np.random.Generator, move: str
             return None
         instr[slot] = I
     elif move == "stretch":
-        others = ignores[(ignores < focus_slot - WINDOW) | (ignores > focus_slot)]
+        protect = min(WINDOW, focus_slot // 2)  # the run being stretched keeps its ignores
+        others = ignores[(ignores < focus_slot - protect) | (ignores > focus_slot)]
         if not (1 <= focus_slot <= n - 1) or others.size == 0:
             return None
         drop = int(others[rng.integers(others.size)])

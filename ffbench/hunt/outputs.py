@@ -238,9 +238,9 @@ def _estimate_lines(est: dict, spent: dict) -> list[str]:
     if result is None:
         return [f"{head}: not available ({est.get('reason')})"]
     low, high = result["ci95"]
-    lines = [f"{head} ({est['distribution']}): {result['rate']:.3g}, 95% CI [{low:.3g}, {high:.3g}] from "
-             f"{result['reads']:,} reads of the final proposal ({result['errors']:,} wrong, {result['hits']:,} failing "
-             f"sequences) after {est['adapt_reads']:,} adapting"]
+    lines = [(f"{head} ({est['distribution']}): {result['rate']:.3g}, 95% CI [{low:.3g}, {high:.3g}] from "
+              f"{result['samples']:,} reads of the final proposal ({result['hits']:,} wrong) after "
+              f"{est['adapt_reads']:,} reads adapting it")]
     if not result["reliable"]:
         lines.append(f"  few failing sequences: the normal interval is unreliable; exact upper bound "
                      f"{result['upper95_exact']:.3g}")
@@ -248,4 +248,8 @@ def _estimate_lines(est: dict, spent: dict) -> list[str]:
     if iid.get("reads_for_same_width"):
         lines.append(f"  i.i.d. sampling would need {iid['reads_for_same_width']:,.0f} reads for an interval this "
                      f"narrow: {iid['read_ratio']:.3g}x the {iid['reads']:,} reads spent here (adapting included)")
+    tok = est.get("iid_same_tokens") or {}
+    if tok.get("token_ratio"):
+        lines.append(f"  in tokens: {tok['tokens_for_same_width']:,.0f} i.i.d. against {tok['tokens_spent']:,} here "
+                     f"({tok['token_ratio']:.3g}x): each sample reads its whole prefix for one answer")
     return lines
