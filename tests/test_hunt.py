@@ -96,6 +96,9 @@ def test_every_glitch_replays_as_a_failure_through_ffbench_run(tmp_path, capsys)
     stress_rows = glitches[glitches.point.notna()]
     for seq, row in stress_rows.iterrows():
         assert (samples[samples.seq_index == seq].point == row.point).all()
+    # a glitch set is a regression suite: the same model passes against itself, and a zero ceiling fails it
+    assert _cli(["check", "--candidate", run_dir, "--baseline", run_dir]) == 0
+    assert _cli(["check", "--candidate", run_dir, "--max-glitch-rate", 0]) == 1
     # the i.i.d. comparison comes from the shipped reference run of the same builtin
     iid = summary["iid"]
     assert iid["reference"] is None or iid["reference"] == "ffbench/transformer-ref"
