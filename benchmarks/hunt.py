@@ -34,9 +34,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ffbench import backends, language, render, scoring  # noqa: E402
-from ffbench.hunt import driver  # noqa: E402
-from ffbench.metrics import clopper_pearson, describe_rate  # noqa: E402
+from ffbench import backends, language, render, scoring
+from ffbench.hunt import driver
+from ffbench.metrics import clopper_pearson, describe_rate
 
 
 def iid_errors(backend, dist: language.FFL, reads_wanted: int, seed: int) -> tuple[int, int, float]:

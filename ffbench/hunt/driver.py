@@ -17,8 +17,10 @@ with a wrong read is scored once more, alone with the other failures of its roun
 reported only if the same read is wrong again.
 
 Estimate mode (``--estimate``): the budget goes to importance sampling
-(:mod:`ffbench.hunt.estimator`): cross-entropy stages adapt the proposal, then the estimate comes
-from draws of the final proposal, every read stored with its weight.
+(:mod:`ffbench.hunt.estimator`), one scored read per sample: cross-entropy stages adapt the
+proposal, then the estimate comes from samples of the final proposal; every sample is stored with
+its weight (samples.parquet), and a failing one that fails again is also reported as a glitch
+(padded to length T with ignores and a final read).
 """
 
 from __future__ import annotations
@@ -420,20 +422,21 @@ class Hunter:
         return int(np.searchsorted(np.cumsum(counts), tokens_left, side="right"))
 
     def _offer_to_pool(self, seq: np.ndarray, meta: dict, scored: Scored, s: slice) -> None:
-        signed = np.where(scored.correct[s], np.nan_to_num(scored.margin[s], nan=np.inf), -np.inf)
-        if signed.size == 0:
+        """Keep the sequence among the lowest-margin ones seen (its weakest read decides), at most
+        ``POOL_PER_ROOT`` per family point."""
+        correct, margin = scored.correct[s], scored.margin[s]
+        if correct.size == 0:
             return
+        # a wrong read counts as its margin (<= 0; 0 when unknown), a right one as its margin (+inf when unknown)
+        signed = np.where(correct, np.nan_to_num(margin, nan=np.inf), np.minimum(np.nan_to_num(margin, nan=0.0), 0.0))
         weak = int(np.argmin(signed))
-        margin = float(np.nan_to_num(scored.margin[s][weak], nan=0.0)) if scored.correct[s][weak] else \
-            -abs(float(np.nan_to_num(scored.margin[s][weak], nan=0.0)))
-        if not math.isfinite(margin):
+        if not math.isfinite(signed[weak]):
             return
-        entry = {"text": language.to_strings(seq[None])[0], "margin": margin,
+        entry = {"text": language.to_strings(seq[None])[0], "margin": float(signed[weak]),
                  "slot": int((scored.reads.position[s][weak] - 1) // 2), "family": meta["family"],
                  "point": meta["point"], "params": meta["params"], "mutations": meta["mutations"],
                  "moves": meta["moves"]}
-        pool = self.state["pool"] + [entry]
-        pool.sort(key=lambda e: e["margin"])
+        pool = sorted(self.state["pool"] + [entry], key=lambda e: e["margin"])
         kept, per_root = [], {}
         for e in pool:
             if per_root.get(e["point"], 0) < POOL_PER_ROOT:
@@ -476,6 +479,7 @@ class Hunter:
             seqs = seqs[:keep]
         scored = self._score_last(seqs)
         weight = estimator.weights(target, proposal, draw)
+        distance = draw.write_distance()
         wrong = ~scored.correct
         spent = self.state["spent"]
         spent["reads"] += keep
@@ -493,7 +497,7 @@ class Hunter:
             "position": pa.array(2 * draw.slot.astype(np.int64) + 1),
             "target": pa.array(scored.reads.target), "prediction": pa.array(scored.prediction),
             "correct": pa.array(scored.correct), "margin": pa.array(scored.margin), "weight": pa.array(weight),
-            "write_distance": pa.array(draw.write_distance().astype(np.int64)),
+            "write_distance": pa.array(distance.astype(np.int64)),
             "component": pa.array(draw.component.astype(np.int64)),
             "text": pa.array([language.to_strings(q[None])[0] for q in seqs], pa.string()),
         }))
@@ -514,7 +518,7 @@ class Hunter:
                 info = {"failing_reads": [int(np.count_nonzero(seqs[k][0::2] == language.R)) - 1],
                         "failing_positions": [len(seqs[k]) - 1], "margins": [float(scored.margin[k])],
                         "rescored_margins": [float(again.margin[j])],
-                        "write_distance": [int(draw.write_distance()[k])]}
+                        "write_distance": [int(distance[k])]}
                 self._record_glitch(seq, meta, info)
         if adapt:
             local = estimator.estimate(target, wrong, weight, proposal.max_weight(target))

@@ -8,7 +8,8 @@ a read), and f_e(x_1..e-1) says whether the model answers a read at slot e wrong
 instructions before it. For a causal model f_e depends on nothing after the read, so one sample
 needs only the prefix: a *read-level* estimator.
 
-The proposal. A sample picks a read slot e with probability a(e), draws the instructions before it
+The proposal. A sample picks a read slot e with probability a(e) = c_e / E_p[reads] (where the
+target's reads are), draws the instructions before it
 from q_e = alpha * p + (1 - alpha) * sum_k beta_k profile_k, and ends with the read at e: a legal
 sequence of length 2(e + 1) whose last read, alone, is scored. A *profile* gives each earlier
 instruction i a distribution over five outcomes relative to the value in force (``OUTCOMES``:
@@ -21,17 +22,18 @@ an exact density. With a profile equal to a tilted p' everywhere this is the til
 the plain cross-entropy method.
 
 The estimate. Each sample contributes Z = f_e * w with weight w = c_e p(x_<e) / (a(e) q_e(x_<e)),
-computed exactly; E[Z] = theta * E_p[reads], so mean(Z) / E_p[reads] is unbiased. Samples are
+computed exactly (with a(e) as above, w = E_p[reads] p(x_<e) / q_e(x_<e)); E[Z] = theta *
+E_p[reads], so mean(Z) / E_p[reads] is unbiased. Samples are
 independent; the 95% interval is the studentized bootstrap (bootstrap-t) interval of mean(Z), which
 follows the skew of the weights where the plain t interval covers less than it claims (both are
-asymptotic, valid as the failing samples grow; ``reliable`` says whether there are ``MIN_HITS``). The defensive share alpha and a floor on
-a(e) bound every weight (``Proposal.max_weight``), which gives an exact, conservative upper bound
+asymptotic, valid as the failing samples grow; ``reliable`` says whether there are ``MIN_HITS``). The defensive share alpha bounds every
+weight (``Proposal.max_weight``: E_p[reads] / alpha), which gives an exact, conservative upper bound
 too: Z <= max_weight * f, and a Clopper-Pearson bound on the failing share.
 
 The adaptation (cross-entropy method: Rubinstein 1999; for rare outputs of language models see Wu
 & Hilton, arXiv 2410.13211). Each stage samples the current proposal; the elite samples are the
 failing ones once they are a ``RHO`` share (and ``MIN_ELITE``), else that many with the lowest margins (near
-misses share the contexts of failures; the level rises from stage to stage). Weighted by w, the elites' read slots refit a(e) and their prefixes refit the profiles
+misses share the contexts of failures; the level rises from stage to stage). Weighted by w, the elites' prefixes refit the profiles
 (counts per profile, bucket and outcome, the profiles' shares of each prefix as responsibilities:
 one EM step for the mixture), shrunk toward p. The estimate uses only samples of the final,
 fixed proposal.
@@ -56,8 +58,7 @@ from ffbench.errors import UsageError
 OUTCOMES = ("w_same", "w_diff", "r", "i_same", "i_diff")
 W_SAME, W_DIFF, READ, I_SAME, I_DIFF = range(5)
 BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
-DEFENSIVE = 0.3  # alpha: the target's own share of every prefix distribution
-SLOT_FLOOR = 0.5  # a(e) keeps this share of the target's own distribution of read slots
+DEFENSIVE = 0.2  # alpha: the target's own share of every prefix distribution
 RHO = 0.02  # elite share of a stage's samples while fewer of them fail (multilevel cross-entropy) ...
 MIN_ELITE = 30  # ... but never fewer elite samples than this
 NEAR = 16  # the initial tilts act on the instructions this close to the read
@@ -380,7 +381,9 @@ def elite(margin: np.ndarray, wrong: np.ndarray) -> np.ndarray:
 
 
 def update(target: Target, proposal: Proposal, draw: Draw, weight: np.ndarray, chosen: np.ndarray) -> Proposal:
-    """One cross-entropy (EM) step: read slots, profiles and shares refitted to the elite samples."""
+    """One cross-entropy (EM) step: profiles and shares refitted to the elite samples (the read slots
+    keep the target's distribution: fitting 60-odd slot probabilities to a few dozen elites only adds
+    noise, and large weights where the fit left a slot thin)."""
     idx = np.flatnonzero(chosen)
     if idx.size == 0:
         return proposal
@@ -407,8 +410,4 @@ def update(target: Target, proposal: Proposal, draw: Draw, weight: np.ndarray, c
     profiles = _floored(STEP * fit + (1 - STEP) * proposal.profiles)
     share_fit = (resp * w[:, None]).sum(axis=0) + 1.0
     shares = STEP * share_fit / share_fit.sum() + (1 - STEP) * proposal.shares
-    base = target.read_mass() / target.read_mass().sum()
-    slot_fit = np.bincount(sub.slot - 1, weights=w, minlength=n - 1) + SHRINK * base
-    slot_fit /= slot_fit.sum()
-    slot_probs = (1 - SLOT_FLOOR) * (STEP * slot_fit + (1 - STEP) * proposal.slot_probs) + SLOT_FLOOR * base
-    return Proposal(proposal.defensive, slot_probs / slot_probs.sum(), shares / shares.sum(), profiles)
+    return Proposal(proposal.defensive, proposal.slot_probs, shares / shares.sum(), profiles)

@@ -132,7 +132,7 @@ def family_yields(bandit, glitches: list[dict]) -> list[dict]:
         row["wrong_reads"] += s.errors
         row["glitches"] += s.glitches
         best = row["best_point"]
-        if s.glitches and (best is None or s.glitches / s.reads > best["glitches"] / best["reads"]):
+        if s.glitches and (best is None or (s.glitches, -s.reads) > (best["glitches"], -best["reads"])):
             row["best_point"] = {"point": label, "reads": int(s.reads), "glitches": s.glitches}
     out = []
     for row in rows.values():
