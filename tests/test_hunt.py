@@ -213,3 +213,16 @@ def test_usage_errors_exit_2_with_one_line_and_make_nothing(tmp_path, capsys, ar
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_an_estimate_interrupted_in_its_first_round_leaves_nothing_and_starts_clean(tmp_path):
+    with pytest.raises(Interrupted):
+        _hunt(tmp_path, budget=600, estimate="dense", model=WriteDistanceModel(interrupt_at=1))
+    assert not (tmp_path / "h").exists()
+    with pytest.raises(Interrupted):
+        _hunt(tmp_path, budget=600, estimate="dense", model=WriteDistanceModel(interrupt_at=3))
+    state = HuntDir(tmp_path / "h").read_state()  # round 0: its scoring and its confirmation; cut in round 1
+    assert state is not None and state["round"] == 1 and state["spent"]["reads"] == 200
+    done = _hunt(tmp_path, budget=600, estimate="dense")
+    assert done["spent"]["reads"] == 600
+    assert len(pd.read_parquet(tmp_path / "h" / "samples.parquet")) == 600

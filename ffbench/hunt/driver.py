@@ -49,7 +49,6 @@ ADAPT_SHARE = 0.3  # the cross-entropy stages spend at most this share of the bu
 POOL_SIZE = 64
 POOL_PER_ROOT = 8
 EXPLOIT = "exploit"
-SUITE_LABEL = "hunt"
 STATE_VERSION = 1
 
 
@@ -198,6 +197,7 @@ def _hunt_locked(p: Plan, hd: HuntDir, model: ModelRef, fingerprint: dict | None
             if state is not None:
                 _check_identity(hd, state, wanted, include_model=True)
         if state is None:
+            hd.clear_rounds()  # a first round cut short left no state: start it again
             state = _new_state(p, wanted)
         hunter = Hunter(p, hd, state, backend, echo)
         if not _work_left(state, cfg):
@@ -307,7 +307,12 @@ class Hunter:
                 if bar is not None:
                     bar.update(self.state["spent"]["reads"] - before)
         except KeyboardInterrupt:
-            self._write_outputs(final=True)
+            # the outputs describe the last finished round, exactly what a rerun resumes from
+            self.state = self.hd.read_state() or self.state
+            self.bandit = bandit_mod.Bandit(self.p.arm_families())
+            self.bandit.load(self.state["bandit"])
+            if self.state["round"]:
+                self._write_outputs(final=True)
             raise Interrupted(f"interrupted: {self.state['round']} rounds ({self.state['spent']['reads']:,} reads) "
                               f"are kept in {self.hd.path}; rerun the same command to resume") from None
         finally:

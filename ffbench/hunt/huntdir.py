@@ -88,10 +88,18 @@ class HuntDir:
         write_json(self.state_file, state)
 
     def holds_other_files(self) -> bool:
-        """Anything besides the lock in a directory without a state: not ours to overwrite."""
-        return self.path.is_dir() and any(p.name not in (self.LOCK, self.OWNER) for p in self.path.iterdir())
+        """Anything but the lock and unfinished round files (a first round cut short) in a directory
+        without a state: not ours to overwrite."""
+        ours = (self.LOCK, self.OWNER, self.ROUNDS)
+        return self.path.is_dir() and any(p.name not in ours for p in self.path.iterdir())
+
+    def clear_rounds(self) -> None:
+        shutil.rmtree(self.path / self.ROUNDS, ignore_errors=True)
 
     def remove_if_empty(self) -> None:
+        """After a hunt that kept nothing (no finished round): leave no directory behind."""
+        if self.path.is_dir() and not self.state_file.exists():
+            self.clear_rounds()
         leftovers = [p for p in self.path.iterdir() if p.name not in (self.LOCK, self.OWNER)] \
             if self.path.is_dir() else []
         if not leftovers:
