@@ -433,6 +433,63 @@ def _record(results, revision: str, run_dir: str, registry_path: str | None, str
     click.echo(f"registry: {what} in {reg.path}" + (f" (revision {revision})" if revision else ""))
 
 
+# ----------------------------------------------------------------------------- hunt
+@cli.command()
+@click.option("--model", "-m", required=True, metavar="SPEC",
+              help="provider/model, as for 'ffbench run' (any backend that gives answer log-probabilities).")
+@click.option("--budget", required=True, type=click.IntRange(min=1), metavar="N",
+              help="Reads to score while searching (each reported glitch is re-scored once more on top; "
+                   "hunt.json counts both). Rerun with a larger N to continue a finished hunt.")
+@click.option("--budget-tokens", type=click.IntRange(min=1), metavar="N", help="Also stop after N scored tokens.")
+@click.option("--length", "-T", type=int, metavar="T", help="Sequence length (default: an ffbench/ checkpoint's "
+              "training length, else 512); beyond the training length the hunt measures length generalisation.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, metavar="S", help="Random seed.")
+@click.option("--render", "rendering", default="symbolic", show_default=True, metavar="R",
+              help="Rendering (see 'ffbench render --list') or a template .yaml path.")
+@click.option("--estimate", metavar="TARGET", help="Instead of searching, estimate the glitch rate under TARGET "
+              "(in_dist, sparse, dense, FFL(P) or FFL(W,R,I)) by importance sampling, with a 95% interval beside "
+              "the i.i.d. one; samples.parquet keeps every read's weight.")
+@click.option("--family", "families", callback=_csv(str, "family names"), metavar="F1,F2",
+              help="Search only these families (distractor_run, decoy_writes, write_distance, dense_interference, "
+                   "ffl, planted; default all).")
+@click.option("--per-read", is_flag=True, help="One request per read instead of dense scoring.")
+@click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE", help="Backend option, repeatable.")
+@click.option("--base-url", envvar="OPENAI_BASE_URL", metavar="URL", help="OpenAI-compatible server for openai/ models.")
+@click.option("--api-key", envvar="OPENAI_API_KEY", metavar="KEY", show_envvar=True,
+              help="API key for openai/ models; never written anywhere.")
+@click.option("--iid", metavar="RUN", help="A finished 'ffbench run' of this model on the i.i.d. suites to compare "
+              "yields with (default: the shipped run of an ffbench/ builtin).")
+@click.option("--out", "-o", metavar="DIR", help="Hunt directory (default hunts/<model>-<config hash>); rerunning "
+              "the same command resumes it.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+def hunt(model, budget, budget_tokens, length, seed, rendering, estimate, families, per_read, model_args, base_url,
+         api_key, iid, out, progress):
+    """Search for attention glitches adaptively, or estimate a rare glitch rate by importance sampling.
+
+    A bandit spends the budget over families of legal sequences with readable parameters (the stress
+    families, FFL(T, p) at any p, planted reads with chosen distance, distractors, decoys and
+    position) and a local search from near misses; every glitch is re-scored before it is kept.
+    Writes glitches.parquet (replay it with 'ffbench run --data') and hunt.json. Resumable:
+    rerunning the same command continues; another model or config in the directory is refused.
+    Exit status: 0 done, 1 runtime failure, 2 usage error, 130 interrupted (rerun to resume).
+
+    \b
+    Examples:
+      ffbench hunt --model ffbench/transformer-mix --budget 20000 --out hunts/mix
+      ffbench hunt --model ffbench/transformer-ref --budget 50000 --estimate in_dist --out hunts/ref-in_dist
+      ffbench hunt --model hf/./my-checkpoint --budget 5000 --length 256 --family planted,decoy_writes
+    """
+    from ffbench.hunt import driver, outputs
+
+    show = progress if progress is not None else sys.stderr.isatty()
+    summary, out_dir = driver.hunt_model(model, budget, out, length=length, seed=seed, render_name=rendering,
+                                         budget_tokens=budget_tokens, estimate=estimate, families=families,
+                                         per_read=per_read, model_args=_model_args(model_args), base_url=base_url,
+                                         api_key=api_key, iid=iid, progress=show,
+                                         echo=lambda m: click.echo(m, err=True))
+    click.echo(outputs.format_summary(summary, out_dir))
+
+
 # ----------------------------------------------------------------------------- train
 @cli.command()
 @click.option("--arch", type=click.Choice(["transformer", "lstm"]), help="Architecture; its paper defaults apply "

@@ -1,0 +1,21 @@
+"""``ffbench hunt``: find attention glitches with far fewer reads than i.i.d. tails, and estimate rare
+glitch rates by importance sampling.
+
+Modules: :mod:`~ffbench.hunt.families` (generators of legal sequences with readable parameters: the
+priors), :mod:`~ffbench.hunt.bandit` (where to spend the next read), :mod:`~ffbench.hunt.mutations`
+(local search from near misses), :mod:`~ffbench.hunt.estimator` (importance sampling with a
+cross-entropy-adapted proposal), :mod:`~ffbench.hunt.driver` (the resumable loop),
+:mod:`~ffbench.hunt.huntdir` (the directory's files) and :mod:`~ffbench.hunt.outputs`
+(glitches.parquet and hunt.json).
+
+Library use::
+
+    from ffbench import backends
+    from ffbench.hunt import HuntConfig, hunt
+    summary = hunt(HuntConfig(model="ffbench/transformer-mix", budget=20_000, length=128), "hunts/mix",
+                   backends.resolve("ffbench/transformer-mix"))
+"""
+
+from ffbench.hunt.driver import HuntConfig, hunt, hunt_model, plan
+
+__all__ = ["HuntConfig", "hunt", "hunt_model", "plan"]

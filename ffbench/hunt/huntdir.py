@@ -1,0 +1,132 @@
+"""The hunt directory: the only code that knows its file names.
+
+::
+
+    state.json        identity (config without the budgets + model fingerprint) and everything the
+                      hunt needs to continue: rounds done, reads spent, bandit, pool, glitches,
+                      the estimator's proposal; rewritten atomically after every round
+    glitches.parquet  the confirmed glitching sequences, ``text`` layout (``ffbench run --data`` replays it)
+    hunt.json         the summary: budget spent, distinct glitches, yields, the i.i.d. comparison, the estimate
+    samples.parquet   ``--estimate`` only: one row per read scored for the estimate, with its ``weight``
+    rounds/           ``--estimate`` only, while under way: one parquet file of reads per round
+    .lock             one hunt at a time (.lock.owner names the holder's pid meanwhile)
+
+Every file is written under a temporary name and renamed into place, so a hunt killed at any
+moment resumes from its last finished round, and never mixes the work of two identities.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import shutil
+import socket
+from pathlib import Path
+
+from ffbench.errors import FFBenchError, UsageError
+from ffbench.io import atomic_path, read_json, write_json
+
+
+class HuntDir:
+    STATE = "state.json"
+    GLITCHES = "glitches.parquet"
+    SUMMARY = "hunt.json"
+    SAMPLES = "samples.parquet"
+    ROUNDS = "rounds"
+    LOCK = ".lock"
+    OWNER = ".lock.owner"
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    glitches = property(lambda self: self.path / self.GLITCHES)
+    summary = property(lambda self: self.path / self.SUMMARY)
+    samples = property(lambda self: self.path / self.SAMPLES)
+    state_file = property(lambda self: self.path / self.STATE)
+
+    def check_usable(self) -> None:
+        if self.path.exists() and not self.path.is_dir():
+            raise UsageError(f"--out {str(self.path)!r} exists and is not a directory")
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold the directory for this process (creating it); a second hunt on it fails at once."""
+        from filelock import FileLock, Timeout
+
+        self.check_usable()
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.path / self.LOCK), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise FFBenchError(f"hunt directory {str(self.path)!r} is in use by {self._owner()}; wait for it to "
+                               "finish or choose another --out") from None
+        owner = self.path / self.OWNER
+        try:
+            write_json(owner, {"pid": os.getpid(), "host": socket.gethostname(),
+                               "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
+            yield self
+        finally:
+            with contextlib.suppress(OSError):
+                owner.unlink()
+            lock.release()
+
+    def _owner(self) -> str:
+        try:
+            info = json.loads((self.path / self.OWNER).read_text())
+            return f"pid {info['pid']} on {info['host']} (since {info['started']})"
+        except (OSError, ValueError, KeyError):
+            return "another process"
+
+    # ------------------------------------------------------------------ state
+    def read_state(self) -> dict | None:
+        return read_json(self.state_file, "hunt state") if self.state_file.is_file() else None
+
+    def write_state(self, state: dict) -> None:
+        write_json(self.state_file, state)
+
+    def holds_other_files(self) -> bool:
+        """Anything but the lock and unfinished round files (a first round cut short) in a directory
+        without a state: not ours to overwrite."""
+        ours = (self.LOCK, self.OWNER, self.ROUNDS)
+        return self.path.is_dir() and any(p.name not in ours for p in self.path.iterdir())
+
+    def clear_rounds(self) -> None:
+        shutil.rmtree(self.path / self.ROUNDS, ignore_errors=True)
+
+    def remove_if_empty(self) -> None:
+        """After a hunt that kept nothing (no finished round): leave no directory behind."""
+        if self.path.is_dir() and not self.state_file.exists():
+            self.clear_rounds()
+        leftovers = [p for p in self.path.iterdir() if p.name not in (self.LOCK, self.OWNER)] \
+            if self.path.is_dir() else []
+        if not leftovers:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    # ------------------------------------------------------------------ estimate samples
+    def _round_file(self, index: int) -> Path:
+        return self.path / self.ROUNDS / f"{index:06d}.parquet"
+
+    def write_round(self, index: int, table) -> None:
+        import pyarrow.parquet as pq
+
+        path = self._round_file(index)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            pq.write_table(table, tmp)
+
+    def read_rounds(self, indices) -> list:
+        import pyarrow.parquet as pq
+
+        return [pq.read_table(self._round_file(i)) for i in indices if self._round_file(i).is_file()]
+
+    def write_samples(self, table) -> None:
+        import pyarrow.parquet as pq
+
+        with atomic_path(self.samples) as tmp:
+            pq.write_table(table, tmp, compression="zstd")
+
+    def write_summary(self, summary: dict) -> None:
+        write_json(self.summary, summary)
