@@ -53,7 +53,7 @@ class NativeBackend(Backend):
         import torch
 
         from ffbench.train.model import STOI
-        from ffbench.train.trainer import load_checkpoint
+        from ffbench.train.checkpoint import load_checkpoint
 
         self._torch = torch
         self.path = resolve(model)
