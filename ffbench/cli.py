@@ -325,7 +325,7 @@ def _usage_errors_exit_2(fn):
 @cli.command()
 @click.option("--arch", type=click.Choice(["transformer", "lstm", "ssm"]), help="Architecture; its defaults apply "
               "(transformer: the paper's 6 x 512 x 8, 10,000 steps; lstm: the paper's 1 x 128, 500 steps; "
-              "ssm: a Mamba-style selective SSM, 2 x 64, state 16, lr 3e-3, 1,000 steps).")
+              "ssm: a Mamba-style selective SSM, 2 x 64, state 16, the LSTM's protocol at lr 3e-3).")
 @click.option("--recipe", metavar="FILE", help="YAML training config (as in ffbench/baselines/recipes/); flags override it.")
 @click.option("--length", "-T", type=int, metavar="T", help="Training sequence length (default 512).")
 @click.option("--train-mix", callback=_csv(float, "probabilities"), metavar="P1,P2",
@@ -426,7 +426,8 @@ def train(arch, recipe, length, train_mix, steps, batch_size, lr, weight_decay, 
         sys.exit(130)
     fin = metrics["final_in_dist"]
     click.echo(f"trained {cfg.model.arch} ({metrics['parameters']:,} parameters) in {metrics['train_seconds']:.0f} s "
-               f"({metrics['tokens_per_second']:,} tokens/s); in-distribution: {fin['errors']} errors in "
+               f"({metrics['tokens_per_second']:,} tokens/s); in-distribution: {fin['errors']} "
+               f"error{'' if fin['errors'] == 1 else 's'} in "
                f"{fin['reads']:,} reads; checkpoint: {out}")
 
 

@@ -412,3 +412,42 @@ def test_ray_executor_matches_the_local_pool(tmp_path):
     assert [(r["run_id"], r["in_dist_reads"], r["in_dist_errors"]) for r in sorted(local, key=key)] == \
         [(r["run_id"], r["in_dist_reads"], r["in_dist_errors"]) for r in sorted(ray_rows, key=key)]
     assert any(r["in_dist_errors"] > 0 for r in local)  # undertrained: the counts carry information
+
+
+def _measured_peak_bytes(model, idx) -> int:
+    """Peak of the bytes the CPU allocator holds during one no-grad forward (profiler memory events)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        model(idx)
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]")
+    held = peak = 0
+    for _, nbytes in events:
+        held += nbytes
+        peak = max(peak, held)
+    return peak
+
+
+@pytest.mark.parametrize("model,shapes", [
+    ({"positions": "learned", "max_len": 2048}, [(8, 256), (1, 2048)]),
+    ({"positions": "rope", "activation": "swiglu", "style": "llama"}, [(8, 256), (1, 2048)]),
+    ({"positions": "alibi"}, [(8, 256), (1, 2048)]),  # 2048: the bias in blocks of query rows
+    ({"arch": "lstm", "hidden": 64}, [(8, 256), (1, 2048)]),
+    ({"arch": "ssm", "d_model": 32, "d_state": 8}, [(8, 256), (1, 2048)]),  # 2048: streamed scan blocks
+], ids=["learned", "rope-swiglu", "alibi", "lstm", "ssm"])
+def test_forward_memory_estimate_is_within_1_5x_of_the_measured_peak(model, shapes, monkeypatch):
+    import torch
+
+    import ffbench.train.model as model_mod
+    import ffbench.train.ssm as ssm_mod
+    from ffbench.train.model import ModelConfig, build, estimate_forward_bytes
+
+    monkeypatch.setattr(model_mod, "ALIBI_BIAS_ELEMENTS", 2**20)  # 128 rows per block at T = 2048
+    monkeypatch.setattr(ssm_mod, "SCAN_BLOCK_ELEMENTS", 2**17)  # 256 positions per block at batch 1
+    cfg = ModelConfig(**{"n_layer": 2, "d_model": 64, "n_head": 4, **model})
+    net = build(cfg).eval()
+    for batch, length in shapes:
+        measured = _measured_peak_bytes(net, torch.randint(3, 18, (batch, length)))
+        estimate = estimate_forward_bytes(cfg, batch, length)
+        assert 1 / 1.5 <= measured / estimate <= 1.5, (batch, length, measured, estimate)

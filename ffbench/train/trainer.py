@@ -247,8 +247,9 @@ def train(cfg: TrainConfig, out: str | None = None, progress: bool = True, log=p
         for step in range(start, cfg.steps):
             model.train()
             idx = encode_array(batch(cfg, step)).to(device)
+            lr = lr_at(cfg, step)
             for g in opt.param_groups:
-                g["lr"] = lr_at(cfg, step)
+                g["lr"] = lr
             with autocast if autocast is not None else contextlib.nullcontext():
                 logits, probs = step_model(idx, need_probs=need_probs)
                 loss = loss_fn(logits, idx, cfg.mode)
