@@ -41,8 +41,8 @@ def _tied_head(model) -> bool:
 def save_checkpoint(model, model_cfg: ModelConfig, out: str | Path, train_config: dict | None = None,
                     metrics: dict | None = None) -> Path:
     """Write the weights, ``config.json`` and, when given, ``train_config.json`` and ``metrics.json``."""
-    from safetensors.torch import save_file
     import torch
+    from safetensors.torch import save_file
 
     path = Path(out)
     path.mkdir(parents=True, exist_ok=True)

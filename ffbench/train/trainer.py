@@ -19,7 +19,7 @@ refused. The loss is read back from the device only when it is logged.
 from __future__ import annotations
 
 import contextlib
-import math
+import json
 import signal
 import sys
 import threading
@@ -175,8 +175,6 @@ def _check_directory(cfg: TrainConfig, out: str) -> tuple[dict | None, dict | No
     if state is not None:
         theirs = state["config"]
     elif (path / checkpoint.TRAIN_CONFIG_FILE).is_file() and (path / checkpoint.MODEL_FILE).is_file():
-        import json
-
         theirs = json.loads((path / checkpoint.TRAIN_CONFIG_FILE).read_text())
     else:
         return None, None
@@ -190,8 +188,6 @@ def _check_directory(cfg: TrainConfig, out: str) -> tuple[dict | None, dict | No
                          "rerun with its configuration to resume, or choose another --out")
     metrics = None
     if (state is None or state["step"] >= cfg.steps) and (path / checkpoint.METRICS_FILE).is_file():
-        import json
-
         metrics = json.loads((path / checkpoint.METRICS_FILE).read_text())
     return state, metrics
 
