@@ -371,6 +371,20 @@ def test_shipped_references_load_and_keep_their_contrast():
     assert dense["errors"] >= 0.003 * dense["reads"]  # 1.2% on the full suite
 
 
+def test_shipped_ssm_reference_loads_through_the_native_backend_and_holds_the_dense_tail():
+    from ffbench import language
+    from ffbench.backends import load_backend
+    from ffbench.backends.native import builtin_names, training_length
+    from ffbench.train.trainer import evaluate
+
+    assert "ssm-ref" in builtin_names() and training_length("ssm-ref") == 512
+    backend = load_backend("ffbench/ssm-ref", {"device": "cpu"})
+    assert backend.cfg.arch == "ssm" and backend.context_length() is None
+    s_dense = language.SUITES["dense"]
+    result = evaluate(backend.net, language.sample(s_dense.distribution(512), 40, s_dense.seed))
+    assert result["reads"] > 4000 and result["errors"] == 0  # 0 errors on the full dense suite too
+
+
 def test_native_attention_maps_of_chosen_reads():
     from ffbench.backends import load_backend
 
