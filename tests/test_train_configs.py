@@ -103,3 +103,11 @@ def test_the_shipped_recipes_and_sweep_files_are_valid():
             assert sweep.expand(sweep.load_config(str(path)))
         else:
             config.validate(config.from_mapping(raw, str(path)))
+
+
+def test_ssm_ref_recipe_is_exactly_the_ssm_defaults():
+    from ffbench.resources import BASELINES_DIR
+    from ffbench.train import config
+
+    recipe = config.from_mapping(config.load_yaml(BASELINES_DIR / "recipes" / "ssm-ref.yaml", "recipe"), "ssm-ref")
+    assert config.identity(recipe) == config.identity(config.paper_config("ssm"))
