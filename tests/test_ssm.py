@@ -72,28 +72,29 @@ def _ssm(**kw):
     return build(ModelConfig(**{"arch": "ssm", "n_layer": 2, "d_model": 16, "d_state": 4, **kw})).eval()
 
 
-def test_shapes_causality_and_streaming_inference_equal_the_training_path(monkeypatch):
+def test_shapes_causality_and_both_inference_paths_equal_the_training_path(monkeypatch):
     import torch
 
-    import ffbench.train.ssm as ssm
+    from ffbench.train import ssm
 
     net = _ssm()
     idx = torch.randint(3, 18, (3, 50))
-    with torch.no_grad():
-        logits, probs = net(idx)
-    assert logits.shape == (3, 50, 18) and probs is None
     with torch.enable_grad():
         net.train()  # no dropout configured: the training path (materialised states, custom backward)
         trained = net(idx)[0].detach()
         net.eval()
-    torch.testing.assert_close(logits, trained, atol=1e-5, rtol=0)
-    monkeypatch.setattr(ssm, "SCAN_BLOCK_ELEMENTS", 3 * 32 * 4 * 7)  # 7 positions per streamed block
     changed = idx.clone()
     changed[:, 30] = (changed[:, 30] - 2) % 15 + 3
-    with torch.no_grad():
-        streamed, after = net(idx)[0], net(changed)[0]
-    torch.testing.assert_close(streamed, logits, atol=1e-5, rtol=0)
-    assert torch.equal(after[:, :30], streamed[:, :30]) and not torch.allclose(after[:, 30:], streamed[:, 30:])
+    for path, settings in (("streamed in blocks of 7 positions", {"SCAN_BLOCK_ELEMENTS": 3 * 32 * 4 * 7}),
+                           ("position by position", {"RECURRENT_MIN_ELEMENTS": 1})):
+        with monkeypatch.context() as m:
+            for name, value in settings.items():
+                m.setattr(ssm, name, value)
+            with torch.no_grad():
+                (logits, probs), after = net(idx), net(changed)[0]
+        assert logits.shape == (3, 50, 18) and probs is None
+        torch.testing.assert_close(logits, trained, atol=1e-5, rtol=0, msg=path)
+        assert torch.equal(after[:, :30], logits[:, :30]) and not torch.allclose(after[:, 30:], logits[:, 30:]), path
 
 
 def test_runs_at_any_length_with_memory_linear_in_t():

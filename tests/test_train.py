@@ -448,7 +448,7 @@ def _measured_peak_bytes(model, idx) -> int:
     ({"positions": "rope", "activation": "swiglu", "style": "llama"}, [(8, 256), (1, 2048)]),
     ({"positions": "alibi"}, [(8, 256), (1, 2048)]),  # 2048: the bias in blocks of query rows
     ({"arch": "lstm", "hidden": 64}, [(8, 256), (1, 2048)]),
-    ({"arch": "ssm", "d_model": 32, "d_state": 8}, [(8, 256), (1, 2048)]),  # 2048: streamed scan blocks
+    ({"arch": "ssm", "d_model": 32, "d_state": 8}, [(8, 256), (1, 2048), (32, 256)]),  # streamed, recurrent
 ], ids=["learned", "rope-swiglu", "alibi", "lstm", "ssm"])
 def test_forward_memory_estimate_is_within_1_5x_of_the_measured_peak(model, shapes, monkeypatch):
     import torch
@@ -459,6 +459,7 @@ def test_forward_memory_estimate_is_within_1_5x_of_the_measured_peak(model, shap
 
     monkeypatch.setattr(model_mod, "ALIBI_BIAS_ELEMENTS", 2**20)  # 128 rows per block at T = 2048
     monkeypatch.setattr(ssm_mod, "SCAN_BLOCK_ELEMENTS", 2**17)  # 256 positions per block at batch 1
+    monkeypatch.setattr(ssm_mod, "RECURRENT_MIN_ELEMENTS", 2**14)  # from batch 32 on: position by position
     cfg = ModelConfig(**{"n_layer": 2, "d_model": 64, "n_head": 4, **model})
     net = build(cfg).eval()
     for batch, length in shapes:

@@ -269,8 +269,9 @@ def estimate_forward_bytes(cfg: ModelConfig, batch: int, length: int) -> int:
     in the tests, within a factor of 1.5): a Transformer block's MLP (residual, norm, the 4C or
     gated 8C up-projection and its activation) or, for ALiBi, the bias of one block of query
     rows and the temporaries that build it; the LSTM's gate pre-activations for every step plus
-    the flattened weights it copies; a selective SSM block's activations plus, per time block,
-    the decays, inputs and states (three (batch, block, d_inner, d_state) tensors).
+    the flattened weights it copies; a selective SSM block's activations plus its scan's
+    workspace: the state and its decay when it runs position by position, or per streamed time
+    block the decays, inputs and states (three (batch, block, d_inner, d_state) tensors).
     """
     tokens = batch * length
     if cfg.arch == "transformer":
@@ -289,6 +290,7 @@ def estimate_forward_bytes(cfg: ModelConfig, batch: int, length: int) -> int:
         from ffbench.train.ssm import scan_block
 
         d, n = cfg.expand * cfg.d_model, cfg.d_state
-        block = scan_block(batch, length, d, n)
-        return 4 * (tokens * (2 * cfg.d_model + 8 * d + cfg.vocab_size) + 3 * batch * block * d * n)
+        block = scan_block(batch, length, d, n)  # 1: one state updated in place, plus dt x u
+        workspace = 2 * batch * d * n + tokens * d if block == 1 else 3 * batch * block * d * n
+        return 4 * (tokens * (2 * cfg.d_model + 8 * d + cfg.vocab_size) + workspace)
     raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {cfg.arch!r}")

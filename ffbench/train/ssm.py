@@ -19,8 +19,9 @@ The scan (:func:`linear_scan`) runs in chunks: every chunk is scanned at once al
 then the chunks are chained by their carries, so a sequence of T tokens costs about 2 sqrt(T)
 Python steps over large tensors instead of T small ones. Training keeps the (B, T, d_inner, N)
 decays and states for the backward pass, which is the same scan run backwards in time
-(:class:`SelectiveScan`); inference streams over time in blocks sized to a memory budget,
-carrying only the last state, so it runs at any length with memory linear in T.
+(:class:`SelectiveScan`). Inference carries only the last state, so it runs at any length with
+memory linear in T: one position at a time when a position's state is large (many sequences),
+else streaming the chunked scan over blocks of time.
 """
 
 from __future__ import annotations
@@ -33,9 +34,14 @@ import torch.nn.functional as F
 
 from ffbench.train.model import ModelConfig
 
-# Inference streams the scan over time blocks whose (batch, block, d_inner, d_state) tensors hold
-# at most this many elements (64 MB in float32).
-SCAN_BLOCK_ELEMENTS = 2**24
+# Inference runs the recurrence one position at a time when a position's state (batch x d_inner x
+# d_state) has at least this many elements: each step then keeps the processor busy, the state
+# stays in cache, and nothing of size T x state is ever stored. Smaller states (a few sequences,
+# long T) stream the chunked scan over time blocks of at most SCAN_BLOCK_ELEMENTS elements (4 MB
+# in float32, which measured fastest on CPU: larger blocks leave the cache, smaller ones pay
+# Python per block). benchmarks/train.py --scan measures both against a plain loop.
+RECURRENT_MIN_ELEMENTS = 2**14
+SCAN_BLOCK_ELEMENTS = 2**20
 
 
 def dt_rank(cfg: ModelConfig) -> int:
@@ -133,7 +139,9 @@ class SelectiveScan(torch.autograd.Function):
 
 
 def scan_block(batch: int, length: int, d_inner: int, d_state: int) -> int:
-    """Time positions per block of the streaming (inference) scan."""
+    """Time positions per step of the inference scan: 1 (recurrent) or a streamed block."""
+    if batch * d_inner * d_state >= RECURRENT_MIN_ELEMENTS:
+        return 1
     return max(1, min(length, SCAN_BLOCK_ELEMENTS // (batch * d_inner * d_state)))
 
 
@@ -141,17 +149,34 @@ def selective_scan(u, dt, A, B, C, D) -> torch.Tensor:
     """y[t] = C[t] . h[t] + D u[t] with h[t] = exp(dt[t] A) h[t-1] + dt[t] B[t] u[t].
 
     u, dt: (batch, T, d); A: (d, n); B, C: (batch, T, n); D: (d,). Returns (batch, T, d).
-    Without gradients the scan streams over blocks of time, carrying the last state only.
+    Without gradients the scan runs position by position or streams over blocks of time
+    (:func:`scan_block`), carrying the last state only, so memory is linear in T.
     """
     if torch.is_grad_enabled() and any(x.requires_grad for x in (u, dt, A, B, C)):
         return SelectiveScan.apply(u, dt, A, B, C) + u * D
     batch, t, d = u.shape
     block = scan_block(batch, t, d, A.shape[1])
+    if block == 1:
+        return _recurrent(u, dt, A, B, C) + u * D
     y, state = torch.empty_like(u), None
     for s in range(0, t, block):
         y[:, s : s + block], state = _output_and_last_state(u[:, s : s + block], dt[:, s : s + block], A,
                                                             B[:, s : s + block], C[:, s : s + block], state)
     return y + u * D
+
+
+def _recurrent(u, dt, A, B, C) -> torch.Tensor:
+    """The recurrence one position at a time, updating a single state in place."""
+    batch, t, d = u.shape
+    h = u.new_zeros(batch, d, A.shape[1])
+    decay = torch.empty_like(h)
+    dtu = dt * u
+    y = u.new_empty(batch, t, d)
+    for i in range(t):
+        torch.mul(dt[:, i, :, None], A, out=decay).exp_()
+        h.mul_(decay).addcmul_(dtu[:, i, :, None], B[:, i, None, :])
+        y[:, i] = (h @ C[:, i, :, None]).squeeze(-1)
+    return y
 
 
 def _output_and_last_state(u, dt, A, B, C, h0):
