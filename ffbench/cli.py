@@ -491,22 +491,41 @@ def hunt(model, budget, budget_tokens, length, seed, rendering, estimate, famili
 
 
 # ----------------------------------------------------------------------------- train
+def _usage_errors_exit_2(fn):
+    """Report ffbench's UsageError (a bad recipe, sweep file or setting) as click does: exit 2."""
+    import functools
+
+    from ffbench.errors import UsageError
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UsageError as exc:
+            raise click.UsageError(str(exc)) from None
+    return wrapper
+
+
 @cli.command()
-@click.option("--arch", type=click.Choice(["transformer", "lstm"]), help="Architecture; its paper defaults apply "
-              "(transformer: 6 x 512 x 8, 10,000 steps; lstm: 1 x 128, 500 steps).")
+@click.option("--arch", type=click.Choice(["transformer", "lstm", "ssm"]), help="Architecture; its defaults apply "
+              "(transformer: the paper's 6 x 512 x 8, 10,000 steps; lstm: the paper's 1 x 128, 500 steps; "
+              "ssm: a Mamba-style selective SSM, 2 x 64, state 16, the LSTM's protocol at lr 3e-3).")
 @click.option("--recipe", metavar="FILE", help="YAML training config (as in ffbench/baselines/recipes/); flags override it.")
 @click.option("--length", "-T", type=int, metavar="T", help="Training sequence length (default 512).")
 @click.option("--train-mix", callback=_csv(float, "probabilities"), metavar="P1,P2",
               help="Train on FFL(P) (one value, default 0.8) or the equal-parts mixture (paper: 0.9,0.98,0.1).")
 @click.option("--steps", type=int, metavar="N", help="Optimiser steps (fresh batch every step).")
 @click.option("--batch-size", type=int, metavar="B", help="Sequences per step (default 16).")
-@click.option("--lr", type=float, metavar="LR", help="Peak learning rate (default 3e-4).")
+@click.option("--lr", type=float, metavar="LR", help="Peak learning rate (default 3e-4; ssm 3e-3).")
 @click.option("--weight-decay", type=float, metavar="WD", help="AdamW weight decay (default 0.1).")
 @click.option("--mode", type=click.Choice(["clean", "generative"]), help="Loss on reads only (clean, default) or every token.")
-@click.option("--layers", type=int, help="Layers (transformer or LSTM).")
-@click.option("--width", type=int, help="Transformer width d_model.")
+@click.option("--layers", type=int, help="Layers (transformer, LSTM or SSM).")
+@click.option("--width", type=int, help="Model width d_model (transformer or SSM).")
 @click.option("--heads", type=int, help="Transformer attention heads.")
 @click.option("--hidden", type=int, help="LSTM hidden size.")
+@click.option("--d-state", type=int, help="SSM state size per channel (default 16).")
+@click.option("--d-conv", type=int, help="SSM causal convolution width (default 4).")
+@click.option("--expand", type=int, help="SSM inner width as a multiple of --width (default 2).")
 @click.option("--positions", type=click.Choice(["learned", "sinusoidal", "rope", "alibi", "none"]),
               help="Position encoding (default learned).")
 @click.option("--activation", type=click.Choice(["gelu", "geglu", "swiglu"]), help="MLP activation (default gelu).")
@@ -527,36 +546,42 @@ def hunt(model, budget, budget_tokens, length, seed, rendering, estimate, famili
 @click.option("--device", help="cpu, cuda, cuda:1 or auto (default).")
 @click.option("--bf16/--no-bf16", default=None, help="bf16 autocast on CUDA (default on).")
 @click.option("--compile", "compile_", is_flag=True, default=None, help="torch.compile the model.")
-@click.option("--out", "-o", required=True, metavar="DIR", help="Checkpoint directory (evaluate with --model ffbench/DIR).")
+@click.option("--out", "-o", required=True, metavar="DIR", help="Checkpoint directory (evaluate with --model ffbench/DIR). "
+              "Rerunning the same command resumes the run saved there.")
+@click.option("--save-every", type=click.IntRange(min=0), default=100, show_default=True, metavar="N",
+              help="Save the training state to DIR every N steps (0: only on Ctrl-C and at the end).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+@_usage_errors_exit_2
 def train(arch, recipe, length, train_mix, steps, batch_size, lr, weight_decay, mode, layers, width, heads, hidden,
-          positions, activation, style, attn_dropout, mlp_dropout, embd_dropout, temperature, sharpen, sharpen_coef,
-          sharpen_schedule, sharpen_start, seed, data_seed, init_seed, device, bf16, compile_, out, progress):
-    """Train a reference Transformer or LSTM on fresh flip-flop batches (the paper's optimiser).
+          d_state, d_conv, expand, positions, activation, style, attn_dropout, mlp_dropout, embd_dropout, temperature,
+          sharpen, sharpen_coef, sharpen_schedule, sharpen_start, seed, data_seed, init_seed, device, bf16, compile_,
+          out, save_every, progress):
+    """Train a reference Transformer, LSTM or selective SSM on fresh flip-flop batches (the paper's optimiser).
+
+    The training state is saved in DIR every --save-every steps and on Ctrl-C; rerunning the same
+    command resumes and ends with the same weights as an uninterrupted run. A DIR holding another
+    configuration is refused.
 
     \b
     Examples:
       ffbench train --arch lstm --out runs/lstm                     # the paper's LSTM (R2)
       ffbench train --arch transformer --layers 2 --width 128 --heads 4 --length 128 --steps 3000 --out tf
+      ffbench train --arch ssm --out runs/ssm                       # a Mamba-style selective SSM
       ffbench train --recipe ffbench/baselines/recipes/transformer-mix.yaml --out tf-mix
       ffbench run --model ffbench/tf --length 128 --suite paper
     """
-    import yaml
+    from ffbench.train import config
 
-    from ffbench.train import trainer
-
-    base: dict = {}
-    if recipe:
-        try:
-            base = yaml.safe_load(open(recipe)) or {}
-        except OSError:
-            raise click.BadParameter(f"cannot read {recipe!r}", param_hint="--recipe") from None
-    arch = arch or base.get("model", {}).get("arch")
+    base = config.load_yaml(recipe, "recipe") if recipe else {}
+    recipe_model = base.pop("model", {})
+    if not isinstance(recipe_model, dict):
+        raise click.UsageError(f"recipe {recipe!r}: model must be a mapping of model settings, got {recipe_model!r}")
+    arch = arch or recipe_model.get("arch")
     if arch is None:
-        raise click.UsageError("give --arch transformer|lstm or a --recipe")
-    model_over = {k: v for k, v in dict(n_layer=layers, d_model=width, n_head=heads, hidden=hidden, positions=positions,
-                                        activation=activation, style=style, attn_dropout=attn_dropout,
-                                        mlp_dropout=mlp_dropout,
+        raise click.UsageError("give --arch transformer|lstm|ssm or a --recipe")
+    model_over = {k: v for k, v in dict(n_layer=layers, d_model=width, n_head=heads, hidden=hidden, d_state=d_state,
+                                        d_conv=d_conv, expand=expand, positions=positions, activation=activation,
+                                        style=style, attn_dropout=attn_dropout, mlp_dropout=mlp_dropout,
                                         embd_dropout=embd_dropout, temperature=temperature).items() if v is not None}
     over = {k: v for k, v in dict(length=length, train_mix=train_mix or None, steps=steps, batch_size=batch_size,
                                   lr=lr, weight_decay=weight_decay, mode=mode, sharpen=sharpen,
@@ -564,15 +589,29 @@ def train(arch, recipe, length, train_mix, steps, batch_size, lr, weight_decay, 
                                   sharpen_start=sharpen_start, data_seed=data_seed if data_seed is not None else seed,
                                   init_seed=init_seed if init_seed is not None else seed, device=device, bf16=bf16,
                                   compile=compile_).items() if v is not None}
-    base_model = {**base.pop("model", {}), "arch": arch, **model_over}
-    cfg = trainer.paper_config(arch, **{**base, **over, "model": base_model})
-    if cfg.model.arch == "transformer" and cfg.model.max_len < cfg.length:
-        cfg.model.max_len = cfg.length
+    if recipe:  # the recipe's own keys and types, before flags override them
+        config.from_mapping({**base, "model": recipe_model}, f"recipe {recipe!r}")
+    model = {**recipe_model, "arch": arch, **model_over}
+    settings = {**base, **over}
+    length_t = settings.get("length", 512)
+    if arch == "transformer" and isinstance(length_t, int) and model.get("max_len", 1024) < length_t:
+        model["max_len"] = length_t  # a position table as long as the training sequences
+    cfg = config.paper_config(arch, **settings, model=model)
+
+    from ffbench.train import trainer
+
     show = progress if progress is not None else sys.stderr.isatty()
-    _, metrics = trainer.train(cfg, out=out, progress=show)
+    try:
+        _, metrics = trainer.train(cfg, out=out, progress=show, log=lambda m: click.echo(m, err=True),
+                                   save_every=save_every)
+    except trainer.Interrupted as exc:
+        click.echo(f"ffbench: interrupted after step {exc.step} of {cfg.steps}; the training state is saved in "
+                   f"{out}: rerun the same command to resume", err=True)
+        sys.exit(130)
     fin = metrics["final_in_dist"]
     click.echo(f"trained {cfg.model.arch} ({metrics['parameters']:,} parameters) in {metrics['train_seconds']:.0f} s "
-               f"({metrics['tokens_per_second']:,} tokens/s); in-distribution: {fin['errors']} errors in "
+               f"({metrics['tokens_per_second']:,} tokens/s); in-distribution: {fin['errors']} "
+               f"error{'' if fin['errors'] == 1 else 's'} in "
                f"{fin['reads']:,} reads; checkpoint: {out}")
 
 
@@ -582,20 +621,23 @@ def train(arch, recipe, length, train_mix, steps, batch_size, lr, weight_decay, 
 @click.option("--out", "-o", metavar="DIR", help="Sweep directory (default sweeps/<name>).")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: a process pool on this machine; ray: a Ray cluster (pip install 'ffbench[ray]').")
-@click.option("--workers", type=int, metavar="N", help="Local processes (default: one per CPU).")
+@click.option("--workers", type=click.IntRange(min=1), metavar="N", help="Local processes (default: one per CPU).")
 @click.option("--suites", callback=_csv(str, "suite names"), metavar="NAMES",
               help="Evaluate only these suites this time (overrides the config's eval.suites).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+@_usage_errors_exit_2
 def sweep(config, out, executor, workers, suites, progress):
     """Train and evaluate a grid of configurations x replicates; resumable; prints the table.
 
     See ffbench/baselines/recipes/r2-lstm-sweep.yaml for the paper's LSTM replicate study (R2).
+    A malformed file, an unknown key or a bad value is refused before anything runs.
     """
     from ffbench.train import sweep as sw
 
     raw = sw.load_config(config)
     if suites:
         raw.setdefault("eval", {})["suites"] = suites
+    sw.expand(raw, where=f"sweep config {config!r}")  # every grid point valid before anything runs
     root = out or str(Path("sweeps") / str(raw.get("name", Path(config).stem)))
     show = progress if progress is not None else sys.stderr.isatty()
     rows = sw.run_sweep(raw, root, executor=executor, workers=workers, progress=show,

@@ -119,7 +119,7 @@ class NativeBackend(Backend):
         import torch
 
         from ffbench.train.model import STOI
-        from ffbench.train.trainer import load_checkpoint
+        from ffbench.train.checkpoint import load_checkpoint
 
         check_device(device)
         self._torch = torch

@@ -19,7 +19,7 @@ from ffbench.errors import FFBenchError
 
 def export(checkpoint: str | Path, out: str | Path) -> Path:
     """Export to whichever HF architecture the checkpoint's style maps onto."""
-    from ffbench.train.trainer import load_checkpoint
+    from ffbench.train.checkpoint import load_checkpoint
 
     _, cfg = load_checkpoint(checkpoint)
     return (export_llama if cfg.style == "llama" else export_gpt2)(checkpoint, out)
@@ -58,7 +58,7 @@ def _load_and_save(hf, weights: dict, tok, out, derived) -> Path:
 def export_llama(checkpoint: str | Path, out: str | Path) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from ffbench.train.trainer import load_checkpoint
+    from ffbench.train.checkpoint import load_checkpoint
 
     net, cfg = load_checkpoint(checkpoint)
     tok = _checked_tokenizer(checkpoint, cfg, "LlamaForCausalLM", (
@@ -93,7 +93,7 @@ def export_llama(checkpoint: str | Path, out: str | Path) -> Path:
 def export_gpt2(checkpoint: str | Path, out: str | Path) -> Path:
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from ffbench.train.trainer import load_checkpoint
+    from ffbench.train.checkpoint import load_checkpoint
 
     net, cfg = load_checkpoint(checkpoint)
     tok = _checked_tokenizer(checkpoint, cfg, "GPT2LMHeadModel", (

@@ -1,4 +1,4 @@
-"""The paper's two baselines, small enough to read in one sitting (in the style of nanoGPT).
+"""The reference models, small enough to read in one sitting (in the style of nanoGPT).
 
 ``Transformer``: GPT-2 style, pre-LayerNorm blocks, causal self-attention with a choice of position
 encoding (learned, sinusoidal, RoPE, ALiBi, none), attention / MLP / embedding dropout, GELU or
@@ -9,7 +9,9 @@ report's attention maps use.
 
 ``LSTM``: embedding, ``nn.LSTM``, linear head (the paper's 1 layer x 128 reaches 0 errors).
 
-Both read token ids from :data:`VOCAB`, the same ids as ffbench's character tokenizer, so a trained
+``SSM`` (in :mod:`ffbench.train.ssm`): a selective state-space model in the style of Mamba.
+
+All read token ids from :data:`VOCAB`, the same ids as ffbench's character tokenizer, so a trained
 Transformer with learned positions exports to ``GPT2LMHeadModel`` weight for weight, and a
 Llama-style one with RoPE to ``LlamaForCausalLM``.
 """
@@ -17,40 +19,16 @@ Llama-style one with RoPE to ``LlamaForCausalLM``.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ffbench.tokenizer import DEFAULT_CHARS, SPECIALS
+from ffbench.train.config import ACTIVATIONS, ARCHS, POSITIONS, STOI, STYLES, VOCAB, ModelConfig  # noqa: F401
 
-VOCAB = list(SPECIALS) + list(dict.fromkeys(DEFAULT_CHARS))  # ids as in ffbench.tokenizer.char_tokenizer()
-STOI = {ch: i for i, ch in enumerate(VOCAB)}
-POSITIONS = ("learned", "sinusoidal", "rope", "alibi", "none")
-ACTIVATIONS = ("gelu", "geglu", "swiglu")
-STYLES = ("gpt2", "llama")
-
-
-@dataclass
-class ModelConfig:
-    arch: str = "transformer"  # transformer | lstm
-    n_layer: int = 6
-    d_model: int = 512
-    n_head: int = 8
-    max_len: int = 1024
-    positions: str = "learned"
-    activation: str = "gelu"
-    attn_dropout: float = 0.0
-    mlp_dropout: float = 0.0
-    embd_dropout: float = 0.0
-    temperature: float = 1.0  # attention softmax temperature
-    hidden: int = 128  # LSTM hidden size
-    style: str = "gpt2"  # gpt2: LayerNorm and biases | llama: RMSNorm, no biases
-    vocab_size: int = len(VOCAB)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+# ALiBi's bias is built for a block of query rows at a time, at most this many elements
+# (heads x rows x keys, 64 MB in float32), so memory grows linearly in T instead of T^2.
+ALIBI_BIAS_ELEMENTS = 2**24
 
 
 def encode(texts: list[str] | str) -> torch.Tensor:
@@ -94,6 +72,38 @@ def sinusoidal(max_len: int, d: int) -> torch.Tensor:
     return pe
 
 
+def causal_bias(start: int, stop: int, slopes: torch.Tensor | None, device, dtype) -> torch.Tensor:
+    """Additive attention bias of query rows ``start..stop-1`` over keys ``0..stop-1``: -inf above
+    the diagonal and, with ALiBi ``slopes`` (one per head), slope x (key - query) on and below it.
+    Shape (heads or 1, stop - start, stop)."""
+    query = torch.arange(start, stop, device=device)[:, None]
+    dist = torch.arange(stop, device=device)[None, :] - query
+    bias = torch.zeros(dist.shape, device=device, dtype=dtype).masked_fill_(dist > 0, float("-inf"))
+    if slopes is None:
+        return bias[None]
+    return bias[None] + slopes[:, None, None].to(dtype) * dist.clamp(max=0)
+
+
+def alibi_query_rows(n_head: int, length: int) -> int:
+    """Query rows per ALiBi block: the whole sequence when its bias fits the element budget."""
+    return max(1, min(length, ALIBI_BIAS_ELEMENTS // (n_head * length)))
+
+
+def _alibi_attention(q, k, v, slopes: torch.Tensor, scale: float, dropout: float) -> torch.Tensor:
+    """Causal attention with ALiBi, one block of query rows at a time: each block sees only the
+    keys up to its last row, and its bias is (heads, rows, keys), never (heads, T, T)."""
+    t = q.shape[2]
+    rows = alibi_query_rows(q.shape[1], t)
+    out = []
+    for start in range(0, t, rows):
+        stop = min(t, start + rows)
+        # A 4-D mask keeps CPU's fused kernel; a 3-D one falls back to materialised scores.
+        bias = causal_bias(start, stop, slopes, q.device, q.dtype)[None]
+        out.append(F.scaled_dot_product_attention(q[:, :, start:stop], k[:, :, :stop], v[:, :, :stop],
+                                                  attn_mask=bias, scale=scale, dropout_p=dropout))
+    return out[0] if len(out) == 1 else torch.cat(out, dim=2)
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -113,19 +123,17 @@ class Attention(nn.Module):
         if self.cfg.positions == "rope":
             q, k = _rope(q), _rope(k)
         scale = 1.0 / (math.sqrt(c // h) * self.cfg.temperature)
-        bias = torch.zeros(t, t, device=x.device, dtype=q.dtype)
-        bias.masked_fill_(torch.ones(t, t, device=x.device, dtype=torch.bool).triu(1), float("-inf"))
-        if self.cfg.positions == "alibi":
-            dist = torch.arange(t, device=x.device)[None, :] - torch.arange(t, device=x.device)[:, None]
-            bias = bias + self.slopes[:, None, None].to(q.dtype) * dist.clamp(max=0)
+        dropout = self.cfg.attn_dropout if self.training else 0.0
+        slopes = self.slopes if self.cfg.positions == "alibi" else None
         probs = None
-        if need_probs:
-            att = (q @ k.transpose(-2, -1)) * scale + bias
+        if need_probs:  # the sharpening losses and attention maps need every probability: materialise
+            att = (q @ k.transpose(-2, -1)) * scale + causal_bias(0, t, slopes, x.device, q.dtype)
             probs = att.softmax(dim=-1)
             y = self.drop(probs) @ v
+        elif slopes is None:  # no bias: the fused causal kernel, no mask in memory
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, dropout_p=dropout)
         else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale,
-                                               dropout_p=self.cfg.attn_dropout if self.training else 0.0)
+            y = _alibi_attention(q, k, v, slopes, scale, dropout)
         return self.c_proj(y.transpose(1, 2).contiguous().view(b, t, c)), probs
 
 
@@ -166,6 +174,15 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x)), probs
 
 
+def _gpt2_init(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        nn.init.normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.Embedding):
+        nn.init.normal_(m.weight, std=0.02)
+
+
 class Transformer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -188,16 +205,12 @@ class Transformer(nn.Module):
         self.ln_f = _norm(cfg)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # tied, as in GPT-2
-        self.apply(self._init)
-
-    @staticmethod
-    def _init(m):
-        if isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Embedding):
-            nn.init.normal_(m.weight, std=0.02)
+        self.apply(_gpt2_init)
+        # GPT-2's scaled residual init: each block adds two projections to the residual stream,
+        # so their weights start at 0.02 / sqrt(2 n_layer) to keep its variance independent of depth.
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_layer))
 
     def forward(self, idx: torch.Tensor, need_probs: bool = False):
         """Logits (B, T, V) and, if asked, a list of per-layer attention probabilities (B, H, T, T)."""
@@ -236,8 +249,48 @@ def build(cfg: ModelConfig) -> nn.Module:
         return Transformer(cfg)
     if cfg.arch == "lstm":
         return LSTM(cfg)
-    raise ValueError(f"arch must be transformer or lstm, got {cfg.arch!r}")
+    if cfg.arch == "ssm":
+        from ffbench.train.ssm import SSM
+
+        return SSM(cfg)
+    raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {cfg.arch!r}")
 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+# ----------------------------------------------------------------------------- memory
+def estimate_forward_bytes(cfg: ModelConfig, batch: int, length: int) -> int:
+    """Peak bytes one inference (no-grad, float32) forward pass of ``batch`` sequences of
+    ``length`` tokens allocates, logits included, on top of the resident weights.
+
+    Counted from what is alive at each model's widest point (measured against the CPU allocator
+    in the tests, within a factor of 1.5): a Transformer block's MLP (residual, norm, the 4C or
+    gated 8C up-projection and its activation) or, for ALiBi, the bias of one block of query
+    rows and the temporaries that build it; the LSTM's gate pre-activations for every step plus
+    the flattened weights it copies; a selective SSM block's activations plus its scan's
+    workspace: the state and its decay when it runs position by position, or per streamed time
+    block the decays, inputs and states (three (batch, block, d_inner, d_state) tensors).
+    """
+    tokens = batch * length
+    if cfg.arch == "transformer":
+        c = cfg.d_model
+        widest = max((20 if cfg.activation in ("geglu", "swiglu") else 12) * c, 3 * c + 2 * cfg.vocab_size)
+        if cfg.positions != "alibi":
+            return 4 * tokens * widest
+        rows = alibi_query_rows(cfg.n_head, length)
+        bias = rows * length * (8 * cfg.n_head + 20)  # float bias per head, its int64 distances
+        return max(4 * tokens * widest, 4 * tokens * 5 * c + bias)
+    if cfg.arch == "lstm":
+        h = cfg.hidden
+        weights = cfg.n_layer * (8 * h * h + 8 * h)
+        return 4 * (tokens * (17 * h // 2 + cfg.vocab_size) + weights)  # 7 h to 10 h, by batch size
+    if cfg.arch == "ssm":
+        from ffbench.train.ssm import scan_block
+
+        d, n = cfg.expand * cfg.d_model, cfg.d_state
+        block = scan_block(batch, length, d, n)  # 1: one state updated in place, plus dt x u
+        workspace = 2 * batch * d * n + tokens * d if block == 1 else 3 * batch * block * d * n
+        return 4 * (tokens * (2 * cfg.d_model + 8 * d + cfg.vocab_size) + workspace)
+    raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {cfg.arch!r}")

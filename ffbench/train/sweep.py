@@ -27,7 +27,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ffbench.errors import FFBenchError
+from ffbench.errors import FFBenchError, UsageError
 
 
 @dataclass(frozen=True)
@@ -41,21 +41,60 @@ class RunSpec:
     eval_num: int | None
 
 
-def load_config(path: str) -> dict:
-    import yaml
+SWEEP_KEYS = ("name", "base", "grid", "replicates", "data_seeds", "init_seeds", "eval")
+EVAL_KEYS = ("suites", "length", "num")
 
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise FFBenchError(f"sweep config {path!r} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise FFBenchError(f"sweep config {path!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(raw, dict) or "base" not in raw:
-        raise FFBenchError(f"sweep config {path!r} needs at least a 'base' training configuration")
-    unknown = set(raw) - {"name", "base", "grid", "replicates", "data_seeds", "init_seeds", "eval"}
-    if unknown:
-        raise FFBenchError(f"sweep config {path!r}: unknown key(s) {', '.join(sorted(unknown))}")
+
+def load_config(path: str) -> dict:
+    """The sweep file as a mapping, every setting of every grid point checked (:func:`expand`)."""
+    from ffbench.train.config import load_yaml
+
+    raw = load_yaml(path, "sweep config")
+    expand(raw, f"sweep config {path!r}")
     return raw
+
+
+def check_structure(raw: dict, where: str) -> None:
+    """Keys, types and ranges of the sweep-level settings (the training settings are the recipe's)."""
+    from dataclasses import fields
+
+    from ffbench.train.config import ModelConfig, TrainConfig, check_keys
+
+    check_keys(raw, SWEEP_KEYS, where)
+    if not isinstance(raw.get("base"), dict) or not isinstance(raw["base"].get("model", {}), dict):
+        raise UsageError(f"{where} needs 'base', a mapping of training settings (model: a mapping of model settings)")
+    if "name" in raw and not isinstance(raw["name"], (str, int)):
+        raise UsageError(f"{where}: name must be a string, got {raw['name']!r}")
+    grid = raw.get("grid") or {}
+    if not isinstance(grid, dict):
+        raise UsageError(f"{where}: grid must map settings (model.hidden, steps, ...) to lists of values, got {grid!r}")
+    settings = [f.name for f in fields(TrainConfig) if f.name != "model"]
+    settings += [f"model.{f.name}" for f in fields(ModelConfig)]
+    check_keys(grid, settings, f"{where}: grid")
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise UsageError(f"{where}: grid.{key} must be a non-empty list of values, got {values!r}")
+    if "replicates" in raw and not (_is_int(raw["replicates"]) and raw["replicates"] >= 1):
+        raise UsageError(f"{where}: replicates must be an integer >= 1, got {raw['replicates']!r}")
+    for key in ("data_seeds", "init_seeds"):
+        seeds = raw.get(key)
+        if seeds is not None and not (isinstance(seeds, list) and seeds and all(_is_int(x) and x >= 0 for x in seeds)):
+            raise UsageError(f"{where}: {key} must be a non-empty list of integers >= 0, got {seeds!r}")
+    ev = raw.get("eval") or {}
+    if not isinstance(ev, dict):
+        raise UsageError(f"{where}: eval must be a mapping (suites, length, num), got {ev!r}")
+    check_keys(ev, EVAL_KEYS, f"{where}: eval")
+    suites = ev.get("suites", [])
+    if not isinstance(suites, list) or not all(isinstance(x, str) for x in suites):
+        raise UsageError(f"{where}: eval.suites must be a list of suite names, got {suites!r}")
+    if "length" in ev and not (_is_int(ev["length"]) and ev["length"] >= 4 and ev["length"] % 2 == 0):
+        raise UsageError(f"{where}: eval.length must be an even integer >= 4, got {ev['length']!r}")
+    if ev.get("num") is not None and not (_is_int(ev["num"]) and ev["num"] >= 1):
+        raise UsageError(f"{where}: eval.num must be an integer >= 1, got {ev['num']!r}")
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
 
 
 def _set(d: dict, dotted: str, value) -> None:
@@ -65,9 +104,12 @@ def _set(d: dict, dotted: str, value) -> None:
     d[keys[-1]] = value
 
 
-def expand(raw: dict) -> list[RunSpec]:
-    from ffbench.train.trainer import TrainConfig, validate_config
+def expand(raw: dict, where: str = "sweep config") -> list[RunSpec]:
+    """One :class:`RunSpec` per grid point x seed pair; every grid point's config is validated."""
+    from ffbench import language
+    from ffbench.train.config import from_mapping, validate
 
+    check_structure(raw, where)
     grid = raw.get("grid") or {}
     keys = sorted(grid)
     n = int(raw.get("replicates", 1))
@@ -79,17 +121,23 @@ def expand(raw: dict) -> list[RunSpec]:
         seed_pairs = list(itertools.product(data_seeds or [0], init_seeds or [0]))
     ev = raw.get("eval") or {}
     suites = tuple(ev.get("suites", ["in_dist", "sparse", "dense"]))
-    from ffbench import language
-
     for s in suites:
-        language.resolve_suites(s)
+        try:
+            language.resolve_suites(s)
+        except FFBenchError as exc:
+            raise UsageError(f"{where}: eval.suites: {exc}") from None
     specs = []
     for values in itertools.product(*(grid[k] for k in keys)) if keys else [()]:
         cfg = json.loads(json.dumps(raw["base"]))
+        point = ", ".join(f"{k}={v!r}" for k, v in zip(keys, values))
         for k, v in zip(keys, values):
             _set(cfg, k, v)
-        base_cfg = TrainConfig.from_dict(cfg)
-        validate_config(base_cfg)
+        label = f"{where}: base" + (f" at grid point {point}" if point else "")
+        try:
+            base_cfg = from_mapping(cfg, label)
+            validate(base_cfg)
+        except UsageError as exc:
+            raise UsageError(str(exc) if str(exc).startswith(label) else f"{label}: {exc}") from None
         config_id = hashlib.sha256(json.dumps(base_cfg.as_dict(), sort_keys=True).encode()).hexdigest()[:10]
         for d, i in seed_pairs:
             train = {**base_cfg.as_dict(), "data_seed": int(d), "init_seed": int(i), "device": "cpu"}
@@ -104,15 +152,20 @@ def run_one(spec: RunSpec, root: str, threads: int = 1) -> dict:
 
     from ffbench import language
     from ffbench.rundir import write_json
-    from ffbench.train.trainer import TrainConfig, evaluate_suite, load_checkpoint, train
+    from ffbench.train.checkpoint import load_checkpoint
+    from ffbench.train.config import TrainConfig
+    from ffbench.train.trainer import evaluate_suite, train
 
     torch.set_num_threads(threads)
     run_dir = Path(root) / "runs" / spec.run_id
     ckpt = run_dir / "checkpoint"
     if not (ckpt / "model.safetensors").is_file():
-        tmp = run_dir / f"checkpoint.partial-{os.getpid()}"
-        train(TrainConfig.from_dict(spec.train), out=str(tmp), progress=False)
-        os.replace(tmp, ckpt)
+        # Trained in a fixed partial directory, so that a sweep killed mid-run resumes that run
+        # from its last saved step; moved into place once complete.
+        partial = run_dir / "checkpoint.partial"
+        train(TrainConfig.from_dict(spec.train), out=str(partial), progress=False, log=lambda m: None,
+              keep_state=False)
+        os.replace(partial, ckpt)
     model, _ = load_checkpoint(ckpt)
     out = {"run_id": spec.run_id}
     for name in spec.suites:

@@ -1,103 +1,43 @@
-"""Training on fresh flip-flop batches with the paper's optimiser, and checkpoints.
+"""Training on fresh flip-flop batches with the paper's optimiser, resumable at any step.
 
 Every step draws a new batch from ffbench's generator (FFL(p), or the equal-parts mixture of
 several FFL(p) for the paper's long-tail remedy, ``--train-mix 0.9,0.98,0.1``). The data stream
 depends only on ``data_seed`` and the initial weights only on ``init_seed``, so the two sources of
 run-to-run variation the paper separates can be varied independently.
 
-Optimiser (PAPER_NOTES.md): AdamW (0.9, 0.999), lr 3e-4, weight decay 0.1, 50 warm-up steps, then
-linear decay reaching 0 at step ``steps + 1``. ``clean`` mode puts the loss only on the
-deterministic tokens (the bit after each ``r``); ``generative`` on every next token.
+Optimiser: AdamW (0.9, 0.999), lr 3e-4, weight decay 0.1 on matrices only, 50 warm-up steps, then
+linear decay reaching 0 at step ``steps + 1``, gradients clipped at norm 1. ``clean`` mode puts the
+loss only on the deterministic tokens (the bit after each ``r``); ``generative`` on every token.
+
+With an output directory, the training state (weights, optimiser moments, step, random number
+generators, history) is saved there atomically every ``save_every`` steps and when Ctrl-C stops
+the run; running the same configuration into the same directory resumes from it and ends with
+bitwise the same weights as an uninterrupted run. A directory holding another configuration is
+refused. The loss is read back from the device only when it is logged.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
+import signal
 import sys
+import threading
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ffbench import language
-from ffbench.errors import FFBenchError
-from ffbench.train import sharpen
-from ffbench.train.model import STOI, ModelConfig, build, count_parameters, encode_array
+from ffbench import language, rules
+from ffbench.errors import FFBenchError, UsageError
+from ffbench.train import checkpoint, sharpen
+from ffbench.train.config import PAPER_DEFAULTS, TrainConfig, differences, identity, paper_config, validate  # noqa: F401
+from ffbench.train.model import STOI, build, count_parameters, encode_array, estimate_forward_bytes
 
-R_ID, ZERO_ID = STOI["r"], STOI["0"]
-
-
-@dataclass
-class TrainConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    length: int = 512
-    train_mix: list[float] = field(default_factory=lambda: [0.8])  # p_ignore of each FFL component
-    steps: int = 10_000
-    batch_size: int = 16
-    lr: float = 3e-4
-    weight_decay: float = 0.1
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup: int = 50
-    mode: str = "clean"
-    sharpen: str = "none"
-    sharpen_coef: float = 0.0
-    sharpen_schedule: str = "constant"
-    sharpen_start: int = 0
-    data_seed: int = 0
-    init_seed: int = 0
-    device: str = "auto"
-    bf16: bool = True  # autocast on CUDA only
-    compile: bool = False
-    eval_every: int = 250
-    eval_num: int = 200
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        d = dict(d)
-        d["model"] = ModelConfig(**d.get("model", {}))
-        if "betas" in d:
-            d["betas"] = tuple(d["betas"])
-        return cls(**d)
-
-
-# Paper defaults per architecture (PAPER_NOTES.md): the canonical 6 x 512 x 8 Transformer for
-# 10,000 steps, the 1 x 128 LSTM for 500 steps.
-PAPER_DEFAULTS = {
-    "transformer": dict(model=dict(arch="transformer", n_layer=6, d_model=512, n_head=8), steps=10_000),
-    "lstm": dict(model=dict(arch="lstm", n_layer=1, hidden=128), steps=500),
-}
-
-
-def paper_config(arch: str, **overrides) -> TrainConfig:
-    if arch not in PAPER_DEFAULTS:
-        raise FFBenchError(f"arch must be transformer or lstm, got {arch!r}")
-    base = json.loads(json.dumps(PAPER_DEFAULTS[arch]))
-    model_over = overrides.pop("model", {})
-    base["model"].update(model_over)
-    base.update(overrides)
-    return TrainConfig.from_dict(base)
-
-
-def validate_config(cfg: TrainConfig) -> None:
-    if cfg.mode not in ("clean", "generative"):
-        raise FFBenchError(f"mode must be clean or generative, got {cfg.mode!r}")
-    if cfg.steps <= 0 or cfg.batch_size <= 0:
-        raise FFBenchError(f"steps and batch size must be positive, got {cfg.steps} and {cfg.batch_size}")
-    for p in cfg.train_mix:
-        language.FFL.from_p_ignore(p, cfg.length)  # validates p and T
-    if cfg.length > cfg.model.max_len and cfg.model.arch == "transformer":
-        raise FFBenchError(f"length {cfg.length} exceeds the model's max_len {cfg.model.max_len}")
-    if cfg.sharpen != "none" and cfg.model.arch != "transformer":
-        raise FFBenchError("attention-sharpening losses need --arch transformer")
-    sharpen.coefficient(0, cfg.steps, cfg.sharpen_coef, cfg.sharpen_schedule, cfg.sharpen_start)
+R_ID, ZERO_ID, ONE_ID = STOI["r"], STOI["0"], STOI["1"]
+EVAL_BYTES = 512 * 2**20  # memory budget of one evaluation forward pass
 
 
 def batch(cfg: TrainConfig, step: int) -> np.ndarray:
@@ -127,32 +67,32 @@ def loss_fn(logits: torch.Tensor, idx: torch.Tensor, mode: str) -> torch.Tensor:
     return F.cross_entropy(pred.reshape(-1, pred.shape[-1]).float(), target.reshape(-1))
 
 
-@torch.no_grad()
-def read_predictions(model, idx: torch.Tensor, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Per read (row-major order): log p('0') - log p('1'), and the greedy (argmax) token id."""
-    margins, greedy = [], []
+# ----------------------------------------------------------------------------- evaluation
+def eval_batch_size(model, length: int, budget: int = EVAL_BYTES) -> int:
+    """Sequences per evaluation forward pass that fit ``budget`` bytes (at least 1, at most 256)."""
+    return max(1, min(256, budget // max(1, estimate_forward_bytes(model.cfg, 1, length))))
+
+
+@torch.inference_mode()
+def read_logprobs(model, idx: torch.Tensor, batch_size: int | None = None) -> np.ndarray:
+    """(reads, 2): log p('0') and log p('1') after every ``r`` token, reads in row-major order."""
     model.eval()
     device = next(model.parameters()).device
-    for start in range(0, idx.shape[0], batch_size):
-        chunk = idx[start : start + batch_size].to(device)
+    per = batch_size or eval_batch_size(model, idx.shape[1])
+    out = []
+    for start in range(0, idx.shape[0], per):
+        chunk = idx[start : start + per].to(device)
         logits, _ = model(chunk)
-        mask = chunk == R_ID
-        lp = logits[mask].float().log_softmax(-1)
-        margins.append((lp[:, ZERO_ID] - lp[:, ZERO_ID + 1]).cpu().numpy())
-        greedy.append(lp.argmax(-1).cpu().numpy())
-    return np.concatenate(margins), np.concatenate(greedy)
-
-
-def wrong_reads(margin: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Choice scoring from log p('0') - log p('1'): strict, a tie is wrong (as in ffbench run)."""
-    return np.where(target == 0, margin <= 0, margin >= 0)
+        lp = logits[chunk == R_ID].float().log_softmax(-1)
+        out.append(lp[:, [ZERO_ID, ONE_ID]].cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 2), dtype=np.float32)
 
 
 def evaluate(model, arr: np.ndarray) -> dict:
-    """Read accuracy (choice between 0 and 1) on an (N, T) array of sequences."""
+    """Reads and errors (the strict choice between 0 and 1) on an (N, T) array of sequences."""
     reads = language.extract_reads(arr)
-    margin, _ = read_predictions(model, encode_array(arr))
-    errors = int(wrong_reads(margin, reads.target).sum())
+    correct = rules.choice_correct(read_logprobs(model, encode_array(arr)), reads.target)
+    errors = int((~correct).sum())
     return {"reads": len(reads), "errors": errors, "accuracy": 1 - errors / max(1, len(reads))}
 
 
@@ -164,8 +104,7 @@ def evaluate_suite(model, suite: language.Suite, length: int | None = None, num:
     wrong_distances: list[int] = []
     for arr in language.iter_sample(dist, num or suite.num, suite.seed, chunk_rows=chunk):
         r = language.extract_reads(arr)
-        margin, _ = read_predictions(model, encode_array(arr), batch_size=256)
-        wrong = wrong_reads(margin, r.target)
+        wrong = ~rules.choice_correct(read_logprobs(model, encode_array(arr)), r.target)
         reads += len(r)
         errors += int(wrong.sum())
         wrong_distances += r.write_distance[wrong].tolist()
@@ -173,6 +112,7 @@ def evaluate_suite(model, suite: language.Suite, length: int | None = None, num:
             "error_write_distances": wrong_distances[:1000]}
 
 
+# ----------------------------------------------------------------------------- training
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -181,92 +121,171 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def train(cfg: TrainConfig, out: str | None = None, progress: bool = True, log=print) -> tuple[torch.nn.Module, dict]:
-    """Train a model; write a checkpoint to ``out`` if given. Returns (model, final metrics)."""
-    validate_config(cfg)
-    device = resolve_device(cfg.device)
+def initial_model(cfg: TrainConfig, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """The model before its first step: a function of the model config and ``init_seed`` only."""
     torch.manual_seed(cfg.init_seed)
-    model = build(cfg.model).to(device)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=cfg.betas)
+    return build(cfg.model).to(device)
+
+
+def optimizer(model, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not on biases, norms, or parameters marked
+    ``_no_weight_decay`` such as an SSM's decay rates)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (decay if p.dim() >= 2 and not getattr(p, "_no_weight_decay", False) else no_decay).append(p)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=tuple(cfg.betas))
+
+
+class _StopOnCtrlC:
+    """Turns the first Ctrl-C into a request to stop after the current step (so the state saved is
+    a whole step's); a second Ctrl-C interrupts at once. Only in the main thread."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training after ``step`` steps; the state is saved in ``out`` (if any)."""
+
+    def __init__(self, step: int, out: str | None):
+        super().__init__(f"interrupted after step {step}")
+        self.step, self.out = step, out
+
+
+def _check_directory(cfg: TrainConfig, out: str) -> tuple[dict | None, dict | None]:
+    """(saved training state, saved metrics of a finished run) in ``out``; refuses another config."""
+    path = Path(out)
+    state = checkpoint.load_train_state(path)
+    if state is not None:
+        theirs = state["config"]
+    elif (path / checkpoint.TRAIN_CONFIG_FILE).is_file() and (path / checkpoint.MODEL_FILE).is_file():
+        theirs = json.loads((path / checkpoint.TRAIN_CONFIG_FILE).read_text())
+    else:
+        return None, None
+    try:
+        theirs = identity(TrainConfig.from_dict(theirs))
+    except TypeError:
+        theirs = {"unreadable": True}
+    diff = differences(theirs, identity(cfg))
+    if diff:
+        raise UsageError(f"{out!r} holds a run of another configuration (differs in {', '.join(diff[:5])}); "
+                         "rerun with its configuration to resume, or choose another --out")
+    metrics = None
+    if (state is None or state["step"] >= cfg.steps) and (path / checkpoint.METRICS_FILE).is_file():
+        metrics = json.loads((path / checkpoint.METRICS_FILE).read_text())
+    return state, metrics
+
+
+def train(cfg: TrainConfig, out: str | None = None, progress: bool = True, log=print, save_every: int = 100,
+          keep_state: bool = True) -> tuple[torch.nn.Module, dict]:
+    """Train a model; with ``out``, save and resume there. Returns (model, final metrics).
+
+    ``save_every`` steps (0: only on Ctrl-C and at the end) the training state is rewritten in
+    ``out``; ``keep_state=False`` removes it once the final checkpoint is written.
+    """
+    validate(cfg)
+    device = resolve_device(cfg.device)
+    state, finished = _check_directory(cfg, out) if out is not None else (None, None)
+    if finished is not None:
+        log(f"{out}: already trained ({cfg.steps} steps); nothing to do")
+        model, _ = checkpoint.load_checkpoint(out, device)
+        return model, finished
+    model = initial_model(cfg, device)
+    opt = optimizer(model, cfg)
+    start, history, elapsed, resumed = 0, [], 0.0, []
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if device.type == "cuda" and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+        start, history, elapsed = state["step"], state["history"], state["elapsed"]
+        resumed = state.get("resumed", []) + [start]
+        log(f"{out}: resuming at step {start} of {cfg.steps}")
+
+    def save_state(done: int) -> None:
+        rng = {"torch": torch.get_rng_state(),
+               "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+        checkpoint.save_train_state(out, {"config": cfg.as_dict(), "step": done, "model": model.state_dict(),
+                                          "optimizer": opt.state_dict(), "rng": rng, "history": history,
+                                          "elapsed": elapsed + time.perf_counter() - t0, "resumed": resumed})
+
     step_model = torch.compile(model) if cfg.compile else model
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (device.type == "cuda" and cfg.bf16) else None
     s_in = language.SUITES["in_dist"]
     eval_arr = language.sample(s_in.distribution(cfg.length), cfg.eval_num, s_in.seed + 7)
     need_probs = cfg.sharpen != "none"
-
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=cfg.steps, desc=f"train {cfg.model.arch}", unit="step", file=sys.stderr, dynamic_ncols=True)
-    history, t0, acc = [], time.perf_counter(), float("nan")
-    for step in range(cfg.steps):
-        model.train()
-        idx = encode_array(batch(cfg, step)).to(device)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(cfg, step)
-        with autocast if autocast is not None else contextlib.nullcontext():
-            logits, probs = step_model(idx, need_probs=need_probs)
-            loss = loss_fn(logits, idx, cfg.mode)
-            coef = sharpen.coefficient(step, cfg.steps, cfg.sharpen_coef, cfg.sharpen_schedule, cfg.sharpen_start)
-            if need_probs and coef:
-                loss = loss + coef * sharpen.sharpening_loss(probs, cfg.sharpen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        if not math.isfinite(loss.item()):
-            raise FFBenchError(f"training diverged at step {step} (loss {loss.item()})")
-        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
-            acc = evaluate(model, eval_arr)["accuracy"]
-            history.append({"step": step + 1, "loss": float(loss.item()), "in_dist_accuracy": acc})
-        if bar is not None:
-            bar.set_postfix(loss=f"{loss.item():.4f}", acc=f"{acc:.4f}", refresh=False)
-            bar.update(1)
+        bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.model.arch}", unit="step", file=sys.stderr,
+                   dynamic_ncols=True)
+    t0 = time.perf_counter()
+    nonfinite = torch.zeros((), dtype=torch.bool, device=device)  # stays on the device until logged
+    with _StopOnCtrlC() as ctrl_c:
+        for step in range(start, cfg.steps):
+            model.train()
+            idx = encode_array(batch(cfg, step)).to(device)
+            lr = lr_at(cfg, step)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            with autocast if autocast is not None else contextlib.nullcontext():
+                logits, probs = step_model(idx, need_probs=need_probs)
+                loss = loss_fn(logits, idx, cfg.mode)
+                coef = sharpen.coefficient(step, cfg.steps, cfg.sharpen_coef, cfg.sharpen_schedule, cfg.sharpen_start)
+                if need_probs and coef:
+                    loss = loss + coef * sharpen.sharpening_loss(probs, cfg.sharpen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            nonfinite |= ~torch.isfinite(loss.detach())
+            done = step + 1
+            if done % cfg.eval_every == 0 or done == cfg.steps:  # logging: the only host syncs
+                if nonfinite.item():
+                    raise FFBenchError(f"training diverged (a non-finite loss by step {done})")
+                acc = evaluate(model, eval_arr)["accuracy"]
+                history.append({"step": done, "loss": float(loss.item()), "in_dist_accuracy": acc})
+                if bar is not None:
+                    bar.set_postfix(loss=f"{history[-1]['loss']:.4f}", acc=f"{acc:.4f}", refresh=False)
+            if bar is not None:
+                bar.update(1)
+            if out is not None and done < cfg.steps and (ctrl_c.requested or (save_every and done % save_every == 0)):
+                save_state(done)
+            if ctrl_c.requested and done < cfg.steps:
+                if bar is not None:
+                    bar.close()
+                raise Interrupted(done, out)
     if bar is not None:
         bar.close()
-    seconds = time.perf_counter() - t0
+    seconds = elapsed + time.perf_counter() - t0
     metrics = {"parameters": count_parameters(model), "train_seconds": round(seconds, 2),
-               "tokens_per_second": round(cfg.steps * cfg.batch_size * cfg.length / seconds),
+               "tokens_per_second": round(cfg.steps * cfg.batch_size * cfg.length / max(seconds, 1e-9)),
                "final_in_dist": evaluate(model, eval_arr), "history": history}
+    if resumed:
+        metrics["resumed_at_steps"] = resumed
     if out is not None:
-        save_checkpoint(model, cfg, out, metrics)
+        checkpoint.save_checkpoint(model, cfg.model, out, cfg.as_dict(), metrics)
+        if keep_state:
+            save_state(cfg.steps)
+        else:
+            (Path(out) / checkpoint.STATE_FILE).unlink(missing_ok=True)
     return model, metrics
 
-
-# ----------------------------------------------------------------------------- checkpoints
-def save_checkpoint(model, cfg: TrainConfig, out: str, metrics: dict | None = None) -> None:
-    """safetensors weights + config.json (the model) + train_config.json (the recipe) + metrics.json."""
-    from safetensors.torch import save_file
-
-    path = Path(out)
-    path.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()
-             if k != "lm_head.weight"}  # tied to wte.weight
-    save_file(state, str(path / "model.safetensors"), metadata={"format": "ffbench"})
-    (path / "config.json").write_text(json.dumps({"ffbench_model": cfg.model.as_dict()}, indent=2) + "\n")
-    (path / "train_config.json").write_text(json.dumps(cfg.as_dict(), indent=2) + "\n")
-    if metrics is not None:
-        (path / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-
-
-def load_checkpoint(path: str | Path, device: str = "cpu"):
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    cfg_file = path / "config.json"
-    if not cfg_file.is_file() or not (path / "model.safetensors").is_file():
-        raise FFBenchError(f"{str(path)!r} is not an ffbench checkpoint (needs config.json and model.safetensors)")
-    raw = json.loads(cfg_file.read_text())
-    if "ffbench_model" not in raw:
-        raise FFBenchError(f"{str(path)!r} holds no ffbench model config (for Hugging Face models use hf/)")
-    mcfg = ModelConfig(**raw["ffbench_model"])
-    model = build(mcfg)
-    state = load_file(str(path / "model.safetensors"))
-    if mcfg.arch == "transformer":
-        state["lm_head.weight"] = state["wte.weight"]
-    model.load_state_dict(state)
-    return model.to(device).eval(), mcfg
