@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ffbench import language
-from ffbench.errors import FFBenchError, UsageError
+from ffbench.errors import UsageError
 from ffbench.resources import resource_dir
 
 DEMO_LENGTH = 16

@@ -142,7 +142,7 @@ def test_cli_trains_an_ssm_that_the_native_backend_scores_dense_as_per_read(tmp_
     import pyarrow.parquet as pq
 
     from ffbench import runner
-    from ffbench.backends import load_backend
+    from ffbench.backends import load_backend, resolve
     from ffbench.cli import main
 
     out = tmp_path / "ssm"
@@ -155,7 +155,7 @@ def test_cli_trains_an_ssm_that_the_native_backend_scores_dense_as_per_read(tmp_
     for per_read in (False, True):
         cfg = runner.RunConfig(model=f"ffbench/{out}", model_args={"device": "cpu"}, suites=["dense"], lengths=[24],
                                num=12, per_read=per_read, batch_size=8)
-        runner.run(cfg, str(tmp_path / f"run-{per_read}"), lambda: load_backend(f"ffbench/{out}", {"device": "cpu"}),
+        runner.run(cfg, str(tmp_path / f"run-{per_read}"), resolve(f"ffbench/{out}", {"device": "cpu"}),
                    progress=False, echo=lambda m: None)
         tables[per_read] = pq.read_table(tmp_path / f"run-{per_read}" / "samples.parquet").to_pandas()
     dense, single = tables[False], tables[True]

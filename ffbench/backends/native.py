@@ -96,22 +96,15 @@ class NativeBackend(Backend):
 
     @classmethod
     def memory_per_sequence(cls, model: str, args: dict, tokens: int) -> int:
-        cfg = model_config(model)
-        vocab = int(cfg.get("vocab_size", 20))
-        if cfg.get("arch") == "lstm":  # streamed: memory is bounded by the chunk, whatever T is
-            chunk = min(tokens, STREAM_CHUNK)
-            return 4 * chunk * (12 * int(cfg.get("hidden", 128)) + 3 * vocab) + 16 * tokens
-        d, heads, layers = int(cfg.get("d_model", 512)), int(cfg.get("n_head", 8)), int(cfg.get("n_layer", 6))
-        try:
-            from ffbench.train.model import estimate_forward_bytes  # the model module knows its own costs
-        except ImportError:
-            estimate_forward_bytes = None
-        if estimate_forward_bytes is not None:
-            from ffbench.train.model import ModelConfig
+        """The model's own estimate of one forward pass; a recurrent model is streamed through long
+        sequences in chunks (:data:`STREAM_CHUNK`), so only a chunk, plus the ids, is alive at once."""
+        from ffbench.train.config import ModelConfig
+        from ffbench.train.model import estimate_forward_bytes
 
-            return int(estimate_forward_bytes(ModelConfig(**cfg), 1, tokens))
-        # one (T, T) bias plus per-head scores and probabilities, activations, logits
-        return 4 * (tokens * tokens * (2 * heads + 2) + tokens * d * (16 + layers) + 4 * tokens * vocab)
+        cfg = ModelConfig(**model_config(model))
+        if cfg.arch == "lstm":
+            return int(estimate_forward_bytes(cfg, 1, min(tokens, STREAM_CHUNK))) + 16 * tokens
+        return int(estimate_forward_bytes(cfg, 1, tokens))
 
     # ------------------------------------------------------------------ loaded
     def __init__(self, model: str, device: str | None = None, max_batch_tokens: int = default_max_batch_tokens):

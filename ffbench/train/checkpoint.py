@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ffbench.datafiles import atomic_path
 from ffbench.errors import FFBenchError
-from ffbench.rundir import write_json
+from ffbench.io import write_json
 from ffbench.train.model import ModelConfig, build
 
 MODEL_FILE = "model.safetensors"

@@ -151,7 +151,7 @@ def run_one(spec: RunSpec, root: str, threads: int = 1) -> dict:
     import torch
 
     from ffbench import language
-    from ffbench.rundir import write_json
+    from ffbench.io import write_json
     from ffbench.train.checkpoint import load_checkpoint
     from ffbench.train.config import TrainConfig
     from ffbench.train.trainer import evaluate_suite, train
