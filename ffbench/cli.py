@@ -689,21 +689,23 @@ def tasks_path():
               help="Draw each model's glitch rate across the revisions recorded in the registry.")
 @_registry_option
 @click.option("--failing", type=click.IntRange(min=0), default=5, show_default=True, metavar="N",
-              help="Example failing reads shown per cell.")
+              help="Example failing reads shown per cell, and glitches per family of a hunt.")
 @click.option("--attention", type=click.IntRange(min=0), default=3, show_default=True, metavar="N",
               help="Failing reads per native Transformer whose attention maps are drawn (needs torch).")
 @click.option("--title", default="ffbench report", show_default=True, help="Page title.")
 def report(inputs, out, references, no_refs, history, registry, failing, attention, title):
-    """Write one self-contained HTML report (opens offline) of runs, references and sweeps.
+    """Write one self-contained HTML report (opens offline) of runs, references, sweeps and hunts.
 
-    RUN is a run directory, a shipped reference (ffbench/transformer-ref), registry:MODEL@REV, or a
-    sweep directory / table.csv (replicate plots). The shipped LSTM and Transformer references are
-    drawn beside your models unless --no-refs.
+    RUN is a run directory, a shipped reference (ffbench/transformer-ref), registry:MODEL@REV, a
+    sweep directory / table.csv (replicate plots), or a hunt directory ('ffbench hunt --out': yields
+    per family, the shortest glitch, examples, and an --estimate hunt's interval beside i.i.d.). The
+    shipped LSTM and Transformer references are drawn beside your models unless --no-refs.
 
     \b
     Examples:
       ffbench report runs/my-model --out report.html
       ffbench report runs/v1 runs/v2 sweeps/r2-lstm --out report.html --history
+      ffbench report hunts/mix --no-refs --out hunt.html
     """
     from ffbench.report import build_report, write_report
 

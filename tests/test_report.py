@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import needs_torch
+from tests.conftest import HAS_TORCH, needs_torch
 from tests.rundirs import cell, write_failing_run, write_run
 
 EVIL = '<img src=x onerror="alert(1)">'
@@ -414,3 +414,213 @@ def pa_array(values):
     import pyarrow as pa
 
     return pa.array(values)
+
+
+# ----------------------------------------------------------------------------- hunts
+def _hunt_cli(*args) -> None:
+    res = subprocess.run([sys.executable, "-m", "ffbench", "hunt", *map(str, args), "--no-progress"],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+
+
+@pytest.fixture(scope="module")
+def hunt_report(tmp_path_factory):
+    """Two real hunts of transformer-ref at T = 64: a search compared with the shipped in_dist run at
+    that length, and an importance-sampling estimate under FFL(0.1); and the report of both."""
+    from ffbench.resources import BASELINES_DIR
+
+    if not HAS_TORCH:
+        pytest.skip("torch and transformers not installed")
+    tmp = tmp_path_factory.mktemp("hunts")
+    _hunt_cli("--model", "ffbench/transformer-ref", "--budget", 500, "--length", 64, "--iid",
+              BASELINES_DIR / "transformer-ref" / "lengths", "--out", tmp / "search")
+    _hunt_cli("--model", "ffbench/transformer-ref", "--budget", 1000, "--length", 64, "--estimate", "FFL(0.1)",
+              "--out", tmp / "estimate")
+    html = _report([tmp / "search", tmp / "estimate"], tmp / "report.html", "--no-refs", "--failing", "3")
+    return html, tmp
+
+
+def _glitches(path: Path):
+    import pandas as pd
+
+    return pd.read_parquet(path / "glitches.parquet")
+
+
+def _hunt_blocks(html: str) -> list[str]:
+    section = _section(html, "hunt")
+    starts = [m.start() for m in re.finditer(r'<div class=hunt>', section)]
+    return [section[a:b] for a, b in zip(starts, starts[1:] + [len(section)])]
+
+
+GLITCH_ROW = re.compile(r"<tr><td class=num>(\d+)</td>(?:<td class=cell>([^<]*)</td>)?<td class=point>([^<]*)"
+                        r"<div class=origin>([^<]*)</div></td><td class=num>(\d+)</td><td class=num>(\d+) of (\d+)"
+                        r"</td><td class=num>(\d+)</td><td class=num>([01]) → ([01])</td><td class=num>([^<]*)</td>")
+
+
+def test_hunt_section_counts_come_from_the_hunt_files(hunt_report):
+    html, tmp = hunt_report
+    parser = Collect()
+    parser.feed(html)
+    assert parser.problems == [] and parser.stack == []
+    assert [a["id"] for t, a in parser.tags if t == "section"] == ["hunt"]  # --no-refs, no runs: only the hunts
+    assert all(a[k].startswith(("#", "data:")) for _, a in parser.tags for k in ("src", "href") if k in a)
+    search, estimate = _hunt_blocks(html)
+    s = json.loads((tmp / "search" / "hunt.json").read_text())
+    spent, g = s["spent"], s["glitches"]
+    scored = spent["reads"] + spent["rescored_reads"]
+    assert (f"<dd>{scored:,} scored: {spent['reads']:,} searching + {spent['rescored_reads']:,} re-scoring glitches "
+            f"to confirm them ({spent['rounds']} rounds)</dd>") in search
+    assert f"<dd>{g['distinct']:,} distinct glitching sequences, {g['failing_reads']:,} wrong reads</dd>" in search
+    assert g["distinct"] == len(_glitches(tmp / "search")) > 0
+    # one yield row per family, with hunt.json's counts and exact interval
+    table = search[search.index("<table class=yields>"):]
+    table = table[:table.index("</table>")]
+    assert table.count("<tr><td>") == len(s["families"]) > 1
+    for f in s["families"]:
+        lo, hi = f["ci95"]
+        rate, ci = ((f"{f['glitches'] / f['reads']:.3g}", f"[{lo:.2g}, {hi:.2g}]") if f["glitches"] else
+                    ("0", f"&lt; {1 - 0.05 ** (1 / f['reads']):.1e} (one-sided)"))
+        assert (f"<tr><td>{f['family']}</td><td class=num>{f['points']:,}</td><td class=num>{f['sequences']:,}</td>"
+                f"<td class=num>{f['reads']:,}</td><td class=num>{f['wrong_reads']:,}</td>"
+                f"<td class=num>{f['glitches']:,}</td><td class=num>{rate}</td><td class=num>{ci}</td>") in table
+    # beside the shipped in_dist run at T = 64 (no error in it: the hunt's yield is a lower bound)
+    (row,) = s["iid"]["suites"]
+    assert row["suite"] == "in_dist" and row["errors"] == 0
+    assert (f"<tr><td>in_dist</td><td class=num>0 errors in {row['reads']:,} reads</td><td class=num>0</td>"
+            f"<td class=num>&lt; {1 - 0.05 ** (1 / row['reads']):.1e} (one-sided)</td>") in search
+    assert f"≥ {row['yield_ratio_at_least']:.3g}×" in search
+    # the chart: one point per family and one for the suite
+    assert search.count('<svg class="chart"') == 1
+    chart = search[search.index('<svg class="chart"'):]
+    chart = chart[:chart.index("</svg>")]
+    zero = sum(1 for f in s["families"] if not f["glitches"]) + 1
+    assert (chart.count('<circle class="pt"'), chart.count('<path class="bound"')) == (len(s["families"]) + 1 - zero,
+                                                                                      zero)
+
+
+def test_hunt_glitches_are_drawn_like_failing_reads(hunt_report):
+    html, tmp = hunt_report
+    search, _ = _hunt_blocks(html)
+    s = json.loads((tmp / "search" / "hunt.json").read_text())
+    glitches = _glitches(tmp / "search")
+    shortest = s["glitches"]["shortest"]
+    short_row = int(np.flatnonzero(glitches.text == shortest["text"])[0])
+    # the shortest glitch, then up to 3 more per family (the shortest is not repeated)
+    per_family = glitches.groupby("family").size().to_dict()
+    shown = {f: min(3, n - (f == shortest["family"])) for f, n in per_family.items()}
+    assert search.count('class="tok r this"') == 1 + sum(shown.values())
+    assert search.count('class="tok w last"') == 1 + sum(shown.values())
+    rows = GLITCH_ROW.findall(search)
+    assert len(rows) == 1 + sum(shown.values())
+    assert rows[0][0] == str(short_row) and rows[0][1] == shortest["family"]
+    assert f"<code class=ctx>{shortest['prefix']}</code>" in search
+    assert f"its failing prefix ({len(shortest['prefix'])} characters)" in search
+    # every row agrees with glitches.parquet: its earliest failing read, write distance, margins; the
+    # target is the value the last write holds, and the shown answer is the other one
+    for row, _, point, origin, length, failing, reads, distance, target, predicted, margin in rows:
+        g = glitches.iloc[int(row)]
+        j = int(np.argmin(g.failing_positions))
+        pos = int(g.failing_positions[j])
+        assert int(length) == len(g.text) == 64 and origin.startswith(g.origin)
+        assert (int(failing), int(reads)) == (len(g.failing_positions), g.reads)
+        assert int(distance) == g.failing_write_distance[j]
+        assert target == g.text[pos] == g.text[:pos][::-1][g.text[:pos][::-1].index("w") - 1] and predicted != target
+        assert margin == f"{g.margins[j]:+.3f} ({g.rescored_margins[j]:+.3f})"
+        assert point == g.arm[g.arm.index("(") + 1:-1].replace(",", ", ")
+    families = re.findall(r'<details class=fails open><summary><h4>(\w+)<span class=hint> (\d+) of its (\d+) glitch',
+                          search)
+    assert {f: (int(k), int(n)) for f, k, n in families} == {f: (shown[f], per_family[f]) for f in per_family}
+
+
+def test_hunt_estimate_beside_the_iid_interval_of_as_many_reads(hunt_report):
+    from ffbench.report.hunts import expected_interval
+
+    html, tmp = hunt_report
+    _, block = _hunt_blocks(html)
+    s = json.loads((tmp / "estimate" / "hunt.json").read_text())
+    est, res = s["estimate"], s["estimate"]["result"]
+    same = est["iid_same_reads"]
+    assert same["reads"] == s["spent"]["reads"] == 1000
+    lo, hi = res["ci95"]
+    assert (f"<tr><td>importance sampling</td><td class=num>{res['samples']:,} (+ {est['adapt_reads']:,} adapting)"
+            f"</td><td class=num>{res['rate']:.3g}</td><td class=num>[{lo:.3g}, {hi:.3g}]</td>") in block
+    # the i.i.d. interval of the same reads is the one hunt.json measured its width on
+    ilo, ihi = expected_interval(res["rate"], same["reads"])
+    assert ihi - ilo == pytest.approx(same["ci95_width"], rel=1e-9)
+    assert ilo < res["rate"] < ihi
+    assert (f"<tr><td>i.i.d., the same reads</td><td class=num>1,000</td><td class=num></td>"
+            f"<td class=num>[{ilo:.3g}, {ihi:.3g}]</td>") in block
+    assert f"<td class=num>{same['reads_for_same_width']:,.0f}</td>" in block
+    assert f"{same['read_ratio']:.3g}× the reads spent here" in block
+    stages = len(est["stages"])
+    assert stages >= 1 and f"adapting the proposal: {stages} stage{'s' if stages > 1 else ''}</summary>" in block
+    assert block.count('<svg class="chart"') == 1 and "Yield per family" not in block
+    # its failing samples are glitches too: the shortest and up to 3 more, all of the proposal's family
+    glitches = _glitches(tmp / "estimate")
+    assert set(glitches.family) == {"is_proposal"}
+    assert block.count('class="tok r this"') == 1 + min(3, len(glitches) - 1)
+
+
+def test_a_hunt_without_glitches_and_beside_runs(hunt_report, tmp_path):
+    from ffbench.hunt import HuntConfig, hunt
+    from tests.test_hunt import WriteDistanceModel, synthetic_ref
+
+    _, tmp = hunt_report
+    cfg = HuntConfig(model="ffbench/transformer-ref", budget=200, length=32)
+    hunt(cfg, str(tmp_path / "none"), synthetic_ref(WriteDistanceModel(k=100)), echo=lambda m: None)
+    assert not (tmp_path / "none" / "glitches.parquet").exists()
+    html = _report([tmp_path / "none", tmp / "search"], tmp_path / "r.html", "--attention", "0")
+    ids = re.findall(r'<section id="([a-z-]+)"', html)
+    assert ids.index("distance") < ids.index("hunt") < ids.index("failures")  # after the charts, before the reads
+    none, search = _hunt_blocks(html)
+    assert "<p>No glitch found.</p>" in none and 'class="tok' not in none
+    assert "0 distinct glitching sequences, 0 wrong reads" in none
+    assert "No i.i.d. comparison: ffbench/transformer-ref has no i.i.d. suite cell at T=32" in none
+    # the hunted model is a reference drawn beside: its heading carries the reference's colour
+    swatch = re.search(r'<span class="swatch" style="background:(#[0-9a-f]{6})"></span>ffbench/transformer-ref '
+                       r'\(reference\)', html).group(1)
+    assert f'<h3><span class="swatch" style="background:{swatch}"></span>ffbench/transformer-ref: search' in search
+
+
+def test_hunt_strings_are_escaped(hunt_report, tmp_path):
+    import pandas as pd
+
+    _, tmp = hunt_report
+    evil = tmp_path / "evil"
+    shutil.copytree(tmp / "search", evil)
+    summary = json.loads((evil / "hunt.json").read_text())
+    summary["model"] = f"hf/{EVIL}"
+    summary["families"][0]["family"] = EVIL
+    summary["iid"]["suites"][0]["suite"] = EVIL
+    (evil / "hunt.json").write_text(json.dumps(summary))
+    glitches = pd.read_parquet(evil / "glitches.parquet")
+    glitches["arm"] = f"planted(x={EVIL})"
+    glitches["family"] = EVIL
+    glitches.to_parquet(evil / "glitches.parquet")
+    html = _report([evil], tmp_path / "r.html", "--no-refs")
+    assert EVIL not in html
+    parser = Collect()
+    parser.feed(html)
+    assert parser.problems == [] and parser.stack == []
+    assert not any(name.startswith("on") for _, attrs in parser.tags for name in attrs)
+    assert not any(tag == "img" for tag, _ in parser.tags)
+    shown = r"&lt;img src=x onerror=(&quot;|&#34;)alert\(1\)(&quot;|&#34;)&gt;"  # as text (either entity)
+    assert len(re.findall(shown, html)) >= 8  # model, family row and label, suite and label, glitch rows
+
+
+def test_a_broken_hunt_summary_is_one_line(tmp_path):
+    (tmp_path / "h").mkdir()
+    (tmp_path / "h" / "hunt.json").write_text('{"model": "x"}')
+    res = subprocess.run([sys.executable, "-m", "ffbench", "report", str(tmp_path / "h"), "--out",
+                          str(tmp_path / "r.html")], capture_output=True, text=True)
+    assert res.returncode == 1 and res.stderr.count("\n") == 1
+    assert "is not an ffbench hunt summary (no config, spent, glitches, families)" in res.stderr
+    assert not (tmp_path / "r.html").exists()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (Debian: apt-get install chromium)")
+def test_hunt_report_renders_in_a_real_browser(hunt_report, tmp_path):
+    _, tmp = hunt_report
+    log = _chromium(tmp / "report.html", tmp_path / "hunt.png")
+    assert [line for line in log.splitlines() if ":CONSOLE" in line] == []
+    assert len((tmp_path / "hunt.png").read_bytes()) > 20_000

@@ -1,10 +1,11 @@
-"""``ffbench report``: one self-contained HTML file from run directories, references and sweeps.
+"""``ffbench report``: one self-contained HTML file from run directories, references, sweeps and hunts.
 
 The page is rendered by Jinja2 (autoescaping on) from the templates in ``reports/``: the page
 ``report.html``, one template per section under ``sections/`` and shared pieces in
 ``macros.html``, with ``report.css`` and ``report.js`` inlined. What the sections show is prepared
-here in Python (:mod:`.data` reads runs, sweeps and failing reads; :mod:`.figures` builds the
-charts; :mod:`.views` words the tables; :mod:`.stressmaps` regroups stress cells into heatmaps);
+here in Python (:mod:`.data` reads runs, sweeps, hunt directories and failing reads; :mod:`.figures` builds
+the charts; :mod:`.views` words the tables; :mod:`.stressmaps` regroups stress cells into heatmaps;
+:mod:`.hunts` words what ``ffbench hunt`` found);
 templates only lay it out. Every chart is inline SVG and every attention map a data-URI PNG: the
 file opens from file:// with no network and is small enough to attach to a CI run.
 """
@@ -18,7 +19,7 @@ from typing import Any
 
 from ffbench import __version__, runs
 from ffbench.io import atomic_path
-from ffbench.report import data, figures, stressmaps, views
+from ffbench.report import data, figures, hunts, stressmaps, views
 from ffbench.report.svg import PALETTE, color_key
 from ffbench.report.templates import render_page
 from ffbench.sources import SequenceStore
@@ -36,11 +37,14 @@ class Section:
 def build_report(inputs: list[str], references: list[str] | None = None, registry_path: str | None = None,
                  with_history: bool = False, failing_per_cell: int = 5, attention_reads: int = 3,
                  title: str = "ffbench report", echo=lambda m: None) -> str:
-    """The HTML text of a report of ``inputs`` (run dirs, ffbench/REF, registry:M@R, sweep dirs/tables)."""
-    loaded, sweeps = [], []
+    """The HTML text of a report of ``inputs`` (run dirs, ffbench/REF, registry:M@R, sweep dirs/tables,
+    hunt dirs). ``failing_per_cell`` also bounds the glitches shown per hunt family."""
+    loaded, sweeps, hunted = [], [], []
     for ref in inputs:
         if data.is_sweep(ref):
             sweeps.append(data.load_sweep(ref))
+        elif data.is_hunt(ref):
+            hunted.append(data.load_hunt(ref))
         else:
             loaded.append(runs.load(ref, registry_path))
     mine = {run.model for run in loaded}
@@ -58,12 +62,27 @@ def build_report(inputs: list[str], references: list[str] | None = None, registr
             m.name = f"{m.name} (reference)"
 
     store = SequenceStore()
+    sections = _run_sections(ordered, sweeps, store, registry_path, with_history, failing_per_cell,
+                             attention_reads, echo) if ordered or sweeps else []
+    if hunted:
+        shown = [hunts.hunt_view(h, ordered, failing_per_cell) for h in hunted]
+        at = next((k for k, sec in enumerate(sections) if sec.id in ("history", "failures")), len(sections))
+        sections.insert(at, Section("hunt", "Hunt", {"hunts": shown}))  # after the run charts, before the reads
+
+    created = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return render_page(title=title, generated=f"ffbench {__version__}, {created}", models=ordered, sections=sections)
+
+
+def _run_sections(ordered: list[data.Model], sweeps: list[data.Sweep], store: SequenceStore, registry_path,
+                  with_history: bool, failing_per_cell: int, attention_reads: int, echo) -> list[Section]:
+    """The sections drawn from runs and sweeps, in page order."""
     has_stress = any(data.is_stress(c) for m in ordered for c in m.cells)
     sections = [Section("glance", "At a glance", views.at_a_glance(ordered)),
                 Section("summary", "Summary", {"rows": views.summary_rows(ordered),
                                                "truncated": views.shows_truncated(ordered),
                                                "cut": views.truncations(ordered)}),
-                Section("sparse-dense", "Sparse against dense (paper Fig. 4)", figures.sparse_vs_dense(ordered, sweeps))]
+                Section("sparse-dense", "Sparse against dense (paper Fig. 4)",
+                        figures.sparse_vs_dense(ordered, sweeps))]
     if sweeps:
         sections.append(Section("replicates", "Replicates", figures.replicates(sweeps, first_color=len(ordered))))
     sections += [Section("length", "Accuracy against length (paper Fig. 3)", figures.accuracy_vs_length(ordered)),
@@ -98,9 +117,7 @@ def build_report(inputs: list[str], references: list[str] | None = None, registr
     if maps:
         sections.append(Section("attention", "Attention at failing reads (native Transformers)", maps))
     sections.append(Section("provenance", "Provenance", views.provenance(ordered)))
-
-    created = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return render_page(title=title, generated=f"ffbench {__version__}, {created}", models=ordered, sections=sections)
+    return sections
 
 
 def _recorded(reg, model: str) -> list[dict]:

@@ -225,3 +225,52 @@ def attention_maps(run: RunResults, reads: list[FailingRead], limit: int) -> lis
         out.append((read, maps))
     backend.close()
     return out
+
+
+# ----------------------------------------------------------------------------- hunts
+@dataclass
+class Hunt:
+    """A hunt directory as the report reads it: its ``hunt.json`` summary and the rows of its
+    ``glitches.parquet`` (empty when the hunt found none), in file order (a row's index is its
+    ``seq_index`` when the file is replayed with ``ffbench run --data``)."""
+
+    path: str
+    summary: dict
+    glitches: list[dict]
+
+    @property
+    def model(self) -> str:
+        return str(self.summary.get("model") or (self.summary.get("config") or {}).get("model") or "?")
+
+
+def is_hunt(path: str) -> bool:
+    """A directory written by ``ffbench hunt`` (it holds the hunt's summary and is not a run directory)."""
+    from ffbench.hunt.huntdir import HuntDir
+    from ffbench.rundir import RunDir
+
+    p = Path(path)
+    return p.is_dir() and HuntDir(p).summary.is_file() and not (p / RunDir.RESULTS).exists()
+
+
+HUNT_KEYS = ("config", "spent", "glitches", "families")
+
+
+def load_hunt(path: str) -> Hunt:
+    """A hunt directory's summary and glitches; a file that is not a hunt's is a one-line error."""
+    from ffbench.hunt.huntdir import HuntDir
+    from ffbench.io import read_json
+
+    hd = HuntDir(path)
+    summary = read_json(hd.summary, "hunt summary")
+    missing = [k for k in HUNT_KEYS if not isinstance(summary, dict) or k not in summary]
+    if missing:
+        raise FFBenchError(f"{str(hd.summary)!r} is not an ffbench hunt summary (no {', '.join(missing)})")
+    rows: list[dict] = []
+    if hd.glitches.is_file():
+        import pyarrow.parquet as pq
+
+        try:
+            rows = pq.read_table(hd.glitches).to_pylist()
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a damaged file
+            raise FFBenchError(f"cannot read {str(hd.glitches)!r}: {exc}") from None
+    return Hunt(str(path), summary, rows)

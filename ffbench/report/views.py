@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -117,7 +118,17 @@ class Token:
     said: str = ""  # read: the model's answer, struck through before the true digit
 
 
-def context_tokens(read: FailingRead) -> list[Token]:
+class ReadInSequence(Protocol):
+    """What drawing a read in its sequence needs: a run's failing read or a hunt's glitch."""
+
+    sequence: str | None
+    position: int  # index of the answer digit in the compact string
+    target: int
+    prediction: int
+    write_distance: int
+
+
+def context_tokens(read: ReadInSequence) -> list[Token]:
     """The compact sequence around a failing read: the last write, the gap (elided) and the read.
 
     An elided gap says how many reads it holds and how many of its instructions carry a value
