@@ -622,11 +622,12 @@ def train(arch, recipe, length, train_mix, steps, batch_size, lr, weight_decay, 
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: a process pool on this machine; ray: a Ray cluster (pip install 'ffbench[ray]').")
 @click.option("--workers", type=click.IntRange(min=1), metavar="N", help="Local processes (default: one per CPU).")
+@click.option("--ray-address", metavar="ADDR", help="An existing Ray cluster (default: a local Ray instance).")
 @click.option("--suites", callback=_csv(str, "suite names"), metavar="NAMES",
               help="Evaluate only these suites this time (overrides the config's eval.suites).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
 @_usage_errors_exit_2
-def sweep(config, out, executor, workers, suites, progress):
+def sweep(config, out, executor, workers, ray_address, suites, progress):
     """Train and evaluate a grid of configurations x replicates; resumable; prints the table.
 
     See ffbench/baselines/recipes/r2-lstm-sweep.yaml for the paper's LSTM replicate study (R2).
@@ -641,7 +642,7 @@ def sweep(config, out, executor, workers, suites, progress):
     root = out or str(Path("sweeps") / str(raw.get("name", Path(config).stem)))
     show = progress if progress is not None else sys.stderr.isatty()
     rows = sw.run_sweep(raw, root, executor=executor, workers=workers, progress=show,
-                        echo=lambda m: click.echo(m, err=True))
+                        echo=lambda m: click.echo(m, err=True), ray_address=ray_address)
     suites = tuple((raw.get("eval") or {}).get("suites", ["in_dist", "sparse", "dense"]))
     click.echo(sw.format_table(rows, suites))
     click.echo(f"table: {Path(root) / 'table.csv'}")

@@ -1,4 +1,7 @@
-"""Where a run's shards are scored: in this process (the default) or on Ray actors.
+"""Where work runs: in this process or a local process pool (the default), or on Ray.
+
+Two shapes of work share this module. ``ffbench run``'s shards go to :class:`RayPool` actors that
+each hold a model; ``ffbench sweep``'s training runs are independent tasks for :func:`run_tasks`.
 
 ``--executor ray [--workers N] [--ray-address ADDR]`` spreads a run's shards over N Ray actors, each
 holding one backend (one HF model or vLLM engine per GPU, or API clients), on a local Ray instance
@@ -63,12 +66,7 @@ class RayPool:
     """N actors holding the model; the runner's backend stand-in for fingerprint, describe, close."""
 
     def __init__(self, model, config: dict, workers: int, address: str | None = None):
-        try:
-            import ray
-        except ImportError:
-            raise FFBenchError("--executor ray needs Ray: pip install 'ffbench[ray]'") from None
-        self._ray = ray
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, include_dashboard=False)
+        self._ray = ray = start_ray(address)
         gpus = 1 if str(model.args.get("device", "")).startswith("cuda") else 0
         actor = ray.remote(_ShardWorker).options(num_cpus=1, num_gpus=gpus, max_restarts=-1, max_task_retries=-1)
         options = {k: v for k, v in model.options.items() if k != "notify"}  # callbacks stay with the driver
@@ -113,6 +111,51 @@ class RayPool:
         for a in self.actors:
             self._ray.kill(a)
         self.actors = []
+
+
+def start_ray(address: str | None = None):
+    """The ray module, connected to ``address`` (a cluster) or to a local instance it starts."""
+    try:
+        import ray
+    except ImportError:
+        raise FFBenchError("--executor ray needs Ray: pip install 'ffbench[ray]'") from None
+    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, include_dashboard=False)
+    return ray
+
+
+def _apply(fn, item):
+    return fn(item)
+
+
+def run_tasks(fn, items: list, executor: str = "local", workers: int | None = None, address: str | None = None):
+    """Run ``fn(item)`` for every item; yield (item, result) as each finishes, in any order.
+
+    ``local``: in this process when ``workers`` is 1, else a pool of ``workers`` spawned processes
+    (default: one per CPU). ``ray``: one Ray task per item (one CPU each; a task whose worker dies is
+    retried). ``fn`` must be importable (a module-level function) and each item picklable.
+    """
+    if executor not in EXECUTORS:
+        raise UsageError(f"unknown executor {executor!r} (use {' or '.join(EXECUTORS)})")
+    if executor == "ray":
+        ray = start_ray(address)
+        remote = ray.remote(num_cpus=1, max_retries=3)(_apply)  # any callable, partials included
+        pending = {remote.remote(fn, item): item for item in items}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            yield pending.pop(done[0]), ray.get(done[0])
+        return
+    workers = workers or max(1, os.cpu_count() or 1)
+    if workers == 1:
+        for item in items:
+            yield item, fn(item)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(fn, item): item for item in items}
+        for fut in as_completed(futures):
+            yield futures[fut], fut.result()
 
 
 def check(executor: str, workers: int | None, control) -> None:

@@ -179,56 +179,30 @@ def run_one(spec: RunSpec, root: str, threads: int = 1) -> dict:
 
 
 def run_sweep(raw: dict, root: str, executor: str = "local", workers: int | None = None, progress: bool = True,
-              echo=print) -> list[dict]:
+              echo=print, ray_address: str | None = None) -> list[dict]:
+    """Train and evaluate every unfinished run of the sweep on the executor (:mod:`ffbench.executors`)."""
+    from functools import partial
+
+    from ffbench.executors import run_tasks
+
     specs = expand(raw)
     Path(root, "runs").mkdir(parents=True, exist_ok=True)
     (Path(root) / "sweep.json").write_text(json.dumps(raw, indent=2) + "\n")
     todo = [s for s in specs if not all((Path(root) / "runs" / s.run_id / f"eval-{n}.json").is_file() for n in s.suites)]
     echo(f"sweep: {len(specs)} runs, {len(specs) - len(todo)} already finished, {len(todo)} to do")
-    if todo:
-        if executor == "ray":
-            _run_ray(todo, root)
-        elif executor == "local":
-            _run_local(todo, root, workers or max(1, os.cpu_count() or 1), progress)
-        else:
-            raise FFBenchError(f"executor must be local or ray, got {executor!r}")
-    return write_table(specs, root)
-
-
-def _run_local(todo: list[RunSpec], root: str, workers: int, progress: bool) -> None:
     bar = None
-    if progress:
+    if progress and todo:
         import sys
 
         from tqdm import tqdm
 
         bar = tqdm(total=len(todo), desc="sweep", unit="run", file=sys.stderr)
-    if workers == 1:
-        for spec in todo:
-            run_one(spec, root)
-            if bar is not None:
-                bar.update(1)
-    else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-            for fut in as_completed([pool.submit(run_one, spec, root) for spec in todo]):
-                fut.result()
-                if bar is not None:
-                    bar.update(1)
+    for _ in run_tasks(partial(run_one, root=root), todo, executor, workers, ray_address):
+        if bar is not None:
+            bar.update(1)
     if bar is not None:
         bar.close()
-
-
-def _run_ray(todo: list[RunSpec], root: str) -> None:
-    try:
-        import ray
-    except ImportError:
-        raise FFBenchError("--executor ray needs Ray: pip install 'ffbench[ray]'") from None
-    ray.init(ignore_reinit_error=True)
-    remote = ray.remote(num_cpus=1)(run_one)
-    ray.get([remote.remote(spec, root) for spec in todo])
+    return write_table(specs, root)
 
 
 def write_table(specs: list[RunSpec], root: str) -> list[dict]:
