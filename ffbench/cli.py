@@ -491,21 +491,6 @@ def hunt(model, budget, budget_tokens, length, seed, rendering, estimate, famili
 
 
 # ----------------------------------------------------------------------------- train
-def _usage_errors_exit_2(fn):
-    """Report ffbench's UsageError (a bad recipe, sweep file or setting) as click does: exit 2."""
-    import functools
-
-    from ffbench.errors import UsageError
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except UsageError as exc:
-            raise click.UsageError(str(exc)) from None
-    return wrapper
-
-
 @cli.command()
 @click.option("--arch", type=click.Choice(["transformer", "lstm", "ssm"]), help="Architecture; its defaults apply "
               "(transformer: the paper's 6 x 512 x 8, 10,000 steps; lstm: the paper's 1 x 128, 500 steps; "
@@ -551,7 +536,6 @@ def _usage_errors_exit_2(fn):
 @click.option("--save-every", type=click.IntRange(min=0), default=100, show_default=True, metavar="N",
               help="Save the training state to DIR every N steps (0: only on Ctrl-C and at the end).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
-@_usage_errors_exit_2
 def train(arch, recipe, length, train_mix, steps, batch_size, lr, weight_decay, mode, layers, width, heads, hidden,
           d_state, d_conv, expand, positions, activation, style, attn_dropout, mlp_dropout, embd_dropout, temperature,
           sharpen, sharpen_coef, sharpen_schedule, sharpen_start, seed, data_seed, init_seed, device, bf16, compile_,
@@ -626,7 +610,6 @@ def train(arch, recipe, length, train_mix, steps, batch_size, lr, weight_decay, 
 @click.option("--suites", callback=_csv(str, "suite names"), metavar="NAMES",
               help="Evaluate only these suites this time (overrides the config's eval.suites).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
-@_usage_errors_exit_2
 def sweep(config, out, executor, workers, ray_address, suites, progress):
     """Train and evaluate a grid of configurations x replicates; resumable; prints the table.
 
