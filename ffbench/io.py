@@ -8,8 +8,10 @@ only complete files behind, and a reader never sees half of one.
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Iterator
 
@@ -48,3 +50,37 @@ def read_json(path: str | os.PathLike, what: str = "file"):
         raise FFBenchError(f"{what} {str(path)!r} does not exist") from None
     except (OSError, ValueError) as exc:
         raise FFBenchError(f"cannot read {what} {str(path)!r}: {exc}") from None
+
+
+@contextlib.contextmanager
+def locked_directory(path: Path, what: str, elsewhere: str, lock_name: str = ".lock", owner_name: str = ".lock.owner"):
+    """Hold directory ``path`` for this process (creating it): a second holder fails at once with one
+    line naming the first one's pid (``what``: "run directory"; ``elsewhere``: how to avoid the clash).
+    The lock is the operating system's (``filelock``), so a crashed holder never blocks; the owner
+    file only names the holder while it runs."""
+    from filelock import FileLock, Timeout
+
+    path.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path / lock_name), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise FFBenchError(f"{what} {str(path)!r} is in use by {_owner(path / owner_name)}; wait for it to finish "
+                           f"or {elsewhere}") from None
+    owner = path / owner_name
+    try:
+        write_json(owner, {"pid": os.getpid(), "host": socket.gethostname(),
+                           "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            owner.unlink()
+        lock.release()
+
+
+def _owner(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text())
+        return f"pid {info['pid']} on {info['host']} (since {info['started']})"
+    except (OSError, ValueError, KeyError):
+        return "another process"

@@ -225,16 +225,23 @@ def dataset(rendering: str, generate: bool = False, **metadata) -> dict:
     ``rendering`` and ``generate`` come from the task YAML (``dataset_kwargs``); everything else is
     lm-eval's task metadata (``--metadata``, the TaskManager's metadata, and ``--model_args``).
     """
+    return _dataset("fflm", Params.from_metadata, lambda params: build_docs(rendering, params, generate=generate),
+                    rendering, metadata)
+
+
+def _dataset(task: str, read_params, build, rendering: str, metadata: dict) -> dict:
+    """A task's ``{"test": datasets.Dataset}``: parameters from the metadata, documents built from them,
+    and a bad value reported as ffbench's one-line error at the top of the ``lm_eval`` process."""
     install_task_hooks()
     try:
-        params = Params.from_metadata(metadata)
-        docs = build_docs(rendering, params, generate=generate)
+        params = read_params(metadata)
+        docs = build(params)
     except FFBenchError:
         _install_one_line_errors()
         raise
     import datasets
 
-    log.info("fflm: %d final reads rendered %r from %s", len(docs), rendering, asdict(params))
+    log.info("%s: %d final reads rendered %r from %s", task, len(docs), rendering, asdict(params))
     return {"test": datasets.Dataset.from_list(docs, split=datasets.Split.TEST)}
 
 
@@ -647,17 +654,8 @@ def build_stress_docs(rendering: str, params: StressParams) -> list[dict]:
 
 def stress_dataset(rendering: str, **metadata) -> dict:
     """fflm_stress's ``custom_dataset``: ``{"test": datasets.Dataset}`` of final-read documents."""
-    install_task_hooks()
-    try:
-        params = StressParams.from_metadata(metadata)
-        docs = build_stress_docs(rendering, params)
-    except FFBenchError:
-        _install_one_line_errors()
-        raise
-    import datasets
-
-    log.info("fflm_stress: %d final reads rendered %r from %s", len(docs), rendering, asdict(params))
-    return {"test": datasets.Dataset.from_list(docs, split=datasets.Split.TEST)}
+    return _dataset("fflm_stress", StressParams.from_metadata, lambda params: build_stress_docs(rendering, params),
+                    rendering, metadata)
 
 
 def process_stress_choice(doc: Mapping, results: list) -> dict[str, float]:

@@ -22,16 +22,14 @@ rescoring anything. A directory holding work of another identity is refused, nev
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import json
 import os
 import shutil
-import socket
 from pathlib import Path
 
 from ffbench.errors import FFBenchError, UsageError
 from ffbench.identity import RunIdentity
-from ffbench.io import atomic_path, read_json, write_json
+from ffbench.io import atomic_path, locked_directory, read_json, write_json
 
 SAMPLE_COLUMNS = ("cell", "suite", "length", "p_ignore", "render", "scoring", "seq_index", "read_index", "position",
                   "target", "prediction", "correct", "invalid", "truncated", "write_distance", "evidence_distance",
@@ -80,32 +78,9 @@ class RunDir:
         """Hold this directory for one process (creating it). A second ``ffbench run`` on the same
         directory fails at once with the holder's pid; a crashed holder's lock is released by the
         operating system, so it never blocks forever."""
-        from filelock import FileLock, Timeout
-
         self.check_usable()
-        self.path.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.path / self.LOCK), timeout=0)
-        try:
-            lock.acquire()
-        except Timeout:
-            raise FFBenchError(f"run directory {str(self.path)!r} is in use by {self._owner()}; wait for it to "
-                               "finish or choose another --output-dir") from None
-        owner = self.path / self.OWNER
-        try:
-            write_json(owner, {"pid": os.getpid(), "host": socket.gethostname(),
-                               "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
+        with locked_directory(self.path, "run directory", "choose another --output-dir", self.LOCK, self.OWNER):
             yield self
-        finally:
-            with contextlib.suppress(OSError):
-                owner.unlink()
-            lock.release()
-
-    def _owner(self) -> str:
-        try:
-            info = json.loads((self.path / self.OWNER).read_text())
-            return f"pid {info['pid']} on {info['host']} (since {info['started']})"
-        except (OSError, ValueError, KeyError):
-            return "another process"
 
     # ------------------------------------------------------------------ identity
     def identity(self) -> RunIdentity | None:

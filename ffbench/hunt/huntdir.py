@@ -18,15 +18,12 @@ moment resumes from its last finished round, and never mixes the work of two ide
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
-import json
 import os
 import shutil
-import socket
 from pathlib import Path
 
-from ffbench.errors import FFBenchError, UsageError
-from ffbench.io import atomic_path, read_json, write_json
+from ffbench.errors import UsageError
+from ffbench.io import atomic_path, locked_directory, read_json, write_json
 
 
 class HuntDir:
@@ -53,32 +50,9 @@ class HuntDir:
     @contextlib.contextmanager
     def lock(self):
         """Hold the directory for this process (creating it); a second hunt on it fails at once."""
-        from filelock import FileLock, Timeout
-
         self.check_usable()
-        self.path.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.path / self.LOCK), timeout=0)
-        try:
-            lock.acquire()
-        except Timeout:
-            raise FFBenchError(f"hunt directory {str(self.path)!r} is in use by {self._owner()}; wait for it to "
-                               "finish or choose another --out") from None
-        owner = self.path / self.OWNER
-        try:
-            write_json(owner, {"pid": os.getpid(), "host": socket.gethostname(),
-                               "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
+        with locked_directory(self.path, "hunt directory", "choose another --out", self.LOCK, self.OWNER):
             yield self
-        finally:
-            with contextlib.suppress(OSError):
-                owner.unlink()
-            lock.release()
-
-    def _owner(self) -> str:
-        try:
-            info = json.loads((self.path / self.OWNER).read_text())
-            return f"pid {info['pid']} on {info['host']} (since {info['started']})"
-        except (OSError, ValueError, KeyError):
-            return "another process"
 
     # ------------------------------------------------------------------ state
     def read_state(self) -> dict | None:
