@@ -14,7 +14,14 @@ import numpy as np
 import pytest
 
 from ffbench.backends.base import UNKNOWN, SpanScores, choice_so_far
-from ffbench.backends.tokenized import LogprobTable, answer_tokens, dense_scores, span_scores
+from ffbench.backends.tokenized import (
+    LogprobTable,
+    answer_tokens,
+    batch_scores,
+    dense_scores,
+    needed_positions,
+    span_scores,
+)
 
 PIECES = ["<s>", "w", "r", "i", "0", "1", " ", " 0", " 1", "o", "n", "f", " o", "\n", " on", "ff"]
 
@@ -120,8 +127,8 @@ def test_array_lookups_equal_the_per_read_rules(choice_ids):
     decided = unknown = diverged = 0
     for _ in range(300):
         ids, aligned, values, exact, top = _case(rng, choice_ids)
-        logprob_at = lambda p, t: (float(values[p, t]), bool(exact[p, t]))  # noqa: E731
-        top_at = lambda p: int(top[p])  # noqa: E731
+        logprob_at = lambda p, t, values=values, exact=exact: (float(values[p, t]), bool(exact[p, t]))
+        top_at = lambda p, top=top: int(top[p])
         ref = _reference(ids, aligned, choice_ids, logprob_at, top_at, _decode)
         _same(dense_scores(ids, aligned, choice_ids, logprob_at, top_at, _decode), ref)
         # The same model as a table holding only the answers' token columns, at every position.
@@ -145,3 +152,39 @@ def test_table_lookups_outside_the_table_are_unknown():
     empty = LogprobTable(np.zeros(0), np.array([4]), np.zeros((0, 1)), np.zeros((0, 1)), np.zeros(0))
     assert np.isnan(empty.logprobs(np.array([1]), np.array([4]))[0]).all()
     np.testing.assert_array_equal(empty.tops(np.array([1])), [-1])
+
+
+def test_a_batch_laid_end_to_end_equals_each_sequence_on_its_own():
+    """batch_scores: many sequences (two answer sets, some spans past the end) give exactly what
+    each sequence gives alone; no read sees another sequence's positions."""
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        ids, aligned, cids, tables, alone = [], [], [], [], []
+        for _ in range(int(rng.integers(1, 9))):
+            choice_ids = ANSWER_SETS[int(rng.integers(2))] if rng.random() < 0.8 else ANSWER_SETS[3]
+            seq, al, values, exact, top = _case(rng, choice_ids)
+            if rng.random() < 0.1 and len(al):  # a span reaching past the sequence: scored on its own
+                al[0] = (len(seq) - 1, len(seq) + 2)
+            cols = answer_tokens(choice_ids)
+            keep = np.flatnonzero(rng.random(len(seq)) < 0.8)  # a table holding only some positions
+            table = LogprobTable(keep, cols, values[keep][:, cols], exact[keep][:, cols], top[keep])
+            ids.append(seq), aligned.append(al), cids.append(choice_ids), tables.append(table)
+            alone.append(span_scores(seq, al, choice_ids, table.logprobs, table.tops, _decode))
+        for got, want in zip(batch_scores(ids, aligned, cids, tables, _decode), alone):
+            _same(got, want)
+
+
+def test_needed_positions_cover_each_answer_and_the_token_before_it():
+    def reference(aligned, n):
+        ranges = [np.arange(a - 1, min(b, n)) for a, b in aligned.tolist() if a > 0]
+        return np.unique(np.concatenate(ranges)) if ranges else np.zeros(0, dtype=np.int64)
+
+    rng = np.random.default_rng(3)
+    for _ in range(500):
+        n = int(rng.integers(1, 40))
+        a = rng.integers(-1, n + 2, size=int(rng.integers(0, 8)))
+        aligned = np.stack([a, a + rng.integers(0, 4, size=a.size)], axis=1)
+        got = needed_positions(aligned, n)
+        np.testing.assert_array_equal(got, reference(aligned, n))
+        assert got.dtype == np.int64
+    np.testing.assert_array_equal(needed_positions(np.array([[3, 5], [9, 10], [-1, -1]]), 20), [2, 3, 4, 8, 9])

@@ -28,10 +28,10 @@ from ffbench.backends.hub import require_hub_model
 from ffbench.backends.tokenized import (
     LogprobTable,
     answer_tokens,
+    batch_scores,
     choice_token_ids,
     encode,
     needed_positions,
-    span_scores,
 )
 from ffbench.errors import FFBenchError, UsageError
 
@@ -229,8 +229,7 @@ class HFBackend(Backend):
         choice_ids = [self.choice_ids(r.choices) for r in requests]
         tokens = answer_tokens(tuple(c for cids in set(choice_ids) for c in cids))
         tables = self._forward_tables([ids for ids, _ in encoded], positions, tokens)
-        return [span_scores(ids, al, cids, table.logprobs, table.tops, self._decode)
-                for (ids, _), al, cids, table in zip(encoded, aligned, choice_ids, tables)]
+        return batch_scores([ids for ids, _ in encoded], aligned, choice_ids, tables, self._decode)
 
     def score_per_read(self, prompts: list[str], choices: tuple[str, ...]) -> np.ndarray:
         cids = self.choice_ids(choices)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ffbench.backends.base import Backend, Generation, ScoreRequest, SpanScores, align_spans
-from ffbench.backends.tokenized import LogprobTable, answer_tokens, needed_positions, span_scores
+from ffbench.backends.tokenized import LogprobTable, answer_tokens, batch_scores, needed_positions
 from ffbench.errors import FFBenchError, UsageError
 from ffbench.resources import BASELINES_DIR
 from ffbench.tokenizer import DEFAULT_CHARS
@@ -127,6 +127,10 @@ class NativeBackend(Backend):
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.net, self.cfg = load_checkpoint(self.path, self.device)
         self.stoi = STOI
+        self._byte_ids = np.full(128, -1, dtype=np.int64)  # ASCII code -> token id (-1: no such token)
+        for ch, i in STOI.items():
+            if len(ch) == 1 and ord(ch) < 128:
+                self._byte_ids[ord(ch)] = i
         self.max_batch_tokens = int(max_batch_tokens)
 
     def describe(self) -> dict:
@@ -149,6 +153,10 @@ class NativeBackend(Backend):
         return "".join(VOCAB[t] if len(VOCAB[t]) == 1 else "" for t in ids)
 
     def _ids(self, text: str) -> list[int]:
+        if text.isascii():  # one table lookup for the whole text
+            ids = self._byte_ids[np.frombuffer(text.encode("ascii"), dtype=np.uint8)]
+            if (ids >= 0).all():
+                return ids.tolist()
         try:
             return [self.stoi[c] for c in text]
         except KeyError as exc:
@@ -230,8 +238,7 @@ class NativeBackend(Backend):
         choice_ids = [self._choice_ids(r.choices) for r in requests]
         tokens = answer_tokens(tuple(c for cids in set(choice_ids) for c in cids))
         tables = self._tables(ids, positions, tokens)
-        return [span_scores(seq, al, cids, table.logprobs, table.tops, self._decode)
-                for seq, al, cids, table in zip(ids, aligned, choice_ids, tables)]
+        return batch_scores(ids, aligned, choice_ids, tables, self._decode)
 
     def _choice_ids(self, choices: tuple[str, ...]) -> tuple[tuple[int, ...], ...]:
         return tuple(tuple(self._ids(c)) for c in choices)

@@ -18,7 +18,7 @@ give the model two.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -62,8 +62,15 @@ def choice_token_ids(tokenizer, choices: tuple[str, ...]) -> tuple[tuple[int, ..
 def needed_positions(aligned: np.ndarray, n_tokens: int) -> np.ndarray:
     """Every position whose prediction a dense pass must read: the token before each answer token,
     and the answer's last token (it predicts the extra token of an alternative that extends it)."""
-    ranges = [np.arange(a - 1, min(b, n_tokens)) for a, b in aligned.tolist() if a > 0]
-    return np.unique(np.concatenate(ranges)) if ranges else np.zeros(0, dtype=np.int64)
+    a, b = aligned[:, 0].astype(np.int64), aligned[:, 1].astype(np.int64)
+    keep = a > 0
+    lo, hi = a[keep] - 1, np.minimum(b[keep], n_tokens)
+    counts = np.maximum(hi - lo, 0)
+    if not counts.sum():
+        return np.zeros(0, dtype=np.int64)
+    # The ranges [lo, hi) laid end to end: each element is its range's start plus its rank in it.
+    first = np.cumsum(counts) - counts
+    return np.unique(np.arange(int(counts.sum()), dtype=np.int64) + np.repeat(lo - first, counts))
 
 
 def dense_scores(ids: list[int], aligned: np.ndarray, choice_ids: tuple[tuple[int, ...], ...],
@@ -179,6 +186,44 @@ def span_scores(ids, aligned: np.ndarray, choice_ids: tuple[tuple[int, ...], ...
     return SpanScores(out, greedy, bound, text)
 
 
+def batch_scores(ids: list, aligned: list[np.ndarray], choice_ids: list[tuple[tuple[int, ...], ...]],
+                 tables: list[LogprobTable], decode: Callable[[list[int]], str]) -> list[SpanScores]:
+    """:func:`span_scores` of many sequences at once, each read from its own table.
+
+    Sequences with the same answers and table columns are laid end to end (positions shifted by
+    the tokens before them), so the whole batch costs a few dozen array operations rather than a
+    few dozen per sequence; a read only ever looks at positions inside its own answer span, so no
+    sequence sees another's. A sequence whose spans or table reach past its own tokens is scored
+    on its own.
+    """
+    out: list[SpanScores | None] = [None] * len(ids)
+    groups: dict[tuple, list[int]] = {}
+    for i, (seq, al, cids, table) in enumerate(zip(ids, aligned, choice_ids, tables)):
+        n = len(seq)
+        inside = (al[:, 0] <= 0) | ((al[:, 0] <= n) & (al[:, 1] <= n))
+        if inside.all() and (table.positions < n).all() and (table.positions >= 0).all() and all(cids):
+            groups.setdefault((cids, table.tokens.tobytes()), []).append(i)
+        else:
+            out[i] = span_scores(seq, al, cids, table.logprobs, table.tops, decode)
+    for (cids, _), members in groups.items():
+        sizes = np.array([len(ids[i]) for i in members], dtype=np.int64)
+        shift = np.cumsum(sizes) - sizes
+        seq = np.concatenate([np.asarray(ids[i], dtype=np.int64).reshape(-1) for i in members])
+        spans = np.concatenate([np.where(aligned[i][:, :1] > 0, aligned[i] + s, -1) for i, s in zip(members, shift)])
+        tokens = tables[members[0]].tokens
+        merged = LogprobTable(np.concatenate([tables[i].positions + s for i, s in zip(members, shift)]), tokens,
+                              np.concatenate([tables[i].values for i in members]),
+                              np.concatenate([tables[i].exact for i in members]),
+                              np.concatenate([tables[i].top for i in members]))
+        whole = span_scores(seq, spans.reshape(-1, 2), cids, merged.logprobs, merged.tops, decode)
+        lo = 0
+        for i in members:
+            hi = lo + len(aligned[i])
+            out[i] = SpanScores(whole.logprobs[lo:hi], whole.greedy[lo:hi], whole.bound[lo:hi], whole.text[lo:hi])
+            lo = hi
+    return out  # type: ignore[return-value]
+
+
 def _greedy_paths(rows, start, t: int, target: tuple[int, ...], tops: TopsAt, choice_ids, names, decode,
                   paths: dict, greedy: np.ndarray, text: list) -> None:
     """Follow each read's greedy path along its target until it diverges; name the choice its text
@@ -191,16 +236,22 @@ def _greedy_paths(rows, start, t: int, target: tuple[int, ...], tops: TopsAt, ch
             return
         top = tops(start[live] + d)
         pending[live[top < 0]] = False  # greedy stays UNKNOWN, nothing decoded
-        for j in np.flatnonzero((top >= 0) & (top != tok)).tolist():
-            key = (t, d, int(top[j]))
-            if key not in paths:
-                produced = list(target[:d]) + [key[2]]
-                said = decode(produced)
-                value = choice_so_far(said, names)
-                paths[key] = (value, said if value != UNKNOWN else None)
-            r = rows[live[j]]
-            greedy[r], text[r] = paths[key]
-            pending[live[j]] = False
+        left = np.flatnonzero((top >= 0) & (top != tok))
+        if left.size:
+            produced, which = np.unique(top[left], return_inverse=True)
+            named = []
+            for other in produced.tolist():  # decoded once per distinct path, not once per read
+                key = (t, d, other)
+                if key not in paths:
+                    said = decode(list(target[:d]) + [other])
+                    value = choice_so_far(said, names)
+                    paths[key] = (value, said if value != UNKNOWN else None)
+                named.append(paths[key])
+            where = rows[live[left]]
+            greedy[where] = np.array([value for value, _ in named], dtype=np.int64)[which.reshape(-1)]
+            for r, k in zip(where.tolist(), which.reshape(-1).tolist()):
+                text[r] = named[k][1]
+            pending[live[left]] = False
     done = rows[pending]
     if done.size:
         key = (t, len(target), -1)
