@@ -176,19 +176,16 @@ class HFBackend(Backend):
         if batch:
             yield batch
 
-    def _forward_tables(self, seqs: list[list[int]], positions: list[np.ndarray], tokens: np.ndarray
-                        ) -> list[LogprobTable]:
-        """Per sequence, the log-probabilities of ``tokens`` and the top token at its requested
-        positions (one padded pass per batch).
+    def _forward_logprobs(self, seqs: list[list[int]], positions: list[np.ndarray]) -> list:
+        """Log-softmax rows at the requested positions of each sequence, left on the model's device
+        (one padded pass per batch; every forward pass of this backend goes through here).
 
         The model computes logits only at the positions some row of the batch needs; the rows each
-        sequence needs are then gathered across the whole batch and normalised together (one
-        log-softmax over N x vocabulary instead of batch x positions x vocabulary), and only the
-        answer tokens' columns and the argmax leave the device.
+        sequence needs are then gathered across the whole batch and normalised together: one
+        log-softmax over N x vocabulary per batch, not batch x kept positions x vocabulary.
         """
         torch = self._torch
-        out: list[LogprobTable | None] = [None] * len(seqs)
-        cols = torch.as_tensor(tokens, dtype=torch.long, device=self.device)
+        out: list = [None] * len(seqs)
         for batch in self._batches([len(s) for s in seqs]):
             width = max(len(seqs[i]) for i in batch)
             ids = np.full((len(batch), width), self.pad_id, dtype=np.int64)
@@ -196,7 +193,7 @@ class HFBackend(Backend):
             for row, i in enumerate(batch):
                 ids[row, : len(seqs[i])] = seqs[i]
                 mask[row, : len(seqs[i])] = 1
-            wanted = [np.asarray(positions[i], dtype=np.int64) for i in batch]
+            wanted = [np.asarray(positions[i], dtype=np.int64).reshape(-1) for i in batch]
             keep = np.unique(np.concatenate(wanted))
             rows = np.repeat(np.arange(len(batch)), [len(w) for w in wanted])
             at = np.searchsorted(keep, np.concatenate(wanted))  # each wanted position's column among kept ones
@@ -206,16 +203,32 @@ class HFBackend(Backend):
                                  logits_to_keep=torch.as_tensor(keep, device=self.device), **self._no_cache).logits
                 picked = logits[torch.from_numpy(rows).to(self.device), torch.from_numpy(at).to(self.device)]
                 logp = torch.log_softmax(picked.float(), dim=-1)
-                top = logp.argmax(dim=-1).cpu().numpy()
-                values = logp[:, cols].cpu().numpy()
             self.usage.requests += len(batch)
             self.usage.prompt_tokens += sum(len(seqs[i]) for i in batch)
             lo = 0
             for i, w in zip(batch, wanted):
-                hi = lo + len(w)
-                out[i] = LogprobTable(w, tokens, values[lo:hi], np.ones((hi - lo, len(tokens)), dtype=bool), top[lo:hi])
-                lo = hi
-        return out  # type: ignore[return-value]
+                out[i] = logp[lo : lo + len(w)]
+                lo += len(w)
+        return out
+
+    def _forward_tables(self, seqs: list[list[int]], positions: list[np.ndarray], tokens: np.ndarray
+                        ) -> list[LogprobTable]:
+        """Per sequence, the log-probabilities of ``tokens`` and the top token at its requested
+        positions: only those columns and the argmax leave the device, once for the whole call."""
+        torch = self._torch
+        rows = self._forward_logprobs(seqs, positions)
+        if not rows:
+            return []
+        cols = torch.as_tensor(tokens, dtype=torch.long, device=self.device)
+        with torch.inference_mode():
+            values = torch.cat([r[:, cols] for r in rows]).cpu().numpy()
+            top = torch.cat([r.argmax(dim=-1) for r in rows]).cpu().numpy()
+        out, lo = [], 0
+        for pos in positions:
+            hi = lo + len(pos)
+            out.append(LogprobTable(pos, tokens, values[lo:hi], np.ones((hi - lo, len(tokens)), dtype=bool), top[lo:hi]))
+            lo = hi
+        return out
 
     # ------------------------------------------------------------------ protocol
     def _decode(self, ids: list[int]) -> str:

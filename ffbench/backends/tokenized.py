@@ -11,6 +11,12 @@ log-probabilities and greedy choice from that single pass. Exactness rules:
   after the shared prefix. From a top-k source, a token outside the top-k gets an upper bound (the
   k-th log-probability) and is marked as a bound.
 
+One implementation of these rules, :func:`span_scores`, works on arrays: backends that hold
+arrays (hf, vllm, native) fill a :class:`LogprobTable` per sequence with only what the rules read
+(the positions the spans need, the answers' token columns, the top token) and score a whole call
+with :func:`batch_scores`, so no Python runs per read; :func:`dense_scores` feeds the same rules
+from scalar callbacks (the OpenAI echo path, the dry run).
+
 Texts are tokenized by :func:`encode`, which puts the beginning-of-sequence token in exactly once:
 a chat template that writes BOS itself, read by a tokenizer that also adds it, would otherwise
 give the model two.
