@@ -25,7 +25,14 @@ from ffbench.backends.base import (
     check_model_path,
 )
 from ffbench.backends.hub import require_hub_model
-from ffbench.backends.tokenized import choice_token_ids, dense_scores, encode, needed_positions
+from ffbench.backends.tokenized import (
+    LogprobTable,
+    answer_tokens,
+    batch_scores,
+    choice_token_ids,
+    encode,
+    needed_positions,
+)
 from ffbench.errors import FFBenchError, UsageError
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -131,6 +138,8 @@ class HFBackend(Backend):
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else (
             self.tokenizer.eos_token_id or 0)
         self._choice_cache: dict[tuple[str, ...], tuple[tuple[int, ...], ...]] = {}
+        # A scoring pass never reuses its key/value cache: not building one saves a copy per layer.
+        self._no_cache = {"use_cache": False} if _accepts(self.lm.forward, "use_cache") else {}
 
     # ------------------------------------------------------------------ helpers
     def describe(self) -> dict:
@@ -167,28 +176,59 @@ class HFBackend(Backend):
         if batch:
             yield batch
 
-    def _forward_logprobs(self, seqs: list[list[int]], positions: list[np.ndarray]) -> list[np.ndarray]:
-        """Log-softmax rows at the requested positions of each sequence (one padded pass per batch)."""
+    def _forward_logprobs(self, seqs: list[list[int]], positions: list[np.ndarray]) -> list:
+        """Log-softmax rows at the requested positions of each sequence, left on the model's device
+        (one padded pass per batch; every forward pass of this backend goes through here).
+
+        The model computes logits only at the positions some row of the batch needs; the rows each
+        sequence needs are then gathered across the whole batch and normalised together: one
+        log-softmax over N x vocabulary per batch, not batch x kept positions x vocabulary.
+        """
         torch = self._torch
-        out: list[np.ndarray | None] = [None] * len(seqs)
+        out: list = [None] * len(seqs)
         for batch in self._batches([len(s) for s in seqs]):
             width = max(len(seqs[i]) for i in batch)
-            ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            ids = np.full((len(batch), width), self.pad_id, dtype=np.int64)
+            mask = np.zeros((len(batch), width), dtype=np.int64)
             for row, i in enumerate(batch):
-                ids[row, : len(seqs[i])] = torch.tensor(seqs[i])
+                ids[row, : len(seqs[i])] = seqs[i]
                 mask[row, : len(seqs[i])] = 1
-            keep = np.unique(np.concatenate([positions[i] for i in batch])) if batch else np.zeros(0)
+            wanted = [np.asarray(positions[i], dtype=np.int64).reshape(-1) for i in batch]
+            keep = np.unique(np.concatenate(wanted))
+            rows = np.repeat(np.arange(len(batch)), [len(w) for w in wanted])
+            at = np.searchsorted(keep, np.concatenate(wanted))  # each wanted position's column among kept ones
             with torch.inference_mode():
-                logits = self.lm(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                                 logits_to_keep=torch.as_tensor(keep, device=self.device)).logits
-                logp = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
+                logits = self.lm(input_ids=torch.from_numpy(ids).to(self.device),
+                                 attention_mask=torch.from_numpy(mask).to(self.device),
+                                 logits_to_keep=torch.as_tensor(keep, device=self.device), **self._no_cache).logits
+                picked = logits[torch.from_numpy(rows).to(self.device), torch.from_numpy(at).to(self.device)]
+                logp = torch.log_softmax(picked.float(), dim=-1)
             self.usage.requests += len(batch)
             self.usage.prompt_tokens += sum(len(seqs[i]) for i in batch)
-            col = {int(p): k for k, p in enumerate(keep.tolist())}
-            for row, i in enumerate(batch):
-                out[i] = logp[row, [col[int(p)] for p in positions[i]]]
-        return out  # type: ignore[return-value]
+            lo = 0
+            for i, w in zip(batch, wanted):
+                out[i] = logp[lo : lo + len(w)]
+                lo += len(w)
+        return out
+
+    def _forward_tables(self, seqs: list[list[int]], positions: list[np.ndarray], tokens: np.ndarray
+                        ) -> list[LogprobTable]:
+        """Per sequence, the log-probabilities of ``tokens`` and the top token at its requested
+        positions: only those columns and the argmax leave the device, once for the whole call."""
+        torch = self._torch
+        rows = self._forward_logprobs(seqs, positions)
+        if not rows:
+            return []
+        cols = torch.as_tensor(tokens, dtype=torch.long, device=self.device)
+        with torch.inference_mode():
+            values = torch.cat([r[:, cols] for r in rows]).cpu().numpy()
+            top = torch.cat([r.argmax(dim=-1) for r in rows]).cpu().numpy()
+        out, lo = [], 0
+        for pos in positions:
+            hi = lo + len(pos)
+            out.append(LogprobTable(pos, tokens, values[lo:hi], np.ones((hi - lo, len(tokens)), dtype=bool), top[lo:hi]))
+            lo = hi
+        return out
 
     # ------------------------------------------------------------------ protocol
     def _decode(self, ids: list[int]) -> str:
@@ -199,30 +239,21 @@ class HFBackend(Backend):
         self._fits([len(ids) for ids, _ in encoded])
         aligned = [align_spans(offsets, r.spans) for (_, offsets), r in zip(encoded, requests)]
         positions = [needed_positions(a, len(ids)) for a, (ids, _) in zip(aligned, encoded)]
-        rows = self._forward_logprobs([ids for ids, _ in encoded], positions)
-        results = []
-        for (ids, _), r, al, pos, lp in zip(encoded, requests, aligned, positions, rows):
-            where = {int(p): k for k, p in enumerate(pos.tolist())}
-            top = lp.argmax(axis=1) if len(pos) else np.zeros(0, dtype=np.int64)
-            scores = dense_scores(
-                ids, al, self.choice_ids(r.choices),
-                logprob_at=lambda p, t, lp=lp, where=where: (float(lp[where[p], t]), True) if p in where
-                else (np.nan, False),
-                top_at=lambda p, top=top, where=where: int(top[where[p]]) if p in where else -1,
-                decode=self._decode,
-            )
-            results.append(scores)
-        return results
+        choice_ids = [self.choice_ids(r.choices) for r in requests]
+        tokens = answer_tokens(tuple(c for cids in set(choice_ids) for c in cids))
+        tables = self._forward_tables([ids for ids, _ in encoded], positions, tokens)
+        return batch_scores([ids for ids, _ in encoded], aligned, choice_ids, tables, self._decode)
 
     def score_per_read(self, prompts: list[str], choices: tuple[str, ...]) -> np.ndarray:
         cids = self.choice_ids(choices)
+        tokens = answer_tokens(cids)
         prompt_ids = [ids for ids, _ in encode(self.tokenizer, prompts)]
         self._fits([len(p) + (0 if all(len(c) == 1 for c in cids) else max(len(c) for c in cids)) for p in prompt_ids])
         out = np.zeros((len(prompts), len(choices)))
         if all(len(c) == 1 for c in cids):  # one pass of the prompt gives every single-token choice
-            rows = self._forward_logprobs(prompt_ids, [np.array([len(p) - 1]) for p in prompt_ids])
-            for i, lp in enumerate(rows):
-                out[i] = [lp[0, c[0]] for c in cids]
+            tables = self._forward_tables(prompt_ids, [np.array([len(p) - 1]) for p in prompt_ids], tokens)
+            for i, (p, table) in enumerate(zip(prompt_ids, tables)):
+                out[i] = table.logprobs(np.full(len(cids), len(p) - 1), np.array([c[0] for c in cids]))[0]
             return out
         seqs, positions, owners = [], [], []
         for i, p in enumerate(prompt_ids):
@@ -230,8 +261,9 @@ class HFBackend(Backend):
                 seqs.append(list(p) + list(c))
                 positions.append(np.arange(len(p) - 1, len(p) - 1 + len(c)))
                 owners.append((i, k))
-        for (i, k), lp in zip(owners, self._forward_logprobs(seqs, positions)):
-            out[i, k] = float(sum(lp[j, t] for j, t in enumerate(cids[k])))
+        for (i, k), pos, table in zip(owners, positions, self._forward_tables(seqs, positions, tokens)):
+            values = table.logprobs(pos, np.array(cids[k]))[0].astype(np.float32)
+            out[i, k] = float(sum(values))  # summed in float32, token by token
         return out
 
     def generate(self, prompts: list[str], max_new_tokens: int) -> list[Generation]:
@@ -280,3 +312,14 @@ def config_context(cfg) -> int | None:
         if getattr(cfg, name, None):
             return int(getattr(cfg, name))
     return None
+
+
+def _accepts(fn, name: str) -> bool:
+    """Whether ``fn`` takes keyword ``name`` (by name or through ``**kwargs``); False when it cannot be told."""
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)

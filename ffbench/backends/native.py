@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ffbench.backends.base import Backend, Generation, ScoreRequest, SpanScores, align_spans
-from ffbench.backends.tokenized import dense_scores, needed_positions
+from ffbench.backends.tokenized import LogprobTable, answer_tokens, batch_scores, needed_positions
 from ffbench.errors import FFBenchError, UsageError
 from ffbench.resources import BASELINES_DIR
 from ffbench.tokenizer import DEFAULT_CHARS
@@ -120,6 +120,10 @@ class NativeBackend(Backend):
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.net, self.cfg = load_checkpoint(self.path, self.device)
         self.stoi = STOI
+        self._byte_ids = np.full(128, -1, dtype=np.int64)  # ASCII code -> token id (-1: no such token)
+        for ch, i in STOI.items():
+            if len(ch) == 1 and ord(ch) < 128:
+                self._byte_ids[ord(ch)] = i
         self.max_batch_tokens = int(max_batch_tokens)
 
     def describe(self) -> dict:
@@ -142,19 +146,23 @@ class NativeBackend(Backend):
         return "".join(VOCAB[t] if len(VOCAB[t]) == 1 else "" for t in ids)
 
     def _ids(self, text: str) -> list[int]:
+        if text.isascii():  # one table lookup for the whole text
+            ids = self._byte_ids[np.frombuffer(text.encode("ascii"), dtype=np.uint8)]
+            if (ids >= 0).all():
+                return ids.tolist()
         try:
             return [self.stoi[c] for c in text]
         except KeyError as exc:
             raise FFBenchError(f"ffbench/ models read the symbolic rendering only; got character {exc.args[0]!r}") from None
 
-    def _logprobs_at(self, seqs: list[list[int]], positions: list[np.ndarray]) -> list[np.ndarray]:
-        """Log-softmax rows (len(positions[i]), V) at the requested positions of each sequence.
+    def _tables(self, seqs: list[list[int]], positions: list[np.ndarray], tokens: np.ndarray) -> list[LogprobTable]:
+        """Per sequence, the log-probabilities of ``tokens`` and the top token at its requested positions.
 
         Equal-length sequences are batched up to ``max_batch_tokens``; a recurrent model is streamed
         through each batch in chunks, carrying its state, so only the requested rows are kept.
         """
         torch = self._torch
-        out: list[np.ndarray | None] = [None] * len(seqs)
+        out: list[LogprobTable | None] = [None] * len(seqs)
         by_len: dict[int, list[int]] = {}
         for i, s in enumerate(seqs):
             by_len.setdefault(len(s), []).append(i)
@@ -162,31 +170,56 @@ class NativeBackend(Backend):
             per = max(1, self.max_batch_tokens // max(1, length))
             for start in range(0, len(members), per):
                 group = members[start : start + per]
-                idx = torch.tensor([seqs[i] for i in group], device=self.device)
+                idx = torch.tensor(np.array([seqs[i] for i in group], dtype=np.int64).reshape(len(group), length),
+                                   device=self.device)
+                wanted = [np.asarray(positions[i], dtype=np.int64) for i in group]
                 with torch.inference_mode():
-                    rows = self._forward_rows(idx, [positions[i] for i in group])
+                    values, top = self._forward_rows(idx, wanted, tokens)
                 self.usage.requests += len(group)
                 self.usage.prompt_tokens += length * len(group)
-                for i, r in zip(group, rows):
-                    out[i] = r
+                lo = 0
+                for i, w in zip(group, wanted):
+                    hi = lo + len(w)
+                    out[i] = LogprobTable(w, tokens, values[lo:hi], np.ones((hi - lo, len(tokens)), dtype=bool),
+                                          top[lo:hi])
+                    lo = hi
         return out  # type: ignore[return-value]
 
-    def _forward_rows(self, idx, positions: list[np.ndarray]) -> list[np.ndarray]:
+    def _forward_rows(self, idx, positions: list[np.ndarray], tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(values of ``tokens``, top token) at every requested row, the rows of all sequences in
+        order. The rows are gathered across the batch first and normalised together: one
+        log-softmax for the whole batch, never one per sequence."""
         torch = self._torch
+        cols = torch.as_tensor(tokens, dtype=torch.long, device=idx.device)
+
+        def normalised(logits):
+            logp = logits.float().log_softmax(-1)
+            return logp[:, cols].cpu().numpy(), logp.argmax(-1).cpu().numpy()
+
+        rows = np.repeat(np.arange(len(positions)), [len(p) for p in positions])
+        at = np.concatenate(positions) if positions else np.zeros(0, dtype=np.int64)
         if self.cfg.arch != "lstm" or idx.shape[1] <= STREAM_CHUNK:
             logits, _ = self.net(idx)
-            return [logits[b, torch.as_tensor(pos, dtype=torch.long, device=logits.device)].float().log_softmax(-1)
-                    .cpu().numpy() for b, pos in enumerate(positions)]
-        wanted = [torch.as_tensor(pos, dtype=torch.long) for pos in positions]
-        kept: list[list] = [[] for _ in positions]
+            return normalised(logits[torch.from_numpy(rows).to(idx.device), torch.from_numpy(at).to(idx.device)])
+        kept: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in positions]
         state = None
         for lo in range(0, idx.shape[1], STREAM_CHUNK):
             hidden, state = self.net.lstm(self.net.wte(idx[:, lo : lo + STREAM_CHUNK]), state)
-            for b, pos in enumerate(wanted):
-                sel = pos[(pos >= lo) & (pos < lo + hidden.shape[1])] - lo
-                if sel.numel():
-                    kept[b].append(self.net.head(hidden[b, sel.to(hidden.device)]).float().log_softmax(-1).cpu())
-        return [torch.cat(k).numpy() if k else np.zeros((0, self.cfg.vocab_size), np.float32) for k in kept]
+            sel = [pos[(pos >= lo) & (pos < lo + hidden.shape[1])] - lo for pos in positions]
+            if not any(len(x) for x in sel):
+                continue
+            b = np.repeat(np.arange(len(sel)), [len(x) for x in sel])
+            values, top = normalised(self.net.head(hidden[torch.from_numpy(b).to(hidden.device),
+                                                          torch.from_numpy(np.concatenate(sel)).to(hidden.device)]))
+            start = 0
+            for k, x in enumerate(sel):
+                kept[k].append((values[start : start + len(x)], top[start : start + len(x)]))
+                start += len(x)
+        values = [v for k in kept for v, _ in k]
+        tops = [t for k in kept for _, t in k]
+        if not values:
+            return np.zeros((0, len(tokens)), np.float32), np.zeros(0, np.int64)
+        return np.concatenate(values), np.concatenate(tops)
 
     def score_dense(self, requests: list[ScoreRequest]) -> list[SpanScores]:
         ids = [self._ids(r.text) for r in requests]
@@ -195,37 +228,36 @@ class NativeBackend(Backend):
             offsets = np.stack([np.arange(len(seq)), np.arange(1, len(seq) + 1)], axis=1)
             aligned.append(align_spans(offsets, r.spans))
             positions.append(needed_positions(aligned[-1], len(seq)))
-        rows = self._logprobs_at(ids, positions)
-        results = []
-        for r, seq, al, pos, lp in zip(requests, ids, aligned, positions, rows):
-            where = {int(p): k for k, p in enumerate(pos.tolist())}
-            choice_ids = tuple(tuple(self._ids(c)) for c in r.choices)
-            top = lp.argmax(-1) if len(pos) else np.zeros(0, dtype=np.int64)
-            results.append(dense_scores(seq, al, choice_ids,
-                                        logprob_at=lambda p, t, lp=lp, where=where: (float(lp[where[p], t]), True),
-                                        top_at=lambda p, top=top, where=where: int(top[where[p]]),
-                                        decode=self._decode))
-        return results
+        choice_ids = [self._choice_ids(r.choices) for r in requests]
+        tokens = answer_tokens(tuple(c for cids in set(choice_ids) for c in cids))
+        tables = self._tables(ids, positions, tokens)
+        return batch_scores(ids, aligned, choice_ids, tables, self._decode)
+
+    def _choice_ids(self, choices: tuple[str, ...]) -> tuple[tuple[int, ...], ...]:
+        return tuple(tuple(self._ids(c)) for c in choices)
 
     def score_per_read(self, prompts: list[str], choices: tuple[str, ...]) -> np.ndarray:
         seqs = [self._ids(p) for p in prompts]
-        rows = self._logprobs_at(seqs, [np.array([len(s) - 1]) for s in seqs])
         cids = [self._ids(c) for c in choices]
         if any(len(c) != 1 for c in cids):
             raise FFBenchError("ffbench/ models score single-character answers (symbolic rendering)")
-        return np.array([[lp[-1, c[0]] for c in cids] for lp in rows])
+        answers = np.array([c[0] for c in cids], dtype=np.int64)
+        tables = self._tables(seqs, [np.array([len(s) - 1]) for s in seqs], np.unique(answers))
+        return np.array([table.logprobs(np.full(len(answers), len(s) - 1), answers)[0]
+                         for s, table in zip(seqs, tables)], dtype=np.float32).reshape(len(prompts), len(choices))
 
     def generate(self, prompts: list[str], max_new_tokens: int) -> list[Generation]:
         """Greedy characters; these models have no end-of-reply token, so a reply is never 'truncated':
         it is always exactly ``max_new_tokens`` long and parsed as a base model's continuation."""
 
         texts = []
+        none = np.zeros(0, dtype=np.int64)
         for p in prompts:
             seq = self._ids(p)
             new = []
             for _ in range(max_new_tokens):
-                nxt = int(self._logprobs_at([seq + new], [np.array([len(seq) + len(new) - 1])])[0][-1].argmax())
-                new.append(nxt)
+                at = np.array([len(seq) + len(new) - 1])
+                new.append(int(self._tables([seq + new], [at], none)[0].tops(at)[0]))
             texts.append(Generation(self._decode(new)))
         return texts
 

@@ -38,7 +38,14 @@ from ffbench.backends.base import (
     check_model_path,
 )
 from ffbench.backends.hub import require_hub_model
-from ffbench.backends.tokenized import choice_token_ids, dense_scores, encode
+from ffbench.backends.tokenized import (
+    LogprobTable,
+    answer_tokens,
+    batch_scores,
+    choice_token_ids,
+    encode,
+    needed_positions,
+)
 from ffbench.errors import FFBenchError
 
 CPU_DEFAULTS = {"enforce_eager": True, "kv_cache_memory_bytes": 2**30}
@@ -138,19 +145,26 @@ class VLLMBackend(Backend):
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
+    def _scoring_params(self, k: int):
+        """One output token after the prompt, and the prompt's log-probabilities with the top-k.
+
+        vLLM's front end turns prompt log-probabilities into Python objects position by position;
+        by default it also decodes every top-k token to text and builds a dict per position. Neither
+        is needed here (ffbench decodes the few tokens it names itself), so decoding is off and the
+        log-probabilities come flat (a few lists per prompt instead of a dict per position).
+        """
+        return self._SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=k, detokenize=False,
+                                    flat_logprobs=True)
+
     def score_dense(self, requests: list[ScoreRequest]) -> list[SpanScores]:
         encoded = encode(self.tokenizer, [r.text for r in requests], offsets=True)
         self._fits([ids for ids, _ in encoded])
-        params = self._SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=self.top_logprobs)
-        outs = self._run([ids for ids, _ in encoded], params)
-        results = []
-        for (ids, offsets), r, out in zip(encoded, requests, outs):
-            aligned = align_spans(offsets, r.spans)
-            plp = out.prompt_logprobs
-            results.append(dense_scores(ids, aligned, self._choice_ids(r.choices),
-                                        logprob_at=lambda p, t, plp=plp: _logprob(plp, p + 1, t, self.top_logprobs),
-                                        top_at=lambda p, plp=plp: _top(plp, p + 1), decode=self._decode))
-        return results
+        outs = self._run([ids for ids, _ in encoded], self._scoring_params(self.top_logprobs))
+        aligned = [align_spans(offsets, r.spans) for (_, offsets), r in zip(encoded, requests)]
+        choice_ids = [self._choice_ids(r.choices) for r in requests]
+        tables = [prompt_table(out.prompt_logprobs, needed_positions(al, len(ids)), answer_tokens(cids), self.top_logprobs)
+                  for (ids, _), al, cids, out in zip(encoded, aligned, choice_ids, outs)]
+        return batch_scores([ids for ids, _ in encoded], aligned, choice_ids, tables, self._decode)
 
     def score_per_read(self, prompts: list[str], choices: tuple[str, ...]) -> np.ndarray:
         cids = self._choice_ids(choices)
@@ -160,8 +174,8 @@ class VLLMBackend(Backend):
                 seqs.append(list(ids) + list(c))
                 spans.append((len(ids), len(ids) + len(c)))
         self._fits(seqs)
-        outs = self._run(seqs, self._SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0))
-        flat = np.array([sum((o.prompt_logprobs[j] or {})[s[j]].logprob for j in range(a, b))
+        outs = self._run(seqs, self._scoring_params(0))
+        flat = np.array([sum(_own_logprob(o.prompt_logprobs, j, s[j]) for j in range(a, b))
                          for o, s, (a, b) in zip(outs, seqs, spans)])
         return flat.reshape(len(prompts), len(choices))
 
@@ -194,21 +208,49 @@ def usable_top_logprobs(requested: int, vocab_size: int, max_logprobs: int) -> i
     return max(0, min(k, vocab_size, cap))
 
 
-def _logprob(plp, index: int, token: int, k: int) -> tuple[float, bool]:
-    d = plp[index] if index < len(plp) else None
-    if not d:
-        return (np.nan, False)
-    if token in d:
-        return (float(d[token].logprob), True)
-    top = [v.logprob for v in d.values() if v.rank is not None and v.rank <= k] if k > 0 else []
-    return (float(min(top)), False) if top and len(top) >= k else (np.nan, False)
+def prompt_table(plp, positions: np.ndarray, tokens: np.ndarray, k: int) -> LogprobTable:
+    """What vLLM's prompt log-probabilities say at ``positions`` (position p predicts prompt token
+    p + 1) about ``tokens``: exact where a token was returned (the prompt token itself, or one of
+    the top-k), else an upper bound, the k-th value, when the top-k is full (NaN otherwise); the
+    top token is the one ranked first (-1 when none was returned, as with k = 0).
+
+    ``plp`` is a :class:`vllm.logprobs.FlatLogprobs` (or the list of per-position dicts vLLM returns
+    without ``flat_logprobs``); either way only the requested positions are read.
+    """
+    values = np.full((len(positions), len(tokens)), np.nan)
+    exact = np.zeros(values.shape, dtype=bool)
+    top = np.full(len(positions), -1, dtype=np.int64)
+    flat = hasattr(plp, "start_indices")
+    wanted = tokens.tolist()
+    for row, p in enumerate(positions.tolist()):
+        index = p + 1
+        if index >= len(plp):
+            continue
+        if flat:
+            lo, hi = plp.start_indices[index], plp.end_indices[index]
+            ids, lps, ranks = plp.token_ids[lo:hi], plp.logprobs[lo:hi], plp.ranks[lo:hi]
+        else:
+            d = plp[index] or {}
+            ids, lps, ranks = list(d), [v.logprob for v in d.values()], [v.rank for v in d.values()]
+        if not ids:
+            continue
+        # The prompt token comes first, then the top-k by rank; a token listed twice keeps its last
+        # entry, as vLLM's own per-position dict does.
+        value, rank = dict(zip(ids, lps)), dict(zip(ids, ranks))
+        in_top = [v for t, v in value.items() if rank[t] is not None and rank[t] <= k] if k > 0 else []
+        kth = float(min(in_top)) if in_top and len(in_top) >= k else np.nan
+        for col, t in enumerate(wanted):
+            if t in value:
+                values[row, col], exact[row, col] = value[t], True
+            else:
+                values[row, col] = kth
+        top[row] = next((t for t in value if rank[t] == 1), -1)
+    return LogprobTable(positions, tokens, values, exact, top)
 
 
-def _top(plp, index: int) -> int:
-    d = plp[index] if index < len(plp) else None
-    if not d:
-        return -1
-    for tok, v in d.items():
-        if v.rank == 1:
-            return int(tok)
-    return -1  # the top token was not returned (top_logprobs = 0)
+def _own_logprob(plp, index: int, token: int) -> float:
+    """The log-probability vLLM returned for prompt token ``index`` (always returned, whatever k)."""
+    if hasattr(plp, "start_indices"):
+        lo, hi = plp.start_indices[index], plp.end_indices[index]
+        return dict(zip(plp.token_ids[lo:hi], plp.logprobs[lo:hi]))[token]  # the last entry, as in vLLM's dict
+    return (plp[index] or {})[token].logprob
