@@ -239,8 +239,9 @@ def _native_checkpoint(out: Path, args) -> Path:
     """A random ffbench Transformer of the benchmark's size, saved as ``ffbench train`` saves one."""
     import torch
 
+    from ffbench.train.checkpoint import save_checkpoint
+    from ffbench.train.config import TrainConfig
     from ffbench.train.model import ModelConfig, build
-    from ffbench.train.trainer import TrainConfig, save_checkpoint
 
     if args.native_arch == "lstm":
         cfg = ModelConfig(arch="lstm", n_layer=1, hidden=128)
@@ -248,8 +249,29 @@ def _native_checkpoint(out: Path, args) -> Path:
         cfg = ModelConfig(arch="transformer", n_layer=args.layers, d_model=args.width, n_head=max(1, args.width // 64),
                           max_len=max(1024, args.length))
     torch.manual_seed(0)
-    save_checkpoint(build(cfg), TrainConfig(model=cfg, length=args.length), str(out))
+    save_checkpoint(build(cfg), cfg, out, train_config=TrainConfig(model=cfg, length=args.length).as_dict())
     return out
+
+
+def _measure(t: Timings, steps: list, repeats: int) -> None:
+    """Warm every timing up once, then run them all ``repeats`` times, alternating the order."""
+    for _, fn in steps:
+        fn()
+    for rep in range(repeats):
+        for label, fn in steps if rep % 2 == 0 else steps[::-1]:
+            _, seconds = timed(fn)
+            t.add(label, seconds)
+
+
+def _local(backend, forward, shards, args, p, cell, label: str, t: Timings) -> Timings:
+    """The hf/ and ffbench/ measurement: the backend's scoring vs the plain forward, then profile."""
+    per_batch = max(1, backend.max_batch_tokens // max(len(shards[0][0]), 1))
+    _measure(t, [("plain forward", lambda: _plain_forward(forward, shards, per_batch, args.device)),
+                 ("ffbench", lambda: _score_all(backend, p, cell))], args.repeats)
+    if args.profile:
+        _profile(label, lambda: _score_all(backend, p, cell), args.profile)
+    backend.close()
+    return t
 
 
 def bench_hf(model_dir: Path, args) -> Timings:
@@ -260,21 +282,12 @@ def bench_hf(model_dir: Path, args) -> Timings:
     backend = backends.resolve(spec, {"dtype": args.dtype, "device": args.device}).load()
     p, cell = _plan(spec, args)
     shards = _shard_ids(p, cell, lambda texts: [ids for ids, _ in encode(backend.tokenizer, texts)])
-    per_batch = max(1, backend.max_batch_tokens // max(len(shards[0][0]), 1))
-    forward = lambda ids: backend.lm(input_ids=ids, use_cache=False).logits
+
+    def forward(ids):
+        return backend.lm(input_ids=ids, use_cache=False).logits
+
     t = Timings(f"hf/ {args.arch}", sum(len(s) for ids in shards for s in ids), len(p.store.get(cell.source)[1].target))
-    _score_all(backend, p, cell)  # warm-up
-    _plain_forward(forward, shards, per_batch, args.device)
-    for rep in range(args.repeats):
-        steps = [("plain forward", lambda: _plain_forward(forward, shards, per_batch, args.device)),
-                 ("ffbench", lambda: _score_all(backend, p, cell))]
-        for label, fn in steps if rep % 2 == 0 else steps[::-1]:
-            _, seconds = timed(fn)
-            t.add(label, seconds)
-    if args.profile:
-        _profile("hf/ scoring", lambda: _score_all(backend, p, cell), args.profile)
-    backend.close()
-    return t
+    return _local(backend, forward, shards, args, p, cell, "hf/ scoring", t)
 
 
 def bench_native(ckpt: Path, args) -> Timings:
@@ -285,22 +298,13 @@ def bench_native(ckpt: Path, args) -> Timings:
     backend = backends.resolve(spec, {"device": args.device}).load()
     p, cell = _plan(spec, args)
     shards = _shard_ids(p, cell, lambda texts: [[STOI[c] for c in text] for text in texts])
-    per_batch = max(1, backend.max_batch_tokens // max(len(shards[0][0]), 1))
-    forward = lambda ids: backend.net(ids)[0]
+
+    def forward(ids):
+        return backend.net(ids)[0]
+
     t = Timings(f"ffbench/ {args.native_arch}", sum(len(s) for ids in shards for s in ids),
                 len(p.store.get(cell.source)[1].target))
-    _score_all(backend, p, cell)
-    _plain_forward(forward, shards, per_batch, args.device)
-    for rep in range(args.repeats):
-        steps = [("plain forward", lambda: _plain_forward(forward, shards, per_batch, args.device)),
-                 ("ffbench", lambda: _score_all(backend, p, cell))]
-        for label, fn in steps if rep % 2 == 0 else steps[::-1]:
-            _, seconds = timed(fn)
-            t.add(label, seconds)
-    if args.profile:
-        _profile("ffbench/ scoring", lambda: _score_all(backend, p, cell), args.profile)
-    backend.close()
-    return t
+    return _local(backend, forward, shards, args, p, cell, "ffbench/ scoring", t)
 
 
 def bench_vllm(model_dir: Path, args) -> Timings:
@@ -321,7 +325,10 @@ def bench_vllm(model_dir: Path, args) -> Timings:
     shards = _shard_ids(p, cell, lambda texts: [ids for ids, _ in encode(backend.tokenizer, texts)])
     lm = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, args.dtype)).to(args.device).eval()
     per_batch = max(1, 16384 // max(len(shards[0][0]), 1))  # the hf backend's default batches
-    forward = lambda ids: lm(input_ids=ids, use_cache=False).logits
+
+    def forward(ids):
+        return lm(input_ids=ids, use_cache=False).logits
+
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
@@ -336,19 +343,13 @@ def bench_vllm(model_dir: Path, args) -> Timings:
 
     t = Timings(f"vllm/ {args.arch} (top_logprobs={backend.top_logprobs})", sum(len(s) for ids in shards for s in ids),
                 len(p.store.get(cell.source)[1].target))
-    _score_all(backend, p, cell)
-    engine(bare)
-    _plain_forward(forward, shards, per_batch, args.device)
-    for rep in range(args.repeats):
-        steps = [("plain forward", lambda: _plain_forward(forward, shards, per_batch, args.device)),
-                 ("vllm prefill", lambda: engine(bare)),
-                 ("vllm prefill + prompt logprobs", lambda: engine(asked)),
-                 ("ffbench", lambda: _score_all(backend, p, cell))]
-        steps += [(f"vllm prefill + prompt logprobs k={k}", lambda k=k: engine(backend._scoring_params(k)))
-                  for k in extra_k]
-        for label, fn in steps if rep % 2 == 0 else steps[::-1]:
-            _, seconds = timed(fn)
-            t.add(label, seconds)
+    steps = [("plain forward", lambda: _plain_forward(forward, shards, per_batch, args.device)),
+             ("vllm prefill", lambda: engine(bare)),
+             ("vllm prefill + prompt logprobs", lambda: engine(asked)),
+             ("ffbench", lambda: _score_all(backend, p, cell))]
+    steps += [(f"vllm prefill + prompt logprobs k={k}", lambda k=k: engine(backend._scoring_params(k)))
+              for k in extra_k]
+    _measure(t, steps, args.repeats)
     if args.profile:
         _profile("vllm/ scoring", lambda: _score_all(backend, p, cell), args.profile)
     backend.close()

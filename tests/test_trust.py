@@ -19,7 +19,7 @@ import time
 import numpy as np
 import pytest
 
-from ffbench import backends, check, datafiles, generate, language
+from ffbench import backends, check, datafiles, language
 from ffbench.cli import main
 from ffbench.registry import Registry
 from ffbench.runs import load

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ffbench.datafiles import atomic_path
+from ffbench.io import atomic_path
 from ffbench.errors import FFBenchError
 from ffbench.io import write_json
 from ffbench.train.model import ModelConfig, build
