@@ -51,10 +51,18 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def vllm_server(llama, tmp_path_factory):
-    port = _free_port()
+def chat_template(tmp_path_factory):
+    """The one chat template both the server and ``vllm/ --chat-template PATH`` apply."""
     template = tmp_path_factory.mktemp("tpl") / "chat.jinja"
-    template.write_text("{%- for m in messages %}{{ m['content'] }}{{ '\\n' }}{% endfor -%}")
+    template.write_text("{%- for m in messages %}{{ m['role'] }}: {{ m['content'] }}{{ '\\n' }}{% endfor -%}"
+                        "{%- if add_generation_prompt %}assistant: {% endif -%}")
+    return template
+
+
+@pytest.fixture(scope="module")
+def vllm_server(llama, chat_template, tmp_path_factory):
+    port = _free_port()
+    template = chat_template
     log = open(tmp_path_factory.mktemp("log") / "server.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(llama), "--served-model-name",
@@ -124,3 +132,24 @@ def test_hf_vllm_openai_agree(llama, vllm_server, tmp_path):
         assert (other.margin[both] - hf.margin[both]).abs().max() < 1e-3, name
     dense = _samples(tmp_path / "vllm")
     assert not dense[dense.scoring == "choice"].per_read.any()  # full-vocabulary prompt logprobs decide every read
+
+
+def test_chat_api_replies_equal_vllm_under_the_same_template(llama, chat_template, vllm_server, tmp_path):
+    """``openai/ api=chat`` against the real server and ``vllm/ --chat-template`` in process send the
+    same conversation (system prompt, user turn, assistant turn opened) through the same template, so
+    greedy replies, their parsed answers and their truncation agree read for read."""
+    args = ["--suite", "in_dist", "--length", "32", "--num", "12", "--render", "chat,lightswitch_chat",
+            "--scoring", "greedy", "--max-new-tokens", "3", "--system-prompt", "Answer with one bit.",
+            "--batch-size", "8", "--no-progress"]
+    _cli(["--model", f"vllm/{llama}", "--model-arg", "dtype=float32", "--model-arg", "max_model_len=1024",
+          "--chat-template", str(chat_template), *args, "--output-dir", str(tmp_path / "vllm")],
+         {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"})
+    _cli(["--model", f"openai/{SERVED}", "--base-url", vllm_server, "--model-arg", "api=chat", *args,
+          "--output-dir", str(tmp_path / "api")], {"OPENAI_API_KEY": "EMPTY"})
+    local, api = _samples(tmp_path / "vllm"), _samples(tmp_path / "api")
+    assert len(local) == len(api) > 50
+    keys = ["render", "seq_index", "read_index", "target"]
+    assert api[keys].equals(local[keys])
+    for column in ("output", "prediction", "invalid", "truncated"):
+        assert (api[column] == local[column]).all(), column
+    assert local.truncated.any()  # a random model rarely stops within 3 tokens: the budget is exercised
