@@ -29,15 +29,16 @@ DEFAULT = ("lstm-ref@512", "transformer-ref@128", "transformer-mix@128")
 
 def verdicts(net, arr: np.ndarray) -> np.ndarray:
     """Per read (row-major, as ``language.extract_reads``): right by strict choice."""
+    from ffbench import rules
     from ffbench.train.model import encode_array
-    from ffbench.train.trainer import read_predictions, wrong_reads
+    from ffbench.train.trainer import read_logprobs
 
-    margin, _ = read_predictions(net, encode_array(arr), batch_size=64)
-    return ~wrong_reads(margin, language.extract_reads(arr).target)
+    return rules.choice_correct(read_logprobs(net, encode_array(arr), batch_size=64),
+                                language.extract_reads(arr).target)
 
 
 def profile(name: str, length: int) -> None:
-    from ffbench.train.trainer import load_checkpoint
+    from ffbench.train.checkpoint import load_checkpoint
 
     net, _ = load_checkpoint(resolve(name), "cpu")
     arr, cols = stress.sample_suite(length)
