@@ -91,7 +91,7 @@ def main() -> None:
     ap.add_argument("--top-logprobs", type=int, default=None, help="--vs-forward: vllm's top_logprobs (default 20)")
     ap.add_argument("--also-k", default="", metavar="K,K",
                     help="--vs-forward: also time vLLM's prefill with prompt log-probabilities at these top-k "
-                         "(vLLM alone, to show how its cost grows with k)")
+                         "(vLLM alone, to show how its cost grows with k; at most vLLM's max_logprobs, 20)")
     ap.add_argument("--vocab", type=int, default=None,
                     help="--vs-forward: pad the hf/vllm model's vocabulary to this size with unused characters "
                          "(a real model's output layer; default: ffbench's character tokenizer alone, 18 tokens)")
@@ -336,6 +336,8 @@ def bench_vllm(model_dir: Path, args) -> Timings:
     bare = SamplingParams(max_tokens=1, temperature=0.0, detokenize=False, skip_reading_prefix_cache=True)
     asked = backend._scoring_params(backend.top_logprobs)
     extra_k = [int(k) for k in args.also_k.split(",") if k.strip()]
+    if any(k > 20 for k in extra_k):
+        raise SystemExit(f"--also-k {args.also_k}: vLLM refuses prompt log-probabilities above max_logprobs (20)")
 
     def engine(params):
         for ids in shards:
