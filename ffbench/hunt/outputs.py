@@ -215,7 +215,7 @@ def format_summary(summary: dict, out: str) -> str:
                              f"{row['yield_ratio_at_least']:,.0f}x")
         if iid.get("reason"):
             lines.append(f"  i.i.d. comparison: {iid['reason']}")
-        for row in summary["families"][:4]:
+        for row in summary["families"]:  # every family (at most seven), with the reads each got
             lines.append(f"  {row['family']}: {row['glitches']:,} glitches in {row['reads']:,} reads "
                          f"({row['glitches_per_read']:.3g} per read)")
         short = g.get("shortest")
