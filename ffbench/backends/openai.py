@@ -228,13 +228,17 @@ class OpenAIBackend(Backend):
             i, k = divmod(j, len(choices))
             lp = body["choices"][0]["logprobs"]
             start = len(prompts[i])
-            total = 0.0
-            for off, tok, value in zip(lp["text_offset"], lp["tokens"], lp["token_logprobs"]):
+            total, found = 0.0, 0
+            for off, tok, value in zip(echo_offsets(lp, prompts[i] + choices[k]), lp["tokens"], lp["token_logprobs"]):
                 if start <= off < start + len(choices[k]):
                     total += value
+                    found += len(tok)
                 elif off < start < off + len(tok):
                     raise FFBenchError("the server's tokenizer merges the answer with the text before it; "
                                        "use a rendering whose answers start a token (e.g. symbolic_spaced)")
+            if found != len(choices[k]):  # never score an answer the echo does not spell (a tie would be "wrong")
+                raise FFBenchError(f"the server's echoed tokens do not spell the answer {choices[k]!r} where the "
+                                   "prompt ends; its token offsets do not match the text sent")
             out[i, k] = total
         return out
 
@@ -260,6 +264,26 @@ def chat_generation(body: dict) -> Generation:
                       reasoning=reasoning or None)
 
 
+def echo_offsets(lp: dict, text: str) -> np.ndarray:
+    """The echoed tokens' character offsets into ``text``, the prompt that was sent.
+
+    A server may echo tokens the text does not contain in front of it, a beginning-of-sequence
+    token above all, and still count their characters in ``text_offset`` (vLLM echoes ``<s>`` at
+    offset 0 and the text's first character at offset 3). When leading tokens are such extras (the
+    remaining tokens spell the text from its start) the offsets are shifted back by their length,
+    so the extras get negative offsets and every span lands on the characters it names.
+    """
+    offsets = np.asarray(lp["text_offset"], dtype=np.int64)
+    tokens = lp["tokens"]
+    head = text[:64]
+    if not head or "".join(tokens[:len(head)]).startswith(head):
+        return offsets
+    for lead in range(1, min(3, len(tokens))):
+        if "".join(tokens[lead:lead + len(head)]).startswith(head):
+            return offsets - int(offsets[lead])
+    return offsets
+
+
 def dense_from_echo(lp: dict, text: str, spans: np.ndarray, choices: tuple[str, ...], k: int) -> SpanScores:
     """Span scores from an echoed prompt's token strings, log-probabilities and top-k alternatives,
     through the same exactness rules as every other dense pass (:func:`tokenized.dense_scores`).
@@ -270,7 +294,7 @@ def dense_from_echo(lp: dict, text: str, spans: np.ndarray, choices: tuple[str, 
     which the pass knows exactly when it is in the top-k at that position (an upper bound, the k-th
     value, when the top-k is full and it is not).
     """
-    offsets = np.asarray(lp["text_offset"], dtype=np.int64)
+    offsets = echo_offsets(lp, text)
     tokens, values, tops = lp["tokens"], lp["token_logprobs"], lp["top_logprobs"]
     n_prompt = int(np.searchsorted(offsets, len(text), side="left"))
     vocab: dict[str, int] = {}
