@@ -40,8 +40,9 @@ SERVED = "tiny-llama"
 def llama(tmp_path_factory):
     from tests.models import build_tiny_model
 
-    # No BOS: vLLM's echoed text_offset counts BOS characters that the text lacks.
-    return build_tiny_model(tmp_path_factory.mktemp("m") / "llama", "llama", bos=False)
+    # With BOS, as most Llama tokenizers: vLLM's echo returns '<s>' first and counts its characters in
+    # text_offset though the text lacks them, which the openai/ echo path must see past.
+    return build_tiny_model(tmp_path_factory.mktemp("m") / "llama", "llama", bos=True)
 
 
 def _free_port() -> int:
@@ -54,7 +55,9 @@ def _free_port() -> int:
 def chat_template(tmp_path_factory):
     """The one chat template both the server and ``vllm/ --chat-template PATH`` apply."""
     template = tmp_path_factory.mktemp("tpl") / "chat.jinja"
-    template.write_text("{%- for m in messages %}{{ m['role'] }}: {{ m['content'] }}{{ '\\n' }}{% endfor -%}"
+    # BOS written by the template: the server tokenizes chat prompts without adding special tokens,
+    # and ffbench puts BOS in exactly once whatever the template does.
+    template.write_text("{{ bos_token }}{%- for m in messages %}{{ m['role'] }}: {{ m['content'] }}{{ '\\n' }}{% endfor -%}"
                         "{%- if add_generation_prompt %}assistant: {% endif -%}")
     return template
 
