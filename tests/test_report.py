@@ -624,3 +624,23 @@ def test_hunt_report_renders_in_a_real_browser(hunt_report, tmp_path):
     log = _chromium(tmp / "report.html", tmp_path / "hunt.png")
     assert [line for line in log.splitlines() if ":CONSOLE" in line] == []
     assert len((tmp_path / "hunt.png").read_bytes()) > 20_000
+
+
+def test_a_sweep_of_one_config_names_its_budget_and_suites_keep_the_summary_order(tmp_path):
+    import csv
+
+    from ffbench.report.data import load_sweep
+
+    cfg = {"model": {"arch": "lstm", "hidden": 128}, "steps": 500, "lr": 0.001, "data_seed": 0, "init_seed": 0}
+    path = tmp_path / "table.csv"
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["run_id", "config", "arch", "data_seed", "init_seed", "sparse_reads", "sparse_errors",
+                    "in_dist_reads", "in_dist_errors", "dense_reads", "dense_errors"])
+        for seed in (0, 1):
+            w.writerow([f"r{seed}", json.dumps({**cfg, "data_seed": seed, "init_seed": seed}), "lstm", seed, seed,
+                        10, seed, 20, 0, 30, 0])
+    sweep = load_sweep(str(path))
+    assert [r.config for r in sweep.replicates] == ["lstm steps=500 lr=0.001"] * 2
+    assert sweep.suites == ["in_dist", "sparse", "dense"]
+    assert sweep.replicates[1].counts["sparse"] == (1, 10)

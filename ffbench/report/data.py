@@ -96,6 +96,7 @@ def load_sweep(path: str) -> Sweep:
     configs = [json.loads(r["config"]) for r in rows]
     labels = _config_labels(configs)
     suites = [c[:-len("_errors")] for c in rows[0] if c.endswith("_errors")]
+    suites.sort(key=lambda name: SUITE_ORDER.index(name) if name in SUITE_ORDER else len(SUITE_ORDER))
     sweep = Sweep(p.name if p.is_dir() else p.stem, str(p))
     for row, label in zip(rows, labels):
         counts = {s: (int(row[f"{s}_errors"]), int(row[f"{s}_reads"])) for s in suites
@@ -114,15 +115,21 @@ def _flatten(cfg: dict, prefix: str = "") -> dict:
     return out
 
 
+BUDGET_KEYS = ("steps", "lr")
+SUITE_ORDER = ("in_dist", "sparse", "dense")  # as the summary table lists them
+
+
 def _config_labels(configs: list[dict]) -> list[str]:
     """Name each config by what differs between the sweep's configs (seeds excluded)."""
     flat = [_flatten(c) for c in configs]
     keys = sorted({k for f in flat for k in f} - {"data_seed", "init_seed"})
     varying = [k for k in keys if len({json.dumps(f.get(k)) for f in flat}) > 1]
+    # The training budget is always named, so a sweep of one config still says what it trained.
+    named = [k for k in BUDGET_KEYS if k in keys and k not in varying] + varying
     labels = []
     for f in flat:
         base = f"{f.get('model.arch', 'model')}"
-        parts = [f"{k.split('.')[-1]}={f.get(k)}" for k in varying if k != "model.arch"]
+        parts = [f"{k.split('.')[-1]}={f.get(k)}" for k in named if k != "model.arch"]
         labels.append(" ".join([base] + parts))
     return labels
 
