@@ -180,6 +180,25 @@ def _unique(values) -> tuple:
 
 
 # ----------------------------------------------------------------------------- documents
+def final_read_docs(arr: np.ndarray, template, demo, ask: str, cell: dict, first_index: int = 0) -> list[dict]:
+    """One document per sequence of ``arr``: its final read as a question (context, choices, gold,
+    answer), the read's identity in ``ffbench run``'s samples (``seq_index`` counts from
+    ``first_index``), and the ``cell`` fields every document of the set shares."""
+    reads = language.extract_reads(arr)
+    final = np.searchsorted(reads.seq_index, np.arange(arr.shape[0]), side="right") - 1
+    docs = []
+    for i, seq in enumerate(language.to_strings(arr)):
+        rendered = render.render(arr[i], template, demo=demo)
+        last = len(rendered.targets) - 1
+        gold = int(rendered.targets[last])
+        docs.append({"context": rendered.prompt(last) + ask, "choices": list(rendered.choices), "gold": gold,
+                     "answer": rendered.choices[gold].strip(), **cell, "seq_index": first_index + i,
+                     "read_index": int(reads.read_index[final[i]]),
+                     "write_distance": int(reads.write_distance[final[i]]), "render": template.name,
+                     "sequence": seq})
+    return docs
+
+
 def build_docs(rendering: str, params: Params, generate: bool = False) -> list[dict]:
     """One document per sequence (its final read), interleaved across the (length, p_ignore) cells.
 
@@ -193,29 +212,9 @@ def build_docs(rendering: str, params: Params, generate: bool = False) -> list[d
     per_cell = []
     for length, p in params.cells():
         arr = language.sample(language.FFL.from_p_ignore(p, length), params.num_sequences, params.seed)
-        reads = language.extract_reads(arr)
-        final = np.searchsorted(reads.seq_index, np.arange(arr.shape[0]), side="right") - 1
-        docs = []
-        for i, seq in enumerate(language.to_strings(arr)):
-            rendered = render.render(arr[i], template, demo=demo)
-            last = len(rendered.targets) - 1
-            gold = int(rendered.targets[last])
-            docs.append({
-                "context": rendered.prompt(last) + ask,
-                "choices": list(rendered.choices),
-                "gold": gold,
-                "answer": rendered.choices[gold].strip(),
-                "length": int(length),
-                "p_ignore": float(p),
-                "suite": f"ffl{p:g}",  # ffbench run's label for this set
-                "seed": params.seed,
-                "seq_index": i,
-                "read_index": int(reads.read_index[final[i]]),
-                "write_distance": int(reads.write_distance[final[i]]),
-                "render": template.name,
-                "sequence": seq,
-            })
-        per_cell.append(docs)
+        cell = {"length": int(length), "p_ignore": float(p), "suite": f"ffl{p:g}",  # ffbench run's label
+                "seed": params.seed}
+        per_cell.append(final_read_docs(arr, template, demo, ask, cell))
     return [docs[i] for i in range(params.num_sequences) for docs in per_cell]
 
 
@@ -621,32 +620,10 @@ def build_stress_docs(rendering: str, params: StressParams) -> list[dict]:
     for length in params.lengths:
         offset = 0
         for point, arr in stress.iter_suite(length, params.seed, params.per_point):
-            reads = language.extract_reads(arr)
-            final = np.searchsorted(reads.seq_index, np.arange(arr.shape[0]), side="right") - 1
             axis = stress.FAMILIES[point.family].axis
-            docs = []
-            for i, seq in enumerate(language.to_strings(arr)):
-                rendered = render.render(arr[i], template, demo=demo)
-                last = len(rendered.targets) - 1
-                gold = int(rendered.targets[last])
-                docs.append({
-                    "context": rendered.prompt(last),
-                    "choices": list(rendered.choices),
-                    "gold": gold,
-                    "answer": rendered.choices[gold].strip(),
-                    "length": int(length),
-                    "suite": "stress",
-                    "family": point.family,
-                    "point": point.id,
-                    "axis": axis,
-                    "value": _value_text(point.params[axis]),
-                    "seed": params.seed,
-                    "seq_index": offset + i,
-                    "read_index": int(reads.read_index[final[i]]),
-                    "write_distance": int(reads.write_distance[final[i]]),
-                    "render": template.name,
-                    "sequence": seq,
-                })
+            cell = {"length": int(length), "suite": "stress", "family": point.family, "point": point.id,
+                    "axis": axis, "value": _value_text(point.params[axis]), "seed": params.seed}
+            docs = final_read_docs(arr, template, demo, "", cell, first_index=offset)
             offset += arr.shape[0]
             groups.append(docs)
     return [g[j] for j in range(max(map(len, groups), default=0)) for g in groups if j < len(g)]

@@ -7,9 +7,9 @@ import pytest
 
 from ffbench import api, preflight, prompting, render
 from ffbench.backends.base import NO_CHOICE, Generation
-from ffbench.cli import main
 from ffbench.errors import UsageError
 from ffbench.scoring import interpret
+from tests.test_cli import run_main
 
 CHAT = render.load_template("chat")
 LIGHT = render.load_template("lightswitch_chat")
@@ -128,16 +128,6 @@ def test_native_dry_run_estimate_is_marked_and_matches_the_run(tmp_path):
 
 
 # ----------------------------------------------------------------------------- CLI usage errors
-def run_main(capsys, *args) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 @pytest.mark.parametrize("extra, fragment", [
     (["--chat-template", "no/such/file.jinja"], "--chat-template must be auto, none or a Jinja file"),
     (["--chat-template", "TEMPLATE"], "applies to models ffbench tokenizes"),
