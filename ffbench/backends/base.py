@@ -147,10 +147,18 @@ class Backend:
         """What :meth:`context_length` will say, read without loading weights (None: unknown)."""
         return None
 
+    # Whether :meth:`score_per_read` reads every single-token answer from one request of the prompt
+    # alone (hf/: one forward pass; vllm/: the answers named in one request) instead of one request
+    # per answer.
+    single_token_answers_in_one_request: bool = False
+
     @classmethod
     def per_read_cost(cls, prompt_tokens: int, choice_tokens: tuple[int, ...]) -> tuple[int, int]:
         """(requests, prompt tokens) that :meth:`score_per_read` sends for one read whose prompt has
-        ``prompt_tokens`` tokens: by default one request per answer, the prompt followed by it."""
+        ``prompt_tokens`` tokens: one request per answer, the prompt followed by it, unless the
+        answers are single tokens and the backend reads them all from one request of the prompt."""
+        if cls.single_token_answers_in_one_request and all(n == 1 for n in choice_tokens):
+            return 1, prompt_tokens
         return len(choice_tokens), len(choice_tokens) * prompt_tokens + sum(choice_tokens)
 
     @classmethod

@@ -43,6 +43,7 @@ class HFBackend(Backend):
     supports_dense = True
     hub_models = True
     applies_chat_templates = True
+    single_token_answers_in_one_request = True  # one forward pass of the prompt
     default_max_batch_tokens = 16384
 
     @classmethod
@@ -80,12 +81,6 @@ class HFBackend(Backend):
                                                  trust_remote_code=bool(args.get("trust_remote_code")))
         except OSError as exc:
             raise FFBenchError(f"cannot load the tokenizer of model {model!r}: {str(exc).splitlines()[0]}") from None
-
-    @classmethod
-    def per_read_cost(cls, prompt_tokens: int, choice_tokens: tuple[int, ...]) -> tuple[int, int]:
-        if all(n == 1 for n in choice_tokens):  # one pass of the prompt gives every single-token answer
-            return 1, prompt_tokens
-        return super().per_read_cost(prompt_tokens, choice_tokens)
 
     @classmethod
     def context_before_load(cls, model: str, args: dict) -> int | None:
