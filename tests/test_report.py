@@ -370,14 +370,6 @@ def test_stress_failing_reads_are_the_first_failures(stress_report):
     assert 'class="tok r this"' not in failures
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (Debian: apt-get install chromium)")
-def test_stress_report_renders_in_a_real_browser(stress_report, tmp_path):
-    _, tmp = stress_report
-    log = _chromium(tmp / "report.html", tmp_path / "stress.png")
-    assert [line for line in log.splitlines() if ":CONSOLE" in line] == []
-    assert len((tmp_path / "stress.png").read_bytes()) > 20_000
-
-
 # ----------------------------------------------------------------------------- truncated replies
 def test_truncated_replies_have_a_column_a_note_and_a_tag(tmp_path):
     import pyarrow.compute as pc
@@ -619,11 +611,12 @@ def test_a_broken_hunt_summary_is_one_line(tmp_path):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (Debian: apt-get install chromium)")
-def test_hunt_report_renders_in_a_real_browser(hunt_report, tmp_path):
-    _, tmp = hunt_report
-    log = _chromium(tmp / "report.html", tmp_path / "hunt.png")
+@pytest.mark.parametrize("report", ["stress_report", "hunt_report"])
+def test_section_reports_render_in_a_real_browser(report, request, tmp_path):
+    _, tmp = request.getfixturevalue(report)
+    log = _chromium(tmp / "report.html", tmp_path / "shot.png")
     assert [line for line in log.splitlines() if ":CONSOLE" in line] == []
-    assert len((tmp_path / "hunt.png").read_bytes()) > 20_000
+    assert len((tmp_path / "shot.png").read_bytes()) > 20_000
 
 
 def test_a_sweep_of_one_config_names_its_budget_and_suites_keep_the_summary_order(tmp_path):

@@ -14,8 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from ffbench.errors import FFBenchError
+from ffbench.language import SUITE_GROUPS
 from ffbench.schema import CellResult, RunResults
 from ffbench.sources import SequenceStore
+
+SUITE_ORDER = SUITE_GROUPS["paper"]  # in_dist, sparse, dense: how tables and plots order suites
 
 
 @dataclass
@@ -41,7 +44,7 @@ class Model:
             mine = [(run, c) for c in run.results if c.key not in seen]
             seen.update(c.key for c in run.results)
             out += mine
-        suites = list(dict.fromkeys(["in_dist", "sparse", "dense"] + [c.suite for _, c in out]))
+        suites = list(dict.fromkeys([*SUITE_ORDER] + [c.suite for _, c in out]))
         return sorted(out, key=lambda rc: (suites.index(rc[1].suite), rc[1].length, rc[1].p_ignore or 0,
                                            rc[1].render, rc[1].scoring, rc[1].variant))
 
@@ -116,7 +119,6 @@ def _flatten(cfg: dict, prefix: str = "") -> dict:
 
 
 BUDGET_KEYS = ("steps", "lr")
-SUITE_ORDER = ("in_dist", "sparse", "dense")  # as the summary table lists them
 
 
 def _config_labels(configs: list[dict]) -> list[str]:
