@@ -243,9 +243,10 @@ class HFBackend(Backend):
         cids = self.choice_ids(choices)
         tokens = answer_tokens(cids)
         prompt_ids = [ids for ids, _ in encode(self.tokenizer, prompts)]
-        self._fits([len(p) + (0 if all(len(c) == 1 for c in cids) else max(len(c) for c in cids)) for p in prompt_ids])
+        single = all(len(c) == 1 for c in cids)  # one pass of the prompt gives every single-token choice
+        self._fits([len(p) + (0 if single else max(len(c) for c in cids)) for p in prompt_ids])
         out = np.zeros((len(prompts), len(choices)))
-        if all(len(c) == 1 for c in cids):  # one pass of the prompt gives every single-token choice
+        if single:
             tables = self._forward_tables(prompt_ids, [np.array([len(p) - 1]) for p in prompt_ids], tokens)
             for i, (p, table) in enumerate(zip(prompt_ids, tables)):
                 out[i] = table.logprobs(np.full(len(cids), len(p) - 1), np.array([c[0] for c in cids]))[0]
