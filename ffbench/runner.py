@@ -341,10 +341,7 @@ def _score(p: Plan, rd: RunDir, backend, work, ctl: Controller, progress: bool, 
                 table = score_shard(backend, p, cell, start, stop)
                 usage = {k: v - before.get(k, 0) for k, v in backend.usage.as_dict().items()
                          if isinstance(v, (int, float))}
-                rd.write_shard(cid, start, table, usage)
-                correct = table.column("correct").to_numpy()
-                ctl.observe(cid, int(correct.size - correct.sum()), int(correct.size), stop - start, usage,
-                            _where(cell, start, stop))
+                _keep(p, rd, ctl, cell, start, stop, table, usage)
                 if bar is not None:
                     bar.update(stop - start)
             if bar is not None:
@@ -357,6 +354,15 @@ def _score(p: Plan, rd: RunDir, backend, work, ctl: Controller, progress: bool, 
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted: {rd.shard_count()} of {total} shards are kept in {rd.path}; rerun the "
                           "same command to resume") from None
+
+
+def _keep(p: Plan, rd: RunDir, ctl: Controller, cell: Cell, start: int, stop: int, table, usage: dict) -> None:
+    """Write a scored shard, then let run control see its reads (so a stop never loses a kept shard)."""
+    cid = p.cell_id(cell)
+    rd.write_shard(cid, start, table, usage)
+    correct = table.column("correct").to_numpy()
+    ctl.observe(cid, int(correct.size - correct.sum()), int(correct.size), stop - start, usage,
+                _where(cell, start, stop))
 
 
 def _score_pool(p: Plan, rd: RunDir, pool, work, ctl: Controller, progress: bool, echo=print) -> None:
@@ -374,10 +380,7 @@ def _score_pool(p: Plan, rd: RunDir, pool, work, ctl: Controller, progress: bool
     try:
         for (k, start, stop), table, usage in pool.imap(shards, go_on=lambda k: ctl.open(p.cell_id(p.cells[k]))):
             cell = p.cells[k]
-            rd.write_shard(p.cell_id(cell), start, table, usage)
-            correct = table.column("correct").to_numpy()
-            ctl.observe(p.cell_id(cell), int(correct.size - correct.sum()), int(correct.size), stop - start, usage,
-                        _where(cell, start, stop))
+            _keep(p, rd, ctl, cell, start, stop, table, usage)
             if bar is not None:
                 bar.update(stop - start)
     except KeyboardInterrupt:
