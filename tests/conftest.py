@@ -17,6 +17,18 @@ HAS_TORCH = importlib.util.find_spec("torch") is not None and importlib.util.fin
 needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="torch and transformers not installed (pip install 'ffbench[hf]')")
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module's tests: tiny models train fastest on one thread on a shared
+    machine, and bitwise equality (kill-and-resume) holds only for a fixed thread count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_gpt2(tmp_path_factory):
     if not HAS_TORCH:

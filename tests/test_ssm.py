@@ -8,17 +8,7 @@ import pytest
 
 from tests.conftest import needs_torch
 
-pytestmark = needs_torch
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [needs_torch, pytest.mark.usefixtures("one_thread")]
 
 
 def _sequential(a, b, h0=None, reverse=False):

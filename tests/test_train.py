@@ -12,18 +12,7 @@ import pytest
 
 from tests.conftest import needs_torch
 
-pytestmark = needs_torch
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models train fastest (and reproducibly) on one thread, above all on a shared machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [needs_torch, pytest.mark.usefixtures("one_thread")]
 
 
 def _cfg(**kw):

@@ -16,7 +16,8 @@ import pytest
 
 from tests.conftest import needs_torch
 
-pytestmark = needs_torch
+pytestmark = [needs_torch, pytest.mark.usefixtures("one_thread")]
+
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 150
@@ -26,16 +27,6 @@ ARGS = ["train", "--arch", "transformer", "--layers", "1", "--width", "32", "--h
         "--steps", str(STEPS), "--batch-size", "8", "--lr", "3e-3", "--attn-dropout", "0.1", "--mlp-dropout", "0.1",
         "--embd-dropout", "0.1", "--save-every", "5", "--no-progress", "--device", "cpu"]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Bitwise equality holds for a fixed thread count; the subprocesses get OMP_NUM_THREADS=1."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
