@@ -20,19 +20,12 @@ from ffbench.backends.base import (
     Generation,
     ScoreRequest,
     SpanScores,
-    align_spans,
     check_fits,
     check_model_path,
 )
 from ffbench.backends.hub import require_hub_model
-from ffbench.backends.tokenized import (
-    LogprobTable,
-    answer_tokens,
-    batch_scores,
-    choice_token_ids,
-    encode,
-    needed_positions,
-)
+from ffbench.backends.incontext import per_read_inputs, plan_dense, require_split
+from ffbench.backends.tokenized import LogprobTable, encode
 from ffbench.errors import FFBenchError, UsageError
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -65,7 +58,7 @@ class HFBackend(Backend):
                                              trust_remote_code=bool(args.get("trust_remote_code")))
         except Exception:  # noqa: BLE001 - not resolvable without loading: the loader reports it
             return None
-        get = lambda *names: next((int(getattr(cfg, n)) for n in names if getattr(cfg, n, None)), 0)  # noqa: E731
+        get = lambda *names: next((int(getattr(cfg, n)) for n in names if getattr(cfg, n, None)), 0)
         heads, width = get("num_attention_heads", "n_head"), get("hidden_size", "n_embd")
         layers, vocab = get("num_hidden_layers", "n_layer"), get("vocab_size")
         return 4 * (tokens * tokens * (heads + 1) + tokens * width * (16 + layers) + 3 * vocab * min(tokens, 4096))
@@ -132,7 +125,6 @@ class HFBackend(Backend):
         self._torch = torch
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else (
             self.tokenizer.eos_token_id or 0)
-        self._choice_cache: dict[tuple[str, ...], tuple[tuple[int, ...], ...]] = {}
         # A scoring pass never reuses its key/value cache: not building one saves a copy per layer.
         self._no_cache = {"use_cache": False} if _accepts(self.lm.forward, "use_cache") else {}
 
@@ -153,11 +145,6 @@ class HFBackend(Backend):
     def _fits(self, lengths, new_tokens: int = 0) -> None:
         if lengths:
             check_fits(f"{self.provider}/{self.model}", max(lengths), self.context_length(), new_tokens)
-
-    def choice_ids(self, choices: tuple[str, ...]) -> tuple[tuple[int, ...], ...]:
-        if choices not in self._choice_cache:
-            self._choice_cache[choices] = choice_token_ids(self.tokenizer, choices)
-        return self._choice_cache[choices]
 
     def _batches(self, lengths: list[int]):
         """Index batches whose padded size stays within the token budget (longest first)."""
@@ -229,37 +216,43 @@ class HFBackend(Backend):
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
+    def _encoder(self, texts: list[str]):
+        return encode(self.tokenizer, texts, offsets=True)
+
     def score_dense(self, requests: list[ScoreRequest]) -> list[SpanScores]:
-        encoded = encode(self.tokenizer, [r.text for r in requests], offsets=True)
+        encoded = self._encoder([r.text for r in requests])
         self._fits([len(ids) for ids, _ in encoded])
-        aligned = [align_spans(offsets, r.spans) for (_, offsets), r in zip(encoded, requests)]
-        positions = [needed_positions(a, len(ids)) for a, (ids, _) in zip(aligned, encoded)]
-        choice_ids = [self.choice_ids(r.choices) for r in requests]
-        tokens = answer_tokens(tuple(c for cids in set(choice_ids) for c in cids))
-        tables = self._forward_tables([ids for ids, _ in encoded], positions, tokens)
-        return batch_scores([ids for ids, _ in encoded], aligned, choice_ids, tables, self._decode)
+        plan = plan_dense(self._encoder, [r.text for r in requests], encoded, [r.spans for r in requests],
+                          [r.choices for r in requests])
+        tables = self._forward_tables([ids for ids, _ in encoded], plan.positions(encoded), plan.tokens())
+        return plan.score(encoded, tables, [len(r.choices) for r in requests], self._decode)
 
     def score_per_read(self, prompts: list[str], choices: tuple[str, ...]) -> np.ndarray:
-        cids = self.choice_ids(choices)
-        tokens = answer_tokens(cids)
-        prompt_ids = [ids for ids, _ in encode(self.tokenizer, prompts)]
-        single = all(len(c) == 1 for c in cids)  # one pass of the prompt gives every single-token choice
-        self._fits([len(p) + (0 if single else max(len(c) for c in cids)) for p in prompt_ids])
+        """Each answer's log-probability after each prompt, the answer tokenized together with the
+        prompt (:mod:`ffbench.backends.incontext`): one pass of the context when every answer is a
+        single token there, else one pass per answer."""
+        reads = [require_split(p, x, choices) for p, x in zip(prompts, per_read_inputs(self._encoder, prompts, choices))]
+        tokens = np.unique(np.array([t for x in reads for a in x.answers for t in a], dtype=np.int64))
         out = np.zeros((len(prompts), len(choices)))
-        if single:
-            tables = self._forward_tables(prompt_ids, [np.array([len(p) - 1]) for p in prompt_ids], tokens)
-            for i, (p, table) in enumerate(zip(prompt_ids, tables)):
-                out[i] = table.logprobs(np.full(len(cids), len(p) - 1), np.array([c[0] for c in cids]))[0]
-            return out
+        self._fits([len(x.context) + max(len(a) for a in x.answers) for x in reads])
         seqs, positions, owners = [], [], []
-        for i, p in enumerate(prompt_ids):
-            for k, c in enumerate(cids):
-                seqs.append(list(p) + list(c))
-                positions.append(np.arange(len(p) - 1, len(p) - 1 + len(c)))
+        for i, x in enumerate(reads):
+            if all(len(a) == 1 for a in x.answers):  # one pass of the context gives every answer
+                seqs.append(list(x.context))
+                positions.append(np.array([len(x.context) - 1]))
+                owners.append((i, -1))
+                continue
+            for k, a in enumerate(x.answers):
+                seqs.append(list(x.context) + list(a))
+                positions.append(np.arange(len(x.context) - 1, len(x.context) - 1 + len(a)))
                 owners.append((i, k))
         for (i, k), pos, table in zip(owners, positions, self._forward_tables(seqs, positions, tokens)):
-            values = table.logprobs(pos, np.array(cids[k]))[0].astype(np.float32)
-            out[i, k] = float(sum(values))  # summed in float32, token by token
+            x = reads[i]
+            if k < 0:
+                out[i] = table.logprobs(np.full(len(x.answers), pos[0]), np.array([a[0] for a in x.answers]))[0]
+            else:
+                values = table.logprobs(pos, np.array(x.answers[k]))[0].astype(np.float32)
+                out[i, k] = float(sum(values))  # summed in float32, token by token
         return out
 
     def generate(self, prompts: list[str], max_new_tokens: int) -> list[Generation]:

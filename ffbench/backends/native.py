@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ffbench.backends.base import Backend, Generation, ScoreRequest, SpanScores, align_spans
-from ffbench.backends.tokenized import LogprobTable, answer_tokens, batch_scores, needed_positions
+from ffbench.backends.base import Backend, Generation, ScoreRequest, SpanScores
+from ffbench.backends.incontext import plan_dense
+from ffbench.backends.tokenized import LogprobTable
 from ffbench.errors import FFBenchError, UsageError
 from ffbench.resources import BASELINES_DIR
 from ffbench.tokenizer import DEFAULT_CHARS
@@ -111,8 +112,8 @@ class NativeBackend(Backend):
         super().__init__(model)
         import torch
 
-        from ffbench.train.model import STOI
         from ffbench.train.checkpoint import load_checkpoint
+        from ffbench.train.model import STOI
 
         check_device(device)
         self._torch = torch
@@ -221,20 +222,20 @@ class NativeBackend(Backend):
             return np.zeros((0, len(tokens)), np.float32), np.zeros(0, np.int64)
         return np.concatenate(values), np.concatenate(tops)
 
-    def score_dense(self, requests: list[ScoreRequest]) -> list[SpanScores]:
-        ids = [self._ids(r.text) for r in requests]
-        aligned, positions = [], []
-        for r, seq in zip(requests, ids):
-            offsets = np.stack([np.arange(len(seq)), np.arange(1, len(seq) + 1)], axis=1)
-            aligned.append(align_spans(offsets, r.spans))
-            positions.append(needed_positions(aligned[-1], len(seq)))
-        choice_ids = [self._choice_ids(r.choices) for r in requests]
-        tokens = answer_tokens(tuple(c for cids in set(choice_ids) for c in cids))
-        tables = self._tables(ids, positions, tokens)
-        return batch_scores(ids, aligned, choice_ids, tables, self._decode)
+    def _encoder(self, texts: list[str]) -> list[tuple[list[int], np.ndarray]]:
+        """Character ids and offsets: one token per character, so every answer is its own tokens."""
+        out = []
+        for text in texts:
+            ids = self._ids(text)
+            out.append((ids, np.stack([np.arange(len(ids)), np.arange(1, len(ids) + 1)], axis=1)))
+        return out
 
-    def _choice_ids(self, choices: tuple[str, ...]) -> tuple[tuple[int, ...], ...]:
-        return tuple(tuple(self._ids(c)) for c in choices)
+    def score_dense(self, requests: list[ScoreRequest]) -> list[SpanScores]:
+        encoded = self._encoder([r.text for r in requests])
+        plan = plan_dense(self._encoder, [r.text for r in requests], encoded, [r.spans for r in requests],
+                          [r.choices for r in requests])
+        tables = self._tables([ids for ids, _ in encoded], plan.positions(encoded), plan.tokens())
+        return plan.score(encoded, tables, [len(r.choices) for r in requests], self._decode)
 
     def score_per_read(self, prompts: list[str], choices: tuple[str, ...]) -> np.ndarray:
         seqs = [self._ids(p) for p in prompts]

