@@ -114,6 +114,10 @@ def score(backend: Backend, rendered: list[Rendered], template: Template, scorin
                 output[j] = reply.text
     if (pred == UNKNOWN).any():
         raise FFBenchError("internal error: a read was left undecided")  # never silently dropped
+    if scoring == "choice" and n > 1 and np.all(margin == 0):
+        raise FFBenchError(f"every one of {n} reads scored by {backend.provider}/{backend.model} is an exact tie (the "
+                           "answers got identical log-probabilities): the scores do not tell the answers apart, so "
+                           "this is not a result; check what the model or server returns for the answers' tokens")
     per_read_mask = np.zeros(n, dtype=bool)
     per_read_mask[todo] = True
     return Outcome(np.where(pred == NO_CHOICE, -1, pred), pred == NO_CHOICE, margin, per_read_mask, output, truncated)

@@ -224,22 +224,10 @@ class OpenAIBackend(Backend):
         payloads = [self._echo_payload(p + c) for p in prompts for c in choices]
         bodies = self.transport.map("completions", payloads)
         out = np.zeros((len(prompts), len(choices)))
-        for j, body in enumerate(bodies):
-            i, k = divmod(j, len(choices))
-            lp = body["choices"][0]["logprobs"]
-            start = len(prompts[i])
-            total, found = 0.0, 0
-            for off, tok, value in zip(echo_offsets(lp, prompts[i] + choices[k]), lp["tokens"], lp["token_logprobs"]):
-                if start <= off < start + len(choices[k]):
-                    total += value
-                    found += len(tok)
-                elif off < start < off + len(tok):
-                    raise FFBenchError("the server's tokenizer merges the answer with the text before it; "
-                                       "use a rendering whose answers start a token (e.g. symbolic_spaced)")
-            if found != len(choices[k]):  # never score an answer the echo does not spell (a tie would be "wrong")
-                raise FFBenchError(f"the server's echoed tokens do not spell the answer {choices[k]!r} where the "
-                                   "prompt ends; its token offsets do not match the text sent")
-            out[i, k] = total
+        m = len(choices)
+        for i, prompt in enumerate(prompts):
+            echoes = [bodies[i * m + k]["choices"][0]["logprobs"] for k in range(m)]
+            out[i] = answers_from_echoes(echoes, prompt, choices)
         return out
 
     def generate(self, prompts: list[str], max_new_tokens: int) -> list[Generation]:
@@ -265,23 +253,71 @@ def chat_generation(body: dict) -> Generation:
 
 
 def echo_offsets(lp: dict, text: str) -> np.ndarray:
-    """The echoed tokens' character offsets into ``text``, the prompt that was sent.
+    """The echoed tokens' character offsets into ``text``, the prompt that was sent, read from the
+    token strings themselves and never from the server's ``text_offset`` alone.
 
-    A server may echo tokens the text does not contain in front of it, a beginning-of-sequence
-    token above all, and still count their characters in ``text_offset`` (vLLM echoes ``<s>`` at
-    offset 0 and the text's first character at offset 3). When leading tokens are such extras (the
-    remaining tokens spell the text from its start) the offsets are shifted back by their length,
-    so the extras get negative offsets and every span lands on the characters it names.
+    Servers differ in what they count: vLLM echoes ``<s>`` in front of the text and counts its
+    characters; llama.cpp counts the SentencePiece dummy-prefix space, so every offset after the
+    first is one too high. The token strings laid end to end must spell the text, after at most a
+    few leading characters the text lacks (such extras get negative offsets); where they do not,
+    no read can be placed on its tokens and the request is refused in one line naming the fault.
     """
-    offsets = np.asarray(lp["text_offset"], dtype=np.int64)
-    tokens = lp["tokens"]
-    head = text[:64]
-    if not head or "".join(tokens[:len(head)]).startswith(head):
-        return offsets
-    for lead in range(1, min(3, len(tokens))):
-        if "".join(tokens[lead:lead + len(head)]).startswith(head):
-            return offsets - int(offsets[lead])
-    return offsets
+    tokens = [t if isinstance(t, str) else "" for t in lp.get("tokens") or []]
+    joined = "".join(tokens)
+    lead = next((k for k in range(0, min(16, len(joined)) + 1) if joined.startswith(text, k)), None)
+    if lead is None:
+        given = np.asarray(lp.get("text_offset") or [], dtype=np.int64)
+        if given.size == len(tokens) and all(text[o:o + len(t)] == t for o, t in zip(given.tolist(), tokens)
+                                             if 0 <= o < len(text)) and _covers(given, tokens, len(text)):
+            return given  # the strings do not join up (e.g. byte pieces) but each sits where the server says
+        first = next((k for k, (x, y) in enumerate(zip(joined, text)) if x != y), min(len(joined), len(text)))
+        raise FFBenchError(f"the server's echoed tokens do not spell the prompt that was sent (they differ at "
+                           f"character {first}: {joined[max(0, first - 10):first + 10]!r} vs "
+                           f"{text[max(0, first - 10):first + 10]!r}); ffbench cannot tell which tokens hold the answers")
+    lengths = np.array([len(t) for t in tokens], dtype=np.int64)
+    return np.cumsum(lengths) - lengths - lead
+
+
+def _covers(offsets: np.ndarray, tokens: list[str], n: int) -> bool:
+    """Whether tokens at ``offsets`` cover characters 0..n without gaps or overlaps."""
+    at = 0
+    for o, t in zip(offsets.tolist(), tokens):
+        if o >= n:
+            break
+        if o < 0:
+            continue
+        if o != at:
+            return False
+        at = o + len(t)
+    return at >= n
+
+
+def answers_from_echoes(echoes: list[dict], prompt: str, choices: tuple[str, ...]) -> np.ndarray:
+    """Each answer's log-probability after ``prompt`` from the echo of prompt + answer, under the
+    one rule for scored text (:mod:`ffbench.backends.incontext`): the continuation starts at the
+    first token that reaches past the prompt, moved back to where the echoes stop agreeing, and
+    must spell the text from there to the answer's end."""
+    start = len(prompt)
+    parsed = []
+    for lp, c in zip(echoes, choices):
+        offsets = echo_offsets(lp, prompt + c)
+        tokens, values = lp["tokens"], lp["token_logprobs"]
+        n = int(np.searchsorted(offsets, len(prompt) + len(c), side="left"))
+        head = next((j for j in range(n) if offsets[j] + len(tokens[j]) > start), n)
+        parsed.append((offsets[:n], tokens[:n], values[:n], head))
+    split = min(int(offsets[head]) if head < len(offsets) else start for offsets, _, _, head in parsed)
+    contexts = {tuple(t for o, t in zip(offsets.tolist(), tokens) if o < split) for offsets, tokens, _, _ in parsed}
+    out = np.zeros(len(choices))
+    for k, ((offsets, tokens, values, _), c) in enumerate(zip(parsed, choices)):
+        keep = offsets >= split
+        spelled = "".join(t for t, ok in zip(tokens, keep) if ok)
+        missing = any(v is None for v, ok in zip(values, keep) if ok)
+        if len(contexts) != 1 or spelled != (prompt + c)[split:] or missing or not keep.any():
+            raise FFBenchError(f"cannot score the answer {c!r} after {prompt[-30:]!r} on this server: its echoed "
+                               f"tokens from character {split} are {[t for t, ok in zip(tokens, keep) if ok]}, which "
+                               f"do not spell {(prompt + c)[split:]!r} after the same context for every answer")
+        out[k] = float(sum(v for v, ok in zip(values, keep) if ok))
+    return out
 
 
 def dense_from_echo(lp: dict, text: str, spans: np.ndarray, choices: tuple[str, ...], k: int) -> SpanScores:
@@ -315,13 +351,15 @@ def dense_from_echo(lp: dict, text: str, spans: np.ndarray, choices: tuple[str, 
         if ids[j] == tok and values[j] is not None:
             return float(values[j]), True
         top = tops[j] or {}
+        if not _names_tokens(top, k):
+            return np.nan, False
         if strings[tok] in top:
             return float(top[strings[tok]]), True
         return (float(min(top.values())), False) if top and len(top) >= k else (np.nan, False)
 
     def top_at(p: int) -> int:
         top = tops[p + 1] if p + 1 < n_prompt else None
-        return intern(max(top, key=top.get)) if top else -1
+        return intern(max(top, key=top.get)) if top and _names_tokens(top, k) else -1
 
     def decode(toks: list[int]) -> str:
         return "".join(strings[t] for t in toks)
@@ -341,6 +379,20 @@ def dense_from_echo(lp: dict, text: str, spans: np.ndarray, choices: tuple[str, 
         return SpanScores(np.zeros((0, len(choices))), np.zeros(0, dtype=np.int64))
     return SpanScores(np.concatenate([r.logprobs for r in rows]), np.concatenate([r.greedy for r in rows]),
                       np.concatenate([r.bound for r in rows]), [t for r in rows for t in r.text])
+
+
+def _names_tokens(top: dict, k: int) -> bool:
+    """Whether a top log-probability dict (keyed by token *strings*) names its tokens unambiguously.
+
+    A server that keys by detokenized string merges tokens that spell alike (llama.cpp: the byte
+    token ``<0x30>`` and the digit ``0``) and keeps one of their values, so it returns fewer keys
+    than asked. Fewer keys are trusted only when they are the whole distribution (a vocabulary
+    smaller than k: the probabilities sum to one); otherwise the position is left to the per-read
+    path, which reads each answer's own token log-probability.
+    """
+    if len(top) >= k:
+        return True
+    return abs(float(np.sum(np.exp(np.fromiter(top.values(), dtype=np.float64)))) - 1.0) < 1e-4
 
 
 def _span_choices(target_ids: list[int], target_tokens: list[str], choices: tuple[str, ...], intern):
