@@ -265,6 +265,8 @@ def _show_model_text(model, rendered, template, scoring, model_args, chat_templa
     shown = preflight.show(ref, rendered, template, scoring, options)
     count = f"{shown.tokens:,} tokens" if shown.exact else f"about {shown.tokens:,} tokens (estimate)"
     click.echo(f"# {ref.spec} receives {shown.what}: {count}")
+    for line in shown.answers:
+        click.echo(f"# answers in context: {line}")
     if system_prompt and not shown.text.count(system_prompt):
         click.echo(f"# system message: {system_prompt}")
     click.echo("# ---- exact text below this line ----")

@@ -162,12 +162,27 @@ class _Counter:
             out += [len(ids) for ids, _ in encode(self.tokenizer, texts[start : start + CHUNK])]
         return out
 
-    def answer_tokens(self, choices: tuple[str, ...]) -> tuple[int, ...]:
+    def answer_tokens(self, choices: tuple[str, ...], prompt: str = "") -> tuple[int, ...]:
+        """Tokens of each answer after ``prompt``, tokenized together with it (the scoring rule of
+        :mod:`ffbench.backends.incontext`); estimated without a tokenizer."""
         if self.tokenizer is None:
             return tuple(max(1, estimate_tokens(c)) for c in choices)
-        from ffbench.backends.tokenized import choice_token_ids
+        return self.in_context([prompt], choices)[0]
 
-        return tuple(len(c) for c in choice_token_ids(self.tokenizer, choices))
+    def in_context(self, prompts: list[str], choices: tuple[str, ...]) -> list[tuple[int, ...]]:
+        """Per prompt, the tokens each answer takes in context (every answer one token when no
+        split leaves them tokens of their own: the scorer refuses such a read)."""
+        if self.tokenizer is None:
+            return [self.answer_tokens(choices)] * len(prompts)
+        from ffbench.backends.incontext import per_read_inputs
+        from ffbench.backends.tokenized import encode
+
+        out: list[tuple[int, ...]] = []
+        for start in range(0, len(prompts), CHUNK):
+            found = per_read_inputs(lambda t: encode(self.tokenizer, t, offsets=True), prompts[start : start + CHUNK],
+                                    choices)
+            out += [tuple(len(a) for a in x.answers) if x else (1,) * len(choices) for x in found]
+        return out
 
 
 def estimate(p, model, prices: Prices | None = None) -> Preflight:
@@ -219,7 +234,8 @@ def _cell(cell, rendered, template, fmt: PromptFormat, options: PromptOptions, c
         est = CellEstimate(mode="dense", requests=len(rendered), prompt_tokens=sum(lengths),
                            generation_budget=echo_token * len(rendered), longest=max(lengths, default=0) + echo_token,
                            **base)
-        answer_tokens = counter.answer_tokens(choices)
+        answer_tokens = counter.answer_tokens(choices, rendered[0].prompt(0) if rendered and len(rendered[0].targets)
+                                              else "")
         est.may_reask = counter.tokenizer is None or not cls.full_logprobs or (
             cell.scoring == "greedy" and max(answer_tokens, default=1) > 1)
         if undecided.size:
@@ -240,8 +256,8 @@ def _add_reasked(est: CellEstimate, rendered, forced, reads: np.ndarray, templat
     """Add the requests that score ``reads`` one by one, as the scorer sends them."""
     choices = rendered[0].choices
     if scoring == "choice":
-        answer_tokens = counter.answer_tokens(choices)
-        for n in counter.lengths(per_read_prompts(forced, reads)):
+        prompts = per_read_prompts(forced, reads)
+        for n, answer_tokens in zip(counter.lengths(prompts), counter.in_context(prompts, choices)):
             requests, tokens = cls.per_read_cost(n, answer_tokens)
             est.requests += requests
             est.prompt_tokens += tokens
@@ -263,18 +279,27 @@ def _dense_pass(forced, counter: _Counter, scoring: str) -> tuple[list[int], np.
     the lengths are estimates and no such read is predicted."""
     if counter.tokenizer is None or not forced:
         return counter.lengths([r.text for r in forced]), np.zeros(0, dtype=np.int64)
-    from ffbench.backends.base import UNKNOWN, align_spans
-    from ffbench.backends.tokenized import choice_token_ids, dense_scores, encode
+    from ffbench.backends.base import UNKNOWN
+    from ffbench.backends.incontext import plan_dense
+    from ffbench.backends.tokenized import LogprobTable, encode
 
-    cids = choice_token_ids(counter.tokenizer, forced[0].choices)
+    def encoder(texts):
+        return encode(counter.tokenizer, texts, offsets=True)
+
     lengths, out, offset = [], [], 0
     for start in range(0, len(forced), CHUNK):
         chunk = forced[start : start + CHUNK]
-        for (ids, offsets), r in zip(encode(counter.tokenizer, [r.text for r in chunk], offsets=True), chunk):
+        encoded = encoder([r.text for r in chunk])
+        plan = plan_dense(encoder, [r.text for r in chunk], encoded, [r.spans for r in chunk],
+                          [r.choices for r in chunk])
+        tokens = plan.tokens()
+        # Every log-probability the pass reads is known; the greedy path follows the sequence's own tokens.
+        tables = [LogprobTable(pos, tokens, np.zeros((len(pos), len(tokens))), np.ones((len(pos), len(tokens)), bool),
+                               np.array([ids[p + 1] if p + 1 < len(ids) else -1 for p in pos.tolist()], dtype=np.int64))
+                  for (ids, _), pos in zip(encoded, plan.positions(encoded))]
+        for (ids, _), r, scores in zip(encoded, chunk, plan.score(encoded, tables, [len(r.choices) for r in chunk],
+                                                                   counter.tokenizer.decode)):
             lengths.append(len(ids))
-            scores = dense_scores(ids, align_spans(offsets, r.spans), cids, logprob_at=lambda p, t: (0.0, True),
-                                  top_at=lambda p, ids=ids: ids[p + 1] if p + 1 < len(ids) else -1,
-                                  decode=counter.tokenizer.decode)
             unknown = np.isnan(scores.logprobs).any(axis=1) if scoring == "choice" else scores.greedy == UNKNOWN
             out.append(np.flatnonzero(unknown) + offset)
             offset += len(r.targets)
@@ -290,6 +315,10 @@ class Shown:
     tokens: int
     exact: bool
     what: str  # which request this is, in words
+    # How the answers tokenize in context (with the model's tokenizer): one line per distinct way,
+    # with the reads it holds for; and how many reads the dense pass cannot decide exactly.
+    answers: list[str] = field(default_factory=list)
+    reasked: int | None = None
 
 
 def show(model, rendered: render.Rendered, template: render.Template, scoring: str,
@@ -305,8 +334,20 @@ def show(model, rendered: render.Rendered, template: render.Template, scoring: s
     wrap = "in the model's chat template" if fmt.chat else "raw text"
     if len(rendered.targets) == 0:
         raise UsageError("the sequence has no read to show")
+    answers: list[str] = []
+    reasked = None
+    if tokenizer is not None:
+        answers = _answers_in_context(tokenizer, per_read_prompts([fmt.teacher_forced(rendered)],
+                                                                  np.arange(len(rendered.targets))), rendered.choices)
     if uses_dense(dense_ok, scoring, fmt.chat, False):
-        text, what = fmt.teacher_forced(rendered).text, f"one pass over the whole sequence ({wrap}), answers included"
+        text = fmt.teacher_forced(rendered).text
+        if tokenizer is not None:
+            reasked = int(_dense_pass([fmt.teacher_forced(rendered)], counter, scoring)[1].size)
+            what = (f"one pass over the whole sequence ({wrap}), answers included; {reasked} of "
+                    f"{len(rendered.targets)} reads need a request of their own after it")
+        else:
+            what = (f"one pass over the whole sequence ({wrap}), answers included, then a request of its own for "
+                    "each read the server's top log-probabilities cannot decide (its tokenizer is unknown here)")
     elif scoring == "choice":
         text = per_read_prompts([fmt.teacher_forced(rendered)], last)[0]
         what = f"the final read's prompt, up to its answer ({wrap})"
@@ -315,4 +356,22 @@ def show(model, rendered: render.Rendered, template: render.Template, scoring: s
         text = questions([rendered], last, template, fmt, asking)[0]
         what = ("the final read's question, sent as the user message (the server applies its chat template)"
                 if chat_api else f"the final read's {'question' if asking else 'continuation prompt'} ({wrap})")
-    return Shown(text, counter.lengths([text])[0], tokenizer is not None, what)
+    return Shown(text, counter.lengths([text])[0], tokenizer is not None, what, answers, reasked)
+
+
+def _answers_in_context(tokenizer, prompts: list[str], choices: tuple[str, ...]) -> list[str]:
+    """One line per distinct way the answers tokenize after these prompts (the scoring rule of
+    :mod:`ffbench.backends.incontext`), with how many reads it holds for."""
+    from collections import Counter
+
+    from ffbench.backends.incontext import per_read_inputs
+    from ffbench.backends.tokenized import encode
+
+    ways: Counter = Counter()
+    for found in per_read_inputs(lambda t: encode(tokenizer, t, offsets=True), prompts, choices):
+        if found is None:
+            ways["no tokens of their own: these reads cannot be scored (ffbench refuses them)"] += 1
+            continue
+        ways["; ".join(f"{c!r} -> {tokenizer.convert_ids_to_tokens(list(a))}"
+                       for c, a in zip(choices, found.answers))] += 1
+    return [f"{way}  ({n} read{'s' if n != 1 else ''})" for way, n in ways.most_common()]

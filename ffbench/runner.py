@@ -623,9 +623,12 @@ def preflight_memory(model: ModelRef, p: Plan, available: int | None = None) -> 
                          "available: use a shorter --length")
     batch_tokens = int(model.args.get("max_batch_tokens") or getattr(model.cls, "default_max_batch_tokens", 0) or 0)
     per_batch = max(1, batch_tokens // max(1, tokens)) if batch_tokens else 1
-    if per_batch * need > budget:
+    per_batch = min(per_batch, len(p.store.sequences(cell.source)))  # never more sequences than the cell has
+    by_batch = getattr(model.cls, "memory_per_batch", None)
+    need_batch = (by_batch(model.name, model.args, tokens, per_batch) if by_batch else None) or per_batch * need
+    if need_batch > budget:
         fit = max(1, budget // need)
-        raise UsageError(f"a batch of {per_batch} sequences of {tokens:,} tokens needs about {_gb(per_batch * need)} "
+        raise UsageError(f"a batch of {per_batch} sequences of {tokens:,} tokens needs about {_gb(need_batch)} "
                          f"and {_gb(available)} is available: pass --max-batch-tokens {fit * tokens} (or less)")
 
 

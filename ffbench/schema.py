@@ -109,6 +109,7 @@ class CellResult:
                "errors": self.errors, "invalid": self.invalid, "truncated": self.truncated,
                "glitch_rate": self.glitch_rate, "accuracy": self.accuracy, "ci95": list(self.ci95),
                "reads_scored_per_read": self.reads_scored_per_read,
+               "per_read_fraction": self.reads_scored_per_read / self.reads if self.reads else 0.0,
                "by_write_distance": list(self.by_write_distance), "by_read_position": list(self.by_read_position),
                "complete": self.complete, "planned_sequences": self.planned_sequences, "stop_reason": self.stop_reason}
         if self.certify is not None:

@@ -38,6 +38,11 @@ def format_table(cells: list[CellResult]) -> str:
         if c.tolerances:
             out += ["", f"stress profile, {c.key.describe()} (exact 95% intervals):"]
             out += [f"  {t['line']}" for t in c.tolerances]
+    asked = [c for c in cells if c.reads_scored_per_read]
+    if asked:
+        out += ["", "reads scored by a request of their own (the dense pass could not decide them exactly):"]
+        out += [f"  {c.key.describe()}: {c.reads_scored_per_read:,} of {c.reads:,} "
+                f"({c.reads_scored_per_read / max(c.reads, 1):.1%})" for c in asked]
     cut = sum(c.truncated for c in cells)
     if cut:
         out += ["", f"{cut:,} read(s) got a reply cut by the token budget before it named an answer (counted as "

@@ -289,12 +289,14 @@ def test_memory_preflight_names_the_batch_flag_that_fits(tmp_path):
     from ffbench.backends import resolve
     from ffbench.errors import UsageError
 
-    cfg = runner.RunConfig(model="ffbench/transformer-ref", suites=["in_dist"], lengths=[2048], num=2)
+    cfg = runner.RunConfig(model="ffbench/transformer-ref", suites=["in_dist"], lengths=[2048], num=100)
     p = runner.plan(cfg)
     ref = resolve("ffbench/transformer-ref")
     one = ref.cls.memory_per_sequence(ref.name, ref.args, 2048)
     runner.preflight_memory(ref, p, available=int(one * 40))  # 32 sequences per batch need 32x: does not fit
     ref.args["max_batch_tokens"] = 2048 * 64
+    few = runner.plan(runner.RunConfig(model="ffbench/transformer-ref", suites=["in_dist"], lengths=[2048], num=2))
+    runner.preflight_memory(ref, few, available=int(one * 4))  # a batch is never more sequences than the cell has
     with pytest.raises(UsageError, match=r"a batch of 64 sequences of 2,048 tokens needs about .* pass "
                                          r"--max-batch-tokens \d+ \(or less\)"):
         runner.preflight_memory(ref, p, available=int(one * 40))

@@ -94,3 +94,33 @@ def test_hf_dense_and_per_read_match_the_reference(family_model, render):
         np.testing.assert_allclose(out.margin, margin, atol=2e-3, err_msg=f"{family} {render} {name}")
     # Dense stays dense: on these families every read is decided by the one pass.
     assert not dense.per_read.any(), (family, render, int(dense.per_read.sum()))
+
+
+@pytest.mark.parametrize("family", ["sp-legacy", "tekken"])
+def test_run_is_dense_and_the_dry_run_and_render_say_so(family, tmp_path, capsys, monkeypatch):
+    """``ffbench run`` on a real tokenizer: every read decided by the one pass (per_read_fraction 0
+    in results.json), the dry run counts exactly the requests and tokens the run sends, and
+    ``render --model`` says how the answers tokenize in context and that no read falls back."""
+    import json
+
+    from tests.test_cli import run_main
+
+    model = build_model(family, tmp_path / "m")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FFBENCH_REGISTRY", str(tmp_path / "registry.sqlite"))
+    args = ["run", "--model", f"hf/{model}", "--suite", "in_dist", "--length", "64", "--num", "6",
+            "--render", ",".join(RENDERS), "--no-progress", "--output-dir", "r"]
+    code, out, err = run_main(capsys, *args, "--dry-run")
+    assert code == 0, err
+    total = [line for line in out.splitlines() if line.startswith("total")][0].split()
+    code, out, err = run_main(capsys, *args)
+    assert code == 0, err
+    results = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert [c["per_read_fraction"] for c in results["results"]] == [0.0] * len(RENDERS)
+    assert "request of their own" not in out
+    assert int(total[1].replace(",", "")) == results["usage"]["requests"] == 6 * len(RENDERS)
+    assert int(total[2].replace(",", "")) == results["usage"]["prompt_tokens"]
+    code, out, err = run_main(capsys, "render", "--model", f"hf/{model}", "--render", "lightswitch", "--length", "16")
+    assert code == 0, err
+    assert "0 of 3 reads need a request of their own" in out, out
+    assert "# answers in context: ' off' -> [" in out, out

@@ -137,6 +137,12 @@ class Backend:
         return None
 
     @classmethod
+    def memory_per_batch(cls, model: str, args: dict, tokens: int, sequences: int) -> int | None:
+        """Peak bytes of one forward call over ``sequences`` sequences of ``tokens`` tokens (None:
+        ``sequences`` times :meth:`memory_per_sequence`)."""
+        return None
+
+    @classmethod
     def load_tokenizer(cls, model: str, args: dict):
         """The model's own tokenizer, loaded without weights (dry runs, ``ffbench render --model``),
         or None when the backend does not tokenize on this side (API models)."""

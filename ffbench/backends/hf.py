@@ -29,6 +29,10 @@ from ffbench.backends.tokenized import LogprobTable, encode
 from ffbench.errors import FFBenchError, UsageError
 
 DTYPES = ("float32", "bfloat16", "float16")
+# Bytes of logits (and their log-softmax) one forward call may hold: a batch whose kept positions
+# times the vocabulary would exceed it is split, so a 131K- or 152K-token vocabulary costs memory
+# in proportion to the reads scored, never to batch x length x vocabulary.
+LOGITS_BUDGET = 1 << 30
 
 
 class HFBackend(Backend):
@@ -50,7 +54,9 @@ class HFBackend(Backend):
 
     @classmethod
     def memory_per_sequence(cls, model: str, args: dict, tokens: int) -> int | None:
-        """Attention scores and mask (T x T per head), activations and the kept logits, in float32."""
+        """Attention scores and mask (T x T per head) and activations, in float32, plus one
+        sequence's share of the logits: a dense pass computes logits only at the positions its reads
+        need, and a batch's logits never exceed :data:`LOGITS_BUDGET` (:meth:`_logit_batches`)."""
         try:
             from transformers import AutoConfig
 
@@ -58,10 +64,20 @@ class HFBackend(Backend):
                                              trust_remote_code=bool(args.get("trust_remote_code")))
         except Exception:  # noqa: BLE001 - not resolvable without loading: the loader reports it
             return None
-        get = lambda *names: next((int(getattr(cfg, n)) for n in names if getattr(cfg, n, None)), 0)
+        get = lambda *names: next((int(getattr(cfg, n)) for n in names if getattr(cfg, n, None)), 0)  # noqa: E731
         heads, width = get("num_attention_heads", "n_head"), get("hidden_size", "n_embd")
         layers, vocab = get("num_hidden_layers", "n_layer"), get("vocab_size")
-        return 4 * (tokens * tokens * (heads + 1) + tokens * width * (16 + layers) + 3 * vocab * min(tokens, 4096))
+        logits = min(LOGITS_BUDGET, 3 * 4 * vocab * tokens)  # one sequence alone still gets a whole budget
+        return 4 * (tokens * tokens * (heads + 1) + tokens * width * (16 + layers)) + logits
+
+    @classmethod
+    def memory_per_batch(cls, model: str, args: dict, tokens: int, sequences: int) -> int | None:
+        """A batch's activations grow with its sequences; its logits stay within one budget."""
+        one = cls.memory_per_sequence(model, args, tokens)
+        if one is None:
+            return None
+        logits = min(LOGITS_BUDGET, one)
+        return sequences * (one - logits) + logits
 
     @classmethod
     def load_tokenizer(cls, model: str, args: dict):
@@ -158,6 +174,21 @@ class HFBackend(Backend):
         if batch:
             yield batch
 
+    def _logit_batches(self, seqs: list[list[int]], positions: list[np.ndarray]):
+        """:meth:`_batches`, each split further until its logits (rows x kept positions x
+        vocabulary, in float32, with their log-softmax) fit :data:`LOGITS_BUDGET`."""
+        vocab = int(self.lm.config.vocab_size)
+        for batch in self._batches([len(s) for s in seqs]):
+            todo = [batch]
+            while todo:
+                part = todo.pop()
+                keep = len(np.unique(np.concatenate([np.asarray(positions[i]).reshape(-1) for i in part])))
+                rows = sum(len(np.asarray(positions[i]).reshape(-1)) for i in part)
+                if len(part) > 1 and 4 * vocab * (len(part) * keep + rows) > LOGITS_BUDGET:
+                    todo += [part[len(part) // 2:], part[: len(part) // 2]]
+                else:
+                    yield part
+
     def _forward_logprobs(self, seqs: list[list[int]], positions: list[np.ndarray]) -> list:
         """Log-softmax rows at the requested positions of each sequence, left on the model's device
         (one padded pass per batch; every forward pass of this backend goes through here).
@@ -168,7 +199,7 @@ class HFBackend(Backend):
         """
         torch = self._torch
         out: list = [None] * len(seqs)
-        for batch in self._batches([len(s) for s in seqs]):
+        for batch in self._logit_batches(seqs, positions):
             width = max(len(seqs[i]) for i in batch)
             ids = np.full((len(batch), width), self.pad_id, dtype=np.int64)
             mask = np.zeros((len(batch), width), dtype=np.int64)
