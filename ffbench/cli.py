@@ -632,20 +632,65 @@ def sweep(config, out, executor, workers, ray_address, suites, progress):
 
 
 # ----------------------------------------------------------------------------- export
-@cli.command()
+class _ExportGroup(click.Group):
+    """``ffbench export CHECKPOINT --out DIR`` (no subcommand) still exports a model: it means ``export model``."""
+
+    def parse_args(self, ctx, args):
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
+            args = ["model", *args]
+        return super().parse_args(ctx, args)
+
+
+@cli.group(cls=_ExportGroup)
+def export():
+    """Export a checkpoint (model), suites as a Hugging Face dataset (dataset), or a run's results (results)."""
+
+
+@export.command("model")
 @click.argument("checkpoint", metavar="CHECKPOINT")
 @click.option("--out", "-o", required=True, metavar="DIR", help="Hugging Face model directory to write.")
-def export(checkpoint, out):
+def export_model(checkpoint, out):
     """Export a Transformer checkpoint to Hugging Face, with a character tokenizer.
 
     GPT-2 style with learned positions -> GPT2LMHeadModel; --style llama with RoPE and SwiGLU ->
     LlamaForCausalLM. The result loads with hf/DIR and vllm/DIR and in lm-eval.
+    (``ffbench export CHECKPOINT --out DIR`` means the same.)
     """
     from ffbench.backends.native import resolve
-    from ffbench.train.export import export
+    from ffbench.train.export import export as export_checkpoint
 
-    export(resolve(checkpoint), out)
+    export_checkpoint(resolve(checkpoint), out)
     click.echo(f"exported to {out}")
+
+
+@export.command("dataset")
+@click.option("--suite", "suites", multiple=True, callback=_csv(str, "suite names"), metavar="NAMES",
+              help="Presets to export (paper, in_dist, sparse, dense, stress), comma-separated or repeated.")
+@click.option("--length", "-T", "lengths", callback=_csv(int, "lengths"), metavar="L1,L2",
+              help="Lengths (default: each suite's 512); one config per suite and length.")
+@click.option("--num", "-n", type=click.IntRange(min=1), metavar="N",
+              help="Sequences per suite (default: the suite's size); for stress, per point.")
+@click.option("--seed", type=click.IntRange(min=0), metavar="S", help="Seed (default: each suite's fixed seed).")
+@click.option("--hunt", "hunts", multiple=True, metavar="DIR", help="A hunt directory: its glitches become a config.")
+@click.option("--title", metavar="TEXT", help="The dataset card's title.")
+@click.option("--out", "-o", required=True, metavar="FOLDER", help="The dataset folder to write (new or empty).")
+def export_dataset(suites, lengths, num, seed, hunts, title, out):
+    """Write suites, the stress grid or a hunt's glitches as a Hugging Face dataset folder.
+
+    One parquet file per config (data/<suite>_T<length>/test.parquet) and a dataset card README.md
+    whose YAML lists the configs, the generation parameters and each file's SHA-256. Loads with
+    datasets.load_dataset(FOLDER, CONFIG); publish with 'hf upload USER/NAME FOLDER --repo-type dataset'.
+
+    \b
+    Example:
+      ffbench export dataset --suite paper,stress --out ffbench-data
+    """
+    from ffbench.export import dataset
+
+    meta = dataset.export(dataset.plan(list(suites), list(lengths or []), num, seed, list(hunts)), out, title)
+    for name, m in meta.items():
+        click.echo(f"{name}: {_count(m['rows'], 'row')} -> {m['path']} (sha256 {m['file_sha256'][:16]}...)")
+    click.echo(f"wrote {out}/{dataset.CARD}; load with datasets.load_dataset({out!r}, {next(iter(meta))!r})")
 
 
 # ----------------------------------------------------------------------------- tasks-path
