@@ -693,6 +693,32 @@ def export_dataset(suites, lengths, num, seed, hunts, title, out):
     click.echo(f"wrote {out}/{dataset.CARD}; load with datasets.load_dataset({out!r}, {next(iter(meta))!r})")
 
 
+# ----------------------------------------------------------------------------- import
+@cli.command("import")
+@click.argument("log", metavar="LOG")
+@click.option("--out", "-o", required=True, metavar="RUNDIR", help="The run directory to write (new or empty).")
+@click.option("--model", "-m", metavar="SPEC", help="The model's name in results and the registry (default: what the "
+              "log says, e.g. hf/gpt2 from lm-eval's model arguments).")
+def import_(log, out, model):
+    """Turn an Inspect AI log or lm-eval --log_samples output into an ffbench run directory.
+
+    LOG: an Inspect log (.eval/.json) of ffbench/flipflop or ffbench/stress, or lm-eval's
+    samples_<task>_<date>.jsonl of an fflm task (or the folder holding them). The sequences are
+    regenerated and checked; the result is what 'ffbench run' writes, for check, report and record.
+
+    \b
+    Example:
+      ffbench import logs/2025-01-01T00-00-00_flipflop_abc.eval --out runs/inspect-a
+      ffbench check --candidate runs/inspect-b --baseline runs/inspect-a
+    """
+    from ffbench.imports import import_log
+    from ffbench.summary import format_table
+
+    results = import_log(log, out, model)
+    click.echo(format_table(results.results))
+    click.echo(f"wrote {out}: ffbench check / report / record read it as a run")
+
+
 # ----------------------------------------------------------------------------- tasks-path
 @cli.command("tasks-path")
 def tasks_path():

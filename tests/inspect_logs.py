@@ -38,8 +38,17 @@ def glitching_reply(input, tools, tool_choice, config):
     return out
 
 
-@pytest.fixture(scope="session")
-def mock_log(tmp_path_factory):
+def oracle_reply(input, tools, tool_choice, config):
+    """mockllm's reply when it never glitches: the last written bit."""
+    from inspect_ai.model import ModelOutput, ModelUsage
+
+    seq = chat_sequence(input[-1].text)
+    out = ModelOutput.from_content("mockllm", f"The answer is {oracle_bit(seq)}.")
+    out.usage = ModelUsage(input_tokens=len(seq), output_tokens=5, total_tokens=len(seq) + 5)
+    return out
+
+
+def _mock_eval(tmp_path_factory, reply):
     """An in-process ``inspect_ai.eval`` of ffbench/flipflop (by registry name) with mockllm/model."""
     from inspect_ai import eval as inspect_eval
     from inspect_ai.model import get_model
@@ -47,10 +56,22 @@ def mock_log(tmp_path_factory):
     import ffbench.inspect_tasks._registry  # noqa: F401  (what the entry point imports)
 
     (log,) = inspect_eval("ffbench/flipflop", task_args=MOCK_ARGS, display="none",
-                          model=get_model("mockllm/model", custom_outputs=glitching_reply),
+                          model=get_model("mockllm/model", custom_outputs=reply),
                           log_dir=str(tmp_path_factory.mktemp("inspect-mock")))
     assert log.status == "success", log.error
     return log
+
+
+@pytest.fixture(scope="session")
+def mock_log(tmp_path_factory):
+    """mockllm glitching on reads far from their write (:func:`glitching_reply`)."""
+    return _mock_eval(tmp_path_factory, glitching_reply)
+
+
+@pytest.fixture(scope="session")
+def oracle_log(tmp_path_factory):
+    """mockllm never glitching, on the same reads."""
+    return _mock_eval(tmp_path_factory, oracle_reply)
 
 
 def entry_point_site(tmp: Path) -> Path:
