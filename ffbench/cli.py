@@ -693,6 +693,28 @@ def export_dataset(suites, lengths, num, seed, hunts, title, out):
     click.echo(f"wrote {out}/{dataset.CARD}; load with datasets.load_dataset({out!r}, {next(iter(meta))!r})")
 
 
+@export.command("results")
+@click.argument("run_ref", metavar="RUN")
+@click.option("--out", "-o", required=True, metavar="DIR", help="Folder to write the files into.")
+@click.option("--dataset", metavar="USER/NAME", help="The Hub dataset holding 'ffbench export dataset' (its configs "
+              "are the tasks); needed for .eval_results/ffbench.yaml.")
+@click.option("--source-url", metavar="URL", help="Where the results come from (a report, logs), cited in the files.")
+@click.option("--relationship", type=click.Choice(["first_party", "third_party", "collaborative", "other"]),
+              default="third_party", show_default=True, help="Every Eval Ever: who evaluated, relative to the model.")
+def export_results(run_ref, out, dataset, source_url, relationship):
+    """Write a run's results for model cards, the Hub and Every Eval Ever.
+
+    RUN: a run directory, a shipped reference (ffbench/NAME) or registry:MODEL@REV. Writes
+    model-index.yaml (a model card's metadata), .eval_results/ffbench.yaml (with --dataset) and
+    every_eval_ever.json, each with the glitch rate and its exact interval (and stress tolerances).
+    """
+    from ffbench import runs
+    from ffbench.export import results
+
+    for path in results.export(runs.load(run_ref), out, dataset, source_url, relationship):
+        click.echo(f"wrote {path}")
+
+
 # ----------------------------------------------------------------------------- import
 @cli.command("import")
 @click.argument("log", metavar="LOG")
