@@ -22,6 +22,7 @@ needs_inspect = pytest.mark.skipif(not HAS_INSPECT, reason="inspect-ai is not in
 GLITCH_AFTER = 3  # the mock model is wrong exactly on reads whose write distance exceeds this
 MOCK_ARGS = {"suite": "in_dist", "length": 24, "num": 6}
 SERVED_ARGS = {"suite": "dense", "length": 16, "num": 8}
+STRESS_ARGS = {"length": 16, "num": 1}
 
 
 def glitching_reply(input, tools, tool_choice, config):
@@ -48,14 +49,14 @@ def oracle_reply(input, tools, tool_choice, config):
     return out
 
 
-def _mock_eval(tmp_path_factory, reply):
+def _mock_eval(tmp_path_factory, reply, task="ffbench/flipflop", args=MOCK_ARGS):
     """An in-process ``inspect_ai.eval`` of ffbench/flipflop (by registry name) with mockllm/model."""
     from inspect_ai import eval as inspect_eval
     from inspect_ai.model import get_model
 
     import ffbench.inspect_tasks._registry  # noqa: F401  (what the entry point imports)
 
-    (log,) = inspect_eval("ffbench/flipflop", task_args=MOCK_ARGS, display="none",
+    (log,) = inspect_eval(task, task_args=args, display="none",
                           model=get_model("mockllm/model", custom_outputs=reply),
                           log_dir=str(tmp_path_factory.mktemp("inspect-mock")))
     assert log.status == "success", log.error
@@ -66,6 +67,12 @@ def _mock_eval(tmp_path_factory, reply):
 def mock_log(tmp_path_factory):
     """mockllm glitching on reads far from their write (:func:`glitching_reply`)."""
     return _mock_eval(tmp_path_factory, glitching_reply)
+
+
+@pytest.fixture(scope="session")
+def stress_log(tmp_path_factory):
+    """ffbench/stress with the glitching mockllm."""
+    return _mock_eval(tmp_path_factory, glitching_reply, "ffbench/stress", STRESS_ARGS)
 
 
 @pytest.fixture(scope="session")

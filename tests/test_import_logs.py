@@ -14,7 +14,8 @@ from ffbench.cli import main
 from ffbench.imports import import_log
 from ffbench.imports.inspect_log import _whole_sequences
 from ffbench.inspect_tasks import reads
-from tests.inspect_logs import GLITCH_AFTER, MOCK_ARGS, mock_log, needs_inspect, oracle_log  # noqa: F401
+from tests.inspect_logs import (GLITCH_AFTER, MOCK_ARGS, STRESS_ARGS, mock_log, needs_inspect, oracle_log,  # noqa: F401
+                                stress_log)
 
 needs_lm_eval = pytest.mark.skipif(importlib.util.find_spec("lm_eval") is None,
                                    reason="lm-evaluation-harness is not installed (pip install 'ffbench[lm-eval]')")
@@ -89,6 +90,21 @@ def test_lm_eval_samples_import_with_lm_evals_own_verdicts(lm_eval_logs, tmp_pat
 
 
 @needs_lm_eval
+def test_a_system_instruction_or_chat_template_enters_the_variant(lm_eval_logs, tmp_path):
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(lm_eval_logs[1], folder)
+    (results,) = folder.rglob("results_*.json")
+    raw = json.loads(results.read_text())
+    raw.update(system_instruction="Be careful.", system_instruction_sha="ab" * 32, chat_template="{{x}}",
+               chat_template_sha="cd" * 32)
+    results.write_text(json.dumps(raw))
+    run = import_log(str(folder), str(tmp_path / "run"))
+    assert {c.variant for c in run.results} == {"fewshot+chat_template=cdcdcdcd+system_prompt=abababab+final_read"}
+
+
+@needs_lm_eval
 def test_check_compares_two_lm_eval_imports_with_the_paired_test(lm_eval_logs, tmp_path):
     for seed in (1, 2):
         assert _cli(["import", lm_eval_logs[seed], "--out", tmp_path / str(seed)]) == 0
@@ -140,6 +156,24 @@ def test_check_report_and_registry_on_inspect_imports(mock_log, oracle_log, tmp_
     assert _cli(["check", "--candidate", glitchy, "--baseline", "registry:mock/baseline", "--registry", reg]) == 1
     assert _cli(["report", glitchy, clean, "--no-refs", "--out", tmp_path / "r.html"]) == 0
     assert "mock/candidate" in (tmp_path / "r.html").read_text()
+
+
+@needs_inspect
+def test_an_inspect_stress_log_imports_with_its_points_and_tolerances(stress_log, tmp_path):
+    from ffbench import stress
+
+    run = import_log(stress_log.location, str(tmp_path / "run"))
+    (cell,) = run.results
+    spec = reads.source("stress", **STRESS_ARGS)
+    arr, columns = sources.load_sequences(spec), sources.SequenceStore().columns(spec)
+    flat = language.extract_reads(arr)
+    wrong = (flat.write_distance > GLITCH_AFTER) | ((flat.write_distance == 1) & (flat.target == 1))
+    points = [columns["point"][s] for s in flat.seq_index.tolist()]
+    expected = {o.family + str(dict(o.params)): (o.reads, o.errors) for o in stress.count_outcomes(points, ~wrong)}
+    got = {row["family"] + str({k: row[k] for k in stress.FAMILIES[row["family"]].parameters}): (row["reads"], row["errors"])
+           for row in cell.by_point}
+    assert got == expected and cell.errors == int(wrong.sum()) > 0
+    assert [t["line"] for t in cell.tolerances] == [t.line for t in stress.profile(stress.count_outcomes(points, ~wrong))]
 
 
 def test_a_limit_that_cuts_a_sequence_keeps_the_whole_ones():

@@ -8,7 +8,9 @@ import regenerates every cell's sequences with ffbench, checks each document's s
 context against them, and reads the verdict with ffbench's rules: strictly the highest
 log-likelihood (a tie is wrong) for the multiple-choice tasks, the filtered answer for the
 generation tasks. Cells get the variant ``final_read`` (only the last read of each sequence was
-asked) and ``fewshot`` when the paper's demonstration preceded it.
+asked), ``fewshot`` when the paper's demonstration preceded it, and ``chat_template=<sha>`` /
+``system_prompt=<sha>`` when lm-eval wrapped the contexts (``--apply_chat_template``,
+``--system_instruction``).
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ def read(path: Path) -> Imported:
             groups.setdefault(key, {})[int(doc["seq_index"])] = record
     if len(set(tasks)) != len(tasks):
         raise UsageError(f"{path}: holds more than one log of the same task; give one samples file or one run's folder")
-    cells = [_cell(key, records) for key, records in sorted(groups.items())]
+    prompt = _prompt_variant(results)
+    cells = [_cell(key, records, prompt) for key, records in sorted(groups.items())]
     config = results.get("config") or {}
     model = _model_spec(config)
     identity = {"model": config.get("model"), "model_args": config.get("model_args"),
@@ -62,7 +65,18 @@ def read(path: Path) -> Imported:
     return Imported("lm-eval", model, cells, run_config, identity, str(path))
 
 
-def _cell(key: tuple, records: dict[int, dict]) -> ImportedCell:
+def _prompt_variant(results: dict) -> list[str]:
+    """What lm-eval wrapped around the contexts (a chat template, a system instruction), by short hash,
+    as ffbench's variant names them: such cells are not comparable with plain ones."""
+    out = []
+    if results.get("chat_template"):
+        out.append(f"chat_template={str(results.get('chat_template_sha') or '')[:8]}")
+    if results.get("system_instruction"):
+        out.append(f"system_prompt={str(results.get('system_instruction_sha') or '')[:8]}")
+    return out
+
+
+def _cell(key: tuple, records: dict[int, dict], prompt: list[str]) -> ImportedCell:
     task, length, p, seed, rendering, generate, fewshot = key
     m = len(records)
     if sorted(records) != list(range(m)):
@@ -82,7 +96,7 @@ def _cell(key: tuple, records: dict[int, dict]) -> ImportedCell:
                                f"{i}) is not what ffbench generates for it (other metadata or a changed task?)")
         reads[(i, int(doc["read_index"]))] = _verdict(record, doc, generate)
     variant = "+".join(([] if not fewshot else ["fewshot" if fewshot == render.DEMO_LENGTH else f"fewshot_T{fewshot}"])
-                       + [FINAL_READ])
+                       + prompt + [FINAL_READ])
     return ImportedCell(spec, template.name, "greedy" if generate else "choice", variant, reads)
 
 
