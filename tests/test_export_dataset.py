@@ -59,6 +59,9 @@ def test_suites_and_stress_load_offline_with_exactly_ffbenchs_rows(tmp_path):
     assert _cli(["export", "dataset", "--suite", "paper,stress", "--length", "16,24", "--num", 7, "--out", out]) == 0
     card = _card(out)
     names = [c["config_name"] for c in card["configs"]]
+    from huggingface_hub import DatasetCard  # the Hub's own reader of the card
+
+    assert [c["config_name"] for c in DatasetCard.load(out / "README.md").data.to_dict()["configs"]] == names
     assert names == ["in_dist_T16", "in_dist_T24", "sparse_T16", "sparse_T24", "dense_T16", "dense_T24",
                      "stress_T16", "stress_T24"]
     loaded = _load_offline(out, names, tmp_path)
@@ -115,6 +118,15 @@ def test_usage_errors_write_nothing(tmp_path, capsys):
     (tmp_path / "full" / "x").write_text("mine")
     assert _cli(["export", "dataset", "--suite", "dense", "-T", 16, "-n", 2, "--out", tmp_path / "full"]) == 2
     assert (tmp_path / "full" / "x").read_text() == "mine" and len(list((tmp_path / "full").iterdir())) == 1
+
+
+def test_a_hunt_without_glitches_is_named_as_such(tmp_path, capsys):
+    from tests.test_hunt import WriteDistanceModel, _hunt
+
+    _hunt(tmp_path, "clean", budget=200, model=WriteDistanceModel(k=10_000))  # never wrong
+    assert not (tmp_path / "clean" / "glitches.parquet").exists()
+    assert _cli(["export", "dataset", "--hunt", tmp_path / "clean", "--out", tmp_path / "ds"]) == 2
+    assert "found no glitches" in capsys.readouterr().err and not (tmp_path / "ds").exists()
 
 
 def test_export_without_a_subcommand_still_exports_a_checkpoint(capsys):

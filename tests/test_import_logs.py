@@ -80,6 +80,9 @@ def test_lm_eval_samples_import_with_lm_evals_own_verdicts(lm_eval_logs, tmp_pat
         assert (gen.scoring, gen.errors, gen.invalid) == ("greedy", 12, 12)
     samples = run.samples
     assert len(samples) == 96
+    (results_file,) = lm_eval_logs[1].rglob("results_*.json")  # lm-eval's results file names the same run
+    again = import_log(str(results_file), str(tmp_path / "b"))
+    assert [c.to_dict() for c in again.results] == [c.to_dict() for c in run.results]
     # every read sits where ffbench puts the final read of its sequence
     for cell in run.results:
         arr = sources.load_sequences(cell.source)

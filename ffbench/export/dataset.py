@@ -105,7 +105,9 @@ def _hunt_config(directory: str) -> ExportConfig:
 
     hd = HuntDir(directory)
     if not hd.glitches.is_file():
-        raise UsageError(f"{directory!r} is not a hunt directory with glitches (no {HuntDir.GLITCHES})")
+        if hd.summary.is_file():
+            raise UsageError(f"the hunt in {directory!r} found no glitches: nothing to export")
+        raise UsageError(f"{directory!r} is not a hunt directory (no {HuntDir.SUMMARY})")
     data = datafiles.read_sequences(hd.glitches)
     summary = read_json(hd.summary, "hunt summary") if hd.summary.is_file() else {}
     config = summary.get("config") or {}
@@ -173,7 +175,7 @@ def front_matter(meta: dict, title: str) -> dict:
     """The card's YAML metadata: what the Hub and ``datasets`` read (``configs``), plus ffbench's own."""
     configs = [{"config_name": name, "data_files": [{"split": SPLIT, "path": m["path"]}]} for name, m in meta.items()]
     configs[0]["default"] = True
-    return {"pretty_name": title, "license": "mit", "language": ["en"], "task_categories": ["text-generation"],
+    return {"pretty_name": title, "license": "mit", "task_categories": ["text-generation"],
             "tags": ["flip-flop", "attention-glitches", "synthetic", "ffbench"], "configs": configs,
             "ffbench": {"version": __version__, "paper": PAPER, "configs": meta}}
 

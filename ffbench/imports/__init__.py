@@ -27,10 +27,10 @@ def import_log(path: str, out: str, model: str | None = None):
     p = Path(path)
     if not p.exists():
         raise UsageError(f"log {path!r} does not exist")
-    if p.is_dir() or p.suffix == ".jsonl":
+    if p.is_dir() or p.suffix == ".jsonl" or (p.suffix == ".json" and p.name.startswith("results_")):
         from ffbench.imports import lmeval_log
 
-        imported = lmeval_log.read(p)
+        imported = lmeval_log.read(p.parent if p.suffix == ".json" else p)  # lm-eval's results file: its run
     elif p.suffix in (".eval", ".json"):
         from ffbench.imports import inspect_log
 
