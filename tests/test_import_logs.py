@@ -14,6 +14,7 @@ from ffbench.cli import main
 from ffbench.imports import import_log
 from ffbench.imports.inspect_log import _whole_sequences
 from ffbench.inspect_tasks import reads
+from tests.conftest import needs_torch
 from tests.inspect_logs import (GLITCH_AFTER, MOCK_ARGS, STRESS_ARGS, mock_log, needs_inspect, oracle_log,  # noqa: F401
                                 stress_log)
 
@@ -201,3 +202,41 @@ def test_import_usage_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("ffbench: error:") == 3 and "not the samples of an fflm task" in err
     assert not (tmp_path / "x").exists()
+
+
+@needs_lm_eval
+@needs_torch
+def test_an_lm_eval_import_of_a_real_model_agrees_with_ffbench_run_read_for_read(tiny_gpt2, tmp_path, monkeypatch):
+    """lm-eval scores a tiny GPT-2 on fflm_symbolic; its import holds, at every final read, the
+    position, target, verdict and margin that ``ffbench run`` of the same model gives that read."""
+    import lm_eval
+    from lm_eval.loggers import EvaluationTracker
+
+    from ffbench import backends, lmeval, runner
+
+    for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.setenv(key, "1")
+    meta = {"lengths": [16], "p_ignore": [0.8, 0.1], "num_sequences": 6}
+    tracker = EvaluationTracker(output_path=str(tmp_path / "lm"))
+    res = lm_eval.simple_evaluate(model="hf", model_args={"pretrained": str(tiny_gpt2), "dtype": "float32"},
+                                  device="cpu", tasks=["fflm_symbolic"], log_samples=True, batch_size=8,
+                                  task_manager=lmeval.task_manager(meta, include_defaults=False),
+                                  evaluation_tracker=tracker, metadata=meta)
+    samples = res.pop("samples")
+    tracker.save_results_aggregated(results=res, samples=samples)
+    tracker.save_results_samples(task_name="fflm_symbolic", samples=samples["fflm_symbolic"])
+    imported = import_log(str(tmp_path / "lm"), str(tmp_path / "imported"))
+    cfg = runner.RunConfig(model=f"hf/{tiny_gpt2}", model_args={"dtype": "float32", "device": "cpu"}, p_ignore=[0.8, 0.1],
+                           lengths=[16], num=6, seed=0, renders=["symbolic"], fewshot=True)
+    ran = runner.run(cfg, str(tmp_path / "run"), backends.resolve(cfg.model, cfg.model_args), progress=False)
+    assert imported.model == ran.model
+    mine, theirs = imported.samples, ran.samples
+    assert len(mine) == 12
+    for cell in imported.results:
+        (twin,) = [c for c in ran.results if (c.suite, c.length) == (cell.suite, cell.length)]
+        assert cell.data_sha256 == twin.data_sha256 and cell.variant == twin.variant + "+final_read"
+        a = mine[mine.cell == cell.id].set_index(["seq_index", "read_index"])
+        b = theirs[theirs.cell == twin.id].set_index(["seq_index", "read_index"]).loc[a.index]
+        assert a.position.tolist() == b.position.tolist() and a.target.tolist() == b.target.tolist()
+        assert a.correct.tolist() == b.correct.tolist() and a.prediction.tolist() == b.prediction.tolist()
+        assert np.allclose(a.margin, b.margin, atol=1e-4)
