@@ -20,7 +20,7 @@ from tests.inspect_logs import (GLITCH_AFTER, MOCK_ARGS, STRESS_ARGS, mock_log, 
 
 needs_lm_eval = pytest.mark.skipif(importlib.util.find_spec("lm_eval") is None,
                                    reason="lm-evaluation-harness is not installed (pip install 'ffbench[lm-eval]')")
-LM_META = {"lengths": [16, 24], "p_ignore": [0.8, 0.1], "num_sequences": 12}
+LM_META = {"lengths": [16, 24], "p_ignore": [0.8, 0.1], "num_sequences": 12, "stress_num": 1}
 
 
 def _cli(args) -> int:
@@ -47,7 +47,7 @@ def lm_eval_logs(tmp_path_factory):
         tracker = EvaluationTracker(output_path=str(folder))
         model = DummyLM()
         model.tokenizer = None  # its tokenizer is a hub download; the fflm tasks need none
-        res = lm_eval.simple_evaluate(model=model, tasks=["fflm_symbolic", "fflm_symbolic_gen"], log_samples=True,
+        res = lm_eval.simple_evaluate(model=model, tasks=["fflm_symbolic", "fflm_symbolic_gen", "fflm_stress"], log_samples=True,
                                       task_manager=lmeval.task_manager(LM_META, include_defaults=False),
                                       evaluation_tracker=tracker, random_seed=seed, metadata=LM_META)
         samples = res.pop("samples")
@@ -69,7 +69,7 @@ def test_lm_eval_samples_import_with_lm_evals_own_verdicts(lm_eval_logs, tmp_pat
     run = runs.load(str(tmp_path / "a"))
     assert run.model == "lm-eval/DummyLM" and run.backend == {"provider": "lm-eval"}
     docs = _jsonl(lm_eval_logs[1], "fflm_symbolic")
-    cells = {(c.render, c.length, c.p_ignore): c for c in run.results}
+    cells = {(c.render, c.length, c.p_ignore): c for c in run.results if c.suite != "stress"}
     assert len(cells) == 8 and {c.variant for c in run.results} == {"fewshot+final_read"}
     for (length, p) in [(16, 0.8), (16, 0.1), (24, 0.8), (24, 0.1)]:
         own = [d for d in docs if d["doc"]["length"] == length and d["doc"]["p_ignore"] == p]
@@ -80,7 +80,8 @@ def test_lm_eval_samples_import_with_lm_evals_own_verdicts(lm_eval_logs, tmp_pat
         gen = cells[("chat", length, p)]  # the dummy model answers "lol": every read invalid
         assert (gen.scoring, gen.errors, gen.invalid) == ("greedy", 12, 12)
     samples = run.samples
-    assert len(samples) == 96
+    stress_docs = _jsonl(lm_eval_logs[1], "fflm_stress")
+    assert len(samples) == 96 + len(stress_docs)
     (results_file,) = lm_eval_logs[1].rglob("results_*.json")  # lm-eval's results file names the same run
     again = import_log(str(results_file), str(tmp_path / "b"))
     assert [c.to_dict() for c in again.results] == [c.to_dict() for c in run.results]
@@ -113,9 +114,17 @@ def test_check_compares_two_lm_eval_imports_with_the_paired_test(lm_eval_logs, t
     for seed in (1, 2):
         assert _cli(["import", lm_eval_logs[seed], "--out", tmp_path / str(seed)]) == 0
     verdict = check.compare(runs.load(str(tmp_path / "2")), runs.load(str(tmp_path / "1")))
-    assert not verdict.unmatched and len(verdict.tests) == 8
+    stress_tests = [t for t in verdict.tests if t.point is not None]
+    assert not verdict.unmatched and len(verdict.tests) == 8 + len(stress_tests)
     one, two = (_jsonl(lm_eval_logs[s], "fflm_symbolic") for s in (1, 2))
-    for test in verdict.tests:
+    s1, s2 = (_jsonl(lm_eval_logs[s], "fflm_stress") for s in (1, 2))
+    assert len(stress_tests) == len({(d["doc"]["length"], d["doc"]["point"]) for d in s1})
+    for test in stress_tests:  # the stress cells are tested point by point, paired
+        pairs = [(a["acc"], b["acc"]) for a, b in zip(s1, s2) if a["doc_id"] == b["doc_id"]
+                 and (a["doc"]["length"], a["doc"]["point"]) == (test.key.length, test.point)]
+        assert test.method == "mcnemar" and pairs
+        assert test.discordant == (sum(b == 0 < a for a, b in pairs), sum(a == 0 < b for a, b in pairs))
+    for test in [t for t in verdict.tests if t.point is None]:
         assert test.method == "mcnemar"
         k = test.key
         pairs = [(a["acc"], b["acc"]) for a, b in zip(one, two)
@@ -240,3 +249,19 @@ def test_an_lm_eval_import_of_a_real_model_agrees_with_ffbench_run_read_for_read
         assert a.position.tolist() == b.position.tolist() and a.target.tolist() == b.target.tolist()
         assert a.correct.tolist() == b.correct.tolist() and a.prediction.tolist() == b.prediction.tolist()
         assert np.allclose(a.margin, b.margin, atol=1e-4)
+
+
+@needs_lm_eval
+def test_an_lm_eval_stress_import_counts_each_point_from_lm_evals_verdicts(lm_eval_logs, tmp_path):
+    run = import_log(str(lm_eval_logs[1]), str(tmp_path / "run"))
+    docs = _jsonl(lm_eval_logs[1], "fflm_stress")
+    for length in LM_META["lengths"]:
+        (cell,) = [c for c in run.results if c.suite == "stress" and c.length == length]
+        assert cell.source == sources.stress_source(length, 1)
+        own = [d for d in docs if d["doc"]["length"] == length]
+        expected = {}
+        for d in own:
+            reads, errors = expected.get(d["doc"]["point"], (0, 0))
+            expected[d["doc"]["point"]] = (reads + 1, errors + (d["acc"] == 0))
+        assert {row["point"]: (row["reads"], row["errors"]) for row in cell.by_point} == expected
+        assert cell.tolerances and cell.num_sequences == len(own) == cell.reads

@@ -8,7 +8,7 @@ registry work on them unchanged.
 
 * :mod:`.inspect_log`: an Inspect AI log (``.eval`` or ``.json``) of ``ffbench/flipflop`` or
   ``ffbench/stress``: every read of the sequences its task arguments name;
-* :mod:`.lmeval_log`: lm-evaluation-harness ``--log_samples`` output of the fflm tasks (a
+* :mod:`.lmeval_log`: lm-evaluation-harness ``--log_samples`` output of the fflm tasks and fflm_stress (a
   ``samples_<task>_<date>.jsonl`` file, or the folder holding them and ``results_<date>.json``):
   the final read of each sequence, so its cells carry the variant ``final_read``.
 """

@@ -3,8 +3,8 @@
 lm-eval writes, per task, ``samples_<task>_<date>.jsonl`` (one line per document: ``doc``,
 ``resps``, ``filtered_resps``, the metrics) beside ``results_<date>.json`` (model, arguments, task
 metadata). An fflm document is the final read of one sequence (:func:`ffbench.lmeval.final_read_docs`)
-and carries the sequence, its cell (length, p_ignore, seed), ``seq_index`` and ``read_index``; the
-import regenerates every cell's sequences with ffbench, checks each document's sequence and whole
+and carries the sequence, its cell (length, p_ignore, seed; for ``fflm_stress`` the grid's point),
+``seq_index`` and ``read_index``; the import regenerates every cell's sequences with ffbench, checks each document's sequence and whole
 context against them, and reads the verdict with ffbench's rules: strictly the highest
 log-likelihood (a tie is wrong) for the multiple-choice tasks, the filtered answer for the
 generation tasks. Cells get the variant ``final_read`` (only the last read of each sequence was
@@ -43,20 +43,23 @@ def read(path: Path) -> Imported:
         docs = _lines(file)
         if not docs:
             continue
-        task = _task_name(file, docs)
+        task = _task_name(file)
         tasks.append(task)
-        fewshot = int((meta_by_task.get(task) or {}).get("fewshot_length", lmeval.DEFAULTS["fewshot_length"]))
+        meta = meta_by_task.get(task) or {}
+        fewshot = int(meta.get("fewshot_length", lmeval.DEFAULTS["fewshot_length"]))
+        per_point = meta.get("stress_num", lmeval.STRESS_DEFAULTS["stress_num"])
         for record in docs:
             doc = record.get("doc") or {}
-            if "sequence" not in doc or "seq_index" not in doc or "family" in doc:
-                raise UsageError(f"{file}: not an fflm task's samples (fflm_stress is not importable yet)")
+            if "sequence" not in doc or "seq_index" not in doc:
+                raise UsageError(f"{file}: not an fflm task's samples (no sequence in its documents)")
             generate = isinstance((record.get("filtered_resps") or [None])[0], str)
-            key = (task, int(doc["length"]), float(doc["p_ignore"]), int(doc["seed"]), doc["render"], generate, fewshot)
+            p = ("stress", None if per_point is None else int(per_point)) if "family" in doc else float(doc["p_ignore"])
+            key = (task, int(doc["length"]), p, int(doc["seed"]), doc["render"], generate, fewshot)
             groups.setdefault(key, {})[int(doc["seq_index"])] = record
     if len(set(tasks)) != len(tasks):
         raise UsageError(f"{path}: holds more than one log of the same task; give one samples file or one run's folder")
     prompt = _prompt_variant(results)
-    cells = [_cell(key, records, prompt) for key, records in sorted(groups.items())]
+    cells = [_cell(key, records, prompt) for key, records in groups.items()]  # in the order of the files
     config = results.get("config") or {}
     model = _model_spec(config)
     identity = {"model": config.get("model"), "model_args": config.get("model_args"),
@@ -79,9 +82,15 @@ def _prompt_variant(results: dict) -> list[str]:
 def _cell(key: tuple, records: dict[int, dict], prompt: list[str]) -> ImportedCell:
     task, length, p, seed, rendering, generate, fewshot = key
     m = len(records)
-    if sorted(records) != list(range(m)):
-        raise FFBenchError(f"{task}: the documents of cell T={length} p_ignore={p:g} are not sequences 0..{m - 1}")
-    spec = sources.SourceSpec("ffl", f"ffl{p:g}", length, m, p, seed)
+    if isinstance(p, tuple):  # fflm_stress: the whole grid at this length
+        spec = sources.stress_source(length, p[1], seed)
+        where = f"the stress grid at T={length}"
+    else:
+        spec = sources.SourceSpec("ffl", f"ffl{p:g}", length, m, p, seed)
+        where = f"cell T={length} p_ignore={p:g}"
+    if sorted(records) != list(range(spec.num)):
+        raise FFBenchError(f"{task}: the documents of {where} are not its sequences 0..{spec.num - 1} "
+                           "(lm-eval --limit cut it: import needs every sequence of a cell)")
     arr = sources.load_sequences(spec)
     template = render.load_template(rendering)
     demo = render.demo_sequence(length=fewshot) if fewshot else None
@@ -92,8 +101,8 @@ def _cell(key: tuple, records: dict[int, dict], prompt: list[str]) -> ImportedCe
         record = records[i]
         doc = record["doc"]
         if doc["sequence"] != language.to_strings(arr[i : i + 1])[0] or doc["context"] != doc_expected["context"]:
-            raise FFBenchError(f"{task}: document {record.get('doc_id')} (cell T={length} p_ignore={p:g}, sequence "
-                               f"{i}) is not what ffbench generates for it (other metadata or a changed task?)")
+            raise FFBenchError(f"{task}: document {record.get('doc_id')} ({where}, sequence {i}) is not what "
+                               "ffbench generates for it (other metadata or a changed task?)")
         reads[(i, int(doc["read_index"]))] = _verdict(record, doc, generate)
     variant = "+".join(([] if not fewshot else ["fewshot" if fewshot == render.DEMO_LENGTH else f"fewshot_T{fewshot}"])
                        + prompt + [FINAL_READ])
@@ -113,12 +122,13 @@ def _verdict(record: dict, doc: dict, generate: bool) -> ImportedRead:
     return ImportedRead(int(pred[0]), False, False, None, float(margin[0]), target=gold)
 
 
-def _task_name(file: Path, docs: list[dict]) -> str:
+def _task_name(file: Path) -> str:
     name = file.name.removeprefix("samples_")
-    for task in sorted({t.name for t in lmeval.TASKS}, key=len, reverse=True):
+    known = [t.name for t in (*lmeval.TASKS, *lmeval.STRESS_TASKS)]
+    for task in sorted(known, key=len, reverse=True):
         if name.startswith(task + "_"):
             return task
-    raise UsageError(f"{file}: not the samples of an fflm task ({', '.join(t.name for t in lmeval.TASKS)})")
+    raise UsageError(f"{file}: not the samples of an fflm task ({', '.join(known)})")
 
 
 def _lines(file: Path) -> list[dict]:
