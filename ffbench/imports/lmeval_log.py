@@ -4,7 +4,8 @@ lm-eval writes, per task, ``samples_<task>_<date>.jsonl`` (one line per document
 ``resps``, ``filtered_resps``, the metrics) beside ``results_<date>.json`` (model, arguments, task
 metadata). An fflm document is the final read of one sequence (:func:`ffbench.lmeval.final_read_docs`)
 and carries the sequence, its cell (length, p_ignore, seed; for ``fflm_stress`` the grid's point),
-``seq_index`` and ``read_index``; the import regenerates every cell's sequences with ffbench, checks each document's sequence and whole
+``seq_index`` and ``read_index``; the import regenerates every cell's sequences with ffbench (an
+``fflm_stress`` cell is the whole grid at one length), checks each document's sequence and whole
 context against them, and reads the verdict with ffbench's rules: strictly the highest
 log-likelihood (a tie is wrong) for the multiple-choice tasks, the filtered answer for the
 generation tasks. Cells get the variant ``final_read`` (only the last read of each sequence was
