@@ -634,20 +634,113 @@ def sweep(config, out, executor, workers, ray_address, suites, progress):
 
 
 # ----------------------------------------------------------------------------- export
-@cli.command()
+class _ExportGroup(click.Group):
+    """``ffbench export CHECKPOINT --out DIR`` (no subcommand) still exports a model: it means ``export model``."""
+
+    def parse_args(self, ctx, args):
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
+            args = ["model", *args]
+        return super().parse_args(ctx, args)
+
+
+@cli.group(cls=_ExportGroup)
+def export():
+    """Export a checkpoint (model), suites as a Hugging Face dataset (dataset), or a run's results (results)."""
+
+
+@export.command("model")
 @click.argument("checkpoint", metavar="CHECKPOINT")
 @click.option("--out", "-o", required=True, metavar="DIR", help="Hugging Face model directory to write.")
-def export(checkpoint, out):
+def export_model(checkpoint, out):
     """Export a Transformer checkpoint to Hugging Face, with a character tokenizer.
 
     GPT-2 style with learned positions -> GPT2LMHeadModel; --style llama with RoPE and SwiGLU ->
     LlamaForCausalLM. The result loads with hf/DIR and vllm/DIR and in lm-eval.
+    (``ffbench export CHECKPOINT --out DIR`` means the same.)
     """
     from ffbench.backends.native import resolve
-    from ffbench.train.export import export
+    from ffbench.train.export import export as export_checkpoint
 
-    export(resolve(checkpoint), out)
+    export_checkpoint(resolve(checkpoint), out)
     click.echo(f"exported to {out}")
+
+
+@export.command("dataset")
+@click.option("--suite", "suites", multiple=True, callback=_csv(str, "suite names"), metavar="NAMES",
+              help="Presets to export (paper, in_dist, sparse, dense, stress), comma-separated or repeated.")
+@click.option("--length", "-T", "lengths", callback=_csv(int, "lengths"), metavar="L1,L2",
+              help="Lengths (default: each suite's 512); one config per suite and length.")
+@click.option("--num", "-n", type=click.IntRange(min=1), metavar="N",
+              help="Sequences per suite (default: the suite's size); for stress, per point.")
+@click.option("--seed", type=click.IntRange(min=0), metavar="S", help="Seed (default: each suite's fixed seed).")
+@click.option("--hunt", "hunts", multiple=True, metavar="DIR", help="A hunt directory: its glitches become a config.")
+@click.option("--title", metavar="TEXT", help="The dataset card's title.")
+@click.option("--out", "-o", required=True, metavar="FOLDER", help="The dataset folder to write (new or empty).")
+def export_dataset(suites, lengths, num, seed, hunts, title, out):
+    """Write suites, the stress grid or a hunt's glitches as a Hugging Face dataset folder.
+
+    One parquet file per config (data/<suite>_T<length>/test.parquet) and a dataset card README.md
+    whose YAML lists the configs, the generation parameters and each file's SHA-256. Loads with
+    datasets.load_dataset(FOLDER, CONFIG); publish with 'hf upload USER/NAME FOLDER --repo-type dataset'.
+
+    \b
+    Example:
+      ffbench export dataset --suite paper,stress --out ffbench-data
+    """
+    from ffbench.export import dataset
+
+    meta = dataset.export(dataset.plan(list(suites), list(lengths or []), num, seed, list(hunts)), out, title)
+    for name, m in meta.items():
+        click.echo(f"{name}: {_count(m['rows'], 'row')} -> {m['path']} (sha256 {m['file_sha256'][:16]}...)")
+    click.echo(f"wrote {out}/{dataset.CARD}; load with datasets.load_dataset({out!r}, {next(iter(meta))!r})")
+
+
+@export.command("results")
+@click.argument("run_ref", metavar="RUN")
+@click.option("--out", "-o", required=True, metavar="DIR", help="Folder to write the files into.")
+@click.option("--dataset", metavar="USER/NAME", help="The Hub dataset holding 'ffbench export dataset' (its configs "
+              "are the tasks); needed for .eval_results/ffbench.yaml.")
+@click.option("--source-url", metavar="URL", help="Where the results come from (a report, logs), cited in the files.")
+@click.option("--relationship", type=click.Choice(["first_party", "third_party", "collaborative", "other"]),
+              default="third_party", show_default=True, help="Every Eval Ever: who evaluated, relative to the model.")
+def export_results(run_ref, out, dataset, source_url, relationship):
+    """Write a run's results for model cards, the Hub and Every Eval Ever.
+
+    RUN: a run directory, a shipped reference (ffbench/NAME) or registry:MODEL@REV. Writes
+    model-index.yaml (a model card's metadata), .eval_results/ffbench.yaml (with --dataset) and
+    every_eval_ever.json, each with the glitch rate and its exact interval (and stress tolerances).
+    """
+    from ffbench import runs
+    from ffbench.export import results
+
+    for path in results.export(runs.load(run_ref), out, dataset, source_url, relationship):
+        click.echo(f"wrote {path}")
+
+
+# ----------------------------------------------------------------------------- import
+@cli.command("import")
+@click.argument("log", metavar="LOG")
+@click.option("--out", "-o", required=True, metavar="RUNDIR", help="The run directory to write (new or empty).")
+@click.option("--model", "-m", metavar="SPEC", help="The model's name in results and the registry (default: what the "
+              "log says, e.g. hf/gpt2 from lm-eval's model arguments).")
+def import_(log, out, model):
+    """Turn an Inspect AI log or lm-eval --log_samples output into an ffbench run directory.
+
+    LOG: an Inspect log (.eval/.json) of ffbench/flipflop or ffbench/stress, or lm-eval's
+    samples_<task>_<date>.jsonl of an fflm task (or the folder holding them). The sequences are
+    regenerated and checked; the result is what 'ffbench run' writes, for check, report and record.
+
+    \b
+    Example:
+      ffbench import logs/2025-01-01T00-00-00_flipflop_abc.eval --out runs/inspect-a
+      ffbench check --candidate runs/inspect-b --baseline runs/inspect-a
+    """
+    from ffbench.imports import import_log
+    from ffbench.summary import format_table
+
+    results = import_log(log, out, model)
+    click.echo(format_table(results.results))
+    click.echo(f"wrote {out}: ffbench check / report / record read it as a run")
 
 
 # ----------------------------------------------------------------------------- tasks-path
