@@ -49,7 +49,9 @@ def _reference(path, rendered) -> tuple[np.ndarray, np.ndarray, list[str]]:
     margins, spelled = [], []
     for r in rendered:
         for (start, _), target in zip(r.spans.tolist(), r.targets.tolist()):
-            encs = [tok(r.text[:start] + c, return_offsets_mapping=True) for c in r.choices]
+            # BOS once: a text a chat template began with BOS gets no second one from the tokenizer.
+            special = not (tok.bos_token and r.text.startswith(tok.bos_token))
+            encs = [tok(r.text[:start] + c, return_offsets_mapping=True, add_special_tokens=special) for c in r.choices]
             cut = []
             for e in encs:  # first token that reaches past the answer's start
                 cut.append(next(j for j, (a, b) in enumerate(e["offset_mapping"]) if b > a and b > start))

@@ -146,3 +146,68 @@ def build_model(family: str, out: Path, seed: int = 0, init_scale: float = 0.5) 
     model = LlamaForCausalLM(cfg)
     model.save_pretrained(out, safe_serialization=True)
     return out
+
+
+# ----------------------------------------------------------------------------- chat templates
+# The chat formats of the families people run, as their tokenizer configs write them (system
+# turns folded the way each family does); the special tokens are added to the family's tokenizer.
+CHAT = {
+    # Qwen2 / ChatML on a byte-level BPE: no BOS at all.
+    "chatml": ("gpt2", ["<|im_start|>", "<|im_end|>"], None,
+               "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+               "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"),
+    # Llama-3 headers on cl100k: the template writes <|begin_of_text|>, which the tokenizer also adds.
+    "llama3": ("cl100k", ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+               "<|begin_of_text|>",
+               "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
+               "{{ m['content'] | trim }}<|eot_id|>{% endfor %}"
+               "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"),
+    # Mistral's [INST] on the SentencePiece vocabulary: the system prompt joins the first user turn.
+    "mistral": ("sp", [], "<s>",
+                "{{ bos_token }}{% set sys = messages[0]['content'] + '\n\n' if messages[0]['role'] == 'system' "
+                "else '' %}{% for m in messages %}{% if m['role'] == 'user' %}[INST] {{ sys if loop.index <= 2 "
+                "else '' }}{{ m['content'] }} [/INST]{% elif m['role'] == 'assistant' %}{{ m['content'] }}"
+                "{{ eos_token }}{% endif %}{% endfor %}"),
+    # Gemma's turns on the non-legacy SentencePiece normaliser: no system role, folded into the user turn.
+    "gemma": ("sp-nonlegacy", ["<start_of_turn>", "<end_of_turn>"], "<s>",
+              "{{ bos_token }}{% set sys = messages[0]['content'] + '\n\n' if messages[0]['role'] == 'system' "
+              "else '' %}{% for m in messages if m['role'] != 'system' %}<start_of_turn>"
+              "{{ 'model' if m['role'] == 'assistant' else 'user' }}\n{{ sys if loop.first else '' }}"
+              "{{ m['content'] | trim }}<end_of_turn>\n{% endfor %}"
+              "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"),
+}
+
+
+def build_chat_model(kind: str, out: Path, seed: int = 0) -> Path:
+    """A tiny random Llama over the family of chat format ``kind``, with its special tokens and its
+    chat template in the tokenizer config."""
+    import torch
+    from tokenizers import AddedToken, processors
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    family, specials, bos, template = CHAT[kind]
+    build_tokenizer(family, out)
+    tok = AutoTokenizer.from_pretrained(out)
+    backend = tok.backend_tokenizer
+    backend.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in specials])
+    if bos is None:
+        backend.post_processor = None  # ChatML tokenizers add nothing
+    elif bos != tok.bos_token:
+        backend.post_processor = processors.TemplateProcessing(single=f"{bos} $A",
+                                                               special_tokens=[(bos, backend.token_to_id(bos))])
+    from transformers import PreTrainedTokenizerFast
+
+    chat = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token=bos, eos_token=tok.eos_token,
+                                   unk_token=tok.unk_token)
+    chat.chat_template = template
+    for f in out.iterdir():
+        f.unlink()
+    chat.save_pretrained(out, save_jinja_files=False)
+    chat = AutoTokenizer.from_pretrained(out)
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(chat), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=1, num_key_value_heads=1, head_dim=64, max_position_embeddings=4096,
+                      bos_token_id=chat.bos_token_id, eos_token_id=chat.eos_token_id, tie_word_embeddings=False,
+                      initializer_range=0.5)
+    LlamaForCausalLM(cfg).save_pretrained(out, safe_serialization=True)
+    return out
