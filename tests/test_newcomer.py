@@ -1,0 +1,61 @@
+"""What a newcomer sees is true (issue 29): the report, the dry run, help texts, renderings, exit
+statuses, registry numbers and run-directory names say exactly what happens.
+
+Every CLI call runs ``ffbench.cli.main(argv)`` in process and asserts the line a user reads.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from ffbench import cli
+from ffbench.report import build_report, views
+from ffbench.report.data import Model
+from ffbench import runs
+from tests.rundirs import cell, write_run
+
+
+def _main(argv, capsys) -> tuple[int, str, str]:
+    try:
+        cli.main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _section(html: str, start: str, end: str) -> str:
+    return html[html.index(f'id="{start}"'):html.index(f'id="{end}"')]
+
+
+# ----------------------------------------------------------------------------- 1. the report keeps the reference
+def test_a_run_of_a_shipped_model_is_drawn_beside_its_reference(tmp_path):
+    """The main job's run is of ffbench/transformer-ref: the report still draws the shipped
+    transformer-ref beside it (as the run's "next:" line promises), and Fig. 4 has its point, although
+    the user's runs have no sparse cell."""
+    mine = [write_run(tmp_path / f"run{k}", "ffbench/transformer-ref",
+                      [cell("in_dist", k, 7_237, length=128), cell("dense", 300 + k, 28_987, length=128)],
+                      created=f"2026-12-0{k + 1}T00:00:00+00:00") for k in range(2)]
+    html = build_report([str(p) for p in mine], attention_reads=0)
+    glance = _section(html, "glance", "summary")
+    names = re.findall(r'</span>([^<]+)</td><td class=num>', glance)
+    assert names == ["ffbench/transformer-ref", "ffbench/lstm-ref (reference)", "ffbench/transformer-ref (reference)"]
+    # the user's two runs merge into one model (0 + 300 errors of the first run: the second run's cells
+    # share their keys), apart from the reference
+    assert "</span>ffbench/transformer-ref</td><td class=num>2</td><td class=num>36,224</td><td class=num>300</td>" \
+        in glance
+    fig4 = _section(html, "sparse-dense", "length")
+    assert "No model here was evaluated on both the sparse and the dense suite" not in fig4
+    assert "ffbench/transformer-ref (reference)" in fig4
+
+
+# ----------------------------------------------------------------------------- 2. at a glance: errors of the worst cell's cells
+def test_at_a_glance_counts_the_cells_its_worst_cell_comes_from():
+    """lstm-ref: 0 errors in the 754,599 reads of its 7 cells outside the stress grid, the grid's 2,105 errors apart."""
+    row, = views.at_a_glance([Model("ffbench/lstm-ref", runs.reference_runs("lstm-ref"))])
+    assert (row.cells, row.reads, row.errors) == (7, 754_599, 0)
+    assert row.worst_rate.startswith("0 errors in ")
+    assert row.stress == "2,105 errors in 12,592 reads; 233 of 311 points without an error"
