@@ -14,6 +14,7 @@ from ffbench import cli
 from ffbench.report import build_report, views
 from ffbench.report.data import Model
 from ffbench import runs
+from tests.conftest import needs_torch
 from tests.rundirs import cell, write_run
 
 
@@ -59,3 +60,52 @@ def test_at_a_glance_counts_the_cells_its_worst_cell_comes_from():
     assert (row.cells, row.reads, row.errors) == (7, 754_599, 0)
     assert row.worst_rate.startswith("0 errors in ")
     assert row.stress == "2,105 errors in 12,592 reads; 233 of 311 points without an error"
+
+
+# ----------------------------------------------------------------------------- 3. the dry run of an ffbench/ model is exact
+@needs_torch
+@pytest.mark.parametrize("per_read", [False, True])
+def test_dry_run_of_a_native_model_counts_what_the_run_sends(tmp_path, capsys, per_read):
+    import ffbench
+
+    flags = ["--suite", "in_dist", "--num", "20", "--length", "32"] + (["--per-read"] if per_read else [])
+    code, out, _ = _main(["run", "--model", "ffbench/transformer-ref", *flags, "--dry-run"], capsys)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[1] == ("tokens counted with the model's own tokenizer, chat template and BOS included; "
+                        "context none (no position table: any length)")
+    requests, tokens, budget, longest = lines[-1].split()[1:5]
+    res = ffbench.evaluate("ffbench/transformer-ref", suite="in_dist", num=20, lengths=32, per_read=per_read,
+                           output_dir=str(tmp_path / "run"))
+    assert (int(requests), int(tokens.replace(",", ""))) == (res.usage["requests"], res.usage["prompt_tokens"])
+    assert (budget, longest) == ("0", "31" if per_read else "32")  # a per-read prompt stops before the last answer
+    assert lines[-1].endswith(" / any") and "ESTIMATED" not in out and "re-asked" not in out
+
+
+def test_dry_run_of_a_native_model_with_a_position_table_names_its_context(tmp_path):
+    """A learned-position checkpoint: the context is its position table, and a longer T does not fit."""
+    import json
+    import shutil
+
+    from ffbench import api
+    from ffbench.resources import BASELINES_DIR
+
+    ckpt = tmp_path / "learned"
+    shutil.copytree(BASELINES_DIR / "transformer-ref", ckpt, ignore=shutil.ignore_patterns("run", "lengths", "stress"))
+    cfg = json.loads((ckpt / "config.json").read_text())
+    cfg["ffbench_model"]["positions"] = "learned"
+    (ckpt / "config.json").write_text(json.dumps(cfg))
+    shown = api.preflight(f"ffbench/{ckpt}", suite="in_dist", num=4, lengths=[64, 256])
+    assert shown.exact and shown.context == 128
+    assert [(c.longest, c.fits) for c in shown.cells] == [(64, True), (256, False)]
+    assert "  64 / 128" in str(shown) and "256 / 128 !" in str(shown)
+
+
+# ----------------------------------------------------------------------------- 4. ffbench/ models read symbolic only
+@pytest.mark.parametrize("rendering", ["symbolic_spaced", "lightswitch", "chat"])
+def test_native_models_refuse_every_rendering_but_symbolic(capsys, rendering):
+    code, out, err = _main(["run", "--model", "ffbench/transformer-ref", "--suite", "in_dist", "--num", "5",
+                            "--render", rendering, "--dry-run"], capsys)
+    assert (code, out) == (2, "")
+    assert err == (f"ffbench: error: ffbench/ models read the symbolic rendering only (the compact string they were "
+                   f"trained on), not {rendering!r}\n")
