@@ -109,3 +109,34 @@ def test_native_models_refuse_every_rendering_but_symbolic(capsys, rendering):
     assert (code, out) == (2, "")
     assert err == (f"ffbench: error: ffbench/ models read the symbolic rendering only (the compact string they were "
                    f"trained on), not {rendering!r}\n")
+
+
+# ----------------------------------------------------------------------------- 5. text the tokenizer cannot represent
+def test_unencodable_names_the_characters_a_tokenizer_reads_as_unknown():
+    from ffbench.backends import unencodable
+    from ffbench.tokenizer import CharTokenizer
+
+    assert unencodable(CharTokenizer(), "w0 r1\nThe light is on.") == [".", "T", "e", "g", "h", "l", "n", "o", "s", "t"]
+    assert unencodable(CharTokenizer(), "w0i1r0") == []
+
+
+@needs_torch
+def test_a_rendering_the_tokenizer_cannot_encode_is_refused_before_scoring(tmp_path, capsys):
+    """The README's char-level tiny-gpt2 maps every letter to <pad>: lightswitch is refused in one line
+    naming the letters, before any run directory exists; symbolic and symbolic_spaced are read."""
+    from ffbench.tokenizer import DEFAULT_CHARS
+    from tests.models import build_tiny_model
+
+    model = build_tiny_model(tmp_path / "tiny-gpt2", chars=DEFAULT_CHARS)
+    capsys.readouterr()  # transformers' own progress lines
+    out = tmp_path / "runs" / "tiny"
+    args = ["run", "--model", f"hf/{model}", "--suite", "in_dist", "--length", "16", "--num", "5", "--output-dir",
+            str(out), "--no-record"]
+    code, stdout, err = _main([*args, "--render", "symbolic,lightswitch"], capsys)
+    assert (code, stdout) == (2, "")
+    assert err == (f"ffbench: error: hf/{model} cannot read rendering 'lightswitch': its tokenizer has no token for "
+                   "'.ABTabcdefghlnopstu' (it reads them as '<pad>'); use a rendering made of characters it knows, "
+                   "e.g. symbolic\n")
+    assert not out.exists()
+    code, _, err = _main([*args, "--render", "symbolic_spaced", "--dry-run"], capsys)
+    assert code == 0, err
