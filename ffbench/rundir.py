@@ -181,7 +181,7 @@ class RunDir:
         if not self.results.is_file():
             hint = " (the run is unfinished: rerun the same 'ffbench run' to complete it)" \
                 if (self.path / self.IDENTITY).exists() or self.shards.exists() else ""
-            raise FFBenchError(f"{label!r} is not a finished run directory: no {self.RESULTS}{hint}")
+            raise UsageError(f"{label!r} is not a finished run directory: no {self.RESULTS}{hint}")
         raw = read_json(self.results, "results")
         for name, complete in ((self.SAMPLES, True), (self.FAILURES, False)):
             if (self.path / name).is_file():

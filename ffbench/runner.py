@@ -189,7 +189,7 @@ def _run_locked(p: Plan, rd: RunDir, model: ModelRef, fingerprint: dict | None, 
     wanted = RunIdentity(cfg.as_dict(), p.data_hashes(), fingerprint or {})
     held = rd.identity()
     if held is None and rd.holds_work() and not rescore:
-        raise FFBenchError(f"{str(rd.path)!r} holds unfinished work of unknown provenance (an older ffbench?); "
+        raise UsageError(f"{str(rd.path)!r} holds unfinished work of unknown provenance (an older ffbench?); "
                            "use --rescore to discard it, or another --output-dir")
     if held is not None:
         diff = held.differences(wanted, include_model=fingerprint is not None)
@@ -264,7 +264,7 @@ def _finished(rd: RunDir, control: RunControl, echo) -> RunResults | None:
 
 def _refuse_or_clear(rd: RunDir, diff: list[str], rescore: bool, echo) -> None:
     if not rescore:
-        raise FFBenchError(f"{str(rd.path)!r} holds results of another run ({'; '.join(diff)} differ): use "
+        raise UsageError(f"{str(rd.path)!r} holds results of another run ({'; '.join(diff)} differ): use "
                            "--rescore to discard them, or another --output-dir")
     echo(f"--rescore: discarding what {rd.path} held ({'; '.join(diff)} differ)")
     rd.clear()

@@ -140,3 +140,112 @@ def test_a_rendering_the_tokenizer_cannot_encode_is_refused_before_scoring(tmp_p
     assert not out.exists()
     code, _, err = _main([*args, "--render", "symbolic_spaced", "--dry-run"], capsys)
     assert code == 0, err
+
+
+# ----------------------------------------------------------------------------- 6. a stress-named column of another type
+def test_a_family_column_of_integers_is_one_line_in_validate_and_run(tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ffbench import language
+
+    path = tmp_path / "mine.parquet"
+    texts = language.to_strings(language.sample(language.FFL.from_p_ignore(0.8, 16), 4, 1))
+    pq.write_table(pa.table({"text": texts, "family": [7, 8, 9, 10]}), path)
+    line = (f"{path}: row 0: column 'family' holds 7, but ffbench reads 'family' as the stress grid's family (text); "
+            "rename the column to keep it as your own")
+    for argv in (["validate", str(path)],
+                 ["run", "--model", "ffbench/transformer-ref", "--data", str(path), "--dry-run"],
+                 ["run", "--model", "ffbench/transformer-ref", "--data", str(path), "--output-dir",
+                  str(tmp_path / "r"), "--no-record"]):
+        assert _main(argv, capsys) == (2, "", f"ffbench: error: {line}\n")
+    assert not (tmp_path / "r").exists()
+
+
+# ----------------------------------------------------------------------------- 8. one exit-status rule
+def _bad_file(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"text": "w0r1"}\n')
+    return path
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (lambda t: ["validate", str(_bad_file(t))], "read 'r1' does not match the most recent write 'w0'"),
+    (lambda t: ["run", "--model", "ffbench/transformer-ref", "--data", str(_bad_file(t)), "--dry-run"],
+     "read 'r1' does not match the most recent write 'w0'"),
+    (lambda t: ["render", "--data", str(_bad_file(t))], "read 'r1' does not match the most recent write 'w0'"),
+    (lambda t: ["generate", "--num", "2", "--out", str(t / "nowhere" / "x.parquet")], "does not exist"),
+    (lambda t: ["report", str(t / "no-such-run"), "--out", str(t / "r.html")], "no run"),
+    (lambda t: ["record", str(t)], "is not a finished run directory"),
+    (lambda t: ["check", "--candidate", str(t / "no-such-run"), "--max-glitch-rate", "0"], "no run"),
+])
+def test_the_command_as_given_cannot_succeed_exits_2(tmp_path, capsys, argv, fragment):
+    code, out, err = _main(argv(tmp_path), capsys)
+    assert code == 2 and err.startswith("ffbench: error: ") and err.count("\n") == 1 and fragment in err, err
+
+
+@needs_torch
+def test_a_run_directory_of_another_config_exits_2_and_is_kept(tmp_path, capsys):
+    args = ["run", "--model", "ffbench/transformer-ref", "--suite", "in_dist", "--length", "16", "--output-dir",
+            str(tmp_path / "r"), "--no-record", "--no-progress"]
+    assert _main([*args, "--num", "3", "--batch-size", "2"], capsys)[0] == 0
+    code, out, err = _main([*args, "--num", "3", "--batch-size", "3"], capsys)
+    assert (code, out) == (2, "")
+    assert err == (f"ffbench: error: '{tmp_path / 'r'}' holds results of another run (config (batch_size) differ): use "
+                   "--rescore to discard them, or another --output-dir\n")
+    assert (tmp_path / "r" / "results.json").is_file()
+
+
+def test_the_rule_is_one_sentence_in_the_architecture():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "architecture.md").read_text()
+    section = doc[doc.index("## Exit status"):doc.index("## Run identity")]
+    rule, = (" ".join(r.split()) for r in re.findall(r"\*\*(.+?)\*\*", section, re.S))
+    assert len(re.findall(r"[.!?](?:\s|$)", rule)) == 1 and rule.endswith("130 when interrupted.")
+    assert rule.startswith("2 when the command as given cannot succeed")
+
+
+# ----------------------------------------------------------------------------- 7. help and printed lines
+def test_help_quick_start_starts_with_run_and_model_help_names_every_provider(capsys):
+    code, out, _ = _main(["--help"], capsys)
+    assert code == 0
+    quick = out[out.index("Quick start:"):out.index("Options:")].split("\n")[1:]
+    assert quick[0].split() == ["ffbench", "run", "--model", "ffbench/transformer-ref", "--suite", "in_dist,dense",
+                                "--num", "1000", "#", "score", "a", "shipped", "model"]
+    code, out, _ = _main(["run", "--help"], capsys)
+    spec = " ".join(out[out.index("--model SPEC"):out.index("--suite NAMES")].split())
+    assert spec == ("--model SPEC provider/model: hf/<hub id or dir>, vllm/<hub id or dir>, openai/<name>, "
+                    "anthropic/<name>, ffbench/<name or dir>. [required]")
+
+
+def test_bare_ffbench_prints_its_help_not_an_error(capsys):
+    code, out, err = _main([], capsys)
+    assert (code, err) == (0, "")
+    assert out.startswith("Usage: ffbench [OPTIONS] COMMAND [ARGS]...\n") and "Commands:" in out
+
+
+@pytest.mark.parametrize("rendering, line", [
+    ("symbolic", "# rendering 'symbolic': 3 scored reads, each answered with '0' or '1'"),
+    ("lightswitch", "# rendering 'lightswitch': 3 scored reads, each answered with ' off' or ' on'"),
+])
+def test_render_says_what_a_read_is_answered_with(capsys, rendering, line):
+    code, out, _ = _main(["render", "--render", rendering], capsys)
+    assert code == 0 and out.splitlines()[:2] == ["# sequence: w1i0r1i1w0r0i0r0", line]
+
+
+@pytest.mark.parametrize("reason, line", [
+    ("budget", "hunt directory: hunts/mix (stopped: the --budget of 20,000 reads is spent; a larger --budget "
+               "continues it)"),
+    ("token budget", "hunt directory: hunts/mix (stopped: the --budget-tokens of 500,000 tokens is spent)"),
+    ("exhausted", "hunt directory: hunts/mix (stopped: no new candidate fits the reads left in the budget)"),
+    ("in progress", "hunt directory: hunts/mix (in progress)"),
+])
+def test_the_hunt_says_why_it_stopped(reason, line):
+    from ffbench.hunt.outputs import format_summary
+
+    summary = {"config": {"model": "ffbench/transformer-mix", "length": 128, "budget": 20_000,
+                          "budget_tokens": 500_000},
+               "spent": {"reads": 20_000, "rescored_reads": 0}, "families": [], "stop_reason": reason,
+               "glitches": {"distinct": 0, "failing_reads": 0, "per_scored_read": None}}
+    assert format_summary(summary, "hunts/mix").splitlines()[-1] == line

@@ -132,7 +132,7 @@ def test_sweep_table_draws_replicates(tmp_path):
 def test_bad_input_is_one_line(tmp_path):
     res = subprocess.run([sys.executable, "-m", "ffbench", "report", str(tmp_path / "nope"), "--out",
                           str(tmp_path / "r.html")], capture_output=True, text=True)
-    assert res.returncode == 1 and res.stderr.count("\n") == 1 and "no run" in res.stderr
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "no run" in res.stderr
     assert not (tmp_path / "r.html").exists()
 
 
@@ -605,7 +605,7 @@ def test_a_broken_hunt_summary_is_one_line(tmp_path):
     (tmp_path / "h" / "hunt.json").write_text('{"model": "x"}')
     res = subprocess.run([sys.executable, "-m", "ffbench", "report", str(tmp_path / "h"), "--out",
                           str(tmp_path / "r.html")], capture_output=True, text=True)
-    assert res.returncode == 1 and res.stderr.count("\n") == 1
+    assert res.returncode == 2 and res.stderr.count("\n") == 1
     assert "is not an ffbench hunt summary (no config, spent, glitches, families)" in res.stderr
     assert not (tmp_path / "r.html").exists()
 

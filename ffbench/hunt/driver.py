@@ -182,7 +182,7 @@ def _hunt_locked(p: Plan, hd: HuntDir, model: ModelRef, fingerprint: dict | None
     cfg = p.config
     state = hd.read_state()
     if state is None and hd.holds_other_files():
-        raise FFBenchError(f"{str(hd.path)!r} holds files but no hunt state: choose another --out")
+        raise UsageError(f"{str(hd.path)!r} holds files but no hunt state: choose another --out")
     wanted = RunIdentity(cfg.identity(), {}, fingerprint or {})
     if state is not None:
         _check_identity(hd, state, wanted, include_model=fingerprint is not None)
@@ -214,7 +214,7 @@ def _check_identity(hd: HuntDir, state: dict, wanted: RunIdentity, include_model
     held = RunIdentity.from_dict(state.get("identity") or {})
     diff = held.differences(wanted, include_model=include_model)
     if diff:
-        raise FFBenchError(f"{str(hd.path)!r} holds another hunt ({'; '.join(diff)} differ): choose another --out, "
+        raise UsageError(f"{str(hd.path)!r} holds another hunt ({'; '.join(diff)} differ): choose another --out, "
                            "or delete the directory to start over")
 
 
