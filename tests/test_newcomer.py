@@ -249,3 +249,23 @@ def test_the_hunt_says_why_it_stopped(reason, line):
                "spent": {"reads": 20_000, "rescored_reads": 0}, "families": [], "stop_reason": reason,
                "glitches": {"distinct": 0, "failing_reads": 0, "per_scored_read": None}}
     assert format_summary(summary, "hunts/mix").splitlines()[-1] == line
+
+
+# ----------------------------------------------------------------------------- 9. registry numbers and directories
+def test_registry_ids_count_recorded_runs_and_a_replaced_directory_leaves_the_old_record(tmp_path, capsys):
+    import json
+
+    reg, run = tmp_path / "reg.sqlite", tmp_path / "runs" / "mine"
+    record = ["record", str(run), "--registry", str(reg)]
+    write_run(run, "ffbench/transformer-ref", [cell("in_dist", 1, 7_237, length=128)],
+              created="2026-12-01T00:00:00+00:00")
+    assert _main(record, capsys)[1] == f"registry: recorded as #1 in {reg}\n"
+    assert _main(record, capsys)[1] == f"registry: already recorded in {reg}\n"
+    # --rescore put another model's run into the same directory
+    write_run(run, "ffbench/lstm-ref", [cell("in_dist", 0, 26_433)], created="2026-12-02T00:00:00+00:00")
+    assert _main(record, capsys)[1] == f"registry: recorded as #2 in {reg}\n"
+    code, out, _ = _main(["history", "--json", "--registry", str(reg)], capsys)
+    entries = [json.loads(line) for line in out.splitlines()]
+    assert [(e["id"], e["model"], e["run_dir"]) for e in entries] == [
+        (1, "ffbench/transformer-ref", None), (2, "ffbench/lstm-ref", str(run.resolve()))]
+    assert entries[0]["results"][0]["errors"] == 1  # the old record keeps its results
