@@ -335,7 +335,8 @@ def _csv(cast, name):
               "(default: about 32k tokens' worth).")
 @click.option("--max-batch-tokens", type=int, metavar="N", help="Padded tokens per forward pass (hf, ffbench backends).")
 @click.option("--alphabet", type=int, default=2, show_default=True, metavar="M", help="Data values 0..M-1.")
-@click.option("--output-dir", "-o", metavar="DIR", help="Run directory (default runs/<model>-<config hash>); "
+@click.option("--output-dir", "-o", metavar="DIR",
+              help="Run directory (default runs/<provider>_<model name>-<config hash>); "
               "rerunning with the same arguments resumes it.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal).")
 @click.option("--revision", default="", metavar="REV", help="Release label recorded in the registry "
@@ -470,7 +471,8 @@ def _record(results, revision: str, run_dir: str, registry_path: str | None, str
               help="API key for openai/ models; never written anywhere.")
 @click.option("--iid", metavar="RUN", help="A finished 'ffbench run' of this model on the i.i.d. suites to compare "
               "yields with (default: the shipped run of an ffbench/ builtin).")
-@click.option("--out", "-o", metavar="DIR", help="Hunt directory (default hunts/<model>-<config hash>); rerunning "
+@click.option("--out", "-o", metavar="DIR",
+              help="Hunt directory (default hunts/<provider>_<model name>-<config hash>); rerunning "
               "the same command resumes it.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
 def hunt(model, budget, budget_tokens, length, seed, rendering, estimate, families, per_read, model_args, base_url,
@@ -608,6 +610,8 @@ def train(arch, recipe, length, train_mix, steps, batch_size, lr, weight_decay, 
                f"({metrics['tokens_per_second']:,} tokens/s); in-distribution: {fin['errors']} "
                f"error{'' if fin['errors'] == 1 else 's'} in "
                f"{fin['reads']:,} reads; checkpoint: {out}")
+    click.echo(f"next: ffbench run --model ffbench/{out} --suite paper   (scored at its training length, "
+               f"T = {cfg.length})")
 
 
 # ----------------------------------------------------------------------------- sweep

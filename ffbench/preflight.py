@@ -142,7 +142,7 @@ class Preflight:
         return row
 
 
-def _context(context: int | float | None, unit: str = "") -> str:
+def _context(context: float | None, unit: str = "") -> str:
     """A context in words: its size, "any" for a model without a position table (``math.inf``, it runs at
     any length), "?" or "unknown" when the dry run cannot tell."""
     if context == math.inf:

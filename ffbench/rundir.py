@@ -27,7 +27,7 @@ import os
 import shutil
 from pathlib import Path
 
-from ffbench.errors import FFBenchError, UsageError
+from ffbench.errors import UsageError
 from ffbench.identity import RunIdentity
 from ffbench.io import atomic_path, locked_directory, read_json, write_json
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -584,8 +583,9 @@ def stress_breakdown(table) -> tuple[list[dict], list[dict]]:
 
 
 def default_output_dir(cfg: RunConfig) -> str:
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", cfg.model.replace("/", "_")).strip("_")[-60:]
-    return str(Path("runs") / f"{slug}-{cfg.digest()[:10]}")
+    from ffbench.backends import default_directory
+
+    return default_directory("runs", cfg.model, cfg.digest()[:10])
 
 
 # ----------------------------------------------------------------------------- resources

@@ -10,10 +10,9 @@ import re
 
 import pytest
 
-from ffbench import cli
+from ffbench import cli, runs
 from ffbench.report import build_report, views
 from ffbench.report.data import Model
-from ffbench import runs
 from tests.conftest import needs_torch
 from tests.rundirs import cell, write_run
 
@@ -43,26 +42,28 @@ def test_a_run_of_a_shipped_model_is_drawn_beside_its_reference(tmp_path):
     html = build_report([str(p) for p in mine], attention_reads=0)
     glance = _section(html, "glance", "summary")
     names = re.findall(r'</span>([^<]+)</td><td class=num>', glance)
-    assert names == ["ffbench/transformer-ref", "ffbench/lstm-ref (reference)", "ffbench/transformer-ref (reference)"]
+    assert names == ["ffbench/transformer-ref", "ffbench/lstm-ref (reference)",
+                     "ffbench/transformer-ref (reference)"]
     # the user's two runs merge into one model (0 + 300 errors of the first run: the second run's cells
     # share their keys), apart from the reference
-    assert "</span>ffbench/transformer-ref</td><td class=num>2</td><td class=num>36,224</td><td class=num>300</td>" \
-        in glance
+    mine = "</span>ffbench/transformer-ref</td><td class=num>2</td><td class=num>36,224</td><td class=num>300</td>"
+    assert mine in glance
     fig4 = _section(html, "sparse-dense", "length")
     assert "No model here was evaluated on both the sparse and the dense suite" not in fig4
     assert "ffbench/transformer-ref (reference)" in fig4
 
 
-# ----------------------------------------------------------------------------- 2. at a glance: errors of the worst cell's cells
+# ------------------------------------------------------------------ 2. at a glance: one set of cells
 def test_at_a_glance_counts_the_cells_its_worst_cell_comes_from():
-    """lstm-ref: 0 errors in the 754,599 reads of its 7 cells outside the stress grid, the grid's 2,105 errors apart."""
+    """lstm-ref: 0 errors in the 754,599 reads of its 7 cells outside the stress grid, the grid's 2,105
+    errors apart."""
     row, = views.at_a_glance([Model("ffbench/lstm-ref", runs.reference_runs("lstm-ref"))])
     assert (row.cells, row.reads, row.errors) == (7, 754_599, 0)
     assert row.worst_rate.startswith("0 errors in ")
     assert row.stress == "2,105 errors in 12,592 reads; 233 of 311 points without an error"
 
 
-# ----------------------------------------------------------------------------- 3. the dry run of an ffbench/ model is exact
+# ------------------------------------------------------------------ 3. an exact native dry run
 @needs_torch
 @pytest.mark.parametrize("per_read", [False, True])
 def test_dry_run_of_a_native_model_counts_what_the_run_sends(tmp_path, capsys, per_read):
@@ -201,7 +202,7 @@ def test_the_rule_is_one_sentence_in_the_architecture():
 
     doc = (Path(__file__).resolve().parent.parent / "docs" / "architecture.md").read_text()
     section = doc[doc.index("## Exit status"):doc.index("## Run identity")]
-    rule, = (" ".join(r.split()) for r in re.findall(r"\*\*(.+?)\*\*", section, re.S))
+    rule, = (" ".join(r.split()) for r in re.findall(r"\*\*(.+?)\*\*", section, re.DOTALL))
     assert len(re.findall(r"[.!?](?:\s|$)", rule)) == 1 and rule.endswith("130 when interrupted.")
     assert rule.startswith("2 when the command as given cannot succeed")
 
@@ -269,3 +270,44 @@ def test_registry_ids_count_recorded_runs_and_a_replaced_directory_leaves_the_ol
     assert [(e["id"], e["model"], e["run_dir"]) for e in entries] == [
         (1, "ffbench/transformer-ref", None), (2, "ffbench/lstm-ref", str(run.resolve()))]
     assert entries[0]["results"][0]["errors"] == 1  # the old record keeps its results
+
+
+# ------------------------------------------------------------------ 10. next line, directory names
+@pytest.mark.parametrize("spec, name", [
+    ("hf//home/me/work/tiny-gpt2", "hf_tiny-gpt2"),  # a local directory: its own name, not its path
+    ("ffbench//tmp/x/runs/tf-mix", "ffbench_tf-mix"),
+    ("hf/Qwen/Qwen2.5-0.5B-Instruct", "hf_Qwen_Qwen2.5-0.5B-Instruct"),  # a hub id stays whole
+    ("ffbench/transformer-ref", "ffbench_transformer-ref"),
+    ("openai/gpt-4o-mini", "openai_gpt-4o-mini"),
+])
+def test_default_directories_are_named_by_the_model_s_own_name(tmp_path, monkeypatch, spec, name):
+    from ffbench.backends import default_directory
+
+    monkeypatch.chdir(tmp_path)
+    assert default_directory("runs", spec, "0123456789") == f"runs/{name}-0123456789"
+
+
+def test_a_directory_named_by_an_older_ffbench_still_resumes(tmp_path, monkeypatch):
+    from ffbench.backends import default_directory
+
+    monkeypatch.chdir(tmp_path)
+    old = tmp_path / "runs" / "hf__home_me_work_tiny-gpt2-0123456789"  # what it was called before
+    old.mkdir(parents=True)
+    assert default_directory("runs", "hf//home/me/work/tiny-gpt2", "0123456789") == str(old.relative_to(tmp_path))
+    assert default_directory("runs", "hf//home/me/work/tiny-gpt2", "9876543210") == "runs/hf_tiny-gpt2-9876543210"
+
+
+@needs_torch
+def test_train_prints_the_next_command_and_its_run_is_named_by_the_checkpoint(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _main(["train", "--arch", "lstm", "--steps", "2", "--hidden", "8", "--length", "16",
+                            "--batch-size", "2", "--out", "ckpt/tr", "--no-progress"], capsys)
+    assert code == 0, err
+    assert out.splitlines()[-1] == ("next: ffbench run --model ffbench/ckpt/tr --suite paper   (scored at its training "
+                                    "length, T = 16)")
+    code, out, err = _main(["run", "--model", "ffbench/ckpt/tr", "--suite", "in_dist", "--num", "2", "--no-record",
+                            "--no-progress"], capsys)
+    assert code == 0, err
+    run_dir, = (line.removeprefix("run directory: ") for line in out.splitlines() if line.startswith("run directory:"))
+    assert re.fullmatch(r"runs/ffbench_tr-[0-9a-f]{10}", run_dir)
+    assert (tmp_path / run_dir / "results.json").is_file()

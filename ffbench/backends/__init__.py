@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from dataclasses import dataclass, field
 
 from ffbench.backends.base import Backend
@@ -223,6 +224,23 @@ def unencodable(tokenizer, text: str) -> list[str]:
         return []  # byte-level tokenizers (GPT-2 and most BPEs) encode every character
     return sorted(ch for ch in set(text)
                   if lost & set(tokenizer(ch, add_special_tokens=False)["input_ids"]))
+
+
+def default_directory(root: str, spec: str, digest: str) -> str:
+    """``ROOT/<model>-<digest>``, the default run or hunt directory of a normalised model spec, named by
+    the model's own name: a local directory's last component, not its absolute path
+    (``hf//home/me/tiny-gpt2`` -> ``runs/hf_tiny-gpt2-<digest>``; the digest covers the whole path).
+    A directory an older ffbench named from the whole path is kept when it exists, so it resumes."""
+    from pathlib import Path
+
+    provider, _, name = spec.partition("/")
+    own = Path(name).name if os.path.isabs(name) else name
+    new, old = (Path(root) / f"{_file_safe(f'{provider}_{n}')}-{digest}" for n in (own, name))
+    return str(old if old.is_dir() and not new.exists() else new)
+
+
+def _file_safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text.replace("/", "_")).strip("_")[-60:]
 
 
 def resolve(spec: str, args: dict | None = None, **options) -> ModelRef:

@@ -35,7 +35,7 @@ import numpy as np
 
 from ffbench import __version__, language, render
 from ffbench.backends import ModelRef
-from ffbench.errors import FFBenchError, Interrupted, UsageError
+from ffbench.errors import Interrupted, UsageError
 from ffbench.hunt import bandit as bandit_mod
 from ffbench.hunt import estimator, families, mutations
 from ffbench.hunt.families import pad_to
@@ -130,10 +130,9 @@ def hunt_model(model: str, budget: int, out: str | None = None, length: int | No
     """Resolve ``model`` (a provider/model spec) and hunt it; return (summary, hunt directory).
 
     The length defaults to an ffbench/ checkpoint's training length, else 512; the directory to
-    ``hunts/<model>-<config hash>``.
+    ``hunts/<provider>_<model name>-<config hash>``.
     """
     import os
-    from pathlib import Path
 
     from ffbench import backends
 
@@ -150,8 +149,7 @@ def hunt_model(model: str, budget: int, out: str | None = None, length: int | No
                      base_url=base_url if ref.provider == "openai" else None, iid=iid)
     plan(cfg)
     if out is None:
-        slug = "".join(c if c.isalnum() or c in "_.-" else "_" for c in ref.spec.replace("/", "_")).strip("_")[-60:]
-        out = str(Path("hunts") / f"{slug}-{cfg.digest()[:10]}")
+        out = backends.default_directory("hunts", ref.spec, cfg.digest()[:10])
     if ref.provider == "openai":
         ref.options = {"base_url": base_url, "api_key": api_key or os.environ.get("OPENAI_API_KEY"), "cache_dir": out}
     return hunt(cfg, out, ref, progress=progress, echo=echo), out
