@@ -5,7 +5,8 @@ bad value and say what was expected. The exit status follows one rule (docs/arch
 status"): a :class:`UsageError` when the command as given cannot succeed, whatever the machine does
 (a bad flag value, an unknown name, a missing or illegal input file, a directory holding another
 run) exits 2; every other :class:`FFBenchError` (a model that fails to load, a server that does not
-answer, an unusable registry, a failed gate) exits 1."""
+answer, an unusable registry, a failed gate) exits 1.
+"""
 
 
 class FFBenchError(Exception):
