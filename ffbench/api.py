@@ -39,8 +39,8 @@ def evaluate(model: str, suite=None, data=None, lengths=None, p_ignore=None, num
              price_out: float | None = None) -> RunResults:
     """Score ``model`` (a ``provider/model`` spec) exactly as ``ffbench run`` does and return the results.
 
-    Lists may be given as Python lists or comma-separated strings. The run directory
-    (``output_dir``, default ``runs/<model>-<config hash>``) is resumable like the CLI's; nothing is
+    Lists may be given as Python lists or comma-separated strings. The run directory (``output_dir``,
+    default ``runs/<provider>_<model name>-<config hash>``) is resumable like the CLI's; nothing is
     recorded in the registry unless ``record=True`` (and never a run that a stopping rule cut short).
     ``chat_template`` (auto, none or a Jinja file), ``system_prompt``, ``max_new_tokens``,
     ``reasoning_budget`` and ``reasoning_end`` are the run flags of the same names

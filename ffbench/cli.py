@@ -1,8 +1,9 @@
 """The ``ffbench`` command line. It only parses and delegates; every import of real work is lazy
 so that ``ffbench --help`` and ``ffbench generate`` start fast.
 
-Errors in the user's input print as one line (``ffbench: error: ...``) with a non-zero exit:
-2 for usage errors (bad flag values), 1 for everything else (unreadable files, illegal data).
+Errors print as one line (``ffbench: error: ...``) with a non-zero exit: 2 when the command as given
+cannot succeed (a bad flag value, an unknown name, a missing or illegal file, a directory holding
+another run), 1 when its work failed or its verdict is negative (docs/architecture.md, "Exit status").
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def cli():
 
     \b
     Quick start:
+      ffbench run --model ffbench/transformer-ref --suite in_dist,dense --num 1000   # score a shipped model
       ffbench generate --suite paper --out paper.parquet   # the paper's three evaluation sets
       ffbench validate paper.parquet                        # check every row, print its hash
       ffbench render --length 16 --render lightswitch       # see what a model reads
@@ -120,6 +122,12 @@ def _count(n: int, noun: str) -> str:
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
+def _either(choices) -> str:
+    """"'0' or '1'", "'0', '1' or '2'": the answers a read may take, as alternatives."""
+    shown = [repr(c) for c in choices]
+    return " or ".join([", ".join(shown[:-1]), shown[-1]] if len(shown) > 1 else shown)
+
+
 def _rate(tokens: int, seconds: float) -> str:
     """Throughput with a unit that keeps three significant digits: '850 tokens/s', '12.5 k tokens/s',
     '312 M tokens/s', '1.20 G tokens/s'."""
@@ -149,7 +157,8 @@ def validate(file, alphabet):
     """Check every row of a data file against the rules of the language.
 
     Prints the row count, length, reads and content hash; on the first illegal row prints its row,
-    position and the rule it breaks, and exits 1. Reads the synthseq/flipflop parquet layout as is.
+    position and the rule it breaks, and exits 2 (as 'ffbench run --data' does with the same file).
+    Reads the synthseq/flipflop parquet layout as is.
     """
     from ffbench import datafiles, language
 
@@ -238,7 +247,8 @@ def render(rendering, length, p_ignore, seed, data, row, fewshot, mark, list_onl
         seq = language.sample(language.FFL.from_p_ignore(p_ignore, length), 1, seed)[0]
     out = rnd.render(seq, template, demo=rnd.demo_sequence() if fewshot else None)
     click.echo(f"# sequence: {language.to_strings(seq[None])[0]}")
-    click.echo(f"# rendering {template.name!r}: {len(out.targets)} scored reads, answers {list(out.choices)}")
+    click.echo(f"# rendering {template.name!r}: {_count(len(out.targets), 'scored read')}, each answered with "
+               f"{_either(out.choices)}")
     if model is not None:
         _show_model_text(model, out, template, scoring, model_args, chat_template, system_prompt, max_new_tokens,
                          reasoning_budget, reasoning_end)
@@ -293,7 +303,8 @@ def _csv(cast, name):
 
 @cli.command()
 @click.option("--model", "-m", required=True, metavar="SPEC",
-              help="provider/model: hf/<hub id or dir>, vllm/<hub id or dir>, openai/<name>, ffbench/<name or dir>.")
+              help="provider/model: hf/<hub id or dir>, vllm/<hub id or dir>, openai/<name>, anthropic/<name>, "
+                   "ffbench/<name or dir>.")
 @click.option("--suite", multiple=True, callback=_csv(str, "suite names"), metavar="NAMES",
               help="Preset suites: in_dist, sparse, dense, paper (all three), stress (the stress grid; --num sets "
                    "sequences per point). Default: paper, unless --data or --p-ignore.")
@@ -326,7 +337,8 @@ def _csv(cast, name):
               "(default: about 32k tokens' worth).")
 @click.option("--max-batch-tokens", type=int, metavar="N", help="Padded tokens per forward pass (hf, ffbench backends).")
 @click.option("--alphabet", type=int, default=2, show_default=True, metavar="M", help="Data values 0..M-1.")
-@click.option("--output-dir", "-o", metavar="DIR", help="Run directory (default runs/<model>-<config hash>); "
+@click.option("--output-dir", "-o", metavar="DIR",
+              help="Run directory (default runs/<provider>_<model name>-<config hash>); "
               "rerunning with the same arguments resumes it.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal).")
 @click.option("--revision", default="", metavar="REV", help="Release label recorded in the registry "
@@ -461,7 +473,8 @@ def _record(results, revision: str, run_dir: str, registry_path: str | None, str
               help="API key for openai/ models; never written anywhere.")
 @click.option("--iid", metavar="RUN", help="A finished 'ffbench run' of this model on the i.i.d. suites to compare "
               "yields with (default: the shipped run of an ffbench/ builtin).")
-@click.option("--out", "-o", metavar="DIR", help="Hunt directory (default hunts/<model>-<config hash>); rerunning "
+@click.option("--out", "-o", metavar="DIR",
+              help="Hunt directory (default hunts/<provider>_<model name>-<config hash>); rerunning "
               "the same command resumes it.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
 def hunt(model, budget, budget_tokens, length, seed, rendering, estimate, families, per_read, model_args, base_url,
@@ -599,6 +612,8 @@ def train(arch, recipe, length, train_mix, steps, batch_size, lr, weight_decay, 
                f"({metrics['tokens_per_second']:,} tokens/s); in-distribution: {fin['errors']} "
                f"error{'' if fin['errors'] == 1 else 's'} in "
                f"{fin['reads']:,} reads; checkpoint: {out}")
+    click.echo(f"next: ffbench run --model ffbench/{out} --suite paper   (scored at its training length, "
+               f"T = {cfg.length})")
 
 
 # ----------------------------------------------------------------------------- sweep
@@ -931,6 +946,9 @@ def main(argv=None) -> None:
     except click.Abort:
         click.echo("ffbench: aborted", err=True)
         sys.exit(130)
+    except click.exceptions.NoArgsIsHelpError as exc:  # bare 'ffbench': the help, not an error
+        click.echo(exc.ctx.get_help())
+        sys.exit(0)
     except click.UsageError as exc:
         hint = f" (see 'ffbench {exc.ctx.info_name} --help')" if exc.ctx is not None and exc.ctx.parent else ""
         click.echo(f"ffbench: error: {exc.format_message()}{hint}", err=True)

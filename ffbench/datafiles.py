@@ -163,14 +163,31 @@ def read_sequences(path: str | os.PathLike, alphabet: int = language.MAX_ALPHABE
     fmt = file_format(p)
     texts, columns = _read_parquet(p) if fmt == "parquet" else _read_jsonl(p)
     if len(texts) == 0:
-        raise FFBenchError(f"{p}: no rows")
+        raise UsageError(f"{p}: no rows")
     try:
         arr = texts if isinstance(texts, np.ndarray) else language.to_array(texts)
         if validate:
             language.validate(arr, alphabet)
     except FFBenchError as exc:
-        raise FFBenchError(f"{p}: {exc}") from None
+        raise UsageError(f"{p}: {exc}") from None
+    check_stress_columns(p, columns)
     return Dataset(arr, columns, content_sha256(arr), str(p))
+
+
+def check_stress_columns(p: Path, columns: dict[str, list]) -> None:
+    """The columns named like the stress grid's (``family``, ``point``, its parameters) travel with
+    every read into samples and results, so they must hold what the grid writes there: the first
+    value of another type is named with its row."""
+    from ffbench import stress
+
+    for name in stress.COLUMNS:
+        kind = str if name in ("family", "point") else stress.parameter_type(name)
+        accepted = (int, float) if kind is float else (kind,)
+        for row, value in enumerate(columns.get(name, ())):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, accepted)):
+                raise UsageError(f"{p}: row {row}: column {name!r} holds {value!r}, but ffbench reads {name!r} as "
+                                 f"the stress grid's {name} ({'text' if kind is str else kind.__name__}); rename "
+                                 "the column to keep it as your own")
 
 
 def _read_parquet(p: Path):
@@ -180,15 +197,15 @@ def _read_parquet(p: Path):
     try:
         table = pq.read_table(p)
     except (pa.ArrowException, OSError) as exc:
-        raise FFBenchError(f"{p}: not a readable parquet file ({str(exc).splitlines()[0]})") from None
+        raise UsageError(f"{p}: not a readable parquet file ({str(exc).splitlines()[0]})") from None
     if "text" not in table.column_names:
-        raise FFBenchError(f"{p}: no 'text' column (columns: {', '.join(table.column_names) or 'none'})")
+        raise UsageError(f"{p}: no 'text' column (columns: {', '.join(table.column_names) or 'none'})")
     text = table.column("text")
     if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
-        raise FFBenchError(f"{p}: column 'text' has type {text.type}, expected strings")
+        raise UsageError(f"{p}: column 'text' has type {text.type}, expected strings")
     if text.null_count:
         row = int(np.flatnonzero(text.is_null().to_numpy(zero_copy_only=False))[0])
-        raise FFBenchError(f"{p}: row {row}: 'text' is null")
+        raise UsageError(f"{p}: row {row}: 'text' is null")
     columns = {name: table.column(name).to_pylist() for name in table.column_names if name != "text"}
     return _fixed_width(text.cast(pa.large_string()).combine_chunks()), columns
 
@@ -215,9 +232,9 @@ def _read_jsonl(p: Path):
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise FFBenchError(f"{p}: line {lineno}: not valid JSON ({exc.msg})") from None
+                raise UsageError(f"{p}: line {lineno}: not valid JSON ({exc.msg})") from None
             if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-                raise FFBenchError(f"{p}: line {lineno}: expected an object with a string 'text'")
+                raise UsageError(f"{p}: line {lineno}: expected an object with a string 'text'")
             row = len(texts)
             texts.append(record.pop("text"))
             for name, value in record.items():

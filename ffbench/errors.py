@@ -1,10 +1,11 @@
 """The exceptions every user-facing failure is reported with.
 
 The CLI prints an :class:`FFBenchError` as one line (no traceback), so every message must name the
-bad value and say what was expected. The exit status tells the two kinds apart: a
-:class:`UsageError` (a bad flag value, an unknown name, an impossible combination: found before any
-model loads or any directory is made) exits 2; every other :class:`FFBenchError` (a model that
-fails to load, a server that does not answer, a failed gate) exits 1.
+bad value and say what was expected. The exit status follows one rule (docs/architecture.md, "Exit
+status"): a :class:`UsageError` when the command as given cannot succeed, whatever the machine does
+(a bad flag value, an unknown name, a missing or illegal input file, a directory holding another
+run) exits 2; every other :class:`FFBenchError` (a model that fails to load, a server that does not
+answer, an unusable registry, a failed gate) exits 1.
 """
 
 

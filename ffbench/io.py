@@ -15,7 +15,7 @@ import socket
 from pathlib import Path
 from typing import Iterator
 
-from ffbench.errors import FFBenchError
+from ffbench.errors import FFBenchError, UsageError
 
 
 @contextlib.contextmanager
@@ -23,9 +23,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it into place only if the block succeeds."""
     target = Path(path)
     if target.is_dir():
-        raise FFBenchError(f"{str(target)!r} is a directory; give a file name")
+        raise UsageError(f"{str(target)!r} is a directory; give a file name")
     if target.parent and not target.parent.exists():
-        raise FFBenchError(f"output folder {str(target.parent)!r} does not exist")
+        raise UsageError(f"output folder {str(target.parent)!r} does not exist")
     tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
     try:
         yield tmp

@@ -19,6 +19,7 @@ Nothing is loaded but a tokenizer and no run directory is written.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -102,7 +103,7 @@ class Preflight:
         how = ("tokens counted with the model's own tokenizer, chat template and BOS included" if self.exact else
                "tokens ESTIMATED (the server's tokenizer is unknown here): about one per word, digit or punctuation "
                "run, plus a few per chat message")
-        ctx = f"{self.context:,} tokens" if self.context else "unknown"
+        ctx = _context(self.context, " tokens")
         head = ["cell", "prompt", "mode", "requests", "prompt tokens", "generation budget", "longest / context"]
         if self.prices is not None:
             head.append("cost (USD)")
@@ -133,12 +134,22 @@ class Preflight:
 
     @staticmethod
     def _row(cell, prompt, mode, requests, tokens, budget, longest, context, cost, fits) -> list[str]:
-        limit = f"{context:,}" if context else "?"
+        limit = _context(context)
         row = [cell, prompt, mode, f"{requests:,}", f"{tokens:,}", f"{budget:,}",
                f"{longest:,} / {limit}" + ("" if fits else " !")]
         if cost is not None:
             row.append(f"{cost:,.4f}" if cost < 100 else f"{cost:,.2f}")
         return row
+
+
+def _context(context: float | None, unit: str = "") -> str:
+    """A context in words: its size, "any" for a model without a position table (``math.inf``, it runs at
+    any length), "?" or "unknown" when the dry run cannot tell."""
+    if context == math.inf:
+        return "any" if not unit else "none (no position table: any length)"
+    if not context:
+        return "unknown" if unit else "?"
+    return f"{context:,}{unit}"
 
 
 # ----------------------------------------------------------------------------- counting

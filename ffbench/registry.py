@@ -13,7 +13,9 @@ one already filed under the same model and revision is refused. Model names are 
 
 Two CI jobs may record at the same moment: the database runs in WAL mode, every write is one
 ``BEGIN IMMEDIATE`` transaction, and a writer waits (``busy_timeout``) rather than failing, so no
-record is lost or half-written. Recording the same run twice is a no-op.
+record is lost or half-written. Recording the same run twice is a no-op (and uses up no id, so
+ids count recorded runs). A record's ``run_dir`` is where its run lives: when another run is
+recorded from the same directory (``--rescore`` replaced it), earlier records there lose it.
 
 Location: ``--registry PATH``, else ``$FFBENCH_REGISTRY``, else the user's data directory
 (``$XDG_DATA_HOME/ffbench/registry.sqlite``, ``~/Library/Application Support/ffbench`` on macOS,
@@ -135,14 +137,18 @@ class Registry:
                     raise FFBenchError(f"registry already files other weights under {model} revision {revision!r} "
                                        f"(run #{other[0]}, fingerprint {other[1][:12]}; this run {fp[:12]}): "
                                        "record it under another --revision")
+            key = (model, revision or "", config_hash(results), results.created or now)
+            if con.execute("SELECT 1 FROM runs WHERE model = ? AND revision = ? AND config_hash = ? AND created = ?",
+                           key).fetchone():
+                return None  # asked before inserting: an ignored insert would still use up an id (AUTOINCREMENT)
+            where = None if run_dir is None else str(Path(run_dir).resolve())
+            if where is not None:  # the directory now holds this run: earlier records keep their results, not it
+                con.execute("UPDATE runs SET run_dir = NULL WHERE run_dir = ?", (where,))
             cur = con.execute(
-                "INSERT OR IGNORE INTO runs (model, revision, config_hash, created, recorded, run_dir, data_sha256,"
+                "INSERT INTO runs (model, revision, config_hash, created, recorded, run_dir, data_sha256,"
                 " ffbench_version, results_json, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (model, revision or "", config_hash(results), results.created or now, now,
-                 None if run_dir is None else str(Path(run_dir).resolve()), results.data_sha256,
-                 results.ffbench_version, json.dumps(results.with_model(model).to_dict()), fp))
-            if cur.rowcount == 0:
-                return None
+                (*key[:4], now, where, results.data_sha256, results.ffbench_version,
+                 json.dumps(results.with_model(model).to_dict()), fp))
             run_id = cur.lastrowid
             con.executemany(
                 "INSERT INTO cells (run_id, suite, length, p_ignore, render, scoring, reads, errors, invalid, "

@@ -192,6 +192,14 @@ def _tables(template: Template, alphabet: int):
     return pieces, lengths, np.array(answer_at, dtype=np.int64)
 
 
+def every_piece(template: Template, alphabet: int = 2) -> str:
+    """All the text the template can emit at this alphabet, each piece once: the characters any
+    rendered sequence (with or without a demonstration) is made of."""
+    pieces, _, _ = _tables(template, alphabet)
+    return "".join([template.prefix, template.separator, *pieces, template.demo_separator, template.suffix,
+                    template.ask])
+
+
 _KIND = np.zeros(256, dtype=np.int64)
 _KIND[language.W], _KIND[language.R], _KIND[language.I] = 0, 1, 2
 

@@ -27,7 +27,7 @@ import os
 import shutil
 from pathlib import Path
 
-from ffbench.errors import FFBenchError, UsageError
+from ffbench.errors import UsageError
 from ffbench.identity import RunIdentity
 from ffbench.io import atomic_path, locked_directory, read_json, write_json
 
@@ -181,7 +181,7 @@ class RunDir:
         if not self.results.is_file():
             hint = " (the run is unfinished: rerun the same 'ffbench run' to complete it)" \
                 if (self.path / self.IDENTITY).exists() or self.shards.exists() else ""
-            raise FFBenchError(f"{label!r} is not a finished run directory: no {self.RESULTS}{hint}")
+            raise UsageError(f"{label!r} is not a finished run directory: no {self.RESULTS}{hint}")
         raw = read_json(self.results, "results")
         for name, complete in ((self.SAMPLES, True), (self.FAILURES, False)):
             if (self.path / name).is_file():

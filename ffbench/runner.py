@@ -21,7 +21,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -147,7 +146,7 @@ def dry_run(cfg: RunConfig, model: ModelRef, prices=None):
     from ffbench import preflight
 
     p = plan(cfg)
-    model.check(list(p.templates.values()), cfg.scorings)
+    model.check(list(p.templates.values()), cfg.scorings, cfg.alphabet)
     return preflight.estimate(p, model, prices)
 
 
@@ -166,7 +165,7 @@ def run(cfg: RunConfig, out_dir: str, model: ModelRef, progress: bool = True,
     control = control or RunControl()
     executors.check(executor, workers, control)
     p = plan(cfg)
-    model.check(list(p.templates.values()), cfg.scorings)
+    model.check(list(p.templates.values()), cfg.scorings, cfg.alphabet)
     rd = RunDir(out_dir)
     rd.check_usable()
     fingerprint = model.fingerprint_before_load()
@@ -189,7 +188,7 @@ def _run_locked(p: Plan, rd: RunDir, model: ModelRef, fingerprint: dict | None, 
     wanted = RunIdentity(cfg.as_dict(), p.data_hashes(), fingerprint or {})
     held = rd.identity()
     if held is None and rd.holds_work() and not rescore:
-        raise FFBenchError(f"{str(rd.path)!r} holds unfinished work of unknown provenance (an older ffbench?); "
+        raise UsageError(f"{str(rd.path)!r} holds unfinished work of unknown provenance (an older ffbench?); "
                            "use --rescore to discard it, or another --output-dir")
     if held is not None:
         diff = held.differences(wanted, include_model=fingerprint is not None)
@@ -264,7 +263,7 @@ def _finished(rd: RunDir, control: RunControl, echo) -> RunResults | None:
 
 def _refuse_or_clear(rd: RunDir, diff: list[str], rescore: bool, echo) -> None:
     if not rescore:
-        raise FFBenchError(f"{str(rd.path)!r} holds results of another run ({'; '.join(diff)} differ): use "
+        raise UsageError(f"{str(rd.path)!r} holds results of another run ({'; '.join(diff)} differ): use "
                            "--rescore to discard them, or another --output-dir")
     echo(f"--rescore: discarding what {rd.path} held ({'; '.join(diff)} differ)")
     rd.clear()
@@ -584,8 +583,9 @@ def stress_breakdown(table) -> tuple[list[dict], list[dict]]:
 
 
 def default_output_dir(cfg: RunConfig) -> str:
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", cfg.model.replace("/", "_")).strip("_")[-60:]
-    return str(Path("runs") / f"{slug}-{cfg.digest()[:10]}")
+    from ffbench.backends import default_directory
+
+    return default_directory("runs", cfg.model, cfg.digest()[:10])
 
 
 # ----------------------------------------------------------------------------- resources

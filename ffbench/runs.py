@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ffbench.errors import FFBenchError
+from ffbench.errors import FFBenchError, UsageError
 from ffbench.resources import BASELINES_DIR
 from ffbench.rundir import RunDir
 from ffbench.schema import CellKey, RunResults
@@ -53,7 +53,7 @@ def load(ref: str, registry_path: str | None = None, comparable_to: set[CellKey]
     shipped = BASELINES_DIR / name / "run"
     if (shipped / RunDir.RESULTS).is_file():
         return RunDir(shipped).load(f"ffbench/{name}", reference=True)
-    raise FFBenchError(f"no run {ref!r}: not a run directory, not a shipped reference "
+    raise UsageError(f"no run {ref!r}: not a run directory, not a shipped reference "
                        f"(ffbench/{', ffbench/'.join(shipped_references())}) and not registry:MODEL@REV")
 
 

@@ -3,12 +3,43 @@
 Used by our baselines (so ``hf/`` and ``vllm/`` can load an exported checkpoint unchanged) and by
 the tests' tiny random models. Built with the ``tokenizers`` library and wrapped as a
 ``PreTrainedTokenizerFast``; decoding concatenates characters without spaces.
+
+:class:`CharTokenizer` is the same vocabulary without ``transformers``: what ``ffbench/`` models
+read (their dry run and ``ffbench render --model`` count with it; ``pip install 'ffbench[native]'``
+has no ``transformers``).
 """
 
 from __future__ import annotations
 
 SPECIALS = ("<pad>", "<s>", "</s>")
 DEFAULT_CHARS = "wri0123456789 \n"
+VOCAB = list(SPECIALS) + list(dict.fromkeys(DEFAULT_CHARS))  # token ids, here and in char_tokenizer()
+
+
+class CharTokenizer:
+    """One id per character of :data:`VOCAB`, no BOS (a character outside it is ``<pad>``, the unknown
+    token), with the part of the Hugging Face tokenizer interface that ffbench's counting uses:
+    ``tok(texts, return_offsets_mapping=..., add_special_tokens=...)``, ``decode``, the special ids."""
+
+    bos_token = bos_token_id = chat_template = None
+    unk_token, unk_token_id = pad_token, pad_token_id = SPECIALS[0], 0
+
+    def __init__(self) -> None:
+        self.ids = {ch: k for k, ch in enumerate(VOCAB)}
+
+    def __len__(self) -> int:
+        return len(VOCAB)
+
+    def __call__(self, texts, return_offsets_mapping: bool = False, add_special_tokens: bool = True) -> dict:
+        many = not isinstance(texts, str)
+        batch = list(texts) if many else [texts]
+        out = {"input_ids": [[self.ids.get(ch, self.unk_token_id) for ch in t] for t in batch]}
+        if return_offsets_mapping:
+            out["offset_mapping"] = [[(k, k + 1) for k in range(len(t))] for t in batch]
+        return out if many else {key: value[0] for key, value in out.items()}
+
+    def decode(self, ids) -> str:
+        return "".join(VOCAB[i] for i in ids if VOCAB[i] not in SPECIALS)
 
 
 def char_tokenizer(chars: str = DEFAULT_CHARS, add_bos: bool = False):

@@ -293,9 +293,13 @@ def test_a_template_that_opens_reasoning_reads_the_answer_after_it(models, tmp_p
     reply reasons until </think>. The tiny model never writes it, so none of its replies names an
     answer, although they are full of bits, which the same model without <think> gives as answers."""
     runs = {}
+    bits_chat = tmp_path / "bits_chat.yaml"  # a chat rendering in the models' two characters (else it is refused)
+    bits_chat.write_text('chat: true\nwrite: "1{value}"\nignore: "0{value}"\nread: "1{answer}"\nanswers: "{value}"\n'
+                         'demo_separator: "0"\nanswer_pattern: "([01])"\n')
     for name in ("bits", "think"):
         rec = Recorder(models[name])
-        cfg = config(models[name], renders=["chat"], scorings=["greedy"], max_new_tokens=2, reasoning_budget=6)
+        cfg = config(models[name], renders=[str(bits_chat)], scorings=["greedy"], max_new_tokens=2,
+                     reasoning_budget=6)
         res = rec.run(cfg, tmp_path / name)
         eos = rec.backend.tokenizer.eos_token_id
         assert all(len(r) == 8 or eos in r for r in rec.replies.values())  # budget = answer 2 + reasoning 6

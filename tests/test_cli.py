@@ -119,7 +119,7 @@ def test_bad_output_extension_and_folder(tmp_path, capsys):
     assert code == 2
     one_line(err, "unsupported data file extension '.csv'")
     code, _, err = run_main(capsys, "generate", "--num", 3, "--out", tmp_path / "nowhere" / "o.parquet")
-    assert code == 1
+    assert code == 2
     one_line(err, "does not exist")
 
 
@@ -127,13 +127,13 @@ def test_validate_illegal_file_names_row_and_alphabet_matches_run(tmp_path, caps
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"text": "w0r0"}) + "\n" + json.dumps({"text": "r0r0"}) + "\n")
     code, _, err = run_main(capsys, "validate", bad)
-    assert code == 1
+    assert code == 2
     assert err.strip() == f"ffbench: error: {bad}: row 1, position 0: the first instruction must be 'w', got 'r'"
     # validate's default alphabet is run's (2): a file run would reject is rejected here too
     digits = tmp_path / "digits.jsonl"
     digits.write_text(json.dumps({"text": "w5i0r5"}) + "\n")
     code, _, err = run_main(capsys, "validate", digits)
-    assert code == 1
+    assert code == 2
     one_line(err, "data symbol must be a digit in 0..1, got '5'")
     code, out, _ = run_main(capsys, "validate", digits, "--alphabet", 10)
     assert code == 0 and "1 sequence" in out

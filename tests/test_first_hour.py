@@ -70,7 +70,7 @@ def test_stray_whitespace_is_named_with_its_position(tmp_path, capsys, rows, row
     path = tmp_path / "pasted.jsonl"
     path.write_text("".join(json.dumps({"text": t}) + "\n" for t in rows))
     code, _, err = _main(["validate", str(path)], capsys)
-    assert code == 1
+    assert code == 2
     assert err == (f"ffbench: error: {path}: row {row}, position {position}: unexpected character {shown}: "
                    "a flip-flop string holds only w, r, i and digits\n")
 

@@ -116,17 +116,6 @@ def test_prices():
         Prices(1.0, -2.0)
 
 
-def test_native_dry_run_estimate_is_marked_and_matches_the_run(tmp_path):
-    """ffbench/ models read one token per character, which the estimate counts exactly for the
-    symbolic rendering: the estimate (marked as one) equals what the run sends."""
-    pytest.importorskip("torch")
-    args = dict(suite="in_dist", lengths=[32], num=20)
-    dry = api.preflight("ffbench/transformer-ref", **args)
-    assert not dry.exact and "ESTIMATED" in str(dry)
-    res = api.evaluate("ffbench/transformer-ref", output_dir=str(tmp_path / "run"), **args)
-    assert dry.requests == res.usage["requests"] and dry.prompt_tokens == res.usage["prompt_tokens"]
-
-
 # ----------------------------------------------------------------------------- CLI usage errors
 @pytest.mark.parametrize("extra, fragment", [
     (["--chat-template", "no/such/file.jinja"], "--chat-template must be auto, none or a Jinja file"),

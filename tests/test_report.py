@@ -132,7 +132,7 @@ def test_sweep_table_draws_replicates(tmp_path):
 def test_bad_input_is_one_line(tmp_path):
     res = subprocess.run([sys.executable, "-m", "ffbench", "report", str(tmp_path / "nope"), "--out",
                           str(tmp_path / "r.html")], capture_output=True, text=True)
-    assert res.returncode == 1 and res.stderr.count("\n") == 1 and "no run" in res.stderr
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "no run" in res.stderr
     assert not (tmp_path / "r.html").exists()
 
 
@@ -363,7 +363,7 @@ def test_stress_failing_reads_are_the_first_failures(stress_report):
     glance = _section(html, "glance")
     broken = sum(1 for t in (32, 64) for p in stress.grid(t) if p.family == "distractor_run" and p.params["k"] >= 8)
     total = sum(len(stress.grid(t)) for t in (32, 64))
-    assert f"<td>{total - broken} of {total} points without an error</td>" in glance
+    assert f"; {total - broken} of {total} points without an error</td>" in glance
     assert "<th>stress grid</th>" in glance
     reference = glance[glance.index("ffbench/lstm-ref (reference)"):]
     assert "stress T=" not in reference and "in_dist T=" in reference  # the worst i.i.d. cell, not a stress one
@@ -605,7 +605,7 @@ def test_a_broken_hunt_summary_is_one_line(tmp_path):
     (tmp_path / "h" / "hunt.json").write_text('{"model": "x"}')
     res = subprocess.run([sys.executable, "-m", "ffbench", "report", str(tmp_path / "h"), "--out",
                           str(tmp_path / "r.html")], capture_output=True, text=True)
-    assert res.returncode == 1 and res.stderr.count("\n") == 1
+    assert res.returncode == 2 and res.stderr.count("\n") == 1
     assert "is not an ffbench hunt summary (no config, spent, glitches, families)" in res.stderr
     assert not (tmp_path / "r.html").exists()
 

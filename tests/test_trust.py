@@ -66,7 +66,7 @@ def test_killed_run_then_changed_data_file_is_refused_never_merged(tmp_path, cap
     # the file is regenerated with other content (another seed), same name, same size
     datafiles.write_sequences(data, [language.sample(language.FFL.from_p_ignore(0.8, 128), 400, 2)])
     code, _, err = run_main(capsys, *args)
-    assert code == 1
+    assert code == 2
     assert err.strip().splitlines() == [f"ffbench: error: '{out}' holds results of another run (data of {data} "
                                         "differ): use --rescore to discard them, or another --output-dir"]
     assert not (out / "results.json").exists()
@@ -97,7 +97,7 @@ def test_retrained_weights_are_refused_and_never_filed_under_one_revision(tmp_pa
     assert v1.model == f"hf/{tmp_path.resolve() / 'm'}"  # a local path is normalised to its absolute path
     _tiny(tmp_path / "m", seed=1)  # retrained in place
     code, _, err = run_main(capsys, *args, "--revision", "v2")
-    assert code == 1
+    assert code == 2
     assert "holds results of another run (model weights (model.safetensors changed) differ)" in err
     assert [r["revision"] for r in Registry(reg).runs(f"hf/{tmp_path / 'm'}")] == ["v1"]  # nothing filed as v2
     code, _, err = run_main(capsys, *args, "--revision", "v2", "--rescore")
@@ -228,7 +228,7 @@ def test_finished_run_reused_only_with_identical_identity(tmp_path, capsys):
     code, _, err = run_main(capsys, *args)
     assert code == 0 and "run already complete" in err
     code, _, err = run_main(capsys, *args[:-3], "--fewshot", *args[-3:])
-    assert code == 1 and "holds results of another run (config (fewshot) differ)" in err
+    assert code == 2 and "holds results of another run (config (fewshot) differ)" in err
     identity = json.loads((tmp_path / "r" / "identity.json").read_text())
     assert identity["data"] == load(str(tmp_path / "r")).fingerprint["data"]
     assert np.isclose(load(str(tmp_path / "r")).results[0].accuracy, 1.0)

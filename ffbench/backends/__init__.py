@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from dataclasses import dataclass, field
 
 from ffbench.backends.base import Backend
@@ -183,9 +184,22 @@ class ModelRef:
             self._cls = providers()[self.provider].load()
         return self._cls
 
-    def check(self, renders: list, scorings: list[str]) -> None:
-        """Usage errors of this model with this plan (raises UsageError)."""
+    def check(self, renders: list, scorings: list[str], alphabet: int = 2) -> None:
+        """Usage errors of this model with this plan (raises UsageError): the provider's own, and a
+        rendering whose text the model's tokenizer cannot represent (it would read unknown tokens)."""
         self.cls.check_plan(self.name, self.args, renders, scorings)
+        tokenizer = self.cls.load_tokenizer(self.name, self.args)
+        if tokenizer is None:
+            return
+        from ffbench import render
+
+        for template in renders:
+            missing = unencodable(tokenizer, render.every_piece(template, alphabet))
+            if missing:
+                unknown = getattr(tokenizer, "unk_token", None) or getattr(tokenizer, "pad_token", None)
+                raise UsageError(f"{self.spec} cannot read rendering {template.name!r}: its tokenizer has no token "
+                                 f"for {''.join(missing)!r} (it reads them as {unknown!r}); use a rendering made "
+                                 "of characters it knows, e.g. symbolic")
 
     def fingerprint_before_load(self) -> dict | None:
         return self.cls.fingerprint_before_load(self.name, self.args, self.options)
@@ -199,6 +213,34 @@ class ModelRef:
                 bad = str(exc).split("'")[1] if "'" in str(exc) else str(exc)
                 raise UsageError(f"{self.provider} backend does not take model arg {bad!r}") from None
             raise
+
+
+def unencodable(tokenizer, text: str) -> list[str]:
+    """The characters of ``text`` that ``tokenizer`` maps to its unknown (or padding) token, sorted:
+    a model fed them reads a placeholder, not the text."""
+    lost = {i for i in (getattr(tokenizer, "unk_token_id", None), getattr(tokenizer, "pad_token_id", None))
+            if i is not None}
+    if not lost:
+        return []  # byte-level tokenizers (GPT-2 and most BPEs) encode every character
+    return sorted(ch for ch in set(text)
+                  if lost & set(tokenizer(ch, add_special_tokens=False)["input_ids"]))
+
+
+def default_directory(root: str, spec: str, digest: str) -> str:
+    """``ROOT/<model>-<digest>``, the default run or hunt directory of a normalised model spec, named by
+    the model's own name: a local directory's last component, not its absolute path
+    (``hf//home/me/tiny-gpt2`` -> ``runs/hf_tiny-gpt2-<digest>``; the digest covers the whole path).
+    A directory an older ffbench named from the whole path is kept when it exists, so it resumes."""
+    from pathlib import Path
+
+    provider, _, name = spec.partition("/")
+    own = Path(name).name if os.path.isabs(name) else name
+    new, old = (Path(root) / f"{_file_safe(f'{provider}_{n}')}-{digest}" for n in (own, name))
+    return str(old if old.is_dir() and not new.exists() else new)
+
+
+def _file_safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text.replace("/", "_")).strip("_")[-60:]
 
 
 def resolve(spec: str, args: dict | None = None, **options) -> ModelRef:

@@ -14,6 +14,7 @@ Model args: ``device`` (default cuda when available), ``max_batch_tokens`` (defa
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,6 @@ from ffbench.backends.incontext import plan_dense
 from ffbench.backends.tokenized import LogprobTable
 from ffbench.errors import FFBenchError, UsageError
 from ffbench.resources import BASELINES_DIR
-from ffbench.tokenizer import DEFAULT_CHARS
 
 STREAM_CHUNK = 65_536  # tokens per step when streaming a recurrent model through a long sequence
 
@@ -72,6 +72,7 @@ def check_device(device: str | None) -> None:
 class NativeBackend(Backend):
     provider = "ffbench"
     supports_dense = True
+    single_token_answers_in_one_request = True  # score_per_read: one pass over the prompt gives every answer
     default_max_batch_tokens = 65_536
 
     # ------------------------------------------------------------------ before loading
@@ -79,21 +80,37 @@ class NativeBackend(Backend):
     def check_plan(cls, model: str, args: dict, renders: list, scorings: list[str]) -> None:
         model_config(model)
         check_device(args.get("device"))
-        allowed = set(DEFAULT_CHARS)
-        for template in renders:
-            from ffbench import render
+        from ffbench import language, render
 
-            sample = render.render(render.demo_sequence(), template).text + template.ask
-            bad = sorted(set(sample) - allowed)
-            if bad:
-                raise UsageError(f"ffbench/ models read the symbolic rendering only: rendering {template.name!r} "
-                                 f"uses characters they have no token for ({''.join(bad)[:20]!r})")
+        demo = render.demo_sequence()
+        for template in renders:  # the compact string they were trained on, character for character
+            if render.render(demo, template).text + template.ask != language.to_strings(demo[None])[0]:
+                raise UsageError(f"ffbench/ models read the symbolic rendering only (the compact string they were "
+                                 f"trained on), not {template.name!r}")
 
     @classmethod
     def fingerprint_before_load(cls, model: str, args: dict, options: dict) -> dict:
         from ffbench import identity
 
         return identity.directory_fingerprint(resolve(model))
+
+    @classmethod
+    def load_tokenizer(cls, model: str, args: dict):
+        """One token per character, no BOS: what :meth:`_ids` reads, so the dry run counts exactly."""
+        from ffbench.tokenizer import CharTokenizer
+
+        return CharTokenizer()
+
+    @classmethod
+    def context_before_load(cls, model: str, args: dict) -> int | float | None:
+        """:meth:`context_length` from the checkpoint's config; ``math.inf`` (no limit) for a model
+        without a position table, which runs at any length."""
+        from ffbench.train.config import ModelConfig
+
+        cfg = ModelConfig(**model_config(model))
+        if cfg.arch == "transformer" and cfg.positions in ("learned", "sinusoidal"):
+            return cfg.max_len
+        return math.inf
 
     @classmethod
     def memory_per_sequence(cls, model: str, args: dict, tokens: int) -> int:

@@ -35,7 +35,7 @@ import numpy as np
 
 from ffbench import __version__, language, render
 from ffbench.backends import ModelRef
-from ffbench.errors import FFBenchError, Interrupted, UsageError
+from ffbench.errors import Interrupted, UsageError
 from ffbench.hunt import bandit as bandit_mod
 from ffbench.hunt import estimator, families, mutations
 from ffbench.hunt.families import pad_to
@@ -130,10 +130,9 @@ def hunt_model(model: str, budget: int, out: str | None = None, length: int | No
     """Resolve ``model`` (a provider/model spec) and hunt it; return (summary, hunt directory).
 
     The length defaults to an ffbench/ checkpoint's training length, else 512; the directory to
-    ``hunts/<model>-<config hash>``.
+    ``hunts/<provider>_<model name>-<config hash>``.
     """
     import os
-    from pathlib import Path
 
     from ffbench import backends
 
@@ -150,8 +149,7 @@ def hunt_model(model: str, budget: int, out: str | None = None, length: int | No
                      base_url=base_url if ref.provider == "openai" else None, iid=iid)
     plan(cfg)
     if out is None:
-        slug = "".join(c if c.isalnum() or c in "_.-" else "_" for c in ref.spec.replace("/", "_")).strip("_")[-60:]
-        out = str(Path("hunts") / f"{slug}-{cfg.digest()[:10]}")
+        out = backends.default_directory("hunts", ref.spec, cfg.digest()[:10])
     if ref.provider == "openai":
         ref.options = {"base_url": base_url, "api_key": api_key or os.environ.get("OPENAI_API_KEY"), "cache_dir": out}
     return hunt(cfg, out, ref, progress=progress, echo=echo), out
@@ -182,7 +180,7 @@ def _hunt_locked(p: Plan, hd: HuntDir, model: ModelRef, fingerprint: dict | None
     cfg = p.config
     state = hd.read_state()
     if state is None and hd.holds_other_files():
-        raise FFBenchError(f"{str(hd.path)!r} holds files but no hunt state: choose another --out")
+        raise UsageError(f"{str(hd.path)!r} holds files but no hunt state: choose another --out")
     wanted = RunIdentity(cfg.identity(), {}, fingerprint or {})
     if state is not None:
         _check_identity(hd, state, wanted, include_model=fingerprint is not None)
@@ -214,7 +212,7 @@ def _check_identity(hd: HuntDir, state: dict, wanted: RunIdentity, include_model
     held = RunIdentity.from_dict(state.get("identity") or {})
     diff = held.differences(wanted, include_model=include_model)
     if diff:
-        raise FFBenchError(f"{str(hd.path)!r} holds another hunt ({'; '.join(diff)} differ): choose another --out, "
+        raise UsageError(f"{str(hd.path)!r} holds another hunt ({'; '.join(diff)} differ): choose another --out, "
                            "or delete the directory to start over")
 
 

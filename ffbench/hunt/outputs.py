@@ -222,10 +222,21 @@ def format_summary(summary: dict, out: str) -> str:
         if short:
             lines.append(f"  shortest failing prefix ({short['position'] + 1} characters, {short['arm']}): "
                          f"{_clip(short['prefix'])}")
-    lines.append(f"hunt directory: {out} ({summary['stop_reason']})")
+    lines.append(f"hunt directory: {out} ({_stopped(summary['stop_reason'], cfg)})")
     if g["distinct"]:
         lines.append(f"next: ffbench run --model {cfg['model']} --data {out}/glitches.parquet   (every glitch replays)")
     return "\n".join(lines)
+
+
+def _stopped(reason: str, cfg: dict) -> str:
+    """Why the hunt stopped, in words (``stop_reason`` in hunt.json)."""
+    if reason == "budget":
+        return f"stopped: the --budget of {cfg['budget']:,} reads is spent; a larger --budget continues it"
+    if reason == "token budget":
+        return f"stopped: the --budget-tokens of {cfg['budget_tokens']:,} tokens is spent"
+    if reason == "exhausted":
+        return "stopped: no new candidate fits the reads left in the budget"
+    return reason
 
 
 def _clip(text: str, width: int = 80) -> str:

@@ -47,14 +47,14 @@ def build_report(inputs: list[str], references: list[str] | None = None, registr
             hunted.append(data.load_hunt(ref))
         else:
             loaded.append(runs.load(ref, registry_path))
-    mine = {run.model for run in loaded}
+    given = {(run.model, run.reference) for run in loaded}
     for name in references if references is not None else runs.DEFAULT_REFERENCES:
         shipped = runs.reference_runs(name)
-        if shipped[0].model not in mine:
+        if (shipped[0].model, True) not in given:  # a user's own run of a builtin keeps its reference beside it
             loaded.extend(shipped)
-    models: dict[str, data.Model] = {}
-    for run in loaded:
-        models.setdefault(run.model, data.Model(run.model, [])).runs.append(run)
+    models: dict[tuple[str, bool], data.Model] = {}
+    for run in loaded:  # one model per (name, shipped or not): a run never merges into the reference
+        models.setdefault((run.model, run.reference), data.Model(run.model, [])).runs.append(run)
     ordered = sorted(models.values(), key=lambda m: m.reference)  # the user's models first
     for k, m in enumerate(ordered):
         m.color = PALETTE[k % len(PALETTE)]

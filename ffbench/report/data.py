@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ffbench.errors import FFBenchError
+from ffbench.errors import FFBenchError, UsageError
 from ffbench.language import SUITE_GROUPS
 from ffbench.schema import CellResult, RunResults
 from ffbench.sources import SequenceStore
@@ -93,9 +93,9 @@ def load_sweep(path: str) -> Sweep:
     try:
         rows = list(csv.DictReader(table.open(encoding="utf-8")))
     except OSError as exc:
-        raise FFBenchError(f"cannot read sweep table {str(table)!r}: {exc}") from None
+        raise UsageError(f"cannot read sweep table {str(table)!r}: {exc}") from None
     if not rows or "config" not in rows[0]:
-        raise FFBenchError(f"{str(table)!r} is not an ffbench sweep table (needs config and <suite>_errors columns)")
+        raise UsageError(f"{str(table)!r} is not an ffbench sweep table (needs config and <suite>_errors columns)")
     configs = [json.loads(r["config"]) for r in rows]
     labels = _config_labels(configs)
     suites = [c[:-len("_errors")] for c in rows[0] if c.endswith("_errors")]
@@ -273,7 +273,7 @@ def load_hunt(path: str) -> Hunt:
     summary = read_json(hd.summary, "hunt summary")
     missing = [k for k in HUNT_KEYS if not isinstance(summary, dict) or k not in summary]
     if missing:
-        raise FFBenchError(f"{str(hd.summary)!r} is not an ffbench hunt summary (no {', '.join(missing)})")
+        raise UsageError(f"{str(hd.summary)!r} is not an ffbench hunt summary (no {', '.join(missing)})")
     rows: list[dict] = []
     if hd.glitches.is_file():
         import pyarrow.parquet as pq
@@ -281,5 +281,5 @@ def load_hunt(path: str) -> Hunt:
         try:
             rows = pq.read_table(hd.glitches).to_pylist()
         except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a damaged file
-            raise FFBenchError(f"cannot read {str(hd.glitches)!r}: {exc}") from None
+            raise UsageError(f"cannot read {str(hd.glitches)!r}: {exc}") from None
     return Hunt(str(path), summary, rows)

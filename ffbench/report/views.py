@@ -24,28 +24,32 @@ from ffbench.schema import CellResult
 @dataclass
 class GlanceRow:
     model: Model
-    cells: int
+    cells: int  # cells, reads and errors outside the stress grid (all of them when a model has only stress cells)
     reads: int
     errors: int
-    worst: str  # the worst cell outside the stress grid, named
+    worst: str  # the worst of those cells, named
     worst_rate: str
-    stress: str  # stress points without an error, or "" without stress cells
+    stress: str  # the stress grid's errors and points without an error, or "" without stress cells
 
 
 def at_a_glance(models: list[Model]) -> list[GlanceRow]:
-    """One line per model: every read counted, its worst cell (the number a release cares about) and,
-    apart, how much of the stress grid it got right: the grid is built to break models, so its
-    cells would be every model's worst and hide the i.i.d. suites."""
+    """One line per model: its reads and errors, its worst cell (the number a release cares about)
+    and, apart, how it did on the stress grid: the grid is built to break models, so its cells would
+    be every model's worst and hide the i.i.d. suites. The counts and the worst cell are of the same
+    cells, so a model's errors are always the errors its worst cell is the worst of."""
     rows = []
     for m in models:
         cells = m.cells
         plain = [c for c in cells if not is_stress(c)] or cells
         worst = max(plain, key=lambda c: (c.glitch_rate, -c.reads))  # all zero: the loosest bound
-        points = [p for c in cells if is_stress(c) for p in c.by_point]
+        grid = [c for c in cells if is_stress(c)]
+        points = [p for c in grid for p in c.by_point]
         clean = sum(1 for p in points if int(p["errors"]) == 0)
-        rows.append(GlanceRow(m, len(cells), sum(c.reads for c in cells), sum(c.errors for c in cells),
-                              worst.key.describe(), metrics.describe_rate(worst.errors, worst.reads),
-                              f"{clean} of {len(points)} points without an error" if points else ""))
+        errors = sum(c.errors for c in grid)
+        stress = (f"{errors:,} error{'' if errors == 1 else 's'} in {sum(c.reads for c in grid):,} reads; "
+                  f"{clean} of {len(points)} points without an error") if grid else ""
+        rows.append(GlanceRow(m, len(plain), sum(c.reads for c in plain), sum(c.errors for c in plain),
+                              worst.key.describe(), metrics.describe_rate(worst.errors, worst.reads), stress))
     return rows
 
 

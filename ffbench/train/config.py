@@ -15,9 +15,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ffbench.errors import UsageError
-from ffbench.tokenizer import DEFAULT_CHARS, SPECIALS
+from ffbench.tokenizer import VOCAB  # ids as in ffbench.tokenizer.char_tokenizer()
 
-VOCAB = list(SPECIALS) + list(dict.fromkeys(DEFAULT_CHARS))  # ids as in ffbench.tokenizer.char_tokenizer()
 STOI = {ch: i for i, ch in enumerate(VOCAB)}
 ARCHS = ("transformer", "lstm", "ssm")
 POSITIONS = ("learned", "sinusoidal", "rope", "alibi", "none")
