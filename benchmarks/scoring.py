@@ -95,6 +95,9 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=None,
                     help="--vs-forward: pad the hf/vllm model's vocabulary to this size with unused characters "
                          "(a real model's output layer; default: ffbench's character tokenizer alone, 18 tokens)")
+    ap.add_argument("--family", default=None,
+                    help="--vs-forward: give the hf/vllm Llama a real tokenizer family of tests/tokenizer_families.py "
+                         "(sp: 32K SentencePiece, tekken: 131K BPE, gpt2, cl100k) instead of the character one")
     ap.add_argument("--native-arch", default="transformer", choices=["transformer", "lstm"],
                     help="--vs-forward: the ffbench/ model (lstm: the paper's 1 x 128, --width/--layers unused)")
     ap.add_argument("--profile", type=int, default=0, metavar="N",
@@ -369,7 +372,8 @@ def vs_forward(args) -> None:
         raise SystemExit(f"unknown backend(s) {', '.join(sorted(unknown))} (use hf, vllm, ffbench)")
     print(f"FFL({args.p_ignore}) at T={args.length}, {args.num} sequences; {args.layers} layers, width {args.width}, "
           f"{args.dtype} on {args.device}; torch threads {torch.get_num_threads()}"
-          + (f"; hf/vllm vocabulary {args.vocab}" if args.vocab else ""))
+          + (f"; hf/vllm vocabulary {args.vocab}" if args.vocab else "")
+          + (f"; hf/vllm tokenizer family {args.family}" if args.family else ""))
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = None
@@ -377,8 +381,14 @@ def vs_forward(args) -> None:
             chars = DEFAULT_CHARS
             if args.vocab:  # CJK ideographs the texts never use: only the output layer grows
                 chars += "".join(chr(0x4E00 + i) for i in range(max(0, args.vocab - 3 - len(DEFAULT_CHARS))))
-            model_dir = build_tiny_model(Path(tmp) / f"random-{args.arch}", args.arch, width=args.width,
-                                         layers=args.layers, chars=chars, max_positions=max(1024, args.length + 8))
+            if args.family:  # a real vocabulary with its real tokenizer (answers scored in context)
+                from tests.tokenizer_families import build_model
+
+                model_dir = build_model(args.family, Path(tmp) / f"random-{args.family}", width=args.width,
+                                        layers=args.layers, max_positions=max(1024, 4 * args.length + 8))
+            else:
+                model_dir = build_tiny_model(Path(tmp) / f"random-{args.arch}", args.arch, width=args.width,
+                                             layers=args.layers, chars=chars, max_positions=max(1024, args.length + 8))
         for name in wanted:
             if name == "hf":
                 results.append(bench_hf(model_dir, args))

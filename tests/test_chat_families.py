@@ -35,7 +35,8 @@ def test_question_is_the_template_with_bos_once_and_the_turn_opened(chat_model):
     text = fmt.question("w 0 i 1 r")
     ids = encode(tok, [text])[0][0]
     messages = [{"role": "system", "content": "Answer with one bit."}, {"role": "user", "content": "w 0 i 1 r"}]
-    want = tok.apply_chat_template(messages, add_generation_prompt=True)["input_ids"]
+    want = tok.apply_chat_template(messages, add_generation_prompt=True)
+    want = list(want["input_ids"] if hasattr(want, "keys") else want)  # transformers 5 returns an encoding, 4.x ids
     if tok.bos_token is None:
         assert ids == want
     else:

@@ -82,7 +82,9 @@ def _tiktoken_file(out: Path, ranks: dict[bytes, int], pattern: str, specials: l
 
     path = out / "_ranks.tiktoken"
     path.write_text("".join(f"{base64.b64encode(k).decode()} {v}\n" for k, v in ranks.items()))
-    backend = TikTokenConverter(vocab_file=str(path), pattern=pattern).converted()
+    # transformers 4.x names the special-token argument additional_special_tokens, 5.x extra_special_tokens.
+    backend = TikTokenConverter(vocab_file=str(path), pattern=pattern, additional_special_tokens=[],
+                                extra_special_tokens=[]).converted()
     path.unlink()
     backend.add_special_tokens([AddedToken(s, special=True) for s in specials])
     from tokenizers import processors
@@ -130,7 +132,8 @@ def build_tokenizer(family: str, out: Path) -> Path:
     return out
 
 
-def build_model(family: str, out: Path, seed: int = 0, init_scale: float = 0.5) -> Path:
+def build_model(family: str, out: Path, seed: int = 0, init_scale: float = 0.5, width: int = 64, layers: int = 2,
+                max_positions: int = 4096) -> Path:
     """A tiny random Llama over ``family``'s tokenizer. The large initialisation makes the logits
     depend strongly on context, so two scorers that read different positions or tokens disagree."""
     import torch
@@ -139,10 +142,10 @@ def build_model(family: str, out: Path, seed: int = 0, init_scale: float = 0.5) 
     build_tokenizer(family, out)
     tok = AutoTokenizer.from_pretrained(out)
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=1, num_key_value_heads=1, head_dim=64, max_position_embeddings=4096,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, tie_word_embeddings=False,
-                      initializer_range=init_scale)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=width, intermediate_size=2 * width, num_hidden_layers=layers,
+                      num_attention_heads=width // 64, num_key_value_heads=width // 64, head_dim=64,
+                      max_position_embeddings=max_positions, bos_token_id=tok.bos_token_id,
+                      eos_token_id=tok.eos_token_id, tie_word_embeddings=False, initializer_range=init_scale)
     model = LlamaForCausalLM(cfg)
     model.save_pretrained(out, safe_serialization=True)
     return out
