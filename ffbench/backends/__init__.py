@@ -187,6 +187,10 @@ class ModelRef:
         """Usage errors of this model with this plan (raises UsageError)."""
         self.cls.check_plan(self.name, self.args, renders, scorings)
 
+    def serving(self) -> tuple[bool, bool]:
+        """(dense, chat) as the provider says for these args, before loading."""
+        return self.cls.serving(self.name, self.args)
+
     def fingerprint_before_load(self) -> dict | None:
         return self.cls.fingerprint_before_load(self.name, self.args, self.options)
 
