@@ -19,7 +19,7 @@ import importlib
 import os
 from dataclasses import dataclass, field
 
-from ffbench.backends.base import Backend
+from ffbench.backends.base import Backend, local_dir  # noqa: F401  (local_dir: part of this module's API)
 from ffbench.errors import FFBenchError, UsageError
 
 ENTRY_POINT_GROUP = "ffbench.backends"
@@ -115,12 +115,6 @@ def parse_spec(spec: str) -> tuple[str, str]:
     if provider not in known:
         raise UsageError(f"unknown provider {provider!r} in model spec {spec!r} (known: {', '.join(known)})")
     return provider, model
-
-
-def local_dir(model: str) -> str | None:
-    """The absolute path of ``model`` when it names an existing local directory, else None."""
-    path = os.path.expanduser(model)
-    return os.path.abspath(path) if os.path.isdir(path) else None
 
 
 def normalize(spec: str) -> str:
