@@ -64,11 +64,24 @@ def test_generate_and_validate_as_a_user_runs_them(tmp_path):
 
 
 def test_render_as_a_user_runs_it():
+    """The default example (FFL(0.5), T=16, seed 0) as the paper's light-switch sentences: every
+    read marked with the last written bit, checked against the sequence itself."""
+    import re
+
     res = ffbench("render", "--length", 16, "--render", "lightswitch")
-    assert res.returncode == 0
+    assert res.returncode == 0, res.stderr
+    seq = language.to_strings(language.sample(language.FFL.from_p_ignore(0.5, 16), 1, 0))[0]
+    expected, bit = [], None
+    for op, value in zip(seq[0::2], seq[1::2]):
+        bit = value if op == "w" else bit
+        if op == "r":
+            expected.append({"0": "off", "1": "on"}[bit])
+    assert res.stdout.splitlines()[0] == f"# sequence: {seq}"
+    assert f"rendering 'lightswitch': {len(expected)} scored reads" in res.stdout
     text = res.stdout.splitlines()[-1]
-    reads = int(res.stdout.split("rendering 'lightswitch': ")[1].split(" ")[0])
-    assert text.count("[ on]") + text.count("[ off]") == reads
+    assert re.findall(r"\[ (on|off)\]", text) == expected and len(expected) >= 2
+    assert text.count("Alice turns the light") == seq[0::2].count("w")
+    assert text.endswith(f"The light is turned[ {expected[-1]}].")
 
 
 def test_generate_suite_with_overrides(tmp_path, capsys):
