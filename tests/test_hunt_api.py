@@ -16,6 +16,7 @@ from ffbench.cli import main
 from tests.anthropic_server import KEY as ANTHROPIC_KEY
 from tests.anthropic_server import MODEL as ANTHROPIC_MODEL
 from tests.anthropic_server import AnthropicServer
+from tests.conftest import needs_native
 from tests.fault_server import MODEL, FaultServer
 
 needs_openai = pytest.mark.skipif(importlib.util.find_spec("openai") is None, reason="openai not installed")
@@ -43,7 +44,7 @@ def test_hunt_scores_an_openai_model_resumes_from_its_cache_and_records_no_key(t
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     out = tmp_path / "h"
     with FaultServer(faults=False) as srv:
-        code, stdout, err = _cli(_hunt_args(out, "--base-url", srv.url, "--api-key", SECRET), capsys)
+        code, _, err = _cli(_hunt_args(out, "--base-url", srv.url, "--api-key", SECRET), capsys)
         assert code == 0, err
         summary = json.loads((out / "hunt.json").read_text())
         assert summary["spent"]["reads"] == 10
@@ -110,5 +111,9 @@ def test_the_handle_takes_each_provider_server_from_its_own_environment(monkeypa
     assert (claude.recorded_base_url, claude.api_key, claude.is_chat) == ("http://anthropic.test", ANTHROPIC_KEY, True)
     ref = claude.connect("/x/requests.sqlite")
     assert ref.options["cache_path"] == "/x/requests.sqlite" and ref.options["base_url"] == "http://anthropic.test"
+
+
+@needs_native
+def test_the_handle_of_a_local_model_has_its_training_length_and_no_connection():
     local = model_handle.resolve("ffbench/transformer-ref")
     assert (local.recorded_base_url, local.default_length(), local.connect("/x").options) == (None, 128, {})

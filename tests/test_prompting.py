@@ -9,6 +9,7 @@ from ffbench import api, preflight, prompting, render
 from ffbench.backends.base import NO_CHOICE, Generation
 from ffbench.errors import UsageError
 from ffbench.scoring import interpret
+from tests.conftest import needs_native
 from tests.test_cli import run_main
 
 CHAT = render.load_template("chat")
@@ -136,6 +137,7 @@ def test_native_dry_run_estimate_is_marked_and_matches_the_run(tmp_path):
     (["--reasoning-end", " "], "--reasoning-end must be a non-empty marker"),
     (["--dry-run", "--price-in", "-1"], "--price-in must be a non-negative number of USD per million tokens"),
 ])
+@needs_native
 def test_usage_errors_are_one_line_and_exit_2(capsys, tmp_path, extra, fragment):
     template = tmp_path / "t.jinja"
     template.write_text("{{ messages[0]['content'] }}")
