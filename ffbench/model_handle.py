@@ -25,17 +25,30 @@ from ffbench.errors import UsageError
 
 @dataclass
 class ModelHandle:
-    """A resolved model before anything loads. ``api_key`` is never recorded anywhere."""
+    """A resolved model before anything loads. The provider's class is imported only when a question
+    needs it, so the usage errors of a command's own flags come first (as one line each) even where
+    the provider's packages are missing. ``api_key`` is never recorded anywhere."""
 
     ref: ModelRef
-    base_url: str | None = None  # remote providers only
-    api_key: str | None = None
+    given_base_url: str | None = None  # the flags; a remote provider's environment fills what is not given
+    given_api_key: str | None = None
 
     spec = property(lambda self: self.ref.spec)
     provider = property(lambda self: self.ref.provider)
     name = property(lambda self: self.ref.name)
     args = property(lambda self: self.ref.args)
     cls = property(lambda self: self.ref.cls)
+
+    @property
+    def base_url(self) -> str | None:
+        """A remote provider's server: the flag, else the provider's environment variable."""
+        env = self.cls.connection_env
+        return (self.given_base_url or os.environ.get(env.get("base_url", ""))) if env else None
+
+    @property
+    def api_key(self) -> str | None:
+        env = self.cls.connection_env
+        return (self.given_api_key or os.environ.get(env.get("api_key", ""))) if env else None
 
     @property
     def remote(self) -> bool:
@@ -50,7 +63,7 @@ class ModelHandle:
     @property
     def recorded_base_url(self) -> str | None:
         """The server a config records (None for local models)."""
-        return self.base_url if self.remote else None
+        return self.base_url
 
     @property
     def is_chat(self) -> bool:
@@ -88,14 +101,11 @@ class ModelHandle:
 
 def resolve(spec: str, model_args: dict | None = None, base_url: str | None = None, api_key: str | None = None,
             max_batch_tokens: int | None = None) -> ModelHandle:
-    """Resolve ``spec`` with its flags (usage errors raised here); loads nothing."""
+    """Resolve ``spec`` with its flags (usage errors of the spec and args raised here); imports nothing
+    of the provider yet."""
     ref = backends.resolve(spec, dict(model_args or {}))
     if max_batch_tokens:
         if ref.provider not in ("hf", "ffbench"):
             raise UsageError(f"--max-batch-tokens applies to hf/ and ffbench/ models, not {ref.provider}/")
         ref.args["max_batch_tokens"] = max_batch_tokens
-    env = ref.cls.connection_env
-    if not env:
-        return ModelHandle(ref)
-    return ModelHandle(ref, base_url or os.environ.get(env.get("base_url", "")),
-                       api_key or os.environ.get(env.get("api_key", "")))
+    return ModelHandle(ref, base_url, api_key)

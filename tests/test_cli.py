@@ -185,7 +185,7 @@ def _native(args, fragment):
         _native(["--model", NATIVE, "--suite", "tails"], "unknown suite 'tails'"),
         _native(["--model", NATIVE, "--model-arg", "device=cuda"], "device 'cuda' requested but"),
         _native(["--model", NATIVE, "--render", "lightswitch"], "ffbench/ models read the symbolic rendering only"),
-        _native(["--model", "ffbench/no-such-model"], "no ffbench checkpoint 'no-such-model'"),
+        (["--model", "ffbench/no-such-model"], "no ffbench checkpoint 'no-such-model'"),
         (["--model", NATIVE, "--model-arg", "dtype"], "--model-arg must be key=value"),
         (["--model", "openai/m", "--model-arg", "api=chat"], "gives no log-probabilities of answers"),
         _native(["--model", NATIVE, "--data", "no-such-file.parquet"], "does not exist"),

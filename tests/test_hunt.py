@@ -210,7 +210,6 @@ def test_estimate_writes_every_weight_and_its_result_recomputes(tmp_path):
     (["--render", "nope"], "unknown rendering 'nope'"),
     (["--budget", "0"], "0 is not in the range x>=1"),
 ])
-@needs_native
 def test_usage_errors_exit_2_with_one_line_and_make_nothing(tmp_path, capsys, args, message):
     out = tmp_path / "h"
     base = {"--model": "ffbench/transformer-ref", "--budget": "10", "--out": str(out)}

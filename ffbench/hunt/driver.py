@@ -140,8 +140,9 @@ def hunt_model(model: str, budget: int, out: str | None = None, length: int | No
     cfg = HuntConfig(model=handle.spec, budget=budget, length=length or handle.default_length() or DEFAULT_LENGTH,
                      model_args=handle.recorded_args, budget_tokens=budget_tokens, seed=seed,
                      render=render_name, estimate=estimate, families=list(families or []), per_read=per_read,
-                     base_url=handle.recorded_base_url, iid=iid)
-    plan(cfg)
+                     iid=iid)
+    plan(cfg)  # the usage errors of the hunt's own flags, before the provider is imported
+    cfg.base_url = handle.recorded_base_url
     if out is None:
         slug = "".join(c if c.isalnum() or c in "_.-" else "_" for c in handle.spec.replace("/", "_")).strip("_")[-60:]
         out = str(Path("hunts") / f"{slug}-{cfg.digest()[:10]}")
