@@ -87,49 +87,33 @@ def preflight(model: str, suite=None, data=None, lengths=None, p_ignore=None, nu
     return runner.dry_run(cfg, ref, Prices(price_in, price_out))
 
 
-def _configure(model, suite, data, lengths, p_ignore, num, seed, render, scoring, fewshot, per_read, model_args,
+def _configure(spec, suite, data, lengths, p_ignore, num, seed, render, scoring, fewshot, per_read, model_args,
                alphabet, batch_size, max_batch_tokens, output_dir, base_url, api_key, chat_template, system_prompt,
                max_new_tokens, reasoning_budget, reasoning_end, echo):
     """The run config, model reference and run directory of one call (usage errors raised here)."""
     import os
 
-    from ffbench import backends, prompting, runner
-    from ffbench.errors import UsageError
+    from ffbench import model_handle, prompting, runner
+    from ffbench.rundir import RunDir
 
-    ref = backends.resolve(model, dict(model_args or {}))
-    if max_batch_tokens:
-        if ref.provider not in ("hf", "ffbench"):
-            raise UsageError(f"--max-batch-tokens applies to hf/ and ffbench/ models, not {ref.provider}/")
-        ref.args["max_batch_tokens"] = max_batch_tokens
+    model = model_handle.resolve(spec, model_args, base_url, api_key, max_batch_tokens)
     template, template_sha = prompting.resolve_chat_template(chat_template)
-    if template not in (None, prompting.NONE) and not ref.cls.applies_chat_templates:
-        raise UsageError(f"--chat-template {chat_template} applies to models ffbench tokenizes (hf/, vllm/); "
-                         f"{ref.provider}/ models get the rendered text as it is")
+    model.check_chat_template(template, chat_template)
     if reasoning_end == prompting.DEFAULT_REASONING_END:
         reasoning_end = None  # the default spelled out is the same run
     lengths = [int(x) for x in _list(lengths)]
-    if ref.provider == "ffbench" and not lengths:
-        from ffbench.backends.native import training_length
-
-        lengths = [n] if (n := training_length(ref.name)) else []
-    remote = ref.cls.connection_env
-    if remote:
-        base_url = base_url or os.environ.get(remote.get("base_url", ""))
-        api_key = api_key or os.environ.get(remote.get("api_key", ""))
-    cfg = runner.RunConfig(model=ref.spec, model_args=backends.public_args(ref.args), suites=_list(suite),
+    if not lengths and (n := model.default_length()):
+        lengths = [n]
+    cfg = runner.RunConfig(model=model.spec, model_args=model.recorded_args, suites=_list(suite),
                            data=[os.path.abspath(d) for d in _list(data)], lengths=lengths,
                            p_ignore=[float(x) for x in _list(p_ignore)], num=num, seed=seed, renders=_list(render),
                            scorings=_list(scoring), fewshot=fewshot, per_read=per_read, alphabet=alphabet,
-                           batch_size=batch_size, base_url=base_url if remote else None,
+                           batch_size=batch_size, base_url=model.recorded_base_url,
                            chat_template=template, chat_template_sha256=template_sha, system_prompt=system_prompt or None,
                            max_new_tokens=max_new_tokens, reasoning_budget=reasoning_budget or None,
                            reasoning_end=reasoning_end)
     out = output_dir or runner.default_output_dir(cfg)
-    if remote:
-        from ffbench.rundir import RunDir
-
-        ref.options = {"base_url": base_url, "api_key": api_key, "cache_path": str(RunDir(out).request_cache),
-                       "notify": echo or (lambda m: None)}
+    ref = model.connect(RunDir(out).request_cache, echo)
     return cfg, ref, out
 
 

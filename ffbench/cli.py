@@ -262,12 +262,12 @@ def render(rendering, length, p_ignore, seed, data, row, fewshot, mark, list_onl
 
 def _show_model_text(model, rendered, template, scoring, model_args, chat_template, system_prompt, max_new_tokens,
                      reasoning_budget, reasoning_end) -> None:
-    from ffbench import backends, preflight, prompting
+    from ffbench import model_handle, preflight, prompting
 
-    ref = backends.resolve(model, _model_args(model_args))
+    handle = model_handle.resolve(model, _model_args(model_args))
     template_value, sha = prompting.resolve_chat_template(chat_template)
-    if template_value not in (None, prompting.NONE) and not ref.cls.applies_chat_templates:
-        raise UsageError(f"--chat-template {chat_template} applies to hf/ and vllm/ models")
+    handle.check_chat_template(template_value, chat_template)
+    ref = handle.connect()
     options = prompting.PromptOptions(template_value, system_prompt or None, max_new_tokens, reasoning_budget,
                                       reasoning_end, sha)
     prompting.check_options(options)
@@ -285,6 +285,16 @@ def _show_model_text(model, rendered, template, scoring, model_args, chat_templa
 
 
 # ----------------------------------------------------------------------------- run
+def _connection_options(f):
+    """Where an API model is served (run and hunt); the defaults are the provider's own environment
+    variables, read when the model is resolved (:mod:`ffbench.model_handle`)."""
+    f = click.option("--api-key", metavar="KEY", help="API key (default from OPENAI_API_KEY or ANTHROPIC_API_KEY by "
+                     "provider); never written anywhere.")(f)
+    return click.option("--base-url", metavar="URL", help="Server for API models: an OpenAI-compatible server for "
+                        "openai/ (default env OPENAI_BASE_URL), an Anthropic-compatible one for anthropic/ (default env "
+                        "ANTHROPIC_BASE_URL).")(f)
+
+
 def _csv(cast, name):
     def parse(ctx, param, value):
         if value is None:
@@ -328,11 +338,7 @@ def _csv(cast, name):
               "dense scoring of every read from one pass; for checking, or servers without prompt log-probabilities.")
 @click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
               help="Backend option, repeatable: dtype=float32, device=cuda, tensor_parallel_size=2, ...")
-@click.option("--base-url", metavar="URL",
-              help="Server for API models: an OpenAI-compatible server for openai/ (default env OPENAI_BASE_URL), "
-                   "an Anthropic-compatible one for anthropic/ (default env ANTHROPIC_BASE_URL).")
-@click.option("--api-key", metavar="KEY",
-              help="API key (default from OPENAI_API_KEY or ANTHROPIC_API_KEY by provider); never written anywhere.")
+@_connection_options
 @click.option("--batch-size", type=int, metavar="N", help="Sequences per scoring call and per resumable shard "
               "(default: about 32k tokens' worth).")
 @click.option("--max-batch-tokens", type=int, metavar="N", help="Padded tokens per forward pass (hf, ffbench backends).")
@@ -468,9 +474,7 @@ def _record(results, revision: str, run_dir: str, registry_path: str | None, str
                    "ffl, planted; default all).")
 @click.option("--per-read", is_flag=True, help="One request per read instead of dense scoring.")
 @click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE", help="Backend option, repeatable.")
-@click.option("--base-url", envvar="OPENAI_BASE_URL", metavar="URL", help="OpenAI-compatible server for openai/ models.")
-@click.option("--api-key", envvar="OPENAI_API_KEY", metavar="KEY", show_envvar=True,
-              help="API key for openai/ models; never written anywhere.")
+@_connection_options
 @click.option("--iid", metavar="RUN", help="A finished 'ffbench run' of this model on the i.i.d. suites to compare "
               "yields with (default: the shipped run of an ffbench/ builtin).")
 @click.option("--out", "-o", metavar="DIR",

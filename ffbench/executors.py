@@ -1,7 +1,8 @@
 """Where work runs: in this process or a local process pool (the default), or on Ray.
 
-Two shapes of work share this module. ``ffbench run``'s shards go to :class:`RayPool` actors that
-each hold a model; ``ffbench sweep``'s training runs are independent tasks for :func:`run_tasks`.
+Two shapes of work share this module, which knows nothing of either: ``ffbench run``'s shards go to
+an :class:`ActorPool` of actors built by the runner's worker class (each holds a model);
+``ffbench sweep``'s training runs are independent tasks for :func:`run_tasks`.
 
 ``--executor ray [--workers N] [--ray-address ADDR]`` spreads a run's shards over N Ray actors, each
 holding one backend (one HF model or vLLM engine per GPU, or API clients), on a local Ray instance
@@ -26,86 +27,44 @@ from ffbench.errors import FFBenchError, UsageError
 EXECUTORS = ("local", "ray")
 
 
-class _ShardWorker:
-    """A Ray actor: one backend and the run's plan; scores shards on request."""
+class ActorPool:
+    """N Ray actors, each built once by ``worker(*args)`` (a class importable on every node) and kept
+    for the pool's life; knows nothing of what the workers do. Actors are restarted when they die,
+    and a call in flight on a dead actor is retried on its restart."""
 
-    def __init__(self, spec: str, args: dict, options: dict, config: dict):
-        from ffbench import backends, runner
-
-        self.plan = runner.plan(runner.RunConfig(**config))
-        self.backend = backends.resolve(spec, args, **options).load()
-
-    def pid(self) -> int:
-        return os.getpid()
-
-    def fingerprint(self) -> dict:
-        return self.backend.fingerprint()
-
-    def describe(self) -> dict:
-        return self.backend.describe()
-
-    def check_context(self, cell_index: int) -> None:
-        from ffbench import runner
-
-        runner.check_context(self.backend, self.plan, self.plan.cells[cell_index])
-
-    def score(self, cell_index: int, start: int, stop: int):
-        from ffbench import runner
-
-        before = self.backend.usage.as_dict()
-        table = runner.score_shard(self.backend, self.plan, self.plan.cells[cell_index], start, stop)
-        usage = {k: v - before.get(k, 0) for k, v in self.backend.usage.as_dict().items()
-                 if isinstance(v, (int, float))}
-        return table, usage
-
-    def close(self) -> None:
-        self.backend.close()
-
-
-class RayPool:
-    """N actors holding the model; the runner's backend stand-in for fingerprint, describe, close."""
-
-    def __init__(self, model, config: dict, workers: int, address: str | None = None):
+    def __init__(self, worker: type, args: tuple, workers: int, gpus: int = 0, address: str | None = None):
         self._ray = ray = start_ray(address)
-        gpus = 1 if str(model.args.get("device", "")).startswith("cuda") else 0
-        actor = ray.remote(_ShardWorker).options(num_cpus=1, num_gpus=gpus, max_restarts=-1, max_task_retries=-1)
-        options = {k: v for k, v in model.options.items() if k != "notify"}  # callbacks stay with the driver
-        self.actors = [actor.remote(model.spec, model.args, options, config) for _ in range(workers)]
-        ray.get([a.pid.remote() for a in self.actors])  # every model loaded (or the first failure raised)
-        self._describe = {**ray.get(self.actors[0].describe.remote()), "executor": "ray", "workers": workers}
+        actor = ray.remote(worker).options(num_cpus=1, num_gpus=gpus, max_restarts=-1, max_task_retries=-1)
+        self.actors = [actor.remote(*args) for _ in range(workers)]
 
-    def fingerprint(self) -> dict:
-        return self._ray.get(self.actors[0].fingerprint.remote())
+    def call_first(self, method: str, *args):
+        """``method(*args)`` on the first actor, waited for."""
+        return self._ray.get(getattr(self.actors[0], method).remote(*args))
 
-    def describe(self) -> dict:
-        return dict(self._describe)
+    def call_all(self, method: str, *args) -> list:
+        """``method(*args)`` on every actor, waited for (the first failure raised)."""
+        return self._ray.get([getattr(a, method).remote(*args) for a in self.actors])
 
-    def check_contexts(self, cell_indices: list[int]) -> None:
-        self._ray.get([self.actors[0].check_context.remote(i) for i in cell_indices])
-
-    def pids(self) -> list[int]:
-        return self._ray.get([a.pid.remote() for a in self.actors])
-
-    def imap(self, shards: list[tuple[int, int, int]], go_on=lambda cell_index: True):
-        """Score (cell index, start, stop) shards on the actors, at most one in flight per actor; yield
-        ((cell index, start, stop), table, usage) as they finish. ``go_on(cell_index)`` is asked before a
-        shard is sent (a stopping rule may close a cell or the run while others are in flight)."""
+    def imap(self, method: str, units: list[tuple], go_on=lambda unit: True):
+        """``method(*unit)`` for every unit of work, at most one in flight per actor; yield (unit,
+        result) as each finishes. ``go_on(unit)`` is asked before a unit is sent (a stopping rule may
+        end the work while other units are in flight)."""
         ray = self._ray
-        queue, idle, flying = deque(shards), list(self.actors), {}
+        queue, idle, flying = deque(units), list(self.actors), {}
         while queue or flying:
             while idle and queue:
-                shard = queue.popleft()
-                if not go_on(shard[0]):
+                unit = queue.popleft()
+                if not go_on(unit):
                     continue
                 worker = idle.pop()
-                flying[worker.score.remote(*shard)] = (shard, worker)
+                flying[getattr(worker, method).remote(*unit)] = (unit, worker)
             if not flying:
                 break
             done, _ = ray.wait(list(flying), num_returns=1)
-            shard, worker = flying.pop(done[0])
-            table, usage = ray.get(done[0])
+            unit, worker = flying.pop(done[0])
+            result = ray.get(done[0])
             idle.append(worker)
-            yield shard, table, usage
+            yield unit, result
 
     def close(self) -> None:
         for a in self.actors:

@@ -208,10 +208,8 @@ def _run_locked(p: Plan, rd: RunDir, model: ModelRef, fingerprint: dict | None, 
     if work or fingerprint is None:
         kind, workers, address = executor
         if kind == "ray":
-            from ffbench.executors import RayPool
-
             echo(f"loading {model.spec} on {workers or 2} Ray workers ...")
-            backend = RayPool(model, p.config.as_dict(), workers or 2, address)
+            backend = RayShards(model, p.config.as_dict(), workers or 2, address)
         else:
             echo(f"loading {model.spec} ...")
             backend = model.load()
@@ -316,9 +314,7 @@ def _where(cell: Cell, start: int, stop: int) -> str:
 
 def _score(p: Plan, rd: RunDir, backend, work, ctl: Controller, progress: bool, echo=print,
            estimator=None) -> None:
-    from ffbench.executors import RayPool
-
-    if isinstance(backend, RayPool):
+    if isinstance(backend, RayShards):
         return _score_pool(p, rd, backend, work, ctl, progress, echo)
     total = sum(len(_starts(p, c)) for c in p.cells)
     try:
@@ -336,10 +332,7 @@ def _score(p: Plan, rd: RunDir, backend, work, ctl: Controller, progress: bool, 
                     estimate = estimator.shard(cell, _rendered(p, cell, start, stop))
                     if not ctl.afford(estimate, _where(cell, start, stop)):
                         break
-                before = backend.usage.as_dict()
-                table = score_shard(backend, p, cell, start, stop)
-                usage = {k: v - before.get(k, 0) for k, v in backend.usage.as_dict().items()
-                         if isinstance(v, (int, float))}
+                table, usage = _scored(backend, p, cell, start, stop)
                 _keep(p, rd, ctl, cell, start, stop, table, usage)
                 if bar is not None:
                     bar.update(stop - start)
@@ -374,10 +367,10 @@ def _score_pool(p: Plan, rd: RunDir, pool, work, ctl: Controller, progress: bool
 
         from tqdm import tqdm
 
-        bar = tqdm(total=sum(stop - start for _, start, stop in shards), desc=f"{len(pool.actors)} Ray workers",
+        bar = tqdm(total=sum(stop - start for _, start, stop in shards), desc=f"{pool.workers} Ray workers",
                    unit="seq", file=sys.stderr, dynamic_ncols=True)
     try:
-        for (k, start, stop), table, usage in pool.imap(shards, go_on=lambda k: ctl.open(p.cell_id(p.cells[k]))):
+        for (k, start, stop), (table, usage) in pool.imap(shards, go_on=lambda k: ctl.open(p.cell_id(p.cells[k]))):
             cell = p.cells[k]
             _keep(p, rd, ctl, cell, start, stop, table, usage)
             if bar is not None:
@@ -404,9 +397,7 @@ def _bar(progress: bool, cell: Cell, total: int, initial: int):
 
 
 def _check_contexts(backend, p: Plan, cells: list[Cell]) -> None:
-    from ffbench.executors import RayPool
-
-    if isinstance(backend, RayPool):
+    if isinstance(backend, RayShards):
         backend.check_contexts([p.cells.index(cell) for cell in cells])
         return
     for cell in cells:
@@ -634,3 +625,75 @@ def preflight_memory(model: ModelRef, p: Plan, available: int | None = None) -> 
 
 def _gb(n: int) -> str:
     return f"{n / 2**30:.1f} GiB"
+
+
+# ----------------------------------------------------------------------------- on Ray actors
+def _scored(backend, p: Plan, cell: Cell, start: int, stop: int):
+    """(rows, usage) of one shard: the backend's usage counters across scoring it."""
+    before = backend.usage.as_dict()
+    table = score_shard(backend, p, cell, start, stop)
+    usage = {k: v - before.get(k, 0) for k, v in backend.usage.as_dict().items() if isinstance(v, (int, float))}
+    return table, usage
+
+
+class ShardWorker:
+    """A Ray actor of a run: one backend and the run's plan, rebuilt from its config (sampling is
+    deterministic); scores shards on request (:class:`ffbench.executors.ActorPool` runs it)."""
+
+    def __init__(self, spec: str, args: dict, options: dict, config: dict):
+        from ffbench import backends
+
+        self.plan = plan(RunConfig(**config))
+        self.backend = backends.resolve(spec, args, **options).load()
+
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
+
+    def fingerprint(self) -> dict:
+        return self.backend.fingerprint()
+
+    def describe(self) -> dict:
+        return self.backend.describe()
+
+    def check_context(self, cell_index: int) -> None:
+        check_context(self.backend, self.plan, self.plan.cells[cell_index])
+
+    def score(self, cell_index: int, start: int, stop: int):
+        return _scored(self.backend, self.plan, self.plan.cells[cell_index], start, stop)
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+class RayShards:
+    """The run's backend stand-in on ``workers`` Ray actors (``--executor ray``): fingerprint,
+    describe and close as a backend; shards scored by :meth:`imap`."""
+
+    def __init__(self, model: ModelRef, config: dict, workers: int, address: str | None = None):
+        from ffbench.executors import ActorPool
+
+        gpus = 1 if str(model.args.get("device", "")).startswith("cuda") else 0
+        options = {k: v for k, v in model.options.items() if k != "notify"}  # callbacks stay with the driver
+        self.workers = workers
+        self.pool = ActorPool(ShardWorker, (model.spec, model.args, options, config), workers, gpus, address)
+        self.pool.call_all("pid")  # every model loaded (or the first failure raised)
+        self._describe = {**self.pool.call_first("describe"), "executor": "ray", "workers": workers}
+
+    def fingerprint(self) -> dict:
+        return self.pool.call_first("fingerprint")
+
+    def describe(self) -> dict:
+        return dict(self._describe)
+
+    def check_contexts(self, cell_indices: list[int]) -> None:
+        for i in cell_indices:
+            self.pool.call_first("check_context", i)
+
+    def imap(self, shards: list[tuple[int, int, int]], go_on=lambda cell_index: True):
+        """((cell index, start, stop), (rows, usage)) of every shard, as the actors finish them."""
+        return self.pool.imap("score", shards, go_on=lambda shard: go_on(shard[0]))
+
+    def close(self) -> None:
+        self.pool.close()

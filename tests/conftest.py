@@ -15,6 +15,10 @@ os.environ["FFBENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="ffbench-test-cache-")
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None and importlib.util.find_spec("transformers") is not None
 needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="torch and transformers not installed (pip install 'ffbench[hf]')")
+# The ffbench/ provider (the reference models) needs torch and safetensors, not transformers.
+HAS_NATIVE = importlib.util.find_spec("torch") is not None and importlib.util.find_spec("safetensors") is not None
+needs_native = pytest.mark.skipif(not HAS_NATIVE, reason="torch not installed: the ffbench/ provider needs it "
+                                  "(pip install 'ffbench[native]')")
 
 
 @pytest.fixture(scope="module")

@@ -41,11 +41,22 @@ def test_clear_regression_fails(pair, tmp_path):
     assert int(suite.get("failures")) == 1 == int(root.get("failures"))
 
 
-def test_identical_counts_pass(pair):
-    cand, base = pair([cell("sparse", 5, 100_000)], [cell("sparse", 5, 100_000)])
+def test_identical_counts_pass_and_the_same_gate_fails_a_rise(pair, tmp_path):
+    from math import comb
+
+    n = 100_000
+    cand, base = pair([cell("sparse", 5, n)], [cell("sparse", 5, n)])
     res = _gate("-c", cand, "-b", base)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "PASS" in res.stdout
+    assert "PASS" in res.stdout and "ok    sparse" in res.stdout
+    # Fisher's one-sided p of 5 vs 5 errors, from the hypergeometric written out: P(X >= 5 of the 10 errors)
+    fisher = sum(comb(n, k) * comb(n, 10 - k) for k in range(5, 11)) / comb(2 * n, 10)
+    assert check.regression_p(5, n, 5, n) == pytest.approx(fisher, rel=1e-9) and fisher > 0.5
+    # the control: the same gate against the same baseline fails once only the candidate's count rises
+    worse = write_run(tmp_path / "worse", "hf/org/model", [cell("sparse", 40, n)])
+    res = _gate("-c", worse, "-b", base)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "FAIL  sparse T=512 p=0.98 symbolic choice [regression]" in res.stdout
 
 
 def test_borderline_rise_within_noise_passes(pair):

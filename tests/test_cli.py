@@ -13,6 +13,7 @@ import pytest
 
 from ffbench import datafiles, language
 from ffbench.cli import main
+from tests.conftest import needs_native, needs_torch
 
 
 def ffbench(*args, cwd=None):
@@ -64,11 +65,24 @@ def test_generate_and_validate_as_a_user_runs_them(tmp_path):
 
 
 def test_render_as_a_user_runs_it():
+    """The default example (FFL(0.5), T=16, seed 0) as the paper's light-switch sentences: every
+    read marked with the last written bit, checked against the sequence itself."""
+    import re
+
     res = ffbench("render", "--length", 16, "--render", "lightswitch")
-    assert res.returncode == 0
+    assert res.returncode == 0, res.stderr
+    seq = language.to_strings(language.sample(language.FFL.from_p_ignore(0.5, 16), 1, 0))[0]
+    expected, bit = [], None
+    for op, value in zip(seq[0::2], seq[1::2]):
+        bit = value if op == "w" else bit
+        if op == "r":
+            expected.append({"0": "off", "1": "on"}[bit])
+    assert res.stdout.splitlines()[0] == f"# sequence: {seq}"
+    assert f"rendering 'lightswitch': {len(expected)} scored reads" in res.stdout
     text = res.stdout.splitlines()[-1]
-    reads = int(res.stdout.split("rendering 'lightswitch': ")[1].split(" ")[0])
-    assert text.count("[ on]") + text.count("[ off]") == reads
+    assert re.findall(r"\[ (on|off)\]", text) == expected and len(expected) >= 2
+    assert text.count("Alice turns the light") == seq[0::2].count("w")
+    assert text.endswith(f"The light is turned[ {expected[-1]}].")
 
 
 def test_generate_suite_with_overrides(tmp_path, capsys):
@@ -147,28 +161,35 @@ def test_render_unknown_is_exit_2(capsys):
     assert code == 0 and "lightswitch" in out and "chat" in out
 
 
+NATIVE = "ffbench/transformer-ref"
+
+
+def _native(args, fragment):
+    """A case whose error is found once the ffbench/ provider is resolved (it needs torch installed)."""
+    return pytest.param(args, fragment, marks=needs_native)
+
+
 @pytest.mark.parametrize(
     "args, fragment",
     [
         (["--model", "hugging/face"], "unknown provider 'hugging' in model spec 'hugging/face' (known: hf, vllm, "
                                       "openai, anthropic, ffbench)"),
         (["--model", "gpt2"], "model spec 'gpt2' must look like provider/model"),
-        (["--model", "ffbench/transformer-ref", "--render", "klingon"], "unknown rendering 'klingon'"),
-        (["--model", "ffbench/transformer-ref", "--length", "12,abc"], "expected a comma-separated list of lengths"),
-        (["--model", "ffbench/transformer-ref", "--length", 7], "length must be an even integer >= 4, got 7"),
-        (["--model", "ffbench/transformer-ref", "--p-ignore", 1.5], "p_ignore must lie in [0, 1], got 1.5"),
-        (["--model", "ffbench/transformer-ref", "--scoring", "vibes"], "unknown scoring 'vibes'"),
-        (["--model", "ffbench/transformer-ref", "--seed", -1], "-1 is not in the range x>=0"),
-        (["--model", "ffbench/transformer-ref", "--num", 0], "0 is not in the range x>=1"),
-        (["--model", "ffbench/transformer-ref", "--suite", "tails"], "unknown suite 'tails'"),
-        (["--model", "ffbench/transformer-ref", "--model-arg", "device=cuda"], "device 'cuda' requested but"),
-        (["--model", "ffbench/transformer-ref", "--render", "lightswitch"],
-         "ffbench/ models read the symbolic rendering only"),
+        _native(["--model", NATIVE, "--render", "klingon"], "unknown rendering 'klingon'"),
+        (["--model", NATIVE, "--length", "12,abc"], "expected a comma-separated list of lengths"),
+        _native(["--model", NATIVE, "--length", 7], "length must be an even integer >= 4, got 7"),
+        _native(["--model", NATIVE, "--p-ignore", 1.5], "p_ignore must lie in [0, 1], got 1.5"),
+        _native(["--model", NATIVE, "--scoring", "vibes"], "unknown scoring 'vibes'"),
+        (["--model", NATIVE, "--seed", -1], "-1 is not in the range x>=0"),
+        (["--model", NATIVE, "--num", 0], "0 is not in the range x>=1"),
+        _native(["--model", NATIVE, "--suite", "tails"], "unknown suite 'tails'"),
+        _native(["--model", NATIVE, "--model-arg", "device=cuda"], "device 'cuda' requested but"),
+        _native(["--model", NATIVE, "--render", "lightswitch"], "ffbench/ models read the symbolic rendering only"),
         (["--model", "ffbench/no-such-model"], "no ffbench checkpoint 'no-such-model'"),
-        (["--model", "ffbench/transformer-ref", "--model-arg", "dtype"], "--model-arg must be key=value"),
+        (["--model", NATIVE, "--model-arg", "dtype"], "--model-arg must be key=value"),
         (["--model", "openai/m", "--model-arg", "api=chat"], "gives no log-probabilities of answers"),
-        (["--model", "ffbench/transformer-ref", "--data", "no-such-file.parquet"], "does not exist"),
-        (["--model", "hf/./no/such/dir"], "model path './no/such/dir' does not exist"),
+        _native(["--model", NATIVE, "--data", "no-such-file.parquet"], "does not exist"),
+        pytest.param(["--model", "hf/./no/such/dir"], "model path './no/such/dir' does not exist", marks=needs_torch),
     ],
 )
 def test_bad_run_input_is_one_line_exit_2_before_anything_loads(tmp_path, capsys, monkeypatch, args, fragment):
@@ -179,6 +200,7 @@ def test_bad_run_input_is_one_line_exit_2_before_anything_loads(tmp_path, capsys
     assert not (tmp_path / "r").exists()
 
 
+@needs_native
 def test_num_beyond_a_data_file_is_refused_and_within_it_takes_the_first_rows(tmp_path, capsys):
     data = tmp_path / "f.jsonl"
     run_main(capsys, "generate", "--length", 128, "--num", 10, "--out", data)
@@ -195,6 +217,7 @@ def test_num_beyond_a_data_file_is_refused_and_within_it_takes_the_first_rows(tm
     assert res["results"][0]["data_sha256"] == datafiles.content_sha256(first4)
 
 
+@needs_native
 def test_template_errors_are_usage_errors(tmp_path, capsys):
     same = tmp_path / "same.yaml"
     same.write_text('write: "w{value}"\nignore: "i{value}"\nread: "r{answer}"\nanswers: ["x", "x"]\n')
@@ -236,6 +259,7 @@ def test_report_out_directory_is_exit_2(tmp_path, capsys):
     one_line(err, "is a directory; give a file name")
 
 
+@needs_native
 def test_memory_preflight_refuses_what_cannot_fit(tmp_path, capsys):
     """T = 10 million on the reference Transformer: refused before loading, with the figure."""
     code, _, err = run_main(capsys, "run", "--model", "ffbench/transformer-ref", "--length", 10_000_000, "--num", 1,

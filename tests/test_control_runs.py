@@ -16,6 +16,7 @@ from ffbench.backends import load_backend, resolve
 from ffbench.control import RunControl
 from ffbench.cost import Prices
 from ffbench.errors import FFBenchError
+from tests.conftest import needs_native
 from tests.fault_server import FaultServer
 from tests.test_cli import run_main
 
@@ -68,6 +69,7 @@ def full_three(tmp_path_factory):
     return res, _samples(out / "samples.parquet")
 
 
+@needs_native
 def test_stop_at_first_error_stops_at_the_first_wrong_shard_and_continues_without_the_flag(tmp_path, full_three):
     full, samples = full_three
     cfg = {"suites": ["in_dist", "dense", "sparse"], "num": 60}
@@ -130,6 +132,7 @@ def _decided_at(counts, eps):
     return (int(hits[0]), "certified" if below[hits[0]] else "refuted") if hits.size else (None, "complete")
 
 
+@needs_native
 def test_certify_stops_each_cell_at_its_decision_and_a_smaller_eps_scores_on(tmp_path, full_two):
     full, samples = full_two
     cfg = {"suites": ["in_dist", "dense"], "num": 200}
@@ -158,6 +161,7 @@ def test_certify_stops_each_cell_at_its_decision_and_a_smaller_eps_scores_on(tmp
     assert res2.stop_reason == "refuted"
 
 
+@needs_native
 def test_max_cost_native_stops_before_the_shard_over_budget_and_resumes_with_more(tmp_path):
     """transformer-ref reads one token per character: a shard of 20 sequences at T = 128 sends 2,560
     prompt tokens, $0.00256 at $1 per million. $0.0077 pays for 3 shards, $0.0128 for 5."""
@@ -216,6 +220,7 @@ def test_max_cost_on_an_api_server_counts_real_usage_and_sends_nothing_twice(tmp
         assert [c.to_dict() for c in done.results] == [c.to_dict() for c in fresh.results]
 
 
+@needs_native
 def test_cli_says_why_it_stopped_and_does_not_record_a_partial_run(tmp_path, capsys):
     out = tmp_path / "r"
     code, stdout, _ = run_main(capsys, "run", "--model", "ffbench/transformer-ref", "--suite", "dense,in_dist",

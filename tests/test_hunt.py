@@ -15,7 +15,7 @@ from ffbench.cli import main
 from ffbench.errors import FFBenchError, Interrupted
 from ffbench.hunt import HuntConfig, estimator, hunt
 from ffbench.hunt.huntdir import HuntDir
-from tests.conftest import needs_torch
+from tests.conftest import needs_native, needs_torch
 
 
 class WriteDistanceModel(Backend):
@@ -105,6 +105,7 @@ def test_every_glitch_replays_as_a_failure_through_ffbench_run(tmp_path, capsys)
 
 
 # ----------------------------------------------------------------------------- resume, identity, lock
+@needs_native
 def test_an_interrupted_hunt_resumes_to_exactly_the_uninterrupted_result(tmp_path):
     whole = _hunt(tmp_path, "whole", budget=1500)
     with pytest.raises(Interrupted, match="rerun the same command to resume"):
@@ -122,6 +123,7 @@ def test_an_interrupted_hunt_resumes_to_exactly_the_uninterrupted_result(tmp_pat
         assert all(d > 3 for d in row.failing_write_distance)
 
 
+@needs_native
 def test_a_finished_hunt_is_not_rescored_and_a_larger_budget_continues_it(tmp_path):
     model = WriteDistanceModel()
     first = _hunt(tmp_path, model=model, budget=600)
@@ -133,6 +135,7 @@ def test_a_finished_hunt_is_not_rescored_and_a_larger_budget_continues_it(tmp_pa
     assert more["glitches"]["distinct"] >= first["glitches"]["distinct"]
 
 
+@needs_native
 def test_another_config_or_model_is_refused(tmp_path):
     _hunt(tmp_path, budget=300)
     with pytest.raises(FFBenchError, match=r"holds another hunt \(config \(seed\) differ\)"):
@@ -144,6 +147,7 @@ def test_another_config_or_model_is_refused(tmp_path):
              echo=lambda m: None)
 
 
+@needs_native
 def test_a_directory_in_use_is_refused(tmp_path):
     from filelock import FileLock
 
@@ -152,6 +156,7 @@ def test_a_directory_in_use_is_refused(tmp_path):
         _hunt(tmp_path)
 
 
+@needs_native
 def test_budgets_are_kept(tmp_path):
     s = _hunt(tmp_path, "reads", budget=777)
     assert s["spent"]["reads"] <= 777 and s["budget"]["reads"] == 777
@@ -159,6 +164,7 @@ def test_budgets_are_kept(tmp_path):
     assert 0 < t["spent"]["tokens"] <= 3000 and t["stop_reason"] in ("token budget", "exhausted")
 
 
+@needs_native
 def test_the_hunt_finds_the_synthetic_break_point_fast(tmp_path):
     """The model fails only at write distance > 3: the bandit should spend most reads where that happens."""
     s = _hunt(tmp_path, budget=3000)
@@ -171,6 +177,7 @@ def test_the_hunt_finds_the_synthetic_break_point_fast(tmp_path):
 
 
 # ----------------------------------------------------------------------------- the estimate through the driver
+@needs_native
 def test_estimate_writes_every_weight_and_its_result_recomputes(tmp_path):
     s = _hunt(tmp_path, budget=3000, estimate="dense", model=WriteDistanceModel(k=6))
     est = s["estimate"]
@@ -215,6 +222,7 @@ def test_usage_errors_exit_2_with_one_line_and_make_nothing(tmp_path, capsys, ar
     assert not out.exists()
 
 
+@needs_native
 def test_an_estimate_interrupted_in_its_first_round_leaves_nothing_and_starts_clean(tmp_path):
     with pytest.raises(Interrupted):
         _hunt(tmp_path, budget=600, estimate="dense", model=WriteDistanceModel(interrupt_at=1))

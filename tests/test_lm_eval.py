@@ -135,17 +135,25 @@ def test_choice_scoring_is_strict_like_ffbench():
     assert lmeval.process_choice({**doc, "gold": 0}, [(-3.0, False), (-2.0, False)])["acc"] == 0.0
 
 
-def test_choice_scoring_is_the_shared_rule(monkeypatch):
-    """process_choice asks ffbench.rules, so a change of the rule would reach lm-eval too."""
-    calls = []
+def test_choice_scoring_agrees_with_ffbench_run_on_every_read():
+    """lm-eval's verdict equals ffbench run's (rules.choice_prediction: the prediction is the target)
+    and the strict rule written out here, on reads with ties, near-ties and three answers."""
+    from ffbench import rules
 
-    def spy(logprobs, targets):
-        calls.append((np.asarray(logprobs).tolist(), np.asarray(targets).tolist()))
-        return np.array([True])
-
-    monkeypatch.setattr(lmeval, "choice_correct", spy)
-    assert lmeval.process_choice({"gold": 0, "length": 16, "p_ignore": 0.8}, [(-5.0, False), (-1.0, True)])["acc"] == 1.0
-    assert calls == [([[-5.0, -1.0]], [0])]
+    rng = np.random.default_rng(7)
+    values = np.array([-3.0, -2.0, -2.0 + 1e-12, -1.0])  # repeats make ties frequent
+    seen = set()
+    for _ in range(400):
+        m = int(rng.integers(2, 4))
+        lls = rng.choice(values, size=m)
+        gold = int(rng.integers(m))
+        acc = lmeval.process_choice({"gold": gold, "length": 16, "p_ignore": 0.8},
+                                    [(float(v), False) for v in lls])["acc"]
+        strict = all(lls[gold] > lls[k] for k in range(m) if k != gold)
+        run_prediction = int(rules.choice_prediction(lls[None], np.array([gold]))[0][0])
+        assert acc == float(strict) == float(run_prediction == gold), (lls, gold)
+        seen.add((strict, bool(np.sum(lls == lls.max()) > 1)))
+    assert seen == {(True, False), (False, False), (False, True)}  # right, wrong and tied reads were all met
 
 
 # ----------------------------------------------------------------------------- generated YAML, no import side effects

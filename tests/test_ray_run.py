@@ -28,7 +28,7 @@ def _ffbench(*args):
 
 
 def _worker_pids(exclude=()) -> list[int]:
-    out = subprocess.run(["pgrep", "-f", "ray::_ShardWorker"], capture_output=True, text=True).stdout.split()
+    out = subprocess.run(["pgrep", "-f", "ray::ShardWorker"], capture_output=True, text=True).stdout.split()
     return [int(p) for p in out if int(p) not in exclude]
 
 
@@ -45,7 +45,14 @@ def test_ray_run_equals_local_run_even_when_a_worker_is_killed(tmp_path):
     workers = _worker_pids(before)
     assert len(workers) == 2, workers
     os.kill(workers[0], signal.SIGKILL)  # a worker dies with a shard in flight
+    # Ray restarts it: its shard in flight can only finish on the new process, so one must appear
+    # (it loads the model, seconds) before the run ends
+    restarted = []
+    while not restarted and ray.poll() is None and time.monotonic() < deadline:
+        restarted = _worker_pids(before | set(workers))
+        time.sleep(0.05)
     out, err = ray.communicate(timeout=600)
+    assert len(restarted) == 1, "no worker was restarted after the kill"
     assert ray.returncode == 0, err
     a, b = load(str(tmp_path / "local")), load(str(tmp_path / "ray"))
     assert a.samples.equals(b.samples)  # every read, in order, with the same verdict and margin

@@ -20,7 +20,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from ffbench.backends.base import Backend
+from ffbench.backends.base import Backend, local_dir  # noqa: F401  (local_dir: part of this module's API)
 from ffbench.errors import FFBenchError, UsageError
 
 ENTRY_POINT_GROUP = "ffbench.backends"
@@ -118,12 +118,6 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return provider, model
 
 
-def local_dir(model: str) -> str | None:
-    """The absolute path of ``model`` when it names an existing local directory, else None."""
-    path = os.path.expanduser(model)
-    return os.path.abspath(path) if os.path.isdir(path) else None
-
-
 def normalize(spec: str) -> str:
     """The one spelling of a model spec: a local directory becomes its resolved absolute path."""
     provider, model = parse_spec(spec)
@@ -200,6 +194,10 @@ class ModelRef:
                 raise UsageError(f"{self.spec} cannot read rendering {template.name!r}: its tokenizer has no token "
                                  f"for {''.join(missing)!r} (it reads them as {unknown!r}); use a rendering made "
                                  "of characters it knows, e.g. symbolic")
+
+    def serving(self) -> tuple[bool, bool]:
+        """(dense, chat) as the provider says for these args, before loading."""
+        return self.cls.serving(self.name, self.args)
 
     def fingerprint_before_load(self) -> dict | None:
         return self.cls.fingerprint_before_load(self.name, self.args, self.options)

@@ -84,6 +84,14 @@ class Usage:
                 "completion_tokens": self.completion_tokens, "cached_requests": self.cached_requests, **self.extra}
 
 
+def local_dir(model: str) -> str | None:
+    """The absolute path of ``model`` when it names an existing local directory, else None."""
+    import os
+
+    path = os.path.expanduser(model)
+    return os.path.abspath(path) if os.path.isdir(path) else None
+
+
 class Backend:
     """Base class: subclasses set ``provider`` and implement what their engine can do.
 
@@ -122,7 +130,6 @@ class Backend:
     def fingerprint_before_load(cls, model: str, args: dict, options: dict) -> dict | None:
         """The model's fingerprint without loading it, or None when only a loaded backend can tell."""
         from ffbench import identity
-        from ffbench.backends import local_dir
 
         path = local_dir(model)
         if path is not None:

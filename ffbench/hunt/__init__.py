@@ -14,6 +14,12 @@ Library use::
     from ffbench.hunt import HuntConfig, hunt
     summary = hunt(HuntConfig(model="ffbench/transformer-mix", budget=20_000, length=128), "hunts/mix",
                    backends.resolve("ffbench/transformer-mix"))
+
+or, resolving the model as ``ffbench hunt`` does (API models included: ``base_url``/``api_key`` default
+to the provider's environment variables, and the hunt directory keeps the response cache)::
+
+    from ffbench.hunt import hunt_model
+    summary, out = hunt_model("openai/my-base-model", 5000, "hunts/api", base_url="http://127.0.0.1:8000/v1")
 """
 
 from ffbench.hunt.driver import HuntConfig, hunt, hunt_model, plan

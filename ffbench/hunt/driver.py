@@ -132,26 +132,21 @@ def hunt_model(model: str, budget: int, out: str | None = None, length: int | No
     The length defaults to an ffbench/ checkpoint's training length, else 512; the directory to
     ``hunts/<provider>_<model name>-<config hash>``.
     """
-    import os
 
-    from ffbench import backends
+    from ffbench import model_handle
 
-    ref = backends.resolve(model, dict(model_args or {}))
-    if length is None and ref.provider == "ffbench":
-        from ffbench.backends.native import training_length
-
-        length = training_length(ref.name)
-    if ref.provider == "openai":
-        base_url = base_url or os.environ.get("OPENAI_BASE_URL")
-    cfg = HuntConfig(model=ref.spec, budget=budget, length=length or DEFAULT_LENGTH,
-                     model_args=backends.public_args(ref.args), budget_tokens=budget_tokens, seed=seed,
+    handle = model_handle.resolve(model, model_args, base_url, api_key)
+    cfg = HuntConfig(model=handle.spec, budget=budget, length=length or handle.default_length() or DEFAULT_LENGTH,
+                     model_args=handle.recorded_args, budget_tokens=budget_tokens, seed=seed,
                      render=render_name, estimate=estimate, families=list(families or []), per_read=per_read,
-                     base_url=base_url if ref.provider == "openai" else None, iid=iid)
-    plan(cfg)
+                     iid=iid)
+    plan(cfg)  # the usage errors of the hunt's own flags, before the provider is imported
+    cfg.base_url = handle.recorded_base_url
     if out is None:
-        out = backends.default_directory("hunts", ref.spec, cfg.digest()[:10])
-    if ref.provider == "openai":
-        ref.options = {"base_url": base_url, "api_key": api_key or os.environ.get("OPENAI_API_KEY"), "cache_dir": out}
+        from ffbench import backends
+
+        out = backends.default_directory("hunts", handle.spec, cfg.digest()[:10])
+    ref = handle.connect(HuntDir(out).request_cache, echo)
     return hunt(cfg, out, ref, progress=progress, echo=echo), out
 
 
@@ -159,10 +154,10 @@ def hunt(cfg: HuntConfig, out_dir: str, model: ModelRef, progress: bool = False,
          echo: Callable[[str], None] = print) -> dict:
     """Run (or resume) a hunt in ``out_dir``; return the summary written to hunt.json."""
     p = plan(cfg)
-    model.check([p.template], ["choice"])
-    if model.cls.is_chat:
+    if model.serving()[1]:  # the provider's own answer for these args (openai/ with api=chat is a chat model)
         raise UsageError(f"{model.spec} is a chat model: the hunt needs log-probabilities of answers (choice "
                          "scoring); use a base model, or an API that returns prompt log-probabilities")
+    model.check([p.template], ["choice"])
     hd = HuntDir(out_dir)
     hd.check_usable()
     fingerprint = model.fingerprint_before_load()

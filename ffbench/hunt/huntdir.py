@@ -9,6 +9,7 @@
     hunt.json         the summary: budget spent, distinct glitches, yields, the i.i.d. comparison, the estimate
     samples.parquet   ``--estimate`` only: one row per read scored for the estimate, with its ``weight``
     rounds/           ``--estimate`` only, while under way: one parquet file of reads per round
+    requests.sqlite   API providers: every response by request hash (a resumed hunt never re-sends one)
     .lock             one hunt at a time (.lock.owner names the holder's pid meanwhile)
 
 Every file is written under a temporary name and renamed into place, so a hunt killed at any
@@ -32,6 +33,7 @@ class HuntDir:
     SUMMARY = "hunt.json"
     SAMPLES = "samples.parquet"
     ROUNDS = "rounds"
+    REQUESTS = "requests.sqlite"
     LOCK = ".lock"
     OWNER = ".lock.owner"
 
@@ -42,6 +44,7 @@ class HuntDir:
     summary = property(lambda self: self.path / self.SUMMARY)
     samples = property(lambda self: self.path / self.SAMPLES)
     state_file = property(lambda self: self.path / self.STATE)
+    request_cache = property(lambda self: self.path / self.REQUESTS)
 
     def check_usable(self) -> None:
         if self.path.exists() and not self.path.is_dir():
@@ -62,9 +65,10 @@ class HuntDir:
         write_json(self.state_file, state)
 
     def holds_other_files(self) -> bool:
-        """Anything but the lock and unfinished round files (a first round cut short) in a directory
-        without a state: not ours to overwrite."""
-        ours = (self.LOCK, self.OWNER, self.ROUNDS)
+        """Anything but the lock, unfinished round files (a first round cut short) and the response
+        cache (keyed by the whole request, so any hunt may reuse it) in a directory without a state:
+        not ours to overwrite."""
+        ours = (self.LOCK, self.OWNER, self.ROUNDS, self.REQUESTS, self.REQUESTS + "-wal", self.REQUESTS + "-shm")
         return self.path.is_dir() and any(p.name not in ours for p in self.path.iterdir())
 
     def clear_rounds(self) -> None:

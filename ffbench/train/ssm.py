@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ffbench.train.model import ModelConfig
+from ffbench.train.config import ModelConfig
 
 # Inference runs the recurrence one position at a time when a position's state (batch x d_inner x
 # d_state) has at least this many elements: each step then keeps the processor busy, the state
