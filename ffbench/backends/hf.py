@@ -25,7 +25,7 @@ from ffbench.backends.base import (
 )
 from ffbench.backends.hub import require_hub_model
 from ffbench.backends.incontext import per_read_inputs, plan_dense, require_split
-from ffbench.backends.tokenized import LogprobTable, encode
+from ffbench.backends.tokenized import LogprobTable, anchor_token, continuation_text, encode
 from ffbench.errors import FFBenchError, UsageError
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -245,7 +245,10 @@ class HFBackend(Backend):
 
     # ------------------------------------------------------------------ protocol
     def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        """Tokens of a greedy path as the text they add mid-sequence (``▁on`` reads `` on``, never
+        ``on``, so an answer is named only by what spells it): :func:`continuation_text` after an
+        ordinary token."""
+        return continuation_text(self.tokenizer, [anchor_token(self.tokenizer)], ids)
 
     def _encoder(self, texts: list[str]):
         return encode(self.tokenizer, texts, offsets=True)
@@ -313,7 +316,8 @@ class HFBackend(Backend):
                     if end is not None:  # the reply ended there; the rest of the row is padding
                         new = new[: end + 1]
                     self.usage.completion_tokens += len(new)
-                    outputs[i] = Generation(self._decode(new), truncated=end is None and len(new) >= max_new_tokens)
+                    outputs[i] = Generation(continuation_text(self.tokenizer, encoded[i], new),
+                                            truncated=end is None and len(new) >= max_new_tokens)
         return outputs
 
     def _stop_ids(self) -> set[int]:

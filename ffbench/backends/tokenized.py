@@ -60,6 +60,33 @@ def encode(tokenizer, texts: list[str], offsets: bool = False) -> list[tuple[lis
     return out
 
 
+def continuation_text(tokenizer, prompt_ids: list[int], new_ids: list[int]) -> str:
+    """The text ``new_ids`` add after the prompt, as it stands in the sequence.
+
+    Decoding the new tokens alone loses what depends on what came before: a SentencePiece decoder
+    strips the leading space of its first token, so a reply ``▁on`` would read ``on`` and not match
+    the answer `` on``. The last few prompt tokens are decoded with the reply and then cut off.
+    """
+    def decode(ids):
+        return tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    tail = [int(t) for t in prompt_ids[-4:]]
+    head, full = decode(tail), decode(tail + [int(t) for t in new_ids])
+    return full[len(head):] if full.startswith(head) else decode(list(new_ids))
+
+
+def anchor_token(tokenizer) -> int:
+    """An ordinary token (the last of ``x``) to decode a piece of text after, as if mid-sequence."""
+    cached = getattr(tokenizer, "_ffbench_anchor", None)
+    if cached is None:
+        cached = int(tokenizer("x", add_special_tokens=False)["input_ids"][-1])
+        try:
+            tokenizer._ffbench_anchor = cached
+        except AttributeError:
+            pass
+    return cached
+
+
 def choice_token_ids(tokenizer, choices: tuple[str, ...]) -> tuple[tuple[int, ...], ...]:
     """Token ids of each answer on its own (no special tokens), as hf and vllm both score them."""
     return tuple(tuple(tokenizer(c, add_special_tokens=False)["input_ids"]) for c in choices)

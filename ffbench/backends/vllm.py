@@ -38,7 +38,7 @@ from ffbench.backends.base import (
 )
 from ffbench.backends.hub import require_hub_model
 from ffbench.backends.incontext import per_read_inputs, plan_dense, require_split
-from ffbench.backends.tokenized import LogprobTable, encode
+from ffbench.backends.tokenized import LogprobTable, anchor_token, continuation_text, encode
 from ffbench.errors import FFBenchError
 
 CPU_DEFAULTS = {"enforce_eager": True, "kv_cache_memory_bytes": 2**30}
@@ -131,7 +131,10 @@ class VLLMBackend(Backend):
         return outs
 
     def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        """Tokens of a greedy path as the text they add mid-sequence (``▁on`` reads `` on``, never
+        ``on``, so an answer is named only by what spells it): :func:`continuation_text` after an
+        ordinary token."""
+        return continuation_text(self.tokenizer, [anchor_token(self.tokenizer)], ids)
 
     def _scoring_params(self, k: int):
         """One output token after the prompt, and the prompt's log-probabilities with the top-k.
@@ -205,10 +208,11 @@ class VLLMBackend(Backend):
         self._fits(ids, max_new_tokens)
         outs = self._run(ids, self._SamplingParams(max_tokens=max_new_tokens, temperature=0.0))
         replies = []
-        for o in outs:
+        for prompt, o in zip(ids, outs):
             new = list(o.outputs[0].token_ids)
             self.usage.completion_tokens += len(new)
-            replies.append(Generation(self._decode(new), truncated=o.outputs[0].finish_reason == "length"))
+            replies.append(Generation(continuation_text(self.tokenizer, prompt, new),
+                                      truncated=o.outputs[0].finish_reason == "length"))
         return replies
 
     def close(self) -> None:
