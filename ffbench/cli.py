@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from ffbench import __version__
-from ffbench.errors import FFBenchError, Interrupted, UsageError
+from ffbench.errors import CouldNotJudge, Damaged, FFBenchError, Interrupted, UsageError
 
 
 def _probabilities(ctx, param, value):
@@ -741,26 +741,40 @@ def check(candidate, baseline, max_glitch_rate, alpha, allow_missing_baseline, j
     scored the very same sequences, the paired exact McNemar test on the reads only one of them got
     wrong; otherwise Fisher's one-sided test on error counts. With --max-glitch-rate, a cell shown
     to be above the ceiling fails too. registry:MODEL takes the latest recorded run that shares a
-    cell with the candidate (and says which). Exit status: 0 pass, 1 regression, 2 usage error.
+    cell with the candidate (and says which). Exit status: 0 pass, 1 regression, 2 usage error,
+    3 could not judge (a run that cannot be read, e.g. a damaged file).
 
     \b
     Examples:
       ffbench check --candidate runs/new --baseline runs/old --junit ffbench-junit.xml
       ffbench check --candidate runs/new --baseline registry:my-org/model@v1.2 --max-glitch-rate 1e-3
     """
-    from ffbench import check as gate
-    from ffbench import runs
-
     if baseline is None and max_glitch_rate is None:
         raise click.UsageError("give --baseline, --max-glitch-rate, or both")
     try:
+        _check(candidate, baseline, max_glitch_rate, alpha, allow_missing_baseline, junit, summary_path, registry)
+    except (UsageError, CouldNotJudge):
+        raise
+    except FFBenchError as exc:  # a failure to judge is never a regression (exit 1)
+        raise CouldNotJudge(str(exc)) from None
+
+
+def _check(candidate, baseline, max_glitch_rate, alpha, allow_missing_baseline, junit, summary_path, registry):
+    from ffbench import check as gate
+    from ffbench import runs
+
+    try:
         cand = runs.load(candidate, registry)
+    except Damaged:
+        raise
     except FFBenchError as exc:
         raise click.UsageError(str(exc)) from None
     base = None
     if baseline:
         try:
             base = runs.load(baseline, registry, comparable_to=cand.keys())
+        except Damaged:
+            raise
         except FFBenchError as exc:
             if not (allow_missing_baseline and max_glitch_rate is not None):
                 raise click.UsageError(str(exc)) from None
@@ -846,6 +860,9 @@ def main(argv=None) -> None:
     except Interrupted as exc:
         click.echo(f"ffbench: {exc}", err=True)
         sys.exit(130)
+    except CouldNotJudge as exc:
+        click.echo(f"ffbench: error: could not judge: {exc}", err=True)
+        sys.exit(3)
     except UsageError as exc:
         click.echo(f"ffbench: error: {exc}", err=True)
         sys.exit(2)

@@ -84,3 +84,15 @@ def _owner(path: Path) -> str:
         return f"pid {info['pid']} on {info['host']} (since {info['started']})"
     except (OSError, ValueError, KeyError):
         return "another process"
+
+
+def damage_errors() -> tuple:
+    """What reading a damaged file raises (pyarrow's errors included), as opposed to a bug."""
+    import pyarrow as pa
+
+    return (OSError, ValueError, TypeError, KeyError, NotImplementedError, pa.ArrowException)
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as a short line (pyarrow's messages can span lines)."""
+    return ((str(exc).strip().splitlines() or [type(exc).__name__])[0])[:160]

@@ -196,6 +196,10 @@ def _run_locked(p: Plan, rd: RunDir, model: ModelRef, fingerprint: dict | None, 
         if diff:
             _refuse_or_clear(rd, diff, rescore, echo)
             held = None
+        elif rescore:  # asked to rescore: everything goes, whatever it is
+            echo(f"--rescore: discarding what {rd.path} held and scoring it again")
+            rd.clear()
+            held = None
         elif fingerprint is not None and rd.is_complete():
             done = _finished(rd, control, echo)
             if done is not None:
@@ -203,6 +207,7 @@ def _run_locked(p: Plan, rd: RunDir, model: ModelRef, fingerprint: dict | None, 
     elif rescore:
         rd.clear()
 
+    _drop_damaged(p, rd, echo)
     ctl = _controller(p, rd, control)
     work = _pending(p, rd, ctl)
     backend = None
@@ -249,6 +254,11 @@ def _finished(rd: RunDir, control: RunControl, echo) -> RunResults | None:
     the flags it stopped under. Other flags score on from its kept shards: they decide how much is
     scored, never what a read measures, so the kept shards are valid under them.
     """
+    problem = rd.finished_problem()
+    if problem:
+        echo(f"{rd.path}: {problem}; scoring it again from its {rd.shard_count()} kept shards")
+        rd.reopen()
+        return None
     done = rd.load()
     if done.complete:
         echo(f"run already complete in {rd.path}; nothing rescored")
@@ -268,6 +278,26 @@ def _refuse_or_clear(rd: RunDir, diff: list[str], rescore: bool, echo) -> None:
                            "--rescore to discard them, or another --output-dir")
     echo(f"--rescore: discarding what {rd.path} held ({'; '.join(diff)} differ)")
     rd.clear()
+
+
+def _drop_damaged(p: Plan, rd: RunDir, echo) -> None:
+    """Verify every kept shard against what the plan says it holds (its cell, sequence range and
+    read count) and remove, with a line each, those that do not: they are scored again."""
+    planned = {}
+    for cell in p.cells:
+        seq_index = p.store.get(cell.source)[1].seq_index
+        for start in _starts(p, cell):
+            stop = _stop(p, cell, start)
+            lo, hi = np.searchsorted(seq_index, [start, stop])
+            planned[(p.cell_id(cell), start)] = (stop, int(hi - lo))
+    for cid, start, path in rd.shard_files():
+        if (cid, start) not in planned:
+            continue  # not a shard of this plan: never read
+        stop, reads = planned[(cid, start)]
+        problem = rd.shard_problem(cid, start, stop, reads)
+        if problem:
+            echo(f"shard {path.relative_to(rd.path)} is damaged ({problem}); scoring it again")
+            rd.drop_shard(cid, start)
 
 
 def _model_diff(held: RunIdentity, wanted: RunIdentity) -> str:
@@ -359,7 +389,7 @@ def _score(p: Plan, rd: RunDir, backend, work, ctl: Controller, progress: bool, 
 def _keep(p: Plan, rd: RunDir, ctl: Controller, cell: Cell, start: int, stop: int, table, usage: dict) -> None:
     """Write a scored shard, then let run control see its reads (so a stop never loses a kept shard)."""
     cid = p.cell_id(cell)
-    rd.write_shard(cid, start, table, usage)
+    rd.write_shard(cid, start, table, usage, stop)
     correct = table.column("correct").to_numpy()
     ctl.observe(cid, int(correct.size - correct.sum()), int(correct.size), stop - start, usage,
                 _where(cell, start, stop))
