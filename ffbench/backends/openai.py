@@ -214,9 +214,11 @@ class OpenAIBackend(Backend):
                 "logprobs": self.top_logprobs}
 
     def score_dense(self, requests: list[ScoreRequest]) -> list[SpanScores]:
-        bodies = self.transport.map("completions", [self._echo_payload(r.text) for r in requests])
-        return [dense_from_echo(b["choices"][0]["logprobs"], r.text, r.spans, r.choices, self.top_logprobs)
-                for b, r in zip(bodies, requests)]
+        def parse(i: int, b: dict) -> SpanScores:  # run on every answer before it is kept (never cache what fails)
+            r = requests[i]
+            return dense_from_echo(b["choices"][0]["logprobs"], r.text, r.spans, r.choices, self.top_logprobs)
+
+        return self.transport.map("completions", [self._echo_payload(r.text) for r in requests], parse)
 
     def score_per_read(self, prompts: list[str], choices: tuple[str, ...]) -> np.ndarray:
         if not self.echo:

@@ -10,7 +10,11 @@ usage. The :class:`Transport` does the rest the same way for every provider:
   run at once with the server's message: retrying it would fail the same way.
 * **A response cache** in one SQLite file (``cache_path``): every answer is committed as it
   arrives, so a run killed at any point (even SIGKILL) keeps everything it was answered, and a
-  rerun never re-sends an answered request. Identical requests within a call are sent once.
+  rerun never re-sends an answered request. Identical requests within a call are sent once. Only
+  usable answers are kept: a backend passes ``parse`` (the very code that reads the answer into
+  scores) and an answer it cannot read is malformed (retried, never cached); a cached answer is
+  parsed again when read, and asked again when it no longer parses (a cache filled by an older
+  ffbench, or damaged), so a server's bad answer never poisons a directory.
 * **Usage**: requests answered by the server, prompt and completion tokens, requests served from
   the cache, throttled responses (429 / overload) and retried attempts.
 * **Adaptive concurrency** (AIMD): the number of requests in flight starts at the
@@ -294,32 +298,69 @@ class Transport:
         self.usage = Usage(extra={"throttled": 0, "retries": 0})
         self._usage_lock = threading.Lock()
         self._stop = threading.Event()
+        self._usable: Callable[[str, dict], None] | None = None  # the current map call's parse check
 
     # ------------------------------------------------------------------ public
     def key(self, endpoint: str, payload: dict) -> str:
         return hashlib.sha256(json.dumps([self.namespace, endpoint, payload], sort_keys=True).encode()).hexdigest()
 
-    def map(self, endpoint: str, payloads: list[dict]) -> list[dict]:
+    def map(self, endpoint: str, payloads: list[dict], parse: Callable[[int, dict], object] | None = None) -> list:
         """Response bodies for ``payloads`` in order: cached ones from the store, the rest sent
-        (each distinct request once) online or, with a batcher, as batch jobs."""
+        (each distinct request once) online or, with a batcher, as batch jobs.
+
+        With ``parse`` (``parse(i, body)`` reads the answer to ``payloads[i]``), what it returns for
+        each payload instead, and only answers it can read are used or kept: one it cannot read is
+        malformed (retried like a server error, never cached). Calls of one transport are made one
+        at a time (the runner's scoring calls are), as the parse check is the current call's."""
         keys = [self.key(endpoint, p) for p in payloads]
+        first: dict[str, int] = {}
+        for i, k in enumerate(keys):
+            first.setdefault(k, i)
+        self._usable = None if parse is None else (lambda k, body: parse(first[k], body))
         bodies: dict[str, dict] = {}
         todo: dict[str, dict] = {}
-        for k, p in zip(keys, payloads):
-            if k in bodies or k in todo:
-                continue
-            cached = self.store.get(k)
-            if cached is not None:
-                bodies[k] = cached
-            else:
-                todo[k] = p
-        self.count(cached_requests=len(payloads) - len(todo))
-        if todo:
-            if self.batcher is not None:
-                self.batcher.run(self, endpoint, todo, bodies)
-            else:
-                self._send_all(endpoint, todo, bodies)
-        return [bodies[k] for k in keys]
+        stale: list[str] = []
+        try:
+            for k in first:
+                cached = self.store.get(k)
+                if cached is not None:
+                    try:
+                        self._check_parse(k, cached)
+                        bodies[k] = cached
+                        continue
+                    except Malformed as exc:
+                        stale.append(str(exc))
+                todo[k] = payloads[first[k]]
+            if stale:
+                self.notify(f"{len(stale)} cached {self.policy.provider} responses cannot be read ({stale[0]}): "
+                            "asking again")
+            self.count(cached_requests=len(payloads) - len(todo))
+            if todo:
+                if self.batcher is not None:
+                    self.batcher.run(self, endpoint, todo, bodies)
+                else:
+                    self._send_all(endpoint, todo, bodies)
+        finally:
+            self._usable = None
+        if parse is None:
+            return [bodies[k] for k in keys]
+        return [parse(i, bodies[k]) for i, k in enumerate(keys)]
+
+    def check(self, endpoint: str, key: str, payload: dict, body: dict) -> None:
+        """Raise :class:`Malformed` unless ``body`` is a usable answer to ``payload``: what the
+        provider reads is there, and the current call's ``parse`` reads it."""
+        self.policy.validate(endpoint, payload, body)
+        self._check_parse(key, body)
+
+    def _check_parse(self, key: str, body: dict) -> None:
+        if self._usable is None:
+            return
+        try:
+            self._usable(key, body)
+        except FFBenchError:
+            raise  # the backend's own verdict on a readable answer (e.g. a tokenizer it cannot score with)
+        except Exception as exc:  # any shape the parser cannot read
+            raise Malformed(f"unreadable: {type(exc).__name__}: {str(exc)[:80]}") from None
 
     def call(self, fn: Callable, tries: int | None = None, repeatable: bool = True):
         """``fn()`` retried like a request but outside the concurrency limit and the cache (model
@@ -376,7 +417,7 @@ class Transport:
     def _fetch(self, endpoint: str, key: str, payload: dict) -> dict:
         def attempt():
             body = self.policy.send(endpoint, payload)
-            self.policy.validate(endpoint, payload, body)
+            self.check(endpoint, key, payload, body)
             return body
 
         body = self._retrying(attempt, None, limited=True, repeatable=True)
