@@ -795,6 +795,23 @@ def _check(candidate, baseline, max_glitch_rate, alpha, allow_missing_baseline, 
     sys.exit(0 if verdict.passed else 1)
 
 
+# ----------------------------------------------------------------------------- doctor
+@cli.command()
+@click.argument("directory", metavar="DIR")
+@click.option("--repair", is_flag=True, help="Remove what is damaged, so that rerunning the same command scores "
+              "exactly that again.")
+def doctor(directory, repair):
+    """Verify a run or hunt directory: one line per problem (exit 1 when there is one).
+
+    Checks every shard against the rows it states (checksums, cell, sequence range, read count),
+    results.json and samples.parquet against each other, the response cache, and leftover partial
+    files. --repair only ever removes; the next run scores again what was removed.
+    """
+    from ffbench import doctor as checkup
+
+    sys.exit(1 if checkup.doctor(directory, repair, echo=click.echo) else 0)
+
+
 # ----------------------------------------------------------------------------- registry
 @cli.command()
 @click.option("--model", "-m", metavar="SPEC", help="Only this model (as given to 'ffbench run --model').")

@@ -146,3 +146,51 @@ def test_samples_with_rows_missing_but_a_valid_footer_are_caught(tmp_path, full)
     pq.write_table(table.slice(0, table.num_rows - 3), path / "samples.parquet")
     assert RunDir(path).finished_problem() == (f"samples.parquet holds {table.num_rows - 3} reads, results.json "
                                                f"counts {table.num_rows}")
+
+
+def test_doctor_names_each_problem_in_one_line_and_repair_makes_the_rerun_whole(tmp_path, full, capsys):
+    import sqlite3
+
+    from ffbench.backends.transport import Store
+
+    rd = _interrupted(tmp_path / "r", after=4)
+    files = rd.shard_files()
+    os.truncate(files[1][2], 200)
+    shutil.copyfile(files[0][2], files[2][2])
+    (files[3][2].parent / ".000000040.parquet.partial-99").write_bytes(b"half")
+    Store(rd.request_cache).put_many({"good": {"choices": []}, "bad": {"x": 1}})
+    with sqlite3.connect(rd.request_cache) as db:
+        db.execute("UPDATE responses SET body = '{\"choi' WHERE key = 'bad'")
+    code, out, err = run_main(capsys, "doctor", rd.path)
+    lines = out.strip().splitlines()
+    assert code == 1 and err == ""
+    assert len(lines) == 5 and lines[1].startswith(f"{files[1][2]}: unreadable (")
+    assert [lines[0], lines[2], lines[3]] == [
+        f"{files[3][2].parent / '.000000040.parquet.partial-99'}: a partial file left by a killed process",
+        f"{files[2][2]}: holds the shard of {files[0][0]}/0",
+        f"{rd.request_cache}: 1 cached responses are not JSON objects"]
+    assert lines[-1].startswith(f"{rd.path}: 4 problems; 'ffbench doctor {rd.path} --repair' removes")
+    code, out, _ = run_main(capsys, "doctor", rd.path, "--repair")
+    assert code == 0 and out.count("; removed: ") == 4
+    code, out, _ = run_main(capsys, "doctor", rd.path)
+    assert code == 0 and out.strip() == f"{rd.path}: run directory ok"
+    again = Interrupting()
+    res = _run(rd.path, again)
+    assert again.texts == 40 + 20  # the four shards never scored, and the two removed
+    _same_as(full, res, rd.path)
+    # a finished run with a truncated samples.parquet: named, and removed with results.json
+    os.truncate(rd.samples, 300)
+    code, out, _ = run_main(capsys, "doctor", rd.path)
+    assert code == 1 and out.splitlines()[0].startswith(f"{rd.results}: samples.parquet is damaged (")
+    run_main(capsys, "doctor", rd.path, "--repair")
+    assert not rd.results.exists() and not rd.samples.exists()
+    again = Interrupting()
+    _same_as(full, _run(rd.path, again), rd.path)
+    assert again.texts == 80
+
+
+def test_doctor_refuses_a_directory_that_is_not_ours(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    code, _, err = run_main(capsys, "doctor", tmp_path)
+    assert code == 2 and "is neither a run directory" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
