@@ -83,14 +83,15 @@ def preflight(model: str, suite=None, data=None, lengths=None, p_ignore=None, nu
 
     cfg, ref, _ = _configure(model, suite, data, lengths, p_ignore, num, seed, render, scoring, fewshot, per_read,
                              model_args, alphabet, batch_size, max_batch_tokens, None, base_url, None, chat_template,
-                             system_prompt, max_new_tokens, reasoning_budget, reasoning_end, None)
+                             system_prompt, max_new_tokens, reasoning_budget, reasoning_end, None, need_key=False)
     return runner.dry_run(cfg, ref, Prices(price_in, price_out))
 
 
 def _configure(model, suite, data, lengths, p_ignore, num, seed, render, scoring, fewshot, per_read, model_args,
                alphabet, batch_size, max_batch_tokens, output_dir, base_url, api_key, chat_template, system_prompt,
-               max_new_tokens, reasoning_budget, reasoning_end, echo):
-    """The run config, model reference and run directory of one call (usage errors raised here)."""
+               max_new_tokens, reasoning_budget, reasoning_end, echo, need_key=True):
+    """The run config, model reference and run directory of one call (usage errors raised here;
+    ``need_key``: a remote model without an API key is one, as a run would send requests)."""
     import os
 
     from ffbench import backends, prompting, runner
@@ -114,8 +115,7 @@ def _configure(model, suite, data, lengths, p_ignore, num, seed, render, scoring
         lengths = [n] if (n := training_length(ref.name)) else []
     remote = ref.cls.connection_env
     if remote:
-        base_url = base_url or os.environ.get(remote.get("base_url", ""))
-        api_key = api_key or os.environ.get(remote.get("api_key", ""))
+        base_url, api_key = backends.connection(ref, base_url, api_key, need_key=need_key)
     cfg = runner.RunConfig(model=ref.spec, model_args=backends.public_args(ref.args), suites=_list(suite),
                            data=[os.path.abspath(d) for d in _list(data)], lengths=lengths,
                            p_ignore=[float(x) for x in _list(p_ignore)], num=num, seed=seed, renders=_list(render),

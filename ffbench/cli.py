@@ -103,7 +103,10 @@ def generate(suite, length, p_ignore, p, num, seed, alphabet, out, progress):
     from ffbench import datafiles, generate as gen
 
     datafiles.file_format(out)
+    from ffbench.resources import available_memory
+
     job = gen.plan(suite, length, p_ignore, p, num, seed, alphabet)
+    job.check_fits(out, available_memory(), gen.free_space(out))
     t0 = time.perf_counter()
     chunks = job.chunks()
     if progress or (progress is None and sys.stderr.isatty()):
@@ -859,7 +862,18 @@ def record(run_dirs, revision, registry):
 
 
 # ----------------------------------------------------------------------------- entry point
+def _terminated(signum, frame):
+    """SIGTERM (a scheduler, ``kill``, ``timeout``) stops like Ctrl-C: partial files are removed and
+    what was kept is said, rather than the process vanishing mid-write."""
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> None:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         cli.main(args=argv, prog_name="ffbench", standalone_mode=False)
     except click.exceptions.Exit as exc:

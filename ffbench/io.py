@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import json
 import os
 import socket
@@ -30,10 +31,27 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if is_disk_full(exc):
+            raise disk_full(target) from None
         raise
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """An error that says the disk (or the user's quota) is full, from the OS or from SQLite."""
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+        return True
+    return type(exc).__name__ == "OperationalError" and "disk is full" in str(exc)
+
+
+def disk_full(target) -> FFBenchError:
+    return FFBenchError(f"no space left on the device to write {str(target)!r}: free some space and rerun the same "
+                        "command; everything written before is kept and resumed")
 
 
 def write_json(path: str | os.PathLike, payload) -> None:

@@ -34,8 +34,9 @@ from ffbench.control import Controller, RunControl, certify_entry, explain, run_
 from ffbench.errors import FFBenchError, Interrupted, UsageError
 from ffbench.identity import RunIdentity
 from ffbench.rundir import SAMPLE_COLUMNS, RunDir
+from ffbench.resources import available_memory
 from ffbench.schema import CellKey, CellResult, RunResults, variant_of
-from ffbench.sources import SequenceStore, SourceSpec, plan_sources
+from ffbench.sources import SequenceStore, SourceSpec, check_fits, plan_sources
 
 SHARD_TOKENS = 32_768
 
@@ -130,6 +131,7 @@ def plan(cfg: RunConfig, store: SequenceStore | None = None) -> Plan:
     prompting.check_options(cfg)
     store = store or SequenceStore()
     sources = plan_sources(cfg.suites, cfg.data, cfg.lengths, cfg.p_ignore, cfg.num, cfg.seed, cfg.alphabet, store)
+    check_fits(sources, available_memory())  # before a single sequence is generated
     config = cfg.as_dict()
     cells = [Cell(src, r, s, variant_of(config, s, chat=templates[r].chat, asks=templates[r].chat or bool(templates[r].ask)))
              for src in sources for r in cfg.renders for s in cfg.scorings]
@@ -619,23 +621,6 @@ def default_output_dir(cfg: RunConfig) -> str:
 
 
 # ----------------------------------------------------------------------------- resources
-def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation on this machine (Linux MemAvailable), or None."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        import os
-
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def preflight_memory(model: ModelRef, p: Plan, available: int | None = None) -> None:
     """Refuse, before loading anything, a sequence (or a batch) that cannot fit in memory."""
     cell = max(p.cells, key=lambda c: c.source.length)

@@ -25,6 +25,7 @@ usage and adaptive concurrency are the shared transport's (:mod:`ffbench.backend
 from __future__ import annotations
 
 import json
+import os
 
 import anthropic  # imported with this module, so a missing SDK gets the install hint
 
@@ -129,8 +130,10 @@ class AnthropicBackend(Backend):
         self.temperature = temperature
         self.batch = bool(batch)
         self._context = context_length
-        client_args = {"api_key": api_key} if api_key else {}
-        self.client = anthropic.Anthropic(base_url=base_url, max_retries=0, timeout=timeout, **client_args)
+        # A server of one's own may need no key; the SDK refuses to send without one (a TypeError at
+        # request time), and a missing key for Anthropic's own API is refused before any request.
+        key = api_key or os.environ.get("ANTHROPIC_API_KEY") or "EMPTY"
+        self.client = anthropic.Anthropic(base_url=base_url, api_key=key, max_retries=0, timeout=timeout)
         self.base_url = str(self.client.base_url).rstrip("/")
         policy = AnthropicPolicy(self.client, anthropic)
         self.transport = Transport(policy, cache_path, namespace=json.dumps(["anthropic", self.base_url]),

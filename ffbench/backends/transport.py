@@ -44,6 +44,7 @@ from pathlib import Path
 
 from ffbench.backends.base import Usage
 from ffbench.errors import FFBenchError
+from ffbench.io import disk_full, is_disk_full
 
 JITTER_CAP = 60.0  # longest backoff drawn when the server gives no Retry-After (seconds)
 
@@ -197,9 +198,14 @@ class Store:
             return
         with self._lock:
             db = self._conn()
-            db.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?)",
-                           [(k, json.dumps(b)) for k, b in bodies.items()])
-            db.commit()
+            try:
+                db.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?)",
+                               [(k, json.dumps(b)) for k, b in bodies.items()])
+                db.commit()
+            except sqlite3.Error as exc:
+                if is_disk_full(exc):
+                    raise disk_full(self.path) from None
+                raise
 
     def job(self, key: str) -> dict | None:
         with self._lock:
