@@ -862,9 +862,11 @@ def record(run_dirs, revision, registry):
 
 
 # ----------------------------------------------------------------------------- entry point
-def _terminated(signum, frame):
-    """SIGTERM (a scheduler, ``kill``, ``timeout``) stops like Ctrl-C: partial files are removed and
-    what was kept is said, rather than the process vanishing mid-write."""
+def _stopping(signum, frame):
+    """Ctrl-C and SIGTERM (a scheduler, ``kill``, ``timeout``): say so at once, then stop like
+    Ctrl-C everywhere (requests in flight abandoned, partial files removed, what was kept said),
+    rather than going silent or vanishing mid-write."""
+    print("ffbench: stopping...", file=sys.stderr, flush=True)
     raise KeyboardInterrupt
 
 
@@ -872,8 +874,18 @@ def main(argv=None) -> None:
     import signal
     import threading
 
+    previous = None
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminated)
+        previous = signal.signal(signal.SIGTERM, _stopping), signal.signal(signal.SIGINT, _stopping)
+    try:
+        _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous[0])
+            signal.signal(signal.SIGINT, previous[1])
+
+
+def _main(argv) -> None:
     try:
         cli.main(args=argv, prog_name="ffbench", standalone_mode=False)
     except click.exceptions.Exit as exc:

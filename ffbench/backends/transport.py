@@ -6,7 +6,8 @@ usage. The :class:`Transport` does the rest the same way for every provider:
 
 * **Retries** on 429, 408/409, 5xx (including Anthropic's 529 overload), timeouts, dropped
   connections and malformed responses, with exponential backoff and full jitter, honouring the
-  server's ``retry-after-ms`` / ``Retry-After``. Any other refusal (400, 401, 404, ...) stops the
+  server's ``retry-after-ms`` / ``Retry-After`` (said in a line when it is long, and capped at
+  ``max_wait``, the model arg ``max_retry_wait``, 60 s by default). Any other refusal (400, 401, 404, ...) stops the
   run at once with the server's message: retrying it would fail the same way.
 * **A response cache** in one SQLite file (``cache_path``): every answer is committed as it
   arrives, so a run killed at any point (even SIGKILL) keeps everything it was answered, and a
@@ -32,13 +33,13 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import json
+import queue
 import random
 import sqlite3
 import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,8 @@ from ffbench.errors import FFBenchError
 from ffbench.io import disk_full, is_disk_full
 
 JITTER_CAP = 60.0  # longest backoff drawn when the server gives no Retry-After (seconds)
+MAX_RETRY_WAIT = 60.0  # longest wait a server's Retry-After gets (seconds; model arg max_retry_wait)
+LONG_WAIT = 5.0  # a Retry-After this long (seconds) is said, not waited in silence
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, body TEXT NOT NULL);
@@ -290,7 +293,7 @@ class Transport:
     """
 
     def __init__(self, policy: Policy, cache_path: str | Path | None = None, namespace: str = "",
-                 concurrency: int = 8, max_retries: int = 8, retry_base: float = 1.0, max_wait: float = 300.0,
+                 concurrency: int = 8, max_retries: int = 8, retry_base: float = 1.0, max_wait: float = MAX_RETRY_WAIT,
                  notify: Callable[[str], None] | None = None):
         self.policy = policy
         self.store = Store(cache_path)
@@ -401,24 +404,57 @@ class Transport:
 
     # ------------------------------------------------------------------ internals
     def _send_all(self, endpoint: str, todo: dict[str, dict], bodies: dict[str, dict]) -> None:
+        """Send ``todo`` on up to ``concurrency`` worker threads. The workers are daemon threads, so
+        that Ctrl-C abandons requests in flight at once (an HTTP read cannot be interrupted, and a
+        thread pool's workers are joined at exit): what was answered is already cached."""
         items = list(todo.items())
         if len(items) == 1 or self.limit.ceiling == 1:
             for k, p in items:
                 bodies[k] = self._fetch(endpoint, k, p)
             return
-        pool = ThreadPoolExecutor(max_workers=min(self.limit.ceiling, len(items)))
-        futures = {pool.submit(self._fetch, endpoint, k, p): k for k, p in items}
+        jobs: queue.SimpleQueue = queue.SimpleQueue()
+        done: queue.SimpleQueue = queue.SimpleQueue()
+        for item in items:
+            jobs.put(item)
+
+        def worker() -> None:
+            while not self._stop.is_set():
+                try:
+                    k, p = jobs.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    done.put((k, self._fetch(endpoint, k, p), None))
+                except BaseException as exc:  # noqa: BLE001 (handed to the caller's thread)
+                    done.put((k, None, exc))
+                    return
+
+        threads = [threading.Thread(target=worker, daemon=True, name="ffbench-request")
+                   for _ in range(min(self.limit.ceiling, len(items)))]
+        for t in threads:
+            t.start()
         try:
-            for future in as_completed(futures):
-                bodies[futures[future]] = future.result()
+            for _ in range(len(items)):
+                while True:
+                    try:
+                        k, body, exc = done.get(timeout=0.2)
+                        break
+                    except queue.Empty:
+                        continue
+                if exc is not None:
+                    raise exc
+                bodies[k] = body
+        except KeyboardInterrupt:
+            self._stop.set()  # waiting workers give up; those in flight are abandoned with the process
+            raise
         except BaseException:
             self._stop.set()  # queued requests are dropped, waiting ones give up; answered ones stay cached
-            for future in futures:
-                future.cancel()
-            raise
-        finally:
-            pool.shutdown(wait=True)
+            for t in threads:
+                t.join()
             self._stop.clear()
+            raise
+        for t in threads:
+            t.join()
 
     def _fetch(self, endpoint: str, key: str, payload: dict) -> dict:
         def attempt():
@@ -462,5 +498,10 @@ class Transport:
 
     def _delay(self, attempt: int, failure: Failure) -> float:
         if failure.retry_after is not None:
-            return min(failure.retry_after, self.max_wait)
+            wait = min(failure.retry_after, self.max_wait)
+            if failure.retry_after >= LONG_WAIT:
+                capped = f"; waiting {wait:g} s (max_retry_wait)" if wait < failure.retry_after else ""
+                self.notify(f"{self.policy.provider} server asks to wait {failure.retry_after:g} s before retrying "
+                            f"({failure.reason}){capped}")
+            return wait
         return random.uniform(0, min(JITTER_CAP, self.max_wait, self.retry_base * 2 ** attempt))  # full jitter
