@@ -94,7 +94,7 @@ def _configure(model, suite, data, lengths, p_ignore, num, seed, render, scoring
     ``need_key``: a remote model without an API key is one, as a run would send requests)."""
     import os
 
-    from ffbench import backends, prompting, runner
+    from ffbench import backends, prompting, redact, runner
     from ffbench.errors import UsageError
 
     ref = backends.resolve(model, dict(model_args or {}))
@@ -120,7 +120,7 @@ def _configure(model, suite, data, lengths, p_ignore, num, seed, render, scoring
                            data=[os.path.abspath(d) for d in _list(data)], lengths=lengths,
                            p_ignore=[float(x) for x in _list(p_ignore)], num=num, seed=seed, renders=_list(render),
                            scorings=_list(scoring), fewshot=fewshot, per_read=per_read, alphabet=alphabet,
-                           batch_size=batch_size, base_url=base_url if remote else None,
+                           batch_size=batch_size, base_url=redact.url(base_url) if remote else None,
                            chat_template=template, chat_template_sha256=template_sha, system_prompt=system_prompt or None,
                            max_new_tokens=max_new_tokens, reasoning_budget=reasoning_budget or None,
                            reasoning_end=reasoning_end)

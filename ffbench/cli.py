@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from ffbench import __version__
+from ffbench import redact
 from ffbench.errors import CouldNotJudge, Damaged, FFBenchError, Interrupted, UsageError
 
 
@@ -895,22 +896,22 @@ def _main(argv) -> None:
         sys.exit(130)
     except click.UsageError as exc:
         hint = f" (see 'ffbench {exc.ctx.info_name} --help')" if exc.ctx is not None and exc.ctx.parent else ""
-        click.echo(f"ffbench: error: {exc.format_message()}{hint}", err=True)
+        click.echo(redact.text(f"ffbench: error: {exc.format_message()}{hint}"), err=True)
         sys.exit(2)
     except click.ClickException as exc:
-        click.echo(f"ffbench: error: {exc.format_message()}", err=True)
+        click.echo(redact.text(f"ffbench: error: {exc.format_message()}"), err=True)
         sys.exit(exc.exit_code)
     except Interrupted as exc:
-        click.echo(f"ffbench: {exc}", err=True)
+        click.echo(redact.text(f"ffbench: {exc}"), err=True)
         sys.exit(130)
     except CouldNotJudge as exc:
-        click.echo(f"ffbench: error: could not judge: {exc}", err=True)
+        click.echo(redact.text(f"ffbench: error: could not judge: {exc}"), err=True)
         sys.exit(3)
     except UsageError as exc:
-        click.echo(f"ffbench: error: {exc}", err=True)
+        click.echo(redact.text(f"ffbench: error: {exc}"), err=True)
         sys.exit(2)
     except FFBenchError as exc:
-        click.echo(f"ffbench: error: {exc}", err=True)
+        click.echo(redact.text(f"ffbench: error: {exc}"), err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         click.echo("ffbench: interrupted; rerun the same command to resume what was saved", err=True)

@@ -24,6 +24,8 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ffbench import redact
+
 # Files that decide what a local model computes: weights, configs, tokenizers, chat templates and
 # remote code. Logs and documentation do not enter the fingerprint.
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".msgpack", ".h5", ".npz")
@@ -141,6 +143,7 @@ def hub_commit(repo_id: str, revision: str | None, commit: str) -> dict:
 def api_fingerprint(base_url: str | None, model: str, served: dict | None = None) -> dict:
     """An API model: its base URL and what the server reports about it (e.g. vLLM's ``root``)."""
     served = {k: v for k, v in (served or {}).items() if k not in ("created", "object", "permission")}
+    base_url = redact.url(base_url)  # a password in the URL is never part of what is kept
     return {"kind": "api", "base_url": base_url, "model": model, "served": served,
             "id": digest({"base_url": base_url, "model": model, "served": served})}
 

@@ -55,9 +55,11 @@ def disk_full(target) -> FFBenchError:
 
 
 def write_json(path: str | os.PathLike, payload) -> None:
-    """JSON (indented, key order kept) written atomically."""
+    """JSON (indented, key order kept) written atomically, credentials in URLs masked (:mod:`ffbench.redact`)."""
+    from ffbench import redact
+
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        tmp.write_text(json.dumps(redact.value(payload), indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
 def read_json(path: str | os.PathLike, what: str = "file"):

@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from ffbench import __version__, metrics, prompting, render
+from ffbench import __version__, metrics, prompting, redact, render
 from ffbench.backends import ModelRef
 from ffbench.control import Controller, RunControl, certify_entry, explain, run_reason
 from ffbench.errors import FFBenchError, Interrupted, UsageError
@@ -561,7 +561,7 @@ def _finish(p: Plan, rd: RunDir, backend, identity: RunIdentity, ctl: Controller
     combined = hashlib.sha256("".join(f"{k}:{v}\n" for k, v in sorted(identity.data.items())).encode()).hexdigest()
     results = RunResults(
         model=cfg.model, config=cfg.as_dict(), results=cells,
-        backend=backend.describe() if backend is not None else {"provider": cfg.model.split("/")[0]},
+        backend=redact.value(backend.describe()) if backend is not None else {"provider": cfg.model.split("/")[0]},
         ffbench_version=__version__, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         fingerprint=identity.fingerprint(), data_sha256=combined, usage=usage, stop_reason=reason,
         stop_detail=explain(reason, control, ctl.stop_detail, partial, undecided, refuted),
