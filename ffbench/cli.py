@@ -14,8 +14,7 @@ from pathlib import Path
 
 import click
 
-from ffbench import __version__
-from ffbench import redact
+from ffbench import __version__, redact
 from ffbench.errors import CouldNotJudge, Damaged, FFBenchError, Interrupted, UsageError
 
 
@@ -102,10 +101,9 @@ def generate(suite, length, p_ignore, p, num, seed, alphabet, out, progress):
       ffbench generate --suite stress --length 128 --out stress.parquet
     """
     from ffbench import datafiles, generate as gen
-
-    datafiles.file_format(out)
     from ffbench.resources import available_memory
 
+    datafiles.file_format(out)
     job = gen.plan(suite, length, p_ignore, p, num, seed, alphabet)
     job.check_fits(out, available_memory(), gen.free_space(out))
     t0 = time.perf_counter()

@@ -122,11 +122,26 @@ class RunDir:
         shutil.rmtree(self.shards, ignore_errors=True)
 
     def remove_if_empty(self) -> None:
-        """After a run that failed before scoring anything: leave no directory behind."""
-        leftovers = [p for p in self.path.iterdir() if p.name not in (self.LOCK, self.OWNER, self.IDENTITY)] \
-            if self.path.is_dir() else []
+        """After a run that failed before scoring anything: leave no directory behind (a response
+        cache that holds no answer and no batch job is nothing)."""
+        ignored = {self.LOCK, self.OWNER, self.IDENTITY}
+        if self._cache_is_empty():
+            ignored |= {self.REQUESTS, self.REQUESTS + "-wal", self.REQUESTS + "-shm"}
+        leftovers = [p for p in self.path.iterdir() if p.name not in ignored] if self.path.is_dir() else []
         if not leftovers:
             shutil.rmtree(self.path, ignore_errors=True)
+
+    def _cache_is_empty(self) -> bool:
+        import sqlite3
+
+        if not self.request_cache.exists():
+            return True
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{self.request_cache}?mode=ro", uri=True)) as db:
+                return all(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] == 0
+                           for table in ("responses", "batch_jobs"))
+        except sqlite3.Error:
+            return False
 
     # ------------------------------------------------------------------ shards
     def _shard(self, cell_id: str, start: int) -> Path:
@@ -175,7 +190,7 @@ class RunDir:
             return None
         cells = pc.unique(table.column("cell")).to_pylist()
         if cells != [cell_id]:
-            return f"holds reads of cell {[c for c in cells if c != cell_id][0]}"
+            return f"holds reads of cell {next(c for c in cells if c != cell_id)}"
         lo, hi = pc.min_max(table.column("seq_index")).values()
         if lo.as_py() < start or (stop is not None and hi.as_py() >= stop):
             return f"holds sequences {lo.as_py()}-{hi.as_py()}, should hold {start}-{'' if stop is None else stop - 1}"

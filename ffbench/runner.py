@@ -33,8 +33,8 @@ from ffbench.backends import ModelRef
 from ffbench.control import Controller, RunControl, certify_entry, explain, run_reason
 from ffbench.errors import FFBenchError, Interrupted, UsageError
 from ffbench.identity import RunIdentity
-from ffbench.rundir import SAMPLE_COLUMNS, RunDir
 from ffbench.resources import available_memory
+from ffbench.rundir import SAMPLE_COLUMNS, RunDir
 from ffbench.schema import CellKey, CellResult, RunResults, variant_of
 from ffbench.sources import SequenceStore, SourceSpec, check_fits, plan_sources
 

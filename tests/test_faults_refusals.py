@@ -14,7 +14,6 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from ffbench import runner
 from ffbench.errors import FFBenchError
 from ffbench.rundir import RunDir
 from tests.test_cli import run_main

@@ -127,7 +127,7 @@ def test_a_truncated_finished_file_is_one_line_for_report_check_record_and_a_rer
     for argv in (["report", str(path), "--no-refs", "--out", str(tmp_path / "r.html")],
                  ["check", "-c", str(path), "--max-glitch-rate", "0.5"],
                  ["record", str(path), "--registry", str(tmp_path / "reg.sqlite")]):
-        code, out, err = run_main(capsys, *argv)
+        code, _, err = run_main(capsys, *argv)
         assert code == (3 if argv[0] == "check" else 1), argv  # check: "could not judge", never "regression"
         assert "Traceback" not in err and err.strip().count("\n") == 0, err
         assert err.startswith("ffbench: error: ") and name in err

@@ -52,5 +52,5 @@ def test_a_long_retry_after_is_said_and_capped(tmp_path):
         backend.generate(["w0r"], 2)
         elapsed = time.monotonic() - t0
     assert elapsed < 5 and srv.injected["429"] == 1
-    assert notes == ["openai server asks to wait 100000 s before retrying (HTTP 429: slow down); waiting 0.2 s "
-                     "(max_retry_wait)"]
+    assert notes == [("openai server asks to wait 100000 s before retrying (HTTP 429: slow down); waiting 0.2 s "
+                      "(max_retry_wait)")]

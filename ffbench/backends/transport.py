@@ -368,7 +368,7 @@ class Transport:
             self._usable(key, body)
         except FFBenchError:
             raise  # the backend's own verdict on a readable answer (e.g. a tokenizer it cannot score with)
-        except Exception as exc:  # any shape the parser cannot read
+        except Exception as exc:  # noqa: BLE001 (any shape the parser cannot read is malformed)
             raise Malformed(f"unreadable: {type(exc).__name__}: {str(exc)[:80]}") from None
 
     def call(self, fn: Callable, tries: int | None = None, repeatable: bool = True):
@@ -395,7 +395,10 @@ class Transport:
         self.store.put_many(bodies)
         prompt = completion = 0
         for body in bodies.values():
-            p, c = self.policy.usage(body)
+            try:
+                p, c = self.policy.usage(body)
+            except (TypeError, ValueError, AttributeError, KeyError):  # a usage field of another shape
+                p, c = 0, 0  # counts are informative only: the answer itself was read
             prompt, completion = prompt + p, completion + c
         self.count(requests=len(bodies), prompt_tokens=prompt, completion_tokens=completion, **fields)
 
