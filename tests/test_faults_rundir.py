@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -194,3 +195,23 @@ def test_doctor_refuses_a_directory_that_is_not_ours(tmp_path, capsys):
     code, _, err = run_main(capsys, "doctor", tmp_path)
     assert code == 2 and "is neither a run directory" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_doctor_checks_a_hunt_directory(tmp_path, capsys):
+    hunt = tmp_path / "h"
+    (hunt / "rounds").mkdir(parents=True)
+    (hunt / "state.json").write_text('{"config": {}, "rounds": 2}')
+    (hunt / "hunt.json").write_text('{"distinct": 1')  # truncated
+    pq.write_table(pa.table({"text": ["w0r0"]}), hunt / "glitches.parquet")
+    pq.write_table(pa.table({"text": ["w1r1"]}), hunt / "rounds" / "000003.parquet")
+    os.truncate(hunt / "rounds" / "000003.parquet", 40)
+    code, out, _ = run_main(capsys, "doctor", hunt)
+    lines = out.splitlines()
+    assert code == 1 and len(lines) == 3 and lines[0].startswith(f"{hunt / 'hunt.json'}: damaged (")
+    assert lines[1].startswith(f"{hunt / 'rounds' / '000003.parquet'}: damaged (")
+    code, out, _ = run_main(capsys, "doctor", hunt, "--repair")
+    kept = sorted(p.name for p in hunt.rglob("*") if p.is_file() and p.name != ".lock")
+    assert code == 0 and kept == ["glitches.parquet", "state.json"]
+    (hunt / "state.json").write_text('{"config": ')
+    run_main(capsys, "doctor", hunt, "--repair")
+    assert [p.name for p in hunt.iterdir() if p.name != ".lock"] == []  # a damaged state: the hunt starts over
