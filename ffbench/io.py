@@ -114,5 +114,9 @@ def damage_errors() -> tuple:
 
 
 def one_line(exc: BaseException) -> str:
-    """An exception as a short line (pyarrow's messages can span lines)."""
-    return ((str(exc).strip().splitlines() or [type(exc).__name__])[0])[:160]
+    """An exception as a short line (pyarrow's messages can span lines and repeat the file's path,
+    which the caller names already)."""
+    import re
+
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return re.sub(r"^Could not open Parquet input source '[^']*': ", "", text)[:160]
