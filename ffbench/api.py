@@ -83,20 +83,21 @@ def preflight(model: str, suite=None, data=None, lengths=None, p_ignore=None, nu
 
     cfg, ref, _ = _configure(model, suite, data, lengths, p_ignore, num, seed, render, scoring, fewshot, per_read,
                              model_args, alphabet, batch_size, max_batch_tokens, None, base_url, None, chat_template,
-                             system_prompt, max_new_tokens, reasoning_budget, reasoning_end, None)
+                             system_prompt, max_new_tokens, reasoning_budget, reasoning_end, None, need_key=False)
     return runner.dry_run(cfg, ref, Prices(price_in, price_out))
 
 
 def _configure(spec, suite, data, lengths, p_ignore, num, seed, render, scoring, fewshot, per_read, model_args,
                alphabet, batch_size, max_batch_tokens, output_dir, base_url, api_key, chat_template, system_prompt,
-               max_new_tokens, reasoning_budget, reasoning_end, echo):
-    """The run config, model reference and run directory of one call (usage errors raised here)."""
+               max_new_tokens, reasoning_budget, reasoning_end, echo, need_key=True):
+    """The run config, model reference and run directory of one call (usage errors raised here;
+    ``need_key``: a remote model without an API key is one, as a run would send requests)."""
     import os
 
     from ffbench import model_handle, prompting, runner
     from ffbench.rundir import RunDir
 
-    model = model_handle.resolve(spec, model_args, base_url, api_key, max_batch_tokens)
+    model = model_handle.resolve(spec, model_args, base_url, api_key, max_batch_tokens, need_key=need_key)
     template, template_sha = prompting.resolve_chat_template(chat_template)
     model.check_chat_template(template, chat_template)
     if reasoning_end == prompting.DEFAULT_REASONING_END:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import click
 
-from ffbench import __version__
-from ffbench.errors import FFBenchError, Interrupted, UsageError
+from ffbench import __version__, redact
+from ffbench.errors import CouldNotJudge, Damaged, FFBenchError, Interrupted, UsageError
 
 
 def _probabilities(ctx, param, value):
@@ -103,9 +103,11 @@ def generate(suite, length, p_ignore, p, num, seed, alphabet, out, progress):
       ffbench generate --suite stress --length 128 --out stress.parquet
     """
     from ffbench import datafiles, generate as gen
+    from ffbench.resources import available_memory
 
     datafiles.file_format(out)
     job = gen.plan(suite, length, p_ignore, p, num, seed, alphabet)
+    job.check_fits(out, available_memory(), gen.free_space(out))
     t0 = time.perf_counter()
     chunks = job.chunks()
     if progress or (progress is None and sys.stderr.isatty()):
@@ -855,26 +857,40 @@ def check(candidate, baseline, max_glitch_rate, alpha, allow_missing_baseline, j
     scored the very same sequences, the paired exact McNemar test on the reads only one of them got
     wrong; otherwise Fisher's one-sided test on error counts. With --max-glitch-rate, a cell shown
     to be above the ceiling fails too. registry:MODEL takes the latest recorded run that shares a
-    cell with the candidate (and says which). Exit status: 0 pass, 1 regression, 2 usage error.
+    cell with the candidate (and says which). Exit status: 0 pass, 1 regression, 2 usage error,
+    3 could not judge (a run that cannot be read, e.g. a damaged file).
 
     \b
     Examples:
       ffbench check --candidate runs/new --baseline runs/old --junit ffbench-junit.xml
       ffbench check --candidate runs/new --baseline registry:my-org/model@v1.2 --max-glitch-rate 1e-3
     """
-    from ffbench import check as gate
-    from ffbench import runs
-
     if baseline is None and max_glitch_rate is None:
         raise click.UsageError("give --baseline, --max-glitch-rate, or both")
     try:
+        _check(candidate, baseline, max_glitch_rate, alpha, allow_missing_baseline, junit, summary_path, registry)
+    except (UsageError, CouldNotJudge):
+        raise
+    except FFBenchError as exc:  # a failure to judge is never a regression (exit 1)
+        raise CouldNotJudge(str(exc)) from None
+
+
+def _check(candidate, baseline, max_glitch_rate, alpha, allow_missing_baseline, junit, summary_path, registry):
+    from ffbench import check as gate
+    from ffbench import runs
+
+    try:
         cand = runs.load(candidate, registry)
+    except Damaged:
+        raise
     except FFBenchError as exc:
         raise click.UsageError(str(exc)) from None
     base = None
     if baseline:
         try:
             base = runs.load(baseline, registry, comparable_to=cand.keys())
+        except Damaged:
+            raise
         except FFBenchError as exc:
             if not (allow_missing_baseline and max_glitch_rate is not None):
                 raise click.UsageError(str(exc)) from None
@@ -893,6 +909,23 @@ def check(candidate, baseline, max_glitch_rate, alpha, allow_missing_baseline, j
         with open(summary_path, "a", encoding="utf-8") as fh:
             fh.write(gate.markdown(verdict) + "\n")
     sys.exit(0 if verdict.passed else 1)
+
+
+# ----------------------------------------------------------------------------- doctor
+@cli.command()
+@click.argument("directory", metavar="DIR")
+@click.option("--repair", is_flag=True, help="Remove what is damaged, so that rerunning the same command scores "
+              "exactly that again.")
+def doctor(directory, repair):
+    """Verify a run or hunt directory: one line per problem (exit 1 when there is one).
+
+    Checks every shard against the rows it states (checksums, cell, sequence range, read count),
+    results.json and samples.parquet against each other, the response cache, and leftover partial
+    files. --repair only ever removes; the next run scores again what was removed.
+    """
+    from ffbench import doctor as checkup
+
+    sys.exit(1 if checkup.doctor(directory, repair, echo=click.echo) else 0)
 
 
 # ----------------------------------------------------------------------------- registry
@@ -942,7 +975,30 @@ def record(run_dirs, revision, registry):
 
 
 # ----------------------------------------------------------------------------- entry point
+def _stopping(signum, frame):
+    """Ctrl-C and SIGTERM (a scheduler, ``kill``, ``timeout``): say so at once, then stop like
+    Ctrl-C everywhere (requests in flight abandoned, partial files removed, what was kept said),
+    rather than going silent or vanishing mid-write."""
+    print("ffbench: stopping...", file=sys.stderr, flush=True)
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> None:
+    import signal
+    import threading
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _stopping), signal.signal(signal.SIGINT, _stopping)
+    try:
+        _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous[0])
+            signal.signal(signal.SIGINT, previous[1])
+
+
+def _main(argv) -> None:
     try:
         cli.main(args=argv, prog_name="ffbench", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -955,19 +1011,22 @@ def main(argv=None) -> None:
         sys.exit(0)
     except click.UsageError as exc:
         hint = f" (see 'ffbench {exc.ctx.info_name} --help')" if exc.ctx is not None and exc.ctx.parent else ""
-        click.echo(f"ffbench: error: {exc.format_message()}{hint}", err=True)
+        click.echo(redact.text(f"ffbench: error: {exc.format_message()}{hint}"), err=True)
         sys.exit(2)
     except click.ClickException as exc:
-        click.echo(f"ffbench: error: {exc.format_message()}", err=True)
+        click.echo(redact.text(f"ffbench: error: {exc.format_message()}"), err=True)
         sys.exit(exc.exit_code)
     except Interrupted as exc:
-        click.echo(f"ffbench: {exc}", err=True)
+        click.echo(redact.text(f"ffbench: {exc}"), err=True)
         sys.exit(130)
+    except CouldNotJudge as exc:
+        click.echo(redact.text(f"ffbench: error: could not judge: {exc}"), err=True)
+        sys.exit(3)
     except UsageError as exc:
-        click.echo(f"ffbench: error: {exc}", err=True)
+        click.echo(redact.text(f"ffbench: error: {exc}"), err=True)
         sys.exit(2)
     except FFBenchError as exc:
-        click.echo(f"ffbench: error: {exc}", err=True)
+        click.echo(redact.text(f"ffbench: error: {exc}"), err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         click.echo("ffbench: interrupted; rerun the same command to resume what was saved", err=True)

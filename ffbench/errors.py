@@ -17,5 +17,14 @@ class UsageError(FFBenchError):
     """The user asked for something that cannot be done as asked (exit status 2)."""
 
 
+class Damaged(FFBenchError):
+    """A kept file (results, samples, a shard) that cannot be read or does not hold what it should."""
+
+
+class CouldNotJudge(FFBenchError):
+    """``ffbench check`` could not decide (a run it cannot read): exit status 3, never 1, so a CI step
+    never reads a damaged file as a regression found."""
+
+
 class Interrupted(FFBenchError):
     """The user pressed Ctrl-C; the message says what was kept and how to resume (exit status 130)."""

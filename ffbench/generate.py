@@ -28,7 +28,11 @@ def suite_parts(name: str, length: int | None = None, num: int | None = None, se
     return parts
 
 
-def iter_chunks(parts: list[Part], chunk_rows: int = 32_768, label_suite: bool = True) -> Iterator[datafiles.Chunk]:
+CHUNK_ROWS = 32_768
+PARQUET_BYTES_PER_SYMBOL = 0.25  # measured 0.35-0.40 for FFL(0.1) and FFL(0.98) at T = 512 (snappy)
+
+
+def iter_chunks(parts: list[Part], chunk_rows: int = CHUNK_ROWS, label_suite: bool = True) -> Iterator[datafiles.Chunk]:
     """Sampled chunks, with a ``suite`` column unless ``label_suite`` is off (custom sets)."""
     for part in parts:
         for arr in language.iter_sample(part.dist, part.num, part.seed, chunk_rows):
@@ -74,10 +78,38 @@ class Job:
                    f"{stress.STRESS_SEED if seed is None else seed}" + (f", {per_point} per point)" if per_point else ")")
         return ", ".join(f"{part.suite} {part.dist.label()} x {part.num:,} (seed {part.seed})" for part in self.parts)
 
+    def check_fits(self, out: str, available: int | None, free: int | None) -> None:
+        """Refuse, before sampling a single sequence, a job whose chunk cannot be held in memory or
+        whose file cannot fit on the disk (a lower bound of its size: what parquet takes of the most
+        compressible sequences, a byte per symbol in JSON lines)."""
+        from ffbench.resources import gib
+
+        length = self.stress[0] if self.stress is not None else max(part.dist.length for part in self.parts)
+        chunk = min(self.rows(), CHUNK_ROWS) * length * 4  # the sampled block, its text and the writer's copy
+        if available is not None and chunk > 0.8 * available:
+            raise UsageError(f"a chunk of {min(self.rows(), CHUNK_ROWS):,} sequences of length {length:,} needs about "
+                             f"{gib(chunk)} of memory and {gib(available)} is available: use a smaller --length")
+        per_symbol = 1.0 if datafiles.file_format(out) == "jsonl" else PARQUET_BYTES_PER_SYMBOL
+        size = self.tokens() * per_symbol
+        if free is not None and size > free:
+            raise UsageError(f"{self.rows():,} sequences of length {length:,} take at least {gib(size)} on disk and "
+                             f"{gib(free)} is free where {out!r} goes: use a smaller --num or --length")
+
     def chunks(self) -> Iterator[datafiles.Chunk]:
         if self.stress is not None:
             return stress_chunks(*self.stress)
         return iter_chunks(self.parts, label_suite=self.label_suite)
+
+
+def free_space(out: str) -> int | None:
+    """Bytes free on the file system ``out`` will be written to, or None when unknown."""
+    import os
+    import shutil
+
+    try:
+        return shutil.disk_usage(os.path.dirname(os.path.abspath(out))).free
+    except OSError:
+        return None
 
 
 def plan(suite: str | None, length: int | None, p_ignore: float | None, p: tuple | None, num: int | None,

@@ -6,8 +6,9 @@ registry, ``ffbench check`` and the report all carry it, so a number can always 
 weights and sequences that produced it. Model fingerprints:
 
 * a local model directory (``hf/``, ``vllm/``, ``ffbench/`` checkpoints, builtins): the SHA-256 of
-  its weight, config and tokenizer files. File hashes are cached by (path, size, mtime), so an 8B
-  model is hashed once, not on every resume;
+  its weight, config and tokenizer files. Hashes of large files are cached by (path, device,
+  inode, size, mtime, ctime), so an 8B model is hashed once, not on every resume, and a file
+  changed in place is always hashed again (:class:`HashCache`);
 * a hub model: the commit its revision resolves to (from the local cache, else the hub);
 * an API model: the base URL and what the server reports about the model id.
 
@@ -23,6 +24,8 @@ import os
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ffbench import redact
 
 # Files that decide what a local model computes: weights, configs, tokenizers, chat templates and
 # remote code. Logs and documentation do not enter the fingerprint.
@@ -43,30 +46,44 @@ def cache_dir() -> Path:
 
 # ----------------------------------------------------------------------------- file hashes
 class HashCache:
-    """SHA-256 of files keyed by (absolute path, size, mtime_ns); a stale entry is simply re-hashed.
+    """SHA-256 of files, cached so that an 8B model is hashed once, not on every resume.
 
-    The cache is an optimisation only: if it cannot be opened or written, files are hashed anew.
+    An entry answers only for the very same file unchanged: same device, inode, size, mtime *and*
+    ctime (nanoseconds). Copying with ``cp -p`` or ``rsync -t`` keeps size and mtime but never the
+    ctime (the kernel sets it on every write) nor, for a replaced file, the inode. Files up to
+    ``SMALL_FILE`` bytes (configs, tokenizers, small checkpoints) are always hashed in full, and
+    ``FFBENCH_REHASH=1`` hashes every file in full (a file system that fakes ctimes). A stale entry
+    is simply re-hashed; the cache is an optimisation only: if it cannot be opened or written,
+    files are hashed anew.
     """
 
-    def __init__(self, path: Path | None = None):
+    SMALL_FILE = 64 << 20
+
+    def __init__(self, path: Path | None = None, rehash: bool | None = None):
         self.path = path or cache_dir() / "file-hashes.sqlite"
+        self.rehash = os.environ.get("FFBENCH_REHASH", "") not in ("", "0") if rehash is None else rehash
         self._db = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=30)
-            self._db.execute("CREATE TABLE IF NOT EXISTS hashes (path TEXT PRIMARY KEY, size INTEGER, "
-                             "mtime_ns INTEGER, sha256 TEXT)")
+            self._db.execute("CREATE TABLE IF NOT EXISTS file_hashes (path TEXT PRIMARY KEY, stat TEXT, "
+                             "sha256 TEXT)")
         except (OSError, sqlite3.Error):
             self._db = None
 
+    @staticmethod
+    def _stat_key(st: os.stat_result) -> str:
+        return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
     def sha256(self, file: Path) -> str:
         st = file.stat()
-        key = str(file.resolve())
-        if self._db is not None:
+        key, stat = str(file.resolve()), self._stat_key(st)
+        cached = self._db is not None and not self.rehash and st.st_size > self.SMALL_FILE
+        if cached:
             try:
-                row = self._db.execute("SELECT size, mtime_ns, sha256 FROM hashes WHERE path = ?", (key,)).fetchone()
-                if row and row[0] == st.st_size and row[1] == st.st_mtime_ns:
-                    return row[2]
+                row = self._db.execute("SELECT stat, sha256 FROM file_hashes WHERE path = ?", (key,)).fetchone()
+                if row and row[0] == stat:
+                    return row[1]
             except sqlite3.Error:
                 pass
         h = hashlib.sha256()
@@ -74,10 +91,9 @@ class HashCache:
             for block in iter(lambda: fh.read(1 << 22), b""):
                 h.update(block)
         value = h.hexdigest()
-        if self._db is not None:
-            try:
-                self._db.execute("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?)",
-                                 (key, st.st_size, st.st_mtime_ns, value))
+        if self._db is not None and st.st_size > self.SMALL_FILE and self._stat_key(file.stat()) == stat:
+            try:  # kept only when the file did not change while it was read
+                self._db.execute("INSERT OR REPLACE INTO file_hashes VALUES (?, ?, ?)", (key, stat, value))
                 self._db.commit()
             except sqlite3.Error:
                 pass
@@ -141,6 +157,7 @@ def hub_commit(repo_id: str, revision: str | None, commit: str) -> dict:
 def api_fingerprint(base_url: str | None, model: str, served: dict | None = None) -> dict:
     """An API model: its base URL and what the server reports about it (e.g. vLLM's ``root``)."""
     served = {k: v for k, v in (served or {}).items() if k not in ("created", "object", "permission")}
+    base_url = redact.url(base_url)  # a password in the URL is never part of what is kept
     return {"kind": "api", "base_url": base_url, "model": model, "served": served,
             "id": digest({"base_url": base_url, "model": model, "served": served})}
 

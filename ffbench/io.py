@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import json
 import os
 import socket
@@ -30,16 +31,35 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if is_disk_full(exc):
+            raise disk_full(target) from None
         raise
 
 
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """An error that says the disk (or the user's quota) is full, from the OS or from SQLite."""
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+        return True
+    return type(exc).__name__ == "OperationalError" and "disk is full" in str(exc)
+
+
+def disk_full(target) -> FFBenchError:
+    return FFBenchError(f"no space left on the device to write {str(target)!r}: free some space and rerun the same "
+                        "command; everything written before is kept and resumed")
+
+
 def write_json(path: str | os.PathLike, payload) -> None:
-    """JSON (indented, key order kept) written atomically."""
+    """JSON (indented, key order kept) written atomically, credentials in URLs masked (:mod:`ffbench.redact`)."""
+    from ffbench import redact
+
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        tmp.write_text(json.dumps(redact.value(payload), indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
 def read_json(path: str | os.PathLike, what: str = "file"):
@@ -84,3 +104,19 @@ def _owner(path: Path) -> str:
         return f"pid {info['pid']} on {info['host']} (since {info['started']})"
     except (OSError, ValueError, KeyError):
         return "another process"
+
+
+def damage_errors() -> tuple:
+    """What reading a damaged file raises (pyarrow's errors included), as opposed to a bug."""
+    import pyarrow as pa
+
+    return (OSError, ValueError, TypeError, KeyError, NotImplementedError, pa.ArrowException)
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as a short line (pyarrow's messages can span lines and repeat the file's path,
+    which the caller names already)."""
+    import re
+
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return re.sub(r"^Could not open Parquet input source '[^']*': ", "", text)[:160]

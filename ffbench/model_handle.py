@@ -39,16 +39,27 @@ class ModelHandle:
     args = property(lambda self: self.ref.args)
     cls = property(lambda self: self.ref.cls)
 
+    need_key: bool = True  # a remote model with no key is a usage error (as a run would send requests)
+    _connection: tuple | None = None
+
+    def _connect_args(self) -> tuple[str | None, str | None]:
+        """(base_url, api_key) of a remote provider however they were given (the flag, ``--model-arg
+        base_url=/api_key=``, or the provider's environment variables; :func:`backends.connection`),
+        worked out once; (None, None) for a local model."""
+        if self._connection is None:
+            self._connection = (backends.connection(self.ref, self.given_base_url, self.given_api_key,
+                                                    need_key=self.need_key)
+                                if self.cls.connection_env else (None, None))
+        return self._connection
+
     @property
     def base_url(self) -> str | None:
-        """A remote provider's server: the flag, else the provider's environment variable."""
-        env = self.cls.connection_env
-        return (self.given_base_url or os.environ.get(env.get("base_url", ""))) if env else None
+        """A remote provider's server: the flag, a model arg, else the provider's environment variable."""
+        return self._connect_args()[0]
 
     @property
     def api_key(self) -> str | None:
-        env = self.cls.connection_env
-        return (self.given_api_key or os.environ.get(env.get("api_key", ""))) if env else None
+        return self._connect_args()[1]
 
     @property
     def remote(self) -> bool:
@@ -57,13 +68,17 @@ class ModelHandle:
 
     @property
     def recorded_args(self) -> dict:
-        """The model args a config records: anything that looks like a credential is dropped."""
+        """The model args a config records: anything that looks like a credential is dropped (and a
+        remote provider's ``base_url``/``api_key`` args are moved to the connection first)."""
+        self._connect_args()
         return backends.public_args(self.ref.args)
 
     @property
     def recorded_base_url(self) -> str | None:
-        """The server a config records (None for local models)."""
-        return self.base_url
+        """The server a config records, credentials redacted (None for local models)."""
+        from ffbench import redact
+
+        return redact.url(self.base_url) if self.base_url else None
 
     @property
     def is_chat(self) -> bool:
@@ -100,7 +115,7 @@ class ModelHandle:
 
 
 def resolve(spec: str, model_args: dict | None = None, base_url: str | None = None, api_key: str | None = None,
-            max_batch_tokens: int | None = None) -> ModelHandle:
+            max_batch_tokens: int | None = None, need_key: bool = True) -> ModelHandle:
     """Resolve ``spec`` with its flags (usage errors of the spec and args raised here); imports nothing
     of the provider yet."""
     ref = backends.resolve(spec, dict(model_args or {}))
@@ -108,4 +123,4 @@ def resolve(spec: str, model_args: dict | None = None, base_url: str | None = No
         if ref.provider not in ("hf", "ffbench"):
             raise UsageError(f"--max-batch-tokens applies to hf/ and ffbench/ models, not {ref.provider}/")
         ref.args["max_batch_tokens"] = max_batch_tokens
-    return ModelHandle(ref, base_url, api_key)
+    return ModelHandle(ref, base_url, api_key, need_key)

@@ -27,14 +27,15 @@ from typing import Callable
 
 import numpy as np
 
-from ffbench import __version__, metrics, prompting, render
+from ffbench import __version__, metrics, prompting, redact, render
 from ffbench.backends import ModelRef
 from ffbench.control import Controller, RunControl, certify_entry, explain, run_reason
 from ffbench.errors import FFBenchError, Interrupted, UsageError
 from ffbench.identity import RunIdentity
+from ffbench.resources import available_memory
 from ffbench.rundir import SAMPLE_COLUMNS, RunDir
 from ffbench.schema import CellKey, CellResult, RunResults, variant_of
-from ffbench.sources import SequenceStore, SourceSpec, plan_sources
+from ffbench.sources import SequenceStore, SourceSpec, check_fits, plan_sources
 
 SHARD_TOKENS = 32_768
 
@@ -129,6 +130,7 @@ def plan(cfg: RunConfig, store: SequenceStore | None = None) -> Plan:
     prompting.check_options(cfg)
     store = store or SequenceStore()
     sources = plan_sources(cfg.suites, cfg.data, cfg.lengths, cfg.p_ignore, cfg.num, cfg.seed, cfg.alphabet, store)
+    check_fits(sources, available_memory())  # before a single sequence is generated
     config = cfg.as_dict()
     cells = [Cell(src, r, s, variant_of(config, s, chat=templates[r].chat, asks=templates[r].chat or bool(templates[r].ask)))
              for src in sources for r in cfg.renders for s in cfg.scorings]
@@ -195,6 +197,10 @@ def _run_locked(p: Plan, rd: RunDir, model: ModelRef, fingerprint: dict | None, 
         if diff:
             _refuse_or_clear(rd, diff, rescore, echo)
             held = None
+        elif rescore:  # asked to rescore: everything goes, whatever it is
+            echo(f"--rescore: discarding what {rd.path} held and scoring it again")
+            rd.clear()
+            held = None
         elif fingerprint is not None and rd.is_complete():
             done = _finished(rd, control, echo)
             if done is not None:
@@ -202,6 +208,7 @@ def _run_locked(p: Plan, rd: RunDir, model: ModelRef, fingerprint: dict | None, 
     elif rescore:
         rd.clear()
 
+    _drop_damaged(p, rd, echo)
     ctl = _controller(p, rd, control)
     work = _pending(p, rd, ctl)
     backend = None
@@ -246,6 +253,11 @@ def _finished(rd: RunDir, control: RunControl, echo) -> RunResults | None:
     the flags it stopped under. Other flags score on from its kept shards: they decide how much is
     scored, never what a read measures, so the kept shards are valid under them.
     """
+    problem = rd.finished_problem()
+    if problem:
+        echo(f"{rd.path}: {problem}; scoring it again from its {rd.shard_count()} kept shards")
+        rd.reopen()
+        return None
     done = rd.load()
     if done.complete:
         echo(f"run already complete in {rd.path}; nothing rescored")
@@ -265,6 +277,26 @@ def _refuse_or_clear(rd: RunDir, diff: list[str], rescore: bool, echo) -> None:
                            "--rescore to discard them, or another --output-dir")
     echo(f"--rescore: discarding what {rd.path} held ({'; '.join(diff)} differ)")
     rd.clear()
+
+
+def _drop_damaged(p: Plan, rd: RunDir, echo) -> None:
+    """Verify every kept shard against what the plan says it holds (its cell, sequence range and
+    read count) and remove, with a line each, those that do not: they are scored again."""
+    planned = {}
+    for cell in p.cells:
+        seq_index = p.store.get(cell.source)[1].seq_index
+        for start in _starts(p, cell):
+            stop = _stop(p, cell, start)
+            lo, hi = np.searchsorted(seq_index, [start, stop])
+            planned[(p.cell_id(cell), start)] = (stop, int(hi - lo))
+    for cid, start, path in rd.shard_files():
+        if (cid, start) not in planned:
+            continue  # not a shard of this plan: never read
+        stop, reads = planned[(cid, start)]
+        problem = rd.shard_problem(cid, start, stop, reads)
+        if problem:
+            echo(f"shard {path.relative_to(rd.path)} is damaged ({problem}); scoring it again")
+            rd.drop_shard(cid, start)
 
 
 def _model_diff(held: RunIdentity, wanted: RunIdentity) -> str:
@@ -351,7 +383,7 @@ def _score(p: Plan, rd: RunDir, backend, work, ctl: Controller, progress: bool, 
 def _keep(p: Plan, rd: RunDir, ctl: Controller, cell: Cell, start: int, stop: int, table, usage: dict) -> None:
     """Write a scored shard, then let run control see its reads (so a stop never loses a kept shard)."""
     cid = p.cell_id(cell)
-    rd.write_shard(cid, start, table, usage)
+    rd.write_shard(cid, start, table, usage, stop)
     correct = table.column("correct").to_numpy()
     ctl.observe(cid, int(correct.size - correct.sum()), int(correct.size), stop - start, usage,
                 _where(cell, start, stop))
@@ -519,7 +551,7 @@ def _finish(p: Plan, rd: RunDir, backend, identity: RunIdentity, ctl: Controller
     combined = hashlib.sha256("".join(f"{k}:{v}\n" for k, v in sorted(identity.data.items())).encode()).hexdigest()
     results = RunResults(
         model=cfg.model, config=cfg.as_dict(), results=cells,
-        backend=backend.describe() if backend is not None else {"provider": cfg.model.split("/")[0]},
+        backend=redact.value(backend.describe()) if backend is not None else {"provider": cfg.model.split("/")[0]},
         ffbench_version=__version__, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         fingerprint=identity.fingerprint(), data_sha256=combined, usage=usage, stop_reason=reason,
         stop_detail=explain(reason, control, ctl.stop_detail, partial, undecided, refuted),
@@ -580,23 +612,6 @@ def default_output_dir(cfg: RunConfig) -> str:
 
 
 # ----------------------------------------------------------------------------- resources
-def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation on this machine (Linux MemAvailable), or None."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        import os
-
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def preflight_memory(model: ModelRef, p: Plan, available: int | None = None) -> None:
     """Refuse, before loading anything, a sequence (or a batch) that cannot fit in memory."""
     cell = max(p.cells, key=lambda c: c.source.length)

@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from ffbench.errors import FFBenchError
+from ffbench.errors import Damaged, FFBenchError
 from ffbench.sources import SourceSpec
 
 SCHEMA_VERSION = 2
@@ -241,20 +241,17 @@ class RunResults:
     @property
     def samples(self):
         """One row per scored read (pandas DataFrame); a shipped reference holds only its failing reads."""
-        import pyarrow.parquet as pq
-
         if self.samples_path is None:
             raise FFBenchError(f"{self.label or self.model}: no samples (a registry entry keeps counts only)")
-        return pq.read_table(self.samples_path).to_pandas()
+        return _read_samples(self.samples_path, self.label).to_pandas()
 
     def failing(self, cell: CellResult, limit: int | None = None):
         """The cell's failing reads as an Arrow table (first ``limit``), selected by the cell's id."""
         import pyarrow.compute as pc
-        import pyarrow.parquet as pq
 
         if self.samples_path is None:
             return None
-        table = pq.read_table(self.samples_path, filters=[("correct", "==", False)])
+        table = _read_samples(self.samples_path, self.label, filters=[("correct", "==", False)])
         if "cell" in table.column_names:
             mask = pc.equal(table.column("cell"), cell.id)
         else:  # schema 1 samples: select by every key field the rows carry
@@ -263,6 +260,19 @@ class RunResults:
                 return None
         out = table.filter(mask)
         return out if limit is None else out.slice(0, limit)
+
+
+def _read_samples(path: Path, label: str, **kwargs):
+    """A run's samples as an Arrow table; a damaged file is one line naming it."""
+    import pyarrow.parquet as pq
+
+    from ffbench.io import damage_errors, one_line
+
+    try:
+        return pq.read_table(path, **kwargs)
+    except damage_errors() as exc:
+        raise Damaged(f"{label or path}: {Path(path).name} is damaged ({one_line(exc)}); "
+                           "rerun the same 'ffbench run' to rescore it") from None
 
 
 def _legacy_source(cell: dict, config: dict) -> SourceSpec | None:

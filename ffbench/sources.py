@@ -161,6 +161,33 @@ def plan_sources(suites: list[str], data: list[str], lengths: list[int], p_ignor
     return specs
 
 
+READ_BYTES = 48  # the arrays kept per read (language.Reads: six int64 columns)
+
+
+def memory_needed(spec: SourceSpec) -> int:
+    """Bytes a source's sequences and reads take in memory once generated: one byte per symbol, and
+    per read its columns; reads are (1 - p_ignore) / 4 of the symbols of FFL(p) (a quarter for the
+    stress grid). A data file is already in memory when planned: 0."""
+    if spec.kind == "file":
+        return 0
+    p = spec.p_ignore if spec.p_ignore is not None else 0.0
+    return int(spec.num * spec.length * (1 + READ_BYTES * (1 - p) / 4))
+
+
+def check_fits(specs: list[SourceSpec], available: int | None) -> None:
+    """Refuse, before generating a single sequence, data that cannot be held in memory (with the
+    figure): the sequences of every source of a run are generated and kept together."""
+    from ffbench.resources import gib
+
+    need = sum(memory_needed(s) for s in specs)
+    if available is None or need <= 0.8 * available:
+        return
+    big = max(specs, key=memory_needed)
+    raise UsageError(f"the sequences of this run need about {gib(need)} of memory ({big.describe()}: "
+                     f"{big.num:,} sequences of length {big.length:,}) and {gib(available)} is available: "
+                     "use a smaller --num or --length")
+
+
 def file_sources(path: str, num: int | None, alphabet: int, store: SequenceStore) -> list[SourceSpec]:
     """One source per part of a data file (its 'suite' column's values, or the whole file)."""
     try:

@@ -13,6 +13,8 @@ Options for the other behaviours tested against it:
 * ``variants=True``: chat replies chosen by ``reply_kind`` carry a separate reasoning field
   (``reasoning_content`` or ``reasoning``) or are cut at the token budget (``finish_reason:
   length``);
+* ``mutate``: a function applied to every successful answer body (a server answering in a shape
+  ffbench cannot read, e.g. echo logprobs without ``top_logprobs``); set it to None to fix the server;
 * the Batch API (``/files``, ``/batches``, ``/files/{id}/content``), answering each request line
   as the online endpoints do; ``batch_faults`` scripts what happens to successive jobs (a job that
   expires half done, results missing from the files, per-request errors, a refused request, and
@@ -132,7 +134,7 @@ class FaultServer(LocalServer):
 
     def __init__(self, faults: bool = True, stall: float = 1.5, retry_after_ms: int = 150,
                  capacity: int | None = None, latency: float = 0.0, variants: bool = False,
-                 batch_faults: list | None = None, hold: bool = False, batch_polls: int = 2):
+                 batch_faults: list | None = None, hold: bool = False, batch_polls: int = 2, mutate=None):
         self.faults, self.stall, self.retry_after_ms = faults, stall, retry_after_ms
         self.capacity, self.latency, self.variants = capacity, latency, variants
         self.lock = threading.Lock()
@@ -156,6 +158,7 @@ class FaultServer(LocalServer):
         self.polls: Counter = Counter()
         self.system_prompts: Counter = Counter()  # system message -> chat requests carrying it
         self.count_lock = threading.Lock()
+        self.mutate = mutate  # body -> body applied to every successful answer; None (a fixed server)
         self._start_server(hold)
 
     # ------------------------------------------------------------------ behaviour
@@ -226,6 +229,8 @@ class FaultServer(LocalServer):
                     self.send_json(200, b'{"id": "x", "choices": [ {"text": ')
                     return
                 body = server.answer(self.path, req)
+                if server.mutate is not None:
+                    body = server.mutate(body)
                 server._served(key)
                 self.send_json(200, body)
 

@@ -170,6 +170,7 @@ class ModelRef:
     name: str
     args: dict = field(default_factory=dict)
     options: dict = field(default_factory=dict)  # connection settings (base_url, api_key, cache_path)
+    missing: str | None = None  # what the connection lacks (an API key), refused by check() before any request
     _cls: type | None = None
 
     @property
@@ -182,6 +183,8 @@ class ModelRef:
         """Usage errors of this model with this plan (raises UsageError): the provider's own, and a
         rendering whose text the model's tokenizer cannot represent (it would read unknown tokens)."""
         self.cls.check_plan(self.name, self.args, renders, scorings)
+        if self.missing:
+            raise UsageError(self.missing)
         tokenizer = self.cls.load_tokenizer(self.name, self.args)
         if tokenizer is None:
             return
@@ -239,6 +242,29 @@ def default_directory(root: str, spec: str, digest: str) -> str:
 
 def _file_safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text.replace("/", "_")).strip("_")[-60:]
+
+
+VENDOR_HOSTS = ("openai.com", "anthropic.com")  # where a request without a key is refused for certain
+
+
+def connection(ref: ModelRef, base_url: str | None, api_key: str | None, need_key: bool = True):
+    """(base_url, api_key) of a remote provider, however they were given: the flag, ``--model-arg
+    base_url=/api_key=`` (moved out of the model args, so they are never recorded and never passed
+    twice) or the provider's environment variables. A missing key where the server is the vendor's
+    own is one line before any request (``need_key``; a local server needs none)."""
+    import os
+    from urllib.parse import urlsplit
+
+    env = ref.cls.connection_env
+    base_url = base_url or ref.args.pop("base_url", None) or os.environ.get(env.get("base_url", "")) or None
+    api_key = api_key or ref.args.pop("api_key", None) or os.environ.get(env.get("api_key", "")) or None
+    ref.args.pop("base_url", None), ref.args.pop("api_key", None)
+    host = (urlsplit(str(base_url)).hostname or "") if base_url else ""
+    if need_key and not api_key and (not base_url or host.endswith(VENDOR_HOSTS)):
+        where = f" ({env['api_key']} is not set)" if env.get("api_key") else ""
+        ref.missing = (f"{ref.spec} needs an API key{where}: set it, or pass --api-key KEY "
+                       "(or --model-arg api_key=KEY)")
+    return base_url, None if api_key is None else str(api_key)
 
 
 def resolve(spec: str, args: dict | None = None, **options) -> ModelRef:

@@ -9,7 +9,8 @@ handed to the client only: never cached, logged or written. ``--base-url`` or
 ``ANTHROPIC_BASE_URL`` points the client at a compatible endpoint.
 
 Model args: ``concurrency`` (ceiling of requests in flight, default 8), ``max_retries`` (8),
-``retry_base`` (seconds, 1), ``timeout`` (seconds, 120), ``thinking`` (off by default; ``N``
+``retry_base`` (seconds, 1), ``max_retry_wait`` (seconds, 60: the longest wait a Retry-After gets),
+``timeout`` (seconds, 120), ``thinking`` (off by default; ``N``
 turns on extended thinking with a budget of N tokens, ``adaptive`` lets the model decide, with
 ``thinking_tokens`` (default 8192) added to the reply budget), ``system_prompt``, ``temperature``
 (not sent unless given: the API version the SDK speaks rejects sampling parameters, so replies use
@@ -25,12 +26,13 @@ usage and adaptive concurrency are the shared transport's (:mod:`ffbench.backend
 from __future__ import annotations
 
 import json
+import os
 
 import anthropic  # imported with this module, so a missing SDK gets the install hint
 
 from ffbench.backends.base import Backend, Generation
 from ffbench.backends.batch import BatchAPI, Batcher, JobStatus, Result
-from ffbench.backends.transport import Failure, Malformed, Policy, Transport
+from ffbench.backends.transport import MAX_RETRY_WAIT, Failure, Malformed, Policy, Transport
 from ffbench.errors import FFBenchError, UsageError
 
 CUT = ("max_tokens", "model_context_window_exceeded")  # stop reasons of a reply cut short
@@ -120,7 +122,8 @@ class AnthropicBackend(Backend):
 
     def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None,
                  cache_path: str | None = None, notify=None, concurrency: int = 8, max_retries: int = 8,
-                 retry_base: float = 1.0, timeout: float = 120.0, thinking=None, thinking_tokens: int = 8192,
+                 retry_base: float = 1.0, timeout: float = 120.0, max_retry_wait: float = MAX_RETRY_WAIT,
+                 thinking=None, thinking_tokens: int = 8192,
                  system_prompt: str | None = None, temperature: float | None = None, batch: bool = False,
                  poll_interval: float = 30.0, context_length: int | None = None):
         super().__init__(model)
@@ -129,13 +132,15 @@ class AnthropicBackend(Backend):
         self.temperature = temperature
         self.batch = bool(batch)
         self._context = context_length
-        client_args = {"api_key": api_key} if api_key else {}
-        self.client = anthropic.Anthropic(base_url=base_url, max_retries=0, timeout=timeout, **client_args)
+        # A server of one's own may need no key; the SDK refuses to send without one (a TypeError at
+        # request time), and a missing key for Anthropic's own API is refused before any request.
+        key = api_key or os.environ.get("ANTHROPIC_API_KEY") or "EMPTY"
+        self.client = anthropic.Anthropic(base_url=base_url, api_key=key, max_retries=0, timeout=timeout)
         self.base_url = str(self.client.base_url).rstrip("/")
         policy = AnthropicPolicy(self.client, anthropic)
         self.transport = Transport(policy, cache_path, namespace=json.dumps(["anthropic", self.base_url]),
                                    concurrency=concurrency, max_retries=max_retries, retry_base=retry_base,
-                                   notify=notify)
+                                   max_wait=max_retry_wait, notify=notify)
         if self.batch:
             self.transport.batcher = Batcher(AnthropicBatches(self.client), poll_interval, int(max_retries) + 1)
         self.usage = self.transport.usage

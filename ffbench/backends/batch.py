@@ -111,7 +111,7 @@ class Batcher:
                     continue
                 if r.body is not None:
                     try:
-                        transport.policy.validate(endpoint, missing[r.custom_id], r.body)
+                        transport.check(endpoint, r.custom_id, missing[r.custom_id], r.body)
                     except Exception as exc:  # classified like an online response
                         failure = transport.policy.classify(exc)
                         if failure is None:

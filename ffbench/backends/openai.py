@@ -29,7 +29,7 @@ import openai  # imported with this module, so a missing SDK gets the install hi
 from ffbench.backends.base import Backend, Generation, ScoreRequest, SpanScores
 from ffbench.backends.tokenized import dense_scores
 from ffbench.backends.batch import BatchAPI, Batcher, JobStatus, Result
-from ffbench.backends.transport import Failure, Malformed, Policy, Transport
+from ffbench.backends.transport import MAX_RETRY_WAIT, Failure, Malformed, Policy, Transport
 from ffbench.errors import FFBenchError, UsageError
 
 ENDPOINTS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
@@ -157,6 +157,7 @@ class OpenAIBackend(Backend):
                  cache_path: str | None = None, notify=None,
                  api: str = "completions", echo: bool = True, top_logprobs: int = 5,
                  concurrency: int = 8, max_retries: int = 8, retry_base: float = 1.0, timeout: float = 120.0,
+                 max_retry_wait: float = MAX_RETRY_WAIT,
                  context_length: int | None = None, batch: bool = False, poll_interval: float = 30.0,
                  system_prompt: str | None = None):
         super().__init__(model)
@@ -176,7 +177,7 @@ class OpenAIBackend(Backend):
         policy = OpenAIPolicy(self.client, openai)
         self.transport = Transport(policy, cache_path, namespace=json.dumps(["openai", base_url]),
                                    concurrency=concurrency, max_retries=max_retries, retry_base=retry_base,
-                                   notify=notify)
+                                   max_wait=max_retry_wait, notify=notify)
         if self.batch:
             self.transport.batcher = Batcher(OpenAIBatches(self.client, policy), poll_interval, int(max_retries) + 1)
         self.usage = self.transport.usage
@@ -214,9 +215,11 @@ class OpenAIBackend(Backend):
                 "logprobs": self.top_logprobs}
 
     def score_dense(self, requests: list[ScoreRequest]) -> list[SpanScores]:
-        bodies = self.transport.map("completions", [self._echo_payload(r.text) for r in requests])
-        return [dense_from_echo(b["choices"][0]["logprobs"], r.text, r.spans, r.choices, self.top_logprobs)
-                for b, r in zip(bodies, requests)]
+        def parse(i: int, b: dict) -> SpanScores:  # run on every answer before it is kept (never cache what fails)
+            r = requests[i]
+            return dense_from_echo(b["choices"][0]["logprobs"], r.text, r.spans, r.choices, self.top_logprobs)
+
+        return self.transport.map("completions", [self._echo_payload(r.text) for r in requests], parse)
 
     def score_per_read(self, prompts: list[str], choices: tuple[str, ...]) -> np.ndarray:
         if not self.echo:

@@ -6,11 +6,16 @@ usage. The :class:`Transport` does the rest the same way for every provider:
 
 * **Retries** on 429, 408/409, 5xx (including Anthropic's 529 overload), timeouts, dropped
   connections and malformed responses, with exponential backoff and full jitter, honouring the
-  server's ``retry-after-ms`` / ``Retry-After``. Any other refusal (400, 401, 404, ...) stops the
+  server's ``retry-after-ms`` / ``Retry-After`` (said in a line when it is long, and capped at
+  ``max_wait``, the model arg ``max_retry_wait``, 60 s by default). Any other refusal (400, 401, 404, ...) stops the
   run at once with the server's message: retrying it would fail the same way.
 * **A response cache** in one SQLite file (``cache_path``): every answer is committed as it
   arrives, so a run killed at any point (even SIGKILL) keeps everything it was answered, and a
-  rerun never re-sends an answered request. Identical requests within a call are sent once.
+  rerun never re-sends an answered request. Identical requests within a call are sent once. Only
+  usable answers are kept: a backend passes ``parse`` (the very code that reads the answer into
+  scores) and an answer it cannot read is malformed (retried, never cached); a cached answer is
+  parsed again when read, and asked again when it no longer parses (a cache filled by an older
+  ffbench, or damaged), so a server's bad answer never poisons a directory.
 * **Usage**: requests answered by the server, prompt and completion tokens, requests served from
   the cache, throttled responses (429 / overload) and retried attempts.
 * **Adaptive concurrency** (AIMD): the number of requests in flight starts at the
@@ -28,20 +33,23 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import json
+import queue
 import random
 import sqlite3
 import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 from ffbench.backends.base import Usage
 from ffbench.errors import FFBenchError
+from ffbench.io import disk_full, is_disk_full
 
 JITTER_CAP = 60.0  # longest backoff drawn when the server gives no Retry-After (seconds)
+MAX_RETRY_WAIT = 60.0  # longest wait a server's Retry-After gets (seconds; model arg max_retry_wait)
+LONG_WAIT = 5.0  # a Retry-After this long (seconds) is said, not waited in silence
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, body TEXT NOT NULL);
@@ -193,9 +201,14 @@ class Store:
             return
         with self._lock:
             db = self._conn()
-            db.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?)",
-                           [(k, json.dumps(b)) for k, b in bodies.items()])
-            db.commit()
+            try:
+                db.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?)",
+                               [(k, json.dumps(b)) for k, b in bodies.items()])
+                db.commit()
+            except sqlite3.Error as exc:
+                if is_disk_full(exc):
+                    raise disk_full(self.path) from None
+                raise
 
     def job(self, key: str) -> dict | None:
         with self._lock:
@@ -280,7 +293,7 @@ class Transport:
     """
 
     def __init__(self, policy: Policy, cache_path: str | Path | None = None, namespace: str = "",
-                 concurrency: int = 8, max_retries: int = 8, retry_base: float = 1.0, max_wait: float = 300.0,
+                 concurrency: int = 8, max_retries: int = 8, retry_base: float = 1.0, max_wait: float = MAX_RETRY_WAIT,
                  notify: Callable[[str], None] | None = None):
         self.policy = policy
         self.store = Store(cache_path)
@@ -294,32 +307,69 @@ class Transport:
         self.usage = Usage(extra={"throttled": 0, "retries": 0})
         self._usage_lock = threading.Lock()
         self._stop = threading.Event()
+        self._usable: Callable[[str, dict], None] | None = None  # the current map call's parse check
 
     # ------------------------------------------------------------------ public
     def key(self, endpoint: str, payload: dict) -> str:
         return hashlib.sha256(json.dumps([self.namespace, endpoint, payload], sort_keys=True).encode()).hexdigest()
 
-    def map(self, endpoint: str, payloads: list[dict]) -> list[dict]:
+    def map(self, endpoint: str, payloads: list[dict], parse: Callable[[int, dict], object] | None = None) -> list:
         """Response bodies for ``payloads`` in order: cached ones from the store, the rest sent
-        (each distinct request once) online or, with a batcher, as batch jobs."""
+        (each distinct request once) online or, with a batcher, as batch jobs.
+
+        With ``parse`` (``parse(i, body)`` reads the answer to ``payloads[i]``), what it returns for
+        each payload instead, and only answers it can read are used or kept: one it cannot read is
+        malformed (retried like a server error, never cached). Calls of one transport are made one
+        at a time (the runner's scoring calls are), as the parse check is the current call's."""
         keys = [self.key(endpoint, p) for p in payloads]
+        first: dict[str, int] = {}
+        for i, k in enumerate(keys):
+            first.setdefault(k, i)
+        self._usable = None if parse is None else (lambda k, body: parse(first[k], body))
         bodies: dict[str, dict] = {}
         todo: dict[str, dict] = {}
-        for k, p in zip(keys, payloads):
-            if k in bodies or k in todo:
-                continue
-            cached = self.store.get(k)
-            if cached is not None:
-                bodies[k] = cached
-            else:
-                todo[k] = p
-        self.count(cached_requests=len(payloads) - len(todo))
-        if todo:
-            if self.batcher is not None:
-                self.batcher.run(self, endpoint, todo, bodies)
-            else:
-                self._send_all(endpoint, todo, bodies)
-        return [bodies[k] for k in keys]
+        stale: list[str] = []
+        try:
+            for k in first:
+                cached = self.store.get(k)
+                if cached is not None:
+                    try:
+                        self._check_parse(k, cached)
+                        bodies[k] = cached
+                        continue
+                    except Malformed as exc:
+                        stale.append(str(exc))
+                todo[k] = payloads[first[k]]
+            if stale:
+                self.notify(f"{len(stale)} cached {self.policy.provider} responses cannot be read ({stale[0]}): "
+                            "asking again")
+            self.count(cached_requests=len(payloads) - len(todo))
+            if todo:
+                if self.batcher is not None:
+                    self.batcher.run(self, endpoint, todo, bodies)
+                else:
+                    self._send_all(endpoint, todo, bodies)
+        finally:
+            self._usable = None
+        if parse is None:
+            return [bodies[k] for k in keys]
+        return [parse(i, bodies[k]) for i, k in enumerate(keys)]
+
+    def check(self, endpoint: str, key: str, payload: dict, body: dict) -> None:
+        """Raise :class:`Malformed` unless ``body`` is a usable answer to ``payload``: what the
+        provider reads is there, and the current call's ``parse`` reads it."""
+        self.policy.validate(endpoint, payload, body)
+        self._check_parse(key, body)
+
+    def _check_parse(self, key: str, body: dict) -> None:
+        if self._usable is None:
+            return
+        try:
+            self._usable(key, body)
+        except FFBenchError:
+            raise  # the backend's own verdict on a readable answer (e.g. a tokenizer it cannot score with)
+        except Exception as exc:  # noqa: BLE001 (any shape the parser cannot read is malformed)
+            raise Malformed(f"unreadable: {type(exc).__name__}: {str(exc)[:80]}") from None
 
     def call(self, fn: Callable, tries: int | None = None, repeatable: bool = True):
         """``fn()`` retried like a request but outside the concurrency limit and the cache (model
@@ -345,7 +395,10 @@ class Transport:
         self.store.put_many(bodies)
         prompt = completion = 0
         for body in bodies.values():
-            p, c = self.policy.usage(body)
+            try:
+                p, c = self.policy.usage(body)
+            except (TypeError, ValueError, AttributeError, KeyError):  # a usage field of another shape
+                p, c = 0, 0  # counts are informative only: the answer itself was read
             prompt, completion = prompt + p, completion + c
         self.count(requests=len(bodies), prompt_tokens=prompt, completion_tokens=completion, **fields)
 
@@ -354,29 +407,62 @@ class Transport:
 
     # ------------------------------------------------------------------ internals
     def _send_all(self, endpoint: str, todo: dict[str, dict], bodies: dict[str, dict]) -> None:
+        """Send ``todo`` on up to ``concurrency`` worker threads. The workers are daemon threads, so
+        that Ctrl-C abandons requests in flight at once (an HTTP read cannot be interrupted, and a
+        thread pool's workers are joined at exit): what was answered is already cached."""
         items = list(todo.items())
         if len(items) == 1 or self.limit.ceiling == 1:
             for k, p in items:
                 bodies[k] = self._fetch(endpoint, k, p)
             return
-        pool = ThreadPoolExecutor(max_workers=min(self.limit.ceiling, len(items)))
-        futures = {pool.submit(self._fetch, endpoint, k, p): k for k, p in items}
+        jobs: queue.SimpleQueue = queue.SimpleQueue()
+        done: queue.SimpleQueue = queue.SimpleQueue()
+        for item in items:
+            jobs.put(item)
+
+        def worker() -> None:
+            while not self._stop.is_set():
+                try:
+                    k, p = jobs.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    done.put((k, self._fetch(endpoint, k, p), None))
+                except BaseException as exc:  # noqa: BLE001 (handed to the caller's thread)
+                    done.put((k, None, exc))
+                    return
+
+        threads = [threading.Thread(target=worker, daemon=True, name="ffbench-request")
+                   for _ in range(min(self.limit.ceiling, len(items)))]
+        for t in threads:
+            t.start()
         try:
-            for future in as_completed(futures):
-                bodies[futures[future]] = future.result()
+            for _ in range(len(items)):
+                while True:
+                    try:
+                        k, body, exc = done.get(timeout=0.2)
+                        break
+                    except queue.Empty:
+                        continue
+                if exc is not None:
+                    raise exc
+                bodies[k] = body
+        except KeyboardInterrupt:
+            self._stop.set()  # waiting workers give up; those in flight are abandoned with the process
+            raise
         except BaseException:
             self._stop.set()  # queued requests are dropped, waiting ones give up; answered ones stay cached
-            for future in futures:
-                future.cancel()
-            raise
-        finally:
-            pool.shutdown(wait=True)
+            for t in threads:
+                t.join()
             self._stop.clear()
+            raise
+        for t in threads:
+            t.join()
 
     def _fetch(self, endpoint: str, key: str, payload: dict) -> dict:
         def attempt():
             body = self.policy.send(endpoint, payload)
-            self.policy.validate(endpoint, payload, body)
+            self.check(endpoint, key, payload, body)
             return body
 
         body = self._retrying(attempt, None, limited=True, repeatable=True)
@@ -415,5 +501,10 @@ class Transport:
 
     def _delay(self, attempt: int, failure: Failure) -> float:
         if failure.retry_after is not None:
-            return min(failure.retry_after, self.max_wait)
+            wait = min(failure.retry_after, self.max_wait)
+            if failure.retry_after >= LONG_WAIT:
+                capped = f"; waiting {wait:g} s (max_retry_wait)" if wait < failure.retry_after else ""
+                self.notify(f"{self.policy.provider} server asks to wait {failure.retry_after:g} s before retrying "
+                            f"({failure.reason}){capped}")
+            return wait
         return random.uniform(0, min(JITTER_CAP, self.max_wait, self.retry_base * 2 ** attempt))  # full jitter

@@ -1,0 +1,56 @@
+"""Stop when asked (issue 23): Ctrl-C while API requests hang says "stopping..." at once, abandons
+the requests in flight and exits within 2 s; a long Retry-After is said and capped by the model
+arg ``max_retry_wait``."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.fault_server import MODEL, FaultServer
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("openai") is None, reason="openai not installed")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_while_requests_hang_says_stopping_and_exits_within_2_s(tmp_path, sig):
+    with FaultServer(faults=False, capacity=100, latency=60) as srv:  # every request hangs for a minute
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ffbench", "run", "--model", f"openai/{MODEL}", "--base-url", srv.url,
+             "--model-arg", "echo=false", "--model-arg", "concurrency=4", "--scoring", "greedy", "--suite",
+             "in_dist", "--length", "16", "--num", "8", "-o", str(tmp_path / "r"), "--no-record", "--no-progress"],
+            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": os.getcwd(), "OPENAI_API_KEY": "sk-test"})
+        deadline = time.time() + 60
+        while srv.in_flight < 4:
+            assert time.time() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() else ""
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+        elapsed = time.monotonic() - t0
+    assert elapsed < 2.0, (elapsed, err)
+    assert proc.returncode == 130 and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert "ffbench: stopping..." in lines and lines[-1].startswith("ffbench: interrupted: 0 of 1 shards are kept")
+
+
+def test_a_long_retry_after_is_said_and_capped(tmp_path):
+    from tests.test_openai_faults import _backend
+
+    notes = []
+    with FaultServer(retry_after_ms=100_000_000) as srv:  # the first request is answered 429, Retry-After 100000 s
+        backend = _backend(srv.url, max_retry_wait=0.2)
+        backend.transport.notify = notes.append
+        t0 = time.monotonic()
+        backend.generate(["w0r"], 2)
+        elapsed = time.monotonic() - t0
+    assert elapsed < 5 and srv.injected["429"] == 1
+    assert notes == [("openai server asks to wait 100000 s before retrying (HTTP 429: slow down); waiting 0.2 s "
+                      "(max_retry_wait)")]
