@@ -10,7 +10,9 @@ model, echoing prompt log-probabilities the way real servers do, quirks included
   so every offset after the first token is one too high; ``top_logprobs`` is keyed by detokenized
   string and, where two tokens spell alike (the byte token ``<0x30>`` and the digit ``0``), keeps the
   *lower* log-probability;
-* ``vllm``: vLLM's echo: ``<s>`` comes first and its characters are counted in ``text_offset``.
+* ``vllm``: vLLM's echo (``serving.py``'s ``_create_completion_logprobs``): every token, ``<s>``
+  first, decoded alone, so a SentencePiece piece loses its leading space (``▁0`` -> ``0``, ``▁`` ->
+  ``''``), and ``text_offset`` adds up those strings; top log-probabilities keyed the same way.
 
 Only the echo path is served (``echo: true`` with ``logprobs``, ``max_tokens`` 0 or 1) and
 ``/v1/models``; requests are counted for the tests.
@@ -71,12 +73,15 @@ class EchoServer:
             best = torch.topk(logp[j - 1], k)
             top: dict[str, float] = {}
             for v, t in zip(best.values.tolist(), best.indices.tolist()):
-                key = self._llama_piece(t) if llama else self._in_context(ids, j, t)
+                key = (self._llama_piece(t) if llama else self.tok.decode([t]) if self.quirk == "vllm"
+                       else self._in_context(ids, j, t))
                 # llama.cpp keeps the lower of two tokens that spell alike; the others the higher
                 top[key] = (min if llama else max)(top[key], v) if key in top else v
             tops.append(top)
         if llama:
             pieces = [self._llama_piece(t) for t in ids]
+        elif self.quirk == "vllm":  # each token decoded alone: a SentencePiece piece loses its space
+            pieces = [self.tok.decode([t]) for t in ids]
         else:
             pieces = [self._in_context(ids, j, t) for j, t in enumerate(ids)]
         has_bos = bool(ids) and ids[0] == self.tok.bos_token_id

