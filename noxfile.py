@@ -26,7 +26,7 @@ TORCH = os.environ.get("TORCH_SPEC", "torch==2.13.0")
 LIBRARIES = {
     "transformers": ("4.56.0", True, ["tests/test_engine.py", "tests/test_chat_templates.py",
                                       "tests/test_prompting.py"]),
-    "openai": ("1.40.0", False, ["tests/test_openai_faults.py", "tests/test_transport.py",
+    "openai": ("1.55.3", False, ["tests/test_openai_faults.py", "tests/test_transport.py",
                                  "tests/test_batch_apis.py"]),
     "anthropic": ("2.0.0", False, ["tests/test_anthropic.py", "tests/test_batch_apis.py"]),
     "lm-eval": ("0.4.13", True, ["tests/test_lm_eval.py"]),
