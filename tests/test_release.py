@@ -72,7 +72,7 @@ def _github_env(tmp_path: Path, ref_name: str) -> dict:
 
 
 def test_the_tag_must_name_the_package_version(tmp_path):
-    check = WORKFLOW["jobs"]["build"]["steps"][2]
+    (check,) = [s for s in WORKFLOW["jobs"]["build"]["steps"] if s.get("name", "").startswith("The tag names")]
     res = _run_step(check, ROOT, _github_env(tmp_path, "v0.0.0-not-it"))
     assert res.returncode == 1
     assert res.stdout.strip() == f"tag v0.0.0-not-it is not v{VERSION} (ffbench/__init__.py)"
