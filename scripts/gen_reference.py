@@ -37,8 +37,8 @@ def cli_page() -> str:
 
     text, ctx = _help(cli, "ffbench", None)
     lines = ["# CLI reference", "", GENERATED,
-             "Every command's `--help`. Exit status of every command: 0 done, 1 runtime failure, "
-             "2 usage error, 130 interrupted ([contracts](../architecture.md)).", "",
+             ("Every command's `--help`. Exit status of every command: 0 done, 1 runtime failure, "
+              "2 usage error, 130 interrupted ([contracts](../architecture.md))."), "",
              "## ffbench", "", "```text", text, "```", ""]
     for name in sorted(cli.commands):
         command = cli.commands[name]
@@ -68,8 +68,8 @@ def python_page() -> str:
     from ffbench.schema import CellResult, RunResults
 
     lines = ["# Python API reference", "", GENERATED,
-             "`import ffbench` is instant; `evaluate` and `load` import the rest on first use. "
-             "Worked examples: [Use from Python](../python.md).", ""]
+             ("`import ffbench` is instant; `evaluate` and `load` import the rest on first use. "
+              "Worked examples: [Use from Python](../python.md)."), ""]
     for name, obj in [("ffbench.evaluate", ffbench.evaluate), ("ffbench.load", ffbench.load),
                       ("ffbench.api.preflight", api.preflight)]:
         lines += [f"## {name}", "", _signature(name, obj), "", _doc(obj), ""]

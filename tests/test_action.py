@@ -105,7 +105,7 @@ class Job:
             env = {**self.env, "GITHUB_OUTPUT": str(output_file),
                    **{k: self.substitute(str(v)) for k, v in step.get("env", {}).items()}}
             res = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
-                                 cwd=self.workspace, env=env, capture_output=True, text=True, timeout=900)
+                                 cwd=self.workspace, env=env, capture_output=True, text=True, timeout=900, check=False)
             self.log.append((step["name"], res.returncode, res.stdout + res.stderr))
             self.outputs[name] = dict(line.split("=", 1) for line in output_file.read_text().splitlines() if line)
             self.outcomes[name] = "success" if res.returncode == 0 else "failure"
@@ -183,7 +183,7 @@ def test_a_gate_that_cannot_compare_is_an_error(job_venv, workspace):
     job = Job({**GATE, "baseline": "ffbench/lstm-ref", "install": "false", "upload": "false"}, workspace, job_venv)
     assert job.run() == 1
     assert job.action_outputs()["verdict"] == "error"
-    assert "nothing to compare" in dict((n, log) for n, _, log in job.log)["Gate against the baseline (ffbench check)"]
+    assert "nothing to compare" in {n: log for n, _, log in job.log}["Gate against the baseline (ffbench check)"]
     assert job.log[-1][2].strip() == "ffbench gate: error (ffbench check exit 2)"
     assert job.summary.read_text().startswith("### ffbench check: ERROR (exit 2; see the job log)")
     assert job.uses == []

@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
-import gen_reference  # noqa: E402
+import gen_reference
 
 HAS_MKDOCS = importlib.util.find_spec("mkdocs") is not None and importlib.util.find_spec("material") is not None
 
@@ -35,7 +35,7 @@ def test_cli_reference_covers_every_command():
 @pytest.mark.skipif(not HAS_MKDOCS, reason="mkdocs-material not installed (pip install mkdocs-material; CI does)")
 def test_site_builds_strictly(tmp_path):
     res = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600, env=None)
+                         cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert res.returncode == 0, res.stderr[-3000:]
     built = {p.relative_to(tmp_path / "site").as_posix() for p in (tmp_path / "site").rglob("index.html")}
     assert {"index.html", "ci/index.html", "reference/cli/index.html", "reference/python/index.html",

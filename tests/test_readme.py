@@ -36,8 +36,8 @@ DOCS = {p: p.read_text(encoding="utf-8") for p in sorted((ROOT / "docs").rglob("
         if p.parent.name != "reference"}  # the reference pages are generated from the code
 WORKFLOW_MARKER = "# .github/workflows/glitch-gate-steps.yml"
 OFFICIAL_ACTIONS = {"actions/checkout@v4", "actions/setup-python@v5", "actions/cache@v4", "actions/upload-artifact@v4"}
-SETUP_COMMANDS = ["pip install -e '.[native]' torch==2.13.0 && ffbench run --model ffbench/transformer-ref "
-                  "--suite in_dist,dense --num 1000",
+SETUP_COMMANDS = [("pip install -e '.[native]' torch==2.13.0 && ffbench run --model ffbench/transformer-ref "
+                   "--suite in_dist,dense --num 1000"),
                   "pip install -e '.[test]' && python -m pytest -q"]
 
 
@@ -195,7 +195,7 @@ def test_readme_examples_run_in_order(tmp_path):
         res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200, check=False)
         assert res.returncode == 0, (code, res.stdout[-3000:], res.stderr[-3000:])
         outputs.append(res.stdout)
-    main, data, tiny, tiny_run, lm_eval, python, gate, research = outputs
+    main, data, _tiny, _tiny_run, lm_eval, python, gate, research = outputs
     # the main job: the counts the shipped checkpoint gives on CPU, as the docs quote them
     assert re.search(r"^in_dist +128 +0\.8 +symbolic +choice +1,000 +7,237 +1 ", main, re.MULTILINE), main
     assert re.search(r"^dense +128 +0\.1 +symbolic +choice +1,000 +28,987 +328 ", main, re.MULTILINE), main
