@@ -22,29 +22,31 @@ nox.options.sessions = ["newest"]
 nox.options.reuse_existing_virtualenvs = True
 
 TORCH = os.environ.get("TORCH_SPEC", "torch==2.13.0")
-# library -> (its oldest supported version, does it need torch, the tests that exercise it)
+# library -> (its oldest supported version, the extras its tests need, the tests that exercise it)
 LIBRARIES = {
-    "transformers": ("4.56.0", True, ["tests/test_engine.py", "tests/test_chat_templates.py",
+    "transformers": ("4.56.0", "hf", ["tests/test_engine.py", "tests/test_chat_templates.py",
                                       "tests/test_prompting.py"]),
-    "openai": ("1.55.3", False, ["tests/test_openai_faults.py", "tests/test_transport.py",
-                                 "tests/test_batch_apis.py"]),
-    "anthropic": ("2.0.0", False, ["tests/test_anthropic.py", "tests/test_batch_apis.py"]),
-    "lm-eval": ("0.4.13", True, ["tests/test_lm_eval.py"]),
+    "openai": ("1.55.3", "api,anthropic", ["tests/test_openai_faults.py", "tests/test_transport.py",
+                                           "tests/test_batch_apis.py"]),
+    "anthropic": ("2.0.0", "api,anthropic", ["tests/test_anthropic.py", "tests/test_batch_apis.py"]),
+    "lm-eval": ("0.4.13", "hf,lm-eval", ["tests/test_lm_eval.py"]),
 }
+TEST_TOOLS = ["pytest>=8", "hypothesis>=6.100"]
 
 
-def _install(session: nox.Session, torch: bool, *pins: str) -> None:
-    if torch:
+def _install(session: nox.Session, extras: str, *pins: str) -> None:
+    """Only what the library's tests need: no torch for the API SDKs (its tests skip without it)."""
+    if "hf" in extras.split(","):
         session.install(TORCH)
-    session.install("-e", ".[test]", *pins)
+    session.install("-e", f".[{extras}]", *TEST_TOOLS, *pins)
 
 
 @nox.session
 @nox.parametrize("library", list(LIBRARIES))
 def oldest(session: nox.Session, library: str) -> None:
     """One library at its lower bound, everything else at its newest."""
-    version, torch, tests = LIBRARIES[library]
-    _install(session, torch, f"{library}=={version}")
+    version, extras, tests = LIBRARIES[library]
+    _install(session, extras, f"{library}=={version}")
     session.run("python", "-c", f"import importlib.metadata as m; v = m.version({library!r}); "
                 f"assert v == {version!r}, v; print({library!r}, v)")
     session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests, *session.posargs)
@@ -53,7 +55,7 @@ def oldest(session: nox.Session, library: str) -> None:
 @nox.session
 def newest(session: nox.Session) -> None:
     """Every library at the newest release on the index, together."""
-    _install(session, True)
+    _install(session, ",".join(sorted({e for _, extras, _ in LIBRARIES.values() for e in extras.split(",")})))
     session.install("--upgrade", *LIBRARIES)
     session.run("python", "-m", "pip", "list", "--format=freeze", silent=False)
     tests = sorted({t for _, _, ts in LIBRARIES.values() for t in ts})
