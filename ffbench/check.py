@@ -253,6 +253,16 @@ def junit_xml(verdict: Verdict) -> bytes:
     return ET.tostring(root, encoding="utf-8", xml_declaration=True)
 
 
+def verdict_json(verdict: Verdict) -> dict:
+    """The verdict as data (``ffbench check --json``): what a CI step reads for its outputs, with the
+    p-values at full precision rather than the 3 digits of the text and Markdown."""
+    return {"passed": verdict.passed, "alpha": verdict.alpha, "candidate": verdict.candidate,
+            "baseline": verdict.baseline, "failed": len(verdict.failed),
+            "tests": [{"name": t.name, "cell": t.key.describe(), "point": t.point, "kind": t.kind,
+                       "method": t.method, "p_value": t.p_value, "failed": t.failed} for t in verdict.tests],
+            "unmatched": [key.describe() for key in verdict.unmatched]}
+
+
 def text_summary(verdict: Verdict) -> str:
     lines = list(verdict.provenance)
     for t in verdict.tests:

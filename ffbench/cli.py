@@ -846,10 +846,12 @@ def _ceiling(ctx, param, value):
 @click.option("--allow-missing-baseline", is_flag=True, help="If the baseline does not exist yet (a first release, "
               "an empty registry), apply only --max-glitch-rate instead of failing with exit 2.")
 @click.option("--junit", metavar="FILE", help="Write a JUnit XML report (one test case per cell and test).")
+@click.option("--json", "json_path", metavar="FILE", help="Write the verdict as JSON (passed, each test's p-value).")
 @click.option("--summary", "summary_path", metavar="FILE", envvar="GITHUB_STEP_SUMMARY", show_envvar=True,
               help="Append a Markdown summary to FILE.")
 @_registry_option
-def check(candidate, baseline, max_glitch_rate, alpha, allow_missing_baseline, junit, summary_path, registry):
+def check(candidate, baseline, max_glitch_rate, alpha, allow_missing_baseline, junit, json_path, summary_path,
+          registry):
     """Gate a release: exit 1 if the candidate glitches significantly more than the baseline.
 
     Cells are matched on suite, length, p_ignore, rendering, scoring and run variant (e.g. few-shot).
@@ -905,6 +907,10 @@ def _check(candidate, baseline, max_glitch_rate, alpha, allow_missing_baseline, 
     click.echo(gate.text_summary(verdict))
     if junit:
         Path(junit).write_bytes(gate.junit_xml(verdict))
+    if json_path:
+        import json
+
+        Path(json_path).write_text(json.dumps(gate.verdict_json(verdict), indent=1) + "\n", encoding="utf-8")
     if summary_path:
         with open(summary_path, "a", encoding="utf-8") as fh:
             fh.write(gate.markdown(verdict) + "\n")

@@ -59,3 +59,23 @@ def short_gpt2(tmp_path_factory):
     from tests.models import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("models") / "short-gpt2", "gpt2", max_positions=48)
+
+
+# ----------------------------------------------------------------------------- time per test file
+# The suite's wall time is stated in the README; this table shows where it goes (setup, call and
+# teardown of every test, summed per file; a session fixture counts towards the first file using it).
+_SECONDS_PER_FILE: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    path = report.nodeid.split("::", 1)[0]
+    _SECONDS_PER_FILE[path] = _SECONDS_PER_FILE.get(path, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _SECONDS_PER_FILE:
+        return
+    terminalreporter.section("seconds per test file")
+    for path, seconds in sorted(_SECONDS_PER_FILE.items(), key=lambda kv: -kv[1]):
+        terminalreporter.write_line(f"{seconds:8.1f}  {path}")
+    terminalreporter.write_line(f"{sum(_SECONDS_PER_FILE.values()):8.1f}  total")

@@ -131,7 +131,8 @@ def test_bos_exactly_once_whatever_the_template_does(models, name):
     text = fmt.question("w 0 r")
     ids = encode(tok, [text])[0][0]
     assert ids.count(tok.bos_token_id) == 1 and ids[0] == tok.bos_token_id
-    templated = tok.apply_chat_template(fmt.messages("w 0 r"), add_generation_prompt=True)["input_ids"]
+    templated = tok.apply_chat_template(fmt.messages("w 0 r"), add_generation_prompt=True,
+                                        return_dict=True)["input_ids"]
     if name == "bos":  # the template writes BOS: exactly the template's tokens, not one BOS more
         assert text.startswith(tok.bos_token) and ids == templated
         assert tok(text)["input_ids"][:2] == [tok.bos_token_id] * 2  # what a plain tokenizer call would send
@@ -151,14 +152,16 @@ def test_prompts_are_the_chat_template_token_for_token(models, name, tmp_path):
     rendered = [render.render(seq, template) for seq in sequences()]
 
     rec.run(config(models[name], renders=["chat"], scorings=["choice"]), tmp_path / "choice")
-    expected = [bos + tok.apply_chat_template([{"role": "user", "content": r.text}])["input_ids"] for r in rendered]
+    expected = [bos + tok.apply_chat_template([{"role": "user", "content": r.text}], return_dict=True)["input_ids"]
+                for r in rendered]
     assert sorted(rec.forward) == sorted(expected)  # one dense pass per sequence: the conversation holding it
 
     rec.run(config(models[name], renders=["chat"], scorings=["greedy"], system_prompt="Answer with one bit.",
                    max_new_tokens=3), tmp_path / "greedy")
     questions = [r.prompt(j) + template.ask for r in rendered for j in range(len(r.targets))]
     expected = [bos + tok.apply_chat_template([{"role": "system", "content": "Answer with one bit."},
-                                               {"role": "user", "content": q}], add_generation_prompt=True)["input_ids"]
+                                               {"role": "user", "content": q}], add_generation_prompt=True,
+                                              return_dict=True)["input_ids"]
                 for q in questions]
     assert rec.forward == [] and sorted(rec.generated) == sorted(expected)  # one question per read, assistant turn open
     rows = samples(tmp_path / "greedy")
@@ -337,7 +340,7 @@ def test_render_prints_the_exact_text_and_token_count(models, capsys):
     rendered = render.render(seq, "chat")
     question = rendered.prompt(len(rendered.targets) - 1) + render.load_template("chat").ask
     ids = tok.apply_chat_template([{"role": "system", "content": "Be exact."}, {"role": "user", "content": question}],
-                                  add_generation_prompt=True)["input_ids"]
+                                  add_generation_prompt=True, return_dict=True)["input_ids"]
     assert text == tok.apply_chat_template([{"role": "system", "content": "Be exact."},
                                             {"role": "user", "content": question}], add_generation_prompt=True,
                                            tokenize=False)

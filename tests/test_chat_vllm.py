@@ -91,7 +91,8 @@ def test_vllm_receives_the_chat_template_and_agrees_with_hf(chat_llama, tmp_path
     questions = [r.prompt(j) + template.ask for r in (render.render(s, template) for s in seqs)
                  for j in range(len(r.targets))]
     expected = sorted(tok.apply_chat_template([{"role": "system", "content": RUN["system_prompt"]},
-                                               {"role": "user", "content": q}], add_generation_prompt=True)["input_ids"]
+                                               {"role": "user", "content": q}], add_generation_prompt=True,
+                                              return_dict=True)["input_ids"]
                       for q in questions)
     generated = sorted(p for call in sent if call["generate"] for p in call["prompts"])
     assert generated == expected and all(p.count(tok.bos_token_id) == 1 for p in generated)
