@@ -186,6 +186,24 @@ def _prompt_options(f):
     return f
 
 
+def _sampling_options(f):
+    """Flags of sampled greedy reads (ffbench.sampling)."""
+    for option in reversed([
+        click.option("--repeats", type=int, metavar="K", help="Ask every greedy read K times; cells report the mean "
+                     "per-read error probability (cluster-bootstrap interval over sequences), reads wrong in at least "
+                     "one and in all K, and the majority answer's error rate. Without --temperature, K > 1 uses the "
+                     "provider's default sampling."),
+        click.option("--temperature", type=float, metavar="X", help="Sampling temperature sent to openai/ and "
+                     "anthropic/ models (default: 0 for one answer per read, the provider's default with --repeats)."),
+        click.option("--top-p", "top_p", type=float, metavar="P", help="Nucleus sampling sent to openai/ and "
+                     "anthropic/ models."),
+        click.option("--sampling-seed", type=int, metavar="S", help="Sampling seed sent to openai/ models (repeat k "
+                     "gets S+k); --seed is the data's seed."),
+    ]):
+        f = option(f)
+    return f
+
+
 @cli.command()
 @click.option("--render", "rendering", default="symbolic", show_default=True, metavar="NAME",
               help="Rendering name (a template in prompts/) or path to a template .yaml.")
@@ -348,12 +366,14 @@ def _csv(cast, name):
               "own tokenizer, chat template included; an estimate for API models), generation budget, longest prompt "
               "against the context and cost (with --price-in/--price-out), then exit 0. Loads a tokenizer at most; "
               "writes nothing.")
+@_sampling_options
 @_stopping_options
 @price_options
 def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, fewshot, per_read, model_args,
         base_url, api_key, batch_size, max_batch_tokens, alphabet, output_dir, progress, revision, registry, record,
         rescore, executor, workers, ray_address, chat_template, system_prompt, max_new_tokens, reasoning_budget,
-        reasoning_end, dry_run, stop_at_first_error, certify, max_cost, price_in, price_out):
+        reasoning_end, dry_run, repeats, temperature, top_p, sampling_seed, stop_at_first_error, certify, max_cost,
+        price_in, price_out):
     """Measure a model's flip-flop read accuracy and glitch rate, with exact 95% intervals.
 
     Every read of every sequence is scored and kept (samples.parquet); dense scoring reads all
@@ -384,7 +404,8 @@ def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, few
                   model_args=_model_args(model_args), alphabet=alphabet, batch_size=batch_size,
                   max_batch_tokens=max_batch_tokens, base_url=base_url, chat_template=chat_template,
                   system_prompt=system_prompt, max_new_tokens=max_new_tokens, reasoning_budget=reasoning_budget,
-                  reasoning_end=reasoning_end)
+                  reasoning_end=reasoning_end, repeats=repeats, temperature=temperature, top_p=top_p,
+                  sampling_seed=sampling_seed)
     if dry_run:
         click.echo(str(api.preflight(model, price_in=price_in, price_out=price_out, **common)))
         return

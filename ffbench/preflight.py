@@ -28,6 +28,7 @@ from ffbench import render
 from ffbench.cost import Prices, TokenEstimate
 from ffbench.errors import UsageError
 from ffbench.prompting import PromptFormat, PromptOptions, per_read_prompts, shift
+from ffbench.sampling import Sampling
 from ffbench.scoring import is_asking, questions, uses_dense
 
 WORD = re.compile(r" ?[^\W\d_]+| ?\d| ?[^\w\s]+|\s+")  # about one BPE token each (digits one by one)
@@ -208,13 +209,14 @@ class Estimator:
         self.context = self.cls.context_before_load(model.name, model.args) or model.args.get("context_length")
         self.dense_ok, self.chat_api = self.cls.serving(model.name, model.args)
         self.options = PromptOptions.from_config(p.config)
+        self.sampling = Sampling.from_config(p.config)
         self.counter = _Counter(self.tokenizer, self.chat_api, self.options.system_prompt)
 
     def cell(self, cell, rendered) -> CellEstimate:
         template = self.p.templates[cell.render]
         fmt = self.options.format(template, self.tokenizer)
         return _cell(cell, rendered, template, fmt, self.options, self.counter, self.cls, self.dense_ok, self.chat_api,
-                     self.p.config.per_read, self.context)
+                     self.p.config.per_read, self.context, self.sampling)
 
     def shard(self, cell, rendered) -> TokenEstimate:
         est = self.cell(cell, rendered)
@@ -222,7 +224,12 @@ class Estimator:
 
 
 def _cell(cell, rendered, template, fmt: PromptFormat, options: PromptOptions, counter: _Counter, cls,
-          dense_ok: bool, chat_api: bool, per_read: bool, context) -> CellEstimate:
+          dense_ok: bool, chat_api: bool, per_read: bool, context, sampling: Sampling | None = None) -> CellEstimate:
+    """A cell's requests, as :func:`ffbench.scoring.score` sends them: sampled greedy reads are asked
+    one by one (no dense pass), ``--repeats`` times each."""
+    sampling = sampling or Sampling()
+    if cell.scoring == "greedy" and sampling.sampled:
+        per_read = True
     reads = sum(len(r.targets) for r in rendered)
     choices = rendered[0].choices if rendered else ()
     prompt = "chat template" if fmt.chat else ("user message" if chat_api else "raw")
@@ -247,13 +254,15 @@ def _cell(cell, rendered, template, fmt: PromptFormat, options: PromptOptions, c
         _add_reasked(est, rendered, forced, all_reads, template, fmt, options, counter, cls, chat_api, "choice")
         return est
     est = CellEstimate(mode="generation", requests=0, prompt_tokens=0, generation_budget=0, longest=0, **base)
-    _add_reasked(est, rendered, forced, all_reads, template, fmt, options, counter, cls, chat_api, "greedy")
+    _add_reasked(est, rendered, forced, all_reads, template, fmt, options, counter, cls, chat_api, "greedy",
+                 sampling.repeats)
     return est
 
 
 def _add_reasked(est: CellEstimate, rendered, forced, reads: np.ndarray, template, fmt, options, counter, cls,
-                 chat_api: bool, scoring: str) -> None:
-    """Add the requests that score ``reads`` one by one, as the scorer sends them."""
+                 chat_api: bool, scoring: str, repeats: int = 1) -> None:
+    """Add the requests that score ``reads`` one by one, as the scorer sends them (greedy reads
+    ``repeats`` times each)."""
     choices = rendered[0].choices
     if scoring == "choice":
         prompts = per_read_prompts(forced, reads)
@@ -265,7 +274,7 @@ def _add_reasked(est: CellEstimate, rendered, forced, reads: np.ndarray, templat
         return
     asking = is_asking(template, chat_api, fmt.chat)
     budget = options.budget(choices, asking)
-    lengths = counter.lengths(questions(rendered, reads, template, fmt, asking))
+    lengths = counter.lengths(questions(rendered, reads, template, fmt, asking)) * repeats
     est.requests += len(lengths)
     est.prompt_tokens += sum(lengths)
     est.generation_budget += budget * len(lengths)

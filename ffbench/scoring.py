@@ -29,6 +29,7 @@ from ffbench.errors import FFBenchError
 from ffbench.prompting import PromptFormat, PromptOptions, answer_after_reasoning, per_read_prompts, shift
 from ffbench.render import Rendered, Template
 from ffbench.rules import choice_prediction
+from ffbench.sampling import Sampling, majority
 
 SCORINGS = ("choice", "greedy")
 
@@ -43,6 +44,9 @@ class Outcome:
     per_read: np.ndarray  # bool: decided by a per-read request rather than the dense pass
     output: list  # greedy scoring: what the model said (its reply, or its continuation in the dense pass)
     truncated: np.ndarray  # bool: the reply hit the token budget before naming an answer
+    # --repeats K > 1 (ffbench.sampling): each read's K answers (-1: none) and replies; prediction is their majority
+    repeats: np.ndarray | None = None
+    repeat_outputs: list | None = None
 
 
 def decide_choice(logprobs: np.ndarray, bound: np.ndarray, targets: np.ndarray):
@@ -69,9 +73,11 @@ def decide_choice(logprobs: np.ndarray, bound: np.ndarray, targets: np.ndarray):
 
 
 def score(backend: Backend, rendered: list[Rendered], template: Template, scoring: str,
-          per_read: bool = False, options: PromptOptions | None = None) -> Outcome:
+          per_read: bool = False, options: PromptOptions | None = None, sampling: Sampling | None = None) -> Outcome:
     """Score every read of ``rendered``; ``options`` says how prompts are formatted (chat template,
-    system prompt) and how long replies may be (see :mod:`ffbench.prompting`)."""
+    system prompt) and how long replies may be (see :mod:`ffbench.prompting`). ``sampling``
+    (:mod:`ffbench.sampling`): a sampled greedy read is always asked by its own request (a dense
+    pass reads the argmax only), K times with ``repeats`` K, and its prediction is the majority."""
     if scoring not in SCORINGS:
         raise FFBenchError(f"unknown scoring {scoring!r} (use choice or greedy)")
     if scoring == "choice" and backend.is_chat:
@@ -86,6 +92,10 @@ def score(backend: Backend, rendered: list[Rendered], template: Template, scorin
     margin = np.full(n, np.nan)
     output: list = [None] * n
     truncated = np.zeros(n, dtype=bool)
+    sampling = sampling or Sampling()
+    answers, replies_of = None, None
+    if scoring == "greedy" and sampling.sampled:
+        per_read = True
     if uses_dense(backend.supports_dense, scoring, fmt.chat, per_read):
         results = backend.score_dense([ScoreRequest(r.text, r.spans, r.choices) for r in forced])
         logprobs = np.concatenate([s.logprobs for s in results])
@@ -108,10 +118,34 @@ def score(backend: Backend, rendered: list[Rendered], template: Template, scorin
             asking = is_asking(template, backend.is_chat, fmt.chat)
             asked = questions(rendered, todo, template, fmt, asking)
             backend.system_prompt, backend.reasoning_budget = options.system_prompt, options.reasoning_budget
+            backend.sampling = sampling
             opened = bool(asked) and fmt.reasoning_opened(asked[0], options.end_marker)
-            for j, reply in zip(todo.tolist(), backend.generate(asked, options.budget(choices, asking))):
-                pred[j], truncated[j] = interpret(reply, template, choices, asking, options.end_marker, opened)
-                output[j] = reply.text
+            k = sampling.repeats
+            said = np.full((todo.size, k), NO_CHOICE, dtype=np.int64)
+            cut = np.zeros((todo.size, k), dtype=bool)
+            texts = [[None] * k for _ in range(todo.size)]
+            for r in range(k):
+                backend.repeat = r if k > 1 else None  # repeat r is its own request (and cache entry)
+                for i, reply in enumerate(backend.generate(asked, options.budget(choices, asking))):
+                    said[i, r], cut[i, r] = interpret(reply, template, choices, asking, options.end_marker, opened)
+                    texts[i][r] = reply.text
+            backend.repeat = None
+            if k == 1:
+                pred[todo], truncated[todo] = said[:, 0], cut[:, 0]
+                for i, j in enumerate(todo.tolist()):
+                    output[j] = texts[i][0]
+            else:
+                said_named = np.where(said == NO_CHOICE, -1, said)
+                maj, _ = majority(said_named, targets[todo])
+                pred[todo] = np.where(maj == -1, NO_CHOICE, maj)
+                truncated[todo] = (maj == -1) & cut.any(axis=1)
+                for i, j in enumerate(todo.tolist()):
+                    output[j] = texts[i][said_named[i].tolist().index(maj[i])]
+                answers = np.full((n, k), -1, dtype=np.int64)
+                answers[todo] = said_named
+                replies_of = [None] * n
+                for i, j in enumerate(todo.tolist()):
+                    replies_of[j] = texts[i]
     if (pred == UNKNOWN).any():
         raise FFBenchError("internal error: a read was left undecided")  # never silently dropped
     if scoring == "choice" and n > 1 and np.all(margin == 0):
@@ -120,7 +154,8 @@ def score(backend: Backend, rendered: list[Rendered], template: Template, scorin
                            "this is not a result; check what the model or server returns for the answers' tokens")
     per_read_mask = np.zeros(n, dtype=bool)
     per_read_mask[todo] = True
-    return Outcome(np.where(pred == NO_CHOICE, -1, pred), pred == NO_CHOICE, margin, per_read_mask, output, truncated)
+    return Outcome(np.where(pred == NO_CHOICE, -1, pred), pred == NO_CHOICE, margin, per_read_mask, output, truncated,
+                   answers, replies_of)
 
 
 def uses_dense(supports_dense: bool, scoring: str, templated: bool, per_read: bool) -> bool:

@@ -38,6 +38,10 @@ def format_table(cells: list[CellResult]) -> str:
         if c.tolerances:
             out += ["", f"stress profile, {c.key.describe()} (exact 95% intervals):"]
             out += [f"  {t['line']}" for t in c.tolerances]
+    sampled = [c for c in cells if c.sampled]
+    if sampled:
+        out += ["", "sampled reads (mean per-read error probability, 95% cluster-bootstrap interval over sequences):"]
+        out += [f"  {line}" for c in sampled for line in format_sampled(c)]
     asked = [c for c in cells if c.reads_scored_per_read]
     if asked:
         out += ["", "reads scored by a request of their own (the dense pass could not decide them exactly):"]
@@ -48,6 +52,16 @@ def format_table(cells: list[CellResult]) -> str:
         out += ["", f"{cut:,} read(s) got a reply cut by the token budget before it named an answer (counted as "
                     "errors and as invalid): raise --max-new-tokens"]
     return "\n".join(out)
+
+
+def format_sampled(c: CellResult) -> list[str]:
+    """A repeated cell's figures (:mod:`ffbench.sampling`) in two lines."""
+    s, k = c.sampled, c.sampled["repeats"]
+    lo, hi = s["ci95"]
+    return [f"{c.key.describe()}: {s['error_probability']:.3e} [{lo:.2e}, {hi:.2e}] from {s['answers']:,} answers "
+            f"({k} per read)",
+            f"    reads wrong in at least one of {k}: {s['wrong_any']:.2%}; in all {k}: {s['wrong_all']:.2%}; "
+            f"majority answer wrong: {s['majority_error_rate']:.2%}"]
 
 
 def _seqs(c: CellResult) -> str:

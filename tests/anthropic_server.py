@@ -7,7 +7,11 @@ the wrong bit, sent only when the request turns thinking on), or is cut at the b
 (``stop_reason: max_tokens``).
 
 Like the real API at the version the SDK sends, it refuses sampling parameters (temperature,
-top_p, top_k) with a 400, and requests without the expected key with a 401.
+top_p, top_k) with a 400, and requests without the expected key with a 401. With
+``accepts_sampling=True`` it takes them under the Messages API's rules instead (temperature in
+[0, 1]; not temperature and top_p together; with thinking on, no temperature but 1 and top_p in
+[0.95, 1]; a thinking budget of at least 1024 below ``max_tokens``) and counts what it got in
+``sampling_seen``.
 
 Faults on the first attempt of every few distinct Messages requests: 429 (rate limited, with
 ``retry-after``), 529 (overloaded, with ``retry-after``) and a malformed JSON body. Message
@@ -44,8 +48,10 @@ def _error(etype: str, message: str) -> dict:
 
 class AnthropicServer(LocalServer):
     def __init__(self, faults: bool = True, retry_after_ms: int = 100, batch_faults: list | None = None,
-                 hold: bool = False, batch_polls: int = 2, stall: float = 1.5):
+                 hold: bool = False, batch_polls: int = 2, stall: float = 1.5, accepts_sampling: bool = False):
         self.faults, self.retry_after_ms, self.stall = faults, retry_after_ms, stall
+        self.accepts_sampling = accepts_sampling
+        self.sampling_seen: Counter = Counter()  # (temperature, top_p, thinking type) of accepted requests
         self.lock = threading.Lock()
         self.requests = 0  # every POST /v1/messages
         self.seen: set[str] = set()
@@ -147,7 +153,7 @@ class AnthropicServer(LocalServer):
                     return
                 with server.lock:
                     server.requests += 1
-                refused = server.refusal(req)
+                refused = server.sampling_refusal(req) if server.accepts_sampling else server.refusal(req)
                 if refused:
                     self.send_json(400, _error("invalid_request_error", refused))
                     return
@@ -180,6 +186,26 @@ class AnthropicServer(LocalServer):
                 return f"{name}: Extra inputs are not permitted"
         if not isinstance(params.get("max_tokens"), int):
             return "max_tokens: Field required"
+        return None
+
+    def sampling_refusal(self, params: dict) -> str | None:
+        """The Messages API's sampling rules (module docstring); None when the request is accepted."""
+        if params.get("model") != MODEL:
+            return f"model: {params.get('model')}"
+        t, top_p, thinking = params.get("temperature"), params.get("top_p"), params.get("thinking") or {}
+        if t is not None and not 0 <= t <= 1:
+            return "temperature: Input should be less than or equal to 1"
+        if t is not None and top_p is not None:
+            return "`temperature` and `top_p` cannot both be specified for this model. Please use only one."
+        if thinking.get("type") == "enabled":
+            if t is not None and t != 1:
+                return "`temperature` may only be set to 1 when thinking is enabled."
+            if top_p is not None and not 0.95 <= top_p <= 1:
+                return "`top_p` must be between 0.95 and 1 when thinking is enabled."
+            if not 1024 <= thinking.get("budget_tokens", 0) < params.get("max_tokens", 0):
+                return "thinking.budget_tokens: must be at least 1024 and less than max_tokens"
+        with self.kinds_lock:
+            self.sampling_seen[(t, top_p, thinking.get("type"))] += 1
         return None
 
     # ------------------------------------------------------------------ Message Batches

@@ -32,7 +32,9 @@ from ffbench.backends.base import Backend, Generation
 from ffbench.backends.batch import BatchAPI, Batcher, JobStatus, Result
 from ffbench.backends.transport import Failure, Malformed, Policy, Transport
 from ffbench.errors import FFBenchError, UsageError
+from ffbench.sampling import REPEAT_TAG, Sampling
 
+SENT_AS_EXTRA = ("temperature", "top_p")  # sampling parameters go in the body as given
 CUT = ("max_tokens", "model_context_window_exceeded")  # stop reasons of a reply cut short
 RETRY_ERROR_TYPES = ("rate_limit_error", "overloaded_error", "api_error", "timeout_error")
 
@@ -44,8 +46,8 @@ class AnthropicPolicy(Policy):
         self.client, self.sdk = client, sdk
 
     def send(self, endpoint: str, payload: dict) -> dict:
-        params = {k: v for k, v in payload.items() if k != "temperature"}
-        extra = {"temperature": payload["temperature"]} if "temperature" in payload else None
+        params = {k: v for k, v in payload.items() if k not in SENT_AS_EXTRA and k != REPEAT_TAG}
+        extra = {k: payload[k] for k in SENT_AS_EXTRA if k in payload} or None
         return self.client.messages.create(**params, extra_body=extra).model_dump(mode="json")
 
     def validate(self, endpoint: str, payload: dict, body: dict) -> None:
@@ -76,7 +78,8 @@ class AnthropicBatches(BatchAPI):
         self.client = client
 
     def create(self, endpoint: str, items: list[tuple[str, dict]], tag: str) -> str:
-        requests = [{"custom_id": cid, "params": payload} for cid, payload in items]
+        requests = [{"custom_id": cid, "params": {k: v for k, v in payload.items() if k != REPEAT_TAG}}
+                    for cid, payload in items]
         return self.client.messages.batches.create(requests=requests).id
 
     def status(self, job_id: str) -> JobStatus:
@@ -106,6 +109,7 @@ class AnthropicBackend(Backend):
     provider = "anthropic"
     is_chat = True
     supports_dense = False
+    takes_sampling = True
     connection_env = {"base_url": "ANTHROPIC_BASE_URL", "api_key": "ANTHROPIC_API_KEY"}
 
     @classmethod
@@ -166,6 +170,9 @@ class AnthropicBackend(Backend):
             self._context = int(info.max_input_tokens)
 
     def _payload(self, prompt: str, max_new_tokens: int) -> dict:
+        """A Messages request. Sampling (:mod:`ffbench.sampling`): ``--temperature``/``--top-p`` are
+        sent as given (else the ``temperature`` model arg, else nothing: the model's default);
+        with thinking on only temperature 1 is allowed (:meth:`check_sampling` refuses others)."""
         payload = {"model": self.model, "max_tokens": max_new_tokens,
                    "messages": [{"role": "user", "content": prompt}]}
         if self.thinking is not None:
@@ -174,9 +181,39 @@ class AnthropicBackend(Backend):
             payload["max_tokens"] = max_new_tokens + budget
         if self.system_prompt:
             payload["system"] = self.system_prompt
-        if self.temperature is not None:
-            payload["temperature"] = float(self.temperature)
+        sampling = self.sampling or Sampling()
+        temperature = sampling.temperature if sampling.temperature is not None else self.temperature
+        if temperature is not None:
+            payload["temperature"] = float(temperature)
+        if sampling.top_p is not None:
+            payload["top_p"] = float(sampling.top_p)
+        if self.repeat is not None:
+            payload[REPEAT_TAG] = self.repeat
         return payload
+
+    @staticmethod
+    def check_sampling(model: str, args: dict, sampling: Sampling, reasoning_budget: int | None) -> None:
+        """One clear line, before any request, for sampling the Messages API refuses: a seed (it
+        takes none), a temperature above 1, temperature and top_p together, and with thinking on
+        a temperature other than 1, a top_p below 0.95 or a budget below 1024 tokens."""
+        if sampling.seed is not None:
+            raise UsageError(f"anthropic/{model}: the Messages API takes no seed: drop --sampling-seed")
+        temperature = sampling.temperature if sampling.temperature is not None else args.get("temperature")
+        if temperature is not None and float(temperature) > 1:
+            raise UsageError(f"anthropic/{model} takes a temperature between 0 and 1, got {float(temperature):g}")
+        if temperature is not None and sampling.top_p is not None:
+            raise UsageError(f"anthropic/{model} takes --temperature or --top-p, not both")
+        thinking = _thinking(args.get("thinking"), 0)
+        if thinking is None:
+            return
+        if thinking[0].get("type") == "enabled" and thinking[1] < 1024:
+            raise UsageError(f"anthropic/{model}: a thinking budget is at least 1024 tokens, got thinking={thinking[1]}")
+        if temperature is not None and float(temperature) != 1:
+            raise UsageError(f"anthropic/{model} with thinking on samples at temperature 1 only: drop --temperature "
+                             f"{float(temperature):g} (or turn thinking off)")
+        if sampling.top_p is not None and sampling.top_p < 0.95:
+            raise UsageError(f"anthropic/{model} with thinking on takes --top-p between 0.95 and 1, "
+                             f"got {sampling.top_p:g}")
 
     def generate(self, prompts: list[str], max_new_tokens: int) -> list[Generation]:
         bodies = self.transport.map("messages", [self._payload(p, max_new_tokens) for p in prompts])

@@ -108,6 +108,12 @@ class Backend:
     # max_new_tokens it passes are set aside for reasoning (None: no reasoning budget given).
     system_prompt: str | None = None
     reasoning_budget: int | None = None
+    # Also set by the scorer (ffbench.sampling): how greedy reads are sampled, and which of a read's
+    # repeats this generate() call asks (None: one answer per read). Providers that take sampling
+    # parameters (``takes_sampling``) send them; the others decode greedily.
+    takes_sampling = False
+    sampling = None
+    repeat: int | None = None
 
     def __init__(self, model: str):
         self.model = model
