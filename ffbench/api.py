@@ -37,7 +37,8 @@ def evaluate(model: str, suite=None, data=None, lengths=None, p_ignore=None, num
              workers: int | None = None, ray_address: str | None = None, stop_at_first_error: bool = False,
              certify: float | None = None, max_cost: float | None = None, price_in: float | None = None,
              price_out: float | None = None, repeats: int | None = None, temperature: float | None = None,
-             top_p: float | None = None, sampling_seed: int | None = None) -> RunResults:
+             top_p: float | None = None, sampling_seed: int | None = None,
+             price_cached_in: float | None = None) -> RunResults:
     """Score ``model`` (a ``provider/model`` spec) exactly as ``ffbench run`` does and return the results.
 
     Lists may be given as Python lists or comma-separated strings. The run directory
@@ -56,7 +57,7 @@ def evaluate(model: str, suite=None, data=None, lengths=None, p_ignore=None, num
     from ffbench.cost import Prices
 
     control = RunControl(stop_at_first_error=bool(stop_at_first_error), certify=certify, max_cost=max_cost,
-                         prices=Prices(price_in, price_out))
+                         prices=Prices(price_in, price_out, price_cached_in))
     cfg, ref, out = _configure(model, suite, data, lengths, p_ignore, num, seed, render, scoring, fewshot, per_read,
                                model_args, alphabet, batch_size, max_batch_tokens, output_dir, base_url, api_key,
                                chat_template, system_prompt, max_new_tokens, reasoning_budget, reasoning_end, echo,
@@ -77,7 +78,8 @@ def preflight(model: str, suite=None, data=None, lengths=None, p_ignore=None, nu
               chat_template: str | None = None, system_prompt: str | None = None, max_new_tokens: int | None = None,
               reasoning_budget: int | None = None, reasoning_end: str | None = None,
               price_in: float | None = None, price_out: float | None = None, repeats: int | None = None,
-              temperature: float | None = None, top_p: float | None = None, sampling_seed: int | None = None):
+              temperature: float | None = None, top_p: float | None = None, sampling_seed: int | None = None,
+              price_cached_in: float | None = None):
     """What :func:`evaluate` with the same arguments would send (``ffbench run --dry-run``): requests,
     prompt tokens, generation budget, longest prompt against the context and cost (prices in USD
     per million tokens), per cell and in total. Loads a tokenizer at most; writes nothing.
@@ -89,7 +91,7 @@ def preflight(model: str, suite=None, data=None, lengths=None, p_ignore=None, nu
                              model_args, alphabet, batch_size, max_batch_tokens, None, base_url, None, chat_template,
                              system_prompt, max_new_tokens, reasoning_budget, reasoning_end, None,
                              (repeats, temperature, top_p, sampling_seed))
-    return runner.dry_run(cfg, ref, Prices(price_in, price_out))
+    return runner.dry_run(cfg, ref, Prices(price_in, price_out, price_cached_in))
 
 
 def _configure(model, suite, data, lengths, p_ignore, num, seed, render, scoring, fewshot, per_read, model_args,

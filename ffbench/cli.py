@@ -50,7 +50,11 @@ def _registry_option(f):
 
 
 def price_options(f):
-    """--price-in / --price-out (USD per million tokens): one definition for every command that prices tokens."""
+    """--price-in / --price-out / --price-cached-in (USD per million tokens): one definition for every
+    command that prices tokens."""
+    f = click.option("--price-cached-in", type=float, metavar="USD_PER_MTOK",
+                     help="Price of prompt tokens served by the provider's prompt cache, USD per million (default: "
+                          "--price-in); Anthropic's cache writes cost 1.25 x --price-in.")(f)
     f = click.option("--price-out", type=float, metavar="USD_PER_MTOK",
                      help="Price of completion (generated) tokens, USD per million; for --max-cost, the run's cost "
                           "figure and the dry run's estimate.")(f)
@@ -373,7 +377,7 @@ def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, few
         base_url, api_key, batch_size, max_batch_tokens, alphabet, output_dir, progress, revision, registry, record,
         rescore, executor, workers, ray_address, chat_template, system_prompt, max_new_tokens, reasoning_budget,
         reasoning_end, dry_run, repeats, temperature, top_p, sampling_seed, stop_at_first_error, certify, max_cost,
-        price_in, price_out):
+        price_in, price_out, price_cached_in):
     """Measure a model's flip-flop read accuracy and glitch rate, with exact 95% intervals.
 
     Every read of every sequence is scored and kept (samples.parquet); dense scoring reads all
@@ -407,13 +411,14 @@ def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, few
                   reasoning_end=reasoning_end, repeats=repeats, temperature=temperature, top_p=top_p,
                   sampling_seed=sampling_seed)
     if dry_run:
-        click.echo(str(api.preflight(model, price_in=price_in, price_out=price_out, **common)))
+        click.echo(str(api.preflight(model, price_in=price_in, price_out=price_out, price_cached_in=price_cached_in,
+                                     **common)))
         return
     show = progress if progress is not None else sys.stderr.isatty()
     results = api.evaluate(model, output_dir=output_dir, api_key=api_key, progress=show, rescore=rescore,
                            echo=lambda m: click.echo(m, err=True), stop_at_first_error=stop_at_first_error,
                            certify=certify, max_cost=max_cost, price_in=price_in, price_out=price_out,
-                           executor=executor, workers=workers, ray_address=ray_address, **common)
+                           price_cached_in=price_cached_in, executor=executor, workers=workers, ray_address=ray_address, **common)
     out = results.label
     click.echo(summary.format_table(results.results))
     stopped = summary.format_stop(results)

@@ -577,8 +577,12 @@ def _cost(control: RunControl, usage: dict) -> dict | None:
     prices = control.prices
     if not prices.given:
         return None
-    return {"usd": prices.of_usage(usage), **prices.as_dict(), "max_cost": control.max_cost,
-            "prompt_tokens": int(usage.get("prompt_tokens", 0)), "completion_tokens": int(usage.get("completion_tokens", 0))}
+    out = {"usd": prices.of_usage(usage), **prices.as_dict(), "max_cost": control.max_cost,
+           "prompt_tokens": int(usage.get("prompt_tokens", 0)), "completion_tokens": int(usage.get("completion_tokens", 0))}
+    for name in ("cached_tokens", "cache_write_tokens"):  # of prompt_tokens, where a prompt cache answered (ffbench.cost)
+        if usage.get(name):
+            out[name] = int(usage[name])
+    return out
 
 
 def cell_result(cell: Cell, num_sequences: int, table, sha: str) -> CellResult:

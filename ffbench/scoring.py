@@ -124,12 +124,18 @@ def score(backend: Backend, rendered: list[Rendered], template: Template, scorin
             said = np.full((todo.size, k), NO_CHOICE, dtype=np.int64)
             cut = np.zeros((todo.size, k), dtype=bool)
             texts = [[None] * k for _ in range(todo.size)]
-            for r in range(k):
-                backend.repeat = r if k > 1 else None  # repeat r is its own request (and cache entry)
-                for i, reply in enumerate(backend.generate(asked, options.budget(choices, asking))):
-                    said[i, r], cut[i, r] = interpret(reply, template, choices, asking, options.end_marker, opened)
-                    texts[i][r] = reply.text
-            backend.repeat = None
+            caching = getattr(backend, "caches_prefixes", False)
+            waves = prefix_waves(rendered, todo) if caching else [np.arange(todo.size)]
+            breaks = None if not caching or fmt.chat else prefix_breaks(rendered, todo)
+            for wave in waves:  # read j of a sequence after read j-1: its prefix is cached by then
+                for r in range(k):
+                    backend.repeat = r if k > 1 else None  # repeat r is its own request (and cache entry)
+                    backend.prefix_breaks = None if breaks is None else [breaks[i] for i in wave]
+                    replies = backend.generate([asked[i] for i in wave.tolist()], options.budget(choices, asking))
+                    for i, reply in zip(wave.tolist(), replies):
+                        said[i, r], cut[i, r] = interpret(reply, template, choices, asking, options.end_marker, opened)
+                        texts[i][r] = reply.text
+            backend.repeat, backend.prefix_breaks = None, None
             if k == 1:
                 pred[todo], truncated[todo] = said[:, 0], cut[:, 0]
                 for i, j in enumerate(todo.tolist()):
@@ -156,6 +162,34 @@ def score(backend: Backend, rendered: list[Rendered], template: Template, scorin
     per_read_mask[todo] = True
     return Outcome(np.where(pred == NO_CHOICE, -1, pred), pred == NO_CHOICE, margin, per_read_mask, output, truncated,
                    answers, replies_of)
+
+
+def prefix_waves(rendered: list[Rendered], reads: np.ndarray) -> list[np.ndarray]:
+    """Positions in ``reads`` grouped so that wave w holds each sequence's w-th asked read: sent
+    wave after wave, every request of a sequence goes out after the one whose prompt its prompt
+    extends has been answered, so a provider's prompt cache holds that prefix by then."""
+    counts = np.array([len(r.targets) for r in rendered])
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    seq = np.searchsorted(starts, reads, side="right") - 1
+    order = np.zeros(reads.size, dtype=np.int64)
+    for s in np.unique(seq):
+        where = np.flatnonzero(seq == s)
+        order[where] = np.arange(where.size)
+    return [np.flatnonzero(order == w) for w in range(int(order.max()) + 1)] if reads.size else []
+
+
+def prefix_breaks(rendered: list[Rendered], reads: np.ndarray) -> list[list[int]]:
+    """Per asked read, the character offsets in its prompt where the prompts of its sequence's
+    earlier asked reads end, then its own: the boundaries a provider's cache breakpoints go on."""
+    counts = np.array([len(r.targets) for r in rendered])
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    seq = np.searchsorted(starts, reads, side="right") - 1
+    out, ends = [], {}
+    for s, j in zip(seq.tolist(), reads.tolist()):
+        mine = ends.setdefault(s, [])
+        mine.append(int(rendered[s].spans[j - starts[s], 0]))
+        out.append(list(mine))
+    return out
 
 
 def uses_dense(supports_dense: bool, scoring: str, templated: bool, per_read: bool) -> bool:

@@ -88,7 +88,13 @@ def format_stop(results: RunResults) -> str:
     if results.cost is not None:
         cost = results.cost
         budget = "" if cost.get("max_cost") is None else f" of --max-cost ${cost['max_cost']:,.4f}"
+        cached = ""
+        if cost.get("cached_tokens") or cost.get("cache_write_tokens"):
+            rate = cost.get("price_cached_in")
+            cached = (f"; of the prompt tokens {cost.get('cached_tokens', 0):,} read from the provider's cache"
+                      + ("" if rate is None else f" at ${rate:g}")
+                      + (f", {cost['cache_write_tokens']:,} written to it" if cost.get("cache_write_tokens") else ""))
         lines.append(f"cost: ${cost['usd']:,.4f}{budget} ({cost['prompt_tokens']:,} prompt and "
                      f"{cost['completion_tokens']:,} completion tokens at ${cost['price_in'] or 0:g} / "
-                     f"${cost['price_out'] or 0:g} per million)")
+                     f"${cost['price_out'] or 0:g} per million{cached})")
     return "\n".join(lines)

@@ -23,7 +23,11 @@ Options for the other behaviours tested against it:
   ``error_probability(prompt)`` (between 0 and Q, from the prompt's hash); a request without a
   temperature, or with one above 0, answers wrong with that probability (a seeded random draw),
   while temperature 0 answers the read's mode (wrong only where the probability is above 1/2).
-  ``sampling_seen`` counts the (temperature, top_p, seed, budget field) of every such request.
+  ``sampling_seen`` counts the (temperature, top_p, seed, budget field) of every such request;
+* ``prompt_cache=True``: OpenAI's automatic prompt caching, one token per character: a prompt's
+  longest prefix of a multiple of 128 tokens (at least 1024) that an earlier *answered* request
+  began with is billed as ``usage.prompt_tokens_details.cached_tokens``; the prefixes are cached
+  ``latency`` seconds after the request arrives (its prefill), so requests sent at once share nothing.
 
 Only for tests of robustness; the happy path is tested against a real vLLM server.
 """
@@ -139,10 +143,14 @@ class FaultServer(LocalServer):
     def __init__(self, faults: bool = True, stall: float = 1.5, retry_after_ms: int = 150,
                  capacity: int | None = None, latency: float = 0.0, variants: bool = False,
                  batch_faults: list | None = None, hold: bool = False, batch_polls: int = 2,
-                 sampled: float | None = None, sample_seed: int = 0, model: str = MODEL, reasoning: bool = False):
+                 sampled: float | None = None, sample_seed: int = 0, model: str = MODEL, reasoning: bool = False,
+                 prompt_cache: bool = False):
         self.faults, self.stall, self.retry_after_ms = faults, stall, retry_after_ms
         self.sampled, self.model = sampled, model  # ``model``: the name it serves (e.g. a reasoning model's)
         self.reasoning = reasoning  # refuse what OpenAI's reasoning models refuse (reasoning_refusal)
+        self.prompt_cache = prompt_cache
+        self.cached_prefixes: set[str] = set()  # hashes of cached prompt prefixes (prompt_cache)
+        self.billed_tokens: Counter = Counter()  # "prompt", "cached": prompt tokens billed (prompt_cache)
         self.refused = 0
         self.rng = random.Random(sample_seed)
         self.sampling_seen: Counter = Counter()
@@ -271,9 +279,28 @@ class FaultServer(LocalServer):
         self._served(key)
         handler.send_json(200, body)
 
-    def _usage(self, prompt_tokens: int, completion_tokens: int) -> dict:
-        return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens}
+    def _usage(self, prompt_tokens: int, completion_tokens: int, text: str | None = None) -> dict:
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                 "total_tokens": prompt_tokens + completion_tokens}
+        if self.prompt_cache and text is not None:
+            usage["prompt_tokens_details"] = {"cached_tokens": self._cache(text)}
+        return usage
+
+    CACHE_MIN, CACHE_STEP = 1024, 128
+
+    def _cache(self, text: str) -> int:
+        """Tokens of ``text`` served from the prompt cache; its own prefixes are cached once answered
+        (the caller sends the reply after this returns, so a request sent at the same time misses)."""
+        steps = range(self.CACHE_MIN, len(text) + 1, self.CACHE_STEP)
+        keys = [hashlib.sha256(text[:n].encode()).hexdigest() for n in steps]
+        with self.count_lock:
+            hit = max((n for n, k in zip(steps, keys) if k in self.cached_prefixes), default=0)
+            self.billed_tokens["prompt"] += len(text)
+            self.billed_tokens["cached"] += hit
+        time.sleep(self.latency)  # the prefill: a request arriving meanwhile finds nothing cached
+        with self.count_lock:
+            self.cached_prefixes.update(keys)
+        return hit
 
     def _completion(self, req: dict) -> dict:
         prompt = req["prompt"]
@@ -285,7 +312,7 @@ class FaultServer(LocalServer):
         text = "banana" if garbage(prompt) else self._bit(oracle_bit(prompt), prompt, req) + "i0"
         return {"id": "cmpl", "object": "text_completion", "created": 0, "model": MODEL,
                 "choices": [{"index": 0, "text": text, "finish_reason": "length", "logprobs": None}],
-                "usage": self._usage(len(prompt), 3)}
+                "usage": self._usage(len(prompt), 3, prompt)}
 
     def _chat(self, req: dict) -> dict:
         with self.count_lock:  # not self.lock: batch jobs are answered with it held
@@ -303,7 +330,7 @@ class FaultServer(LocalServer):
             message["content"], finish = "The answer", "length"
         return {"id": "chat", "object": "chat.completion", "created": 0, "model": MODEL,
                 "choices": [{"index": 0, "finish_reason": finish, "message": message}],
-                "usage": self._usage(len(content), 5)}
+                "usage": self._usage(len(content), 5, content)}
 
     @staticmethod
     def reasoning_refusal(req: dict) -> str | None:

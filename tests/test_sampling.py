@@ -158,3 +158,48 @@ def test_anthropic_thinking_with_repeats_sends_no_temperature(tmp_path):
         with pytest.raises(UsageError, match=message):
             runner.plan(_cfg(srv.url, **{"model": f"anthropic/{CLAUDE}", "model_args": args, "renders": ["chat"],
                                          **kw}))
+
+
+def test_prefix_is_paid_once_on_anthropic(tmp_path):
+    """Reads of a T=512 sequence asked in prefix order with cache_control on the shared prefix: the
+    fake server bills like the prompt cache, and results.json's cost prices what it billed."""
+    from ffbench.backends import resolve
+    from ffbench.control import RunControl
+    from ffbench.cost import CACHE_WRITE, Prices
+    from tests.anthropic_server import KEY, MODEL as CLAUDE, AnthropicServer
+
+    prices = Prices(3.0, 15.0, 0.3)
+    with AnthropicServer(faults=False, prompt_cache=True) as srv:
+        cfg = _cfg(srv.url, model=f"anthropic/{CLAUDE}", model_args=FAST, renders=["lightswitch_chat"], lengths=[512],
+                   num=2, batch_size=2)
+        ref = resolve(f"anthropic/{CLAUDE}", dict(FAST), base_url=srv.url, api_key=KEY, cache_path=None)
+        res = runner.run(cfg, str(tmp_path / "a"), ref, progress=False, echo=lambda m: None,
+                         control=RunControl(prices=prices))
+        billed = dict(srv.billed_tokens)
+    cost = res.cost
+    assert cost["cached_tokens"] == billed["cache_read"] > 0 and cost["cache_write_tokens"] == billed["cache_write"]
+    assert cost["prompt_tokens"] == billed["input"] + billed["cache_read"] + billed["cache_write"]
+    full = billed["input"] + billed["cache_write"]
+    assert cost["prompt_tokens"] >= 5 * full  # the prefix is paid for once, not once per read
+    usd = (3.0 * billed["input"] + 0.3 * billed["cache_read"] + CACHE_WRITE * 3.0 * billed["cache_write"]
+           + 15.0 * cost["completion_tokens"]) / 1e6
+    assert cost["usd"] == pytest.approx(usd)
+    assert res.results[0].errors == res.results[0].invalid  # the oracle still answers every read it parses
+    estimate = runner.dry_run(cfg, resolve(f"anthropic/{CLAUDE}", dict(FAST)), prices)
+    assert estimate.cached_tokens > 0 and estimate.cost() < prices.cost(estimate.prompt_tokens,
+                                                                          estimate.generation_budget)
+
+
+def test_prefix_waves_and_breaks():
+    from ffbench import language, render, scoring
+
+    t = render.load_template("chat")
+    rendered = [render.render(s, t) for s in language.sample(language.FFL.from_p_ignore(0.5, 24), 3, 1)]
+    counts = [len(r.targets) for r in rendered]
+    reads = np.arange(sum(counts))
+    waves = scoring.prefix_waves(rendered, reads)
+    assert [w.size for w in waves] == [sum(c > k for c in counts) for k in range(max(counts))]
+    assert sorted(np.concatenate(waves).tolist()) == reads.tolist()
+    breaks = scoring.prefix_breaks(rendered, reads)
+    assert breaks[counts[0] - 1] == rendered[0].spans[:, 0].tolist()  # the last read of sequence 0: every end
+    assert breaks[counts[0]] == [int(rendered[1].spans[0, 0])]

@@ -67,6 +67,11 @@ class AnthropicPolicy(Policy):
                                                   "cache_read_input_tokens"))
         return prompt, int(u.get("output_tokens") or 0)
 
+    def cache_usage(self, body: dict) -> dict[str, int]:
+        u = body.get("usage") or {}
+        return {"cached_tokens": int(u.get("cache_read_input_tokens") or 0),
+                "cache_write_tokens": int(u.get("cache_creation_input_tokens") or 0)}
+
 
 class AnthropicBatches(BatchAPI):
     """Message Batches: one create call with every request, poll, then stream the results."""
@@ -110,6 +115,7 @@ class AnthropicBackend(Backend):
     is_chat = True
     supports_dense = False
     takes_sampling = True
+    caches_prefixes = True
     connection_env = {"base_url": "ANTHROPIC_BASE_URL", "api_key": "ANTHROPIC_API_KEY"}
 
     @classmethod
@@ -142,6 +148,7 @@ class AnthropicBackend(Backend):
                                    notify=notify)
         if self.batch:
             self.transport.batcher = Batcher(AnthropicBatches(self.client), poll_interval, int(max_retries) + 1)
+            self.caches_prefixes = False  # one job per scoring call: waves would each be a job of up to 24 hours
         self.usage = self.transport.usage
         self.served_model = None
         self._check_model()
@@ -169,12 +176,12 @@ class AnthropicBackend(Backend):
         if self._context is None and getattr(info, "max_input_tokens", None):
             self._context = int(info.max_input_tokens)
 
-    def _payload(self, prompt: str, max_new_tokens: int) -> dict:
+    def _payload(self, prompt: str, max_new_tokens: int, breaks: list[int] | None = None) -> dict:
         """A Messages request. Sampling (:mod:`ffbench.sampling`): ``--temperature``/``--top-p`` are
         sent as given (else the ``temperature`` model arg, else nothing: the model's default);
         with thinking on only temperature 1 is allowed (:meth:`check_sampling` refuses others)."""
         payload = {"model": self.model, "max_tokens": max_new_tokens,
-                   "messages": [{"role": "user", "content": prompt}]}
+                   "messages": [{"role": "user", "content": prompt if not breaks else cached_blocks(prompt, breaks)}]}
         if self.thinking is not None:
             config, budget = self.thinking
             payload["thinking"] = config
@@ -216,8 +223,25 @@ class AnthropicBackend(Backend):
                              f"got {sampling.top_p:g}")
 
     def generate(self, prompts: list[str], max_new_tokens: int) -> list[Generation]:
-        bodies = self.transport.map("messages", [self._payload(p, max_new_tokens) for p in prompts])
+        breaks = self.prefix_breaks or [None] * len(prompts)
+        bodies = self.transport.map("messages", [self._payload(p, max_new_tokens, b) for p, b in zip(prompts, breaks)])
         return [message_generation(b) for b in bodies]
+
+
+def cached_blocks(prompt: str, breaks: list[int]) -> list[dict]:
+    """The user turn as text blocks split where the prompts of the sequence's earlier reads end, with a
+    cache breakpoint (``cache_control``) after this read's own prefix. Every request of a sequence
+    splits the shared text at the same offsets, so the prefix the previous request cached is a
+    block boundary here and the API reads it from the cache (it looks back up to 20 blocks from a
+    breakpoint); only the text since then is billed at the full input price, the prefix at the
+    cached rate, and this prefix is written for the next read."""
+    edges = [0] + [b for b in breaks if 0 < b <= len(prompt)]
+    blocks = [{"type": "text", "text": prompt[a:b]} for a, b in zip(edges, edges[1:]) if b > a]
+    if blocks:
+        blocks[-1]["cache_control"] = {"type": "ephemeral"}
+    if len(prompt) > edges[-1]:
+        blocks.append({"type": "text", "text": prompt[edges[-1]:]})
+    return blocks
 
 
 def message_generation(body: dict) -> Generation:

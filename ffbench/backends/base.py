@@ -114,6 +114,11 @@ class Backend:
     takes_sampling = False
     sampling = None
     repeat: int | None = None
+    # Remote providers with a prompt cache (``caches_prefixes``) get a sequence's reads in prefix
+    # order, one wave per read; ``prefix_breaks`` (per prompt, the offsets where the prompts of its
+    # sequence's earlier reads end, then its own) lets a provider place cache breakpoints.
+    caches_prefixes = False
+    prefix_breaks: list | None = None
 
     def __init__(self, model: str):
         self.model = model

@@ -67,6 +67,11 @@ class OpenAIPolicy(Policy):
         usage = body.get("usage") or {}
         return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
 
+    def cache_usage(self, body: dict) -> dict[str, int]:
+        """``prompt_tokens_details.cached_tokens``: the part of ``prompt_tokens`` served from the cache."""
+        details = (body.get("usage") or {}).get("prompt_tokens_details") or {}
+        return {"cached_tokens": int(details.get("cached_tokens") or 0)}
+
 
 class OpenAIBatches(BatchAPI):
     """The OpenAI Batch API: a JSONL file of requests, a batch job, output and error files."""
@@ -135,6 +140,7 @@ class OpenAIBatches(BatchAPI):
 class OpenAIBackend(Backend):
     provider = "openai"
     takes_sampling = True
+    caches_prefixes = True  # automatic prompt caching of long shared prefixes: reads go in prefix order
     connection_env = {"base_url": "OPENAI_BASE_URL", "api_key": "OPENAI_API_KEY"}
 
     @classmethod
@@ -186,6 +192,7 @@ class OpenAIBackend(Backend):
                                    notify=notify)
         if self.batch:
             self.transport.batcher = Batcher(OpenAIBatches(self.client, policy), poll_interval, int(max_retries) + 1)
+            self.caches_prefixes = False  # one job per scoring call: waves would each be a job of up to 24 hours
         self.usage = self.transport.usage
         self._check_reachable()
 
