@@ -9,7 +9,7 @@ sequences) and the server's random seed (new answers).
 The target is the population mean per-read error probability of the cell's distribution (the
 ratio of expected summed probabilities to expected reads per sequence), computed from the known
 probabilities of ``--truth-sequences`` fresh sequences, no server needed. Printed: how often the
-95% cluster-bootstrap interval covers it (with an exact interval for that rate), and how often it
+95% cluster-robust interval covers it (with an exact interval for that rate), and how often it
 covers the mean over the run's own reads (conditional on the sequences drawn).
 
     python benchmarks/sampled.py --runs 200 --num 25 --repeats 4

@@ -194,7 +194,7 @@ def _sampling_options(f):
     """Flags of sampled greedy reads (ffbench.sampling)."""
     for option in reversed([
         click.option("--repeats", type=int, metavar="K", help="Ask every greedy read K times; cells report the mean "
-                     "per-read error probability (cluster-bootstrap interval over sequences), reads wrong in at least "
+                     "per-read error probability (cluster-robust interval over sequences), reads wrong in at least "
                      "one and in all K, and the majority answer's error rate. Without --temperature, K > 1 uses the "
                      "provider's default sampling."),
         click.option("--temperature", type=float, metavar="X", help="Sampling temperature sent to openai/ and "

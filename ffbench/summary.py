@@ -40,7 +40,7 @@ def format_table(cells: list[CellResult]) -> str:
             out += [f"  {t['line']}" for t in c.tolerances]
     sampled = [c for c in cells if c.sampled]
     if sampled:
-        out += ["", "sampled reads (mean per-read error probability, 95% cluster-bootstrap interval over sequences):"]
+        out += ["", "sampled reads (mean per-read error probability, 95% cluster-robust interval over sequences):"]
         out += [f"  {line}" for c in sampled for line in format_sampled(c)]
     asked = [c for c in cells if c.reads_scored_per_read]
     if asked:

@@ -203,3 +203,21 @@ def test_prefix_waves_and_breaks():
     breaks = scoring.prefix_breaks(rendered, reads)
     assert breaks[counts[0] - 1] == rendered[0].spans[:, 0].tolist()  # the last read of sequence 0: every end
     assert breaks[counts[0]] == [int(rendered[1].spans[0, 0])]
+
+
+def test_cluster_interval_is_the_t_interval_of_sequence_means_when_sequences_are_equal():
+    """With equally many reads per sequence the cluster-robust ratio interval is the one-sample
+    t-interval of the sequences' means (an independent reference: scipy's)."""
+    from scipy import stats
+
+    rng = np.random.default_rng(1)
+    share = rng.binomial(4, 0.2, size=(12, 5)) / 4  # 12 sequences of 5 reads, K = 4
+    lo, hi = sampling.cluster_interval(np.repeat(np.arange(12), 5), share.ravel())
+    ref = stats.ttest_1samp(share.mean(axis=1), 0).confidence_interval(0.95)
+    assert (lo, hi) == (pytest.approx(ref.low), pytest.approx(ref.high))
+    # unequal sequences: reads of a long sequence do not count as independent
+    groups = np.array([0] * 20 + [1, 2, 3])
+    values = np.array([1.0] * 20 + [0.0, 0.0, 0.0])
+    lo, hi = sampling.cluster_interval(groups, values)
+    naive = stats.ttest_1samp(values, 0).confidence_interval(0.95)  # as if the 23 reads were independent
+    assert hi - lo > 1.5 * (naive.high - naive.low)  # one sequence holds every error: far less is known
