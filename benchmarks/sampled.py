@@ -13,6 +13,8 @@ probabilities of ``--truth-sequences`` fresh sequences, no server needed. Printe
 covers the mean over the run's own reads (conditional on the sequences drawn).
 
     python benchmarks/sampled.py --runs 200 --num 25 --repeats 4
+    python benchmarks/sampled.py --offline --runs 400 --num 10   # no server: the shipped interval
+                                                                 # beside a percentile cluster bootstrap
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from ffbench import language, metrics, render, runner  # noqa: E402
+from ffbench import language, metrics, render, runner, sampling  # noqa: E402
 from ffbench.backends import resolve  # noqa: E402
 from tests.fault_server import MODEL, FaultServer, garbage  # noqa: E402
 
@@ -47,6 +49,30 @@ def read_probabilities(srv: FaultServer, arr: np.ndarray) -> tuple[np.ndarray, n
     return np.array(seqs), np.array(probs)
 
 
+def percentile_bootstrap(seq: np.ndarray, share: np.ndarray, rng, resamples: int = 1000) -> tuple[float, float]:
+    """The percentile cluster bootstrap over sequences (the first version's interval), for comparison."""
+    _, inverse = np.unique(seq, return_inverse=True)
+    sums, counts = np.bincount(inverse, weights=share), np.bincount(inverse).astype(float)
+    draw = rng.integers(0, sums.size, size=(resamples, sums.size))
+    stats = sums[draw].sum(axis=1) / counts[draw].sum(axis=1)
+    lo, hi = np.quantile(stats, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
+def offline(a, srv: FaultServer, dist, truth: float) -> None:
+    """The same process without HTTP: answers drawn here from the known probabilities."""
+    rng = np.random.default_rng(5)
+    hits = {"cluster-robust CR1-t (shipped)": 0, "percentile cluster bootstrap": 0}
+    for r in range(a.runs):
+        seq, p = read_probabilities(srv, language.sample(dist, a.num, r + 1))
+        share = rng.binomial(a.repeats, p) / a.repeats
+        for name, (lo, hi) in (("cluster-robust CR1-t (shipped)", sampling.cluster_interval(seq, share)),
+                               ("percentile cluster bootstrap", percentile_bootstrap(seq, share, rng))):
+            hits[name] += lo <= truth <= hi
+    for name, n in hits.items():
+        print(f"offline, {a.runs} runs of {a.num} sequences: {name} covers {n / a.runs:.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=200)
@@ -56,6 +82,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=4)
     ap.add_argument("--max-probability", type=float, default=0.3, help="Q: per-read probabilities in [0, Q]")
     ap.add_argument("--truth-sequences", type=int, default=50_000)
+    ap.add_argument("--offline", action="store_true", help="simulate the answers here, compare two intervals")
     a = ap.parse_args()
 
     dist = language.FFL.from_p_ignore(a.p_ignore, a.length)
@@ -65,6 +92,10 @@ def main() -> None:
     with FaultServer(faults=False, sampled=a.max_probability) as probe:
         _, truth_p = read_probabilities(probe, language.sample(dist, a.truth_sequences, 10_000_019))
     truth = float(truth_p.mean())
+    if a.offline:
+        with FaultServer(faults=False, sampled=a.max_probability) as probe:
+            offline(a, probe, dist, truth)
+        return
     for r in range(a.runs):
         with FaultServer(faults=False, sampled=a.max_probability, sample_seed=r) as srv, \
                 tempfile.TemporaryDirectory() as tmp:

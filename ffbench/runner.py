@@ -155,7 +155,7 @@ def _check_sampling(cfg: RunConfig) -> None:
     provider = cfg.model.split("/", 1)[0]
     try:
         cls = backends.resolve(cfg.model, dict(cfg.model_args)).cls
-    except (FFBenchError, UsageError):
+    except (FFBenchError, UsageError, ImportError):
         cls = None  # the provider's own line (an unknown name, the extra to install) comes when it loads
     sampling.check(cfg, cfg.scorings, cls is None or bool(getattr(cls, "takes_sampling", False)), provider)
     rules = getattr(cls, "check_sampling", None)

@@ -14,7 +14,7 @@ every greedy read is asked K times and a cell reports, beside the read-level cou
   treating whole sequences as the independent units accounts for both correlations (by read and
   by sequence). Student's t with S-1 degrees of freedom is what keeps coverage near 95% with few
   sequences: in simulation (benchmarks/RESULTS.md) it covered at 0.93-0.95 where a percentile
-  cluster bootstrap over sequences covered 0.86 (10 sequences) and 0.93 (25). With no wrong
+  cluster bootstrap over sequences covered 0.86-0.90 (10 sequences) and 0.90-0.93 (25). With no wrong
   answer at all the interval would collapse to [0, 0]; the upper bound is then the exact one-sided
   bound -ln(0.05) / (K * reads): were the mean probability above it, all K * reads answers would
   be right with probability below 5% (prod (1 - p_i)^K <= exp(-K * sum p_i));

@@ -42,7 +42,7 @@ def format_table(cells: list[CellResult]) -> str:
     if sampled:
         out += ["", "sampled reads (mean per-read error probability, 95% cluster-robust interval over sequences):"]
         out += [f"  {line}" for c in sampled for line in format_sampled(c)]
-    asked = [c for c in cells if c.reads_scored_per_read]
+    asked = [c for c in cells if c.reads_scored_per_read and not c.sampled]  # a sampled read is always asked
     if asked:
         out += ["", "reads scored by a request of their own (the dense pass could not decide them exactly):"]
         out += [f"  {c.key.describe()}: {c.reads_scored_per_read:,} of {c.reads:,} "
