@@ -59,3 +59,15 @@ def test_check_compares_two_sampled_runs_by_the_paired_permutation_test(tmp_path
     ok = check.compare(same, base)
     assert [t.method for t in ok.tests] == ["sign-flip"] and ok.passed
     assert not check.compare(worse, base).passed
+    # the registry keeps a sampled cell's figures, and check finds the recorded baseline
+    import ffbench
+    from ffbench.registry import Registry
+
+    Registry(str(tmp_path / "reg.sqlite")).record(base, "v1", str(tmp_path / "base"))
+    recorded = ffbench.load(f"registry:openai/{MODEL}@v1", registry=str(tmp_path / "reg.sqlite"))
+    assert recorded.results[0].sampled == base.results[0].sampled and recorded.results[0].variant == "repeats=3"
+    # the report renders a run whose samples hold K answers per read
+    from ffbench.report import build_report
+
+    html = build_report([str(tmp_path / "worse")], references=[])
+    assert "repeats=3" in html
