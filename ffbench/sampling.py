@@ -63,8 +63,8 @@ class Sampling:
 
     @property
     def sampled(self) -> bool:
-        """Answers may differ from a greedy decode: repeats, or sampling parameters given."""
-        return self.repeats > 1 or self.temperature is not None or self.top_p is not None
+        """Answers may differ from a greedy decode: repeats, or sampling other than temperature 0."""
+        return self.repeats > 1 or self.temperature not in (None, 0) or self.top_p is not None
 
     def temperature_to_send(self) -> float | None:
         """Today's 0.0 for one greedy answer per read; the user's value; else the provider's default."""
@@ -73,8 +73,11 @@ class Sampling:
         return 0.0 if self.repeats == 1 else None
 
     def variant_parts(self) -> list[str]:
+        """What enters a greedy cell's variant: the repeats, and the sampling parameters where they
+        differ from what is sent without them (``--temperature 0`` with one answer per read is today's
+        greedy cell)."""
         parts = [f"repeats={self.repeats}"] if self.repeats > 1 else []
-        if self.temperature is not None:
+        if self.temperature is not None and not (self.repeats == 1 and self.temperature == 0):
             parts.append(f"temperature={self.temperature:g}")
         if self.top_p is not None:
             parts.append(f"top_p={self.top_p:g}")

@@ -221,3 +221,12 @@ def test_cluster_interval_is_the_t_interval_of_sequence_means_when_sequences_are
     lo, hi = sampling.cluster_interval(groups, values)
     naive = stats.ttest_1samp(values, 0).confidence_interval(0.95)  # as if the 23 reads were independent
     assert hi - lo > 1.5 * (naive.high - naive.low)  # one sequence holds every error: far less is known
+
+
+def test_temperature_zero_with_one_answer_is_todays_greedy_cell():
+    plain = sampling.Sampling()
+    zero = sampling.Sampling(temperature=0.0)
+    assert zero.variant_parts() == plain.variant_parts() == [] and not zero.sampled
+    assert zero.temperature_to_send() == plain.temperature_to_send() == 0.0
+    assert sampling.Sampling(repeats=3).temperature_to_send() is None  # the provider's default
+    assert sampling.Sampling(repeats=3, temperature=0.0).variant_parts() == ["repeats=3", "temperature=0"]
