@@ -127,15 +127,17 @@ def score(backend: Backend, rendered: list[Rendered], template: Template, scorin
             caching = getattr(backend, "caches_prefixes", False)
             waves = prefix_waves(rendered, todo) if caching else [np.arange(todo.size)]
             breaks = None if not caching or fmt.chat else prefix_breaks(rendered, todo)
+            ids = read_ids(rendered, todo) if sampling.sampled else None
             for wave in waves:  # read j of a sequence after read j-1: its prefix is cached by then
                 for r in range(k):
-                    backend.repeat = r if k > 1 else None  # repeat r is its own request (and cache entry)
+                    backend.repeat = r if sampling.sampled else None  # repeat r is its own request (and cache entry)
+                    backend.read_ids = None if ids is None else [ids[i] for i in wave]
                     backend.prefix_breaks = None if breaks is None else [breaks[i] for i in wave]
                     replies = backend.generate([asked[i] for i in wave.tolist()], options.budget(choices, asking))
                     for i, reply in zip(wave.tolist(), replies):
                         said[i, r], cut[i, r] = interpret(reply, template, choices, asking, options.end_marker, opened)
                         texts[i][r] = reply.text
-            backend.repeat, backend.prefix_breaks = None, None
+            backend.repeat, backend.prefix_breaks, backend.read_ids = None, None, None
             if k == 1:
                 pred[todo], truncated[todo] = said[:, 0], cut[:, 0]
                 for i, j in enumerate(todo.tolist()):
@@ -176,6 +178,19 @@ def prefix_waves(rendered: list[Rendered], reads: np.ndarray) -> list[np.ndarray
         where = np.flatnonzero(seq == s)
         order[where] = np.arange(where.size)
     return [np.flatnonzero(order == w) for w in range(int(order.max()) + 1)] if reads.size else []
+
+
+def read_ids(rendered: list[Rendered], reads: np.ndarray) -> list[str]:
+    """Per asked read, its identity (a digest of its whole sequence's text and its read index): a
+    sampled read's request carries it, so two reads whose prompts happen to be equal (sequences
+    sharing a prefix) get answers of their own rather than one shared (deduplicated, cached) answer."""
+    import hashlib
+
+    counts = np.array([len(r.targets) for r in rendered])
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    seq = np.searchsorted(starts, reads, side="right") - 1
+    digests = {s: hashlib.sha256(rendered[s].text.encode()).hexdigest()[:16] for s in set(seq.tolist())}
+    return [f"{digests[s]}:{j - starts[s]}" for s, j in zip(seq.tolist(), reads.tolist())]
 
 
 def prefix_breaks(rendered: list[Rendered], reads: np.ndarray) -> list[list[int]]:

@@ -56,9 +56,9 @@ def test_deterministic_model_repeats_are_identical_and_numbers_unchanged(tmp_pat
     assert s["error_probability"] == pytest.approx(a.glitch_rate)
     assert s["wrong_any"] == pytest.approx(a.glitch_rate) == s["wrong_all"] == s["majority_error_rate"]
     assert s["ci95"][0] <= a.glitch_rate <= s["ci95"][1]
-    # repeat k is its own request (the same body on the wire: the repeat tag stays in the cache key)
-    # (reads with the same prompt share it); run one sent each distinct prompt once, run five 5 times
-    assert set(srv.served.values()) == {6}
+    # run one sent each distinct prompt once (reads with equal prompts share it); run five asked every
+    # read 5 times, each its own request (the repeat and read tag stay in the cache key, off the wire)
+    assert sum(srv.served.values()) == len(srv.served) + 5 * b.reads and max(srv.served.values()) > 6
 
 
 def test_sampled_model_repeats_use_provider_default_and_keep_every_answer(tmp_path):

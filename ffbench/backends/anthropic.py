@@ -176,7 +176,8 @@ class AnthropicBackend(Backend):
         if self._context is None and getattr(info, "max_input_tokens", None):
             self._context = int(info.max_input_tokens)
 
-    def _payload(self, prompt: str, max_new_tokens: int, breaks: list[int] | None = None) -> dict:
+    def _payload(self, prompt: str, max_new_tokens: int, breaks: list[int] | None = None,
+                 read_id: str | None = None) -> dict:
         """A Messages request. Sampling (:mod:`ffbench.sampling`): ``--temperature``/``--top-p`` are
         sent as given (else the ``temperature`` model arg, else nothing: the model's default);
         with thinking on only temperature 1 is allowed (:meth:`check_sampling` refuses others)."""
@@ -194,8 +195,8 @@ class AnthropicBackend(Backend):
             payload["temperature"] = float(temperature)
         if sampling.top_p is not None:
             payload["top_p"] = float(sampling.top_p)
-        if self.repeat is not None:
-            payload[REPEAT_TAG] = self.repeat
+        if self.repeat is not None:  # a sampled read: its repeat and identity, in the cache key only
+            payload[REPEAT_TAG] = [self.repeat, read_id]
         return payload
 
     @staticmethod
@@ -224,7 +225,9 @@ class AnthropicBackend(Backend):
 
     def generate(self, prompts: list[str], max_new_tokens: int) -> list[Generation]:
         breaks = self.prefix_breaks or [None] * len(prompts)
-        bodies = self.transport.map("messages", [self._payload(p, max_new_tokens, b) for p, b in zip(prompts, breaks)])
+        ids = self.read_ids or [None] * len(prompts)
+        bodies = self.transport.map("messages", [self._payload(p, max_new_tokens, b, i)
+                                                 for p, b, i in zip(prompts, breaks, ids)])
         return [message_generation(b) for b in bodies]
 
 

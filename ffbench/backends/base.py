@@ -114,6 +114,7 @@ class Backend:
     takes_sampling = False
     sampling = None
     repeat: int | None = None
+    read_ids: list | None = None  # with ``repeat``: each prompt's read identity, in its request's cache key
     # Remote providers with a prompt cache (``caches_prefixes``) get a sequence's reads in prefix
     # order, one wave per read; ``prefix_breaks`` (per prompt, the offsets where the prompts of its
     # sequence's earlier reads end, then its own) lets a provider place cache breakpoints.

@@ -248,17 +248,18 @@ class OpenAIBackend(Backend):
         if self.is_chat:
             system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
             payloads = [self._sampled({"model": self.model, "messages": [*system, {"role": "user", "content": p}]},
-                                      max_new_tokens) for p in prompts]
+                                      max_new_tokens, i) for i, p in enumerate(prompts)]
             return [chat_generation(b) for b in self.transport.map("chat", payloads)]
-        payloads = [self._sampled({"model": self.model, "prompt": p}, max_new_tokens) for p in prompts]
+        payloads = [self._sampled({"model": self.model, "prompt": p}, max_new_tokens, i) for i, p in enumerate(prompts)]
         return [Generation(b["choices"][0]["text"] or "", truncated=b["choices"][0].get("finish_reason") == "length")
                 for b in self.transport.map("completions", payloads)]
 
-    def _sampled(self, payload: dict, max_new_tokens: int) -> dict:
+    def _sampled(self, payload: dict, max_new_tokens: int, index: int = 0) -> dict:
         """A generation request with the run's sampling (:mod:`ffbench.sampling`): one greedy answer
         per read sends temperature 0 as always; a reasoning model (:func:`reasoning_model`) gets only
-        what it takes (``max_completion_tokens``, no temperature or top_p). Repeat k of a read
-        carries a tag that only the cache key sees (stripped before sending)."""
+        what it takes (``max_completion_tokens``, no temperature or top_p). A sampled request
+        carries its repeat and read identity in a tag only the cache key sees (stripped before
+        sending)."""
         sampling = self.sampling or Sampling()
         if reasoning_model(self.model):
             payload["max_completion_tokens"] = max_new_tokens
@@ -272,7 +273,7 @@ class OpenAIBackend(Backend):
         if sampling.seed is not None:
             payload["seed"] = int(sampling.seed) + (self.repeat or 0)
         if self.repeat is not None:
-            payload[REPEAT_TAG] = self.repeat
+            payload[REPEAT_TAG] = [self.repeat, self.read_ids[index] if self.read_ids else None]
         return payload
 
 
