@@ -118,41 +118,22 @@ def score(backend: Backend, rendered: list[Rendered], template: Template, scorin
             asking = is_asking(template, backend.is_chat, fmt.chat)
             asked = questions(rendered, todo, template, fmt, asking)
             backend.system_prompt, backend.reasoning_budget = options.system_prompt, options.reasoning_budget
-            backend.sampling = sampling
             opened = bool(asked) and fmt.reasoning_opened(asked[0], options.end_marker)
-            k = sampling.repeats
-            said = np.full((todo.size, k), NO_CHOICE, dtype=np.int64)
-            cut = np.zeros((todo.size, k), dtype=bool)
-            texts = [[None] * k for _ in range(todo.size)]
-            caching = getattr(backend, "caches_prefixes", False)
-            waves = prefix_waves(rendered, todo) if caching else [np.arange(todo.size)]
-            breaks = None if not caching or fmt.chat else prefix_breaks(rendered, todo)
-            ids = read_ids(rendered, todo) if sampling.sampled else None
-            for wave in waves:  # read j of a sequence after read j-1: its prefix is cached by then
-                for r in range(k):
-                    backend.repeat = r if sampling.sampled else None  # repeat r is its own request (and cache entry)
-                    backend.read_ids = None if ids is None else [ids[i] for i in wave]
-                    backend.prefix_breaks = None if breaks is None else [breaks[i] for i in wave]
-                    replies = backend.generate([asked[i] for i in wave.tolist()], options.budget(choices, asking))
-                    for i, reply in zip(wave.tolist(), replies):
-                        said[i, r], cut[i, r] = interpret(reply, template, choices, asking, options.end_marker, opened)
-                        texts[i][r] = reply.text
-            backend.repeat, backend.prefix_breaks, backend.read_ids = None, None, None
-            if k == 1:
+            said, cut, texts = ask(backend, rendered, todo, asked, options.budget(choices, asking), sampling, fmt.chat,
+                                   lambda reply: interpret(reply, template, choices, asking, options.end_marker, opened))
+            if sampling.repeats == 1:
                 pred[todo], truncated[todo] = said[:, 0], cut[:, 0]
                 for i, j in enumerate(todo.tolist()):
                     output[j] = texts[i][0]
             else:
-                said_named = np.where(said == NO_CHOICE, -1, said)
-                maj, _ = majority(said_named, targets[todo])
-                pred[todo] = np.where(maj == -1, NO_CHOICE, maj)
-                truncated[todo] = (maj == -1) & cut.any(axis=1)
-                for i, j in enumerate(todo.tolist()):
-                    output[j] = texts[i][said_named[i].tolist().index(maj[i])]
-                answers = np.full((n, k), -1, dtype=np.int64)
-                answers[todo] = said_named
+                maj, _ = majority(said, targets[todo])
+                pred[todo] = maj
+                truncated[todo] = (maj == NO_CHOICE) & cut.any(axis=1)
+                answers = np.full((n, sampling.repeats), NO_CHOICE, dtype=np.int64)
+                answers[todo] = said
                 replies_of = [None] * n
                 for i, j in enumerate(todo.tolist()):
+                    output[j] = texts[i][said[i].tolist().index(maj[i])]
                     replies_of[j] = texts[i]
     if (pred == UNKNOWN).any():
         raise FFBenchError("internal error: a read was left undecided")  # never silently dropped
@@ -166,13 +147,49 @@ def score(backend: Backend, rendered: list[Rendered], template: Template, scorin
                    answers, replies_of)
 
 
+def ask(backend: Backend, rendered: list[Rendered], reads: np.ndarray, asked: list[str], budget: int,
+        sampling: Sampling, templated: bool, parse) -> tuple[np.ndarray, np.ndarray, list]:
+    """Generate the replies to the ``asked`` questions of ``reads``: (answer per read and repeat,
+    NO_CHOICE for none; cut by the budget; reply texts), ``parse`` giving (answer, cut) of a reply.
+
+    A provider with a prompt cache gets a sequence's reads in prefix order (:func:`prefix_waves`)
+    with the offsets its cache breakpoints go on (:func:`prefix_breaks`); a sampled read is asked
+    ``sampling.repeats`` times, each request tagged with its repeat and read (:func:`read_ids`)."""
+    k = sampling.repeats
+    said = np.full((reads.size, k), NO_CHOICE, dtype=np.int64)
+    cut = np.zeros((reads.size, k), dtype=bool)
+    texts = [[None] * k for _ in range(reads.size)]
+    caching = getattr(backend, "caches_prefixes", False)
+    waves = prefix_waves(rendered, reads) if caching else [np.arange(reads.size)]
+    breaks = None if not caching or templated else prefix_breaks(rendered, reads)
+    ids = read_ids(rendered, reads) if sampling.sampled else None
+    backend.sampling = sampling
+    try:
+        for wave in waves:  # read j of a sequence after read j-1: its prefix is cached by then
+            for r in range(k):
+                backend.repeat = r if sampling.sampled else None  # repeat r is its own request (and cache entry)
+                backend.read_ids = None if ids is None else [ids[i] for i in wave]
+                backend.prefix_breaks = None if breaks is None else [breaks[i] for i in wave]
+                for i, reply in zip(wave.tolist(), backend.generate([asked[i] for i in wave.tolist()], budget)):
+                    said[i, r], cut[i, r] = parse(reply)
+                    texts[i][r] = reply.text
+    finally:
+        backend.repeat, backend.prefix_breaks, backend.read_ids = None, None, None
+    return said, cut, texts
+
+
+def _sequences_of(rendered: list[Rendered], reads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sequence of each flat read index, each sequence's first flat read index)."""
+    counts = np.array([len(r.targets) for r in rendered])
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    return np.searchsorted(starts, reads, side="right") - 1, starts
+
+
 def prefix_waves(rendered: list[Rendered], reads: np.ndarray) -> list[np.ndarray]:
     """Positions in ``reads`` grouped so that wave w holds each sequence's w-th asked read: sent
     wave after wave, every request of a sequence goes out after the one whose prompt its prompt
     extends has been answered, so a provider's prompt cache holds that prefix by then."""
-    counts = np.array([len(r.targets) for r in rendered])
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    seq = np.searchsorted(starts, reads, side="right") - 1
+    seq, _ = _sequences_of(rendered, reads)
     order = np.zeros(reads.size, dtype=np.int64)
     for s in np.unique(seq):
         where = np.flatnonzero(seq == s)
@@ -186,9 +203,7 @@ def read_ids(rendered: list[Rendered], reads: np.ndarray) -> list[str]:
     sharing a prefix) get answers of their own rather than one shared (deduplicated, cached) answer."""
     import hashlib
 
-    counts = np.array([len(r.targets) for r in rendered])
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    seq = np.searchsorted(starts, reads, side="right") - 1
+    seq, starts = _sequences_of(rendered, reads)
     digests = {s: hashlib.sha256(rendered[s].text.encode()).hexdigest()[:16] for s in set(seq.tolist())}
     return [f"{digests[s]}:{j - starts[s]}" for s, j in zip(seq.tolist(), reads.tolist())]
 
@@ -196,9 +211,7 @@ def read_ids(rendered: list[Rendered], reads: np.ndarray) -> list[str]:
 def prefix_breaks(rendered: list[Rendered], reads: np.ndarray) -> list[list[int]]:
     """Per asked read, the character offsets in its prompt where the prompts of its sequence's
     earlier asked reads end, then its own: the boundaries a provider's cache breakpoints go on."""
-    counts = np.array([len(r.targets) for r in rendered])
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    seq = np.searchsorted(starts, reads, side="right") - 1
+    seq, starts = _sequences_of(rendered, reads)
     out, ends = [], {}
     for s, j in zip(seq.tolist(), reads.tolist()):
         mine = ends.setdefault(s, [])
