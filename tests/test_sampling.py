@@ -230,3 +230,14 @@ def test_temperature_zero_with_one_answer_is_todays_greedy_cell():
     assert zero.temperature_to_send() == plain.temperature_to_send() == 0.0
     assert sampling.Sampling(repeats=3).temperature_to_send() is None  # the provider's default
     assert sampling.Sampling(repeats=3, temperature=0.0).variant_parts() == ["repeats=3", "temperature=0"]
+
+
+def test_dry_run_counts_exactly_the_sampled_requests_sent(tmp_path):
+    with FaultServer(faults=False, sampled=0.3) as srv:
+        cfg = _cfg(srv.url, repeats=3, num=12)
+        res = runner.run(cfg, str(tmp_path / "r"), _ref(srv.url, str(tmp_path / "r")), progress=False,
+                         echo=lambda m: None)
+    from ffbench.backends import resolve
+
+    estimate = runner.dry_run(cfg, resolve(f"openai/{MODEL}", {**FAST, "echo": False}))
+    assert estimate.requests == res.usage["requests"] == 3 * res.results[0].reads
