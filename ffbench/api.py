@@ -36,7 +36,9 @@ def evaluate(model: str, suite=None, data=None, lengths=None, p_ignore=None, num
              reasoning_budget: int | None = None, reasoning_end: str | None = None, executor: str = "local",
              workers: int | None = None, ray_address: str | None = None, stop_at_first_error: bool = False,
              certify: float | None = None, max_cost: float | None = None, price_in: float | None = None,
-             price_out: float | None = None) -> RunResults:
+             price_out: float | None = None, repeats: int | None = None, temperature: float | None = None,
+             top_p: float | None = None, sampling_seed: int | None = None,
+             price_cached_in: float | None = None) -> RunResults:
     """Score ``model`` (a ``provider/model`` spec) exactly as ``ffbench run`` does and return the results.
 
     Lists may be given as Python lists or comma-separated strings. The run directory (``output_dir``,
@@ -47,17 +49,19 @@ def evaluate(model: str, suite=None, data=None, lengths=None, p_ignore=None, num
     (:mod:`ffbench.prompting`). ``stop_at_first_error``, ``certify`` (EPS) and ``max_cost`` (USD, with
     ``price_in`` / ``price_out`` in USD per million tokens) stop the run early (:mod:`ffbench.control`);
     the result's ``stop_reason`` and ``stop_detail`` say why. ``executor="ray"`` scores the shards on
-    ``workers`` Ray actors (:mod:`ffbench.executors`), with identical results.
+    ``workers`` Ray actors (:mod:`ffbench.executors`), with identical results. ``repeats``,
+    ``temperature``, ``top_p`` and ``sampling_seed`` sample greedy reads (:mod:`ffbench.sampling`).
     """
     from ffbench import runner
     from ffbench.control import RunControl
     from ffbench.cost import Prices
 
     control = RunControl(stop_at_first_error=bool(stop_at_first_error), certify=certify, max_cost=max_cost,
-                         prices=Prices(price_in, price_out))
+                         prices=Prices(price_in, price_out, price_cached_in))
     cfg, ref, out = _configure(model, suite, data, lengths, p_ignore, num, seed, render, scoring, fewshot, per_read,
                                model_args, alphabet, batch_size, max_batch_tokens, output_dir, base_url, api_key,
-                               chat_template, system_prompt, max_new_tokens, reasoning_budget, reasoning_end, echo)
+                               chat_template, system_prompt, max_new_tokens, reasoning_budget, reasoning_end, echo,
+                               (repeats, temperature, top_p, sampling_seed))
     results = runner.run(cfg, out, ref, progress=progress, echo=echo or (lambda m: None), rescore=rescore,
                          control=control, executor=executor, workers=workers, ray_address=ray_address)
     if record and results.complete:
@@ -73,7 +77,9 @@ def preflight(model: str, suite=None, data=None, lengths=None, p_ignore=None, nu
               batch_size: int | None = None, max_batch_tokens: int | None = None, base_url: str | None = None,
               chat_template: str | None = None, system_prompt: str | None = None, max_new_tokens: int | None = None,
               reasoning_budget: int | None = None, reasoning_end: str | None = None,
-              price_in: float | None = None, price_out: float | None = None):
+              price_in: float | None = None, price_out: float | None = None, repeats: int | None = None,
+              temperature: float | None = None, top_p: float | None = None, sampling_seed: int | None = None,
+              price_cached_in: float | None = None):
     """What :func:`evaluate` with the same arguments would send (``ffbench run --dry-run``): requests,
     prompt tokens, generation budget, longest prompt against the context and cost (prices in USD
     per million tokens), per cell and in total. Loads a tokenizer at most; writes nothing.
@@ -83,13 +89,15 @@ def preflight(model: str, suite=None, data=None, lengths=None, p_ignore=None, nu
 
     cfg, ref, _ = _configure(model, suite, data, lengths, p_ignore, num, seed, render, scoring, fewshot, per_read,
                              model_args, alphabet, batch_size, max_batch_tokens, None, base_url, None, chat_template,
-                             system_prompt, max_new_tokens, reasoning_budget, reasoning_end, None, need_key=False)
-    return runner.dry_run(cfg, ref, Prices(price_in, price_out))
+                             system_prompt, max_new_tokens, reasoning_budget, reasoning_end, None,
+                             (repeats, temperature, top_p, sampling_seed), need_key=False)
+    return runner.dry_run(cfg, ref, Prices(price_in, price_out, price_cached_in))
 
 
 def _configure(spec, suite, data, lengths, p_ignore, num, seed, render, scoring, fewshot, per_read, model_args,
                alphabet, batch_size, max_batch_tokens, output_dir, base_url, api_key, chat_template, system_prompt,
-               max_new_tokens, reasoning_budget, reasoning_end, echo, need_key=True):
+               max_new_tokens, reasoning_budget, reasoning_end, echo, sampling=(None, None, None, None),
+               need_key=True):
     """The run config, model reference and run directory of one call (usage errors raised here;
     ``need_key``: a remote model without an API key is one, as a run would send requests)."""
     import os
@@ -112,7 +120,8 @@ def _configure(spec, suite, data, lengths, p_ignore, num, seed, render, scoring,
                            batch_size=batch_size, base_url=model.recorded_base_url,
                            chat_template=template, chat_template_sha256=template_sha, system_prompt=system_prompt or None,
                            max_new_tokens=max_new_tokens, reasoning_budget=reasoning_budget or None,
-                           reasoning_end=reasoning_end)
+                           reasoning_end=reasoning_end, repeats=None if sampling[0] in (None, 1) else int(sampling[0]),
+                           temperature=sampling[1], top_p=sampling[2], sampling_seed=sampling[3])
     out = output_dir or runner.default_output_dir(cfg)
     ref = model.connect(RunDir(out).request_cache, echo)
     return cfg, ref, out

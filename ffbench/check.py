@@ -13,6 +13,9 @@ exactly:
 - *regression, unpaired* (different sequences of the same distribution): Fisher's exact one-sided
   test on the 2x2 table of errors and correct reads, p = P(X >= e_c) with
   X ~ Hypergeometric(n_c + n_b, e_c + e_b, n_c);
+- *regression, sampled and paired* (both cells hold K answers per read, ``--repeats``, on the very
+  same reads): the paired permutation test over sequences on the per-read error fractions
+  (:mod:`ffbench.paired`), which respects the clustering of a sequence's reads;
 - *stress cells* are tested point by point (each family at each parameter value, with the same
   paired or unpaired test), so a release whose tolerance drops on one family fails even when the
   cell's total barely moves;
@@ -65,7 +68,8 @@ class Test:
         return f"candidate {cand} vs ceiling {self.reference:.3g}: exact binomial one-sided p = {self.p_value:.3g}"
 
 
-_METHOD = {"mcnemar": "exact McNemar (paired)", "fisher": "Fisher's exact (unpaired)"}
+_METHOD = {"mcnemar": "exact McNemar (paired)", "fisher": "Fisher's exact (unpaired)",
+           "sign-flip": "paired permutation over sequences (sampled reads)"}
 
 
 @dataclass
@@ -142,7 +146,44 @@ def wrong_reads(run: RunResults, cell: CellResult) -> dict[tuple[int, int], str 
     return dict(zip(zip(table.column("seq_index").to_pylist(), table.column("read_index").to_pylist()), points))
 
 
+def sampled_shares(run: RunResults, cell: CellResult):
+    """(sequence, read) -> fraction of the read's K answers that were wrong, for a cell with repeats
+    (None when the run does not hold them)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    if not cell.sampled or run.samples_path is None or not run.samples_complete:
+        return None
+    table = pq.read_table(run.samples_path, columns=["cell", "seq_index", "read_index", "wrong_repeats", "repeats"])
+    table = table.filter(pc.equal(table.column("cell"), cell.id))
+    if table.num_rows != cell.reads:
+        return None
+    share = table.column("wrong_repeats").to_numpy() / table.column("repeats").to_numpy()
+    return dict(zip(zip(table.column("seq_index").to_pylist(), table.column("read_index").to_pylist()), share))
+
+
+def _sampled_test(cand_run: RunResults, cell: CellResult, base_run: RunResults, base: CellResult) -> Test | None:
+    """The paired permutation test of two sampled cells on the very same reads (None when it does not apply)."""
+    import numpy as np
+
+    from ffbench import paired
+
+    if not (cell.sampled and base.sampled and cell.data_sha256 == base.data_sha256 and cell.reads == base.reads):
+        return None
+    mine, theirs = sampled_shares(cand_run, cell), sampled_shares(base_run, base)
+    if mine is None or theirs is None or set(mine) != set(theirs):
+        return None
+    keys = sorted(mine)
+    d = paired.sequence_differences(np.array([k[0] for k in keys]), np.array([mine[k] for k in keys]),
+                                    np.array([theirs[k] for k in keys]))
+    return Test(cell.key, "regression", "sign-flip", (cell.errors, cell.reads), (base.errors, base.reads),
+                paired.sign_flip_p(d))
+
+
 def _regression(cand_run: RunResults, cell: CellResult, base_run: RunResults, base: CellResult) -> list[Test]:
+    sampled = _sampled_test(cand_run, cell, base_run, base)
+    if sampled is not None:
+        return [sampled]
     paired = None
     if cell.data_sha256 and cell.data_sha256 == base.data_sha256 and cell.reads == base.reads:
         mine, theirs = wrong_reads(cand_run, cell), wrong_reads(base_run, base)

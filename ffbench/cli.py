@@ -52,7 +52,11 @@ def _registry_option(f):
 
 
 def price_options(f):
-    """--price-in / --price-out (USD per million tokens): one definition for every command that prices tokens."""
+    """--price-in / --price-out / --price-cached-in (USD per million tokens): one definition for every
+    command that prices tokens."""
+    f = click.option("--price-cached-in", type=float, metavar="USD_PER_MTOK",
+                     help="Price of prompt tokens served by the provider's prompt cache, USD per million (default: "
+                          "--price-in); Anthropic's cache writes cost 1.25 x --price-in.")(f)
     f = click.option("--price-out", type=float, metavar="USD_PER_MTOK",
                      help="Price of completion (generated) tokens, USD per million; for --max-cost, the run's cost "
                           "figure and the dry run's estimate.")(f)
@@ -192,6 +196,24 @@ def _prompt_options(f):
                      "budget get N)."),
         click.option("--reasoning-end", metavar="MARKER", help="The marker that ends a reply's reasoning; the answer "
                      "is read after it (default </think>; an API's separate reasoning field needs none)."),
+    ]):
+        f = option(f)
+    return f
+
+
+def _sampling_options(f):
+    """Flags of sampled greedy reads (ffbench.sampling)."""
+    for option in reversed([
+        click.option("--repeats", type=int, metavar="K", help="Ask every greedy read K times; cells report the mean "
+                     "per-read error probability (cluster-robust interval over sequences), reads wrong in at least "
+                     "one and in all K, and the majority answer's error rate. Without --temperature, K > 1 uses the "
+                     "provider's default sampling."),
+        click.option("--temperature", type=float, metavar="X", help="Sampling temperature sent to openai/ and "
+                     "anthropic/ models (default: 0 for one answer per read, the provider's default with --repeats)."),
+        click.option("--top-p", "top_p", type=float, metavar="P", help="Nucleus sampling sent to openai/ and "
+                     "anthropic/ models."),
+        click.option("--sampling-seed", type=int, metavar="S", help="Sampling seed sent to openai/ models (repeat k "
+                     "gets S+k); --seed is the data's seed."),
     ]):
         f = option(f)
     return f
@@ -368,12 +390,14 @@ def _csv(cast, name):
               "own tokenizer, chat template included; an estimate for API models), generation budget, longest prompt "
               "against the context and cost (with --price-in/--price-out), then exit 0. Loads a tokenizer at most; "
               "writes nothing.")
+@_sampling_options
 @_stopping_options
 @price_options
 def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, fewshot, per_read, model_args,
         base_url, api_key, batch_size, max_batch_tokens, alphabet, output_dir, progress, revision, registry, record,
         rescore, executor, workers, ray_address, chat_template, system_prompt, max_new_tokens, reasoning_budget,
-        reasoning_end, dry_run, stop_at_first_error, certify, max_cost, price_in, price_out):
+        reasoning_end, dry_run, repeats, temperature, top_p, sampling_seed, stop_at_first_error, certify, max_cost,
+        price_in, price_out, price_cached_in):
     """Measure a model's flip-flop read accuracy and glitch rate, with exact 95% intervals.
 
     Every read of every sequence is scored and kept (samples.parquet); dense scoring reads all
@@ -404,15 +428,17 @@ def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, few
                   model_args=_model_args(model_args), alphabet=alphabet, batch_size=batch_size,
                   max_batch_tokens=max_batch_tokens, base_url=base_url, chat_template=chat_template,
                   system_prompt=system_prompt, max_new_tokens=max_new_tokens, reasoning_budget=reasoning_budget,
-                  reasoning_end=reasoning_end)
+                  reasoning_end=reasoning_end, repeats=repeats, temperature=temperature, top_p=top_p,
+                  sampling_seed=sampling_seed)
     if dry_run:
-        click.echo(str(api.preflight(model, price_in=price_in, price_out=price_out, **common)))
+        click.echo(str(api.preflight(model, price_in=price_in, price_out=price_out, price_cached_in=price_cached_in,
+                                     **common)))
         return
     show = progress if progress is not None else sys.stderr.isatty()
     results = api.evaluate(model, output_dir=output_dir, api_key=api_key, progress=show, rescore=rescore,
                            echo=lambda m: click.echo(m, err=True), stop_at_first_error=stop_at_first_error,
                            certify=certify, max_cost=max_cost, price_in=price_in, price_out=price_out,
-                           executor=executor, workers=workers, ray_address=ray_address, **common)
+                           price_cached_in=price_cached_in, executor=executor, workers=workers, ray_address=ray_address, **common)
     out = results.label
     click.echo(summary.format_table(results.results))
     stopped = summary.format_stop(results)

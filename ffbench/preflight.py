@@ -29,11 +29,13 @@ from ffbench import render
 from ffbench.cost import Prices, TokenEstimate
 from ffbench.errors import UsageError
 from ffbench.prompting import PromptFormat, PromptOptions, per_read_prompts, shift
+from ffbench.sampling import Sampling
 from ffbench.scoring import is_asking, questions, uses_dense
 
 WORD = re.compile(r" ?[^\W\d_]+| ?\d| ?[^\w\s]+|\s+")  # about one BPE token each (digits one by one)
 CHAT_MESSAGE_TOKENS = 4  # role markers and separators a chat API adds around each message (estimate)
 CHUNK = 256  # texts per tokenizer call
+MIN_CACHED = 1024  # the shortest prefix OpenAI's and Anthropic's prompt caches keep (tokens)
 
 
 def estimate_tokens(text: str) -> int:
@@ -56,6 +58,7 @@ class CellEstimate:
     longest: int  # tokens the longest request needs in context: its prompt, plus its budget when it generates
     context: int | None
     may_reask: bool = False  # the dense pass may leave reads to re-ask that no tokenizer can predict
+    cached_tokens: int = 0  # of prompt_tokens, those a provider's prompt cache is expected to serve
 
     @property
     def fits(self) -> bool:
@@ -85,6 +88,10 @@ class Preflight:
         return sum(c.generation_budget for c in self.cells)
 
     @property
+    def cached_tokens(self) -> int:
+        return sum(c.cached_tokens for c in self.cells)
+
+    @property
     def longest(self) -> int:
         return max((c.longest for c in self.cells), default=0)
 
@@ -96,8 +103,8 @@ class Preflight:
         if self.prices is None:
             return None
         if cell is None:
-            return self.prices.cost(self.prompt_tokens, self.generation_budget)
-        return self.prices.cost(cell.prompt_tokens, cell.generation_budget)
+            return self.prices.cost(self.prompt_tokens, self.generation_budget, self.cached_tokens)
+        return self.prices.cost(cell.prompt_tokens, cell.generation_budget, cell.cached_tokens)
 
     def __str__(self) -> str:
         how = ("tokens counted with the model's own tokenizer, chat template and BOS included" if self.exact else
@@ -122,6 +129,11 @@ class Preflight:
             out.append(f"\ncost at ${self.prices.price_in or 0:g} / ${self.prices.price_out or 0:g} per million prompt / "
                        "generated "
                        "tokens, with every request using its whole generation budget (an upper bound)")
+        if self.cached_tokens:
+            price = self.prices.price_cached_in if self.prices is not None else None
+            out.append(f"about {self.cached_tokens:,} of the prompt tokens are expected from the provider's prompt cache "
+                       f"(a sequence's reads are asked in prefix order; counted where the shared prefix reaches "
+                       f"{MIN_CACHED:,} tokens)" + ("" if price is None else f", priced at ${price:g} per million"))
         if any(c.may_reask for c in self.cells):
             out.append("* reads the dense pass cannot decide without the model's log-probabilities (a rival answer "
                        "outside the top-k, a greedy path that stops inside a multi-token answer) are re-asked one by "
@@ -219,21 +231,28 @@ class Estimator:
         self.context = self.cls.context_before_load(model.name, model.args) or model.args.get("context_length")
         self.dense_ok, self.chat_api = self.cls.serving(model.name, model.args)
         self.options = PromptOptions.from_config(p.config)
+        self.sampling = Sampling.from_config(p.config)
         self.counter = _Counter(self.tokenizer, self.chat_api, self.options.system_prompt)
 
     def cell(self, cell, rendered) -> CellEstimate:
         template = self.p.templates[cell.render]
         fmt = self.options.format(template, self.tokenizer)
         return _cell(cell, rendered, template, fmt, self.options, self.counter, self.cls, self.dense_ok, self.chat_api,
-                     self.p.config.per_read, self.context)
+                     self.p.config.per_read, self.context, self.sampling)
 
     def shard(self, cell, rendered) -> TokenEstimate:
         est = self.cell(cell, rendered)
-        return TokenEstimate(est.requests, est.prompt_tokens, est.generation_budget, self.tokenizer is not None)
+        return TokenEstimate(est.requests, est.prompt_tokens, est.generation_budget, self.tokenizer is not None,
+                             est.cached_tokens)
 
 
 def _cell(cell, rendered, template, fmt: PromptFormat, options: PromptOptions, counter: _Counter, cls,
-          dense_ok: bool, chat_api: bool, per_read: bool, context) -> CellEstimate:
+          dense_ok: bool, chat_api: bool, per_read: bool, context, sampling: Sampling | None = None) -> CellEstimate:
+    """A cell's requests, as :func:`ffbench.scoring.score` sends them: sampled greedy reads are asked
+    one by one (no dense pass), ``--repeats`` times each."""
+    sampling = sampling or Sampling()
+    if cell.scoring == "greedy" and sampling.sampled:
+        per_read = True
     reads = sum(len(r.targets) for r in rendered)
     choices = rendered[0].choices if rendered else ()
     prompt = "chat template" if fmt.chat else ("user message" if chat_api else "raw")
@@ -258,13 +277,15 @@ def _cell(cell, rendered, template, fmt: PromptFormat, options: PromptOptions, c
         _add_reasked(est, rendered, forced, all_reads, template, fmt, options, counter, cls, chat_api, "choice")
         return est
     est = CellEstimate(mode="generation", requests=0, prompt_tokens=0, generation_budget=0, longest=0, **base)
-    _add_reasked(est, rendered, forced, all_reads, template, fmt, options, counter, cls, chat_api, "greedy")
+    _add_reasked(est, rendered, forced, all_reads, template, fmt, options, counter, cls, chat_api, "greedy",
+                 sampling.repeats)
     return est
 
 
 def _add_reasked(est: CellEstimate, rendered, forced, reads: np.ndarray, template, fmt, options, counter, cls,
-                 chat_api: bool, scoring: str) -> None:
-    """Add the requests that score ``reads`` one by one, as the scorer sends them."""
+                 chat_api: bool, scoring: str, repeats: int = 1) -> None:
+    """Add the requests that score ``reads`` one by one, as the scorer sends them (greedy reads
+    ``repeats`` times each)."""
     choices = rendered[0].choices
     if scoring == "choice":
         prompts = per_read_prompts(forced, reads)
@@ -276,11 +297,29 @@ def _add_reasked(est: CellEstimate, rendered, forced, reads: np.ndarray, templat
         return
     asking = is_asking(template, chat_api, fmt.chat)
     budget = options.budget(choices, asking)
-    lengths = counter.lengths(questions(rendered, reads, template, fmt, asking))
+    lengths = counter.lengths(questions(rendered, reads, template, fmt, asking)) * repeats
+    if getattr(cls, "caches_prefixes", False) and not fmt.chat:
+        est.cached_tokens += cached_estimate(rendered, reads, counter, repeats)
     est.requests += len(lengths)
     est.prompt_tokens += sum(lengths)
     est.generation_budget += budget * len(lengths)
     est.longest = max(est.longest, max(lengths, default=0) + budget)
+
+
+def cached_estimate(rendered, reads: np.ndarray, counter: _Counter, repeats: int) -> int:
+    """Prompt tokens a provider's cache is expected to serve when a sequence's reads are asked in
+    prefix order (:func:`ffbench.scoring.prefix_waves`): each read's first answer reuses the prompt
+    of the sequence's previous asked read, its further repeats its own prompt up to the answer;
+    prefixes shorter than ``MIN_CACHED`` tokens are not cached."""
+    bare = counter.lengths(per_read_prompts(rendered, reads))
+    counts = np.array([len(r.targets) for r in rendered])
+    seq = np.searchsorted(np.concatenate(([0], np.cumsum(counts)[:-1])), reads, side="right") - 1
+    total, previous = 0, {}
+    for s, n in zip(seq.tolist(), bare):
+        before = previous.get(s, 0)
+        total += (before if before >= MIN_CACHED else 0) + (repeats - 1) * (n if n >= MIN_CACHED else 0)
+        previous[s] = n
+    return total
 
 
 def _dense_pass(forced, counter: _Counter, scoring: str) -> tuple[list[int], np.ndarray]:

@@ -34,6 +34,7 @@ from ffbench.errors import FFBenchError, Interrupted, UsageError
 from ffbench.identity import RunIdentity
 from ffbench.resources import available_memory
 from ffbench.rundir import SAMPLE_COLUMNS, RunDir
+from ffbench.sampling import Sampling
 from ffbench.schema import CellKey, CellResult, RunResults, variant_of
 from ffbench.sources import SequenceStore, SourceSpec, check_fits, plan_sources
 
@@ -66,9 +67,18 @@ class RunConfig:
     max_new_tokens: int | None = None
     reasoning_budget: int | None = None
     reasoning_end: str | None = None  # None: </think>
+    # Sampled greedy reads (ffbench.sampling); None = one greedy answer per read, as before.
+    repeats: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    sampling_seed: int | None = None
+
+    ADDED_LATER = ("repeats", "temperature", "top_p", "sampling_seed")
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The config; fields added later are left out while unset, so a run without them keeps
+        the config hash (and the default run directory) it had before they existed."""
+        return {k: v for k, v in asdict(self).items() if not (k in self.ADDED_LATER and v is None)}
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()
@@ -128,6 +138,7 @@ def plan(cfg: RunConfig, store: SequenceStore | None = None) -> Plan:
     if cfg.batch_size is not None and cfg.batch_size <= 0:
         raise UsageError(f"--batch-size must be a positive integer, got {cfg.batch_size}")
     prompting.check_options(cfg)
+    _check_sampling(cfg)
     store = store or SequenceStore()
     sources = plan_sources(cfg.suites, cfg.data, cfg.lengths, cfg.p_ignore, cfg.num, cfg.seed, cfg.alphabet, store)
     check_fits(sources, available_memory())  # before a single sequence is generated
@@ -136,6 +147,22 @@ def plan(cfg: RunConfig, store: SequenceStore | None = None) -> Plan:
              for src in sources for r in cfg.renders for s in cfg.scorings]
     demo = render.demo_sequence(alphabet=cfg.alphabet) if cfg.fewshot else None
     return Plan(cfg, cells, store, templates, demo)
+
+
+def _check_sampling(cfg: RunConfig) -> None:
+    """Sampling options no run can use, and what this provider's model cannot do (one line each)."""
+    from ffbench import backends, sampling
+
+    provider = cfg.model.split("/", 1)[0]
+    try:
+        cls = backends.resolve(cfg.model, dict(cfg.model_args)).cls
+    except (FFBenchError, UsageError, ImportError):
+        cls = None  # the provider's own line (an unknown name, the extra to install) comes when it loads
+    sampling.check(cfg, cfg.scorings, cls is None or bool(getattr(cls, "takes_sampling", False)), provider)
+    rules = getattr(cls, "check_sampling", None)
+    if rules is not None and "greedy" in cfg.scorings:
+        rules(cfg.model.split("/", 1)[-1], dict(cfg.model_args), sampling.Sampling.from_config(cfg),
+              cfg.reasoning_budget)
 
 
 def shard_size(length: int, batch_size: int | None) -> int:
@@ -459,7 +486,8 @@ def score_shard(backend, p: Plan, cell: Cell, start: int, stop: int):
     template = p.templates[cell.render]
     rendered = _rendered(p, cell, start, stop)
     outcome = scoring.score(backend, rendered, template, cell.scoring, per_read=p.config.per_read,
-                            options=prompting.PromptOptions.from_config(p.config))
+                            options=prompting.PromptOptions.from_config(p.config),
+                            sampling=Sampling.from_config(p.config))
     lo, hi = np.searchsorted(reads.seq_index, [start, stop])
     n = hi - lo
     target = reads.target[lo:hi]
@@ -487,6 +515,11 @@ def score_shard(backend, p: Plan, cell: Cell, start: int, stop: int):
     }
     columns.update(stress_columns(p.store.columns(cell.source), reads.seq_index[lo:hi]))
     assert tuple(columns)[: len(SAMPLE_COLUMNS)] == SAMPLE_COLUMNS
+    if outcome.repeats is not None:  # --repeats K > 1: every answer, beside the majority in `prediction`
+        columns["repeats"] = pa.array(np.full(n, outcome.repeats.shape[1], np.int32))
+        columns["wrong_repeats"] = pa.array((outcome.repeats != target[:, None]).sum(axis=1).astype(np.int32))
+        columns["predictions"] = pa.array(outcome.repeats.tolist(), pa.list_(pa.int64()))
+        columns["outputs"] = pa.array(outcome.repeat_outputs, pa.list_(pa.string()))
     return pa.table(columns)
 
 
@@ -566,8 +599,12 @@ def _cost(control: RunControl, usage: dict) -> dict | None:
     prices = control.prices
     if not prices.given:
         return None
-    return {"usd": prices.of_usage(usage), **prices.as_dict(), "max_cost": control.max_cost,
-            "prompt_tokens": int(usage.get("prompt_tokens", 0)), "completion_tokens": int(usage.get("completion_tokens", 0))}
+    out = {"usd": prices.of_usage(usage), **prices.as_dict(), "max_cost": control.max_cost,
+           "prompt_tokens": int(usage.get("prompt_tokens", 0)), "completion_tokens": int(usage.get("completion_tokens", 0))}
+    for name in ("cached_tokens", "cache_write_tokens"):  # of prompt_tokens, where a prompt cache answered (ffbench.cost)
+        if usage.get(name):
+            out[name] = int(usage[name])
+    return out
 
 
 def cell_result(cell: Cell, num_sequences: int, table, sha: str) -> CellResult:
@@ -585,7 +622,17 @@ def cell_result(cell: Cell, num_sequences: int, table, sha: str) -> CellResult:
         reads_scored_per_read=int(per_read.sum()),
         by_write_distance=tuple(metrics.breakdown(table.column("write_distance").to_numpy(), correct)),
         by_read_position=tuple(metrics.breakdown(slot, correct, edges=(0,) + metrics.DISTANCE_EDGES)),
-        by_point=tuple(by_point), tolerances=tuple(tolerances))
+        by_point=tuple(by_point), tolerances=tuple(tolerances), sampled=_sampled(table, correct))
+
+
+def _sampled(table, correct: np.ndarray) -> dict | None:
+    """A cell's sampled figures (:func:`ffbench.sampling.cell_stats`) when its reads were repeated."""
+    if "wrong_repeats" not in table.column_names:
+        return None
+    from ffbench import sampling
+
+    return sampling.cell_stats(table.column("seq_index").to_numpy(), table.column("wrong_repeats").to_numpy(),
+                               table.column("repeats").to_numpy(), correct)
 
 
 def stress_breakdown(table) -> tuple[list[dict], list[dict]]:

@@ -87,6 +87,7 @@ class CellResult:
     planned_sequences: int | None = None  # the cell's sequences in the plan (None: not recorded)
     stop_reason: str = "complete"  # why no more were scored: complete|certified|refuted|first_error|max_cost
     certify: dict | None = field(default=None, hash=False, compare=False)  # --certify: bound and verdict
+    sampled: dict | None = field(default=None, hash=False, compare=False)  # --repeats K > 1 (ffbench.sampling)
 
     @property
     def id(self) -> str:
@@ -114,6 +115,8 @@ class CellResult:
                "complete": self.complete, "planned_sequences": self.planned_sequences, "stop_reason": self.stop_reason}
         if self.certify is not None:
             out["certify"] = dict(self.certify)
+        if self.sampled is not None:
+            out["sampled"] = dict(self.sampled)
         if self.by_point:
             out["by_point"], out["tolerances"] = list(self.by_point), list(self.tolerances)
         out.update(self.breakdowns)
@@ -141,7 +144,8 @@ class CellResult:
                        breakdowns={k: v for k, v in raw.items() if k not in known},
                        complete=bool(raw.get("complete", True)),
                        planned_sequences=None if raw.get("planned_sequences") is None else int(raw["planned_sequences"]),
-                       stop_reason=str(raw.get("stop_reason", "complete")), certify=raw.get("certify"))
+                       stop_reason=str(raw.get("stop_reason", "complete")), certify=raw.get("certify"),
+                       sampled=raw.get("sampled"))
         except (KeyError, TypeError, ValueError) as exc:
             raise FFBenchError(f"malformed cell in results ({type(exc).__name__}: {exc})") from None
 
@@ -336,4 +340,8 @@ def variant_of(config: dict, scoring: str = "choice", chat: bool = False, asks: 
         for name in ("max_new_tokens", "reasoning_budget", "reasoning_end"):
             if config.get(name):
                 parts.append(f"{name}={short(config[name])}")
+    if scoring == "greedy":
+        from ffbench.sampling import Sampling
+
+        parts += Sampling.from_config(config).variant_parts()
     return "+".join(parts)

@@ -29,6 +29,7 @@ from ffbench.errors import FFBenchError
 from ffbench.prompting import PromptFormat, PromptOptions, answer_after_reasoning, per_read_prompts, shift
 from ffbench.render import Rendered, Template
 from ffbench.rules import choice_prediction
+from ffbench.sampling import Sampling, majority
 
 SCORINGS = ("choice", "greedy")
 
@@ -43,6 +44,9 @@ class Outcome:
     per_read: np.ndarray  # bool: decided by a per-read request rather than the dense pass
     output: list  # greedy scoring: what the model said (its reply, or its continuation in the dense pass)
     truncated: np.ndarray  # bool: the reply hit the token budget before naming an answer
+    # --repeats K > 1 (ffbench.sampling): each read's K answers (-1: none) and replies; prediction is their majority
+    repeats: np.ndarray | None = None
+    repeat_outputs: list | None = None
 
 
 def decide_choice(logprobs: np.ndarray, bound: np.ndarray, targets: np.ndarray):
@@ -69,9 +73,11 @@ def decide_choice(logprobs: np.ndarray, bound: np.ndarray, targets: np.ndarray):
 
 
 def score(backend: Backend, rendered: list[Rendered], template: Template, scoring: str,
-          per_read: bool = False, options: PromptOptions | None = None) -> Outcome:
+          per_read: bool = False, options: PromptOptions | None = None, sampling: Sampling | None = None) -> Outcome:
     """Score every read of ``rendered``; ``options`` says how prompts are formatted (chat template,
-    system prompt) and how long replies may be (see :mod:`ffbench.prompting`)."""
+    system prompt) and how long replies may be (see :mod:`ffbench.prompting`). ``sampling``
+    (:mod:`ffbench.sampling`): a sampled greedy read is always asked by its own request (a dense
+    pass reads the argmax only), K times with ``repeats`` K, and its prediction is the majority."""
     if scoring not in SCORINGS:
         raise FFBenchError(f"unknown scoring {scoring!r} (use choice or greedy)")
     if scoring == "choice" and backend.is_chat:
@@ -86,6 +92,10 @@ def score(backend: Backend, rendered: list[Rendered], template: Template, scorin
     margin = np.full(n, np.nan)
     output: list = [None] * n
     truncated = np.zeros(n, dtype=bool)
+    sampling = sampling or Sampling()
+    answers, replies_of = None, None
+    if scoring == "greedy" and sampling.sampled:
+        per_read = True
     if uses_dense(backend.supports_dense, scoring, fmt.chat, per_read):
         results = backend.score_dense([ScoreRequest(r.text, r.spans, r.choices) for r in forced])
         logprobs = np.concatenate([s.logprobs for s in results])
@@ -109,9 +119,22 @@ def score(backend: Backend, rendered: list[Rendered], template: Template, scorin
             asked = questions(rendered, todo, template, fmt, asking)
             backend.system_prompt, backend.reasoning_budget = options.system_prompt, options.reasoning_budget
             opened = bool(asked) and fmt.reasoning_opened(asked[0], options.end_marker)
-            for j, reply in zip(todo.tolist(), backend.generate(asked, options.budget(choices, asking))):
-                pred[j], truncated[j] = interpret(reply, template, choices, asking, options.end_marker, opened)
-                output[j] = reply.text
+            said, cut, texts = ask(backend, rendered, todo, asked, options.budget(choices, asking), sampling, fmt.chat,
+                                   lambda reply: interpret(reply, template, choices, asking, options.end_marker, opened))
+            if sampling.repeats == 1:
+                pred[todo], truncated[todo] = said[:, 0], cut[:, 0]
+                for i, j in enumerate(todo.tolist()):
+                    output[j] = texts[i][0]
+            else:
+                maj, _ = majority(said, targets[todo])
+                pred[todo] = maj
+                truncated[todo] = (maj == NO_CHOICE) & cut.any(axis=1)
+                answers = np.full((n, sampling.repeats), NO_CHOICE, dtype=np.int64)
+                answers[todo] = said
+                replies_of = [None] * n
+                for i, j in enumerate(todo.tolist()):
+                    output[j] = texts[i][said[i].tolist().index(maj[i])]
+                    replies_of[j] = texts[i]
     if (pred == UNKNOWN).any():
         raise FFBenchError("internal error: a read was left undecided")  # never silently dropped
     if scoring == "choice" and n > 1 and np.all(margin == 0):
@@ -120,7 +143,81 @@ def score(backend: Backend, rendered: list[Rendered], template: Template, scorin
                            "this is not a result; check what the model or server returns for the answers' tokens")
     per_read_mask = np.zeros(n, dtype=bool)
     per_read_mask[todo] = True
-    return Outcome(np.where(pred == NO_CHOICE, -1, pred), pred == NO_CHOICE, margin, per_read_mask, output, truncated)
+    return Outcome(np.where(pred == NO_CHOICE, -1, pred), pred == NO_CHOICE, margin, per_read_mask, output, truncated,
+                   answers, replies_of)
+
+
+def ask(backend: Backend, rendered: list[Rendered], reads: np.ndarray, asked: list[str], budget: int,
+        sampling: Sampling, templated: bool, parse) -> tuple[np.ndarray, np.ndarray, list]:
+    """Generate the replies to the ``asked`` questions of ``reads``: (answer per read and repeat,
+    NO_CHOICE for none; cut by the budget; reply texts), ``parse`` giving (answer, cut) of a reply.
+
+    A provider with a prompt cache gets a sequence's reads in prefix order (:func:`prefix_waves`)
+    with the offsets its cache breakpoints go on (:func:`prefix_breaks`); a sampled read is asked
+    ``sampling.repeats`` times, each request tagged with its repeat and read (:func:`read_ids`)."""
+    k = sampling.repeats
+    said = np.full((reads.size, k), NO_CHOICE, dtype=np.int64)
+    cut = np.zeros((reads.size, k), dtype=bool)
+    texts = [[None] * k for _ in range(reads.size)]
+    caching = getattr(backend, "caches_prefixes", False)
+    waves = prefix_waves(rendered, reads) if caching else [np.arange(reads.size)]
+    breaks = None if not caching or templated else prefix_breaks(rendered, reads)
+    ids = read_ids(rendered, reads) if sampling.sampled else None
+    backend.sampling = sampling
+    try:
+        for wave in waves:  # read j of a sequence after read j-1: its prefix is cached by then
+            for r in range(k):
+                backend.repeat = r if sampling.sampled else None  # repeat r is its own request (and cache entry)
+                backend.read_ids = None if ids is None else [ids[i] for i in wave]
+                backend.prefix_breaks = None if breaks is None else [breaks[i] for i in wave]
+                for i, reply in zip(wave.tolist(), backend.generate([asked[i] for i in wave.tolist()], budget)):
+                    said[i, r], cut[i, r] = parse(reply)
+                    texts[i][r] = reply.text
+    finally:
+        backend.repeat, backend.prefix_breaks, backend.read_ids = None, None, None
+    return said, cut, texts
+
+
+def _sequences_of(rendered: list[Rendered], reads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sequence of each flat read index, each sequence's first flat read index)."""
+    counts = np.array([len(r.targets) for r in rendered])
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    return np.searchsorted(starts, reads, side="right") - 1, starts
+
+
+def prefix_waves(rendered: list[Rendered], reads: np.ndarray) -> list[np.ndarray]:
+    """Positions in ``reads`` grouped so that wave w holds each sequence's w-th asked read: sent
+    wave after wave, every request of a sequence goes out after the one whose prompt its prompt
+    extends has been answered, so a provider's prompt cache holds that prefix by then."""
+    seq, _ = _sequences_of(rendered, reads)
+    order = np.zeros(reads.size, dtype=np.int64)
+    for s in np.unique(seq):
+        where = np.flatnonzero(seq == s)
+        order[where] = np.arange(where.size)
+    return [np.flatnonzero(order == w) for w in range(int(order.max()) + 1)] if reads.size else []
+
+
+def read_ids(rendered: list[Rendered], reads: np.ndarray) -> list[str]:
+    """Per asked read, its identity (a digest of its whole sequence's text and its read index): a
+    sampled read's request carries it, so two reads whose prompts happen to be equal (sequences
+    sharing a prefix) get answers of their own rather than one shared (deduplicated, cached) answer."""
+    import hashlib
+
+    seq, starts = _sequences_of(rendered, reads)
+    digests = {s: hashlib.sha256(rendered[s].text.encode()).hexdigest()[:16] for s in set(seq.tolist())}
+    return [f"{digests[s]}:{j - starts[s]}" for s, j in zip(seq.tolist(), reads.tolist())]
+
+
+def prefix_breaks(rendered: list[Rendered], reads: np.ndarray) -> list[list[int]]:
+    """Per asked read, the character offsets in its prompt where the prompts of its sequence's
+    earlier asked reads end, then its own: the boundaries a provider's cache breakpoints go on."""
+    seq, starts = _sequences_of(rendered, reads)
+    out, ends = [], {}
+    for s, j in zip(seq.tolist(), reads.tolist()):
+        mine = ends.setdefault(s, [])
+        mine.append(int(rendered[s].spans[j - starts[s], 0]))
+        out.append(list(mine))
+    return out
 
 
 def uses_dense(supports_dense: bool, scoring: str, templated: bool, per_read: bool) -> bool:

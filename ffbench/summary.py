@@ -38,7 +38,11 @@ def format_table(cells: list[CellResult]) -> str:
         if c.tolerances:
             out += ["", f"stress profile, {c.key.describe()} (exact 95% intervals):"]
             out += [f"  {t['line']}" for t in c.tolerances]
-    asked = [c for c in cells if c.reads_scored_per_read]
+    sampled = [c for c in cells if c.sampled]
+    if sampled:
+        out += ["", "sampled reads (mean per-read error probability, 95% cluster-robust interval over sequences):"]
+        out += [f"  {line}" for c in sampled for line in format_sampled(c)]
+    asked = [c for c in cells if c.reads_scored_per_read and not c.sampled]  # a sampled read is always asked
     if asked:
         out += ["", "reads scored by a request of their own (the dense pass could not decide them exactly):"]
         out += [f"  {c.key.describe()}: {c.reads_scored_per_read:,} of {c.reads:,} "
@@ -48,6 +52,16 @@ def format_table(cells: list[CellResult]) -> str:
         out += ["", f"{cut:,} read(s) got a reply cut by the token budget before it named an answer (counted as "
                     "errors and as invalid): raise --max-new-tokens"]
     return "\n".join(out)
+
+
+def format_sampled(c: CellResult) -> list[str]:
+    """A repeated cell's figures (:mod:`ffbench.sampling`) in two lines."""
+    s, k = c.sampled, c.sampled["repeats"]
+    lo, hi = s["ci95"]
+    return [f"{c.key.describe()}: {s['error_probability']:.3e} [{lo:.2e}, {hi:.2e}] from {s['answers']:,} answers "
+            f"({k} per read)",
+            f"    reads wrong in at least one of {k}: {s['wrong_any']:.2%}; in all {k}: {s['wrong_all']:.2%}; "
+            f"majority answer wrong: {s['majority_error_rate']:.2%}"]
 
 
 def _seqs(c: CellResult) -> str:
@@ -74,7 +88,13 @@ def format_stop(results: RunResults) -> str:
     if results.cost is not None:
         cost = results.cost
         budget = "" if cost.get("max_cost") is None else f" of --max-cost ${cost['max_cost']:,.4f}"
+        cached = ""
+        if cost.get("cached_tokens") or cost.get("cache_write_tokens"):
+            rate = cost.get("price_cached_in")
+            cached = (f"; of the prompt tokens {cost.get('cached_tokens', 0):,} read from the provider's cache"
+                      + ("" if rate is None else f" at ${rate:g}")
+                      + (f", {cost['cache_write_tokens']:,} written to it" if cost.get("cache_write_tokens") else ""))
         lines.append(f"cost: ${cost['usd']:,.4f}{budget} ({cost['prompt_tokens']:,} prompt and "
                      f"{cost['completion_tokens']:,} completion tokens at ${cost['price_in'] or 0:g} / "
-                     f"${cost['price_out'] or 0:g} per million)")
+                     f"${cost['price_out'] or 0:g} per million{cached})")
     return "\n".join(lines)

@@ -7,7 +7,16 @@ the wrong bit, sent only when the request turns thinking on), or is cut at the b
 (``stop_reason: max_tokens``).
 
 Like the real API at the version the SDK sends, it refuses sampling parameters (temperature,
-top_p, top_k) with a 400, and requests without the expected key with a 401.
+top_p, top_k) with a 400, and requests without the expected key with a 401. With
+``accepts_sampling=True`` it takes them under the Messages API's rules instead (temperature in
+[0, 1]; not temperature and top_p together; with thinking on, no temperature but 1 and top_p in
+[0.95, 1]; a thinking budget of at least 1024 below ``max_tokens``) and counts what it got in
+``sampling_seen``. With ``prompt_cache=True`` it bills like the API's prompt cache, one token per
+character: a user turn given as text blocks with ``cache_control`` on one of them writes the
+prefix up to that block (``cache_creation_input_tokens``; at least 1024 tokens, else nothing is
+cached) and reads the longest prefix ending at a block boundary within 20 blocks before it that an
+earlier request wrote (``cache_read_input_tokens``); ``input_tokens`` counts the rest. A plain
+string turn is never cached.
 
 Faults on the first attempt of every few distinct Messages requests: 429 (rate limited, with
 ``retry-after``), 529 (overloaded, with ``retry-after``) and a malformed JSON body. Message
@@ -44,8 +53,14 @@ def _error(etype: str, message: str) -> dict:
 
 class AnthropicServer(LocalServer):
     def __init__(self, faults: bool = True, retry_after_ms: int = 100, batch_faults: list | None = None,
-                 hold: bool = False, batch_polls: int = 2, stall: float = 1.5):
+                 hold: bool = False, batch_polls: int = 2, stall: float = 1.5, accepts_sampling: bool = False,
+                 prompt_cache: bool = False):
         self.faults, self.retry_after_ms, self.stall = faults, retry_after_ms, stall
+        self.accepts_sampling = accepts_sampling
+        self.prompt_cache = prompt_cache
+        self.cache: set = set()  # written prefixes, as the tuple of their blocks' texts
+        self.billed_tokens: Counter = Counter()  # input, cache_read, cache_write tokens billed
+        self.sampling_seen: Counter = Counter()  # (temperature, top_p, thinking type) of accepted requests
         self.lock = threading.Lock()
         self.requests = 0  # every POST /v1/messages
         self.seen: set[str] = set()
@@ -79,7 +94,8 @@ class AnthropicServer(LocalServer):
             return fault
 
     def reply(self, req: dict) -> dict:
-        content = req["messages"][-1]["content"]
+        turn = req["messages"][-1]["content"]
+        content = turn if isinstance(turn, str) else "".join(b["text"] for b in turn)
         bit = oracle_bit(chat_sequence(content))
         kind = reply_kind(content)
         thinking_on = (req.get("thinking") or {}).get("type") in ("enabled", "adaptive")
@@ -102,7 +118,31 @@ class AnthropicServer(LocalServer):
                 self.system_prompts[req["system"]] += 1
         return {"id": "msg_test", "type": "message", "role": "assistant", "model": MODEL, "content": blocks,
                 "stop_reason": stop, "stop_sequence": None,
-                "usage": {"input_tokens": len(content), "output_tokens": 5}}
+                "usage": {**self._billed(turn), "output_tokens": 5}}
+
+    CACHE_MIN, LOOKBACK = 1024, 20
+
+    def _billed(self, turn) -> dict:
+        """The prompt's usage under the prompt cache (module docstring); all input without it."""
+        if not self.prompt_cache or isinstance(turn, str):
+            n = len(turn) if isinstance(turn, str) else sum(len(b["text"]) for b in turn)
+            return {"input_tokens": n}
+        texts = [b["text"] for b in turn]
+        ends = [sum(len(t) for t in texts[:k + 1]) for k in range(len(texts))]
+        marks = [k for k, b in enumerate(turn) if b.get("cache_control")]
+        read = write = 0
+        with self.kinds_lock:
+            if marks and ends[marks[-1]] >= self.CACHE_MIN:
+                last = marks[-1]
+                hits = [k for k in range(max(0, last - self.LOOKBACK), last + 1) if tuple(texts[:k + 1]) in self.cache]
+                read = ends[hits[-1]] if hits else 0
+                write = ends[last] - read
+                self.cache.add(tuple(texts[:last + 1]))
+            usage = {"input_tokens": ends[-1] - read - write, "cache_read_input_tokens": read,
+                     "cache_creation_input_tokens": write}
+            for name, value in (("input", usage["input_tokens"]), ("cache_read", read), ("cache_write", write)):
+                self.billed_tokens[name] += value
+        return usage
 
     def _handler(self):
         server = self
@@ -147,7 +187,7 @@ class AnthropicServer(LocalServer):
                     return
                 with server.lock:
                     server.requests += 1
-                refused = server.refusal(req)
+                refused = server.sampling_refusal(req) if server.accepts_sampling else server.refusal(req)
                 if refused:
                     self.send_json(400, _error("invalid_request_error", refused))
                     return
@@ -180,6 +220,26 @@ class AnthropicServer(LocalServer):
                 return f"{name}: Extra inputs are not permitted"
         if not isinstance(params.get("max_tokens"), int):
             return "max_tokens: Field required"
+        return None
+
+    def sampling_refusal(self, params: dict) -> str | None:
+        """The Messages API's sampling rules (module docstring); None when the request is accepted."""
+        if params.get("model") != MODEL:
+            return f"model: {params.get('model')}"
+        t, top_p, thinking = params.get("temperature"), params.get("top_p"), params.get("thinking") or {}
+        if t is not None and not 0 <= t <= 1:
+            return "temperature: Input should be less than or equal to 1"
+        if t is not None and top_p is not None:
+            return "`temperature` and `top_p` cannot both be specified for this model. Please use only one."
+        if thinking.get("type") == "enabled":
+            if t is not None and t != 1:
+                return "`temperature` may only be set to 1 when thinking is enabled."
+            if top_p is not None and not 0.95 <= top_p <= 1:
+                return "`top_p` must be between 0.95 and 1 when thinking is enabled."
+            if not 1024 <= thinking.get("budget_tokens", 0) < params.get("max_tokens", 0):
+                return "thinking.budget_tokens: must be at least 1024 and less than max_tokens"
+        with self.kinds_lock:
+            self.sampling_seen[(t, top_p, thinking.get("type"))] += 1
         return None
 
     # ------------------------------------------------------------------ Message Batches

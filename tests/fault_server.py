@@ -20,7 +20,16 @@ Options for the other behaviours tested against it:
   expires half done, results missing from the files, per-request errors, a refused request, and
   a create that did create the job but answered 500 (``create-500``) or never answered
   (``create-stall``); comma-separated to combine), and ``hold=True`` keeps jobs in progress until
-  ``release()``.
+  ``release()``;
+* ``sampled=Q``: a sampled model. Each read has its own known error probability
+  ``error_probability(prompt)`` (between 0 and Q, from the prompt's hash); a request without a
+  temperature, or with one above 0, answers wrong with that probability (a seeded random draw),
+  while temperature 0 answers the read's mode (wrong only where the probability is above 1/2).
+  ``sampling_seen`` counts the (temperature, top_p, seed, budget field) of every such request;
+* ``prompt_cache=True``: OpenAI's automatic prompt caching, one token per character: a prompt's
+  longest prefix of a multiple of 128 tokens (at least 1024) that an earlier *answered* request
+  began with is billed as ``usage.prompt_tokens_details.cached_tokens``; the prefixes are cached
+  ``latency`` seconds after the request arrives (its prefill), so requests sent at once share nothing.
 
 Only for tests of robustness; the happy path is tested against a real vLLM server.
 """
@@ -32,6 +41,7 @@ import email.policy
 import hashlib
 import json
 import math
+import random
 import threading
 import time
 from collections import Counter
@@ -134,8 +144,18 @@ class FaultServer(LocalServer):
 
     def __init__(self, faults: bool = True, stall: float = 1.5, retry_after_ms: int = 150,
                  capacity: int | None = None, latency: float = 0.0, variants: bool = False,
-                 batch_faults: list | None = None, hold: bool = False, batch_polls: int = 2, mutate=None):
+                 batch_faults: list | None = None, hold: bool = False, batch_polls: int = 2,
+                 sampled: float | None = None, sample_seed: int = 0, model: str = MODEL, reasoning: bool = False,
+                 prompt_cache: bool = False, mutate=None):
         self.faults, self.stall, self.retry_after_ms = faults, stall, retry_after_ms
+        self.sampled, self.model = sampled, model  # ``model``: the name it serves (e.g. a reasoning model's)
+        self.reasoning = reasoning  # refuse what OpenAI's reasoning models refuse (reasoning_refusal)
+        self.prompt_cache = prompt_cache
+        self.cached_prefixes: set[str] = set()  # hashes of cached prompt prefixes (prompt_cache)
+        self.billed_tokens: Counter = Counter()  # "prompt", "cached": prompt tokens billed (prompt_cache)
+        self.refused = 0
+        self.rng = random.Random(sample_seed)
+        self.sampling_seen: Counter = Counter()
         self.capacity, self.latency, self.variants = capacity, latency, variants
         self.lock = threading.Lock()
         self.requests = 0  # every HTTP request to a completion endpoint
@@ -192,7 +212,7 @@ class FaultServer(LocalServer):
             def do_GET(self):
                 path = self.path.split("?")[0].rstrip("/")
                 if path.endswith("/models"):
-                    payload = {"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "test",
+                    payload = {"object": "list", "data": [{"id": server.model, "object": "model", "owned_by": "test",
                                                            "max_model_len": 4096}]}
                     self.send_json(200, payload)
                 elif "/batches" in path or "/files/" in path:
@@ -208,8 +228,14 @@ class FaultServer(LocalServer):
                     return
                 key = hashlib.sha256(self.path.encode() + raw).hexdigest()
                 req = json.loads(raw)
-                if req.get("model") != MODEL:
+                if req.get("model") != server.model:
                     self.send_json(404, {"error": {"message": f"model {req.get('model')} not found"}})
+                    return
+                refusal = server.reasoning_refusal(req) if server.reasoning else None
+                if refusal:
+                    with server.lock:
+                        server.refused += 1
+                    self.send_json(400, {"error": {"message": refusal, "type": "invalid_request_error"}})
                     return
                 if server.capacity is not None:
                     server._capacity_limited(self, key, req)
@@ -258,9 +284,28 @@ class FaultServer(LocalServer):
         self._served(key)
         handler.send_json(200, body)
 
-    def _usage(self, prompt_tokens: int, completion_tokens: int) -> dict:
-        return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens}
+    def _usage(self, prompt_tokens: int, completion_tokens: int, text: str | None = None) -> dict:
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                 "total_tokens": prompt_tokens + completion_tokens}
+        if self.prompt_cache and text is not None:
+            usage["prompt_tokens_details"] = {"cached_tokens": self._cache(text)}
+        return usage
+
+    CACHE_MIN, CACHE_STEP = 1024, 128
+
+    def _cache(self, text: str) -> int:
+        """Tokens of ``text`` served from the prompt cache; its own prefixes are cached once answered
+        (the caller sends the reply after this returns, so a request sent at the same time misses)."""
+        steps = range(self.CACHE_MIN, len(text) + 1, self.CACHE_STEP)
+        keys = [hashlib.sha256(text[:n].encode()).hexdigest() for n in steps]
+        with self.count_lock:
+            hit = max((n for n, k in zip(steps, keys) if k in self.cached_prefixes), default=0)
+            self.billed_tokens["prompt"] += len(text)
+            self.billed_tokens["cached"] += hit
+        time.sleep(self.latency)  # the prefill: a request arriving meanwhile finds nothing cached
+        with self.count_lock:
+            self.cached_prefixes.update(keys)
+        return hit
 
     def _completion(self, req: dict) -> dict:
         prompt = req["prompt"]
@@ -269,17 +314,17 @@ class FaultServer(LocalServer):
                     "choices": [{"index": 0, "text": prompt, "finish_reason": "length",
                                  "logprobs": self._echo_logprobs(prompt)}],
                     "usage": self._usage(len(prompt), 0)}
-        text = "banana" if garbage(prompt) else oracle_bit(prompt) + "i0"
+        text = "banana" if garbage(prompt) else self._bit(oracle_bit(prompt), prompt, req) + "i0"
         return {"id": "cmpl", "object": "text_completion", "created": 0, "model": MODEL,
                 "choices": [{"index": 0, "text": text, "finish_reason": "length", "logprobs": None}],
-                "usage": self._usage(len(prompt), 3)}
+                "usage": self._usage(len(prompt), 3, prompt)}
 
     def _chat(self, req: dict) -> dict:
         with self.count_lock:  # not self.lock: batch jobs are answered with it held
             for m in req["messages"][:-1]:
                 self.system_prompts[m["content"]] += m["role"] == "system"
         content = req["messages"][-1]["content"]
-        bit = oracle_bit(chat_sequence(content))
+        bit = self._bit(oracle_bit(chat_sequence(content)), content, req)
         kind = reply_kind(content) if self.variants else ("garbage" if garbage(content) else "plain")
         message = {"role": "assistant", "content": "I do not know" if kind == "garbage" else f"The answer is {bit}."}
         finish = "stop"
@@ -290,7 +335,38 @@ class FaultServer(LocalServer):
             message["content"], finish = "The answer", "length"
         return {"id": "chat", "object": "chat.completion", "created": 0, "model": MODEL,
                 "choices": [{"index": 0, "finish_reason": finish, "message": message}],
-                "usage": self._usage(len(content), 5)}
+                "usage": self._usage(len(content), 5, content)}
+
+    @staticmethod
+    def reasoning_refusal(req: dict) -> str | None:
+        """What OpenAI's reasoning models answer with a 400: a temperature other than 1, any top_p,
+        ``max_tokens`` (they take ``max_completion_tokens``), the completions endpoint."""
+        if "messages" not in req:
+            return "This model is only supported in v1/chat/completions"
+        if req.get("temperature", 1) != 1:
+            return "Unsupported value: 'temperature' does not support 0.0 with this model. Only the default (1) value is supported."
+        if "top_p" in req:
+            return "Unsupported parameter: 'top_p' is not supported with this model."
+        if "max_tokens" in req:
+            return "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead."
+        return None
+
+    def error_probability(self, prompt: str) -> float:
+        """The known probability that a sampled answer to this read is wrong (0 unless ``sampled``)."""
+        return 0.0 if self.sampled is None else self.sampled * (_hash("p" + prompt) % 1000) / 999
+
+    def _bit(self, right: str, prompt: str, req: dict) -> str:
+        """The answer of the sampled model (module docstring): ``right`` or, with the read's
+        probability, the other bit; always ``right`` unless ``sampled``."""
+        if self.sampled is None:
+            return right
+        budget = "max_completion_tokens" if "max_completion_tokens" in req else "max_tokens"
+        temperature = req.get("temperature")
+        with self.count_lock:
+            self.sampling_seen[(temperature, req.get("top_p"), req.get("seed"), budget)] += 1
+            p = self.error_probability(prompt)
+            wrong = p > 0.5 if temperature == 0 else self.rng.random() < p
+        return "10"[int(right)] if wrong else right
 
     @staticmethod
     def _echo_logprobs(prompt: str) -> dict:

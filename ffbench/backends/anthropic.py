@@ -34,7 +34,9 @@ from ffbench.backends.base import Backend, Generation
 from ffbench.backends.batch import BatchAPI, Batcher, JobStatus, Result
 from ffbench.backends.transport import MAX_RETRY_WAIT, Failure, Malformed, Policy, Transport
 from ffbench.errors import FFBenchError, UsageError
+from ffbench.sampling import REPEAT_TAG, Sampling
 
+SENT_AS_EXTRA = ("temperature", "top_p")  # sampling parameters go in the body as given
 CUT = ("max_tokens", "model_context_window_exceeded")  # stop reasons of a reply cut short
 RETRY_ERROR_TYPES = ("rate_limit_error", "overloaded_error", "api_error", "timeout_error")
 
@@ -46,8 +48,8 @@ class AnthropicPolicy(Policy):
         self.client, self.sdk = client, sdk
 
     def send(self, endpoint: str, payload: dict) -> dict:
-        params = {k: v for k, v in payload.items() if k != "temperature"}
-        extra = {"temperature": payload["temperature"]} if "temperature" in payload else None
+        params = {k: v for k, v in payload.items() if k not in SENT_AS_EXTRA and k != REPEAT_TAG}
+        extra = {k: payload[k] for k in SENT_AS_EXTRA if k in payload} or None
         return self.client.messages.create(**params, extra_body=extra).model_dump(mode="json")
 
     def validate(self, endpoint: str, payload: dict, body: dict) -> None:
@@ -67,6 +69,11 @@ class AnthropicPolicy(Policy):
                                                   "cache_read_input_tokens"))
         return prompt, int(u.get("output_tokens") or 0)
 
+    def cache_usage(self, body: dict) -> dict[str, int]:
+        u = body.get("usage") or {}
+        return {"cached_tokens": int(u.get("cache_read_input_tokens") or 0),
+                "cache_write_tokens": int(u.get("cache_creation_input_tokens") or 0)}
+
 
 class AnthropicBatches(BatchAPI):
     """Message Batches: one create call with every request, poll, then stream the results."""
@@ -78,7 +85,8 @@ class AnthropicBatches(BatchAPI):
         self.client = client
 
     def create(self, endpoint: str, items: list[tuple[str, dict]], tag: str) -> str:
-        requests = [{"custom_id": cid, "params": payload} for cid, payload in items]
+        requests = [{"custom_id": cid, "params": {k: v for k, v in payload.items() if k != REPEAT_TAG}}
+                    for cid, payload in items]
         return self.client.messages.batches.create(requests=requests).id
 
     def status(self, job_id: str) -> JobStatus:
@@ -108,6 +116,8 @@ class AnthropicBackend(Backend):
     provider = "anthropic"
     is_chat = True
     supports_dense = False
+    takes_sampling = True
+    caches_prefixes = True
     connection_env = {"base_url": "ANTHROPIC_BASE_URL", "api_key": "ANTHROPIC_API_KEY"}
 
     @classmethod
@@ -143,6 +153,7 @@ class AnthropicBackend(Backend):
                                    max_wait=max_retry_wait, notify=notify)
         if self.batch:
             self.transport.batcher = Batcher(AnthropicBatches(self.client), poll_interval, int(max_retries) + 1)
+            self.caches_prefixes = False  # one job per scoring call: waves would each be a job of up to 24 hours
         self.usage = self.transport.usage
         self.served_model = None
         self._check_model()
@@ -170,22 +181,75 @@ class AnthropicBackend(Backend):
         if self._context is None and getattr(info, "max_input_tokens", None):
             self._context = int(info.max_input_tokens)
 
-    def _payload(self, prompt: str, max_new_tokens: int) -> dict:
+    def _payload(self, prompt: str, max_new_tokens: int, breaks: list[int] | None = None,
+                 read_id: str | None = None) -> dict:
+        """A Messages request. Sampling (:mod:`ffbench.sampling`): ``--temperature``/``--top-p`` are
+        sent as given (else the ``temperature`` model arg, else nothing: the model's default);
+        with thinking on only temperature 1 is allowed (:meth:`check_sampling` refuses others)."""
         payload = {"model": self.model, "max_tokens": max_new_tokens,
-                   "messages": [{"role": "user", "content": prompt}]}
+                   "messages": [{"role": "user", "content": prompt if not breaks else cached_blocks(prompt, breaks)}]}
         if self.thinking is not None:
             config, budget = self.thinking
             payload["thinking"] = config
             payload["max_tokens"] = max_new_tokens + budget
         if self.system_prompt:
             payload["system"] = self.system_prompt
-        if self.temperature is not None:
-            payload["temperature"] = float(self.temperature)
+        sampling = self.sampling or Sampling()
+        temperature = sampling.temperature if sampling.temperature is not None else self.temperature
+        if temperature is not None:
+            payload["temperature"] = float(temperature)
+        if sampling.top_p is not None:
+            payload["top_p"] = float(sampling.top_p)
+        if self.repeat is not None:  # a sampled read: its repeat and identity, in the cache key only
+            payload[REPEAT_TAG] = [self.repeat, read_id]
         return payload
 
+    @staticmethod
+    def check_sampling(model: str, args: dict, sampling: Sampling, reasoning_budget: int | None) -> None:
+        """One clear line, before any request, for sampling the Messages API refuses: a seed (it
+        takes none), a temperature above 1, temperature and top_p together, and with thinking on
+        a temperature other than 1, a top_p below 0.95 or a budget below 1024 tokens."""
+        if sampling.seed is not None:
+            raise UsageError(f"anthropic/{model}: the Messages API takes no seed: drop --sampling-seed")
+        temperature = sampling.temperature if sampling.temperature is not None else args.get("temperature")
+        if temperature is not None and float(temperature) > 1:
+            raise UsageError(f"anthropic/{model} takes a temperature between 0 and 1, got {float(temperature):g}")
+        if temperature is not None and sampling.top_p is not None:
+            raise UsageError(f"anthropic/{model} takes --temperature or --top-p, not both")
+        thinking = _thinking(args.get("thinking"), 0)
+        if thinking is None:
+            return
+        if thinking[0].get("type") == "enabled" and thinking[1] < 1024:
+            raise UsageError(f"anthropic/{model}: a thinking budget is at least 1024 tokens, got thinking={thinking[1]}")
+        if temperature is not None and float(temperature) != 1:
+            raise UsageError(f"anthropic/{model} with thinking on samples at temperature 1 only: drop --temperature "
+                             f"{float(temperature):g} (or turn thinking off)")
+        if sampling.top_p is not None and sampling.top_p < 0.95:
+            raise UsageError(f"anthropic/{model} with thinking on takes --top-p between 0.95 and 1, "
+                             f"got {sampling.top_p:g}")
+
     def generate(self, prompts: list[str], max_new_tokens: int) -> list[Generation]:
-        bodies = self.transport.map("messages", [self._payload(p, max_new_tokens) for p in prompts])
+        breaks = self.prefix_breaks or [None] * len(prompts)
+        ids = self.read_ids or [None] * len(prompts)
+        bodies = self.transport.map("messages", [self._payload(p, max_new_tokens, b, i)
+                                                 for p, b, i in zip(prompts, breaks, ids)])
         return [message_generation(b) for b in bodies]
+
+
+def cached_blocks(prompt: str, breaks: list[int]) -> list[dict]:
+    """The user turn as text blocks split where the prompts of the sequence's earlier reads end, with a
+    cache breakpoint (``cache_control``) after this read's own prefix. Every request of a sequence
+    splits the shared text at the same offsets, so the prefix the previous request cached is a
+    block boundary here and the API reads it from the cache (it looks back up to 20 blocks from a
+    breakpoint); only the text since then is billed at the full input price, the prefix at the
+    cached rate, and this prefix is written for the next read."""
+    edges = [0] + [b for b in breaks if 0 < b <= len(prompt)]
+    blocks = [{"type": "text", "text": prompt[a:b]} for a, b in zip(edges, edges[1:]) if b > a]
+    if blocks:
+        blocks[-1]["cache_control"] = {"type": "ephemeral"}
+    if len(prompt) > edges[-1]:
+        blocks.append({"type": "text", "text": prompt[edges[-1]:]})
+    return blocks
 
 
 def message_generation(body: dict) -> Generation:

@@ -116,6 +116,18 @@ class Backend:
     # max_new_tokens it passes are set aside for reasoning (None: no reasoning budget given).
     system_prompt: str | None = None
     reasoning_budget: int | None = None
+    # Also set by the scorer (ffbench.sampling): how greedy reads are sampled, and which of a read's
+    # repeats this generate() call asks (None: one answer per read). Providers that take sampling
+    # parameters (``takes_sampling``) send them; the others decode greedily.
+    takes_sampling = False
+    sampling = None
+    repeat: int | None = None
+    read_ids: list | None = None  # with ``repeat``: each prompt's read identity, in its request's cache key
+    # Remote providers with a prompt cache (``caches_prefixes``) get a sequence's reads in prefix
+    # order, one wave per read; ``prefix_breaks`` (per prompt, the offsets where the prompts of its
+    # sequence's earlier reads end, then its own) lets a provider place cache breakpoints.
+    caches_prefixes = False
+    prefix_breaks: list | None = None
 
     def __init__(self, model: str):
         self.model = model

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import numpy as np
 import openai  # imported with this module, so a missing SDK gets the install hint
@@ -31,6 +32,7 @@ from ffbench.backends.tokenized import dense_scores
 from ffbench.backends.batch import BatchAPI, Batcher, JobStatus, Result
 from ffbench.backends.transport import MAX_RETRY_WAIT, Failure, Malformed, Policy, Transport
 from ffbench.errors import FFBenchError, UsageError
+from ffbench.sampling import REPEAT_TAG, Sampling
 
 ENDPOINTS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
 
@@ -43,7 +45,7 @@ class OpenAIPolicy(Policy):
 
     def send(self, endpoint: str, payload: dict) -> dict:
         create = self.client.completions.create if endpoint == "completions" else self.client.chat.completions.create
-        return create(**payload).model_dump(mode="json")
+        return create(**wire(payload)).model_dump(mode="json")
 
     def validate(self, endpoint: str, payload: dict, body: dict) -> None:
         try:
@@ -65,6 +67,11 @@ class OpenAIPolicy(Policy):
         usage = body.get("usage") or {}
         return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
 
+    def cache_usage(self, body: dict) -> dict[str, int]:
+        """``prompt_tokens_details.cached_tokens``: the part of ``prompt_tokens`` served from the cache."""
+        details = (body.get("usage") or {}).get("prompt_tokens_details") or {}
+        return {"cached_tokens": int(details.get("cached_tokens") or 0)}
+
 
 class OpenAIBatches(BatchAPI):
     """The OpenAI Batch API: a JSONL file of requests, a batch job, output and error files."""
@@ -80,7 +87,7 @@ class OpenAIBatches(BatchAPI):
 
     def create(self, endpoint: str, items: list[tuple[str, dict]], tag: str) -> str:
         url = ENDPOINTS[endpoint]
-        lines = "".join(json.dumps({"custom_id": cid, "method": "POST", "url": url, "body": payload}) + "\n"
+        lines = "".join(json.dumps({"custom_id": cid, "method": "POST", "url": url, "body": wire(payload)}) + "\n"
                         for cid, payload in items)
         upload = self.client.files.create(file=("ffbench-batch.jsonl", io.BytesIO(lines.encode()),
                                                 "application/jsonl"), purpose="batch")
@@ -132,6 +139,8 @@ class OpenAIBatches(BatchAPI):
 
 class OpenAIBackend(Backend):
     provider = "openai"
+    takes_sampling = True
+    caches_prefixes = True  # automatic prompt caching of long shared prefixes: reads go in prefix order
     connection_env = {"base_url": "OPENAI_BASE_URL", "api_key": "OPENAI_API_KEY"}
 
     @classmethod
@@ -147,6 +156,10 @@ class OpenAIBackend(Backend):
     def serving(cls, model: str, args: dict) -> tuple[bool, bool]:
         api = args.get("api", "completions")
         return bool(args.get("echo", True)) and api != "chat", api == "chat"
+
+    @staticmethod
+    def check_sampling(model: str, args: dict, sampling: Sampling, reasoning_budget: int | None) -> None:
+        reasoning_rules(model, args, sampling, reasoning_budget)
 
     def fingerprint(self) -> dict:
         from ffbench import identity
@@ -180,6 +193,7 @@ class OpenAIBackend(Backend):
                                    max_wait=max_retry_wait, notify=notify)
         if self.batch:
             self.transport.batcher = Batcher(OpenAIBatches(self.client, policy), poll_interval, int(max_retries) + 1)
+            self.caches_prefixes = False  # one job per scoring call: waves would each be a job of up to 24 hours
         self.usage = self.transport.usage
         self._check_reachable()
 
@@ -236,13 +250,64 @@ class OpenAIBackend(Backend):
     def generate(self, prompts: list[str], max_new_tokens: int) -> list[Generation]:
         if self.is_chat:
             system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-            payloads = [{"model": self.model, "messages": [*system, {"role": "user", "content": p}],
-                         "temperature": 0.0, "max_tokens": max_new_tokens} for p in prompts]
+            payloads = [self._sampled({"model": self.model, "messages": [*system, {"role": "user", "content": p}]},
+                                      max_new_tokens, i) for i, p in enumerate(prompts)]
             return [chat_generation(b) for b in self.transport.map("chat", payloads)]
-        payloads = [{"model": self.model, "prompt": p, "max_tokens": max_new_tokens, "temperature": 0.0}
-                    for p in prompts]
+        payloads = [self._sampled({"model": self.model, "prompt": p}, max_new_tokens, i) for i, p in enumerate(prompts)]
         return [Generation(b["choices"][0]["text"] or "", truncated=b["choices"][0].get("finish_reason") == "length")
                 for b in self.transport.map("completions", payloads)]
+
+    def _sampled(self, payload: dict, max_new_tokens: int, index: int = 0) -> dict:
+        """A generation request with the run's sampling (:mod:`ffbench.sampling`): one greedy answer
+        per read sends temperature 0 as always; a reasoning model (:func:`reasoning_model`) gets only
+        what it takes (``max_completion_tokens``, no temperature or top_p). A sampled request
+        carries its repeat and read identity in a tag only the cache key sees (stripped before
+        sending)."""
+        sampling = self.sampling or Sampling()
+        if reasoning_model(self.model):
+            payload["max_completion_tokens"] = max_new_tokens
+        else:
+            payload["max_tokens"] = max_new_tokens
+            temperature = sampling.temperature_to_send()
+            if temperature is not None:
+                payload["temperature"] = temperature
+            if sampling.top_p is not None:
+                payload["top_p"] = float(sampling.top_p)
+        if sampling.seed is not None:
+            payload["seed"] = int(sampling.seed) + (self.repeat or 0)
+        if self.repeat is not None:
+            payload[REPEAT_TAG] = [self.repeat, self.read_ids[index] if self.read_ids else None]
+        return payload
+
+
+def reasoning_model(model: str) -> bool:
+    """OpenAI's reasoning models (o1, o3, o4 and gpt-5 families): they refuse a temperature or
+    top_p other than the default and take ``max_completion_tokens`` instead of ``max_tokens``."""
+    name = model.rsplit("/", 1)[-1].lower()
+    return bool(re.match(r"^(o1|o3|o4)(-|$)|^gpt-5", name)) and not name.startswith("gpt-5-chat")
+
+
+def reasoning_rules(model: str, args: dict, sampling: Sampling, reasoning_budget: int | None) -> None:
+    """One clear line, before any request, when the run asks a reasoning model for what it cannot
+    do: another temperature, a top_p, the completions API, or replies without room to reason (its
+    hidden reasoning counts against ``max_completion_tokens``: every reply would be cut)."""
+    if not reasoning_model(model):
+        return
+    if sampling.temperature is not None and sampling.temperature != 1:
+        raise UsageError(f"openai/{model} is a reasoning model and accepts only its default temperature (1): drop "
+                         f"--temperature {sampling.temperature:g}")
+    if sampling.top_p is not None and sampling.top_p != 1:
+        raise UsageError(f"openai/{model} is a reasoning model and does not accept top_p: drop --top-p")
+    if args.get("api", "completions") != "chat":
+        raise UsageError(f"openai/{model} is a reasoning model served by the chat API: pass --model-arg api=chat")
+    if not reasoning_budget:
+        raise UsageError(f"openai/{model} reasons within its reply budget before it answers: pass --reasoning-budget "
+                         "N (e.g. 4096), or every reply is cut before the answer")
+
+
+def wire(payload: dict) -> dict:
+    """The payload as sent: without the repeat tag that keeps repeats apart in the cache."""
+    return {k: v for k, v in payload.items() if k != REPEAT_TAG} if REPEAT_TAG in payload else payload
 
 
 def chat_generation(body: dict) -> Generation:

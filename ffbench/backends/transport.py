@@ -110,6 +110,11 @@ class Policy:
         """(prompt tokens, completion tokens) the response reports."""
         return 0, 0
 
+    def cache_usage(self, body: dict) -> dict[str, int]:
+        """Of the prompt tokens, those the provider's prompt cache served (``cached_tokens``, billed at
+        the cached-input price) and wrote (``cache_write_tokens``), as the response reports them."""
+        return {}
+
     def classify(self, exc: Exception) -> Failure | None:
         """How to treat an exception from ``send`` / ``validate``; None re-raises it (a bug)."""
         sdk = self.sdk
@@ -394,13 +399,17 @@ class Transport:
         """Store answered requests and count them with their tokens."""
         self.store.put_many(bodies)
         prompt = completion = 0
+        cache: dict[str, int] = {}
         for body in bodies.values():
             try:
                 p, c = self.policy.usage(body)
             except (TypeError, ValueError, AttributeError, KeyError):  # a usage field of another shape
                 p, c = 0, 0  # counts are informative only: the answer itself was read
             prompt, completion = prompt + p, completion + c
-        self.count(requests=len(bodies), prompt_tokens=prompt, completion_tokens=completion, **fields)
+            for name, value in self.policy.cache_usage(body).items():
+                if value:  # counted only where a cache answered, so other usage stays as it was
+                    cache[name] = cache.get(name, 0) + int(value)
+        self.count(requests=len(bodies), prompt_tokens=prompt, completion_tokens=completion, **cache, **fields)
 
     def close(self) -> None:
         self.store.close()
