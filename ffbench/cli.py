@@ -896,14 +896,16 @@ def check(candidate, baseline, max_glitch_rate, alpha, allow_missing_baseline, j
     if baseline is None and max_glitch_rate is None:
         raise click.UsageError("give --baseline, --max-glitch-rate, or both")
     try:
-        _check(candidate, baseline, max_glitch_rate, alpha, allow_missing_baseline, junit, summary_path, registry)
+        _check(candidate, baseline, max_glitch_rate, alpha, allow_missing_baseline, junit, json_path, summary_path,
+               registry)
     except (UsageError, CouldNotJudge):
         raise
     except FFBenchError as exc:  # a failure to judge is never a regression (exit 1)
         raise CouldNotJudge(str(exc)) from None
 
 
-def _check(candidate, baseline, max_glitch_rate, alpha, allow_missing_baseline, junit, summary_path, registry):
+def _check(candidate, baseline, max_glitch_rate, alpha, allow_missing_baseline, junit, json_path, summary_path,
+           registry):
     from ffbench import check as gate
     from ffbench import runs
 
