@@ -192,12 +192,12 @@ def _tables(template: Template, alphabet: int):
     return pieces, lengths, np.array(answer_at, dtype=np.int64)
 
 
-def every_piece(template: Template, alphabet: int = 2) -> str:
+def every_piece(template: Template, alphabet: int = 2, demo: bool = True) -> str:
     """All the text the template can emit at this alphabet, each piece once: the characters any
-    rendered sequence (with or without a demonstration) is made of."""
+    rendered sequence is made of (with ``demo``, also the separator after a demonstration)."""
     pieces, _, _ = _tables(template, alphabet)
-    return "".join([template.prefix, template.separator, *pieces, template.demo_separator, template.suffix,
-                    template.ask])
+    return "".join([template.prefix, template.separator, *pieces, template.demo_separator if demo else "",
+                    template.suffix, template.ask])
 
 
 _KIND = np.zeros(256, dtype=np.int64)

@@ -175,7 +175,7 @@ def dry_run(cfg: RunConfig, model: ModelRef, prices=None):
     from ffbench import preflight
 
     p = plan(cfg)
-    model.check(list(p.templates.values()), cfg.scorings, cfg.alphabet)
+    model.check(list(p.templates.values()), cfg.scorings, cfg.alphabet, cfg.fewshot)
     return preflight.estimate(p, model, prices)
 
 
@@ -194,7 +194,7 @@ def run(cfg: RunConfig, out_dir: str, model: ModelRef, progress: bool = True,
     control = control or RunControl()
     executors.check(executor, workers, control)
     p = plan(cfg)
-    model.check(list(p.templates.values()), cfg.scorings, cfg.alphabet)
+    model.check(list(p.templates.values()), cfg.scorings, cfg.alphabet, cfg.fewshot)
     rd = RunDir(out_dir)
     rd.check_usable()
     fingerprint = model.fingerprint_before_load()

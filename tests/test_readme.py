@@ -165,7 +165,8 @@ def test_readme_keeps_the_two_setup_commands_and_says_why_it_skips():
     assert bash[:2] == SETUP_COMMANDS
     skipped = [(lang, why) for lang, _, why in _blocks() if why]
     assert [why for _, why in skipped] == ["the test suite itself", "downloads models; GPU",
-                                           "needs a server or an API key", "GitHub Actions YAML",
+                                           "needs a server or an API key", "needs an API key",
+                                           "GitHub Actions YAML", "needs inspect-ai, a model and its logs",
                                            "minutes of training"]
     assert all(lang in ("bash", "python") for lang, _, why in _blocks() if not why)
     assert len(README.encode()) <= 12 * 1024
@@ -195,7 +196,7 @@ def test_readme_examples_run_in_order(tmp_path):
         res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200, check=False)
         assert res.returncode == 0, (code, res.stdout[-3000:], res.stderr[-3000:])
         outputs.append(res.stdout)
-    main, data, _tiny, _tiny_run, lm_eval, python, gate, research = outputs
+    main, data, _tiny, _tiny_run, lm_eval, python, gate, exported, doctor, research = outputs
     # the main job: the counts the shipped checkpoint gives on CPU, as the docs quote them
     assert re.search(r"^in_dist +128 +0\.8 +symbolic +choice +1,000 +7,237 +1 ", main, re.MULTILINE), main
     assert re.search(r"^dense +128 +0\.1 +symbolic +choice +1,000 +28,987 +328 ", main, re.MULTILINE), main
@@ -213,6 +214,10 @@ def test_readme_examples_run_in_order(tmp_path):
                                    "  dense     128   5773      75     0.012992"], python
     assert "PASS: 0 of 2 tests failed at family-wise alpha 0.05 (Holm)" in gate.splitlines(), gate
     assert (tmp_path / "ffbench-junit.xml").exists() and (tmp_path / "report.html").stat().st_size > 10_000
+    card = (tmp_path / "ffbench-data" / "README.md").read_text()
+    assert "configs:" in card and "in_dist_T64" in card and "stress_T64" in card, card  # the dataset folder
+    assert (tmp_path / "ffbench-data" / "data" / "in_dist_T64" / "test.parquet").exists(), exported
+    assert "run directory ok" in doctor, doctor  # nothing damaged in the run the Python block wrote
     assert "distractor_run (density=1.0, write_at=start): right on every read up to k = 24 " in research, research
     assert re.search(r"^hunt of ffbench/transformer-mix at T=128: [\d,]+ distinct glitching sequences", research,
                      re.MULTILINE), research

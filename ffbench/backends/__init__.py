@@ -179,7 +179,7 @@ class ModelRef:
             self._cls = providers()[self.provider].load()
         return self._cls
 
-    def check(self, renders: list, scorings: list[str], alphabet: int = 2) -> None:
+    def check(self, renders: list, scorings: list[str], alphabet: int = 2, fewshot: bool = False) -> None:
         """Usage errors of this model with this plan (raises UsageError): the provider's own, and a
         rendering whose text the model's tokenizer cannot represent (it would read unknown tokens)."""
         self.cls.check_plan(self.name, self.args, renders, scorings)
@@ -191,12 +191,14 @@ class ModelRef:
         from ffbench import render
 
         for template in renders:
-            missing = unencodable(tokenizer, render.every_piece(template, alphabet))
+            missing = unencodable(tokenizer, render.every_piece(template, alphabet, demo=fewshot))
             if missing:
                 unknown = getattr(tokenizer, "unk_token", None) or getattr(tokenizer, "pad_token", None)
-                raise UsageError(f"{self.spec} cannot read rendering {template.name!r}: its tokenizer has no token "
-                                 f"for {''.join(missing)!r} (it reads them as {unknown!r}); use a rendering made "
-                                 "of characters it knows, e.g. symbolic")
+                other = "" if template.name == "symbolic" else ", e.g. symbolic"
+                raise UsageError(f"{self.spec} cannot read rendering {template.name!r}"
+                                 f"{' with --fewshot' if fewshot else ''}: its tokenizer has no token for "
+                                 f"{''.join(missing)!r} (it reads them as {unknown!r}); use a rendering made of "
+                                 f"characters it knows{other}")
 
     def serving(self) -> tuple[bool, bool]:
         """(dense, chat) as the provider says for these args, before loading."""
