@@ -79,3 +79,14 @@ def pytest_terminal_summary(terminalreporter):
     for path, seconds in sorted(_SECONDS_PER_FILE.items(), key=lambda kv: -kv[1]):
         terminalreporter.write_line(f"{seconds:8.1f}  {path}")
     terminalreporter.write_line(f"{sum(_SECONDS_PER_FILE.values()):8.1f}  total")
+
+
+def cli_exit(args) -> int:
+    """``ffbench ARGS`` in this process; its exit status (0 when it returns)."""
+    from ffbench.cli import main
+
+    try:
+        main([str(a) for a in args])
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0

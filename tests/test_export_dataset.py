@@ -15,18 +15,14 @@ import pytest
 import yaml
 
 from ffbench import language, sources, stress
-from ffbench.cli import main
+from tests.conftest import cli_exit
 
 needs_datasets = pytest.mark.skipif(importlib.util.find_spec("datasets") is None,
                                     reason="the Hugging Face datasets library is not installed")
 
 
 def _cli(args) -> int:
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+    return cli_exit(args)
 
 
 def _card(folder) -> dict:

@@ -12,21 +12,17 @@ import pytest
 import yaml
 
 from ffbench import metrics, runs
-from ffbench.cli import main
 from ffbench.export import results as export_results
 from ffbench.rundir import RunDir
 from ffbench.runs import BASELINES_DIR
+from tests.conftest import cli_exit
 
 HAS_EEE = importlib.util.find_spec("every_eval_ever") is not None
 needs_eee = pytest.mark.skipif(not HAS_EEE, reason="every-eval-ever is not installed (it needs Python >= 3.12)")
 
 
 def _cli(args) -> int:
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+    return cli_exit(args)
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,10 @@ import pytest
 
 from ffbench import backends, language
 from ffbench.backends.base import Backend, SpanScores
-from ffbench.cli import main
 from ffbench.errors import FFBenchError, Interrupted
 from ffbench.hunt import HuntConfig, estimator, hunt
 from ffbench.hunt.huntdir import HuntDir
-from tests.conftest import needs_native, needs_torch
+from tests.conftest import cli_exit, needs_native, needs_torch
 
 
 class WriteDistanceModel(Backend):
@@ -60,11 +59,7 @@ def _hunt(tmp_path, name="h", model=None, **kw):
 
 
 def _cli(args) -> int:
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+    return cli_exit(args)
 
 
 # ----------------------------------------------------------------------------- the real model

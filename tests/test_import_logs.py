@@ -10,13 +10,11 @@ import numpy as np
 import pytest
 
 from ffbench import check, language, runs, sources
-from ffbench.cli import main
 from ffbench.imports import import_log
 from ffbench.imports.inspect_log import _whole_sequences
 from ffbench.inspect_tasks import reads
-from tests.conftest import needs_torch
-from tests.inspect_logs import (GLITCH_AFTER, MOCK_ARGS, STRESS_ARGS, mock_log, needs_inspect, oracle_log,  # noqa: F401
-                                stress_log)
+from tests.conftest import cli_exit, needs_torch
+from tests.inspect_logs import GLITCH_AFTER, MOCK_ARGS, STRESS_ARGS, mock_log, needs_inspect, oracle_log, stress_log  # noqa: F401
 
 needs_lm_eval = pytest.mark.skipif(importlib.util.find_spec("lm_eval") is None,
                                    reason="lm-evaluation-harness is not installed (pip install 'ffbench[lm-eval]')")
@@ -24,11 +22,7 @@ LM_META = {"lengths": [16, 24], "p_ignore": [0.8, 0.1], "num_sequences": 12, "st
 
 
 def _cli(args) -> int:
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+    return cli_exit(args)
 
 
 @pytest.fixture(scope="module")

@@ -10,21 +10,12 @@ import re
 
 import pytest
 
-from ffbench import cli, runs
+from ffbench import runs
 from ffbench.report import build_report, views
 from ffbench.report.data import Model
 from tests.conftest import needs_torch
 from tests.rundirs import cell, write_run
-
-
-def _main(argv, capsys) -> tuple[int, str, str]:
-    try:
-        cli.main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.test_first_hour import _main
 
 
 def _section(html: str, start: str, end: str) -> str:
