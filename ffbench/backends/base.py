@@ -249,26 +249,6 @@ def check_model_path(model: str) -> str:
     return path
 
 
-def align_spans(offsets: np.ndarray, spans: np.ndarray) -> np.ndarray:
-    """Token ranges [a, b) covering each character span exactly, or (-1, -1) when a token
-    straddles a span edge (the tokenizer merged the answer with its neighbours).
-
-    ``offsets`` is the (tokens, 2) character offset mapping of a fast tokenizer; special tokens
-    with empty offsets are ignored.
-    """
-    real = offsets[:, 1] > offsets[:, 0]
-    idx = np.flatnonzero(real)
-    starts, ends = offsets[idx, 0], offsets[idx, 1]
-    a = np.searchsorted(starts, spans[:, 0], side="left")
-    b = np.searchsorted(ends, spans[:, 1], side="left")
-    ok = (a < idx.size) & (b < idx.size)
-    a_c, b_c = np.minimum(a, idx.size - 1), np.minimum(b, idx.size - 1)
-    ok &= (starts[a_c] == spans[:, 0]) & (ends[b_c] == spans[:, 1]) & (b_c >= a_c)
-    out = np.stack([idx[a_c], idx[b_c] + 1], axis=1)
-    out[~ok] = -1
-    return out
-
-
 def check_fits(model: str, tokens: int, limit: int | None, new_tokens: int = 0) -> None:
     """Refuse a prompt of ``tokens`` tokens (plus ``new_tokens`` to generate) that exceeds the
     context ``limit``, in one line: ffbench never truncates a prompt."""

@@ -4,8 +4,8 @@ Given a text's token ids, their character offsets, and per position either full 
 (HF logits) or the top-k (vLLM ``prompt_logprobs``, OpenAI ``echo``), compute every span's choice
 log-probabilities and greedy choice from that single pass. Exactness rules:
 
-* the answer's tokens in context must be exactly the tokens of one choice tokenized alone (else
-  the span is unknown and is re-scored per read, like lm-eval's context/continuation split);
+* the answer's tokens in context must be exactly one choice's tokens in that context (found under
+  the rule of :mod:`ffbench.backends.incontext`; else the span is unknown and is re-scored per read);
 * an alternative choice is known exactly when it differs from the target only in its last token
   (single tokens, or " 0" vs " 1" under a character tokenizer): the pass predicts that token right
   after the shared prefix. From a top-k source, a token outside the top-k gets an upper bound (the
@@ -85,11 +85,6 @@ def anchor_token(tokenizer) -> int:
         except AttributeError:
             pass
     return cached
-
-
-def choice_token_ids(tokenizer, choices: tuple[str, ...]) -> tuple[tuple[int, ...], ...]:
-    """Token ids of each answer on its own (no special tokens), as hf and vllm both score them."""
-    return tuple(tuple(tokenizer(c, add_special_tokens=False)["input_ids"]) for c in choices)
 
 
 def needed_positions(aligned: np.ndarray, n_tokens: int) -> np.ndarray:
