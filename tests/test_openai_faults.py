@@ -198,8 +198,8 @@ def _prompts(n: int) -> list[str]:
 def test_adaptive_concurrency_settles_at_server_capacity():
     """A server that answers 429 whenever more than 4 requests are in flight, a client allowed 16:
     the in-flight level halves on 429s and climbs back one per window of successes (AIMD), so it
-    saw-tooths around the capacity (between capacity / 2 and capacity + 2: the client counts a
-    request in flight a little longer than the server does) instead of hammering it at 16."""
+    saw-tooths around the capacity (between capacity / 2 and twice the capacity, the server-side
+    mean in flight at most the capacity) instead of hammering it at 16."""
     capacity, ceiling, n = 4, 16, 160
     prompts = _prompts(n)
     assert len(set(prompts)) == n
@@ -219,9 +219,12 @@ def test_adaptive_concurrency_settles_at_server_capacity():
         # a loaded 2-core machine: 22 to 27 429s, final level 4 or 5, server-side mean 2.4 to 3.0.
         assert 1 <= srv.throttled <= ceiling + n // 5
         assert limit.decreases >= 3
-        assert capacity // 2 <= limit.level <= capacity + 2
+        assert capacity // 2 <= limit.level <= 2 * capacity
+        # Once settled, the level never climbs back towards the ceiling. It may pass capacity + 2
+        # without any request exceeding capacity: in the run's tail fewer requests remain than the
+        # level, so successes raise it with nothing to throttle (CI, on a loaded machine, saw 7).
         settled = limit.history[limit.history.index(capacity):]
-        assert max(settled) <= capacity + 2 and min(settled) >= capacity // 2
+        assert max(settled) <= 2 * capacity and min(settled) >= capacity // 2
         second_half = srv.in_flight_samples[n // 2:]
         assert 0.5 * capacity <= sum(second_half) / len(second_half) <= capacity
 
