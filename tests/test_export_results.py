@@ -18,7 +18,10 @@ from ffbench.runs import BASELINES_DIR
 from tests.conftest import cli_exit
 
 HAS_EEE = importlib.util.find_spec("every_eval_ever") is not None
-needs_eee = pytest.mark.skipif(not HAS_EEE, reason="every-eval-ever is not installed (it needs Python >= 3.12)")
+# every-eval-ever declares Python >= 3.12 but its schema, models and validator run on 3.11: .ci/run
+# installs it with --ignore-requires-python --no-deps (its imports are inspect-ai's dependencies).
+needs_eee = pytest.mark.skipif(not HAS_EEE, reason="every-eval-ever is not installed (.ci/run installs it; "
+                               "pip refuses it on Python < 3.12 without --ignore-requires-python)")
 
 
 def _cli(args) -> int:
@@ -81,6 +84,29 @@ def test_eval_results_file_is_the_hubs_format(exported):
         assert [e.task_id for e in entries] == [f"{c.suite}_T{c.length}" for c in run.results]
         for entry, cell in zip(entries, run.results):
             assert f"[{cell.ci95[0]:.3g}, {cell.ci95[1]:.3g}]" in entry.notes and f"{cell.reads:,} reads" in entry.notes
+
+
+@needs_eee
+def test_every_eval_ever_record_passes_the_projects_own_validator(exported, tmp_path, capsys):
+    """The validator the Every Eval Ever repository's PR bot runs (strict JSON, the schema models and
+    its semantic checks), on each record placed where a submission goes:
+    data/<benchmark>/<developer>/<model>/<uuid>.json."""
+    import uuid
+
+    from every_eval_ever.validator.validate import main as eee_validate
+
+    for name, (run, folder) in exported.items():
+        record = json.loads((folder / "every_eval_ever.json").read_text())
+        developer, model = record["model_info"]["id"].split("/", 1) if "/" in record["model_info"]["id"] else \
+            ("unknown", record["model_info"]["id"])
+        target = tmp_path / name / "data" / "ffbench" / developer / model.replace("/", "_") / f"{uuid.uuid4()}.json"
+        target.parent.mkdir(parents=True)
+        target.write_text((folder / "every_eval_ever.json").read_text())
+        assert eee_validate([str(target), "--format", "json"]) == 0, capsys.readouterr().out
+    # And the validator is not a rubber stamp: a record without its results fails.
+    record["evaluation_results"] = "none"
+    target.write_text(json.dumps(record))
+    assert eee_validate([str(target), "--format", "json"]) == 1
 
 
 @needs_eee
