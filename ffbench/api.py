@@ -13,6 +13,7 @@ reads a finished run; both return :class:`ffbench.schema.RunResults`, whose ``.c
 
 from __future__ import annotations
 
+from ffbench.options import RunOptions
 from ffbench.schema import RunResults
 
 
@@ -26,78 +27,86 @@ def _list(value) -> list:
     return list(value)
 
 
-def evaluate(model: str, suite=None, data=None, lengths=None, p_ignore=None, num: int | None = None,
-             seed: int | None = None, render="symbolic", scoring="choice", fewshot: bool = False,
-             per_read: bool = False, model_args: dict | None = None, alphabet: int = 2, batch_size: int | None = None,
-             max_batch_tokens: int | None = None, output_dir: str | None = None, base_url: str | None = None,
-             api_key: str | None = None, progress: bool = False, rescore: bool = False, record: bool = False,
-             revision: str = "", registry: str | None = None, echo=None, chat_template: str | None = None,
-             system_prompt: str | None = None, max_new_tokens: int | None = None,
-             reasoning_budget: int | None = None, reasoning_end: str | None = None, executor: str = "local",
-             workers: int | None = None, ray_address: str | None = None, stop_at_first_error: bool = False,
-             certify: float | None = None, max_cost: float | None = None, price_in: float | None = None,
-             price_out: float | None = None, repeats: int | None = None, temperature: float | None = None,
-             top_p: float | None = None, sampling_seed: int | None = None,
-             price_cached_in: float | None = None) -> RunResults:
+def evaluate(model: str, **options) -> RunResults:
     """Score ``model`` (a ``provider/model`` spec) exactly as ``ffbench run`` does and return the results.
 
-    Lists may be given as Python lists or comma-separated strings. The run directory (``output_dir``,
-    default ``runs/<provider>_<model name>-<config hash>``) is resumable like the CLI's; nothing is
-    recorded in the registry unless ``record=True`` (and never a run that a stopping rule cut short).
-    ``chat_template`` (auto, none or a Jinja file), ``system_prompt``, ``max_new_tokens``,
-    ``reasoning_budget`` and ``reasoning_end`` are the run flags of the same names
-    (:mod:`ffbench.prompting`). ``stop_at_first_error``, ``certify`` (EPS) and ``max_cost`` (USD, with
-    ``price_in`` / ``price_out`` in USD per million tokens) stop the run early (:mod:`ffbench.control`);
-    the result's ``stop_reason`` and ``stop_detail`` say why. ``executor="ray"`` scores the shards on
-    ``workers`` Ray actors (:mod:`ffbench.executors`), with identical results. ``repeats``,
-    ``temperature``, ``top_p`` and ``sampling_seed`` sample greedy reads (:mod:`ffbench.sampling`).
+    ``options`` are the fields of :class:`ffbench.options.RunOptions` (the flags of ``ffbench run``,
+    by the same names: ``suite``, ``lengths``, ``render``, ``num``, ``per_read``, ``certify``, ...);
+    lists may be Python lists or comma-separated strings. The run directory (``output_dir``, default
+    ``runs/<provider>_<model name>-<config hash>``) is resumable like the CLI's; nothing is recorded
+    in the registry unless ``record=True`` (and never a run that a stopping rule cut short).
+    ``stop_at_first_error``, ``certify`` (EPS) and ``max_cost`` (USD, with ``price_in`` /
+    ``price_out`` in USD per million tokens) stop the run early (:mod:`ffbench.control`); the
+    result's ``stop_reason`` and ``stop_detail`` say why. ``executor="ray"`` scores the shards on
+    ``workers`` Ray actors (:mod:`ffbench.executors`), with identical results.
     """
+    return evaluate_options(RunOptions.build(model, "evaluate", **options))
+
+
+def evaluate_options(opts: RunOptions) -> RunResults:
+    """:func:`evaluate` for an options value the caller built (the CLI does)."""
     from ffbench import runner
     from ffbench.control import RunControl
-    from ffbench.cost import Prices
 
-    control = RunControl(stop_at_first_error=bool(stop_at_first_error), certify=certify, max_cost=max_cost,
-                         prices=Prices(price_in, price_out, price_cached_in))
-    cfg, ref, out = _configure(model, suite, data, lengths, p_ignore, num, seed, render, scoring, fewshot, per_read,
-                               model_args, alphabet, batch_size, max_batch_tokens, output_dir, base_url, api_key,
-                               chat_template, system_prompt, max_new_tokens, reasoning_budget, reasoning_end, echo,
-                               (repeats, temperature, top_p, sampling_seed))
-    results = runner.run(cfg, out, ref, progress=progress, echo=echo or (lambda m: None), rescore=rescore,
-                         control=control, executor=executor, workers=workers, ray_address=ray_address)
-    if record and results.complete:
-        from ffbench.registry import Registry
-
-        Registry(registry).record(results, revision, out)
+    control = RunControl(stop_at_first_error=bool(opts.stop_at_first_error), certify=opts.certify,
+                         max_cost=opts.max_cost, prices=_prices(opts))
+    cfg, ref, out = configure(opts)
+    results = runner.run(cfg, out, ref, progress=opts.progress, echo=opts.echo or (lambda m: None),
+                         rescore=opts.rescore, control=control, executor=opts.executor, workers=opts.workers,
+                         ray_address=opts.ray_address)
+    if opts.record and results.complete:
+        record(results, opts.revision, out, opts.registry, strict=True)
     return results
 
 
-def preflight(model: str, suite=None, data=None, lengths=None, p_ignore=None, num: int | None = None,
-              seed: int | None = None, render="symbolic", scoring="choice", fewshot: bool = False,
-              per_read: bool = False, model_args: dict | None = None, alphabet: int = 2,
-              batch_size: int | None = None, max_batch_tokens: int | None = None, base_url: str | None = None,
-              chat_template: str | None = None, system_prompt: str | None = None, max_new_tokens: int | None = None,
-              reasoning_budget: int | None = None, reasoning_end: str | None = None,
-              price_in: float | None = None, price_out: float | None = None, repeats: int | None = None,
-              temperature: float | None = None, top_p: float | None = None, sampling_seed: int | None = None,
-              price_cached_in: float | None = None):
+def preflight(model: str, **options):
     """What :func:`evaluate` with the same arguments would send (``ffbench run --dry-run``): requests,
     prompt tokens, generation budget, longest prompt against the context and cost (prices in USD
     per million tokens), per cell and in total. Loads a tokenizer at most; writes nothing.
     Returns a :class:`ffbench.preflight.Preflight` (``str()`` of it is the printed table)."""
+    return preflight_options(RunOptions.build(model, "preflight", **options))
+
+
+def preflight_options(opts: RunOptions):
+    import dataclasses
+
     from ffbench import runner
+
+    cfg, ref, _ = configure(dataclasses.replace(opts, api_key=None, echo=None), need_key=False)
+    return runner.dry_run(cfg, ref, _prices(opts))
+
+
+def record(results: RunResults, revision: str, run_dir: str, registry: str | None, strict: bool) -> str:
+    """The record policy, in one place: only a complete run is recorded (one a stopping rule cut short
+    holds only part of its cells). ``strict`` (``ffbench record``, ``evaluate(record=True)``) raises
+    when the run cannot be recorded; otherwise (``ffbench run``, whose run is safe on disk anyway)
+    the returned line says why it was not. Returns the line to show."""
+    from ffbench.errors import FFBenchError
+    from ffbench.registry import Registry
+
+    if not results.complete:
+        why = f"stopped early ({results.stop_reason}) and holds only part of its cells"
+        if strict:
+            raise FFBenchError(f"{run_dir!r} {why}; complete it (rerun without the stopping flags) before recording it")
+        return f"registry: not recorded: the run {why}; complete it (rerun without the stopping flags) to record it"
+    reg = Registry(registry)
+    try:
+        run_id = reg.record(results, revision, run_dir)
+    except FFBenchError as exc:
+        if strict:
+            raise
+        return f"ffbench: warning: run not recorded: {exc}"
+    what = f"recorded as #{run_id}" if run_id is not None else "already recorded"
+    return f"registry: {what} in {reg.path}" + (f" (revision {revision})" if revision else "")
+
+
+def _prices(opts: RunOptions):
     from ffbench.cost import Prices
 
-    cfg, ref, _ = _configure(model, suite, data, lengths, p_ignore, num, seed, render, scoring, fewshot, per_read,
-                             model_args, alphabet, batch_size, max_batch_tokens, None, base_url, None, chat_template,
-                             system_prompt, max_new_tokens, reasoning_budget, reasoning_end, None,
-                             (repeats, temperature, top_p, sampling_seed), need_key=False)
-    return runner.dry_run(cfg, ref, Prices(price_in, price_out, price_cached_in))
+    return Prices(opts.price_in, opts.price_out, opts.price_cached_in)
 
 
-def _configure(spec, suite, data, lengths, p_ignore, num, seed, render, scoring, fewshot, per_read, model_args,
-               alphabet, batch_size, max_batch_tokens, output_dir, base_url, api_key, chat_template, system_prompt,
-               max_new_tokens, reasoning_budget, reasoning_end, echo, sampling=(None, None, None, None),
-               need_key=True):
+def configure(opts: RunOptions, need_key: bool = True):
     """The run config, model reference and run directory of one call (usage errors raised here;
     ``need_key``: a remote model without an API key is one, as a run would send requests)."""
     import os
@@ -105,25 +114,29 @@ def _configure(spec, suite, data, lengths, p_ignore, num, seed, render, scoring,
     from ffbench import model_handle, prompting, runner
     from ffbench.rundir import RunDir
 
-    model = model_handle.resolve(spec, model_args, base_url, api_key, max_batch_tokens, need_key=need_key)
-    template, template_sha = prompting.resolve_chat_template(chat_template)
-    model.check_chat_template(template, chat_template)
+    model = model_handle.resolve(opts.model, opts.model_args, opts.base_url, opts.api_key,
+                                 opts.max_batch_tokens, need_key=need_key)
+    template, template_sha = prompting.resolve_chat_template(opts.chat_template)
+    model.check_chat_template(template, opts.chat_template)
+    reasoning_end = opts.reasoning_end
     if reasoning_end == prompting.DEFAULT_REASONING_END:
         reasoning_end = None  # the default spelled out is the same run
-    lengths = [int(x) for x in _list(lengths)]
+    lengths = [int(x) for x in _list(opts.lengths)]
     if not lengths and (n := model.default_length()):
         lengths = [n]
-    cfg = runner.RunConfig(model=model.spec, model_args=model.recorded_args, suites=_list(suite),
-                           data=[os.path.abspath(d) for d in _list(data)], lengths=lengths,
-                           p_ignore=[float(x) for x in _list(p_ignore)], num=num, seed=seed, renders=_list(render),
-                           scorings=_list(scoring), fewshot=fewshot, per_read=per_read, alphabet=alphabet,
-                           batch_size=batch_size, base_url=model.recorded_base_url,
-                           chat_template=template, chat_template_sha256=template_sha, system_prompt=system_prompt or None,
-                           max_new_tokens=max_new_tokens, reasoning_budget=reasoning_budget or None,
-                           reasoning_end=reasoning_end, repeats=None if sampling[0] in (None, 1) else int(sampling[0]),
-                           temperature=sampling[1], top_p=sampling[2], sampling_seed=sampling[3])
-    out = output_dir or runner.default_output_dir(cfg)
-    ref = model.connect(RunDir(out).request_cache, echo)
+    cfg = runner.RunConfig(model=model.spec, model_args=model.recorded_args, suites=_list(opts.suite),
+                           data=[os.path.abspath(d) for d in _list(opts.data)], lengths=lengths,
+                           p_ignore=[float(x) for x in _list(opts.p_ignore)], num=opts.num, seed=opts.seed,
+                           renders=_list(opts.render), scorings=_list(opts.scoring), fewshot=opts.fewshot,
+                           per_read=opts.per_read, alphabet=opts.alphabet, batch_size=opts.batch_size,
+                           base_url=model.recorded_base_url, chat_template=template,
+                           chat_template_sha256=template_sha, system_prompt=opts.system_prompt or None,
+                           max_new_tokens=opts.max_new_tokens, reasoning_budget=opts.reasoning_budget or None,
+                           reasoning_end=reasoning_end,
+                           repeats=None if opts.repeats in (None, 1) else int(opts.repeats),
+                           temperature=opts.temperature, top_p=opts.top_p, sampling_seed=opts.sampling_seed)
+    out = opts.output_dir or runner.default_output_dir(cfg)
+    ref = model.connect(RunDir(out).request_cache, opts.echo)
     return cfg, ref, out
 
 

@@ -422,23 +422,24 @@ def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, few
     stopped run, with other flags (or none) it scores on from what was kept.
     """
     from ffbench import api, summary
+    from ffbench.options import RunOptions
 
-    common = dict(suite=list(suite), data=list(data), lengths=lengths, p_ignore=p_ignore, num=num, seed=seed,
-                  render=renders, scoring=scorings, fewshot=fewshot, per_read=per_read,
-                  model_args=_model_args(model_args), alphabet=alphabet, batch_size=batch_size,
-                  max_batch_tokens=max_batch_tokens, base_url=base_url, chat_template=chat_template,
-                  system_prompt=system_prompt, max_new_tokens=max_new_tokens, reasoning_budget=reasoning_budget,
-                  reasoning_end=reasoning_end, repeats=repeats, temperature=temperature, top_p=top_p,
-                  sampling_seed=sampling_seed)
+    opts = RunOptions(model, suite=list(suite), data=list(data), lengths=lengths, p_ignore=p_ignore, num=num,
+                      seed=seed, render=renders, scoring=scorings, fewshot=fewshot, per_read=per_read,
+                      model_args=_model_args(model_args), alphabet=alphabet, chat_template=chat_template,
+                      system_prompt=system_prompt, max_new_tokens=max_new_tokens, reasoning_budget=reasoning_budget,
+                      reasoning_end=reasoning_end, repeats=repeats, temperature=temperature, top_p=top_p,
+                      sampling_seed=sampling_seed, batch_size=batch_size, max_batch_tokens=max_batch_tokens,
+                      base_url=base_url, api_key=api_key, output_dir=output_dir,
+                      progress=progress if progress is not None else sys.stderr.isatty(), rescore=rescore,
+                      echo=lambda m: click.echo(m, err=True), executor=executor, workers=workers,
+                      ray_address=ray_address, stop_at_first_error=stop_at_first_error, certify=certify,
+                      max_cost=max_cost, price_in=price_in, price_out=price_out, price_cached_in=price_cached_in,
+                      revision=revision, registry=registry)
     if dry_run:
-        click.echo(str(api.preflight(model, price_in=price_in, price_out=price_out, price_cached_in=price_cached_in,
-                                     **common)))
+        click.echo(str(api.preflight_options(opts)))
         return
-    show = progress if progress is not None else sys.stderr.isatty()
-    results = api.evaluate(model, output_dir=output_dir, api_key=api_key, progress=show, rescore=rescore,
-                           echo=lambda m: click.echo(m, err=True), stop_at_first_error=stop_at_first_error,
-                           certify=certify, max_cost=max_cost, price_in=price_in, price_out=price_out,
-                           price_cached_in=price_cached_in, executor=executor, workers=workers, ray_address=ray_address, **common)
+    results = api.evaluate_options(opts)  # opts.record is False: the run records below, and only warns
     out = results.label
     click.echo(summary.format_table(results.results))
     stopped = summary.format_stop(results)
@@ -446,11 +447,9 @@ def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, few
         click.echo("\n" + stopped)
     click.echo(f"\nrun directory: {out}")
     click.echo(f"next: ffbench report {out} --out {os.path.join(out, 'report.html')}   (beside the shipped references)")
-    if record and not results.complete:
-        click.echo(f"registry: not recorded: the run stopped early ({results.stop_reason}) and holds only part of its "
-                   "cells; complete it (rerun without the stopping flags) to record it")
-    elif record:
-        _record(results, revision, out, registry, strict=False)
+    if record:
+        line = api.record(results, revision, out, registry, strict=False)
+        click.echo(line, err=line.startswith("ffbench: warning"))
     if certify is not None and results.stop_reason != "certified":
         raise FFBenchError(f"not certified: {results.stop_detail or results.stop_reason} (the run is kept in {out})")
 
@@ -459,26 +458,6 @@ def _model_args(pairs) -> dict:
     from ffbench import backends
 
     return backends.parse_model_args(pairs)
-
-
-def _record(results, revision: str, run_dir: str, registry_path: str | None, strict: bool) -> None:
-    """Record a finished run. ``ffbench run`` only warns when the registry fails (the run itself is
-    safe on disk); ``ffbench record`` fails, so a CI step that must record cannot pass silently."""
-    from ffbench.registry import Registry
-
-    reg = Registry(registry_path)
-    if not results.complete:
-        raise FFBenchError(f"{run_dir!r} stopped early ({results.stop_reason}) and holds only part of its cells; "
-                           "complete it (rerun without the stopping flags) before recording it")
-    try:
-        run_id = reg.record(results, revision, run_dir)
-    except FFBenchError as exc:
-        if strict:
-            raise
-        click.echo(f"ffbench: warning: run not recorded: {exc}", err=True)
-        return
-    what = f"recorded as #{run_id}" if run_id is not None else "already recorded"
-    click.echo(f"registry: {what} in {reg.path}" + (f" (revision {revision})" if revision else ""))
 
 
 # ----------------------------------------------------------------------------- hunt
@@ -1001,11 +980,11 @@ def record(run_dirs, revision, registry):
     Exits 1 when a run cannot be recorded (an unusable registry, a revision already filed with other
     weights), so a release pipeline's "record" step cannot pass without recording.
     """
-    from ffbench import runs
+    from ffbench import api, runs
 
     loaded = [runs.load(ref) for ref in run_dirs]  # every reference resolves before anything is written
     for ref, results in zip(run_dirs, loaded):
-        _record(results, revision, ref, registry, strict=True)
+        click.echo(api.record(results, revision, ref, registry, strict=True))
 
 
 # ----------------------------------------------------------------------------- entry point
