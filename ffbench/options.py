@@ -25,18 +25,22 @@ from ffbench.errors import UsageError
 
 @dataclass
 class RunOptions:
-    """One run's options (see the module docstring). Lists may be lists or comma-separated strings."""
+    """One run's options: each field is the ``ffbench run`` flag of the same name (``render`` and
+    ``scoring`` are ``--render``/``--scoring``; ``echo`` receives the run's notices). Lists may be
+    Python lists or comma-separated strings. The first group decides what is measured (it goes into
+    the config and its hash); the second only how it is computed; the third when the run stops, what
+    it costs and whether it is recorded."""
 
     model: str
     # What is measured.
-    suite: object = None
-    data: object = None
-    lengths: object = None
-    p_ignore: object = None
+    suite: str | list[str] | None = None
+    data: str | list[str] | None = None
+    lengths: str | int | list[int] | None = None
+    p_ignore: str | float | list[float] | None = None
     num: int | None = None
     seed: int | None = None
-    render: object = "symbolic"
-    scoring: object = "choice"
+    render: str | list[str] = "symbolic"
+    scoring: str | list[str] = "choice"
     fewshot: bool = False
     per_read: bool = False
     model_args: dict | None = None

@@ -3,7 +3,7 @@
 * ``docs/reference/cli.md``: every ``ffbench`` command's ``--help``, as click prints it (fixed
   width), walked from the click command tree.
 * ``docs/reference/python.md``: the public Python API (``ffbench.evaluate``, ``ffbench.load``,
-  ``ffbench.api.preflight``, ``RunResults`` and ``CellResult``): signatures and docstrings.
+  ``ffbench.api.preflight``, ``RunOptions``, ``RunResults`` and ``CellResult``): signatures and docstrings.
 
 Run by the MkDocs hook (``scripts/mkdocs_hooks.py``) before every build; ``python
 scripts/gen_reference.py`` writes them by hand, ``--check`` exits 1 when a committed page is stale.
@@ -65,15 +65,17 @@ def _doc(obj) -> str:
 def python_page() -> str:
     import ffbench
     from ffbench import api
+    from ffbench.options import RunOptions
     from ffbench.schema import CellResult, RunResults
 
     lines = ["# Python API reference", "", GENERATED,
-             ("`import ffbench` is instant; `evaluate` and `load` import the rest on first use. "
+             ("`import ffbench` is instant; `evaluate` and `load` import the rest on first use. `evaluate` and "
+              "`preflight` take the fields of `RunOptions` (below) as keywords: the flags of `ffbench run`. "
               "Worked examples: [Use from Python](../python.md)."), ""]
     for name, obj in [("ffbench.evaluate", ffbench.evaluate), ("ffbench.load", ffbench.load),
                       ("ffbench.api.preflight", api.preflight)]:
         lines += [f"## {name}", "", _signature(name, obj), "", _doc(obj), ""]
-    for cls in (RunResults, CellResult):
+    for cls in (RunOptions, RunResults, CellResult):
         lines += [f"## {cls.__module__}.{cls.__name__}", "", _doc(cls), "", "| field | type | default |",
                   "|---|---|---|"]
         for f in dataclasses.fields(cls):
