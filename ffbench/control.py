@@ -112,16 +112,19 @@ class Controller:
     def decision(self, cell_id: str) -> str | None:
         return self._decided.get(cell_id)
 
-    def afford(self, estimate: TokenEstimate, where: str = "") -> bool:
-        """Whether the next shard fits the budget; if not, the run stops here (``max_cost``)."""
+    def afford(self, estimate: TokenEstimate, where: str = "", in_flight: float = 0.0) -> bool:
+        """Whether the next shard fits the budget; if not, the run stops here (``max_cost``).
+        ``in_flight``: the estimated cost of shards sent but not yet back (Ray actors), counted as
+        spent so that parallel shards cannot together pass the budget."""
         if self.control.max_cost is None:
             return True
         cost = estimate.cost(self.control.prices)
-        if self.spent + cost <= self.control.max_cost:
+        if self.spent + in_flight + cost <= self.control.max_cost:
             return True
         self.stop = MAX_COST
+        flying = f" and {usd(in_flight)} in flight" if in_flight else ""
         self.stop_detail = (f"the next shard ({where}: {estimate.describe()}) is estimated at {usd(cost)}; with "
-                            f"{usd(self.spent)} spent it would exceed --max-cost {usd(self.control.max_cost)}")
+                            f"{usd(self.spent)} spent{flying} it would exceed --max-cost {usd(self.control.max_cost)}")
         return False
 
 

@@ -117,12 +117,9 @@ def run_tasks(fn, items: list, executor: str = "local", workers: int | None = No
             yield futures[fut], fut.result()
 
 
-def check(executor: str, workers: int | None, control) -> None:
+def check(executor: str, workers: int | None) -> None:
     """UsageError for an executor the run cannot use."""
     if executor not in EXECUTORS:
         raise UsageError(f"unknown executor {executor!r} (use {' or '.join(EXECUTORS)})")
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be a positive integer, got {workers}")
-    if executor == "ray" and control is not None and control.max_cost is not None:
-        raise UsageError("--max-cost needs --executor local: a budget checked before each shard cannot hold while "
-                         "several shards are in flight")

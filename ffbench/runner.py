@@ -192,7 +192,7 @@ def run(cfg: RunConfig, out_dir: str, model: ModelRef, progress: bool = True,
     from ffbench import executors
 
     control = control or RunControl()
-    executors.check(executor, workers, control)
+    executors.check(executor, workers)
     p = plan(cfg)
     model.check(list(p.templates.values()), cfg.scorings, cfg.alphabet, cfg.fewshot)
     rd = RunDir(out_dir)
@@ -246,7 +246,7 @@ def _run_locked(p: Plan, rd: RunDir, model: ModelRef, fingerprint: dict | None, 
             backend = RayShards(model, p.config.as_dict(), workers or 2, address)
         else:
             echo(f"loading {model.spec} ...")
-            backend = model.load()
+            backend = LocalShards(model.load(), p)
     try:
         if fingerprint is None:  # only the loaded model (or the server) can say what it is
             fingerprint = backend.fingerprint()
@@ -259,7 +259,7 @@ def _run_locked(p: Plan, rd: RunDir, model: ModelRef, fingerprint: dict | None, 
                 done = _finished(rd, control, echo)
                 if done is not None:
                     return done
-        _check_contexts(backend, p, [cell for cell, _ in work])
+        backend.check_contexts([p.cells.index(cell) for cell, _ in work])
         rd.start(wanted)
         estimator = None
         if control.max_cost is not None:
@@ -371,40 +371,48 @@ def _where(cell: Cell, start: int, stop: int) -> str:
     return f"{cell.key.describe()}, sequences {start}-{stop - 1}"
 
 
-def _score(p: Plan, rd: RunDir, backend, work, ctl: Controller, progress: bool, echo=print,
+def _score(p: Plan, rd: RunDir, shards, work, ctl: Controller, progress: bool, echo=print,
            estimator=None) -> None:
-    if isinstance(backend, RayShards):
-        return _score_pool(p, rd, backend, work, ctl, progress, echo)
-    total = sum(len(_starts(p, c)) for c in p.cells)
+    """Score every pending shard through ``shards`` (:class:`LocalShards` or :class:`RayShards`: the
+    same loop either way). Run control is asked before each shard is sent (the cell still open, and
+    with ``--max-cost`` the shard affordable); the driver writes each shard as it comes back."""
+    index = {cell: k for k, cell in enumerate(p.cells)}
+    units = [(index[cell], start, _stop(p, cell, start)) for cell, todo in work for start in todo]
+    announced: set[str] = set()
+    flying: dict[tuple, float] = {}  # shard -> its estimated cost, while sent and not yet kept
+
+    def go_on(unit) -> bool:
+        cell, start, stop = p.cells[unit[0]], unit[1], unit[2]
+        if not ctl.open(p.cell_id(cell)):
+            return False
+        if estimator is not None:
+            estimate = estimator.shard(cell, _rendered(p, cell, start, stop))
+            if not ctl.afford(estimate, _where(cell, start, stop), in_flight=sum(flying.values())):
+                return False
+            flying[unit] = estimate.cost(ctl.control.prices)
+        return True
+
+    bar = _bar(progress, p, work, shards.workers)
     try:
-        for cell, todo in work:
-            arr = p.store.sequences(cell.source)
+        for (k, start, stop), (table, usage) in shards.imap(units, go_on=go_on):
+            flying.pop((k, start, stop), None)
+            cell = p.cells[k]
             cid = p.cell_id(cell)
-            size = shard_size(cell.source.length, p.config.batch_size)
-            done = arr.shape[0] - sum(min(size, arr.shape[0] - s) for s in todo)
-            bar = _bar(progress, cell, arr.shape[0], done)
-            for start in todo:
-                if not ctl.open(cid):
-                    break
-                stop = min(start + size, arr.shape[0])
-                if estimator is not None:
-                    estimate = estimator.shard(cell, _rendered(p, cell, start, stop))
-                    if not ctl.afford(estimate, _where(cell, start, stop)):
-                        break
-                table, usage = _scored(backend, p, cell, start, stop)
-                _keep(p, rd, ctl, cell, start, stop, table, usage)
-                if bar is not None:
-                    bar.update(stop - start)
+            _keep(p, rd, ctl, cell, start, stop, table, usage)
             if bar is not None:
-                bar.close()
-            if ctl.stop is not None:
-                echo(f"stopping ({ctl.stop}): {ctl.stop_detail}")
-                break
-            if ctl.decision(cid) is not None:
+                bar.set_description(_describe_cell(cell), refresh=False)
+                bar.update(stop - start)
+            if ctl.decision(cid) is not None and cid not in announced:
+                announced.add(cid)
                 echo(f"{cell.key.describe()}: {ctl.decision(cid)} at --certify {ctl.control.certify:g}")
     except KeyboardInterrupt:
-        raise Interrupted(f"interrupted: {rd.shard_count()} of {total} shards are kept in {rd.path}; rerun the "
-                          "same command to resume") from None
+        raise Interrupted(f"interrupted: {rd.shard_count()} of {sum(len(_starts(p, c)) for c in p.cells)} shards are "
+                          f"kept in {rd.path}; rerun the same command to resume") from None
+    finally:
+        if bar is not None:
+            bar.close()
+    if ctl.stop is not None:
+        echo(f"stopping ({ctl.stop}): {ctl.stop_detail}")
 
 
 def _keep(p: Plan, rd: RunDir, ctl: Controller, cell: Cell, start: int, stop: int, table, usage: dict) -> None:
@@ -416,51 +424,23 @@ def _keep(p: Plan, rd: RunDir, ctl: Controller, cell: Cell, start: int, stop: in
                 _where(cell, start, stop))
 
 
-def _score_pool(p: Plan, rd: RunDir, pool, work, ctl: Controller, progress: bool, echo=print) -> None:
-    """Shards on Ray actors, in the same order as locally; the driver writes each as it comes back."""
-    index = {cell: k for k, cell in enumerate(p.cells)}
-    shards = [(index[cell], start, _stop(p, cell, start)) for cell, todo in work for start in todo]
-    bar = None
-    if progress:
-        import sys
-
-        from tqdm import tqdm
-
-        bar = tqdm(total=sum(stop - start for _, start, stop in shards), desc=f"{pool.workers} Ray workers",
-                   unit="seq", file=sys.stderr, dynamic_ncols=True)
-    try:
-        for (k, start, stop), (table, usage) in pool.imap(shards, go_on=lambda k: ctl.open(p.cell_id(p.cells[k]))):
-            cell = p.cells[k]
-            _keep(p, rd, ctl, cell, start, stop, table, usage)
-            if bar is not None:
-                bar.update(stop - start)
-    except KeyboardInterrupt:
-        raise Interrupted(f"interrupted: {rd.shard_count()} of {sum(len(_starts(p, c)) for c in p.cells)} shards are "
-                          f"kept in {rd.path}; rerun the same command to resume") from None
-    finally:
-        if bar is not None:
-            bar.close()
-    if ctl.stop is not None:
-        echo(f"stopping ({ctl.stop}): {ctl.stop_detail}")
+def _describe_cell(cell: Cell) -> str:
+    return f"{cell.source.label} T={cell.source.length} {cell.render_name} {cell.scoring}"
 
 
-def _bar(progress: bool, cell: Cell, total: int, initial: int):
+def _bar(progress: bool, p: Plan, work, workers: int):
+    """One progress bar over the run's sequences (those already kept count as done)."""
     if not progress:
         return None
     import sys
 
     from tqdm import tqdm
 
-    desc = f"{cell.source.label} T={cell.source.length} {cell.render_name} {cell.scoring}"
-    return tqdm(total=total, initial=initial, desc=desc, unit="seq", file=sys.stderr, dynamic_ncols=True)
-
-
-def _check_contexts(backend, p: Plan, cells: list[Cell]) -> None:
-    if isinstance(backend, RayShards):
-        backend.check_contexts([p.cells.index(cell) for cell in cells])
-        return
-    for cell in cells:
-        check_context(backend, p, cell)
+    total = sum(p.store.sequences(c.source).shape[0] for c in p.cells)
+    todo = sum(_stop(p, cell, start) - start for cell, starts in work for start in starts)
+    where = f" on {workers} Ray workers" if workers > 1 else ""
+    return tqdm(total=total, initial=total - todo, desc=f"scoring{where}", unit="seq", file=sys.stderr,
+                dynamic_ncols=True)
 
 
 def check_context(backend, p: Plan, cell: Cell) -> None:
@@ -698,6 +678,37 @@ def _scored(backend, p: Plan, cell: Cell, start: int, stop: int):
     return table, usage
 
 
+class LocalShards:
+    """The run's shards scored here, one after another, by one loaded backend: the same interface
+    as :class:`RayShards` (fingerprint, describe, check_contexts, imap, close), so the run has one
+    loop whatever executes it."""
+
+    workers = 1
+
+    def __init__(self, backend, p: Plan):
+        self.backend = backend
+        self.plan = p
+
+    def fingerprint(self) -> dict:
+        return self.backend.fingerprint()
+
+    def describe(self) -> dict:
+        return self.backend.describe()
+
+    def check_contexts(self, cell_indices: list[int]) -> None:
+        for i in cell_indices:
+            check_context(self.backend, self.plan, self.plan.cells[i])
+
+    def imap(self, shards: list[tuple[int, int, int]], go_on=lambda shard: True):
+        """((cell index, start, stop), (rows, usage)) of every shard that ``go_on`` lets through, in order."""
+        for shard in shards:
+            if go_on(shard):
+                yield shard, _scored(self.backend, self.plan, self.plan.cells[shard[0]], shard[1], shard[2])
+
+    def close(self) -> None:
+        self.backend.close()
+
+
 class ShardWorker:
     """A Ray actor of a run: one backend and the run's plan, rebuilt from its config (sampling is
     deterministic); scores shards on request (:class:`ffbench.executors.ActorPool` runs it)."""
@@ -753,9 +764,10 @@ class RayShards:
         for i in cell_indices:
             self.pool.call_first("check_context", i)
 
-    def imap(self, shards: list[tuple[int, int, int]], go_on=lambda cell_index: True):
-        """((cell index, start, stop), (rows, usage)) of every shard, as the actors finish them."""
-        return self.pool.imap("score", shards, go_on=lambda shard: go_on(shard[0]))
+    def imap(self, shards: list[tuple[int, int, int]], go_on=lambda shard: True):
+        """((cell index, start, stop), (rows, usage)) of every shard that ``go_on`` lets through, as
+        the actors finish them."""
+        return self.pool.imap("score", shards, go_on=go_on)
 
     def close(self) -> None:
         self.pool.close()

@@ -64,11 +64,19 @@ def test_ray_run_equals_local_run_even_when_a_worker_is_killed(tmp_path):
     assert again.wait(timeout=300) == 0 and "run already complete" in again.stderr.read()
 
 
-def test_max_cost_is_refused_with_ray(tmp_path, capsys):
-    from ffbench.cli import main
-
-    with pytest.raises(SystemExit) as exc:
-        main(["run", *map(str, ARGS), "--executor", "ray", "--max-cost", "1", "--price-in", "1", "--output-dir",
-              str(tmp_path / "r")])
-    assert exc.value.code == 2 and "--max-cost needs --executor local" in capsys.readouterr().err
-    assert not (tmp_path / "r").exists()
+def test_ray_run_keeps_max_cost_like_a_local_run(tmp_path):
+    """--max-cost with shards in flight on two actors: a shard is sent only when the spent cost, the
+    estimated cost of the shards in flight and its own fit the budget, so the Ray run stops after the
+    same three shards (20 sequences at T=128: 2,560 tokens, $0.00256 at $1 per million) as a local run."""
+    args = ["--model", "ffbench/transformer-ref", "--suite", "in_dist", "--num", "200", "--batch-size", "20",
+            "--no-record", "--no-progress", "--max-cost", "0.0077", "--price-in", "1"]
+    runs = {}
+    for name, extra in {"local": [], "ray": ["--executor", "ray", "--workers", 2]}.items():
+        proc = _ffbench(*args, *extra, "--output-dir", tmp_path / name)
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+        runs[name] = load(str(tmp_path / name))
+    for res in runs.values():
+        assert res.stop_reason == "max_cost" and res.results[0].num_sequences == 60
+        assert res.usage["prompt_tokens"] == 3 * 2560
+    assert runs["local"].samples.equals(runs["ray"].samples)
