@@ -84,7 +84,7 @@ class ModelHandle:
     def is_chat(self) -> bool:
         """Whether the model answers as a chat API (no log-probabilities of answers), as its
         provider says for these args (``openai/`` with ``api=chat`` is one)."""
-        return self.ref.serving()[1]
+        return self.ref.serving().chat
 
     def default_length(self) -> int | None:
         """The length a run or hunt uses when none is given: an ``ffbench/`` checkpoint's training
@@ -99,7 +99,7 @@ class ModelHandle:
         """UsageError for a chat template (``--chat-template FLAG``) on a model ffbench does not tokenize."""
         from ffbench import prompting
 
-        if template not in (None, prompting.NONE) and not self.cls.applies_chat_templates:
+        if template not in (None, prompting.NONE) and not self.cls.capabilities.tokenizes_prompts:
             raise UsageError(f"--chat-template {flag} applies to models ffbench tokenizes (hf/, vllm/); "
                              f"{self.provider}/ models get the rendered text as it is")
 

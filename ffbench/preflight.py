@@ -229,7 +229,8 @@ class Estimator:
         self.p, self.cls = p, model.cls
         self.tokenizer = self.cls.load_tokenizer(model.name, model.args)
         self.context = self.cls.context_before_load(model.name, model.args) or model.args.get("context_length")
-        self.dense_ok, self.chat_api = self.cls.serving(model.name, model.args)
+        serving = self.cls.serving(model.name, model.args)
+        self.dense_ok, self.chat_api = serving.dense, serving.chat
         self.options = PromptOptions.from_config(p.config)
         self.sampling = Sampling.from_config(p.config)
         self.counter = _Counter(self.tokenizer, self.chat_api, self.options.system_prompt)
@@ -266,7 +267,7 @@ def _cell(cell, rendered, template, fmt: PromptFormat, options: PromptOptions, c
                            **base)
         answer_tokens = counter.answer_tokens(choices, rendered[0].prompt(0) if rendered and len(rendered[0].targets)
                                               else "")
-        est.may_reask = counter.tokenizer is None or not cls.full_logprobs or (
+        est.may_reask = counter.tokenizer is None or not cls.capabilities.full_logprobs or (
             cell.scoring == "greedy" and max(answer_tokens, default=1) > 1)
         if undecided.size:
             _add_reasked(est, rendered, forced, undecided, template, fmt, options, counter, cls, chat_api, cell.scoring)
@@ -298,7 +299,7 @@ def _add_reasked(est: CellEstimate, rendered, forced, reads: np.ndarray, templat
     asking = is_asking(template, chat_api, fmt.chat)
     budget = options.budget(choices, asking)
     lengths = counter.lengths(questions(rendered, reads, template, fmt, asking)) * repeats
-    if getattr(cls, "caches_prefixes", False) and not fmt.chat:
+    if cls.capabilities.prefix_cache and not fmt.chat:
         est.cached_tokens += cached_estimate(rendered, reads, counter, repeats)
     est.requests += len(lengths)
     est.prompt_tokens += sum(lengths)
@@ -377,7 +378,8 @@ def show(model, rendered: render.Rendered, template: render.Template, scoring: s
     pass, else the final read's request (its question, or its per-read prompt)."""
     cls = model.cls
     tokenizer = cls.load_tokenizer(model.name, model.args)
-    dense_ok, chat_api = cls.serving(model.name, model.args)
+    serving = cls.serving(model.name, model.args)
+    dense_ok, chat_api = serving.dense, serving.chat
     fmt = options.format(template, tokenizer)
     counter = _Counter(tokenizer, chat_api, options.system_prompt)
     last = np.array([len(rendered.targets) - 1])

@@ -158,7 +158,7 @@ def _check_sampling(cfg: RunConfig) -> None:
         cls = backends.resolve(cfg.model, dict(cfg.model_args)).cls
     except (FFBenchError, UsageError, ImportError):
         cls = None  # the provider's own line (an unknown name, the extra to install) comes when it loads
-    sampling.check(cfg, cfg.scorings, cls is None or bool(getattr(cls, "takes_sampling", False)), provider)
+    sampling.check(cfg, cfg.scorings, cls is None or cls.capabilities.sampling, provider)
     rules = getattr(cls, "check_sampling", None)
     if rules is not None and "greedy" in cfg.scorings:
         rules(cfg.model.split("/", 1)[-1], dict(cfg.model_args), sampling.Sampling.from_config(cfg),

@@ -26,7 +26,7 @@ every greedy read is asked K times and a cell reports, beside the read-level cou
   glitch rate.
 
 The sampling parameters (``--temperature``, ``--top-p``, ``--sampling-seed``) reach providers that
-take them (``Backend.takes_sampling``); with K > 1 and no temperature, the provider's default
+take them (``Capabilities.sampling``); with K > 1 and no temperature, the provider's default
 sampling is used (no temperature is sent). The repeats, temperature and top-p change what a cell
 measures, so they enter its ``variant``; the seed does not.
 """

@@ -80,7 +80,7 @@ def score(backend: Backend, rendered: list[Rendered], template: Template, scorin
     pass reads the argmax only), K times with ``repeats`` K, and its prediction is the majority."""
     if scoring not in SCORINGS:
         raise FFBenchError(f"unknown scoring {scoring!r} (use choice or greedy)")
-    if scoring == "choice" and backend.is_chat:
+    if scoring == "choice" and backend.capabilities.chat:
         raise FFBenchError(f"{backend.provider}/{backend.model} is a chat model: log-probabilities of answers are "
                            "not available, use --scoring greedy")
     options = options or PromptOptions()
@@ -96,7 +96,7 @@ def score(backend: Backend, rendered: list[Rendered], template: Template, scorin
     answers, replies_of = None, None
     if scoring == "greedy" and sampling.sampled:
         per_read = True
-    if uses_dense(backend.supports_dense, scoring, fmt.chat, per_read):
+    if uses_dense(backend.capabilities.dense, scoring, fmt.chat, per_read):
         results = backend.score_dense([ScoreRequest(r.text, r.spans, r.choices) for r in forced])
         logprobs = np.concatenate([s.logprobs for s in results])
         bound = np.concatenate([s.bound for s in results])
@@ -115,7 +115,7 @@ def score(backend: Backend, rendered: list[Rendered], template: Template, scorin
             p, m = decide_choice(lp, np.zeros_like(lp, dtype=bool), targets[todo])
             pred[todo], margin[todo] = p, m
         else:
-            asking = is_asking(template, backend.is_chat, fmt.chat)
+            asking = is_asking(template, backend.capabilities.chat, fmt.chat)
             asked = questions(rendered, todo, template, fmt, asking)
             backend.system_prompt, backend.reasoning_budget = options.system_prompt, options.reasoning_budget
             opened = bool(asked) and fmt.reasoning_opened(asked[0], options.end_marker)
@@ -159,7 +159,7 @@ def ask(backend: Backend, rendered: list[Rendered], reads: np.ndarray, asked: li
     said = np.full((reads.size, k), NO_CHOICE, dtype=np.int64)
     cut = np.zeros((reads.size, k), dtype=bool)
     texts = [[None] * k for _ in range(reads.size)]
-    caching = getattr(backend, "caches_prefixes", False)
+    caching = backend.capabilities.prefix_cache
     waves = prefix_waves(rendered, reads) if caching else [np.arange(reads.size)]
     breaks = None if not caching or templated else prefix_breaks(rendered, reads)
     ids = read_ids(rendered, reads) if sampling.sampled else None

@@ -46,7 +46,7 @@ def test_replies_thinking_truncation_and_faults(tmp_path):
     cache = tmp_path / "requests.sqlite"
     with AnthropicServer() as srv:
         backend = _backend(srv.url, cache, thinking=1024)
-        assert backend.is_chat and not backend.supports_dense
+        assert backend.capabilities.chat and not backend.capabilities.dense
         assert backend.context_length() == 200000 and backend.describe()["served_model"] == MODEL
         out = backend.generate(prompts, 32)
         for p, g in zip(prompts, out):

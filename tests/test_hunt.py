@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from ffbench import backends, language
-from ffbench.backends.base import Backend, SpanScores
+from ffbench.backends.base import Backend, Capabilities, SpanScores
 from ffbench.errors import FFBenchError, Interrupted
 from ffbench.hunt import HuntConfig, estimator, hunt
 from ffbench.hunt.huntdir import HuntDir
@@ -22,7 +22,7 @@ class WriteDistanceModel(Backend):
     (log p(target) - log p(other)) is k + 0.5 - distance. Reads the symbolic rendering."""
 
     provider = "synthetic"
-    supports_dense = True
+    capabilities = Capabilities(dense=True)
 
     def __init__(self, k: int = 3, interrupt_at: int | None = None):
         super().__init__("write-distance")

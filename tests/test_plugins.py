@@ -10,16 +10,20 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
+from ffbench.backends.base import Backend
+
 BACKEND = '''
 import numpy as np
-from ffbench.backends.base import Backend, SpanScores
+from ffbench.backends.base import Backend, Capabilities, SpanScores
 
 
 class OracleBackend(Backend):
     """Knows the rule of the game: the answer is the last written bit before the span."""
 
     provider = "oracle"
-    supports_dense = True
+    capabilities = Capabilities(dense=True)
     requires = REQUIRES
 
     def score_dense(self, requests):
@@ -72,3 +76,18 @@ def test_a_provider_missing_its_package_says_what_to_install(tmp_path):
     assert res.stderr.strip().splitlines()[-1] == ("ffbench: error: provider 'oracle' needs ffb-nonexistent-sdk>=1.2, "
                                                    "which is not installed")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_plugin_with_the_former_class_flags_still_works_and_is_warned():
+    """Capabilities replaced eight class flags; a plugin written against them keeps its meaning."""
+    from ffbench.backends.base import Capabilities
+
+    with pytest.warns(DeprecationWarning, match=r"Old: the class flags supports_dense, takes_sampling are replaced"):
+        class Old(Backend):
+            provider = "old"
+            supports_dense = True
+            takes_sampling = True
+
+    assert Old.capabilities == Capabilities(dense=True, sampling=True)
+    assert Backend.capabilities == Capabilities()  # the base class is untouched
+    assert Old.serving("m", {}).dense and not Old.serving("m", {}).chat

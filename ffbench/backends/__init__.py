@@ -200,8 +200,8 @@ class ModelRef:
                                  f"{''.join(missing)!r} (it reads them as {unknown!r}); use a rendering made of "
                                  f"characters it knows{other}")
 
-    def serving(self) -> tuple[bool, bool]:
-        """(dense, chat) as the provider says for these args, before loading."""
+    def serving(self):
+        """The provider's :class:`~ffbench.backends.base.Capabilities` for these args, before loading."""
         return self.cls.serving(self.name, self.args)
 
     def fingerprint_before_load(self) -> dict | None:

@@ -25,12 +25,14 @@ usage and adaptive concurrency are the shared transport's (:mod:`ffbench.backend
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import json
 import os
 
 import anthropic  # imported with this module, so a missing SDK gets the install hint
 
-from ffbench.backends.base import Backend, Generation
+from ffbench.backends.base import Backend, Capabilities, Generation
 from ffbench.backends.batch import BatchAPI, Batcher, JobStatus, Result
 from ffbench.backends.transport import MAX_RETRY_WAIT, Failure, Malformed, Policy, Transport
 from ffbench.errors import FFBenchError, UsageError
@@ -114,10 +116,7 @@ class AnthropicBatches(BatchAPI):
 
 class AnthropicBackend(Backend):
     provider = "anthropic"
-    is_chat = True
-    supports_dense = False
-    takes_sampling = True
-    caches_prefixes = True
+    capabilities = Capabilities(chat=True, sampling=True, prefix_cache=True)
     connection_env = {"base_url": "ANTHROPIC_BASE_URL", "api_key": "ANTHROPIC_API_KEY"}
 
     @classmethod
@@ -153,7 +152,7 @@ class AnthropicBackend(Backend):
                                    max_wait=max_retry_wait, notify=notify)
         if self.batch:
             self.transport.batcher = Batcher(AnthropicBatches(self.client), poll_interval, int(max_retries) + 1)
-            self.caches_prefixes = False  # one job per scoring call: waves would each be a job of up to 24 hours
+            self.capabilities = replace(self.capabilities, prefix_cache=False)  # one job per scoring call: waves would each be a job of up to 24 hours
         self.usage = self.transport.usage
         self.served_model = None
         self._check_model()

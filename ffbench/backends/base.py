@@ -25,7 +25,8 @@ Token accounting (``usage``) lets benchmarks compare tokens processed per read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -84,6 +85,30 @@ class Usage:
                 "completion_tokens": self.completion_tokens, "cached_requests": self.cached_requests, **self.extra}
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a provider can do, as one value (the scorer, the dry run and the plan read it; a backend
+    whose answer depends on its model args gives it per instance, and :meth:`Backend.serving` before
+    loading)."""
+
+    dense: bool = False  # every read of a sequence scored from one forward pass (score_dense)
+    chat: bool = False  # a chat API: prompts become messages, answers are generated, no answer log-probabilities
+    full_logprobs: bool = True  # a dense pass sees every answer's log-probability (False: a top-k; some reads re-asked)
+    tokenizes_prompts: bool = False  # ffbench tokenizes the prompts itself, so it applies chat templates
+    sampling: bool = False  # sends temperature / top_p / seed (else decodes greedily)
+    prefix_cache: bool = False  # a remote prompt cache: a sequence's reads are sent in prefix order, one wave per read
+    answers_in_one_request: bool = False  # score_per_read reads every single-token answer from one request of the prompt
+    hub_models: bool = False  # model names that are not local directories are Hugging Face hub ids
+
+
+# The class flags that Capabilities replaced, and its field for each: a plugin that still sets one
+# is read (with a DeprecationWarning) so it keeps working.
+FORMER_FLAGS = {"supports_dense": "dense", "is_chat": "chat", "full_logprobs": "full_logprobs",
+                "applies_chat_templates": "tokenizes_prompts", "takes_sampling": "sampling",
+                "caches_prefixes": "prefix_cache", "single_token_answers_in_one_request": "answers_in_one_request",
+                "hub_models": "hub_models"}
+
+
 def local_dir(model: str) -> str | None:
     """The absolute path of ``model`` when it names an existing local directory, else None."""
     import os
@@ -102,32 +127,35 @@ class Backend:
     """
 
     provider = "base"
-    supports_dense = False
-    is_chat = False
-    hub_models = False  # model names that are not local directories are Hugging Face hub ids
+    capabilities = Capabilities()
     requires: tuple[tuple[str, str], ...] = ()  # (distribution, minimum version), for plugins
     extra: str | None = None
     # Remote providers: the environment variables their ``base_url`` and ``api_key`` default to. Such a
     # backend also receives ``cache_path``, the run directory's response cache.
     connection_env: dict[str, str] = {}
-    applies_chat_templates = False  # the backend tokenizes prompts itself, so ffbench applies chat templates
-    full_logprobs = True  # the dense pass sees every answer's log-probability (False: a top-k, some reads re-asked)
     # Set by the scorer before generate(): the run's system prompt, and how many tokens of the
     # max_new_tokens it passes are set aside for reasoning (None: no reasoning budget given).
     system_prompt: str | None = None
     reasoning_budget: int | None = None
     # Also set by the scorer (ffbench.sampling): how greedy reads are sampled, and which of a read's
     # repeats this generate() call asks (None: one answer per read). Providers that take sampling
-    # parameters (``takes_sampling``) send them; the others decode greedily.
-    takes_sampling = False
+    # parameters (``capabilities.sampling``) send them; the others decode greedily.
     sampling = None
     repeat: int | None = None
     read_ids: list | None = None  # with ``repeat``: each prompt's read identity, in its request's cache key
-    # Remote providers with a prompt cache (``caches_prefixes``) get a sequence's reads in prefix
-    # order, one wave per read; ``prefix_breaks`` (per prompt, the offsets where the prompts of its
+    # Remote providers with a prompt cache (``capabilities.prefix_cache``) get a sequence's reads in
+    # prefix order, one wave per read; ``prefix_breaks`` (per prompt, the offsets where the prompts of its
     # sequence's earlier reads end, then its own) lets a provider place cache breakpoints.
-    caches_prefixes = False
     prefix_breaks: list | None = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        former = {FORMER_FLAGS[k]: bool(v) for k, v in vars(cls).items() if k in FORMER_FLAGS}
+        if former:
+            warnings.warn(f"{cls.__name__}: the class flags {', '.join(k for k in vars(cls) if k in FORMER_FLAGS)} "
+                          "are replaced by one value, capabilities = Capabilities(...)", DeprecationWarning,
+                          stacklevel=2)
+            cls.capabilities = replace(cls.capabilities, **former)
 
     def __init__(self, model: str):
         self.model = model
@@ -146,7 +174,7 @@ class Backend:
         path = local_dir(model)
         if path is not None:
             return identity.directory_fingerprint(path)
-        if cls.hub_models:
+        if cls.capabilities.hub_models:
             return identity.hub_fingerprint(model, args.get("revision"))
         return None
 
@@ -172,25 +200,21 @@ class Backend:
         """What :meth:`context_length` will say, read without loading weights (None: unknown)."""
         return None
 
-    # Whether :meth:`score_per_read` reads every single-token answer from one request of the prompt
-    # alone (hf/: one forward pass; vllm/: the answers named in one request) instead of one request
-    # per answer.
-    single_token_answers_in_one_request: bool = False
-
     @classmethod
     def per_read_cost(cls, prompt_tokens: int, choice_tokens: tuple[int, ...]) -> tuple[int, int]:
         """(requests, prompt tokens) that :meth:`score_per_read` sends for one read whose prompt has
         ``prompt_tokens`` tokens: one request per answer, the prompt followed by it, unless the
         answers are single tokens and the backend reads them all from one request of the prompt."""
-        if cls.single_token_answers_in_one_request and all(n == 1 for n in choice_tokens):
+        if cls.capabilities.answers_in_one_request and all(n == 1 for n in choice_tokens):
             return 1, prompt_tokens
         return len(choice_tokens), len(choice_tokens) * prompt_tokens + sum(choice_tokens)
 
     @classmethod
-    def serving(cls, model: str, args: dict) -> tuple[bool, bool]:
-        """(dense, chat) before loading: whether the loaded backend will score by dense passes and
-        whether it is a chat API; providers whose answer depends on model args override this."""
-        return cls.supports_dense, cls.is_chat
+    def serving(cls, model: str, args: dict) -> Capabilities:
+        """The capabilities the loaded backend will have, before loading (whether it will score by
+        dense passes, whether it is a chat API, ...); providers whose answer depends on model args
+        override this."""
+        return cls.capabilities
 
     # ------------------------------------------------------------------ loaded
     def fingerprint(self) -> dict:

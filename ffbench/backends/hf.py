@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ffbench.backends.base import (
+    Capabilities,
     Backend,
     Generation,
     ScoreRequest,
@@ -37,10 +38,8 @@ LOGITS_BUDGET = 1 << 30
 
 class HFBackend(Backend):
     provider = "hf"
-    supports_dense = True
-    hub_models = True
-    applies_chat_templates = True
-    single_token_answers_in_one_request = True  # one forward pass of the prompt
+    # score_per_read: one forward pass of the prompt gives every single-token answer
+    capabilities = Capabilities(dense=True, hub_models=True, tokenizes_prompts=True, answers_in_one_request=True)
     default_max_batch_tokens = 16384
 
     @classmethod

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ffbench.backends.base import Backend, Generation, ScoreRequest, SpanScores
+from ffbench.backends.base import Backend, Capabilities, Generation, ScoreRequest, SpanScores
 from ffbench.backends.incontext import plan_dense
 from ffbench.backends.tokenized import LogprobTable
 from ffbench.errors import FFBenchError, UsageError
@@ -71,8 +71,8 @@ def check_device(device: str | None) -> None:
 
 class NativeBackend(Backend):
     provider = "ffbench"
-    supports_dense = True
-    single_token_answers_in_one_request = True  # score_per_read: one pass over the prompt gives every answer
+    # score_per_read: one pass over the prompt gives every answer
+    capabilities = Capabilities(dense=True, answers_in_one_request=True)
     default_max_batch_tokens = 65_536
 
     # ------------------------------------------------------------------ before loading

@@ -20,6 +20,8 @@ Keys are used for the client only: never cached, logged or written to results.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import io
 import json
 import re
@@ -27,7 +29,7 @@ import re
 import numpy as np
 import openai  # imported with this module, so a missing SDK gets the install hint
 
-from ffbench.backends.base import Backend, Generation, ScoreRequest, SpanScores
+from ffbench.backends.base import Backend, Capabilities, Generation, ScoreRequest, SpanScores
 from ffbench.backends.tokenized import dense_scores
 from ffbench.backends.batch import BatchAPI, Batcher, JobStatus, Result
 from ffbench.backends.transport import MAX_RETRY_WAIT, Failure, Malformed, Policy, Transport
@@ -139,8 +141,8 @@ class OpenAIBatches(BatchAPI):
 
 class OpenAIBackend(Backend):
     provider = "openai"
-    takes_sampling = True
-    caches_prefixes = True  # automatic prompt caching of long shared prefixes: reads go in prefix order
+    # automatic prompt caching of long shared prefixes: reads go in prefix order
+    capabilities = Capabilities(sampling=True, prefix_cache=True)
     connection_env = {"base_url": "OPENAI_BASE_URL", "api_key": "OPENAI_API_KEY"}
 
     @classmethod
@@ -153,9 +155,9 @@ class OpenAIBackend(Backend):
             raise UsageError(f"openai/{model} with {why} gives no log-probabilities of answers: use --scoring greedy")
 
     @classmethod
-    def serving(cls, model: str, args: dict) -> tuple[bool, bool]:
+    def serving(cls, model: str, args: dict) -> Capabilities:
         api = args.get("api", "completions")
-        return bool(args.get("echo", True)) and api != "chat", api == "chat"
+        return replace(cls.capabilities, dense=bool(args.get("echo", True)) and api != "chat", chat=api == "chat")
 
     @staticmethod
     def check_sampling(model: str, args: dict, sampling: Sampling, reasoning_budget: int | None) -> None:
@@ -178,8 +180,7 @@ class OpenAIBackend(Backend):
             raise UsageError(f"model arg api must be completions or chat, got {api!r}")
         self.base_url = base_url
         self.api = api
-        self.is_chat = api == "chat"
-        self.supports_dense = bool(echo) and not self.is_chat
+        self.capabilities = self.serving(model, {"api": api, "echo": echo})
         self.echo = bool(echo)
         self.top_logprobs = int(top_logprobs)
         self.batch = bool(batch)
@@ -193,7 +194,7 @@ class OpenAIBackend(Backend):
                                    max_wait=max_retry_wait, notify=notify)
         if self.batch:
             self.transport.batcher = Batcher(OpenAIBatches(self.client, policy), poll_interval, int(max_retries) + 1)
-            self.caches_prefixes = False  # one job per scoring call: waves would each be a job of up to 24 hours
+            self.capabilities = replace(self.capabilities, prefix_cache=False)  # one job per scoring call: waves would each be a job of up to 24 hours
         self.usage = self.transport.usage
         self._check_reachable()
 
@@ -248,7 +249,7 @@ class OpenAIBackend(Backend):
         return out
 
     def generate(self, prompts: list[str], max_new_tokens: int) -> list[Generation]:
-        if self.is_chat:
+        if self.capabilities.chat:
             system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
             payloads = [self._sampled({"model": self.model, "messages": [*system, {"role": "user", "content": p}]},
                                       max_new_tokens, i) for i, p in enumerate(prompts)]

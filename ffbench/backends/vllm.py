@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from ffbench.backends.base import (
+    Capabilities,
     Backend,
     Generation,
     ScoreRequest,
@@ -46,11 +47,9 @@ CPU_DEFAULTS = {"enforce_eager": True, "kv_cache_memory_bytes": 2**30}
 
 class VLLMBackend(Backend):
     provider = "vllm"
-    supports_dense = True
-    hub_models = True
-    applies_chat_templates = True
-    full_logprobs = False  # prompt log-probabilities come as a top-k
-    single_token_answers_in_one_request = True  # the answers named in one request (logprob_token_ids)
+    # Prompt log-probabilities come as a top-k (not full); the answers are named in one request (logprob_token_ids).
+    capabilities = Capabilities(dense=True, hub_models=True, tokenizes_prompts=True, full_logprobs=False,
+                                answers_in_one_request=True)
 
     @classmethod
     def check_plan(cls, model: str, args: dict, renders: list, scorings: list[str]) -> None:

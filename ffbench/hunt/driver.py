@@ -154,7 +154,7 @@ def hunt(cfg: HuntConfig, out_dir: str, model: ModelRef, progress: bool = False,
          echo: Callable[[str], None] = print) -> dict:
     """Run (or resume) a hunt in ``out_dir``; return the summary written to hunt.json."""
     p = plan(cfg)
-    if model.serving()[1]:  # the provider's own answer for these args (openai/ with api=chat is a chat model)
+    if model.serving().chat:  # the provider's own answer for these args (openai/ with api=chat is a chat model)
         raise UsageError(f"{model.spec} is a chat model: the hunt needs log-probabilities of answers (choice "
                          "scoring); use a base model, or an API that returns prompt log-probabilities")
     model.check([p.template], ["choice"])
