@@ -29,31 +29,27 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 from pathlib import Path
 
 from ffbench.errors import Damaged, FFBenchError, UsageError
 from ffbench.identity import RunIdentity
-from ffbench.io import atomic_path, damage_errors, locked_directory, one_line, read_json, write_json
+from ffbench.io import atomic_path, damage_errors, one_line, read_json, write_json
+from ffbench.workdir import WorkDir
 
 SAMPLE_COLUMNS = ("cell", "suite", "length", "p_ignore", "render", "scoring", "seq_index", "read_index", "position",
                   "target", "prediction", "correct", "invalid", "truncated", "write_distance", "evidence_distance",
                   "margin", "per_read", "output", "family", "point")  # then one column per stress parameter
 
 
-class RunDir:
+class RunDir(WorkDir):
+    KIND = "run directory"
+    FLAG = "--output-dir"
     RESULTS = "results.json"
     SAMPLES = "samples.parquet"
     IDENTITY = "identity.json"
     SHARDS = "shards"
-    REQUESTS = "requests.sqlite"
-    LOCK = ".lock"
-    OWNER = ".lock.owner"
     FAILURES = "failures.parquet"  # shipped references keep only their failing reads
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
 
     @property
     def results(self) -> Path:
@@ -64,29 +60,11 @@ class RunDir:
         return self.path / self.SAMPLES
 
     @property
-    def request_cache(self) -> Path:
-        return self.path / self.REQUESTS
-
-    @property
     def shards(self) -> Path:
         return self.path / self.SHARDS
 
     def is_complete(self) -> bool:
         return self.results.is_file()
-
-    def check_usable(self) -> None:
-        if self.path.exists() and not self.path.is_dir():
-            raise UsageError(f"output dir {str(self.path)!r} exists and is not a directory")
-
-    # ------------------------------------------------------------------ locking
-    @contextlib.contextmanager
-    def lock(self):
-        """Hold this directory for one process (creating it). A second ``ffbench run`` on the same
-        directory fails at once with the holder's pid; a crashed holder's lock is released by the
-        operating system, so it never blocks forever."""
-        self.check_usable()
-        with locked_directory(self.path, "run directory", "choose another --output-dir", self.LOCK, self.OWNER):
-            yield self
 
     # ------------------------------------------------------------------ identity
     def identity(self) -> RunIdentity | None:
@@ -115,8 +93,7 @@ class RunDir:
 
     def clear(self) -> None:
         """Forget everything this directory holds (``--rescore``); the lock stays held."""
-        for name in (self.RESULTS, self.SAMPLES, self.IDENTITY, self.REQUESTS, self.REQUESTS + "-wal",
-                     self.REQUESTS + "-shm"):
+        for name in (self.RESULTS, self.SAMPLES, self.IDENTITY, *self.cache_files()):
             with contextlib.suppress(FileNotFoundError):
                 (self.path / name).unlink()
         shutil.rmtree(self.shards, ignore_errors=True)
@@ -126,7 +103,7 @@ class RunDir:
         cache that holds no answer and no batch job is nothing)."""
         ignored = {self.LOCK, self.OWNER, self.IDENTITY}
         if self._cache_is_empty():
-            ignored |= {self.REQUESTS, self.REQUESTS + "-wal", self.REQUESTS + "-shm"}
+            ignored |= set(self.cache_files())
         leftovers = [p for p in self.path.iterdir() if p.name not in ignored] if self.path.is_dir() else []
         if not leftovers:
             shutil.rmtree(self.path, ignore_errors=True)

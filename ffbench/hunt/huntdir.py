@@ -18,44 +18,26 @@ moment resumes from its last finished round, and never mixes the work of two ide
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 from pathlib import Path
 
-from ffbench.errors import UsageError
-from ffbench.io import atomic_path, locked_directory, read_json, write_json
+from ffbench.io import atomic_path, read_json, write_json
+from ffbench.workdir import WorkDir
 
 
-class HuntDir:
+class HuntDir(WorkDir):
+    KIND = "hunt directory"
+    FLAG = "--out"
     STATE = "state.json"
     GLITCHES = "glitches.parquet"
     SUMMARY = "hunt.json"
     SAMPLES = "samples.parquet"
     ROUNDS = "rounds"
-    REQUESTS = "requests.sqlite"
-    LOCK = ".lock"
-    OWNER = ".lock.owner"
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
 
     glitches = property(lambda self: self.path / self.GLITCHES)
     summary = property(lambda self: self.path / self.SUMMARY)
     samples = property(lambda self: self.path / self.SAMPLES)
     state_file = property(lambda self: self.path / self.STATE)
-    request_cache = property(lambda self: self.path / self.REQUESTS)
-
-    def check_usable(self) -> None:
-        if self.path.exists() and not self.path.is_dir():
-            raise UsageError(f"--out {str(self.path)!r} exists and is not a directory")
-
-    @contextlib.contextmanager
-    def lock(self):
-        """Hold the directory for this process (creating it); a second hunt on it fails at once."""
-        self.check_usable()
-        with locked_directory(self.path, "hunt directory", "choose another --out", self.LOCK, self.OWNER):
-            yield self
 
     # ------------------------------------------------------------------ state
     def read_state(self) -> dict | None:
@@ -68,7 +50,7 @@ class HuntDir:
         """Anything but the lock, unfinished round files (a first round cut short) and the response
         cache (keyed by the whole request, so any hunt may reuse it) in a directory without a state:
         not ours to overwrite."""
-        ours = (self.LOCK, self.OWNER, self.ROUNDS, self.REQUESTS, self.REQUESTS + "-wal", self.REQUESTS + "-shm")
+        ours = (self.LOCK, self.OWNER, self.ROUNDS, *self.cache_files())
         return self.path.is_dir() and any(p.name not in ours for p in self.path.iterdir())
 
     def clear_rounds(self) -> None:
