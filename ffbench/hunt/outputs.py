@@ -94,11 +94,31 @@ def summary(cfg, state: dict, bandit, estimate: dict | None, version: str) -> di
             "by_origin": _count(g["origin"] for g in glitches),
             "shortest": _shortest(glitches),
         },
-        "families": family_yields(bandit, glitches),
+        "families": origin_yields(state["origins"]) if "origins" in state else family_yields(bandit, glitches),
         "iid": iid_yield(cfg, state, len(glitches), failing_reads, scored),
     }
+    if "map" in state:
+        from ffbench.hunt import atlas
+
+        out["map"] = atlas.summary(atlas.Atlas(state["map"]), cfg.length)
+        out["shapes"] = sorted(state["shapes"].values(), key=lambda e: (-e["glitches"], e["length"], e["shape"]))
     if estimate is not None:
         out["estimate"] = estimate
+    return out
+
+
+def origin_yields(origins: dict) -> list[dict]:
+    """The map search's yields per kind of candidate (cover, refine, elite), in the rows of
+    :func:`family_yields` (``family`` = ``map:<origin>``)."""
+    out = []
+    for name, o in origins.items():
+        if not o["reads"]:
+            continue
+        out.append({"family": f"map:{name}", "points": None, "reads": o["reads"], "sequences": o["sequences"],
+                    "wrong_reads": o["errors"], "glitches": o["glitches"], "best_point": None,
+                    "glitches_per_read": o["glitches"] / o["reads"],
+                    "ci95": list(clopper_pearson(o["glitches"], o["reads"]))})
+    out.sort(key=lambda r: r["family"])
     return out
 
 

@@ -1,0 +1,258 @@
+"""The hunt's map of the failure surface: a MAP-Elites archive over binned read descriptors.
+
+Every scored read falls in one *cell* (one bin per axis of
+:data:`ffbench.hunt.descriptors.MAP_DIMENSIONS`); the cell keeps its reads, its confirmed wrong
+reads, its lowest margin and one *elite* (the sequence whose read there had the lowest margin). The
+search (the default of ``ffbench hunt``) fills a round with three kinds of candidates, so it cannot
+collapse onto one family:
+
+* ``cover`` (``COVER`` share): a random *target* (:class:`Target`: decisive write at a chosen slot,
+  ``decoys`` opposite writes before it, ``opposite`` ignores of the other bit after it of which the
+  last ``run`` form a strict run, ``reads`` reads in between, the read at a chosen position, filler
+  of a chosen write density around), built by :func:`build`; of ``COVER_TRIES`` random targets the
+  one whose cell holds the fewest reads is taken, so empty cells are filled first;
+* ``refine``: a target drawn inside an existing cell, the cell chosen with probability proportional
+  to the width of its 95% interval (uncertain cells get more reads);
+* ``elite``: a mutant (:mod:`ffbench.hunt.mutations`) of a cell's elite, cells with the lowest margins
+  first.
+
+Targets are a generator's aim; the cell a read lands in is computed exactly from the sequence
+(:func:`ffbench.hunt.descriptors.describe`), so a target that misses still maps honestly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ffbench import language
+from ffbench.hunt import descriptors as desc
+from ffbench.hunt import mutations
+from ffbench.hunt.families import _finish
+from ffbench.metrics import clopper_pearson
+
+W, R, I = language.W, language.R, language.I
+COVER, REFINE = 0.45, 0.3  # shares of a round's candidates; the rest mutate elites
+COVER_TRIES = 6
+BACKGROUNDS = (0.0, 0.3, 0.6, 0.8, 0.9, 0.98)  # filler p_ignore (0: no filler at all, only ignores)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a candidate's decisive read should land (instruction slots of a length-T sequence)."""
+
+    read_slot: int
+    distance: int
+    decoys: int
+    opposite: int
+    run: int
+    reads: int
+    background: float  # p_ignore of the filler; writes and reads share the rest equally
+
+    def as_dict(self) -> dict:
+        return {"read_slot": self.read_slot, "distance": self.distance, "decoys": self.decoys,
+                "opposite": self.opposite, "run": self.run, "reads": self.reads, "background": self.background}
+
+
+def _in_bin(rng: np.random.Generator, edges: tuple, i: int, cap: int) -> int:
+    lo = int(edges[i])
+    hi = int(edges[i + 1]) if i + 1 < len(edges) else 2 * lo + 2
+    hi = min(hi, cap + 1)
+    return lo if hi <= lo else int(rng.integers(lo, hi))
+
+
+def _log_pick(rng: np.random.Generator, edges: tuple, cap: int) -> int:
+    """A value in [edges[0], cap]: a bin uniformly among those that reach below cap, then uniform inside."""
+    usable = [i for i, e in enumerate(edges) if e <= cap]
+    return _in_bin(rng, edges, usable[int(rng.integers(len(usable)))], cap)
+
+
+def random_target(rng: np.random.Generator, n: int, bins: dict[str, int] | None = None) -> Target:
+    """A random target in a length-n (instructions) sequence; inside the given bins where they are
+    given (a cell's), uniform over log-ish bins elsewhere."""
+    bins = bins or {}
+
+    def pick(name, edges, cap):
+        if name in bins and edges[bins[name]] <= cap:
+            return _in_bin(rng, edges, bins[name], cap)
+        return _log_pick(rng, edges, cap)
+
+    if "fraction" in bins:
+        i = bins["fraction"]
+        lo = math.ceil(desc.FRACTION_EDGES[i] * (n - 1))
+        hi = n - 1 if i == len(desc.FRACTION_EDGES) - 1 else max(lo, math.ceil(desc.FRACTION_EDGES[i + 1] * (n - 1)) - 1)
+        e = int(rng.integers(max(lo, 1), max(hi, 1) + 1))
+    else:
+        e = n - 1 if rng.random() < 0.25 else int(rng.integers(1, n))
+    d = pick("write_distance", desc.DISTANCE_EDGES, e)
+    w = e - d
+    m = pick("decoys", desc.SMALL_EDGES, w) if w > 0 else 0
+    r = pick("reads_between", desc.SMALL_EDGES, max(d - 1, 0))
+    opp = pick("opposite_since_write", desc.COUNT_EDGES, d - 1 - r)
+    run = pick("opposite_run", desc.COUNT_EDGES, opp)
+    if "write_density" in bins:  # filler whose write share falls in the bin (0: no filler, or very sparse)
+        i = bins["write_density"]
+        lo = desc.DENSITY_EDGES[i]
+        hi = desc.DENSITY_EDGES[i + 1] if i + 1 < len(desc.DENSITY_EDGES) else 0.5
+        background = BACKGROUNDS[int(rng.integers(2)) * 5] if lo == 0 else round(1 - 2 * rng.uniform(lo, hi), 4)
+    else:
+        background = BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
+    return Target(e, d, m, opp, run, r, background)
+
+
+def build(t: Target, length: int, rng: np.random.Generator) -> np.ndarray:
+    """One legal sequence of length T aiming at ``t`` (validated; the exact descriptors may differ
+    where the target cannot be met, e.g. a strict run the filler extends)."""
+    n = length // 2
+    if t.background > 0:
+        share = (1 - t.background) / 2
+        u = rng.random(n)
+        instr = np.where(u < share, W, np.where(u < 2 * share, R, I)).astype(np.uint8)
+    else:
+        instr = np.full(n, I, dtype=np.uint8)
+    data = (rng.random(n) < 0.5).astype(np.uint8)
+    bit = int(rng.random() < 0.5)
+    e, w = t.read_slot, t.read_slot - t.distance
+    lo = max(w - t.decoys, 0)
+    instr[lo:w], data[lo:w] = W, 1 - bit
+    if lo >= 1:  # a write of the decisive bit closes the decoys
+        instr[lo - 1], data[lo - 1] = W, bit
+    instr[w], data[w] = W, bit
+    between = t.distance - 1
+    first = between - t.run  # slots before the strict run: reads, other opposite ignores, same ignores
+    ops = np.full(first, I, dtype=np.uint8)
+    vals = np.full(first, bit, dtype=np.uint8)
+    k_reads = min(t.reads, first)
+    k_opp = min(max(t.opposite - t.run, 0), first - k_reads)
+    ops[:k_reads] = R
+    vals[k_reads:k_reads + k_opp] = 1 - bit
+    order = rng.permutation(first)
+    ops, vals = ops[order], vals[order]
+    if first and ops[-1] == I and vals[-1] != bit:  # keep the run strict: a non-opposite slot closes it
+        closers = np.flatnonzero((ops != I) | (vals == bit))
+        if closers.size:
+            j = int(closers[-1])
+            ops[[j, -1]], vals[[j, -1]] = ops[[-1, j]], vals[[-1, j]]
+    instr[w + 1:w + 1 + first], data[w + 1:w + 1 + first] = ops, vals
+    instr[w + 1 + first:e], data[w + 1 + first:e] = I, 1 - bit
+    instr[e] = R
+    return _finish(instr[None], data[None])[0]
+
+
+# ----------------------------------------------------------------------------- the archive
+class Atlas:
+    """The cells, as plain data (saved in the hunt's state): key -> counts, lowest margin, elite."""
+
+    def __init__(self, raw: dict | None = None):
+        self.cells: dict[str, dict] = raw if raw is not None else {}  # the state's own dict, updated in place
+
+    def state(self) -> dict:
+        return self.cells
+
+    def add(self, seq: np.ndarray, keys: np.ndarray, slots: np.ndarray, wrong: np.ndarray,
+            margin: np.ndarray, origin: str) -> None:
+        """Count one sequence's reads (``wrong``: confirmed wrong reads) into their cells; keep elites."""
+        text = None
+        signed = np.where(wrong, np.minimum(np.nan_to_num(margin, nan=0.0), 0.0), np.nan_to_num(margin, nan=np.inf))
+        for j in range(keys.shape[0]):
+            k = desc.key_string(keys[j])
+            cell = self.cells.get(k)
+            if cell is None:
+                cell = self.cells[k] = {"reads": 0, "errors": 0, "min_margin": None, "elite": None,
+                                        "first_origin": origin}
+            cell["reads"] += 1
+            cell["errors"] += int(wrong[j])
+            m = float(signed[j])
+            if math.isfinite(m) and (cell["min_margin"] is None or m < cell["min_margin"]):
+                cell["min_margin"] = m
+                text = text or language.to_strings(seq[None])[0]
+                cell["elite"] = {"text": text, "slot": int(slots[j])}
+
+    def reads_in(self, key: str) -> int:
+        cell = self.cells.get(key)
+        return 0 if cell is None else cell["reads"]
+
+    def pick_uncertain(self, rng: np.random.Generator) -> str | None:
+        """A cell with probability proportional to its 95% interval's width."""
+        keys = list(self.cells)
+        if not keys:
+            return None
+        widths = np.array([_width(self.cells[k]) for k in keys])
+        return keys[int(rng.choice(len(keys), p=widths / widths.sum()))]
+
+    def pick_elite(self, rng: np.random.Generator) -> dict | None:
+        """An elite, biased to the lowest margins (rank-based: the i-th lowest with weight 1 / (i + 1))."""
+        ranked = sorted((c["min_margin"], k) for k, c in self.cells.items() if c["elite"] is not None)
+        if not ranked:
+            return None
+        wts = 1.0 / np.arange(1, len(ranked) + 1)
+        _, k = ranked[int(rng.choice(len(ranked), p=wts / wts.sum()))]
+        return self.cells[k]["elite"]
+
+
+def _width(cell: dict) -> float:
+    lo, hi = clopper_pearson(cell["errors"], cell["reads"])
+    return hi - lo
+
+
+def predicted_key(t: Target, n: int) -> str:
+    """The cell a target aims at (the exact cell is computed after the sequence is built)."""
+    values = {"opposite_since_write": t.opposite, "opposite_run": t.run, "decoys": t.decoys,
+              "reads_between": t.reads, "write_distance": t.distance, "fraction": t.read_slot / max(n - 1, 1),
+              "write_density": (1 - t.background) / 2 if t.background > 0 else 0.0}
+    return desc.key_string([desc.bin_index(np.array([values[name]]), edges)[0]
+                            for name, edges in desc.MAP_DIMENSIONS.items()])
+
+
+def candidate(atlas: Atlas, length: int, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """One candidate sequence and how it was made (``origin``: cover, refine or elite; its target)."""
+    n = length // 2
+    u = rng.random()
+    if u >= COVER + REFINE:
+        elite = atlas.pick_elite(rng)
+        if elite is not None:
+            seq = language.to_array([elite["text"]])[0]
+            made = mutations.neighbours(seq, elite["slot"], rng, 1)
+            if made:
+                child, moves = made[0]
+                return child, {"origin": "elite", "moves": moves, "target": None}
+    if COVER <= u:
+        key = atlas.pick_uncertain(rng)
+        if key is not None:
+            bins = dict(zip(desc.MAP_DIMENSIONS, (int(x) for x in key.split(","))))
+            t = random_target(rng, n, bins)
+            return build(t, length, rng), {"origin": "refine", "moves": [], "target": t.as_dict()}
+    tries = [random_target(rng, n) for _ in range(COVER_TRIES)]
+    t = min(tries, key=lambda x: atlas.reads_in(predicted_key(x, n)))
+    return build(t, length, rng), {"origin": "cover", "moves": [], "target": t.as_dict()}
+
+
+# ----------------------------------------------------------------------------- hunt.json
+def summary(atlas: Atlas, length: int) -> dict:
+    """The map as hunt.json gives it: axes with their bin labels, and every cell tried."""
+    cells = []
+    for key, c in atlas.cells.items():
+        lo, hi = clopper_pearson(c["errors"], c["reads"])
+        cells.append({"bins": [int(x) for x in key.split(",")], "labels": desc.key_labels(key), "reads": c["reads"],
+                      "errors": c["errors"], "rate": c["errors"] / c["reads"], "ci95": [lo, hi],
+                      "min_margin": c["min_margin"],
+                      "example": c["elite"]["text"] if c["errors"] and c["elite"] else None})
+    cells.sort(key=lambda c: c["bins"])
+    axes = [{"name": name, "edges": list(edges),
+             "labels": [desc.bin_label(edges, i) for i in range(len(edges))]}
+            for name, edges in desc.MAP_DIMENSIONS.items()]
+    return {"length": length, "axes": axes, "cells_tried": len(cells),
+            "cells_failing": sum(1 for c in cells if c["errors"]), "cells": cells}
+
+
+def marginal(cells: list[dict], axes: list[str], names: list[str]) -> dict[tuple[int, int], tuple[int, int]]:
+    """Reads and errors summed over every other axis, per pair of bins on ``names`` (two axis names)."""
+    i, j = axes.index(names[0]), axes.index(names[1])
+    out: dict[tuple[int, int], list[int]] = {}
+    for c in cells:
+        acc = out.setdefault((c["bins"][i], c["bins"][j]), [0, 0])
+        acc[0] += c["reads"]
+        acc[1] += c["errors"]
+    return {k: (v[0], v[1]) for k, v in out.items()}

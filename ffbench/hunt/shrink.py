@@ -1,0 +1,162 @@
+"""Minimal counterexamples: a failing read shrunk to the shortest, simplest legal sequence that still fails.
+
+Hypothesis-style greedy shrinking. The glitch is first cut right after its failing read (a causal
+model answers that read from its prefix alone), so the failing read is always the last instruction.
+Then, until nothing applies:
+
+1. delete a block of instructions (sizes halving down to one: this removes filler, decoys, reads
+   in between and shortens runs), keeping the first instruction a write;
+2. turn an ignore that carries the other bit into one carrying the bit in force (fewer distractors).
+
+After every edit the reads are repaired to copy the latest write and the sequence is validated. A
+candidate is kept when the model still answers its last read wrongly (each check is one scored
+read, counted by the caller against the hunt's budget), so the result is smaller in the order
+(length, opposite ignores) and *locally minimal*: no single deletion or flip of the move set still
+fails, unless the read limit stopped it first (``minimal`` False).
+
+:func:`shape` is the canonical form of a sequence (bits renamed so the first write is 0, runs of
+the same instruction and bit written ``i1*14``), so near-copies that shrink alike are counted once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from ffbench import language
+from ffbench.hunt.families import repair
+
+W, R, I, ZERO = language.W, language.R, language.I, language.ZERO
+BATCH = 16  # candidates scored together (the first failing one in order is taken)
+
+
+@dataclass
+class Shrunk:
+    seq: np.ndarray
+    reads: int  # scored reads spent
+    minimal: bool  # False when the read limit stopped the search
+
+    @property
+    def text(self) -> str:
+        return language.to_strings(self.seq[None])[0]
+
+
+def legal(instr: np.ndarray, data: np.ndarray) -> np.ndarray | None:
+    """The sequence of these instructions with reads repaired, or None when it cannot be legal."""
+    if instr.size < 2 or instr[0] != W or instr[-1] != R:
+        return None
+    out = np.empty(2 * instr.size, dtype=np.uint8)
+    out[0::2] = instr
+    out[1::2] = repair(instr[None], data[None])[0] + ZERO
+    language.validate(out[None], alphabet=2)
+    return out
+
+
+def _split(seq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return seq[0::2].copy(), (seq[1::2] - ZERO).astype(np.uint8)
+
+
+def deletions(seq: np.ndarray, size: int) -> Iterator[np.ndarray]:
+    """Every legal sequence with ``size`` consecutive instructions removed (never the last)."""
+    instr, data = _split(seq)
+    n = instr.size
+    for start in range(0, n - size):
+        keep = np.r_[0:start, start + size:n]
+        out = legal(instr[keep], data[keep])
+        if out is not None:
+            yield out
+
+
+def simplifications(seq: np.ndarray) -> Iterator[np.ndarray]:
+    """Every sequence with one opposite-bit ignore made to carry the bit in force."""
+    instr, data = _split(seq)
+    in_force = data[language.last_index((instr == W)[None])[0]]
+    for j in np.flatnonzero((instr == I) & (data != in_force)):
+        d = data.copy()
+        d[j] = in_force[j]
+        yield legal(instr, d)
+
+
+def cut_after(seq: np.ndarray, position: int) -> np.ndarray:
+    """The prefix ending at the read whose answer is at character ``position``."""
+    return seq[: position + 1].copy()
+
+
+def shrink(seq: np.ndarray, fails: Callable[[list[np.ndarray]], np.ndarray], max_reads: int) -> Shrunk:
+    """Shrink a legal sequence whose last read fails; ``fails`` scores the last read of each candidate
+    and says which are still wrong (one read each)."""
+    spent = 0
+    memo: dict[bytes, bool] = {}
+
+    def first_failing(cands: Iterator[np.ndarray]) -> np.ndarray | None:
+        nonlocal spent
+        batch: list[np.ndarray] = []
+
+        def flush() -> np.ndarray | None:
+            nonlocal spent
+            todo = [c for c in batch if c.tobytes() not in memo]
+            todo = list({c.tobytes(): c for c in todo}.values())
+            todo = todo[: max(max_reads - spent, 0)]
+            if todo:
+                verdicts = fails(todo)
+                spent += len(todo)
+                for c, v in zip(todo, verdicts):
+                    memo[c.tobytes()] = bool(v)
+            for c in batch:
+                if memo.get(c.tobytes()):
+                    return c
+            return None
+
+        for c in cands:
+            batch.append(c)
+            if len(batch) == BATCH:
+                found = flush()
+                if found is not None or spent >= max_reads:
+                    return found
+                batch = []
+        return flush() if batch else None
+
+    current = seq
+    while spent < max_reads:
+        progressed = False
+        size = max(1, (current.size // 2 - 1) // 2)
+        while size >= 1 and spent < max_reads:
+            found = first_failing(deletions(current, size))
+            if found is not None:
+                current, progressed = found, True
+                size = min(size, max(1, (current.size // 2 - 1) // 2))
+            else:
+                size //= 2
+        while spent < max_reads:
+            found = first_failing(simplifications(current))
+            if found is None:
+                break
+            current, progressed = found, True
+        if not progressed:
+            return Shrunk(current, spent, spent < max_reads or _exhausted(current, memo))
+    return Shrunk(current, spent, _exhausted(current, memo))
+
+
+def _exhausted(seq: np.ndarray, memo: dict[bytes, bool]) -> bool:
+    """Whether every single deletion and simplification of ``seq`` was checked and passes."""
+    for c in list(deletions(seq, 1)) + list(simplifications(seq)):
+        if memo.get(c.tobytes()) is not False:
+            return False
+    return True
+
+
+def shape(seq: np.ndarray) -> str:
+    """The canonical form: bits renamed so the first write carries 0, runs written ``i1*14``."""
+    instr, data = _split(seq)
+    flip = data[0]
+    tokens = [chr(int(o)) + str(int(v ^ flip)) for o, v in zip(instr, data)]
+    out, j = [], 0
+    while j < len(tokens):
+        k = j
+        while k < len(tokens) and tokens[k] == tokens[j]:
+            k += 1
+        out.append(tokens[j] if k - j == 1 else f"{tokens[j]}*{k - j}")
+        j = k
+    return " ".join(out)
