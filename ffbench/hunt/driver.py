@@ -504,14 +504,19 @@ class Hunter:
         allowance = min(SHRINK_READS, reads_left, int(SHRINK_SHARE * self.cfg.budget) - spent["shrink_reads"])
         if done >= SHRINK_PER_CELL or allowance <= 0 or tokens_left <= 0:
             return
-        self.state["shrunk_cells"][cell] = done + 1
 
         def fails(cands: list[np.ndarray]) -> np.ndarray:
             out = self._score_last(cands)
             spent["tokens"] += int(out.tokens.sum())
             return ~out.correct
 
-        result = shrink.shrink(shrink.cut_after(seq, position), fails, allowance)
+        start = shrink.cut_after(seq, position)
+        if math.isfinite(tokens_left):  # every candidate is at most as long as the cut glitch
+            allowance = min(allowance, int(tokens_left // self._tokens(render.render(start, self.p.template).text)))
+            if allowance <= 0:
+                return
+        self.state["shrunk_cells"][cell] = done + 1
+        result = shrink.shrink(start, fails, allowance)
         spent["reads"] += result.reads
         spent["shrink_reads"] += result.reads
         again = self._score_last([result.seq])  # the shrunk read, confirmed once more

@@ -6,12 +6,13 @@ Then, until nothing applies:
 
 1. delete a block of instructions (sizes halving down to one: this removes filler, decoys, reads
    in between and shortens runs), keeping the first instruction a write;
-2. turn an ignore that carries the other bit into one carrying the bit in force (fewer distractors).
+2. turn a read before the last into an ignore, or an ignore that carries the other bit into one
+   carrying the bit in force (fewer reads, fewer distractors).
 
 After every edit the reads are repaired to copy the latest write and the sequence is validated. A
 candidate is kept when the model still answers its last read wrongly (each check is one scored
 read, counted by the caller against the hunt's budget), so the result is smaller in the order
-(length, opposite ignores) and *locally minimal*: no single deletion or flip of the move set still
+(length, reads, opposite ignores) and *locally minimal*: no single deletion or flip of the move set still
 fails, unless the read limit stopped it first (``minimal`` False).
 
 :func:`shape` is the canonical form of a sequence (bits renamed so the first write is 0, runs of
@@ -70,9 +71,14 @@ def deletions(seq: np.ndarray, size: int) -> Iterator[np.ndarray]:
 
 
 def simplifications(seq: np.ndarray) -> Iterator[np.ndarray]:
-    """Every sequence with one opposite-bit ignore made to carry the bit in force."""
+    """Every sequence with one read before the last made an ignore, or one opposite-bit ignore made
+    to carry the bit in force (both carry the value in force afterwards)."""
     instr, data = _split(seq)
     in_force = data[language.last_index((instr == W)[None])[0]]
+    for j in np.flatnonzero(instr[:-1] == R):
+        ops = instr.copy()
+        ops[j] = I
+        yield legal(ops, data)
     for j in np.flatnonzero((instr == I) & (data != in_force)):
         d = data.copy()
         d[j] = in_force[j]
