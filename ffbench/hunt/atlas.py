@@ -56,42 +56,45 @@ class Target:
                 "opposite": self.opposite, "run": self.run, "reads": self.reads, "background": self.background}
 
 
-def _in_bin(rng: np.random.Generator, edges: tuple, i: int, cap: int) -> int:
-    lo = int(edges[i])
-    hi = int(edges[i + 1]) if i + 1 < len(edges) else 2 * lo + 2
-    hi = min(hi, cap + 1)
-    return lo if hi <= lo else int(rng.integers(lo, hi))
+def _bounds(edges: tuple, i: int) -> tuple[float, float]:
+    """[lo, hi] of bin i as integers (the open last bin reaches twice its edge)."""
+    lo = edges[i]
+    hi = edges[i + 1] - 1 if i + 1 < len(edges) else 2 * lo + 1
+    return lo, hi
 
 
-def _log_pick(rng: np.random.Generator, edges: tuple, cap: int) -> int:
-    """A value in [edges[0], cap]: a bin uniformly among those that reach below cap, then uniform inside."""
-    usable = [i for i, e in enumerate(edges) if e <= cap]
-    return _in_bin(rng, edges, usable[int(rng.integers(len(usable)))], cap)
+def _pick(rng: np.random.Generator, edges: tuple, floor: int, cap: int, i: int | None) -> int:
+    """A value in [floor, cap]: inside bin i where that overlaps, else a bin drawn uniformly among those
+    that overlap, then uniform inside it."""
+    floor, cap = int(floor), max(int(floor), int(cap))
+    overlap = [j for j in range(len(edges)) if _bounds(edges, j)[0] <= cap and _bounds(edges, j)[1] >= floor]
+    j = i if i in overlap else overlap[int(rng.integers(len(overlap)))]
+    lo, hi = _bounds(edges, j)
+    return int(rng.integers(max(lo, floor), min(hi, cap) + 1))
 
 
 def random_target(rng: np.random.Generator, n: int, bins: dict[str, int] | None = None) -> Target:
     """A random target in a length-n (instructions) sequence; inside the given bins where they are
-    given (a cell's), uniform over log-ish bins elsewhere."""
+    given (a cell's) and where they fit, uniform over log-ish bins elsewhere."""
     bins = bins or {}
-
-    def pick(name, edges, cap):
-        if name in bins and edges[bins[name]] <= cap:
-            return _in_bin(rng, edges, bins[name], cap)
-        return _log_pick(rng, edges, cap)
-
+    low = {name: desc.MAP_DIMENSIONS[name][i] for name, i in bins.items() if name in desc.MAP_DIMENSIONS}
+    need_d = max(low.get("write_distance", 1), low.get("opposite_since_write", 0) + low.get("reads_between", 0) + 1,
+                 low.get("opposite_run", 0) + 1)
+    need_e = min(need_d + low.get("decoys", 0), n - 1)
     if "fraction" in bins:
         i = bins["fraction"]
         lo = math.ceil(desc.FRACTION_EDGES[i] * (n - 1))
         hi = n - 1 if i == len(desc.FRACTION_EDGES) - 1 else max(lo, math.ceil(desc.FRACTION_EDGES[i + 1] * (n - 1)) - 1)
-        e = int(rng.integers(max(lo, 1), max(hi, 1) + 1))
+        lo, hi = max(lo, need_e, 1), min(max(hi, need_e, 1), n - 1)
+        e = int(rng.integers(lo, hi + 1))
     else:
-        e = n - 1 if rng.random() < 0.25 else int(rng.integers(1, n))
-    d = pick("write_distance", desc.DISTANCE_EDGES, e)
+        e = n - 1 if rng.random() < 0.25 else int(rng.integers(max(need_e, 1), n))
+    d = _pick(rng, desc.DISTANCE_EDGES, min(need_d, e), e, bins.get("write_distance"))
     w = e - d
-    m = pick("decoys", desc.SMALL_EDGES, w) if w > 0 else 0
-    r = pick("reads_between", desc.SMALL_EDGES, max(d - 1, 0))
-    opp = pick("opposite_since_write", desc.COUNT_EDGES, d - 1 - r)
-    run = pick("opposite_run", desc.COUNT_EDGES, opp)
+    m = _pick(rng, desc.SMALL_EDGES, 0, w, bins.get("decoys"))
+    r = _pick(rng, desc.SMALL_EDGES, 0, max(d - 1 - low.get("opposite_since_write", 0), 0), bins.get("reads_between"))
+    opp = _pick(rng, desc.COUNT_EDGES, 0, d - 1 - r, bins.get("opposite_since_write"))
+    run = _pick(rng, desc.COUNT_EDGES, 0, opp, bins.get("opposite_run"))
     if "write_density" in bins:  # filler whose write share falls in the bin (0: no filler, or very sparse)
         i = bins["write_density"]
         lo = desc.DENSITY_EDGES[i]

@@ -1,0 +1,124 @@
+"""The map search: targets land where they aim, every read is counted in its cell, the threshold of a
+model that fails only from 14 opposite ignores on is found with the cells around it tried clean,
+and glitches shrink to minimal shapes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ffbench import language
+from ffbench.backends.base import Backend, SpanScores
+from ffbench.hunt import HuntConfig, atlas, descriptors, hunt, shrink
+from tests.conftest import needs_native
+from tests.test_hunt import synthetic_ref
+from tests.test_hunt_descriptors import reference
+
+THRESHOLD = 14
+
+
+def opposite_since_write(prefix: str) -> int:
+    """Ignores carrying the other bit between the last write and the read that ends ``prefix``."""
+    ops, vals = prefix[0::2], prefix[1::2]
+    e = len(ops) - 1
+    w = ops.rfind("w", 0, e)
+    return sum(1 for q in range(w + 1, e) if ops[q] == "i" and vals[q] != vals[w])
+
+
+class OppositeRunModel(Backend):
+    """Wrong exactly when THRESHOLD or more ignores since the decisive write carry the other bit (lstm-ref's
+    threshold); margin THRESHOLD - 0.5 - that count. Reads the symbolic rendering."""
+
+    provider = "synthetic"
+    supports_dense = True
+
+    def __init__(self):
+        super().__init__("opposite-run")
+
+    def score_dense(self, requests):
+        out = []
+        for r in requests:
+            lp = np.zeros((len(r.spans), 2))
+            for j, (a, _) in enumerate(r.spans.tolist()):
+                lp[j, 1 - int(r.text[a])] = -(THRESHOLD - 0.5 - opposite_since_write(r.text[: a + 1]))
+            out.append(SpanScores(lp, lp.argmax(axis=1)))
+        return out
+
+    def count_tokens(self, text):
+        return len(text)
+
+
+def test_targets_without_filler_land_exactly_in_their_cell():
+    rng = np.random.default_rng(0)
+    n = 48
+    for _ in range(300):
+        t = atlas.random_target(rng, n)
+        t = atlas.Target(t.read_slot, t.distance, t.decoys, t.opposite, t.run, t.reads, 0.0)
+        text = language.to_strings(atlas.build(t, 2 * n, rng)[None])[0]
+        got = next(r for r in reference(text) if r["slot"] == t.read_slot)
+        closable = t.reads or t.distance - 1 > t.opposite or t.run == t.opposite
+        assert (got["write_distance"], got["reads_between"], got["opposite_since_write"], got["decoys"]) == \
+            (t.distance, t.reads, t.opposite, t.decoys)
+        assert got["opposite_run"] == (t.run if closable else t.opposite)
+
+
+def test_targets_inside_a_cell_stay_in_its_bins():
+    rng = np.random.default_rng(1)
+    bins = {"opposite_since_write": descriptors.COUNT_EDGES.index(14), "reads_between": 0, "decoys": 0}
+    for _ in range(50):
+        t = atlas.random_target(rng, 64, bins)
+        assert 14 <= t.opposite < 16 and t.reads == 0 and t.decoys == 0
+
+
+def failing(seq: np.ndarray) -> bool:
+    return opposite_since_write(language.to_strings(seq[None])[0]) >= THRESHOLD
+
+
+def test_shrinking_reaches_a_minimal_shape_within_its_read_limit():
+    rng = np.random.default_rng(2)
+    t = atlas.Target(read_slot=60, distance=40, decoys=3, opposite=20, run=6, reads=4, background=0.8)
+    seq = atlas.build(t, 128, rng)
+    cut = shrink.cut_after(seq, 2 * 60 + 1)
+    assert failing(cut)
+    calls = []
+
+    def fails(cands):
+        calls.append(len(cands))
+        return np.array([failing(c) for c in cands])
+
+    out = shrink.shrink(cut, fails, 2000)
+    assert out.minimal and out.reads == sum(calls) <= 2000 and failing(out.seq)
+    assert shrink.shape(out.seq) == "w0 i1*14 r0"
+    # no single deletion nor simplification still fails (checked here without the shrinker's memo)
+    assert not any(failing(c) for c in shrink.deletions(out.seq, 1))
+    assert not any(failing(c) for c in shrink.simplifications(out.seq))
+    tight = shrink.shrink(cut, fails, 20)
+    assert tight.reads == 20 and not tight.minimal and failing(tight.seq)
+
+
+def test_shape_names_runs_with_bits_renamed():
+    assert shrink.shape(language.to_array(["w1i0i0i0r1"])[0]) == "w0 i1*3 r0"
+    assert shrink.shape(language.to_array(["w0w1i0r1"])[0]) == "w0 w1 i0 r1"
+
+
+@needs_native
+def test_the_map_finds_the_threshold_cell_and_tries_the_cells_around_it(tmp_path):
+    cfg = HuntConfig(model="ffbench/transformer-ref", budget=3000, length=64)
+    s = hunt(cfg, str(tmp_path / "h"), synthetic_ref(OppositeRunModel()), echo=lambda m: None)
+    m, spent = s["map"], s["spent"]
+    assert spent["reads"] <= 3000 and 0 < spent["shrink_reads"] <= 0.25 * 3000
+    # every read of every candidate is counted in exactly one cell
+    assert sum(c["reads"] for c in m["cells"]) == spent["reads"] - spent["shrink_reads"]
+    assert sum(c["errors"] for c in m["cells"]) == s["glitches"]["failing_reads"]
+    dim = [a["name"] for a in m["axes"]].index("opposite_since_write")
+    edge = descriptors.COUNT_EDGES.index(THRESHOLD)
+    below = [c for c in m["cells"] if c["bins"][dim] < edge]
+    above = [c for c in m["cells"] if c["bins"][dim] >= edge]
+    assert all(c["errors"] == 0 for c in below) and all(c["errors"] == c["reads"] for c in above)
+    assert len(below) > 300 and len(above) > 20  # coverage, not one arm
+    assert sum(c["reads"] for c in below if c["labels"]["opposite_since_write"] == "[12,14)") > 10
+    assert any(c["labels"]["opposite_since_write"] == "[14,16)" and c["errors"] for c in m["cells"])
+    assert {row["family"] for row in s["families"]} == {"map:cover", "map:refine", "map:elite"}
+    # the glitches shrink to the one minimal shape of this model
+    assert s["shapes"][0]["shape"] == "w0 i1*14 r0" and s["shapes"][0]["minimal"]
+    assert all(sh["shape"].endswith("i1*14 r0") or not sh["minimal"] for sh in s["shapes"])
