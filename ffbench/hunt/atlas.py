@@ -73,33 +73,54 @@ def _pick(rng: np.random.Generator, edges: tuple, floor: int, cap: int, i: int |
     return int(rng.integers(max(lo, floor), min(hi, cap) + 1))
 
 
+def _pick_or_zero(rng: np.random.Generator, edges: tuple, cap: int, i: int | None) -> int:
+    """Inside bin i when given; else 0 half the time (the plain case stays common), a bin otherwise."""
+    if i is None and (cap <= 0 or rng.random() < 0.5):
+        return 0
+    return _pick(rng, edges, 0, max(cap, 0), i)
+
+
 def random_target(rng: np.random.Generator, n: int, bins: dict[str, int] | None = None) -> Target:
-    """A random target in a length-n (instructions) sequence; inside the given bins where they are
-    given (a cell's) and where they fit, uniform over log-ish bins elsewhere."""
+    """A random target in a length-n (instructions) sequence: inside the given bins (a cell's) where
+    they fit, elsewhere each count drawn uniformly over its bins (so long runs are as common as short
+    ones), half the runs pure (every ignore since the write opposite), decoys, reads and same-bit
+    ignores absent half the time, and the decisive write at the start of the sequence a third of
+    the time."""
     bins = bins or {}
-    low = {name: desc.MAP_DIMENSIONS[name][i] for name, i in bins.items() if name in desc.MAP_DIMENSIONS}
-    need_d = max(low.get("write_distance", 1), low.get("opposite_since_write", 0) + low.get("reads_between", 0) + 1,
-                 low.get("opposite_run", 0) + 1)
-    need_e = min(need_d + low.get("decoys", 0), n - 1)
+    for _ in range(20):
+        opp = _pick(rng, desc.COUNT_EDGES, 0, n - 2, bins.get("opposite_since_write"))
+        if "opposite_run" in bins or rng.random() < 0.5:
+            run = _pick(rng, desc.COUNT_EDGES, 0, opp, bins.get("opposite_run"))
+        else:
+            run = opp
+        r = _pick_or_zero(rng, desc.SMALL_EDGES, n - 2 - opp, bins.get("reads_between"))
+        m = _pick_or_zero(rng, desc.SMALL_EDGES, n - 2 - opp - r, bins.get("decoys"))
+        if "write_distance" in bins:
+            d = _pick(rng, desc.DISTANCE_EDGES, opp + r + 1, n - 1 - m, bins["write_distance"])
+        else:
+            d = opp + r + 1 + _pick_or_zero(rng, desc.SMALL_EDGES, n - 2 - opp - r - m, None)
+        if run <= opp and opp + r + 1 <= d and d + m <= n - 1:
+            break
+    d = min(d, n - 1)
+    r = min(r, d - 1)
+    opp = min(opp, d - 1 - r)
+    run, m = min(run, opp), max(0, min(m, n - 1 - d))
+    lo, hi = d + m, n - 1
     if "fraction" in bins:
         i = bins["fraction"]
-        lo = math.ceil(desc.FRACTION_EDGES[i] * (n - 1))
-        hi = n - 1 if i == len(desc.FRACTION_EDGES) - 1 else max(lo, math.ceil(desc.FRACTION_EDGES[i + 1] * (n - 1)) - 1)
-        lo, hi = max(lo, need_e, 1), min(max(hi, need_e, 1), n - 1)
+        f_lo = math.ceil(desc.FRACTION_EDGES[i] * (n - 1))
+        f_hi = n - 1 if i == len(desc.FRACTION_EDGES) - 1 else math.ceil(desc.FRACTION_EDGES[i + 1] * (n - 1)) - 1
+        if max(lo, f_lo) <= min(hi, f_hi):
+            lo, hi = max(lo, f_lo), min(hi, f_hi)
         e = int(rng.integers(lo, hi + 1))
     else:
-        e = n - 1 if rng.random() < 0.25 else int(rng.integers(max(need_e, 1), n))
-    d = _pick(rng, desc.DISTANCE_EDGES, min(need_d, e), e, bins.get("write_distance"))
-    w = e - d
-    m = _pick(rng, desc.SMALL_EDGES, 0, w, bins.get("decoys"))
-    r = _pick(rng, desc.SMALL_EDGES, 0, max(d - 1 - low.get("opposite_since_write", 0), 0), bins.get("reads_between"))
-    opp = _pick(rng, desc.COUNT_EDGES, 0, d - 1 - r, bins.get("opposite_since_write"))
-    run = _pick(rng, desc.COUNT_EDGES, 0, opp, bins.get("opposite_run"))
+        u = rng.random()
+        e = lo if u < 1 / 3 else hi if u < 2 / 3 else int(rng.integers(lo, hi + 1))
     if "write_density" in bins:  # filler whose write share falls in the bin (0: no filler, or very sparse)
         i = bins["write_density"]
-        lo = desc.DENSITY_EDGES[i]
-        hi = desc.DENSITY_EDGES[i + 1] if i + 1 < len(desc.DENSITY_EDGES) else 0.5
-        background = BACKGROUNDS[int(rng.integers(2)) * 5] if lo == 0 else round(1 - 2 * rng.uniform(lo, hi), 4)
+        f_lo = desc.DENSITY_EDGES[i]
+        f_hi = desc.DENSITY_EDGES[i + 1] if i + 1 < len(desc.DENSITY_EDGES) else 0.5
+        background = BACKGROUNDS[int(rng.integers(2)) * 5] if f_lo == 0 else round(1 - 2 * rng.uniform(f_lo, f_hi), 4)
     else:
         background = BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
     return Target(e, d, m, opp, run, r, background)

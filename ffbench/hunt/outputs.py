@@ -238,6 +238,15 @@ def format_summary(summary: dict, out: str) -> str:
         for row in summary["families"]:  # every family (at most seven), with the reads each got
             lines.append(f"  {row['family']}: {row['glitches']:,} glitches in {row['reads']:,} reads "
                          f"({row['glitches_per_read']:.3g} per read)")
+        amap = summary.get("map")
+        if amap is not None:
+            shapes = summary.get("shapes") or []
+            lines.append(f"  map: {amap['cells_tried']:,} cells tried, {amap['cells_failing']:,} with a confirmed "
+                         f"wrong read; {len(shapes):,} minimal shape{'' if len(shapes) == 1 else 's'} "
+                         f"({spent.get('shrink_reads', 0):,} reads spent shrinking)")
+            for sh in shapes[:SHAPES_PRINTED]:
+                lines.append(f"    {_clip(sh['shape'])}  ({sh['glitches']} shrunk glitch"
+                             f"{'' if sh['glitches'] == 1 else 'es'}{'' if sh['minimal'] else ', not minimal'})")
         short = g.get("shortest")
         if short:
             lines.append(f"  shortest failing prefix ({short['position'] + 1} characters, {short['arm']}): "
@@ -246,6 +255,9 @@ def format_summary(summary: dict, out: str) -> str:
     if g["distinct"]:
         lines.append(f"next: ffbench run --model {cfg['model']} --data {out}/glitches.parquet   (every glitch replays)")
     return "\n".join(lines)
+
+
+SHAPES_PRINTED = 8
 
 
 def _stopped(reason: str, cfg: dict) -> str:
