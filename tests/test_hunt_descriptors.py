@@ -33,7 +33,7 @@ def reference(text: str) -> list[dict]:
         out.append({
             "opposite_since_write": sum(ops[j] == "i" and vals[j] != b for j in between),
             "opposite_run": run, "decoys": decoys, "reads_between": sum(ops[j] == "r" for j in between),
-            "write_distance": e - w, "slot": e, "fraction": e / (n - 1), "length": len(text),
+            "write_distance": e - w, "write_slot": w, "slot": e, "fraction": e / (n - 1), "length": len(text),
             "write_density": sum(ops[j] == "w" for j in range(e)) / e,
         })
     return out

@@ -36,6 +36,10 @@ from ffbench.metrics import clopper_pearson
 W, R, I = language.W, language.R, language.I
 COVER, REFINE = 0.45, 0.3  # shares of a round's candidates; the rest mutate elites
 COVER_TRIES = 6
+# A cover candidate is the one of COVER_TRIES random targets whose cell, projected onto these axes, holds
+# the fewest reads: the full cells are too many for "empty" to discriminate.
+COVER_AXES = ("opposite_since_write", "opposite_run", "decoys", "reads_between", "write_slot")
+_COVER_INDEX = [list(desc.MAP_DIMENSIONS).index(a) for a in COVER_AXES]
 BACKGROUNDS = (0.0, 0.3, 0.6, 0.8, 0.9, 0.98)  # filler p_ignore (0: no filler at all, only ignores)
 
 
@@ -194,9 +198,13 @@ class Atlas:
                 text = text or language.to_strings(seq[None])[0]
                 cell["elite"] = {"text": text, "slot": int(slots[j])}
 
-    def reads_in(self, key: str) -> int:
-        cell = self.cells.get(key)
-        return 0 if cell is None else cell["reads"]
+    def coverage(self) -> dict[tuple, int]:
+        """Reads per projection of the cells onto :data:`COVER_AXES` (what ``cover`` candidates spread over)."""
+        out: dict[tuple, int] = {}
+        for k, c in self.cells.items():
+            p = project(k)
+            out[p] = out.get(p, 0) + c["reads"]
+        return out
 
     def pick_uncertain(self, rng: np.random.Generator) -> str | None:
         """A cell with probability proportional to its 95% interval's width."""
@@ -216,6 +224,12 @@ class Atlas:
         return self.cells[k]["elite"]
 
 
+def project(key: str) -> tuple:
+    """A cell key projected onto :data:`COVER_AXES`."""
+    idx = key.split(",")
+    return tuple(idx[i] for i in _COVER_INDEX)
+
+
 def _width(cell: dict) -> float:
     lo, hi = clopper_pearson(cell["errors"], cell["reads"])
     return hi - lo
@@ -224,7 +238,8 @@ def _width(cell: dict) -> float:
 def predicted_key(t: Target, n: int) -> str:
     """The cell a target aims at (the exact cell is computed after the sequence is built)."""
     values = {"opposite_since_write": t.opposite, "opposite_run": t.run, "decoys": t.decoys,
-              "reads_between": t.reads, "write_distance": t.distance, "fraction": t.read_slot / max(n - 1, 1),
+              "reads_between": t.reads, "write_distance": t.distance, "write_slot": t.read_slot - t.distance,
+              "fraction": t.read_slot / max(n - 1, 1),
               "write_density": (1 - t.background) / 2 if t.background > 0 else 0.0}
     return desc.key_string([desc.bin_index(np.array([values[name]]), edges)[0]
                             for name, edges in desc.MAP_DIMENSIONS.items()])
@@ -249,7 +264,8 @@ def candidate(atlas: Atlas, length: int, rng: np.random.Generator) -> tuple[np.n
             t = random_target(rng, n, bins)
             return build(t, length, rng), {"origin": "refine", "moves": [], "target": t.as_dict()}
     tries = [random_target(rng, n) for _ in range(COVER_TRIES)]
-    t = min(tries, key=lambda x: atlas.reads_in(predicted_key(x, n)))
+    held = atlas.coverage()
+    t = min(tries, key=lambda x: held.get(project(predicted_key(x, n)), 0))
     return build(t, length, rng), {"origin": "cover", "moves": [], "target": t.as_dict()}
 
 

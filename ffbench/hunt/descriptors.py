@@ -10,6 +10,7 @@ its *decisive write* w (the last write before e) carrying the bit b:
 ``decoys``                writes of 1 - b before w, back to the previous write of b (or the start)
 ``reads_between``         reads in (w, e)
 ``write_distance``        e - w (as :attr:`ffbench.language.Reads.write_distance`)
+``write_slot``            w, the instructions before the decisive write (0: the write opens the sequence)
 ``slot``                  e, the read's instruction index
 ``fraction``              e / (n - 1): where in the sequence the read sits (1 = the last instruction)
 ``length``                T
@@ -28,8 +29,8 @@ from ffbench import language
 
 W, R, I, ZERO = language.W, language.R, language.I, language.ZERO
 
-NAMES = ("opposite_since_write", "opposite_run", "decoys", "reads_between", "write_distance", "slot", "fraction",
-         "length", "write_density")
+NAMES = ("opposite_since_write", "opposite_run", "decoys", "reads_between", "write_distance", "write_slot", "slot",
+         "fraction", "length", "write_density")
 
 # Bin edges (each bin is [edge_i, edge_i+1); the last is open). Fine where thresholds were seen
 # (10-14 opposite ignores on lstm-ref, 34-38 on transformer-ref, 45-52 after ten decoys on transformer-mix).
@@ -38,6 +39,7 @@ SMALL_EDGES = (0, 1, 2, 3, 4, 6, 8, 10, 12, 16, 24, 32, 64, 128, 256)
 DISTANCE_EDGES = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 FRACTION_EDGES = (0.0, 0.25, 0.5, 0.75, 0.999999)  # the last bin is the final instruction
 DENSITY_EDGES = (0.0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5)
+SLOT_EDGES = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 # The map's axes: a cell is one bin on each. ``length`` is fixed within a hunt; ``slot`` is covered by
 # ``fraction``.
@@ -47,6 +49,7 @@ MAP_DIMENSIONS: dict[str, tuple] = {
     "decoys": SMALL_EDGES,
     "reads_between": SMALL_EDGES,
     "write_distance": DISTANCE_EDGES,
+    "write_slot": SLOT_EDGES,
     "fraction": FRACTION_EDGES,
     "write_density": DENSITY_EDGES,
 }
@@ -96,6 +99,7 @@ def describe(arr: np.ndarray) -> dict[str, np.ndarray]:
         "decoys": opp_writes.astype(np.int64),
         "reads_between": (c_reads[seq, e] - c_reads[seq, w + 1]).astype(np.int64),
         "write_distance": (e - w).astype(np.int64),
+        "write_slot": w.astype(np.int64),
         "slot": e.astype(np.int64),
         "fraction": e / max(n - 1, 1),
         "length": np.full(e.size, 2 * n, dtype=np.int64),
@@ -110,14 +114,17 @@ def bin_index(values: np.ndarray, edges: tuple) -> np.ndarray:
 
 
 def bin_label(edges: tuple, i: int) -> str:
-    """``[14,16)``, ``>=512``; fractions with two decimals."""
-    fmt = (lambda v: f"{v:.2f}".rstrip("0").rstrip(".")) if isinstance(edges[0], float) else str
+    """``[14,16)``, ``>=512``; shares as ``.25-.5`` (short enough for a heatmap's column)."""
+    if isinstance(edges[0], float):
+        def fmt(v):
+            return (f"{v:.2f}".rstrip("0").rstrip(".").removeprefix("0") or "0") if v < 0.9999 else "1"
+        if i == len(edges) - 1:
+            return "last" if edges is FRACTION_EDGES else f">={fmt(edges[i])}"
+        return f"{fmt(edges[i])}-{fmt(edges[i + 1])}"
     if i == len(edges) - 1:
-        return f">={fmt(edges[i])}" if edges is not FRACTION_EDGES else "last"
+        return f">={edges[i]}"
     lo, hi = edges[i], edges[i + 1]
-    if not isinstance(lo, float) and hi == lo + 1:
-        return str(lo)
-    return f"[{fmt(lo)},{fmt(hi)})"
+    return str(lo) if hi == lo + 1 else f"[{lo},{hi})"
 
 
 def cell_keys(desc: dict[str, np.ndarray]) -> np.ndarray:

@@ -52,7 +52,7 @@ EXPLOIT = "exploit"
 STATE_VERSION = 1
 SEARCHES = ("map", "bandit")
 SHRINK_READS = 400  # at most this many scored reads shrink one glitch ...
-SHRINK_PER_CELL = 1  # ... and only the first glitch of each map cell (its failing read's cell) is shrunk
+SHRINK_PER_CELL = 1  # ... and only the first glitch of each region (its failing read's cell on atlas.COVER_AXES)
 SHRINK_SHARE = 0.25  # shrinking spends at most this share of the budget
 
 
@@ -496,10 +496,11 @@ class Hunter:
 
     def _shrink(self, seq: np.ndarray, position: int, cell: str) -> None:
         """Shrink one glitch (the first of its cell) within the shrinking budget; record its shape."""
-        from ffbench.hunt import shrink
+        from ffbench.hunt import atlas, shrink
 
         spent = self.state["spent"]
-        done = self.state["shrunk_cells"].get(cell, 0)
+        region = ",".join(atlas.project(cell))  # the cell on the cover axes: shrink once per region
+        done = self.state["shrunk_cells"].get(region, 0)
         reads_left, tokens_left = self.remaining()
         allowance = min(SHRINK_READS, reads_left, int(SHRINK_SHARE * self.cfg.budget) - spent["shrink_reads"])
         if done >= SHRINK_PER_CELL or allowance <= 0 or tokens_left <= 0:
@@ -515,7 +516,7 @@ class Hunter:
             allowance = min(allowance, int(tokens_left // self._tokens(render.render(start, self.p.template).text)))
             if allowance <= 0:
                 return
-        self.state["shrunk_cells"][cell] = done + 1
+        self.state["shrunk_cells"][region] = done + 1
         result = shrink.shrink(start, fails, allowance)
         spent["reads"] += result.reads
         spent["shrink_reads"] += result.reads

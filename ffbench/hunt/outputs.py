@@ -114,7 +114,7 @@ def origin_yields(origins: dict) -> list[dict]:
     for name, o in origins.items():
         if not o["reads"]:
             continue
-        out.append({"family": f"map:{name}", "points": None, "reads": o["reads"], "sequences": o["sequences"],
+        out.append({"family": f"map:{name}", "points": 0, "reads": o["reads"], "sequences": o["sequences"],
                     "wrong_reads": o["errors"], "glitches": o["glitches"], "best_point": None,
                     "glitches_per_read": o["glitches"] / o["reads"],
                     "ci95": list(clopper_pearson(o["glitches"], o["reads"]))})
