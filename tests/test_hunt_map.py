@@ -122,3 +122,44 @@ def test_the_map_finds_the_threshold_cell_and_tries_the_cells_around_it(tmp_path
     # the glitches shrink to the one minimal shape of this model
     assert s["shapes"][0]["shape"] == "w0 i1*14 r0" and s["shapes"][0]["minimal"]
     assert all(sh["shape"].endswith("i1*14 r0") or not sh["minimal"] for sh in s["shapes"])
+
+
+@pytest.fixture(scope="module")
+def mapped(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("map")
+    cfg = HuntConfig(model="ffbench/transformer-ref", budget=2000, length=48)
+    s = hunt(cfg, str(tmp / "h"), synthetic_ref(OppositeRunModel()), echo=lambda m: None)
+    return s, tmp / "h"
+
+
+@needs_native
+def test_the_report_draws_the_map_and_the_shapes_escaped(mapped, tmp_path):
+    import json
+    import re
+    import shutil
+
+    from ffbench.report import huntmaps
+    from tests.test_report import EVIL, Collect, _report
+
+    s, path = mapped
+    html = _report([path], tmp_path / "r.html", "--no-refs")
+    assert html.count('<svg class="heat"') == len(huntmaps.PAIRS)
+    # the first heatmap (opposite ignores x reads in between) sums every cell: its tooltips' counts add up
+    first = html[html.index('<svg class="heat"'):]
+    first = first[:first.index("</svg>")]
+    counts = [tuple(map(int, m)) for m in re.findall(r": ([\d,]+) of ([\d,]+) reads wrong", first.replace(",", ""))]
+    assert sum(r for _, r in counts) == sum(c["reads"] for c in s["map"]["cells"])
+    assert sum(e for e, _ in counts) == sum(c["errors"] for c in s["map"]["cells"])
+    assert f"<code>{s['shapes'][0]['shape']}</code>" in html
+    evil = tmp_path / "evil"
+    shutil.copytree(path, evil)
+    summary = json.loads((evil / "hunt.json").read_text())
+    summary["shapes"][0]["shape"] = EVIL
+    summary["map"]["axes"][0]["labels"][0] = EVIL
+    (evil / "hunt.json").write_text(json.dumps(summary))
+    bad = _report([evil], tmp_path / "e.html", "--no-refs")
+    assert EVIL not in bad
+    parser = Collect()
+    parser.feed(bad)
+    assert parser.problems == [] and not any(tag == "img" for tag, _ in parser.tags)
+    assert len(re.findall(r"&lt;img src=x onerror=(&quot;|&#34;)alert\(1\)(&quot;|&#34;)&gt;", bad)) >= 3
