@@ -9,8 +9,9 @@ collapse onto one family:
 * ``cover`` (``COVER`` share): a random *target* (:class:`Target`: decisive write at a chosen slot,
   ``decoys`` opposite writes before it, ``opposite`` ignores of the other bit after it of which the
   last ``run`` form a strict run, ``reads`` reads in between, the read at a chosen position, filler
-  of a chosen write density around), built by :func:`build`; of ``COVER_TRIES`` random targets the
-  one whose cell holds the fewest reads is taken, so empty cells are filled first;
+  of a chosen write density before it, ignores of random bits after it), built by :func:`build`;
+  of ``COVER_TRIES`` random targets the one whose region (its cell projected on ``COVER_AXES``)
+  holds the fewest reads is taken, so empty regions are filled first;
 * ``refine``: a target drawn inside an existing cell, the cell chosen with probability proportional
   to the width of its 95% interval (uncertain cells get more reads);
 * ``elite``: a mutant (:mod:`ffbench.hunt.mutations`) of a cell's elite, cells with the lowest margins
@@ -41,6 +42,9 @@ COVER_TRIES = 6
 COVER_AXES = ("opposite_since_write", "opposite_run", "decoys", "reads_between", "write_slot")
 _COVER_INDEX = [list(desc.MAP_DIMENSIONS).index(a) for a in COVER_AXES]
 BACKGROUNDS = (0.0, 0.3, 0.6, 0.8, 0.9, 0.98)  # filler p_ignore (0: no filler at all, only ignores)
+# Writes' share of the filler's other instructions (the rest are reads): few reads, since every read is
+# scored and counted against the budget while the targeted read is one per sequence.
+WRITE_SHARE = 0.75
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,7 @@ class Target:
     opposite: int
     run: int
     reads: int
-    background: float  # p_ignore of the filler; writes and reads share the rest equally
+    background: float  # p_ignore of the filler; writes take WRITE_SHARE of the rest, reads the remainder
 
     def as_dict(self) -> dict:
         return {"read_slot": self.read_slot, "distance": self.distance, "decoys": self.decoys,
@@ -124,7 +128,8 @@ def random_target(rng: np.random.Generator, n: int, bins: dict[str, int] | None 
         i = bins["write_density"]
         f_lo = desc.DENSITY_EDGES[i]
         f_hi = desc.DENSITY_EDGES[i + 1] if i + 1 < len(desc.DENSITY_EDGES) else 0.5
-        background = BACKGROUNDS[int(rng.integers(2)) * 5] if f_lo == 0 else round(1 - 2 * rng.uniform(f_lo, f_hi), 4)
+        background = BACKGROUNDS[int(rng.integers(2)) * 5] if f_lo == 0 else \
+            round(max(0.0, 1 - rng.uniform(f_lo, f_hi) / WRITE_SHARE), 4)
     else:
         background = BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
     return Target(e, d, m, opp, run, r, background)
@@ -135,11 +140,12 @@ def build(t: Target, length: int, rng: np.random.Generator) -> np.ndarray:
     where the target cannot be met, e.g. a strict run the filler extends)."""
     n = length // 2
     if t.background > 0:
-        share = (1 - t.background) / 2
         u = rng.random(n)
-        instr = np.where(u < share, W, np.where(u < 2 * share, R, I)).astype(np.uint8)
+        p_w = WRITE_SHARE * (1 - t.background)
+        instr = np.where(u < p_w, W, np.where(u < 1 - t.background, R, I)).astype(np.uint8)
     else:
         instr = np.full(n, I, dtype=np.uint8)
+    instr[t.read_slot + 1:] = I  # after the read: ignores of random bits (and the final read)
     data = (rng.random(n) < 0.5).astype(np.uint8)
     bit = int(rng.random() < 0.5)
     e, w = t.read_slot, t.read_slot - t.distance
@@ -240,7 +246,7 @@ def predicted_key(t: Target, n: int) -> str:
     values = {"opposite_since_write": t.opposite, "opposite_run": t.run, "decoys": t.decoys,
               "reads_between": t.reads, "write_distance": t.distance, "write_slot": t.read_slot - t.distance,
               "fraction": t.read_slot / max(n - 1, 1),
-              "write_density": (1 - t.background) / 2 if t.background > 0 else 0.0}
+              "write_density": WRITE_SHARE * (1 - t.background) if t.background > 0 else 0.0}
     return desc.key_string([desc.bin_index(np.array([values[name]]), edges)[0]
                             for name, edges in desc.MAP_DIMENSIONS.items()])
 
