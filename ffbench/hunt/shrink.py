@@ -4,8 +4,9 @@ Hypothesis-style greedy shrinking. The glitch is first cut right after its faili
 model answers that read from its prefix alone), so the failing read is always the last instruction.
 Then, until nothing applies:
 
-1. delete a block of instructions (sizes halving down to one: this removes filler, decoys, reads
-   in between and shortens runs), keeping the first instruction a write;
+1. cut a run of equal instructions to half its length, then delete a block of instructions (sizes
+   halving down to one: this removes filler, decoys, reads in between and shortens runs), keeping
+   the first instruction a write;
 2. turn a read before the last into an ignore, or an ignore that carries the other bit into one
    carrying the bit in force (fewer reads, fewer distractors).
 
@@ -30,7 +31,7 @@ from ffbench import language
 from ffbench.hunt.families import repair
 
 W, R, I, ZERO = language.W, language.R, language.I, language.ZERO
-BATCH = 16  # candidates scored together (the first failing one in order is taken)
+BATCH = 32  # at most this many candidates scored together (the first failing one in order is taken)
 
 
 @dataclass
@@ -60,14 +61,34 @@ def _split(seq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def deletions(seq: np.ndarray, size: int) -> Iterator[np.ndarray]:
-    """Every legal sequence with ``size`` consecutive instructions removed (never the last)."""
+    """Legal sequences with ``size`` consecutive instructions removed (never the last): blocks at
+    multiples of ``size`` (a pass costs about n / size reads), every start when ``size`` is 1."""
     instr, data = _split(seq)
     n = instr.size
-    for start in range(0, n - size):
+    for start in range(0, n - size, size):
         keep = np.r_[0:start, start + size:n]
         out = legal(instr[keep], data[keep])
         if out is not None:
             yield out
+
+
+def run_cuts(seq: np.ndarray) -> Iterator[np.ndarray]:
+    """Every sequence with one run of equal instructions (same kind, same bit; never the last read)
+    cut to half its length, rounded down: long runs shrink in a few steps, not one deletion at a time."""
+    instr, data = _split(seq)
+    n = instr.size
+    j = 0
+    while j < n - 1:
+        k = j
+        while k + 1 < n - 1 and instr[k + 1] == instr[j] and data[k + 1] == data[j]:
+            k += 1
+        length = k - j + 1
+        if length >= 2:
+            keep = np.r_[0:j + length // 2, k + 1:n]
+            out = legal(instr[keep], data[keep])
+            if out is not None:
+                yield out
+        j = k + 1
 
 
 def simplifications(seq: np.ndarray) -> Iterator[np.ndarray]:
@@ -115,18 +136,25 @@ def shrink(seq: np.ndarray, fails: Callable[[list[np.ndarray]], np.ndarray], max
                     return c
             return None
 
+        size = 1  # batches grow 1, 2, 4 ... BATCH while nothing fails: few wasted reads after an early hit
         for c in cands:
             batch.append(c)
-            if len(batch) == BATCH:
+            if len(batch) >= size:
                 found = flush()
                 if found is not None or spent >= max_reads:
                     return found
                 batch = []
+                size = min(2 * size, BATCH)
         return flush() if batch else None
 
     current = seq
     while spent < max_reads:
         progressed = False
+        while spent < max_reads:
+            found = first_failing(run_cuts(current))
+            if found is None:
+                break
+            current, progressed = found, True
         size = max(1, (current.size // 2 - 1) // 2)
         while size >= 1 and spent < max_reads:
             found = first_failing(deletions(current, size))
