@@ -68,6 +68,8 @@ def test_targets_inside_a_cell_stay_in_its_bins():
     for _ in range(50):
         t = atlas.random_target(rng, 64, bins)
         assert 14 <= t.opposite < 16 and t.reads == 0 and t.decoys == 0
+        at_start = atlas.random_target(rng, 64, {**bins, "write_slot": 0, "fraction": 0})
+        assert at_start.read_slot == at_start.distance <= 15  # the write opens the sequence, the read early
 
 
 def failing(seq: np.ndarray) -> bool:

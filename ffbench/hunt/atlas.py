@@ -12,8 +12,9 @@ collapse onto one family:
   of a chosen write density before it, ignores of random bits after it), built by :func:`build`;
   of ``COVER_TRIES`` random targets the one whose region (its cell projected on ``COVER_AXES``)
   holds the fewest reads is taken, so empty regions are filled first;
-* ``refine``: a target drawn inside an existing cell, the cell chosen with probability proportional
-  to the width of its 95% interval (uncertain cells get more reads);
+* ``refine``: a target drawn inside a cell: half the time a failing cell or its neighbour one bin
+  away on one axis (so a failure region's edge, its threshold, gets reads on both sides), else an
+  existing cell chosen with probability proportional to the width of its 95% interval;
 * ``elite``: a mutant (:mod:`ffbench.hunt.mutations`) of a cell's elite, cells with the lowest margins
   first.
 
@@ -37,6 +38,7 @@ from ffbench.metrics import clopper_pearson
 W, R, I = language.W, language.R, language.I
 COVER, REFINE = 0.45, 0.3  # shares of a round's candidates; the rest mutate elites
 COVER_TRIES = 6
+BOUNDARY = 0.5  # share of refine candidates aimed at a failing cell or its neighbours
 # A cover candidate is the one of COVER_TRIES random targets whose cell, projected onto these axes, holds
 # the fewest reads: the full cells are too many for "empty" to discriminate.
 COVER_AXES = ("opposite_since_write", "opposite_run", "decoys", "reads_between", "write_slot")
@@ -114,12 +116,18 @@ def random_target(rng: np.random.Generator, n: int, bins: dict[str, int] | None 
     opp = min(opp, d - 1 - r)
     run, m = min(run, opp), max(0, min(m, n - 1 - d))
     lo, hi = d + m, n - 1
+    if "write_slot" in bins:  # the write's slot bin first, then the read's position within it
+        s_lo, s_hi = _bounds(desc.SLOT_EDGES, bins["write_slot"])
+        if max(lo, s_lo + d) <= min(hi, s_hi + d):
+            lo, hi = max(lo, s_lo + d), min(hi, s_hi + d)
     if "fraction" in bins:
         i = bins["fraction"]
         f_lo = math.ceil(desc.FRACTION_EDGES[i] * (n - 1))
         f_hi = n - 1 if i == len(desc.FRACTION_EDGES) - 1 else math.ceil(desc.FRACTION_EDGES[i + 1] * (n - 1)) - 1
         if max(lo, f_lo) <= min(hi, f_hi):
             lo, hi = max(lo, f_lo), min(hi, f_hi)
+        e = int(rng.integers(lo, hi + 1))
+    elif "write_slot" in bins:
         e = int(rng.integers(lo, hi + 1))
     else:
         u = rng.random()
@@ -213,10 +221,19 @@ class Atlas:
         return out
 
     def pick_uncertain(self, rng: np.random.Generator) -> str | None:
-        """A cell with probability proportional to its 95% interval's width."""
+        """Where the surface is least known: half the time a failing cell or one bin away from it on
+        one axis (the edge of a failure region: its threshold), else a cell with probability
+        proportional to its 95% interval's width. The key may name a cell not tried yet."""
         keys = list(self.cells)
         if not keys:
             return None
+        failing = [k for k in keys if self.cells[k]["errors"]]
+        if failing and rng.random() < BOUNDARY:
+            idx = [int(x) for x in failing[int(rng.integers(len(failing)))].split(",")]
+            axis = int(rng.integers(len(idx)))
+            size = len(list(desc.MAP_DIMENSIONS.values())[axis])
+            idx[axis] = min(max(idx[axis] + int(rng.integers(-1, 2)), 0), size - 1)
+            return desc.key_string(idx)
         widths = np.array([_width(self.cells[k]) for k in keys])
         return keys[int(rng.choice(len(keys), p=widths / widths.sum()))]
 
