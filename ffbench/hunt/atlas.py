@@ -97,19 +97,27 @@ def random_target(rng: np.random.Generator, n: int, bins: dict[str, int] | None 
     ignores absent half the time, and the decisive write at the start of the sequence a third of
     the time."""
     bins = bins or {}
+    top = n - 1  # the latest slot the read may take: a position bin caps it where the cell allows
+    if "fraction" in bins and bins["fraction"] < len(desc.FRACTION_EDGES) - 1:
+        i = bins["fraction"]
+        low = {k: desc.MAP_DIMENSIONS[k][bins[k]] for k in ("opposite_since_write", "reads_between", "decoys")
+               if k in bins}
+        f_hi = math.ceil(desc.FRACTION_EDGES[i + 1] * (n - 1)) - 1
+        if f_hi >= sum(low.values()) + 1:
+            top = f_hi
     for _ in range(20):
-        opp = _pick(rng, desc.COUNT_EDGES, 0, n - 2, bins.get("opposite_since_write"))
+        opp = _pick(rng, desc.COUNT_EDGES, 0, top - 1, bins.get("opposite_since_write"))
         if "opposite_run" in bins or rng.random() < 0.5:
             run = _pick(rng, desc.COUNT_EDGES, 0, opp, bins.get("opposite_run"))
         else:
             run = opp
-        r = _pick_or_zero(rng, desc.SMALL_EDGES, n - 2 - opp, bins.get("reads_between"))
-        m = _pick_or_zero(rng, desc.SMALL_EDGES, n - 2 - opp - r, bins.get("decoys"))
+        r = _pick_or_zero(rng, desc.SMALL_EDGES, top - 1 - opp, bins.get("reads_between"))
+        m = _pick_or_zero(rng, desc.SMALL_EDGES, top - 1 - opp - r, bins.get("decoys"))
         if "write_distance" in bins:
-            d = _pick(rng, desc.DISTANCE_EDGES, opp + r + 1, n - 1 - m, bins["write_distance"])
+            d = _pick(rng, desc.DISTANCE_EDGES, opp + r + 1, top - m, bins["write_distance"])
         else:
-            d = opp + r + 1 + _pick_or_zero(rng, desc.SMALL_EDGES, n - 2 - opp - r - m, None)
-        if run <= opp and opp + r + 1 <= d and d + m <= n - 1:
+            d = opp + r + 1 + _pick_or_zero(rng, desc.SMALL_EDGES, top - 1 - opp - r - m, None)
+        if run <= opp and opp + r + 1 <= d and d + m <= top:
             break
     d = min(d, n - 1)
     r = min(r, d - 1)
