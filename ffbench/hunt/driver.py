@@ -8,7 +8,14 @@ is spent. Each round draws its randomness from ``SeedSequence([seed, round])`` a
 state written atomically, so an interrupted hunt resumes exactly where it stopped, and raising
 ``--budget`` continues a finished one.
 
-Search mode (default). A round asks the bandit (:mod:`ffbench.hunt.bandit`) for candidates:
+Map search (default, ``search="map"``). A round fills its reads with candidates from the map
+(:mod:`ffbench.hunt.atlas`: cover empty regions, refine uncertain or failing cells, mutate elites);
+every read of every candidate is scored once (dense where the backend can) and counted in its cell
+(:mod:`ffbench.hunt.descriptors`); failing sequences are confirmed as below, and the first glitch of
+each region is shrunk (:mod:`ffbench.hunt.shrink`) to a minimal shape, its reads counted in the
+budget (at most ``SHRINK_READS`` per glitch and ``SHRINK_SHARE`` of the budget).
+
+Bandit search (``search="bandit"``). A round asks the bandit (:mod:`ffbench.hunt.bandit`) for candidates:
 fresh rows of a family point (:mod:`ffbench.hunt.families`) or, from the ``exploit`` arm, a mutant
 (:mod:`ffbench.hunt.mutations`) of a sequence in the *pool* (the lowest-margin sequences seen, at
 most ``POOL_PER_ROOT`` per family point so one lineage cannot fill it). Every candidate is scored
