@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ffbench.hunt import driver  # noqa: E402
+from ffbench.hunt import driver
 
 MODELS = ("lstm-ref", "ssm-ref", "transformer-ref", "transformer-mix")
 

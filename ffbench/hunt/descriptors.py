@@ -74,7 +74,7 @@ def describe(arr: np.ndarray) -> dict[str, np.ndarray]:
     (plus ``seq_index``)."""
     arr = np.atleast_2d(arr)
     instr, data = arr[:, 0::2], (arr[:, 1::2].astype(np.int64) - ZERO)
-    num, n = instr.shape
+    n = instr.shape[1]
     is_w, is_r, is_i = instr == W, instr == R, instr == I
     seq, e = np.nonzero(is_r)
     last_w = _last(is_w)

@@ -78,10 +78,10 @@ def map_view(summary: dict) -> MapView | None:
         return None
     shapes = summary.get("shapes") or []
     spent = summary.get("spent") or {}
-    facts = [("cells", f"{int(amap.get('cells_tried', 0)):,} tried, {int(amap.get('cells_failing', 0)):,} with a "
-                       "confirmed wrong read"),
-             ("shrinking", f"{int(spent.get('shrink_reads', 0)):,} reads; {len(shapes):,} distinct minimal shape"
-                           f"{'' if len(shapes) == 1 else 's'}")]
+    facts = [("cells", (f"{int(amap.get('cells_tried', 0)):,} tried, {int(amap.get('cells_failing', 0)):,} with a "
+                        "confirmed wrong read")),
+             ("shrinking", (f"{int(spent.get('shrink_reads', 0)):,} reads; {len(shapes):,} distinct minimal "
+                            f"shape{'' if len(shapes) == 1 else 's'}"))]
     panels = [p for p in (_panel(amap, r, c) for r, c in PAIRS) if p is not None]
     rows = [ShapeRow(str(s["shape"]), int(s["glitches"]), int(s["length"]), bool(s["minimal"]),
                      f"{float(s['margin']):.3g}" if s.get("margin") is not None else "", str(s["text"]))

@@ -17,8 +17,8 @@ import math
 from dataclasses import dataclass, field
 
 from ffbench import language, metrics
-from ffbench.report.data import Hunt, Model
 from ffbench.report import huntmaps
+from ffbench.report.data import Hunt, Model
 from ffbench.report.figures import Figure, rate_point
 from ffbench.report.svg import PALETTE, Plot, Point, Series
 from ffbench.report.views import Token, context_tokens
