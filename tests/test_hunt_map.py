@@ -98,6 +98,16 @@ def test_shrinking_reaches_a_minimal_shape_within_its_read_limit():
     assert tight.reads == 20 and not tight.minimal and failing(tight.seq)
 
 
+def test_containment_is_deletion_with_either_naming_of_the_bits():
+    big = language.to_array(["w1i0i1i0i0" + "i0" * 13 + "r1"])[0]
+    assert shrink.contains(big, language.to_array(["w0" + "i1" * 14 + "r0"])[0])  # the i1 deleted, bits renamed
+    assert shrink.contains(big, language.to_array(["w0" + "i1" * 16 + "r0"])[0])
+    assert not shrink.contains(big, language.to_array(["w0" + "i1" * 17 + "r0"])[0])  # only 16 opposite
+    assert shrink.contains(language.to_array(["w0w1i0r1"])[0], language.to_array(["w0i1r0"])[0])
+    assert shrink.contains(language.to_array(["w0i1r0i1r0"])[0], language.to_array(["w0i1i1r0"])[0])  # a read deleted
+    assert not shrink.contains(language.to_array(["w0w1r1"])[0], language.to_array(["w0i1r0"])[0])
+
+
 def test_shape_names_runs_with_bits_renamed():
     assert shrink.shape(language.to_array(["w1i0i0i0r1"])[0]) == "w0 i1*3 r0"
     assert shrink.shape(language.to_array(["w0w1i0r1"])[0]) == "w0 w1 i0 r1"
@@ -123,6 +133,7 @@ def test_the_map_finds_the_threshold_cell_and_tries_the_cells_around_it(tmp_path
     assert {row["family"] for row in s["families"]} == {"map:cover", "map:refine", "map:elite"}
     # the glitches shrink to the one minimal shape of this model
     assert s["shapes"][0]["shape"] == "w0 i1*14 r0" and s["shapes"][0]["minimal"]
+    assert s["shapes"][0]["glitches"] == 1 and s["shapes"][0]["containing"] > 5  # shrunk once, recognised after
     assert all(sh["shape"].endswith("i1*14 r0") or not sh["minimal"] for sh in s["shapes"])
 
 

@@ -502,7 +502,8 @@ class Hunter:
         return True
 
     def _shrink(self, seq: np.ndarray, position: int, cell: str) -> None:
-        """Shrink one glitch (the first of its cell) within the shrinking budget; record its shape."""
+        """Shrink one glitch (the first of its region) within the shrinking budget and record its shape;
+        a glitch that holds a minimal shape already found is counted there instead."""
         from ffbench.hunt import atlas, shrink
 
         spent = self.state["spent"]
@@ -519,6 +520,12 @@ class Hunter:
             return ~out.correct
 
         start = shrink.cut_after(seq, position)
+        known = next((e for e in self.state["shapes"].values()
+                      if e["minimal"] and shrink.contains(start, language.to_array([e["text"]])[0])), None)
+        if known is not None:  # it holds a minimal shape already found: counted there, no reads spent
+            self.state["shrunk_cells"][region] = done + 1
+            known["containing"] = known.get("containing", 0) + 1
+            return
         if math.isfinite(tokens_left):  # every candidate is at most as long as the cut glitch
             allowance = min(allowance, int(tokens_left // self._tokens(render.render(start, self.p.template).text)))
             if allowance <= 0:
@@ -536,7 +543,7 @@ class Hunter:
         name = shrink.shape(result.seq)
         entry = self.state["shapes"].setdefault(name, {"shape": name, "text": result.text,
                                                        "length": int(result.seq.size), "minimal": result.minimal,
-                                                       "glitches": 0, "cells": [],
+                                                       "glitches": 0, "containing": 0, "cells": [],
                                                        "margin": float(again.margin[0])})
         entry["glitches"] += 1
         entry["cells"].append(cell)

@@ -101,7 +101,8 @@ def summary(cfg, state: dict, bandit, estimate: dict | None, version: str) -> di
         from ffbench.hunt import atlas
 
         out["map"] = atlas.summary(atlas.Atlas(state["map"]), cfg.length)
-        out["shapes"] = sorted(state["shapes"].values(), key=lambda e: (-e["glitches"], e["length"], e["shape"]))
+        out["shapes"] = sorted(state["shapes"].values(),
+                               key=lambda e: (-e["glitches"] - e.get("containing", 0), e["length"], e["shape"]))
     if estimate is not None:
         out["estimate"] = estimate
     return out
@@ -245,8 +246,9 @@ def format_summary(summary: dict, out: str) -> str:
                          f"wrong read; {len(shapes):,} minimal shape{'' if len(shapes) == 1 else 's'} "
                          f"({spent.get('shrink_reads', 0):,} reads spent shrinking)")
             for sh in shapes[:SHAPES_PRINTED]:
+                held = f", {sh['containing']} more holding it" if sh.get("containing") else ""
                 lines.append(f"    {_clip(sh['shape'])}  ({sh['glitches']} shrunk glitch"
-                             f"{'' if sh['glitches'] == 1 else 'es'}{'' if sh['minimal'] else ', not minimal'})")
+                             f"{'' if sh['glitches'] == 1 else 'es'}{held}{'' if sh['minimal'] else ', not minimal'})")
         short = g.get("shortest")
         if short:
             lines.append(f"  shortest failing prefix ({short['position'] + 1} characters, {short['arm']}): "

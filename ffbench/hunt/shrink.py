@@ -16,7 +16,8 @@ read, counted by the caller against the hunt's budget), so the result is smaller
 (length, reads, opposite ignores) and *locally minimal*: no single deletion or flip of the move set still
 fails, unless the read limit stopped it first (``minimal`` False).
 
-:func:`shape` is the canonical form of a sequence (bits renamed so the first write is 0, runs of
+:func:`contains` says whether a glitch holds a known shape (deleting some of its instructions gives
+it), so a hunt shrinks only glitches of new shapes. :func:`shape` is the canonical form of a sequence (bits renamed so the first write is 0, runs of
 the same instruction and bit written ``i1*14``), so near-copies that shrink alike are counted once.
 """
 
@@ -179,6 +180,29 @@ def _exhausted(seq: np.ndarray, memo: dict[bytes, bool]) -> bool:
         if memo.get(c.tobytes()) is not False:
             return False
     return True
+
+
+def contains(big: np.ndarray, small: np.ndarray) -> bool:
+    """Whether deleting instructions of ``big`` (both end in the read that fails) gives ``small``
+    exactly, with its bits as they are or all flipped: then ``big`` holds that failing shape and need
+    not be shrunk again. Greedy matching, so a rare containment is missed (and the glitch shrunk)."""
+    bi, bd = _split(big)
+    for flip in (0, 1):
+        si, sd = _split(small)
+        sd = sd ^ flip
+        keep, j = [], 0
+        for k in range(bi.size - 1):
+            if j < si.size - 1 and bi[k] == si[j] and bd[k] == sd[j]:
+                keep.append(k)
+                j += 1
+        if j < si.size - 1 or bi[-1] != si[-1]:
+            continue
+        keep.append(bi.size - 1)
+        out = legal(bi[keep], bd[keep])
+        if out is not None and np.array_equal(_split(out)[1] ^ flip, _split(small)[1]) and \
+                np.array_equal(_split(out)[0], si):
+            return True
+    return False
 
 
 def shape(seq: np.ndarray) -> str:

@@ -33,6 +33,7 @@ class MapPanel:
 class ShapeRow:
     shape: str
     glitches: int
+    containing: int
     length: int
     minimal: bool
     margin: str
@@ -83,7 +84,8 @@ def map_view(summary: dict) -> MapView | None:
              ("shrinking", (f"{int(spent.get('shrink_reads', 0)):,} reads; {len(shapes):,} distinct minimal "
                             f"shape{'' if len(shapes) == 1 else 's'}"))]
     panels = [p for p in (_panel(amap, r, c) for r, c in PAIRS) if p is not None]
-    rows = [ShapeRow(str(s["shape"]), int(s["glitches"]), int(s["length"]), bool(s["minimal"]),
+    rows = [ShapeRow(str(s["shape"]), int(s["glitches"]), int(s.get("containing", 0)), int(s["length"]),
+                     bool(s["minimal"]),
                      f"{float(s['margin']):.3g}" if s.get("margin") is not None else "", str(s["text"]))
             for s in shapes]
     return MapView(facts, panels, rows)
