@@ -68,8 +68,8 @@ def main() -> None:
               f"{s['glitches']['distinct']:,} glitches, {m['cells_tried']:,} cells tried, "
               f"{m['cells_failing']:,} failing")
         for sh in s["shapes"]:
-            print(f"  shape {sh['shape']}  x{sh['glitches']}{'' if sh['minimal'] else ' (not minimal)'}  "
-                  f"margin {sh['margin']:.2f}")
+            print(f"  shape {sh['shape']}  shrunk {sh['glitches']}, held by {sh.get('containing', 0)} more"
+                  f"{'' if sh['minimal'] else ' (not minimal)'}, margin {sh['margin']:.2f}")
         for title, axis, cond in VIEWS:
             print(f"  {title}: {marginal(m, axis, cond)}")
         print(json.dumps({"families": [(f["family"], f["reads"], f["glitches"]) for f in s["families"]]}))
