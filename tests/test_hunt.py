@@ -148,6 +148,18 @@ def test_another_config_or_model_is_refused(tmp_path):
 
 
 @needs_native
+def test_a_bandit_hunt_from_before_the_map_search_resumes_as_a_bandit(tmp_path):
+    _hunt(tmp_path, budget=300, search="bandit")
+    hd = HuntDir(tmp_path / "h")
+    state = hd.read_state()
+    del state["identity"]["config"]["search"]  # as written before the map search existed
+    hd.write_state(state)
+    with pytest.raises(FFBenchError, match=r"holds another hunt \(config \(search\) differ\)"):
+        _hunt(tmp_path, budget=600)
+    assert _hunt(tmp_path, budget=600, search="bandit")["spent"]["reads"] > 300
+
+
+@needs_native
 def test_a_directory_in_use_is_refused(tmp_path):
     from filelock import FileLock
 

@@ -222,6 +222,8 @@ def _hunt_locked(p: Plan, hd: HuntDir, model: ModelRef, fingerprint: dict | None
 
 def _check_identity(hd: HuntDir, state: dict, wanted: RunIdentity, include_model: bool) -> None:
     held = RunIdentity.from_dict(state.get("identity") or {})
+    if "search" not in held.config:  # a hunt from before the map search: it was a bandit (or an estimate)
+        held.config = {**held.config, "search": wanted.config["search"] if held.config.get("estimate") else "bandit"}
     diff = held.differences(wanted, include_model=include_model)
     if diff:
         raise UsageError(f"{str(hd.path)!r} holds another hunt ({'; '.join(diff)} differ): choose another --out, "
