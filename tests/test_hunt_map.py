@@ -176,3 +176,26 @@ def test_the_report_draws_the_map_and_the_shapes_escaped(mapped, tmp_path):
     parser.feed(bad)
     assert parser.problems == [] and not any(tag == "img" for tag, _ in parser.tags)
     assert len(re.findall(r"&lt;img src=x onerror=(&quot;|&#34;)alert\(1\)(&quot;|&#34;)&gt;", bad)) >= 3
+
+
+def test_the_stratified_estimate_is_unbiased_and_its_interval_covers(mapped):
+    """Reads chosen by the map's rates, weighted by 1 / pi: over seeds the estimate centres on the rate
+    of the drawn reads (known exactly here: the synthetic model is wrong iff 14+ opposite ignores)."""
+    from ffbench.hunt import stratified
+
+    s, _ = mapped
+    seqs = language.sample(language.FFL.from_p_ignore(0.9, 48), 4000, 11)
+    d = descriptors.describe(seqs)
+    truth = d["opposite_since_write"] >= THRESHOLD
+    pi = stratified.inclusion(stratified.rates_for(descriptors.cell_keys(d), s["map"]), 300)
+    assert abs(pi.sum() - 300) < 1e-6 and pi.min() > 0
+    assert pi[truth].mean() > 5 * pi[~truth].mean()  # the map sends the reads where the errors are
+    estimates, covered = [], 0
+    for seed in range(40):
+        chosen = np.random.default_rng(seed).random(pi.size) < pi
+        est = stratified.horvitz_thompson(truth[chosen], pi[chosen], pi.size)
+        estimates.append(est.rate)
+        lo, hi = est.ci95
+        covered += lo <= truth.mean() <= hi
+    assert abs(np.mean(estimates) - truth.mean()) < 3 * np.std(estimates) / np.sqrt(40)
+    assert covered >= 34  # 95% nominal; the binomial term for the drawn reads makes it conservative
