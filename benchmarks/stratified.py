@@ -75,13 +75,17 @@ def main() -> None:
         lo, hi = est.ci95
         iid = estimator.iid_comparison(est.rate, hi - lo, est.scored)
         need = iid["reads_for_same_width"]
+        if need is None:
+            print(f"seed {seed}: no wrong read among {est.scored:,} scored (standing for {est.reads:,}): no interval")
+            continue
         ratios.append(need / est.scored)
         ratios_all.append(need / (est.scored + map_reads))
         covers = shipped is not None and lo <= shipped[0] / shipped[1] <= hi
         print(f"seed {seed}: {est.rate:.4g} [{lo:.4g}, {hi:.4g}] from {est.scored:,} scored reads ({est.hits} wrong) "
               f"standing for {est.reads:,}; covers the shipped rate: {covers}; i.i.d. needs {need:,.0f} reads "
               f"({need / est.scored:.2f}x; {need / (est.scored + map_reads):.2f}x with the map's reads)")
-    print(f"median ratio {np.median(ratios):.2f}x ({np.median(ratios_all):.2f}x counting the map's reads)")
+    if ratios:
+        print(f"median ratio {np.median(ratios):.2f}x ({np.median(ratios_all):.2f}x counting the map's reads)")
 
 
 if __name__ == "__main__":
