@@ -128,8 +128,9 @@ def test_the_map_finds_the_threshold_cell_and_tries_the_cells_around_it(tmp_path
     above = [c for c in m["cells"] if c["bins"][dim] >= edge]
     assert all(c["errors"] == 0 for c in below) and all(c["errors"] == c["reads"] for c in above)
     assert len(below) > 300 and len(above) > 20  # coverage, not one arm
-    assert sum(c["reads"] for c in below if c["labels"]["opposite_since_write"] == "[12,14)") > 10
-    assert any(c["labels"]["opposite_since_write"] == "[14,16)" and c["errors"] for c in m["cells"])
+    label = m["axes"][dim]["labels"]
+    assert sum(c["reads"] for c in below if label[c["bins"][dim]] == "[12,14)") > 10
+    assert any(label[c["bins"][dim]] == "[14,16)" and c["errors"] for c in m["cells"])
     assert {row["family"] for row in s["families"]} == {"map:cover", "map:refine", "map:elite"}
     # the glitches shrink to the one minimal shape of this model
     assert s["shapes"][0]["shape"] == "w0 i1*14 r0" and s["shapes"][0]["minimal"]

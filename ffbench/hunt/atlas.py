@@ -302,11 +302,12 @@ def candidate(atlas: Atlas, length: int, rng: np.random.Generator) -> tuple[np.n
 
 # ----------------------------------------------------------------------------- hunt.json
 def summary(atlas: Atlas, length: int) -> dict:
-    """The map as hunt.json gives it: axes with their bin labels, and every cell tried."""
+    """The map as hunt.json gives it: axes with their bin labels, and every cell tried (its bins index
+    the axes' ``labels``: kept once there, hunt.json stays small with thousands of cells)."""
     cells = []
     for key, c in atlas.cells.items():
         lo, hi = clopper_pearson(c["errors"], c["reads"])
-        cells.append({"bins": [int(x) for x in key.split(",")], "labels": desc.key_labels(key), "reads": c["reads"],
+        cells.append({"bins": [int(x) for x in key.split(",")], "reads": c["reads"],
                       "errors": c["errors"], "rate": c["errors"] / c["reads"], "ci95": [lo, hi],
                       "min_margin": c["min_margin"],
                       "example": c["elite"]["text"] if c["errors"] and c["elite"] else None})
