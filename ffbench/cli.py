@@ -476,9 +476,14 @@ def _model_args(pairs) -> dict:
 @click.option("--estimate", metavar="TARGET", help="Instead of searching, estimate the glitch rate under TARGET "
               "(in_dist, sparse, dense, FFL(P) or FFL(W,R,I)) by importance sampling, with a 95% interval beside "
               "the i.i.d. one; samples.parquet keeps every read's weight.")
+@click.option("--search", type=click.Choice(["map", "bandit"]), default=None,
+              help="map (default): cover the map of read descriptors (opposite run since the write and since "
+                   "the previous read, decoys, reads in between, write distance, position, write density) cell by "
+                   "cell, and shrink each cell's first glitch to a minimal shape; bandit: Thompson sampling over "
+                   "family points (the default when --family is given).")
 @click.option("--family", "families", callback=_csv(str, "family names"), metavar="F1,F2",
-              help="Search only these families (distractor_run, decoy_writes, write_distance, dense_interference, "
-                   "ffl, planted; default all).")
+              help="With --search bandit: search only these families (distractor_run, decoy_writes, write_distance, "
+                   "dense_interference, ffl, planted; default all).")
 @click.option("--per-read", is_flag=True, help="One request per read instead of dense scoring.")
 @click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE", help="Backend option, repeatable.")
 @_connection_options
@@ -488,13 +493,18 @@ def _model_args(pairs) -> dict:
               help="Hunt directory (default hunts/<provider>_<model name>-<config hash>); rerunning "
               "the same command resumes it.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
-def hunt(model, budget, budget_tokens, length, seed, rendering, estimate, families, per_read, model_args, base_url,
-         api_key, iid, out, progress):
+def hunt(model, budget, budget_tokens, length, seed, rendering, estimate, search, families, per_read, model_args,
+         base_url, api_key, iid, out, progress):
     """Search for attention glitches adaptively, or estimate a rare glitch rate by importance sampling.
 
-    A bandit spends the budget over families of legal sequences with readable parameters (the stress
-    families, FFL(T, p) at any p, planted reads with chosen distance, distractors, decoys and
-    position) and a local search from near misses; every glitch is re-scored before it is kept.
+    The default search maps the failure surface: every read falls in a cell of binned descriptors
+    (opposite-bit run since its write and since the previous read, decoy writes, reads in between,
+    write distance, position, write density); candidates are built to fill empty cells, refine
+    uncertain ones and mutate each cell's lowest-margin sequence, and the first glitch of each cell is
+    shrunk to a minimal failing shape. hunt.json holds the map (reads, errors and a 95% interval per
+    cell) and the shapes. --search bandit spends the budget over families of legal sequences instead
+    (the stress families, FFL(T, p), planted reads) with a local search from near misses. Every
+    glitch is re-scored before it is kept.
     Writes glitches.parquet (replay it with 'ffbench run --data') and hunt.json. Resumable:
     rerunning the same command continues; another model or config in the directory is refused.
     Exit status: 0 done, 1 runtime failure, 2 usage error, 130 interrupted (rerun to resume).
@@ -511,7 +521,7 @@ def hunt(model, budget, budget_tokens, length, seed, rendering, estimate, famili
     summary, out_dir = driver.hunt_model(model, budget, out, length=length, seed=seed, render_name=rendering,
                                          budget_tokens=budget_tokens, estimate=estimate, families=families,
                                          per_read=per_read, model_args=_model_args(model_args), base_url=base_url,
-                                         api_key=api_key, iid=iid, progress=show,
+                                         api_key=api_key, iid=iid, search=search, progress=show,
                                          echo=lambda m: click.echo(m, err=True))
     click.echo(outputs.format_summary(summary, out_dir))
 

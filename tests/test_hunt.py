@@ -101,16 +101,21 @@ def test_every_glitch_replays_as_a_failure_through_ffbench_run(tmp_path, capsys)
 
 # ----------------------------------------------------------------------------- resume, identity, lock
 @needs_native
-def test_an_interrupted_hunt_resumes_to_exactly_the_uninterrupted_result(tmp_path):
-    whole = _hunt(tmp_path, "whole", budget=1500)
+@pytest.mark.parametrize("search", ["map", "bandit"])
+def test_an_interrupted_hunt_resumes_to_exactly_the_uninterrupted_result(tmp_path, search):
+    model = WriteDistanceModel()
+    whole = _hunt(tmp_path, "whole", budget=1500, model=model, search=search)
+    # interrupted in its last round (the map's first round also shrinks, in many calls)
+    cut_at = 3 if search == "bandit" else model.calls - 1
     with pytest.raises(Interrupted, match="rerun the same command to resume"):
-        _hunt(tmp_path, "cut", budget=1500, model=WriteDistanceModel(interrupt_at=3))
+        _hunt(tmp_path, "cut", budget=1500, model=WriteDistanceModel(interrupt_at=cut_at), search=search)
     state = HuntDir(tmp_path / "cut").read_state()
     assert 0 < state["spent"]["reads"] < 1500
-    resumed = _hunt(tmp_path, "cut", budget=1500)
+    resumed = _hunt(tmp_path, "cut", budget=1500, search=search)
     a, b = (json.loads((tmp_path / d / "state.json").read_text()) for d in ("whole", "cut"))
-    assert a["glitches"] == b["glitches"] and a["spent"] == b["spent"] and a["bandit"] == b["bandit"]
-    assert whole["glitches"] == resumed["glitches"]
+    assert a == {**b, "created": a["created"]}  # every count, cell, elite, shape and glitch
+    assert whole["glitches"] == resumed["glitches"] and whole.get("map") == resumed.get("map")
+    assert whole.get("shapes") == resumed.get("shapes")
     g = pd.read_parquet(tmp_path / "cut" / "glitches.parquet")
     assert len(g) == whole["glitches"]["distinct"] > 0
     # every reported glitch really fails the synthetic model: a read with write distance > 3
@@ -143,6 +148,18 @@ def test_another_config_or_model_is_refused(tmp_path):
 
 
 @needs_native
+def test_a_bandit_hunt_from_before_the_map_search_resumes_as_a_bandit(tmp_path):
+    _hunt(tmp_path, budget=300, search="bandit")
+    hd = HuntDir(tmp_path / "h")
+    state = hd.read_state()
+    del state["identity"]["config"]["search"]  # as written before the map search existed
+    hd.write_state(state)
+    with pytest.raises(FFBenchError, match=r"holds another hunt \(config \(search\) differ\)"):
+        _hunt(tmp_path, budget=600)
+    assert _hunt(tmp_path, budget=600, search="bandit")["spent"]["reads"] > 300
+
+
+@needs_native
 def test_a_directory_in_use_is_refused(tmp_path):
     from filelock import FileLock
 
@@ -162,7 +179,7 @@ def test_budgets_are_kept(tmp_path):
 @needs_native
 def test_the_hunt_finds_the_synthetic_break_point_fast(tmp_path):
     """The model fails only at write distance > 3: the bandit should spend most reads where that happens."""
-    s = _hunt(tmp_path, budget=3000)
+    s = _hunt(tmp_path, budget=3000, search="bandit")
     assert s["glitches"]["per_scored_read"] > 0.3  # re-scoring included
     fams = {f["family"]: f for f in s["families"]}
     paying = sum(f["reads"] for f in fams.values() if f["glitches_per_read"] > 0.9)

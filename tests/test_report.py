@@ -417,14 +417,14 @@ def _hunt_cli(*args) -> None:
 
 @pytest.fixture(scope="module")
 def hunt_report(tmp_path_factory):
-    """Two real hunts of transformer-ref at T = 64: a search compared with the shipped in_dist run at
+    """Two real hunts of transformer-ref at T = 64: a bandit search (its family yields) compared with the shipped in_dist run at
     that length, and an importance-sampling estimate under FFL(0.1); and the report of both."""
     from ffbench.resources import BASELINES_DIR
 
     if not HAS_TORCH:
         pytest.skip("torch and transformers not installed")
     tmp = tmp_path_factory.mktemp("hunts")
-    _hunt_cli("--model", "ffbench/transformer-ref", "--budget", 500, "--length", 64, "--iid",
+    _hunt_cli("--model", "ffbench/transformer-ref", "--budget", 500, "--length", 64, "--search", "bandit", "--iid",
               BASELINES_DIR / "transformer-ref" / "lengths", "--out", tmp / "search")
     _hunt_cli("--model", "ffbench/transformer-ref", "--budget", 1000, "--length", 64, "--estimate", "FFL(0.1)",
               "--out", tmp / "estimate")

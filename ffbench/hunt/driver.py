@@ -8,7 +8,14 @@ is spent. Each round draws its randomness from ``SeedSequence([seed, round])`` a
 state written atomically, so an interrupted hunt resumes exactly where it stopped, and raising
 ``--budget`` continues a finished one.
 
-Search mode (default). A round asks the bandit (:mod:`ffbench.hunt.bandit`) for candidates:
+Map search (default, ``search="map"``). A round fills its reads with candidates from the map
+(:mod:`ffbench.hunt.atlas`: cover empty regions, refine uncertain or failing cells, mutate elites);
+every read of every candidate is scored once (dense where the backend can) and counted in its cell
+(:mod:`ffbench.hunt.descriptors`); failing sequences are confirmed as below, and the first glitch of
+each region is shrunk (:mod:`ffbench.hunt.shrink`) to a minimal shape, its reads counted in the
+budget (at most ``SHRINK_READS`` per glitch and ``SHRINK_SHARE`` of the budget).
+
+Bandit search (``search="bandit"``). A round asks the bandit (:mod:`ffbench.hunt.bandit`) for candidates:
 fresh rows of a family point (:mod:`ffbench.hunt.families`) or, from the ``exploit`` arm, a mutant
 (:mod:`ffbench.hunt.mutations`) of a sequence in the *pool* (the lowest-margin sequences seen, at
 most ``POOL_PER_ROOT`` per family point so one lineage cannot fill it). Every candidate is scored
@@ -50,6 +57,10 @@ POOL_SIZE = 64
 POOL_PER_ROOT = 8
 EXPLOIT = "exploit"
 STATE_VERSION = 1
+SEARCHES = ("map", "bandit")
+SHRINK_READS = 400  # at most this many scored reads shrink one glitch ...
+SHRINK_PER_CELL = 1  # ... and only the first glitch of each region (its failing read's cell on atlas.COVER_AXES)
+SHRINK_SHARE = 0.25  # shrinking spends at most this share of the budget
 
 
 @dataclass
@@ -68,6 +79,7 @@ class HuntConfig:
     per_read: bool = False
     base_url: str | None = None
     iid: str | None = None  # a run of this model on the i.i.d. suites to compare yields with (summary only)
+    search: str = "map"  # map (coverage of the descriptor map, the default) | bandit (over family points)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -112,6 +124,11 @@ def plan(cfg: HuntConfig) -> Plan:
     template = render.load_template(cfg.render)
     render.check_alphabet(template, 2)
     target = estimator.parse_target(cfg.estimate, cfg.length) if cfg.estimate else None
+    if cfg.search not in SEARCHES:
+        raise UsageError(f"--search must be one of {', '.join(SEARCHES)}, got {cfg.search!r}")
+    if cfg.families and cfg.search != "bandit":
+        raise UsageError("--family chooses the bandit's families: add --search bandit (the map search builds its "
+                         "own targets)")
     arms = families.arms(cfg.length, cfg.families or None)
     if target is None and not arms:
         raise UsageError(f"no family point fits length {cfg.length}: use a longer --length")
@@ -126,7 +143,7 @@ def hunt_model(model: str, budget: int, out: str | None = None, length: int | No
                render_name: str = "symbolic", budget_tokens: int | None = None, estimate: str | None = None,
                families: list[str] | None = None, per_read: bool = False, model_args: dict | None = None,
                base_url: str | None = None, api_key: str | None = None, iid: str | None = None,
-               progress: bool = False, echo: Callable[[str], None] = print) -> tuple[dict, str]:
+               search: str | None = None, progress: bool = False, echo: Callable[[str], None] = print) -> tuple[dict, str]:
     """Resolve ``model`` (a provider/model spec) and hunt it; return (summary, hunt directory).
 
     The length defaults to an ffbench/ checkpoint's training length, else 512; the directory to
@@ -139,7 +156,7 @@ def hunt_model(model: str, budget: int, out: str | None = None, length: int | No
     cfg = HuntConfig(model=handle.spec, budget=budget, length=length or handle.default_length() or DEFAULT_LENGTH,
                      model_args=handle.recorded_args, budget_tokens=budget_tokens, seed=seed,
                      render=render_name, estimate=estimate, families=list(families or []), per_read=per_read,
-                     iid=iid)
+                     iid=iid, search=search or ("bandit" if families else "map"))
     plan(cfg)  # the usage errors of the hunt's own flags, before the provider is imported
     cfg.base_url = handle.recorded_base_url
     if out is None:
@@ -205,6 +222,8 @@ def _hunt_locked(p: Plan, hd: HuntDir, model: ModelRef, fingerprint: dict | None
 
 def _check_identity(hd: HuntDir, state: dict, wanted: RunIdentity, include_model: bool) -> None:
     held = RunIdentity.from_dict(state.get("identity") or {})
+    if "search" not in held.config:  # a hunt from before the map search: it was a bandit (or an estimate)
+        held.config = {**held.config, "search": wanted.config["search"] if held.config.get("estimate") else "bandit"}
     diff = held.differences(wanted, include_model=include_model)
     if diff:
         raise UsageError(f"{str(hd.path)!r} holds another hunt ({'; '.join(diff)} differ): choose another --out, "
@@ -225,6 +244,12 @@ def _new_state(p: Plan, identity: RunIdentity) -> dict:
     state = {"version": STATE_VERSION, "identity": identity.as_dict(), "created": now, "round": 0,
              "spent": {"reads": 0, "tokens": 0, "sequences": 0, "rescored_reads": 0, "rescored_tokens": 0},
              "bandit": {}, "pool": [], "glitches": [], "seen": [], "unconfirmed": 0, "stop_reason": None}
+    if p.target is None and p.config.search == "map":
+        state["map"] = {}
+        state["origins"] = {}
+        state["shapes"] = {}
+        state["shrunk_cells"] = {}
+        state["spent"]["shrink_reads"] = 0
     if p.target is not None:
         proposal = estimator.Proposal.initial(p.target)
         state["estimate"] = {"phase": "adapt", "stage": 0, "proposal": proposal.as_dict(), "stages": [],
@@ -287,7 +312,12 @@ class Hunter:
                 rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.cfg.seed,
                                                                                    self.state["round"]])))
                 before = self.state["spent"]["reads"]
-                done = self._estimate_round(rng) if self.p.target is not None else self._search_round(rng)
+                if self.p.target is not None:
+                    done = self._estimate_round(rng)
+                elif self.cfg.search == "map":
+                    done = self._map_round(rng)
+                else:
+                    done = self._search_round(rng)
                 if not done:
                     self.state["stop_reason"] = "exhausted"  # no new candidate fits what is left
                     self.state["exhausted_budget"] = self.cfg.budget
@@ -411,6 +441,114 @@ class Hunter:
                                int(np.count_nonzero(~scored.correct[s])), int(new))
             self._offer_to_pool(arr[k], meta, scored, s)
         return True
+
+    # ------------------------------------------------------------------ map search
+    def _map_round(self, rng: np.random.Generator) -> bool:
+        """One round of the coverage-driven search (:mod:`ffbench.hunt.atlas`): candidates that cover
+        empty cells, refine uncertain ones and mutate elites; every read of every candidate counted
+        in its cell; each new glitch in a cell not yet shrunk is shrunk to a minimal shape."""
+        from ffbench.hunt import atlas as atlas_mod
+        from ffbench.hunt import descriptors
+
+        amap = atlas_mod.Atlas(self.state["map"])
+        reads_left, tokens_left = self.remaining()
+        goal = min(ROUND_READS, reads_left)
+        rows, metas, planned, round_keys, attempts = [], [], 0, set(), 0
+        while planned < goal and attempts < 8 * ROUND_READS:
+            attempts += 1
+            seq, meta = atlas_mod.candidate(amap, self.cfg.length, rng)
+            key = digest(seq)
+            n_reads = int(np.count_nonzero(seq[0::2] == language.R))
+            if key in self.seen or key in round_keys:
+                continue
+            if planned + n_reads > reads_left:
+                break
+            round_keys.add(key)
+            rows.append(seq)
+            metas.append(meta)
+            planned += n_reads
+        keep = self._fit_tokens(rows, tokens_left)
+        if keep == 0:
+            return False
+        arr, metas = np.stack(rows[:keep]), metas[:keep]
+        scored = self._score(arr)
+        spent = self.state["spent"]
+        spent["reads"] += len(scored.reads)
+        spent["tokens"] += int(scored.tokens.sum())
+        spent["sequences"] += arr.shape[0]
+        self.seen.update(digest(row) for row in arr)
+        failing = [k for k in range(arr.shape[0]) if not scored.correct[scored.sequence_reads(k)].all()]
+        confirmed = self._confirm(arr, scored, failing)
+        keys = descriptors.cell_keys(descriptors.describe(arr))
+        slots = (scored.reads.position - 1) // 2
+        new_glitches = []
+        for k, meta in enumerate(metas):
+            s = scored.sequence_reads(k)
+            wrong = np.zeros(s.stop - s.start, dtype=bool)
+            if k in confirmed:
+                wrong[confirmed[k]["failing_reads"]] = True
+            amap.add(arr[k], keys[s], slots[s], wrong, scored.margin[s], meta["origin"])
+            origin = self.state["origins"].setdefault(meta["origin"], {"reads": 0, "sequences": 0, "errors": 0,
+                                                                      "glitches": 0})
+            origin["reads"] += s.stop - s.start
+            origin["sequences"] += 1
+            origin["errors"] += int(wrong.sum())
+            record = {"family": "map", "point": f"map:{meta['origin']}", "params": {"target": meta["target"]},
+                      "origin": meta["origin"], "mutations": len(meta["moves"]), "moves": meta["moves"]}
+            if k in confirmed and self._record_glitch(arr[k], record, confirmed[k]):
+                origin["glitches"] += 1
+                first = confirmed[k]["failing_reads"][0]
+                new_glitches.append((k, confirmed[k]["failing_positions"][0], descriptors.key_string(keys[s][first])))
+        for k, position, cell in new_glitches:
+            self._shrink(arr[k], position, cell)
+        return True
+
+    def _shrink(self, seq: np.ndarray, position: int, cell: str) -> None:
+        """Shrink one glitch (the first of its region) within the shrinking budget and record its shape;
+        a glitch that holds a minimal shape already found is counted there instead."""
+        from ffbench.hunt import atlas, shrink
+
+        spent = self.state["spent"]
+        region = ",".join(atlas.project(cell))  # the cell on the cover axes: shrink once per region
+        done = self.state["shrunk_cells"].get(region, 0)
+        reads_left, tokens_left = self.remaining()
+        allowance = min(SHRINK_READS, reads_left, int(SHRINK_SHARE * self.cfg.budget) - spent["shrink_reads"])
+        if done >= SHRINK_PER_CELL or allowance <= 0 or tokens_left <= 0:
+            return
+
+        def fails(cands: list[np.ndarray]) -> np.ndarray:
+            out = self._score_last(cands)
+            spent["tokens"] += int(out.tokens.sum())
+            return ~out.correct
+
+        start = shrink.cut_after(seq, position)
+        known = next((e for e in self.state["shapes"].values()
+                      if e["minimal"] and shrink.contains(start, language.to_array([e["text"]])[0])), None)
+        if known is not None:  # it holds a minimal shape already found: counted there, no reads spent
+            self.state["shrunk_cells"][region] = done + 1
+            known["containing"] = known.get("containing", 0) + 1
+            return
+        if math.isfinite(tokens_left):  # every candidate is at most as long as the cut glitch
+            allowance = min(allowance, int(tokens_left // self._tokens(render.render(start, self.p.template).text)))
+            if allowance <= 0:
+                return
+        self.state["shrunk_cells"][region] = done + 1
+        result = shrink.shrink(start, fails, allowance)
+        spent["reads"] += result.reads
+        spent["shrink_reads"] += result.reads
+        again = self._score_last([result.seq])  # the shrunk read, confirmed once more
+        spent["rescored_reads"] += 1
+        spent["rescored_tokens"] += int(again.tokens.sum())
+        if again.correct[0]:
+            self.state["unconfirmed"] += 1
+            return
+        name = shrink.shape(result.seq)
+        entry = self.state["shapes"].setdefault(name, {"shape": name, "text": result.text,
+                                                       "length": int(result.seq.size), "minimal": result.minimal,
+                                                       "glitches": 0, "containing": 0, "cells": [],
+                                                       "margin": float(again.margin[0])})
+        entry["glitches"] += 1
+        entry["cells"].append(cell)
 
     def _fit_tokens(self, rows: list[np.ndarray], tokens_left: float) -> int:
         """How many of ``rows`` (in order) fit the token budget left, counted before anything is scored."""

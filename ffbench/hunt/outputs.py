@@ -94,11 +94,32 @@ def summary(cfg, state: dict, bandit, estimate: dict | None, version: str) -> di
             "by_origin": _count(g["origin"] for g in glitches),
             "shortest": _shortest(glitches),
         },
-        "families": family_yields(bandit, glitches),
+        "families": origin_yields(state["origins"]) if "origins" in state else family_yields(bandit, glitches),
         "iid": iid_yield(cfg, state, len(glitches), failing_reads, scored),
     }
+    if "map" in state:
+        from ffbench.hunt import atlas
+
+        out["map"] = atlas.summary(atlas.Atlas(state["map"]), cfg.length)
+        out["shapes"] = sorted(state["shapes"].values(),
+                               key=lambda e: (-e["glitches"] - e.get("containing", 0), e["length"], e["shape"]))
     if estimate is not None:
         out["estimate"] = estimate
+    return out
+
+
+def origin_yields(origins: dict) -> list[dict]:
+    """The map search's yields per kind of candidate (cover, refine, elite), in the rows of
+    :func:`family_yields` (``family`` = ``map:<origin>``)."""
+    out = []
+    for name, o in origins.items():
+        if not o["reads"]:
+            continue
+        out.append({"family": f"map:{name}", "points": 0, "reads": o["reads"], "sequences": o["sequences"],
+                    "wrong_reads": o["errors"], "glitches": o["glitches"], "best_point": None,
+                    "glitches_per_read": o["glitches"] / o["reads"],
+                    "ci95": list(clopper_pearson(o["glitches"], o["reads"]))})
+    out.sort(key=lambda r: r["family"])
     return out
 
 
@@ -218,6 +239,16 @@ def format_summary(summary: dict, out: str) -> str:
         for row in summary["families"]:  # every family (at most seven), with the reads each got
             lines.append(f"  {row['family']}: {row['glitches']:,} glitches in {row['reads']:,} reads "
                          f"({row['glitches_per_read']:.3g} per read)")
+        amap = summary.get("map")
+        if amap is not None:
+            shapes = summary.get("shapes") or []
+            lines.append(f"  map: {amap['cells_tried']:,} cells tried, {amap['cells_failing']:,} with a confirmed "
+                         f"wrong read; {len(shapes):,} minimal shape{'' if len(shapes) == 1 else 's'} "
+                         f"({spent.get('shrink_reads', 0):,} reads spent shrinking)")
+            for sh in shapes[:SHAPES_PRINTED]:
+                held = f", {sh['containing']} more holding it" if sh.get("containing") else ""
+                lines.append(f"    {_clip(sh['shape'])}  ({sh['glitches']} shrunk glitch"
+                             f"{'' if sh['glitches'] == 1 else 'es'}{held}{'' if sh['minimal'] else ', not minimal'})")
         short = g.get("shortest")
         if short:
             lines.append(f"  shortest failing prefix ({short['position'] + 1} characters, {short['arm']}): "
@@ -226,6 +257,9 @@ def format_summary(summary: dict, out: str) -> str:
     if g["distinct"]:
         lines.append(f"next: ffbench run --model {cfg['model']} --data {out}/glitches.parquet   (every glitch replays)")
     return "\n".join(lines)
+
+
+SHAPES_PRINTED = 8
 
 
 def _stopped(reason: str, cfg: dict) -> str:

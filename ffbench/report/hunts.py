@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass, field
 
 from ffbench import language, metrics
+from ffbench.report import huntmaps
 from ffbench.report.data import Hunt, Model
 from ffbench.report.figures import Figure, rate_point
 from ffbench.report.svg import PALETTE, Plot, Point, Series
@@ -351,6 +352,7 @@ class HuntView:
     estimate: EstimateView | None
     provenance: list[tuple[str, str]]
     config: str
+    map: object = None  # huntmaps.MapView of a map search
 
 
 def _count(n) -> str:
@@ -415,4 +417,4 @@ def hunt_view(hunt: Hunt, models: list[Model], per_family: int) -> HuntView:
         "" if iid.get("suites") else str(iid.get("reason") or ""), shortest,
         examples(hunt, per_family, skip, [str(f["family"]) for f in families]), per_family,
         estimate_view(s["estimate"], iid) if s.get("estimate") else None,
-        provenance, json.dumps(cfg, indent=2))
+        provenance, json.dumps(cfg, indent=2), huntmaps.map_view(s))

@@ -1,0 +1,330 @@
+"""The hunt's map of the failure surface: a MAP-Elites archive over binned read descriptors.
+
+Every scored read falls in one *cell* (one bin per axis of
+:data:`ffbench.hunt.descriptors.MAP_DIMENSIONS`); the cell keeps its reads, its confirmed wrong
+reads, its lowest margin and one *elite* (the sequence whose read there had the lowest margin). The
+search (the default of ``ffbench hunt``) fills a round with three kinds of candidates, so it cannot
+collapse onto one family:
+
+* ``cover`` (``COVER`` share): a random *target* (:class:`Target`: decisive write at a chosen slot,
+  ``decoys`` opposite writes before it, ``opposite`` ignores of the other bit after it of which the
+  last ``run`` form a strict run, ``reads`` reads in between, the read at a chosen position, filler
+  of a chosen write density before it, ignores of random bits after it), built by :func:`build`;
+  of ``COVER_TRIES`` random targets the one whose region (its cell projected on ``COVER_AXES``)
+  holds the fewest reads is taken, so empty regions are filled first;
+* ``refine``: a target drawn inside a cell: half the time a failing cell or its neighbour one bin
+  away on one axis (so a failure region's edge, its threshold, gets reads on both sides), else an
+  existing cell chosen with probability proportional to the width of its 95% interval;
+* ``elite``: a mutant (:mod:`ffbench.hunt.mutations`) of a cell's elite, cells with the lowest margins
+  first.
+
+Targets are a generator's aim; the cell a read lands in is computed exactly from the sequence
+(:func:`ffbench.hunt.descriptors.describe`), so a target that misses still maps honestly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ffbench import language
+from ffbench.hunt import descriptors as desc
+from ffbench.hunt import mutations
+from ffbench.hunt.families import _finish
+from ffbench.metrics import clopper_pearson
+
+W, R, I = language.W, language.R, language.I
+COVER, REFINE = 0.45, 0.3  # shares of a round's candidates; the rest mutate elites
+COVER_TRIES = 6
+BOUNDARY = 0.5  # share of refine candidates aimed at a failing cell or its neighbours
+# A cover candidate is the one of COVER_TRIES random targets whose cell, projected onto these axes, holds
+# the fewest reads: the full cells are too many for "empty" to discriminate.
+COVER_AXES = ("opposite_since_write", "opposite_run", "decoys", "reads_between", "write_slot")
+_COVER_INDEX = [list(desc.MAP_DIMENSIONS).index(a) for a in COVER_AXES]
+BACKGROUNDS = (0.0, 0.3, 0.6, 0.8, 0.9, 0.98)  # filler p_ignore (0: no filler at all, only ignores)
+# Writes' share of the filler's other instructions (the rest are reads): few reads, since every read is
+# scored and counted against the budget while the targeted read is one per sequence.
+WRITE_SHARE = 0.75
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a candidate's decisive read should land (instruction slots of a length-T sequence)."""
+
+    read_slot: int
+    distance: int
+    decoys: int
+    opposite: int
+    run: int
+    reads: int
+    background: float  # p_ignore of the filler; writes take WRITE_SHARE of the rest, reads the remainder
+
+    def as_dict(self) -> dict:
+        return {"read_slot": self.read_slot, "distance": self.distance, "decoys": self.decoys,
+                "opposite": self.opposite, "run": self.run, "reads": self.reads, "background": self.background}
+
+
+def _bounds(edges: tuple, i: int) -> tuple[float, float]:
+    """[lo, hi] of bin i as integers (the open last bin reaches twice its edge)."""
+    lo = edges[i]
+    hi = edges[i + 1] - 1 if i + 1 < len(edges) else 2 * lo + 1
+    return lo, hi
+
+
+def _pick(rng: np.random.Generator, edges: tuple, floor: int, cap: int, i: int | None) -> int:
+    """A value in [floor, cap]: inside bin i where that overlaps, else a bin drawn uniformly among those
+    that overlap, then uniform inside it."""
+    floor, cap = int(floor), max(int(floor), int(cap))
+    overlap = [j for j in range(len(edges)) if _bounds(edges, j)[0] <= cap and _bounds(edges, j)[1] >= floor]
+    j = i if i in overlap else overlap[int(rng.integers(len(overlap)))]
+    lo, hi = _bounds(edges, j)
+    return int(rng.integers(max(lo, floor), min(hi, cap) + 1))
+
+
+def _pick_or_zero(rng: np.random.Generator, edges: tuple, cap: int, i: int | None) -> int:
+    """Inside bin i when given; else 0 half the time (the plain case stays common), a bin otherwise."""
+    if i is None and (cap <= 0 or rng.random() < 0.5):
+        return 0
+    return _pick(rng, edges, 0, max(cap, 0), i)
+
+
+def random_target(rng: np.random.Generator, n: int, bins: dict[str, int] | None = None) -> Target:
+    """A random target in a length-n (instructions) sequence: inside the given bins (a cell's) where
+    they fit, elsewhere each count drawn uniformly over its bins (so long runs are as common as short
+    ones), half the runs pure (every ignore since the write opposite), decoys, reads and same-bit
+    ignores absent half the time, and the decisive write at the start of the sequence a third of
+    the time."""
+    bins = bins or {}
+    top = n - 1  # the latest slot the read may take: a position bin caps it where the cell allows
+    if "fraction" in bins and bins["fraction"] < len(desc.FRACTION_EDGES) - 1:
+        i = bins["fraction"]
+        low = {k: desc.MAP_DIMENSIONS[k][bins[k]] for k in ("opposite_since_write", "reads_between", "decoys")
+               if k in bins}
+        f_hi = math.ceil(desc.FRACTION_EDGES[i + 1] * (n - 1)) - 1
+        if f_hi >= sum(low.values()) + 1:
+            top = f_hi
+    for _ in range(20):
+        opp = _pick(rng, desc.COUNT_EDGES, 0, top - 1, bins.get("opposite_since_write"))
+        if "opposite_run" in bins or rng.random() < 0.5:
+            run = _pick(rng, desc.COUNT_EDGES, 0, opp, bins.get("opposite_run"))
+        else:
+            run = opp
+        r = _pick_or_zero(rng, desc.SMALL_EDGES, top - 1 - opp, bins.get("reads_between"))
+        m = _pick_or_zero(rng, desc.SMALL_EDGES, top - 1 - opp - r, bins.get("decoys"))
+        if "write_distance" in bins:
+            d = _pick(rng, desc.DISTANCE_EDGES, opp + r + 1, top - m, bins["write_distance"])
+        else:
+            d = opp + r + 1 + _pick_or_zero(rng, desc.SMALL_EDGES, top - 1 - opp - r - m, None)
+        if run <= opp and opp + r + 1 <= d and d + m <= top:
+            break
+    d = min(d, n - 1)
+    r = min(r, d - 1)
+    opp = min(opp, d - 1 - r)
+    run, m = min(run, opp), max(0, min(m, n - 1 - d))
+    lo, hi = d + m, n - 1
+    if "write_slot" in bins:  # the write's slot bin first, then the read's position within it
+        s_lo, s_hi = _bounds(desc.SLOT_EDGES, bins["write_slot"])
+        if max(lo, s_lo + d) <= min(hi, s_hi + d):
+            lo, hi = max(lo, s_lo + d), min(hi, s_hi + d)
+    if "fraction" in bins:
+        i = bins["fraction"]
+        f_lo = math.ceil(desc.FRACTION_EDGES[i] * (n - 1))
+        f_hi = n - 1 if i == len(desc.FRACTION_EDGES) - 1 else math.ceil(desc.FRACTION_EDGES[i + 1] * (n - 1)) - 1
+        if max(lo, f_lo) <= min(hi, f_hi):
+            lo, hi = max(lo, f_lo), min(hi, f_hi)
+        e = int(rng.integers(lo, hi + 1))
+    elif "write_slot" in bins:
+        e = int(rng.integers(lo, hi + 1))
+    else:
+        u = rng.random()
+        e = lo if u < 1 / 3 else hi if u < 2 / 3 else int(rng.integers(lo, hi + 1))
+    if "write_density" in bins:  # filler whose write share falls in the bin (0: no filler, or very sparse)
+        i = bins["write_density"]
+        f_lo = desc.DENSITY_EDGES[i]
+        f_hi = desc.DENSITY_EDGES[i + 1] if i + 1 < len(desc.DENSITY_EDGES) else 0.5
+        background = BACKGROUNDS[int(rng.integers(2)) * 5] if f_lo == 0 else \
+            round(max(0.0, 1 - rng.uniform(f_lo, f_hi) / WRITE_SHARE), 4)
+    else:
+        background = BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
+    return Target(e, d, m, opp, run, r, background)
+
+
+def build(t: Target, length: int, rng: np.random.Generator) -> np.ndarray:
+    """One legal sequence of length T aiming at ``t`` (validated; the exact descriptors may differ
+    where the target cannot be met, e.g. a strict run the filler extends)."""
+    n = length // 2
+    if t.background > 0:
+        u = rng.random(n)
+        p_w = WRITE_SHARE * (1 - t.background)
+        instr = np.where(u < p_w, W, np.where(u < 1 - t.background, R, I)).astype(np.uint8)
+    else:
+        instr = np.full(n, I, dtype=np.uint8)
+    instr[t.read_slot + 1:] = I  # after the read: ignores of random bits (and the final read)
+    data = (rng.random(n) < 0.5).astype(np.uint8)
+    bit = int(rng.random() < 0.5)
+    e, w = t.read_slot, t.read_slot - t.distance
+    lo = max(w - t.decoys, 0)
+    instr[lo:w], data[lo:w] = W, 1 - bit
+    if lo >= 1:  # a write of the decisive bit closes the decoys
+        instr[lo - 1], data[lo - 1] = W, bit
+    instr[w], data[w] = W, bit
+    between = t.distance - 1
+    first = between - t.run  # slots before the strict run: reads, other opposite ignores, same ignores
+    ops = np.full(first, I, dtype=np.uint8)
+    vals = np.full(first, bit, dtype=np.uint8)
+    k_reads = min(t.reads, first)
+    k_opp = min(max(t.opposite - t.run, 0), first - k_reads)
+    ops[:k_reads] = R
+    vals[k_reads:k_reads + k_opp] = 1 - bit
+    order = rng.permutation(first)
+    ops, vals = ops[order], vals[order]
+    if first and ops[-1] == I and vals[-1] != bit:  # keep the run strict: a non-opposite slot closes it
+        closers = np.flatnonzero((ops != I) | (vals == bit))
+        if closers.size:
+            j = int(closers[-1])
+            ops[[j, -1]], vals[[j, -1]] = ops[[-1, j]], vals[[-1, j]]
+    instr[w + 1:w + 1 + first], data[w + 1:w + 1 + first] = ops, vals
+    instr[w + 1 + first:e], data[w + 1 + first:e] = I, 1 - bit
+    instr[e] = R
+    return _finish(instr[None], data[None])[0]
+
+
+# ----------------------------------------------------------------------------- the archive
+class Atlas:
+    """The cells, as plain data (saved in the hunt's state): key -> counts, lowest margin, elite."""
+
+    def __init__(self, raw: dict | None = None):
+        self.cells: dict[str, dict] = raw if raw is not None else {}  # the state's own dict, updated in place
+
+    def state(self) -> dict:
+        return self.cells
+
+    def add(self, seq: np.ndarray, keys: np.ndarray, slots: np.ndarray, wrong: np.ndarray,
+            margin: np.ndarray, origin: str) -> None:
+        """Count one sequence's reads (``wrong``: confirmed wrong reads) into their cells; keep elites."""
+        text = None
+        signed = np.where(wrong, np.minimum(np.nan_to_num(margin, nan=0.0), 0.0), np.nan_to_num(margin, nan=np.inf))
+        for j in range(keys.shape[0]):
+            k = desc.key_string(keys[j])
+            cell = self.cells.get(k)
+            if cell is None:
+                cell = self.cells[k] = {"reads": 0, "errors": 0, "min_margin": None, "elite": None,
+                                        "first_origin": origin}
+            cell["reads"] += 1
+            cell["errors"] += int(wrong[j])
+            m = float(signed[j])
+            if math.isfinite(m) and (cell["min_margin"] is None or m < cell["min_margin"]):
+                cell["min_margin"] = m
+                text = text or language.to_strings(seq[None])[0]
+                cell["elite"] = {"text": text, "slot": int(slots[j])}
+
+    def coverage(self) -> dict[tuple, int]:
+        """Reads per projection of the cells onto :data:`COVER_AXES` (what ``cover`` candidates spread over)."""
+        out: dict[tuple, int] = {}
+        for k, c in self.cells.items():
+            p = project(k)
+            out[p] = out.get(p, 0) + c["reads"]
+        return out
+
+    def pick_uncertain(self, rng: np.random.Generator) -> str | None:
+        """Where the surface is least known: half the time a failing cell or one bin away from it on
+        one axis (the edge of a failure region: its threshold), else a cell with probability
+        proportional to its 95% interval's width. The key may name a cell not tried yet."""
+        keys = list(self.cells)
+        if not keys:
+            return None
+        failing = [k for k in keys if self.cells[k]["errors"]]
+        if failing and rng.random() < BOUNDARY:
+            idx = [int(x) for x in failing[int(rng.integers(len(failing)))].split(",")]
+            axis = int(rng.integers(len(idx)))
+            size = len(list(desc.MAP_DIMENSIONS.values())[axis])
+            idx[axis] = min(max(idx[axis] + int(rng.integers(-1, 2)), 0), size - 1)
+            return desc.key_string(idx)
+        widths = np.array([_width(self.cells[k]) for k in keys])
+        return keys[int(rng.choice(len(keys), p=widths / widths.sum()))]
+
+    def pick_elite(self, rng: np.random.Generator) -> dict | None:
+        """An elite, biased to the lowest margins (rank-based: the i-th lowest with weight 1 / (i + 1))."""
+        ranked = sorted((c["min_margin"], k) for k, c in self.cells.items() if c["elite"] is not None)
+        if not ranked:
+            return None
+        wts = 1.0 / np.arange(1, len(ranked) + 1)
+        _, k = ranked[int(rng.choice(len(ranked), p=wts / wts.sum()))]
+        return self.cells[k]["elite"]
+
+
+def project(key: str) -> tuple:
+    """A cell key projected onto :data:`COVER_AXES`."""
+    idx = key.split(",")
+    return tuple(idx[i] for i in _COVER_INDEX)
+
+
+def _width(cell: dict) -> float:
+    lo, hi = clopper_pearson(cell["errors"], cell["reads"])
+    return hi - lo
+
+
+def predicted_key(t: Target, n: int) -> str:
+    """The cell a target aims at (the exact cell is computed after the sequence is built)."""
+    values = {"opposite_since_write": t.opposite, "opposite_run": t.run, "decoys": t.decoys,
+              "reads_between": t.reads, "write_distance": t.distance, "write_slot": t.read_slot - t.distance,
+              "fraction": t.read_slot / max(n - 1, 1),
+              "write_density": WRITE_SHARE * (1 - t.background) if t.background > 0 else 0.0}
+    return desc.key_string([desc.bin_index(np.array([values[name]]), edges)[0]
+                            for name, edges in desc.MAP_DIMENSIONS.items()])
+
+
+def candidate(atlas: Atlas, length: int, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """One candidate sequence and how it was made (``origin``: cover, refine or elite; its target)."""
+    n = length // 2
+    u = rng.random()
+    if u >= COVER + REFINE:
+        elite = atlas.pick_elite(rng)
+        if elite is not None:
+            seq = language.to_array([elite["text"]])[0]
+            made = mutations.neighbours(seq, elite["slot"], rng, 1)
+            if made:
+                child, moves = made[0]
+                return child, {"origin": "elite", "moves": moves, "target": None}
+    if COVER <= u:
+        key = atlas.pick_uncertain(rng)
+        if key is not None:
+            bins = dict(zip(desc.MAP_DIMENSIONS, (int(x) for x in key.split(","))))
+            t = random_target(rng, n, bins)
+            return build(t, length, rng), {"origin": "refine", "moves": [], "target": t.as_dict()}
+    tries = [random_target(rng, n) for _ in range(COVER_TRIES)]
+    held = atlas.coverage()
+    t = min(tries, key=lambda x: held.get(project(predicted_key(x, n)), 0))
+    return build(t, length, rng), {"origin": "cover", "moves": [], "target": t.as_dict()}
+
+
+# ----------------------------------------------------------------------------- hunt.json
+def summary(atlas: Atlas, length: int) -> dict:
+    """The map as hunt.json gives it: axes with their bin labels, and every cell tried (its bins index
+    the axes' ``labels``: kept once there, hunt.json stays small with thousands of cells)."""
+    cells = []
+    for key, c in atlas.cells.items():
+        lo, hi = clopper_pearson(c["errors"], c["reads"])
+        cells.append({"bins": [int(x) for x in key.split(",")], "reads": c["reads"],
+                      "errors": c["errors"], "rate": c["errors"] / c["reads"], "ci95": [lo, hi],
+                      "min_margin": c["min_margin"],
+                      "example": c["elite"]["text"] if c["errors"] and c["elite"] else None})
+    cells.sort(key=lambda c: c["bins"])
+    axes = [{"name": name, "edges": list(edges),
+             "labels": [desc.bin_label(edges, i) for i in range(len(edges))]}
+            for name, edges in desc.MAP_DIMENSIONS.items()]
+    return {"length": length, "axes": axes, "cells_tried": len(cells),
+            "cells_failing": sum(1 for c in cells if c["errors"]), "cells": cells}
+
+
+def marginal(cells: list[dict], axes: list[str], names: list[str]) -> dict[tuple[int, int], tuple[int, int]]:
+    """Reads and errors summed over every other axis, per pair of bins on ``names`` (two axis names)."""
+    i, j = axes.index(names[0]), axes.index(names[1])
+    out: dict[tuple[int, int], list[int]] = {}
+    for c in cells:
+        acc = out.setdefault((c["bins"][i], c["bins"][j]), [0, 0])
+        acc[0] += c["reads"]
+        acc[1] += c["errors"]
+    return {k: (v[0], v[1]) for k, v in out.items()}
