@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ffbench import language
-from ffbench.backends.base import Backend, SpanScores
+from ffbench.backends.base import Backend, Capabilities, SpanScores
 from ffbench.hunt import HuntConfig, atlas, descriptors, hunt, shrink
 from tests.conftest import needs_native
 from tests.test_hunt import synthetic_ref
@@ -30,7 +30,7 @@ class OppositeRunModel(Backend):
     threshold); margin THRESHOLD - 0.5 - that count. Reads the symbolic rendering."""
 
     provider = "synthetic"
-    supports_dense = True
+    capabilities = Capabilities(dense=True)
 
     def __init__(self):
         super().__init__("opposite-run")
