@@ -27,7 +27,7 @@ def _list(value) -> list:
 
 
 def evaluate(model: str, suite=None, data=None, lengths=None, p_ignore=None, num: int | None = None,
-             seed: int | None = None, render="symbolic", scoring="choice", fewshot: bool = False,
+             seed: int | None = None, render=None, scoring="choice", fewshot: bool = False,
              per_read: bool = False, model_args: dict | None = None, alphabet: int = 2, batch_size: int | None = None,
              max_batch_tokens: int | None = None, output_dir: str | None = None, base_url: str | None = None,
              api_key: str | None = None, progress: bool = False, rescore: bool = False, record: bool = False,
@@ -38,7 +38,7 @@ def evaluate(model: str, suite=None, data=None, lengths=None, p_ignore=None, num
              certify: float | None = None, max_cost: float | None = None, price_in: float | None = None,
              price_out: float | None = None, repeats: int | None = None, temperature: float | None = None,
              top_p: float | None = None, sampling_seed: int | None = None,
-             price_cached_in: float | None = None) -> RunResults:
+             price_cached_in: float | None = None, task: str | None = None) -> RunResults:
     """Score ``model`` (a ``provider/model`` spec) exactly as ``ffbench run`` does and return the results.
 
     Lists may be given as Python lists or comma-separated strings. The run directory (``output_dir``,
@@ -51,6 +51,8 @@ def evaluate(model: str, suite=None, data=None, lengths=None, p_ignore=None, num
     the result's ``stop_reason`` and ``stop_detail`` say why. ``executor="ray"`` scores the shards on
     ``workers`` Ray actors (:mod:`ffbench.executors`), with identical results. ``repeats``,
     ``temperature``, ``top_p`` and ``sampling_seed`` sample greedy reads (:mod:`ffbench.sampling`).
+    ``task`` (``ffl`` by default, ``undo``) picks the language (:mod:`ffbench.tasks`); ``render``
+    defaults to the task's own rendering (``symbolic``, ``symbolic_undo``).
     """
     from ffbench import runner
     from ffbench.control import RunControl
@@ -61,7 +63,7 @@ def evaluate(model: str, suite=None, data=None, lengths=None, p_ignore=None, num
     cfg, ref, out = _configure(model, suite, data, lengths, p_ignore, num, seed, render, scoring, fewshot, per_read,
                                model_args, alphabet, batch_size, max_batch_tokens, output_dir, base_url, api_key,
                                chat_template, system_prompt, max_new_tokens, reasoning_budget, reasoning_end, echo,
-                               (repeats, temperature, top_p, sampling_seed))
+                               (repeats, temperature, top_p, sampling_seed), task=task)
     results = runner.run(cfg, out, ref, progress=progress, echo=echo or (lambda m: None), rescore=rescore,
                          control=control, executor=executor, workers=workers, ray_address=ray_address)
     if record and results.complete:
@@ -72,14 +74,14 @@ def evaluate(model: str, suite=None, data=None, lengths=None, p_ignore=None, num
 
 
 def preflight(model: str, suite=None, data=None, lengths=None, p_ignore=None, num: int | None = None,
-              seed: int | None = None, render="symbolic", scoring="choice", fewshot: bool = False,
+              seed: int | None = None, render=None, scoring="choice", fewshot: bool = False,
               per_read: bool = False, model_args: dict | None = None, alphabet: int = 2,
               batch_size: int | None = None, max_batch_tokens: int | None = None, base_url: str | None = None,
               chat_template: str | None = None, system_prompt: str | None = None, max_new_tokens: int | None = None,
               reasoning_budget: int | None = None, reasoning_end: str | None = None,
               price_in: float | None = None, price_out: float | None = None, repeats: int | None = None,
               temperature: float | None = None, top_p: float | None = None, sampling_seed: int | None = None,
-              price_cached_in: float | None = None):
+              price_cached_in: float | None = None, task: str | None = None):
     """What :func:`evaluate` with the same arguments would send (``ffbench run --dry-run``): requests,
     prompt tokens, generation budget, longest prompt against the context and cost (prices in USD
     per million tokens), per cell and in total. Loads a tokenizer at most; writes nothing.
@@ -90,20 +92,24 @@ def preflight(model: str, suite=None, data=None, lengths=None, p_ignore=None, nu
     cfg, ref, _ = _configure(model, suite, data, lengths, p_ignore, num, seed, render, scoring, fewshot, per_read,
                              model_args, alphabet, batch_size, max_batch_tokens, None, base_url, None, chat_template,
                              system_prompt, max_new_tokens, reasoning_budget, reasoning_end, None,
-                             (repeats, temperature, top_p, sampling_seed), need_key=False)
+                             (repeats, temperature, top_p, sampling_seed), need_key=False, task=task)
     return runner.dry_run(cfg, ref, Prices(price_in, price_out, price_cached_in))
 
 
 def _configure(spec, suite, data, lengths, p_ignore, num, seed, render, scoring, fewshot, per_read, model_args,
                alphabet, batch_size, max_batch_tokens, output_dir, base_url, api_key, chat_template, system_prompt,
                max_new_tokens, reasoning_budget, reasoning_end, echo, sampling=(None, None, None, None),
-               need_key=True):
+               need_key=True, task: str | None = None):
     """The run config, model reference and run directory of one call (usage errors raised here;
     ``need_key``: a remote model without an API key is one, as a run would send requests)."""
     import os
 
-    from ffbench import model_handle, prompting, runner
+    from ffbench import model_handle, prompting, runner, tasks
     from ffbench.rundir import RunDir
+
+    chosen = tasks.get(task)  # an unknown task is refused before the model resolves
+    if render is None:
+        render = chosen.default_render
 
     model = model_handle.resolve(spec, model_args, base_url, api_key, max_batch_tokens, need_key=need_key)
     template, template_sha = prompting.resolve_chat_template(chat_template)
@@ -121,7 +127,8 @@ def _configure(spec, suite, data, lengths, p_ignore, num, seed, render, scoring,
                            chat_template=template, chat_template_sha256=template_sha, system_prompt=system_prompt or None,
                            max_new_tokens=max_new_tokens, reasoning_budget=reasoning_budget or None,
                            reasoning_end=reasoning_end, repeats=None if sampling[0] in (None, 1) else int(sampling[0]),
-                           temperature=sampling[1], top_p=sampling[2], sampling_seed=sampling[3])
+                           temperature=sampling[1], top_p=sampling[2], sampling_seed=sampling[3],
+                           task=tasks.config_value(task))
     out = output_dir or runner.default_output_dir(cfg)
     ref = model.connect(RunDir(out).request_cache, echo)
     return cfg, ref, out

@@ -47,9 +47,10 @@ class Template:
     ask: str = ""
     answer_pattern: str = ""
     chat: bool = False  # an instruction for chat models: local models read it inside their chat template
+    undo: tuple[str, ...] | str = ""  # the piece of an undo (``--task undo``); empty: the rendering has none
 
     def max_alphabet(self) -> int:
-        sizes = [len(f) for f in (self.write, self.ignore, self.answers) if isinstance(f, tuple)]
+        sizes = [len(f) for f in (self.write, self.ignore, self.answers, self.undo) if isinstance(f, tuple)]
         return min(sizes, default=language.MAX_ALPHABET)
 
     def choices(self, alphabet: int = 2) -> tuple[str, ...]:
@@ -139,8 +140,8 @@ def _template_from_dict(raw, path: Path) -> Template:
 
 def _check_placeholders(template: Template, where: str) -> None:
     """Every piece formats with the placeholders it may use, and the answers are distinct strings."""
-    allowed = {"write": "{value}", "ignore": "{value}", "answers": "{value}"}
-    for name in ("write", "ignore", "answers"):
+    allowed = {"write": "{value}", "ignore": "{value}", "answers": "{value}", "undo": "{value}"}
+    for name in ("write", "ignore", "answers", "undo"):
         field = getattr(template, name)
         for v in range(len(field) if isinstance(field, tuple) else 2):
             try:
@@ -180,13 +181,15 @@ def _tables(template: Template, alphabet: int):
     check_alphabet(template, alphabet)
     head, tail = template.read.split("{answer}")
     pieces, answer_at = [], []
-    for kind in ("w", "r", "i"):
+    for kind in ("w", "r", "i", "u"):
+        if kind == "u" and not template.undo:
+            break
         for v in range(alphabet):
             if kind == "r":
                 pieces.append(head + _piece(template.answers, v) + tail)
                 answer_at.append(len(head))
             else:
-                pieces.append(_piece(template.write if kind == "w" else template.ignore, v))
+                pieces.append(_piece({"w": template.write, "i": template.ignore, "u": template.undo}[kind], v))
                 answer_at.append(-1)
     lengths = np.array([len(p) for p in pieces], dtype=np.int64)
     return pieces, lengths, np.array(answer_at, dtype=np.int64)
@@ -201,12 +204,21 @@ def every_piece(template: Template, alphabet: int = 2, demo: bool = True) -> str
 
 
 _KIND = np.zeros(256, dtype=np.int64)
-_KIND[language.W], _KIND[language.R], _KIND[language.I] = 0, 1, 2
+_KIND[language.W], _KIND[language.R], _KIND[language.I], _KIND[ord("u")] = 0, 1, 2, 3
+
+
+def check_task(template: Template, task) -> None:
+    """UsageError when the template cannot render every instruction of ``task`` (a :class:`ffbench.tasks.Task`)."""
+    if task.piece and not getattr(template, task.piece):
+        raise UsageError(f"rendering {template.name!r} has no {task.piece!r} piece, so it cannot render --task "
+                         f"{task.name} (use {task.default_render}, or a template with an {task.piece!r} field)")
 
 
 def _body(seq: np.ndarray, template: Template, alphabet: int, offset: int):
     """Render one sequence's instructions; spans are shifted by ``offset``."""
     pieces, lengths, answer_at = _tables(template, alphabet)
+    if len(pieces) == 3 * alphabet and (seq[0::2] == ord("u")).any():
+        raise UsageError(f"rendering {template.name!r} has no 'undo' piece, so it cannot render an undo sequence")
     ids = _KIND[seq[0::2]] * alphabet + (seq[1::2].astype(np.int64) - language.ZERO)
     sep = len(template.separator)
     starts = offset + np.concatenate(([0], np.cumsum(lengths[ids] + sep)[:-1]))

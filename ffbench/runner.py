@@ -27,7 +27,7 @@ from typing import Callable
 
 import numpy as np
 
-from ffbench import __version__, metrics, prompting, redact, render
+from ffbench import __version__, metrics, prompting, redact, render, tasks
 from ffbench.backends import ModelRef
 from ffbench.control import Controller, RunControl, certify_entry, explain, run_reason
 from ffbench.errors import FFBenchError, Interrupted, UsageError
@@ -72,8 +72,10 @@ class RunConfig:
     temperature: float | None = None
     top_p: float | None = None
     sampling_seed: int | None = None
+    # The task's language (ffbench.tasks); None = ffl, the flip-flop language, as before tasks existed.
+    task: str | None = None
 
-    ADDED_LATER = ("repeats", "temperature", "top_p", "sampling_seed")
+    ADDED_LATER = ("repeats", "temperature", "top_p", "sampling_seed", "task")
 
     def as_dict(self) -> dict:
         """The config; fields added later are left out while unset, so a run without them keeps
@@ -129,9 +131,12 @@ def plan(cfg: RunConfig, store: SequenceStore | None = None) -> Plan:
         raise UsageError("--render needs at least one rendering")
     if not cfg.scorings:
         raise UsageError("--scoring needs at least one scoring")
+    task = tasks.get(cfg.task)
+    task.check_alphabet(cfg.alphabet)
     templates = {name: render.load_template(name) for name in cfg.renders}
     for template in templates.values():
         render.check_alphabet(template, cfg.alphabet)
+        render.check_task(template, task)
     for s in cfg.scorings:
         if s not in SCORINGS:
             raise UsageError(f"unknown scoring {s!r} (use {' or '.join(SCORINGS)})")
@@ -140,12 +145,14 @@ def plan(cfg: RunConfig, store: SequenceStore | None = None) -> Plan:
     prompting.check_options(cfg)
     _check_sampling(cfg)
     store = store or SequenceStore()
-    sources = plan_sources(cfg.suites, cfg.data, cfg.lengths, cfg.p_ignore, cfg.num, cfg.seed, cfg.alphabet, store)
+    sources = plan_sources(cfg.suites, cfg.data, cfg.lengths, cfg.p_ignore, cfg.num, cfg.seed, cfg.alphabet, store,
+                           task=cfg.task)
     check_fits(sources, available_memory())  # before a single sequence is generated
     config = cfg.as_dict()
     cells = [Cell(src, r, s, variant_of(config, s, chat=templates[r].chat, asks=templates[r].chat or bool(templates[r].ask)))
              for src in sources for r in cfg.renders for s in cfg.scorings]
-    demo = render.demo_sequence(alphabet=cfg.alphabet) if cfg.fewshot else None
+    demo = (render.demo_sequence(alphabet=cfg.alphabet) if task.name == tasks.DEFAULT else task.demo()) \
+        if cfg.fewshot else None
     return Plan(cfg, cells, store, templates, demo)
 
 
@@ -515,6 +522,10 @@ def score_shard(backend, p: Plan, cell: Cell, start: int, stop: int):
     }
     columns.update(stress_columns(p.store.columns(cell.source), reads.seq_index[lo:hi]))
     assert tuple(columns)[: len(SAMPLE_COLUMNS)] == SAMPLE_COLUMNS
+    if p.config.task == "undo":  # the toggle heuristic's answer to each read, beside the model's
+        from ffbench import undo
+
+        columns["toggle"] = pa.array(undo.toggle_predictions(p.store.sequences(cell.source)[start:stop]))
     if outcome.repeats is not None:  # --repeats K > 1: every answer, beside the majority in `prediction`
         columns["repeats"] = pa.array(np.full(n, outcome.repeats.shape[1], np.int32))
         columns["wrong_repeats"] = pa.array((outcome.repeats != target[:, None]).sum(axis=1).astype(np.int32))

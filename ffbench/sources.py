@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ffbench import datafiles, language
+from ffbench import datafiles, language, tasks, undo
 from ffbench.errors import FFBenchError, UsageError
 
 DEFAULT_NUM = 1000  # sequences of an FFL(p) set unless --num says otherwise
@@ -47,6 +47,7 @@ class SourceSpec:
     path: str | None = None  # the data file (absolute), also for a file recognised as a suite
     part: str | None = None  # the value of the file's 'suite' column this source selects
     per_point: int | None = None  # stress grid: sequences per point (None: each point's own number)
+    task: str | None = None  # the task's language (ffbench.tasks); None: ffl, so ffl specs are as before
 
     def as_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -59,8 +60,8 @@ class SourceSpec:
     def describe(self) -> str:
         """Names the source without its size: the key of its content hash in a run's identity."""
         if self.kind == "file":
-            return f"{self.path}" + (f" [{self.part}]" if self.part else "")
-        what = f"{self.label} T={self.length} seed {self.seed}"
+            return (f"{self.task}: " if self.task else "") + f"{self.path}" + (f" [{self.part}]" if self.part else "")
+        what = (f"{self.task} " if self.task else "") + f"{self.label} T={self.length} seed {self.seed}"
         return what + (f" = {self.path}" + (f" [{self.part}]" if self.part else "") if self.path else "")
 
 
@@ -69,14 +70,14 @@ class SequenceStore:
     """Sequences, reads and content hash of every source, produced once and shared by the cells."""
 
     def __init__(self) -> None:
-        self._files: dict[tuple[str, int], datafiles.Dataset] = {}
+        self._files: dict[tuple[str, int, str | None], datafiles.Dataset] = {}
         self._cache: dict[SourceSpec, tuple[np.ndarray, language.Reads, str]] = {}
         self._columns: dict[SourceSpec, dict[str, list]] = {}
 
-    def file(self, path: str, alphabet: int) -> datafiles.Dataset:
-        key = (str(path), alphabet)
+    def file(self, path: str, alphabet: int, task: str | None = None) -> datafiles.Dataset:
+        key = (str(path), alphabet, task)
         if key not in self._files:
-            self._files[key] = datafiles.read_sequences(path, alphabet=alphabet)
+            self._files[key] = datafiles.read_sequences(path, alphabet=alphabet, task=task)
         return self._files[key]
 
     def sequences(self, spec: SourceSpec) -> np.ndarray:
@@ -86,7 +87,7 @@ class SequenceStore:
         """(sequences, reads, content sha256) of a source."""
         if spec not in self._cache:
             arr = self._load(spec)
-            self._cache[spec] = (arr, language.extract_reads(arr), datafiles.content_sha256(arr))
+            self._cache[spec] = (arr, tasks.get(spec.task).extract_reads(arr), datafiles.content_sha256(arr))
         return self._cache[spec]
 
     def columns(self, spec: SourceSpec) -> dict[str, list]:
@@ -98,7 +99,7 @@ class SequenceStore:
         from ffbench import stress
 
         if spec.kind == "file":
-            ds = self.file(spec.path, spec.alphabet)
+            ds = self.file(spec.path, spec.alphabet, spec.task)
             mask = _part_mask(ds, spec.part)
             cols = {k: [v for v, keep in zip(ds.columns[k], mask) if keep][: spec.num]
                     for k in stress.COLUMNS if k in ds.columns}
@@ -108,9 +109,13 @@ class SequenceStore:
         if spec.kind == "stress":
             arr, self._columns[spec] = stress.sample_suite(spec.length, spec.seed, spec.per_point)
             return arr
+        if spec.kind == "retraction":
+            arr, depths = undo.retraction_suite(spec.length, spec.per_point, spec.seed)
+            self._columns[spec] = {"family": ["retraction_chain"] * arr.shape[0], "k": depths}
+            return arr
         if spec.kind in ("suite", "ffl"):
-            dist = language.FFL.from_p_ignore(spec.p_ignore, spec.length, spec.alphabet)
-            return language.sample(dist, spec.num, spec.seed)
+            task = tasks.get(spec.task)
+            return task.sample(task.distribution(spec.p_ignore, spec.length, spec.alphabet), spec.num, spec.seed)
         raise FFBenchError(f"unknown source kind {spec.kind!r}")
 
 
@@ -132,9 +137,12 @@ def _part_rows(ds: datafiles.Dataset, part: str | None) -> np.ndarray:
 # ----------------------------------------------------------------------------- planning
 def plan_sources(suites: list[str], data: list[str], lengths: list[int], p_ignore: list[float],
                  num: int | None, seed: int | None, alphabet: int = 2,
-                 store: SequenceStore | None = None) -> list[SourceSpec]:
-    """Every set of sequences a run scores, validated. Without suites, files or FFL sets: the paper suites."""
+                 store: SequenceStore | None = None, task: str | None = None) -> list[SourceSpec]:
+    """Every set of sequences a run scores, validated. Without suites, files or FFL sets: the paper suites
+    (of ``task``'s language, :mod:`ffbench.tasks`; None: ffl)."""
     store = store or SequenceStore()
+    if task is not None and tasks.get(task).name != tasks.DEFAULT:
+        return _task_sources(tasks.get(task), suites, data, lengths, p_ignore, num, seed, alphabet, store)
     if num is not None and (isinstance(num, bool) or num <= 0):
         raise UsageError(f"--num must be a positive integer, got {num}")
     if seed is not None and seed < 0:
@@ -158,6 +166,55 @@ def plan_sources(suites: list[str], data: list[str], lengths: list[int], p_ignor
                                     DEFAULT_SEED if seed is None else seed, alphabet))
     for path in data:
         specs.extend(file_sources(path, num, alphabet, store))
+    return specs
+
+
+def _task_sources(task: tasks.Task, suites: list[str], data: list[str], lengths: list[int], p_ignore: list[float],
+                  num: int | None, seed: int | None, alphabet: int, store: SequenceStore) -> list[SourceSpec]:
+    """The sources of a task other than ffl: its presets, its structured families, UNDO(p) sets, data files."""
+    task.check_alphabet(alphabet)
+    if num is not None and (isinstance(num, bool) or num <= 0):
+        raise UsageError(f"--num must be a positive integer, got {num}")
+    for length in lengths:
+        _usage(lambda length=length: task.distribution(0.5, length, alphabet))
+    for p in p_ignore:
+        _usage(lambda p=p: task.distribution(p, 16, alphabet))
+    specs: list[SourceSpec] = []
+    for name in (suites or ([] if (data or p_ignore) else ["paper"])):
+        if name == "stress":
+            raise UsageError(f"the stress grid is the flip-flop language's: with --task {task.name} use "
+                             f"--suite {', '.join(task.structured) or 'in_dist'}")
+        if name in task.structured:
+            for length in lengths or [512]:
+                if name == "retraction":
+                    _usage(lambda length=length: undo.retraction_suite(length, 1))
+                per = num or undo.RETRACTION_NUM
+                specs.append(SourceSpec(name, name, length, per * len(undo.retraction_depths(length)), None,
+                                        undo.RETRACTION_SEED if seed is None else seed, alphabet, per_point=num,
+                                        task=task.name))
+            continue
+        for suite in task.resolve_suites(name):
+            for length in lengths or [suite.length]:
+                specs.append(SourceSpec("suite", suite.name, length, num or suite.num, suite.p_ignore,
+                                        suite.seed if seed is None else seed, alphabet, task=task.name))
+    for p in p_ignore:
+        for length in lengths or [512]:
+            specs.append(SourceSpec("ffl", f"{task.name}{p:g}", length, num or DEFAULT_NUM, p,
+                                    DEFAULT_SEED if seed is None else seed, alphabet, task=task.name))
+    for path in data:
+        try:
+            ds = store.file(str(Path(path).resolve()), alphabet, task.name)
+        except FFBenchError as exc:
+            raise UsageError(str(exc)) from None
+        labels = ds.columns.get("suite")
+        for part in ([None] if labels is None else list(dict.fromkeys(labels))):
+            rows = _part_rows(ds, part)
+            if num is not None and num > rows.shape[0]:
+                raise UsageError(f"--num {num} exceeds the {rows.shape[0]:,} sequences of {path}"
+                                 + (f" (part {part!r})" if part is not None else ""))
+            label = Path(path).stem if part is None else str(part)
+            specs.append(SourceSpec("file", label, ds.length, num or rows.shape[0], None, None, alphabet,
+                                    path=ds.path, part=part, task=task.name))
     return specs
 
 

@@ -1,0 +1,156 @@
+"""The task dimension (``--task``): the one place that maps a task name to its parts.
+
+Every task is a language over the compact-string layout (instruction at even positions, data at odd
+ones) whose reads have one right answer. The engine (sources, rendering, dense scoring, the run
+directory, check, report) is the same for all; a task differs only in the parts below, so adding a
+task means adding one entry here. What a task does not support is refused here in one line, before
+anything is generated or loaded.
+
+``ffl`` is the paper's flip-flop language and the default: a run without ``--task`` (or with
+``--task ffl``) is exactly what it was before tasks existed, with the same config hash, cell keys and
+run directory. Any other task enters the config (``task``) and every cell's variant (``task=NAME``),
+so its cells never match an ``ffl`` cell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+
+from ffbench import language, undo
+from ffbench.errors import UsageError
+
+DEFAULT = "ffl"
+DEMO_LENGTH, DEMO_SEED = 16, 16_016  # the few-shot demonstration (as ffbench.render's for ffl)
+
+
+@dataclass(frozen=True)
+class TaskSuite:
+    """A named evaluation set of a task: i.i.d. from ``p_ignore`` or, with ``build``, a structured family."""
+
+    name: str
+    p_ignore: float | None
+    num: int
+    seed: int
+    length: int = 512
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task: its language (sampling, validation, reads), presets, renderings and answer rule."""
+
+    name: str
+    description: str
+    instructions: str  # instruction symbols of the compact string
+    piece: str | None  # the rendering field its extra instruction needs (None: w, r, i only)
+    default_render: str
+    distribution: Callable  # (p_ignore, length, alphabet) -> distribution
+    distribution_of_p: Callable  # (tuple of probabilities, length, alphabet) -> distribution
+    iter_sample: Callable  # (dist, num, seed, chunk_rows) -> chunks
+    first_violation: Callable  # (arr, alphabet, row_offset) -> InvalidSequence | None
+    validate: Callable  # (arr, alphabet, row_offset) -> None, raises InvalidSequence
+    extract_reads: Callable  # arr -> language.Reads (a read's answer: ``answer_rule``)
+    answer_rule: str
+    suites: dict[str, TaskSuite] = field(default_factory=dict)
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    structured: dict[str, str] = field(default_factory=dict)  # suite name -> description (built, not i.i.d.)
+    binary: bool = False  # data alphabet fixed at 2
+    supports: frozenset = frozenset()  # features beyond the plain run: "stress", "hunt", "lmeval", "inspect"
+
+    def sample(self, dist, num: int, seed: int) -> np.ndarray:
+        return np.concatenate(list(self.iter_sample(dist, num, seed)))
+
+    def check_alphabet(self, alphabet: int) -> None:
+        if self.binary and alphabet != 2:
+            raise UsageError(f"--task {self.name} is binary: drop --alphabet {alphabet}")
+
+    def requires(self, feature: str, what: str) -> None:
+        """Refuse in one line a feature this task is not wired into."""
+        if feature not in self.supports:
+            raise UsageError(f"{what} is not available with --task {self.name} (it supports --task "
+                             f"{' or '.join(t.name for t in TASKS.values() if feature in t.supports)})")
+
+    def resolve_suites(self, name: str) -> list[TaskSuite]:
+        if name in self.suites:
+            return [self.suites[name]]
+        if name in self.groups:
+            return [self.suites[n] for n in self.groups[name]]
+        known = ", ".join([*self.suites, *self.groups, *self.structured])
+        raise UsageError(f"unknown suite {name!r} for --task {self.name} (known: {known})")
+
+    def demo(self, alphabet: int = 2) -> np.ndarray:
+        """The fixed few-shot demonstration: a length-16 sequence with every instruction equally likely,
+        the first of a seeded draw that shows every instruction (ffl's is ``ffbench.render.demo_sequence``)."""
+        k = len(self.instructions)
+        rows = self.sample(self.distribution_of_p((1 / k,) * k, DEMO_LENGTH, alphabet), 64, DEMO_SEED)
+        shows_all = [all((row[0::2] == ord(c)).any() for c in self.instructions) for row in rows]
+        return rows[shows_all.index(True) if True in shows_all else 0]
+
+
+def _ffl_suites() -> dict[str, TaskSuite]:
+    return {s.name: TaskSuite(s.name, s.p_ignore, s.num, s.seed, s.length, s.description)
+            for s in language.SUITES.values()}
+
+
+def _ffl_of_p(p: tuple, length: int, alphabet: int):
+    if len(p) != 3:
+        raise UsageError(f"--p takes three probabilities W,R,I with --task ffl (four, W,R,I,U, with --task undo), "
+                         f"got {len(p)}")
+    return language.FFL(length, *p, alphabet=alphabet)
+
+
+def _undo_of_p(p: tuple, length: int, alphabet: int):
+    if len(p) != 4:
+        raise UsageError(f"--p takes four probabilities W,R,I,U with --task undo, got {len(p)}")
+    return undo.UndoFFL(length, *p)
+
+
+def _undo_iter(dist, num, seed, chunk_rows=8 * language.BLOCK_ROWS) -> Iterator[np.ndarray]:
+    return undo.iter_sample(dist, num, seed, chunk_rows)
+
+
+TASKS: dict[str, Task] = {
+    "ffl": Task(
+        name="ffl", description="the flip-flop language (Liu et al. 2023): a read returns the most recent write",
+        instructions="wri", piece=None, default_render="symbolic",
+        distribution=lambda p, length, alphabet=2: language.FFL.from_p_ignore(p, length, alphabet),
+        distribution_of_p=_ffl_of_p, iter_sample=language.iter_sample,
+        first_violation=language.first_violation, validate=language.validate, extract_reads=language.extract_reads,
+        answer_rule="the data of the most recent write",
+        suites=_ffl_suites(), groups=dict(language.SUITE_GROUPS), structured={"stress": "the stress grid"},
+        supports=frozenset({"stress", "hunt", "lmeval", "inspect", "alphabet"}),
+    ),
+    "undo": Task(
+        name="undo", description="UNDO flip-flop (Zhou 2026): u restores the value before the last write not yet undone",
+        instructions="wriu", piece="undo", default_render="symbolic_undo",
+        distribution=lambda p, length, alphabet=2: undo.UndoFFL.from_p_ignore(p, length),
+        distribution_of_p=_undo_of_p, iter_sample=_undo_iter,
+        first_violation=undo.first_violation, validate=undo.validate, extract_reads=undo.extract_reads,
+        answer_rule="the value on top of the undo stack (the most recent write not undone)",
+        suites={
+            "in_dist": TaskSuite("in_dist", 0.7, 1_000, seed=1_000, description="in-distribution UNDO(0.7): p_w = p_r = p_u = 0.1"),
+            "sparse": TaskSuite("sparse", 0.97, 10_000, seed=2_000, description="sparse tail UNDO(0.97)"),
+            "dense": TaskSuite("dense", 0.1, 3_000, seed=3_000, description="dense tail UNDO(0.1)"),
+        },
+        groups={"paper": ("in_dist", "sparse", "dense")},
+        structured={"retraction": "deep retraction chains on which the toggle heuristic is always wrong"},
+        binary=True, supports=frozenset(),
+    ),
+}
+
+
+def get(name: str | None) -> Task:
+    """The task of a name (None: the default, ffl); an unknown name is a UsageError listing the known."""
+    name = name or DEFAULT
+    if name not in TASKS:
+        raise UsageError(f"unknown task {name!r} (known: {', '.join(TASKS)})")
+    return TASKS[name]
+
+
+def config_value(name: str | None) -> str | None:
+    """What a run's config records: None for the default task (so its config hash is unchanged)."""
+    task = get(name)
+    return None if task.name == DEFAULT else task.name
