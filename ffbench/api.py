@@ -38,7 +38,7 @@ def evaluate(model: str, suite=None, data=None, lengths=None, p_ignore=None, num
              certify: float | None = None, max_cost: float | None = None, price_in: float | None = None,
              price_out: float | None = None, repeats: int | None = None, temperature: float | None = None,
              top_p: float | None = None, sampling_seed: int | None = None,
-             price_cached_in: float | None = None, task: str | None = None) -> RunResults:
+             price_cached_in: float | None = None, task: str | None = None, registers=None) -> RunResults:
     """Score ``model`` (a ``provider/model`` spec) exactly as ``ffbench run`` does and return the results.
 
     Lists may be given as Python lists or comma-separated strings. The run directory (``output_dir``,
@@ -51,8 +51,9 @@ def evaluate(model: str, suite=None, data=None, lengths=None, p_ignore=None, num
     the result's ``stop_reason`` and ``stop_detail`` say why. ``executor="ray"`` scores the shards on
     ``workers`` Ray actors (:mod:`ffbench.executors`), with identical results. ``repeats``,
     ``temperature``, ``top_p`` and ``sampling_seed`` sample greedy reads (:mod:`ffbench.sampling`).
-    ``task`` (``ffl`` by default, ``undo``) picks the language (:mod:`ffbench.tasks`); ``render``
-    defaults to the task's own rendering (``symbolic``, ``symbolic_undo``).
+    ``task`` (``ffl`` by default, ``undo``, ``registers``) picks the language (:mod:`ffbench.tasks`);
+    ``registers`` (with ``task="registers"``) the numbers of registers to sweep; ``render`` defaults to
+    the task's own rendering (``symbolic``, ``symbolic_undo``, ``symbolic_registers``).
     """
     from ffbench import runner
     from ffbench.control import RunControl
@@ -63,7 +64,7 @@ def evaluate(model: str, suite=None, data=None, lengths=None, p_ignore=None, num
     cfg, ref, out = _configure(model, suite, data, lengths, p_ignore, num, seed, render, scoring, fewshot, per_read,
                                model_args, alphabet, batch_size, max_batch_tokens, output_dir, base_url, api_key,
                                chat_template, system_prompt, max_new_tokens, reasoning_budget, reasoning_end, echo,
-                               (repeats, temperature, top_p, sampling_seed), task=task)
+                               (repeats, temperature, top_p, sampling_seed), task=task, registers=registers)
     results = runner.run(cfg, out, ref, progress=progress, echo=echo or (lambda m: None), rescore=rescore,
                          control=control, executor=executor, workers=workers, ray_address=ray_address)
     if record and results.complete:
@@ -81,7 +82,7 @@ def preflight(model: str, suite=None, data=None, lengths=None, p_ignore=None, nu
               reasoning_budget: int | None = None, reasoning_end: str | None = None,
               price_in: float | None = None, price_out: float | None = None, repeats: int | None = None,
               temperature: float | None = None, top_p: float | None = None, sampling_seed: int | None = None,
-              price_cached_in: float | None = None, task: str | None = None):
+              price_cached_in: float | None = None, task: str | None = None, registers=None):
     """What :func:`evaluate` with the same arguments would send (``ffbench run --dry-run``): requests,
     prompt tokens, generation budget, longest prompt against the context and cost (prices in USD
     per million tokens), per cell and in total. Loads a tokenizer at most; writes nothing.
@@ -92,14 +93,15 @@ def preflight(model: str, suite=None, data=None, lengths=None, p_ignore=None, nu
     cfg, ref, _ = _configure(model, suite, data, lengths, p_ignore, num, seed, render, scoring, fewshot, per_read,
                              model_args, alphabet, batch_size, max_batch_tokens, None, base_url, None, chat_template,
                              system_prompt, max_new_tokens, reasoning_budget, reasoning_end, None,
-                             (repeats, temperature, top_p, sampling_seed), need_key=False, task=task)
+                             (repeats, temperature, top_p, sampling_seed), need_key=False, task=task,
+                             registers=registers)
     return runner.dry_run(cfg, ref, Prices(price_in, price_out, price_cached_in))
 
 
 def _configure(spec, suite, data, lengths, p_ignore, num, seed, render, scoring, fewshot, per_read, model_args,
                alphabet, batch_size, max_batch_tokens, output_dir, base_url, api_key, chat_template, system_prompt,
                max_new_tokens, reasoning_budget, reasoning_end, echo, sampling=(None, None, None, None),
-               need_key=True, task: str | None = None):
+               need_key=True, task: str | None = None, registers=None):
     """The run config, model reference and run directory of one call (usage errors raised here;
     ``need_key``: a remote model without an API key is one, as a run would send requests)."""
     import os
@@ -128,7 +130,7 @@ def _configure(spec, suite, data, lengths, p_ignore, num, seed, render, scoring,
                            max_new_tokens=max_new_tokens, reasoning_budget=reasoning_budget or None,
                            reasoning_end=reasoning_end, repeats=None if sampling[0] in (None, 1) else int(sampling[0]),
                            temperature=sampling[1], top_p=sampling[2], sampling_seed=sampling[3],
-                           task=tasks.config_value(task))
+                           task=tasks.config_value(task), registers=[int(k) for k in _list(registers)] or None)
     out = output_dir or runner.default_output_dir(cfg)
     ref = model.connect(RunDir(out).request_cache, echo)
     return cfg, ref, out

@@ -31,12 +31,12 @@ def _probabilities(ctx, param, value):
     return parts
 
 
-TASK_HELP = ("Task: ffl (the flip-flop language, default) or undo (UNDO flip-flop: 'u' restores the value before "
-             "the last write not yet undone). See docs/tasks.md.")
+TASK_HELP = ("Task: ffl (the flip-flop language, default), undo (UNDO flip-flop: 'u' restores the value before "
+             "the last write not yet undone) or registers (k named registers: wa1 wb0 rb0). See docs/tasks.md.")
 
 
 def _task_option(f):
-    return click.option("--task", default="ffl", show_default=True, metavar="ffl|undo", help=TASK_HELP)(f)
+    return click.option("--task", default="ffl", show_default=True, metavar="ffl|undo|registers", help=TASK_HELP)(f)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -105,7 +105,9 @@ def _stopping_options(f):
 @click.option("--out", "-o", required=True, metavar="FILE", help="Output .parquet or .jsonl (column 'text').")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
 @_task_option
-def generate(suite, length, p_ignore, p, num, seed, alphabet, out, progress, task):
+@click.option("--registers", "registers_k", type=int, metavar="K", help="--task registers: number of registers "
+              "(1..8, default 2).")
+def generate(suite, length, p_ignore, p, num, seed, alphabet, out, progress, task, registers_k):
     """Sample flip-flop sequences to a data file, deterministically.
 
     \b
@@ -116,12 +118,13 @@ def generate(suite, length, p_ignore, p, num, seed, alphabet, out, progress, tas
       ffbench generate --suite stress --length 128 --out stress.parquet
       ffbench generate --task undo --suite paper --length 64 --out undo.parquet
       ffbench generate --task undo --suite retraction --length 64 --out retraction.parquet
+      ffbench generate --task registers --registers 4 --suite stale --length 96 --out regs.parquet
     """
     from ffbench import datafiles, generate as gen
     from ffbench.resources import available_memory
 
     datafiles.file_format(out)
-    job = gen.plan(suite, length, p_ignore, p, num, seed, alphabet, task=task)
+    job = gen.plan(suite, length, p_ignore, p, num, seed, alphabet, task=task, registers_k=registers_k)
     job.check_fits(out, available_memory(), gen.free_space(out))
     t0 = time.perf_counter()
     chunks = job.chunks()
@@ -261,8 +264,10 @@ def _sampling_options(f):
               "(revision=..., trust_remote_code=true, api=chat, ...).")
 @_prompt_options
 @_task_option
+@click.option("--registers", "registers_k", type=int, metavar="K", help="--task registers: number of registers "
+              "of the example (default 2).")
 def render(rendering, length, p_ignore, seed, data, row, fewshot, mark, list_only, model, scoring, model_args,
-           chat_template, system_prompt, max_new_tokens, reasoning_budget, reasoning_end, task):
+           chat_template, system_prompt, max_new_tokens, reasoning_budget, reasoning_end, task, registers_k):
     """Show what a model reads: one sequence rendered, with every scored answer marked.
 
     With --model, the exact text that model receives and its token count (counted with its own
@@ -294,7 +299,11 @@ def render(rendering, length, p_ignore, seed, data, row, fewshot, mark, list_onl
             raise click.BadParameter(f"row {row} out of range (file has {ds.num} rows)", param_hint="--row")
         seq = ds.sequences[row]
     else:
-        seq = chosen.sample(chosen.distribution(p_ignore, length), 1, seed)[0]
+        if registers_k is not None and chosen.default_registers is None:
+            raise click.UsageError(f"--registers applies to --task registers only, not --task {chosen.name}")
+        if chosen.unit == 3 and length == 16:
+            length = 3 * (length // 2)  # the default 16 (8 two-character instructions) as 8 register instructions
+        seq = chosen.sample(chosen.dist(p_ignore, length, registers_k=registers_k), 1, seed)[0]
     demo = (rnd.demo_sequence() if chosen.name == tasks.DEFAULT else chosen.demo()) if fewshot else None
     out = rnd.render(seq, template, demo=demo)
     click.echo(f"# sequence: {language.to_strings(seq[None])[0]}")
@@ -422,11 +431,13 @@ def _csv(cast, name):
 @_stopping_options
 @price_options
 @_task_option
+@click.option("--registers", "registers_k", callback=_csv(int, "register counts"), metavar="K1,K2",
+              help="--task registers: numbers of registers to sweep (default 2); each K is its own set of cells.")
 def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, fewshot, per_read, model_args,
         base_url, api_key, batch_size, max_batch_tokens, alphabet, output_dir, progress, revision, registry, record,
         rescore, executor, workers, ray_address, chat_template, system_prompt, max_new_tokens, reasoning_budget,
         reasoning_end, dry_run, repeats, temperature, top_p, sampling_seed, stop_at_first_error, certify, max_cost,
-        price_in, price_out, price_cached_in, task):
+        price_in, price_out, price_cached_in, task, registers_k):
     """Measure a model's flip-flop read accuracy and glitch rate, with exact 95% intervals.
 
     Every read of every sequence is scored and kept (samples.parquet); dense scoring reads all
@@ -454,7 +465,7 @@ def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, few
     from ffbench import api, summary
 
     common = dict(suite=list(suite), data=list(data), lengths=lengths, p_ignore=p_ignore, num=num, seed=seed,
-                  render=renders or None, scoring=scorings, fewshot=fewshot, per_read=per_read, task=task,
+                  render=renders or None, scoring=scorings, fewshot=fewshot, per_read=per_read, task=task, registers=registers_k or None,
                   model_args=_model_args(model_args), alphabet=alphabet, batch_size=batch_size,
                   max_batch_tokens=max_batch_tokens, base_url=base_url, chat_template=chat_template,
                   system_prompt=system_prompt, max_new_tokens=max_new_tokens, reasoning_budget=reasoning_budget,

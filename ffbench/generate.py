@@ -50,16 +50,19 @@ def stress_chunks(length: int, seed: int | None = None, per_point: int | None = 
         yield datafiles.Chunk(arr, {"suite": ["stress"] * arr.shape[0], **columns})
 
 
-def retraction_chunks(length: int, seed: int | None = None, per_depth: int | None = None) -> Iterator[datafiles.Chunk]:
-    """UNDO's retraction chains at one length (``--task undo --suite retraction``), a chunk per depth,
-    labelled ``suite`` = retraction, ``family`` = retraction_chain and ``k`` = the depth."""
-    from ffbench import stress, undo
+def structured_chunks(name: str, length: int, seed: int | None = None, per: int | None = None,
+                      k: int | None = None) -> Iterator[datafiles.Chunk]:
+    """A task's structured family at one length, labelled ``suite`` = its name, with its per-row stress
+    columns: UNDO's ``retraction`` chains (``family`` retraction_chain, ``k`` = the depth), the
+    register task's ``stale`` reads (``family`` stale_register, ``distance``, ``placement`` = the filler)."""
+    from ffbench import registers, stress, undo
 
-    per = per_depth or undo.RETRACTION_NUM
-    for depth in undo.retraction_depths(length):
-        arr = undo.retraction_chains(length, depth, per, undo.RETRACTION_SEED if seed is None else seed)
-        columns = stress.arrow_columns({"family": ["retraction_chain"] * per, "k": [depth] * per})
-        yield datafiles.Chunk(arr, {"suite": ["retraction"] * per, **columns})
+    if name == "retraction":
+        arr, depths = undo.retraction_suite(length, per, undo.RETRACTION_SEED if seed is None else seed)
+        columns = {"family": ["retraction_chain"] * arr.shape[0], "k": depths}
+    else:
+        arr, columns = registers.stale_suite(length, k, per, registers.STALE_SEED if seed is None else seed)
+    yield datafiles.Chunk(arr, {"suite": [name] * arr.shape[0], **stress.arrow_columns(columns)})
 
 
 @dataclass
@@ -69,14 +72,11 @@ class Job:
     parts: list[Part]
     label_suite: bool
     stress: tuple[int, int | None, int | None] | None = None  # (length, seed, sequences per point)
-    retraction: tuple[int, int | None, int | None] | None = None  # (length, seed, sequences per depth)
+    structured: tuple | None = None  # a task's structured family: (name, length, seed, sequences per point, k)
 
     def rows(self) -> int:
-        if self.retraction is not None:
-            from ffbench import undo
-
-            length, _, per = self.retraction
-            return len(undo.retraction_depths(length)) * (per or undo.RETRACTION_NUM)
+        if self.structured is not None:
+            return sum(c.sequences.shape[0] for c in structured_chunks(*self.structured))
         if self.stress is not None:
             from ffbench import stress
 
@@ -85,18 +85,16 @@ class Job:
         return sum(part.num for part in self.parts)
 
     def tokens(self) -> int:
-        if self.retraction is not None:
-            return self.rows() * self.retraction[0]
+        if self.structured is not None:
+            return self.rows() * self.structured[1]
         return self.rows() * self.stress[0] if self.stress is not None else \
             sum(part.num * part.dist.length for part in self.parts)
 
     def describe(self) -> str:
-        if self.retraction is not None:
-            from ffbench import undo
-
-            length, seed, per = self.retraction
-            return f"UNDO retraction chains at T={length} (depths {', '.join(map(str, undo.retraction_depths(length)))}, " \
-                   f"{per or undo.RETRACTION_NUM} per depth, seed {undo.RETRACTION_SEED if seed is None else seed})"
+        if self.structured is not None:
+            name, length, seed, per, k = self.structured
+            return f"{name} at T={length}" + (f", {k} registers" if k else "") + \
+                (f", seed {seed}" if seed is not None else "") + (f", {per} per point" if per else "")
         if self.stress is not None:
             from ffbench import stress
 
@@ -111,8 +109,8 @@ class Job:
         compressible sequences, a byte per symbol in JSON lines)."""
         from ffbench.resources import gib
 
-        fixed = self.stress or self.retraction
-        length = fixed[0] if fixed is not None else max(part.dist.length for part in self.parts)
+        length = self.stress[0] if self.stress is not None else self.structured[1] if self.structured is not None \
+            else max(part.dist.length for part in self.parts)
         chunk = min(self.rows(), CHUNK_ROWS) * length * 4  # the sampled block, its text and the writer's copy
         if available is not None and chunk > 0.8 * available:
             raise UsageError(f"a chunk of {min(self.rows(), CHUNK_ROWS):,} sequences of length {length:,} needs about "
@@ -124,8 +122,8 @@ class Job:
                              f"{gib(free)} is free where {out!r} goes: use a smaller --num or --length")
 
     def chunks(self) -> Iterator[datafiles.Chunk]:
-        if self.retraction is not None:
-            return retraction_chunks(*self.retraction)
+        if self.structured is not None:
+            return structured_chunks(*self.structured)
         if self.stress is not None:
             return stress_chunks(*self.stress)
         return iter_chunks(self.parts, label_suite=self.label_suite)
@@ -143,13 +141,15 @@ def free_space(out: str) -> int | None:
 
 
 def plan(suite: str | None, length: int | None, p_ignore: float | None, p: tuple | None, num: int | None,
-         seed: int | None, alphabet: int = 2, task: str | None = None) -> Job:
+         seed: int | None, alphabet: int = 2, task: str | None = None, registers_k: int | None = None) -> Job:
     """The job for ``ffbench generate``'s options; every bad combination is a UsageError."""
     if p_ignore is not None and p is not None:
         raise UsageError("give either --p-ignore or --p, not both")
     chosen = tasks.get(task)
+    if registers_k is not None and chosen.default_registers is None:
+        raise UsageError(f"--registers applies to --task registers only, not --task {chosen.name}")
     if chosen.name != tasks.DEFAULT:
-        return _task_plan(chosen, suite, length, p_ignore, p, num, seed, alphabet)
+        return _task_plan(chosen, suite, length, p_ignore, p, num, seed, alphabet, registers_k)
     if suite is not None:
         if p_ignore is not None or p is not None:
             raise UsageError("--suite fixes the distribution; drop --p-ignore/--p or drop --suite")
@@ -171,30 +171,37 @@ def plan(suite: str | None, length: int | None, p_ignore: float | None, p: tuple
     return Job([Part("custom", dist, num, 0 if seed is None else seed)], False)
 
 
-def _task_plan(task: tasks.Task, suite, length, p_ignore, p, num, seed, alphabet) -> Job:
+def _task_plan(task: tasks.Task, suite, length, p_ignore, p, num, seed, alphabet, k=None) -> Job:
     """``ffbench generate --task NAME`` for a task other than ffl: its presets, its structured
     families, or one i.i.d. set of its language."""
     task.check_alphabet(alphabet)
-    length = 512 if length is None else length
+    k = k or task.default_registers
+    if k is not None and (isinstance(k, bool) or not 1 <= k <= 8):
+        raise UsageError(f"--registers must be between 1 and 8, got {k}")
+    length = task.default_length if length is None else length
+    task.dist(0.5, length, alphabet, k)  # validates the length
     if suite is not None:
         if p_ignore is not None or p is not None:
             raise UsageError("--suite fixes the distribution; drop --p-ignore/--p or drop --suite")
         if suite == "stress":
             raise UsageError(f"the stress grid is the flip-flop language's: with --task {task.name} use "
                              f"--suite {', '.join(task.structured) or 'in_dist'}")
-        if suite == "retraction" and "retraction" in task.structured:
-            from ffbench import undo
-
-            if not undo.retraction_depths(length):
-                raise UsageError(f"no retraction chain fits length {length}: use --length 8 or more")
-            return Job([], True, retraction=(length, seed, num))
-        parts = [Part(s.name, task.distribution(s.p_ignore, length, alphabet), num or s.num,
+        if suite in task.structured:
+            job = Job([], True, structured=(suite, length, seed, num, k))
+            try:
+                next(structured_chunks(suite, length, seed, 1, k))  # what does not fit is refused before work
+            except UsageError as exc:
+                raise UsageError(f"--suite {suite}: {exc}") from None
+            return job
+        parts = [Part(s.name, task.dist(s.p_ignore, length, alphabet, k), num or s.num,
                       s.seed if seed is None else seed, task.name) for s in task.resolve_suites(suite)]
         return Job(parts, True)
     if num is None:
         raise UsageError("--num is required without --suite")
-    dist = task.distribution_of_p(p, length, alphabet) if p is not None else \
-        task.distribution(0.7 if p_ignore is None else p_ignore, length, alphabet)
+    if p is not None:
+        dist = task.distribution_of_p(p, length, alphabet, k) if k else task.distribution_of_p(p, length, alphabet)
+    else:
+        dist = task.dist(task.suites["in_dist"].p_ignore if p_ignore is None else p_ignore, length, alphabet, k)
     return Job([Part("custom", dist, num, 0 if seed is None else seed, task.name)], False)
 
 

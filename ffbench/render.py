@@ -48,6 +48,13 @@ class Template:
     answer_pattern: str = ""
     chat: bool = False  # an instruction for chat models: local models read it inside their chat template
     undo: tuple[str, ...] | str = ""  # the piece of an undo (``--task undo``); empty: the rendering has none
+    # Register names (``--task registers``): the rendering reads three-character instructions ``wa1`` and
+    # its pieces name the register with ``{register}``; empty: two-character instructions ``w1``.
+    registers: tuple[str, ...] | str = ""
+
+    @property
+    def register_names(self) -> tuple[str, ...]:
+        return tuple(self.registers) if isinstance(self.registers, tuple) else ()
 
     def max_alphabet(self) -> int:
         sizes = [len(f) for f in (self.write, self.ignore, self.answers, self.undo) if isinstance(f, tuple)]
@@ -149,7 +156,10 @@ def _check_placeholders(template: Template, where: str) -> None:
             except (KeyError, IndexError, ValueError) as exc:
                 raise UsageError(f"{where}: field {name!r} has an unknown or malformed placeholder ({exc}); "
                                  f"it may use only {allowed[name]}") from None
-    stray = re.findall(r"\{[A-Za-z_][A-Za-z0-9_]*\}", template.read.replace("{answer}", "", 1))
+    if template.registers and not isinstance(template.registers, tuple):
+        raise UsageError(f"{where}: field 'registers' must be a list of register names")
+    read = template.read.replace("{answer}", "", 1).replace("{register}", "" if template.registers else "{register}")
+    stray = re.findall(r"\{[A-Za-z_][A-Za-z0-9_]*\}", read)
     if stray:
         raise UsageError(f"{where}: unknown placeholder {stray[0]} in 'read' (it holds only {{answer}})")
     sizes = [len(f) for f in (template.write, template.ignore, template.answers) if isinstance(f, tuple)]
@@ -171,7 +181,27 @@ def check_alphabet(template: Template, alphabet: int) -> None:
 
 
 def _piece(field: tuple[str, ...] | str, value: int) -> str:
-    return field[value] if isinstance(field, tuple) else field.format(value=value)
+    if isinstance(field, tuple):
+        return field[value]
+    return field.replace("{register}", "\0").format(value=value).replace("\0", "{register}")
+
+
+def _register_tables(template: Template, alphabet: int):
+    """Pieces of a registers rendering, indexed ``(kind * K + register) * M + value`` (kind w, r, i)."""
+    names = template.register_names
+    head, tail = template.read.split("{answer}")
+    pieces, answer_at = [], []
+    for kind in ("w", "r", "i"):
+        for name in names:
+            for v in range(alphabet):
+                if kind == "r":
+                    h = head.replace("{register}", name)
+                    pieces.append(h + _piece(template.answers, v) + tail.replace("{register}", name))
+                    answer_at.append(len(h))
+                else:
+                    pieces.append(_piece(template.write if kind == "w" else template.ignore, v).replace("{register}", name))
+                    answer_at.append(-1)
+    return pieces, np.array([len(p) for p in pieces], dtype=np.int64), np.array(answer_at, dtype=np.int64)
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -179,6 +209,8 @@ def _piece(field: tuple[str, ...] | str, value: int) -> str:
 def _tables(template: Template, alphabet: int):
     """Piece text and answer offset for every (instruction, value), indexed ``kind * M + value``."""
     check_alphabet(template, alphabet)
+    if template.registers:
+        return _register_tables(template, alphabet)
     head, tail = template.read.split("{answer}")
     pieces, answer_at = [], []
     for kind in ("w", "r", "i", "u"):
@@ -209,6 +241,9 @@ _KIND[language.W], _KIND[language.R], _KIND[language.I], _KIND[ord("u")] = 0, 1,
 
 def check_task(template: Template, task) -> None:
     """UsageError when the template cannot render every instruction of ``task`` (a :class:`ffbench.tasks.Task`)."""
+    if template.registers and task.piece != "registers":
+        raise UsageError(f"rendering {template.name!r} reads three-character register instructions: use it with "
+                         f"--task registers, or use {task.default_render} for --task {task.name}")
     if task.piece and not getattr(template, task.piece):
         raise UsageError(f"rendering {template.name!r} has no {task.piece!r} piece, so it cannot render --task "
                          f"{task.name} (use {task.default_render}, or a template with an {task.piece!r} field)")
@@ -217,6 +252,8 @@ def check_task(template: Template, task) -> None:
 def _body(seq: np.ndarray, template: Template, alphabet: int, offset: int):
     """Render one sequence's instructions; spans are shifted by ``offset``."""
     pieces, lengths, answer_at = _tables(template, alphabet)
+    if template.registers:
+        return _register_body(seq, template, alphabet, offset, pieces, lengths, answer_at)
     if len(pieces) == 3 * alphabet and (seq[0::2] == ord("u")).any():
         raise UsageError(f"rendering {template.name!r} has no 'undo' piece, so it cannot render an undo sequence")
     ids = _KIND[seq[0::2]] * alphabet + (seq[1::2].astype(np.int64) - language.ZERO)
@@ -229,6 +266,27 @@ def _body(seq: np.ndarray, template: Template, alphabet: int, offset: int):
     spans = np.stack([span_start, span_start + answer_len[values]], axis=1)
     text = template.separator.join([pieces[k] for k in ids.tolist()])
     return text, spans, values
+
+
+def _register_body(seq: np.ndarray, template: Template, alphabet: int, offset: int, pieces, lengths, answer_at):
+    """:func:`_body` for three-character instructions (operation, register, value)."""
+    if len(seq) % 3:
+        raise UsageError(f"rendering {template.name!r} reads three-character instructions (--task registers), "
+                         f"got a sequence of length {len(seq)}")
+    k = len(template.register_names)
+    op, reg = seq[0::3], seq[1::3].astype(np.int64) - ord("a")
+    if (reg >= k).any():
+        raise UsageError(f"rendering {template.name!r} names {k} registers, the sequence uses register "
+                         f"{chr(int(reg.max()) + ord('a'))!r}")
+    values = seq[2::3].astype(np.int64) - language.ZERO
+    ids = (_KIND[op] * k + reg) * alphabet + values
+    sep = len(template.separator)
+    starts = offset + np.concatenate(([0], np.cumsum(lengths[ids] + sep)[:-1]))
+    is_read = op == language.R
+    span_start = starts[is_read] + answer_at[ids[is_read]]
+    answer_len = np.array([len(c) for c in template.choices(alphabet)], dtype=np.int64)
+    spans = np.stack([span_start, span_start + answer_len[values[is_read]]], axis=1)
+    return template.separator.join([pieces[j] for j in ids.tolist()]), spans, values[is_read]
 
 
 def demo_sequence(length: int = DEMO_LENGTH, alphabet: int = 2, seed: int = DEMO_SEED) -> np.ndarray:

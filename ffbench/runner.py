@@ -74,8 +74,9 @@ class RunConfig:
     sampling_seed: int | None = None
     # The task's language (ffbench.tasks); None = ffl, the flip-flop language, as before tasks existed.
     task: str | None = None
+    registers: list[int] | None = None  # --task registers: the numbers of registers to sweep (None: the default)
 
-    ADDED_LATER = ("repeats", "temperature", "top_p", "sampling_seed", "task")
+    ADDED_LATER = ("repeats", "temperature", "top_p", "sampling_seed", "task", "registers")
 
     def as_dict(self) -> dict:
         """The config; fields added later are left out while unset, so a run without them keeps
@@ -146,7 +147,7 @@ def plan(cfg: RunConfig, store: SequenceStore | None = None) -> Plan:
     _check_sampling(cfg)
     store = store or SequenceStore()
     sources = plan_sources(cfg.suites, cfg.data, cfg.lengths, cfg.p_ignore, cfg.num, cfg.seed, cfg.alphabet, store,
-                           task=cfg.task)
+                           task=cfg.task, registers_k=cfg.registers)
     check_fits(sources, available_memory())  # before a single sequence is generated
     config = cfg.as_dict()
     cells = [Cell(src, r, s, variant_of(config, s, chat=templates[r].chat, asks=templates[r].chat or bool(templates[r].ask)))
@@ -522,10 +523,10 @@ def score_shard(backend, p: Plan, cell: Cell, start: int, stop: int):
     }
     columns.update(stress_columns(p.store.columns(cell.source), reads.seq_index[lo:hi]))
     assert tuple(columns)[: len(SAMPLE_COLUMNS)] == SAMPLE_COLUMNS
-    if p.config.task == "undo":  # the toggle heuristic's answer to each read, beside the model's
-        from ffbench import undo
-
-        columns["toggle"] = pa.array(undo.toggle_predictions(p.store.sequences(cell.source)[start:stop]))
+    heuristic = tasks.get(p.config.task).heuristic
+    if heuristic is not None:  # a reference heuristic's answer to each read (undo: the toggle), beside the model's
+        name, answers = heuristic
+        columns[name] = pa.array(answers(p.store.sequences(cell.source)[start:stop]))
     if outcome.repeats is not None:  # --repeats K > 1: every answer, beside the majority in `prediction`
         columns["repeats"] = pa.array(np.full(n, outcome.repeats.shape[1], np.int32))
         columns["wrong_repeats"] = pa.array((outcome.repeats != target[:, None]).sum(axis=1).astype(np.int32))
@@ -623,7 +624,7 @@ def cell_result(cell: Cell, num_sequences: int, table, sha: str) -> CellResult:
     invalid = table.column("invalid").to_numpy()
     truncated = table.column("truncated").to_numpy()
     per_read = table.column("per_read").to_numpy()
-    slot = (table.column("position").to_numpy() - 1) // 2
+    slot = tasks.get(cell.source.task).slot(table.column("position").to_numpy())
     counts = metrics.summarize(correct, invalid, truncated)
     by_point, tolerances = stress_breakdown(table)
     return CellResult(

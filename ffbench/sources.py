@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ffbench import datafiles, language, tasks, undo
+from ffbench import datafiles, language, registers, tasks, undo
 from ffbench.errors import FFBenchError, UsageError
 
 DEFAULT_NUM = 1000  # sequences of an FFL(p) set unless --num says otherwise
@@ -48,6 +48,7 @@ class SourceSpec:
     part: str | None = None  # the value of the file's 'suite' column this source selects
     per_point: int | None = None  # stress grid: sequences per point (None: each point's own number)
     task: str | None = None  # the task's language (ffbench.tasks); None: ffl, so ffl specs are as before
+    registers: int | None = None  # --task registers: the number of registers k
 
     def as_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -109,13 +110,16 @@ class SequenceStore:
         if spec.kind == "stress":
             arr, self._columns[spec] = stress.sample_suite(spec.length, spec.seed, spec.per_point)
             return arr
+        if spec.kind == "stale":
+            arr, self._columns[spec] = registers.stale_suite(spec.length, spec.registers, spec.per_point, spec.seed)
+            return arr
         if spec.kind == "retraction":
             arr, depths = undo.retraction_suite(spec.length, spec.per_point, spec.seed)
             self._columns[spec] = {"family": ["retraction_chain"] * arr.shape[0], "k": depths}
             return arr
         if spec.kind in ("suite", "ffl"):
             task = tasks.get(spec.task)
-            return task.sample(task.distribution(spec.p_ignore, spec.length, spec.alphabet), spec.num, spec.seed)
+            return task.sample(task.dist(spec.p_ignore, spec.length, spec.alphabet, spec.registers), spec.num, spec.seed)
         raise FFBenchError(f"unknown source kind {spec.kind!r}")
 
 
@@ -137,12 +141,20 @@ def _part_rows(ds: datafiles.Dataset, part: str | None) -> np.ndarray:
 # ----------------------------------------------------------------------------- planning
 def plan_sources(suites: list[str], data: list[str], lengths: list[int], p_ignore: list[float],
                  num: int | None, seed: int | None, alphabet: int = 2,
-                 store: SequenceStore | None = None, task: str | None = None) -> list[SourceSpec]:
+                 store: SequenceStore | None = None, task: str | None = None,
+                 registers_k: list[int] | None = None) -> list[SourceSpec]:
     """Every set of sequences a run scores, validated. Without suites, files or FFL sets: the paper suites
     (of ``task``'s language, :mod:`ffbench.tasks`; None: ffl)."""
     store = store or SequenceStore()
-    if task is not None and tasks.get(task).name != tasks.DEFAULT:
-        return _task_sources(tasks.get(task), suites, data, lengths, p_ignore, num, seed, alphabet, store)
+    chosen = tasks.get(task)
+    if registers_k and chosen.default_registers is None:
+        raise UsageError(f"--registers applies to --task registers only, not --task {chosen.name}")
+    if chosen.name != tasks.DEFAULT:
+        specs = []
+        for n, k in enumerate(registers_k or [chosen.default_registers]):  # data files once: they hold their own k
+            specs += _task_sources(chosen, suites, data if n == 0 else [], lengths, p_ignore, num, seed, alphabet,
+                                   store, k, len(registers_k or []) > 1)
+        return specs
     if num is not None and (isinstance(num, bool) or num <= 0):
         raise UsageError(f"--num must be a positive integer, got {num}")
     if seed is not None and seed < 0:
@@ -170,37 +182,48 @@ def plan_sources(suites: list[str], data: list[str], lengths: list[int], p_ignor
 
 
 def _task_sources(task: tasks.Task, suites: list[str], data: list[str], lengths: list[int], p_ignore: list[float],
-                  num: int | None, seed: int | None, alphabet: int, store: SequenceStore) -> list[SourceSpec]:
-    """The sources of a task other than ffl: its presets, its structured families, UNDO(p) sets, data files."""
+                  num: int | None, seed: int | None, alphabet: int, store: SequenceStore, k: int | None = None,
+                  name_k: bool = False) -> list[SourceSpec]:
+    """The sources of a task other than ffl: its presets, its structured families, i.i.d. sets of its
+    language, data files. ``k``: registers of the register task (labels end in ``_k<K>`` when ``name_k``
+    or k is not the default, so the cells of a sweep over k never share a key)."""
     task.check_alphabet(alphabet)
+    suffix = f"_k{k}" if k is not None and (name_k or k != task.default_registers) else ""
+    if k is not None and (isinstance(k, bool) or not 1 <= k <= registers.MAX_REGISTERS):
+        raise UsageError(f"--registers must be between 1 and {registers.MAX_REGISTERS}, got {k}")
     if num is not None and (isinstance(num, bool) or num <= 0):
         raise UsageError(f"--num must be a positive integer, got {num}")
     for length in lengths:
-        _usage(lambda length=length: task.distribution(0.5, length, alphabet))
+        _usage(lambda length=length: task.dist(0.5, length, alphabet, k))
     for p in p_ignore:
-        _usage(lambda p=p: task.distribution(p, 16, alphabet))
+        _usage(lambda p=p: task.dist(p, task.default_length, alphabet, k))
     specs: list[SourceSpec] = []
     for name in (suites or ([] if (data or p_ignore) else ["paper"])):
         if name == "stress":
             raise UsageError(f"the stress grid is the flip-flop language's: with --task {task.name} use "
                              f"--suite {', '.join(task.structured) or 'in_dist'}")
         if name in task.structured:
-            for length in lengths or [512]:
+            for length in lengths or [task.default_length]:
                 if name == "retraction":
                     _usage(lambda length=length: undo.retraction_suite(length, 1))
-                per = num or undo.RETRACTION_NUM
-                specs.append(SourceSpec(name, name, length, per * len(undo.retraction_depths(length)), None,
-                                        undo.RETRACTION_SEED if seed is None else seed, alphabet, per_point=num,
-                                        task=task.name))
+                    rows, default_seed = len(undo.retraction_depths(length)) * (num or undo.RETRACTION_NUM), \
+                        undo.RETRACTION_SEED
+                else:
+                    rows = _usage(lambda length=length: registers.stale_suite(length, k, 1))[0].shape[0] * \
+                        (num or registers.STALE_NUM)
+                    default_seed = registers.STALE_SEED
+                specs.append(SourceSpec(name, name + suffix, length, rows, None,
+                                        default_seed if seed is None else seed, alphabet, per_point=num,
+                                        task=task.name, registers=k))
             continue
         for suite in task.resolve_suites(name):
             for length in lengths or [suite.length]:
-                specs.append(SourceSpec("suite", suite.name, length, num or suite.num, suite.p_ignore,
-                                        suite.seed if seed is None else seed, alphabet, task=task.name))
+                specs.append(SourceSpec("suite", suite.name + suffix, length, num or suite.num, suite.p_ignore,
+                                        suite.seed if seed is None else seed, alphabet, task=task.name, registers=k))
     for p in p_ignore:
-        for length in lengths or [512]:
-            specs.append(SourceSpec("ffl", f"{task.name}{p:g}", length, num or DEFAULT_NUM, p,
-                                    DEFAULT_SEED if seed is None else seed, alphabet, task=task.name))
+        for length in lengths or [task.default_length]:
+            specs.append(SourceSpec("ffl", f"{task.name}{p:g}{suffix}", length, num or DEFAULT_NUM, p,
+                                    DEFAULT_SEED if seed is None else seed, alphabet, task=task.name, registers=k))
     for path in data:
         try:
             ds = store.file(str(Path(path).resolve()), alphabet, task.name)

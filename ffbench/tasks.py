@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ffbench import language, undo
+from ffbench import language, registers, undo
 from ffbench.errors import UsageError
 
 DEFAULT = "ffl"
@@ -59,7 +59,14 @@ class Task:
     structured: dict[str, str] = field(default_factory=dict)  # suite name -> description (built, not i.i.d.)
     binary: bool = False  # data alphabet fixed at 2
     supports: frozenset = frozenset()  # features beyond the plain run: "stress", "hunt", "lmeval", "inspect"
+    unit: int = 2  # characters per instruction in the compact string (its last one is the data symbol)
+    default_length: int = 512
+    heuristic: tuple[str, Callable] | None = None  # (samples column, arr -> per-read answers) of a reference heuristic
+    default_registers: int | None = None  # --registers K: the tasks that name registers
 
+    def slot(self, position: np.ndarray) -> np.ndarray:
+        """Instruction index of a read's answer position."""
+        return (np.asarray(position) - (self.unit - 1)) // self.unit
     def sample(self, dist, num: int, seed: int) -> np.ndarray:
         return np.concatenate(list(self.iter_sample(dist, num, seed)))
 
@@ -81,12 +88,20 @@ class Task:
         known = ", ".join([*self.suites, *self.groups, *self.structured])
         raise UsageError(f"unknown suite {name!r} for --task {self.name} (known: {known})")
 
+    def dist(self, p_ignore: float, length: int, alphabet: int = 2, registers_k: int | None = None):
+        """The task's distribution at p_ignore (``registers_k`` only for the tasks that name registers)."""
+        if self.default_registers is not None:
+            return self.distribution(p_ignore, length, alphabet, registers_k or self.default_registers)
+        return self.distribution(p_ignore, length, alphabet)
+
     def demo(self, alphabet: int = 2) -> np.ndarray:
         """The fixed few-shot demonstration: a length-16 sequence with every instruction equally likely,
         the first of a seeded draw that shows every instruction (ffl's is ``ffbench.render.demo_sequence``)."""
         k = len(self.instructions)
-        rows = self.sample(self.distribution_of_p((1 / k,) * k, DEMO_LENGTH, alphabet), 64, DEMO_SEED)
-        shows_all = [all((row[0::2] == ord(c)).any() for c in self.instructions) for row in rows]
+        length = DEMO_LENGTH if self.unit == 2 else 3 * (DEMO_LENGTH // 2)
+        dist = self.distribution_of_p((1 / k,) * k, length, alphabet)
+        rows = self.sample(dist, 64, DEMO_SEED)
+        shows_all = [all((row[0 :: self.unit] == ord(c)).any() for c in self.instructions) for row in rows]
         return rows[shows_all.index(True) if True in shows_all else 0]
 
 
@@ -110,6 +125,16 @@ def _undo_of_p(p: tuple, length: int, alphabet: int):
 
 def _undo_iter(dist, num, seed, chunk_rows=8 * language.BLOCK_ROWS) -> Iterator[np.ndarray]:
     return undo.iter_sample(dist, num, seed, chunk_rows)
+
+
+def _registers_of_p(p: tuple, length: int, alphabet: int, k: int = 2):
+    if len(p) != 3:
+        raise UsageError(f"--p takes three probabilities W,R,I with --task registers, got {len(p)}")
+    return registers.Registers(length, k, *p)
+
+
+def _registers_iter(dist, num, seed, chunk_rows=8 * language.BLOCK_ROWS) -> Iterator[np.ndarray]:
+    return registers.iter_sample(dist, num, seed, chunk_rows)
 
 
 TASKS: dict[str, Task] = {
@@ -137,7 +162,26 @@ TASKS: dict[str, Task] = {
         },
         groups={"paper": ("in_dist", "sparse", "dense")},
         structured={"retraction": "deep retraction chains on which the toggle heuristic is always wrong"},
-        binary=True, supports=frozenset(),
+        binary=True, supports=frozenset(), heuristic=("toggle", undo.toggle_predictions),
+    ),
+    "registers": Task(
+        name="registers", description="k named registers: a read returns the most recent write to its register",
+        instructions="wri", piece="registers", default_render="symbolic_registers",
+        distribution=lambda p, length, alphabet=2, k=2: registers.Registers.from_p_ignore(p, length, k),
+        distribution_of_p=_registers_of_p, iter_sample=_registers_iter,
+        first_violation=registers.first_violation, validate=registers.validate,
+        extract_reads=registers.extract_reads,
+        answer_rule="the bit of the most recent write to the read's register",
+        suites={
+            "in_dist": TaskSuite("in_dist", 0.8, 1_000, seed=1_000, length=384,
+                                 description="in-distribution Registers(0.8): p_w = p_r = 0.1"),
+            "sparse": TaskSuite("sparse", 0.98, 10_000, seed=2_000, length=384, description="sparse tail Registers(0.98)"),
+            "dense": TaskSuite("dense", 0.1, 3_000, seed=3_000, length=384, description="dense tail Registers(0.1)"),
+        },
+        groups={"paper": ("in_dist", "sparse", "dense")},
+        structured={"stale": "reads of a register not written for a long time, past interleaved writes"},
+        binary=True, supports=frozenset(), unit=3, default_length=384,
+        heuristic=("one_variable", registers.one_variable_predictions), default_registers=2,
     ),
 }
 
