@@ -14,6 +14,7 @@ reads a finished run; both return :class:`ffbench.schema.RunResults`, whose ``.c
 from __future__ import annotations
 
 from ffbench.schema import RunResults
+from ffbench.errors import UsageError
 
 
 def _list(value) -> list:
@@ -38,7 +39,8 @@ def evaluate(model: str, suite=None, data=None, lengths=None, p_ignore=None, num
              certify: float | None = None, max_cost: float | None = None, price_in: float | None = None,
              price_out: float | None = None, repeats: int | None = None, temperature: float | None = None,
              top_p: float | None = None, sampling_seed: int | None = None,
-             price_cached_in: float | None = None, task: str | None = None, registers=None) -> RunResults:
+             price_cached_in: float | None = None, task: str | None = None, registers=None,
+             context_tokens=None) -> RunResults:
     """Score ``model`` (a ``provider/model`` spec) exactly as ``ffbench run`` does and return the results.
 
     Lists may be given as Python lists or comma-separated strings. The run directory (``output_dir``,
@@ -52,7 +54,8 @@ def evaluate(model: str, suite=None, data=None, lengths=None, p_ignore=None, num
     ``workers`` Ray actors (:mod:`ffbench.executors`), with identical results. ``repeats``,
     ``temperature``, ``top_p`` and ``sampling_seed`` sample greedy reads (:mod:`ffbench.sampling`).
     ``task`` (``ffl`` by default, ``undo``, ``registers``) picks the language (:mod:`ffbench.tasks`);
-    ``registers`` (with ``task="registers"``) the numbers of registers to sweep; ``render`` defaults to
+    ``registers`` (with ``task="registers"``) the numbers of registers to sweep; ``context_tokens``
+    (with ``task="haystack"``) lengths as token budgets of the model's own tokenizer; ``render`` defaults to
     the task's own rendering (``symbolic``, ``symbolic_undo``, ``symbolic_registers``).
     """
     from ffbench import runner
@@ -64,7 +67,8 @@ def evaluate(model: str, suite=None, data=None, lengths=None, p_ignore=None, num
     cfg, ref, out = _configure(model, suite, data, lengths, p_ignore, num, seed, render, scoring, fewshot, per_read,
                                model_args, alphabet, batch_size, max_batch_tokens, output_dir, base_url, api_key,
                                chat_template, system_prompt, max_new_tokens, reasoning_budget, reasoning_end, echo,
-                               (repeats, temperature, top_p, sampling_seed), task=task, registers=registers)
+                               (repeats, temperature, top_p, sampling_seed), task=task, registers=registers,
+                               context_tokens=context_tokens)
     results = runner.run(cfg, out, ref, progress=progress, echo=echo or (lambda m: None), rescore=rescore,
                          control=control, executor=executor, workers=workers, ray_address=ray_address)
     if record and results.complete:
@@ -82,7 +86,7 @@ def preflight(model: str, suite=None, data=None, lengths=None, p_ignore=None, nu
               reasoning_budget: int | None = None, reasoning_end: str | None = None,
               price_in: float | None = None, price_out: float | None = None, repeats: int | None = None,
               temperature: float | None = None, top_p: float | None = None, sampling_seed: int | None = None,
-              price_cached_in: float | None = None, task: str | None = None, registers=None):
+              price_cached_in: float | None = None, task: str | None = None, registers=None, context_tokens=None):
     """What :func:`evaluate` with the same arguments would send (``ffbench run --dry-run``): requests,
     prompt tokens, generation budget, longest prompt against the context and cost (prices in USD
     per million tokens), per cell and in total. Loads a tokenizer at most; writes nothing.
@@ -94,14 +98,14 @@ def preflight(model: str, suite=None, data=None, lengths=None, p_ignore=None, nu
                              model_args, alphabet, batch_size, max_batch_tokens, None, base_url, None, chat_template,
                              system_prompt, max_new_tokens, reasoning_budget, reasoning_end, None,
                              (repeats, temperature, top_p, sampling_seed), need_key=False, task=task,
-                             registers=registers)
+                             registers=registers, context_tokens=context_tokens)
     return runner.dry_run(cfg, ref, Prices(price_in, price_out, price_cached_in))
 
 
 def _configure(spec, suite, data, lengths, p_ignore, num, seed, render, scoring, fewshot, per_read, model_args,
                alphabet, batch_size, max_batch_tokens, output_dir, base_url, api_key, chat_template, system_prompt,
                max_new_tokens, reasoning_budget, reasoning_end, echo, sampling=(None, None, None, None),
-               need_key=True, task: str | None = None, registers=None):
+               need_key=True, task: str | None = None, registers=None, context_tokens=None):
     """The run config, model reference and run directory of one call (usage errors raised here;
     ``need_key``: a remote model without an API key is one, as a run would send requests)."""
     import os
@@ -119,6 +123,14 @@ def _configure(spec, suite, data, lengths, p_ignore, num, seed, render, scoring,
     if reasoning_end == prompting.DEFAULT_REASONING_END:
         reasoning_end = None  # the default spelled out is the same run
     lengths = [int(x) for x in _list(lengths)]
+    budgets = [int(x) for x in _list(context_tokens)] or None
+    if budgets:  # --context-tokens: the lengths whose rendering takes that many of the model's tokens
+        chosen.requires("context_tokens", "--context-tokens")
+        if lengths:
+            raise UsageError("give --length or --context-tokens, not both")
+        from ffbench import preflight, render as rnd
+
+        lengths = preflight.lengths_for_tokens(model, rnd.load_template(_list(render)[0]), chosen, budgets, alphabet)
     if not lengths and (n := model.default_length()):
         lengths = [n]
     cfg = runner.RunConfig(model=model.spec, model_args=model.recorded_args, suites=_list(suite),
@@ -130,7 +142,8 @@ def _configure(spec, suite, data, lengths, p_ignore, num, seed, render, scoring,
                            max_new_tokens=max_new_tokens, reasoning_budget=reasoning_budget or None,
                            reasoning_end=reasoning_end, repeats=None if sampling[0] in (None, 1) else int(sampling[0]),
                            temperature=sampling[1], top_p=sampling[2], sampling_seed=sampling[3],
-                           task=tasks.config_value(task), registers=[int(k) for k in _list(registers)] or None)
+                           task=tasks.config_value(task), registers=[int(k) for k in _list(registers)] or None,
+                           context_tokens=budgets)
     out = output_dir or runner.default_output_dir(cfg)
     ref = model.connect(RunDir(out).request_cache, echo)
     return cfg, ref, out

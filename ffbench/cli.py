@@ -32,11 +32,12 @@ def _probabilities(ctx, param, value):
 
 
 TASK_HELP = ("Task: ffl (the flip-flop language, default), undo (UNDO flip-flop: 'u' restores the value before "
-             "the last write not yet undone) or registers (k named registers: wa1 wb0 rb0). See docs/tasks.md.")
+             "the last write not yet undone), registers (k named registers: wa1 wb0 rb0) or haystack (flip-flops "
+             "hidden in a long story). See docs/tasks.md.")
 
 
 def _task_option(f):
-    return click.option("--task", default="ffl", show_default=True, metavar="ffl|undo|registers", help=TASK_HELP)(f)
+    return click.option("--task", default="ffl", show_default=True, metavar="ffl|undo|registers|haystack", help=TASK_HELP)(f)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -433,11 +434,14 @@ def _csv(cast, name):
 @_task_option
 @click.option("--registers", "registers_k", callback=_csv(int, "register counts"), metavar="K1,K2",
               help="--task registers: numbers of registers to sweep (default 2); each K is its own set of cells.")
+@click.option("--context-tokens", "context_tokens", callback=_csv(int, "token counts"), metavar="N1,N2",
+              help="--task haystack: lengths as token budgets (e.g. 1000,4000,16000): each becomes the longest T "
+                   "whose rendering takes at most N tokens of the model's own tokenizer (instead of --length).")
 def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, fewshot, per_read, model_args,
         base_url, api_key, batch_size, max_batch_tokens, alphabet, output_dir, progress, revision, registry, record,
         rescore, executor, workers, ray_address, chat_template, system_prompt, max_new_tokens, reasoning_budget,
         reasoning_end, dry_run, repeats, temperature, top_p, sampling_seed, stop_at_first_error, certify, max_cost,
-        price_in, price_out, price_cached_in, task, registers_k):
+        price_in, price_out, price_cached_in, task, registers_k, context_tokens):
     """Measure a model's flip-flop read accuracy and glitch rate, with exact 95% intervals.
 
     Every read of every sequence is scored and kept (samples.parquet); dense scoring reads all
@@ -457,6 +461,7 @@ def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, few
       ffbench run --model hf/Qwen/Qwen3-0.6B --render chat,lightswitch_chat --scoring greedy \\
         --max-new-tokens 16 --reasoning-budget 2048 --length 64 --num 100 --dry-run
       ffbench run --model hf/./my-undo-model --task undo --suite in_dist,retraction --length 64
+      ffbench run --model hf/Qwen/Qwen2.5-0.5B --task haystack --context-tokens 1000,4000,16000 --num 50
 
     --stop-at-first-error, --certify and --max-cost may stop the run before every sequence is scored
     (stop_reason in results.json and the summary say why); rerunning with the same flags returns the
@@ -466,6 +471,7 @@ def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, few
 
     common = dict(suite=list(suite), data=list(data), lengths=lengths, p_ignore=p_ignore, num=num, seed=seed,
                   render=renders or None, scoring=scorings, fewshot=fewshot, per_read=per_read, task=task, registers=registers_k or None,
+                  context_tokens=context_tokens or None,
                   model_args=_model_args(model_args), alphabet=alphabet, batch_size=batch_size,
                   max_batch_tokens=max_batch_tokens, base_url=base_url, chat_template=chat_template,
                   system_prompt=system_prompt, max_new_tokens=max_new_tokens, reasoning_budget=reasoning_budget,

@@ -185,7 +185,7 @@ def _task_plan(task: tasks.Task, suite, length, p_ignore, p, num, seed, alphabet
             raise UsageError("--suite fixes the distribution; drop --p-ignore/--p or drop --suite")
         if suite == "stress":
             raise UsageError(f"the stress grid is the flip-flop language's: with --task {task.name} use "
-                             f"--suite {', '.join(task.structured) or 'in_dist'}")
+                             f"--suite {', '.join(task.structured) or ', '.join(task.suites)}")
         if suite in task.structured:
             job = Job([], True, structured=(suite, length, seed, num, k))
             try:
@@ -193,7 +193,7 @@ def _task_plan(task: tasks.Task, suite, length, p_ignore, p, num, seed, alphabet
             except UsageError as exc:
                 raise UsageError(f"--suite {suite}: {exc}") from None
             return job
-        parts = [Part(s.name, task.dist(s.p_ignore, length, alphabet, k), num or s.num,
+        parts = [Part(s.name, task.suite_dist(s.name, s.p_ignore, length, alphabet, k), num or s.num,
                       s.seed if seed is None else seed, task.name) for s in task.resolve_suites(suite)]
         return Job(parts, True)
     if num is None:

@@ -30,6 +30,7 @@ from ffbench.resources import resource_dir
 
 DEMO_LENGTH = 16
 DEMO_SEED = 16_016
+FILLER_STRIDE = 37  # coprime with any bank size below 37: consecutive ignores walk the whole bank
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,9 @@ class Template:
     # Register names (``--task registers``): the rendering reads three-character instructions ``wa1`` and
     # its pieces name the register with ``{register}``; empty: two-character instructions ``w1``.
     registers: tuple[str, ...] | str = ""
+    # Filler sentences (``--task haystack``): an ignore at instruction t with value v renders as
+    # filler[(t * FILLER_STRIDE + v) % len(filler)] instead of its ``ignore`` piece, a varied story.
+    filler: tuple[str, ...] | str = ""
 
     @property
     def register_names(self) -> tuple[str, ...]:
@@ -156,6 +160,8 @@ def _check_placeholders(template: Template, where: str) -> None:
             except (KeyError, IndexError, ValueError) as exc:
                 raise UsageError(f"{where}: field {name!r} has an unknown or malformed placeholder ({exc}); "
                                  f"it may use only {allowed[name]}") from None
+    if template.filler and not isinstance(template.filler, tuple):
+        raise UsageError(f"{where}: field 'filler' must be a list of sentences")
     if template.registers and not isinstance(template.registers, tuple):
         raise UsageError(f"{where}: field 'registers' must be a list of register names")
     read = template.read.replace("{answer}", "", 1).replace("{register}", "" if template.registers else "{register}")
@@ -223,6 +229,9 @@ def _tables(template: Template, alphabet: int):
             else:
                 pieces.append(_piece({"w": template.write, "i": template.ignore, "u": template.undo}[kind], v))
                 answer_at.append(-1)
+    for sentence in template.filler if isinstance(template.filler, tuple) else ():
+        pieces.append(sentence)  # indexed after every instruction piece
+        answer_at.append(-1)
     lengths = np.array([len(p) for p in pieces], dtype=np.int64)
     return pieces, lengths, np.array(answer_at, dtype=np.int64)
 
@@ -254,9 +263,14 @@ def _body(seq: np.ndarray, template: Template, alphabet: int, offset: int):
     pieces, lengths, answer_at = _tables(template, alphabet)
     if template.registers:
         return _register_body(seq, template, alphabet, offset, pieces, lengths, answer_at)
-    if len(pieces) == 3 * alphabet and (seq[0::2] == ord("u")).any():
+    if not template.undo and (seq[0::2] == ord("u")).any():
         raise UsageError(f"rendering {template.name!r} has no 'undo' piece, so it cannot render an undo sequence")
     ids = _KIND[seq[0::2]] * alphabet + (seq[1::2].astype(np.int64) - language.ZERO)
+    if template.filler:
+        bank = len(template.filler)
+        slots = np.arange(ids.size, dtype=np.int64)
+        filler_ids = len(pieces) - bank + (slots * FILLER_STRIDE + ids % alphabet) % bank
+        ids = np.where(seq[0::2] == language.I, filler_ids, ids)
     sep = len(template.separator)
     starts = offset + np.concatenate(([0], np.cumsum(lengths[ids] + sep)[:-1]))
     is_read = seq[0::2] == language.R

@@ -75,8 +75,9 @@ class RunConfig:
     # The task's language (ffbench.tasks); None = ffl, the flip-flop language, as before tasks existed.
     task: str | None = None
     registers: list[int] | None = None  # --task registers: the numbers of registers to sweep (None: the default)
+    context_tokens: list[int] | None = None  # --task haystack: the token budgets `lengths` were measured for
 
-    ADDED_LATER = ("repeats", "temperature", "top_p", "sampling_seed", "task", "registers")
+    ADDED_LATER = ("repeats", "temperature", "top_p", "sampling_seed", "task", "registers", "context_tokens")
 
     def as_dict(self) -> dict:
         """The config; fields added later are left out while unset, so a run without them keeps

@@ -119,7 +119,9 @@ class SequenceStore:
             return arr
         if spec.kind in ("suite", "ffl"):
             task = tasks.get(spec.task)
-            return task.sample(task.dist(spec.p_ignore, spec.length, spec.alphabet, spec.registers), spec.num, spec.seed)
+            dist = task.suite_dist(spec.label, spec.p_ignore, spec.length, spec.alphabet, spec.registers) \
+                if spec.kind == "suite" else task.dist(spec.p_ignore, spec.length, spec.alphabet, spec.registers)
+            return task.sample(dist, spec.num, spec.seed)
         raise FFBenchError(f"unknown source kind {spec.kind!r}")
 
 
@@ -201,7 +203,7 @@ def _task_sources(task: tasks.Task, suites: list[str], data: list[str], lengths:
     for name in (suites or ([] if (data or p_ignore) else ["paper"])):
         if name == "stress":
             raise UsageError(f"the stress grid is the flip-flop language's: with --task {task.name} use "
-                             f"--suite {', '.join(task.structured) or 'in_dist'}")
+                             f"--suite {', '.join(task.structured) or ', '.join(task.suites)}")
         if name in task.structured:
             for length in lengths or [task.default_length]:
                 if name == "retraction":

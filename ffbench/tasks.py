@@ -36,6 +36,7 @@ class TaskSuite:
     seed: int
     length: int = 512
     description: str = ""
+    p: tuple | None = None  # explicit instruction probabilities (then p_ignore is their ignore share)
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,13 @@ class Task:
         known = ", ".join([*self.suites, *self.groups, *self.structured])
         raise UsageError(f"unknown suite {name!r} for --task {self.name} (known: {known})")
 
+    def suite_dist(self, label: str, p_ignore: float, length: int, alphabet: int = 2, registers_k: int | None = None):
+        """The distribution of a source: its preset's explicit probabilities where it has them."""
+        suite = self.suites.get(label)
+        if suite is not None and suite.p is not None:
+            return self.distribution_of_p(suite.p, length, alphabet)
+        return self.dist(p_ignore, length, alphabet, registers_k)
+
     def dist(self, p_ignore: float, length: int, alphabet: int = 2, registers_k: int | None = None):
         """The task's distribution at p_ignore (``registers_k`` only for the tasks that name registers)."""
         if self.default_registers is not None:
@@ -125,6 +133,13 @@ def _undo_of_p(p: tuple, length: int, alphabet: int):
 
 def _undo_iter(dist, num, seed, chunk_rows=8 * language.BLOCK_ROWS) -> Iterator[np.ndarray]:
     return undo.iter_sample(dist, num, seed, chunk_rows)
+
+
+def _haystack_final(p_ignore: float, length: int):
+    """Haystack(P): p_w = 1 - P, no reads before the final one (only the final read is scored)."""
+    if not (0.0 <= p_ignore < 1.0):
+        raise UsageError(f"p_ignore must lie in [0, 1) for --task haystack (writes are 1 - p_ignore), got {p_ignore!r}")
+    return language.FFL(length, 1.0 - p_ignore, 0.0, p_ignore)
 
 
 def _registers_of_p(p: tuple, length: int, alphabet: int, k: int = 2):
@@ -182,6 +197,22 @@ TASKS: dict[str, Task] = {
         structured={"stale": "reads of a register not written for a long time, past interleaved writes"},
         binary=True, supports=frozenset(), unit=3, default_length=384,
         heuristic=("one_variable", registers.one_variable_predictions), default_registers=2,
+    ),
+    "haystack": Task(
+        name="haystack", description="flip-flops hidden in a long story: the ignores are filler sentences",
+        instructions="wri", piece="filler", default_render="haystack",
+        distribution=lambda p, length, alphabet=2: _haystack_final(p, length),
+        distribution_of_p=_ffl_of_p, iter_sample=language.iter_sample,
+        first_violation=language.first_violation, validate=language.validate, extract_reads=language.extract_reads,
+        answer_rule="the data of the most recent write (as ffl)",
+        suites={
+            "final": TaskSuite("final", 0.98, 100, seed=7_000,
+                               description="writes with p_w = 0.02 among filler, only the final read is scored"),
+            "every": TaskSuite("every", 0.96, 100, seed=7_100, p=(0.02, 0.02, 0.96),
+                               description="p = (0.02, 0.02, 0.96): every read is scored"),
+        },
+        groups={"paper": ("final", "every")},
+        binary=True, supports=frozenset({"context_tokens"}),
     ),
 }
 

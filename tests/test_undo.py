@@ -121,7 +121,7 @@ def test_the_task_map_holds_ffl_as_before_and_refuses_what_undo_lacks():
     assert ffl is tasks.get("ffl") and tasks.config_value("ffl") is None and tasks.config_value("undo") == "undo"
     assert np.array_equal(ffl.sample(ffl.distribution(0.8, 64), 3, 1000),
                           language.sample(language.FFL.from_p_ignore(0.8, 64), 3, 1000))
-    with pytest.raises(UsageError, match=r"unknown task 'regs' \(known: ffl, undo, registers\)"):
+    with pytest.raises(UsageError, match=r"unknown task 'regs' \(known: ffl, undo, registers, haystack\)"):
         tasks.get("regs")
     with pytest.raises(UsageError, match="ffbench hunt is not available with --task undo"):
         tasks.get("undo").requires("hunt", "ffbench hunt")
