@@ -102,11 +102,11 @@ class Task:
             return self.distribution(p_ignore, length, alphabet, registers_k or self.default_registers)
         return self.distribution(p_ignore, length, alphabet)
 
-    def demo(self, alphabet: int = 2) -> np.ndarray:
-        """The fixed few-shot demonstration: a length-16 sequence with every instruction equally likely,
-        the first of a seeded draw that shows every instruction (ffl's is ``ffbench.render.demo_sequence``)."""
+    def demo(self, alphabet: int = 2, length: int = DEMO_LENGTH) -> np.ndarray:
+        """The fixed few-shot demonstration: a sequence of ``length`` // 2 instructions, every one equally
+        likely, the first of a seeded draw that shows every instruction (ffl's is ``ffbench.render.demo_sequence``)."""
         k = len(self.instructions)
-        length = DEMO_LENGTH if self.unit == 2 else 3 * (DEMO_LENGTH // 2)
+        length = length if self.unit == 2 else 3 * (length // 2)
         dist = self.distribution_of_p((1 / k,) * k, length, alphabet)
         rows = self.sample(dist, 64, DEMO_SEED)
         shows_all = [all((row[0 :: self.unit] == ord(c)).any() for c in self.instructions) for row in rows]
