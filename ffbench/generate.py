@@ -201,7 +201,8 @@ def _task_plan(task: tasks.Task, suite, length, p_ignore, p, num, seed, alphabet
     if p is not None:
         dist = task.distribution_of_p(p, length, alphabet, k) if k else task.distribution_of_p(p, length, alphabet)
     else:
-        dist = task.dist(task.suites["in_dist"].p_ignore if p_ignore is None else p_ignore, length, alphabet, k)
+        default = next(iter(task.suites.values())).p_ignore  # the first preset's (in_dist, or haystack's final)
+        dist = task.dist(default if p_ignore is None else p_ignore, length, alphabet, k)
     return Job([Part("custom", dist, num, 0 if seed is None else seed, task.name)], False)
 
 

@@ -68,3 +68,12 @@ def test_run_with_context_tokens_records_budgets_and_lengths(tiny_gpt2, tmp_path
     capsys.readouterr()
     assert cli_exit(["run", "--model", f"hf/{tiny_gpt2}", "--context-tokens", "300", "--no-record"]) == 2
     assert "--context-tokens is not available with --task ffl (it supports --task haystack)" in capsys.readouterr().err
+
+
+def test_generate_and_validate_with_task_haystack(tmp_path, capsys):
+    out = tmp_path / "h.jsonl"
+    assert cli_exit(["generate", "--task", "haystack", "--num", "4", "--length", "32", "--out", out]) == 0
+    assert cli_exit(["validate", "--task", "haystack", out]) == 0
+    assert "ok: 4 sequences of length 32, 4 reads (1.00 per sequence)" in capsys.readouterr().out
+    want = language.sample(language.FFL(32, 0.02, 0.0, 0.98), 4, 0)  # Haystack(0.98): the final preset's law
+    assert language.to_strings(want) == [json.loads(line)["text"] for line in out.read_text().splitlines()]
