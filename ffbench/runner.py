@@ -635,7 +635,24 @@ def cell_result(cell: Cell, num_sequences: int, table, sha: str) -> CellResult:
         reads_scored_per_read=int(per_read.sum()),
         by_write_distance=tuple(metrics.breakdown(table.column("write_distance").to_numpy(), correct)),
         by_read_position=tuple(metrics.breakdown(slot, correct, edges=(0,) + metrics.DISTANCE_EDGES)),
-        by_point=tuple(by_point), tolerances=tuple(tolerances), sampled=_sampled(table, correct))
+        by_point=tuple(by_point), tolerances=tuple(tolerances), sampled=_sampled(table, correct),
+        breakdowns=heuristic_breakdown(cell, table))
+
+
+def heuristic_breakdown(cell: Cell, table) -> dict:
+    """``{"heuristic": ...}`` for a task with a reference heuristic (undo: the toggle; registers: one
+    variable): how often it is right, and on the reads where it is wrong, the model's errors and how
+    often the model gives the heuristic's answer (1.0: the model behaves as the heuristic there)."""
+    heuristic = tasks.get(cell.source.task).heuristic
+    if heuristic is None or heuristic[0] not in table.column_names:
+        return {}
+    guess = table.column(heuristic[0]).to_numpy()
+    target, prediction = table.column("target").to_numpy(), table.column("prediction").to_numpy()
+    wrong = guess != target
+    there = int(wrong.sum())
+    return {"heuristic": {"name": heuristic[0], "accuracy": float(1 - wrong.mean()) if wrong.size else None,
+                          "reads_where_wrong": there, "errors_there": int((prediction[wrong] != target[wrong]).sum()),
+                          "agrees_there": float((prediction[wrong] == guess[wrong]).mean()) if there else None}}
 
 
 def _sampled(table, correct: np.ndarray) -> dict | None:

@@ -122,6 +122,10 @@ def test_run_task_undo_end_to_end_scores_every_read_with_the_toggle_beside(tiny_
     chain_rows = samples[(samples.suite == "retraction") & (samples.render == "symbolic_undo")]
     assert chain_rows.toggle.tolist() == undo.toggle_predictions(chains).tolist()
     assert (chain_rows.toggle != chain_rows.target).all() and chain_rows.k.tolist() == depths
+    h = cells[("retraction", "symbolic_undo")]["heuristic"]
+    assert h["name"] == "toggle" and h["accuracy"] == 0.0 and h["reads_where_wrong"] == 18
+    assert h["errors_there"] == int((chain_rows.prediction != chain_rows.target).sum())
+    assert h["agrees_there"] == pytest.approx((chain_rows.prediction == chain_rows.toggle).mean())
     assert chain_rows.family.unique().tolist() == ["retraction_chain"]
     iid_rows = samples[(samples.suite == "in_dist") & (samples.render == "symbolic_undo")]
     assert iid_rows.target.tolist() == undo.extract_reads(iid).target.tolist()
