@@ -25,9 +25,9 @@ def _probabilities(ctx, param, value):
     try:
         parts = tuple(float(x) for x in value.split(","))
     except ValueError:
-        raise click.BadParameter(f"expected three numbers W,R,I (four, W,R,I,U, with --task undo), got {value!r}") from None
+        raise click.BadParameter(f"expected three numbers W,R,I, got {value!r} (four, W,R,I,U, with --task undo)") from None
     if len(parts) not in (3, 4):
-        raise click.BadParameter(f"expected three numbers W,R,I (four, W,R,I,U, with --task undo), got {value!r}")
+        raise click.BadParameter(f"expected three numbers W,R,I, got {value!r} (four, W,R,I,U, with --task undo)")
     return parts
 
 
