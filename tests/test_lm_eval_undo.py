@@ -67,3 +67,17 @@ def test_undo_tasks_equal_ffbench_run_exactly(tiny_gpt2, tmp_path):
             verdicts.append(right)
         assert out["results"][task]["acc,none"] == pytest.approx(np.mean([v[0] for v in ours.values()]))
     assert any(verdicts) and not all(verdicts)
+
+
+def test_importing_an_undo_tasks_log_is_refused_in_one_line(tmp_path, capsys):
+    import json
+
+    from tests.conftest import cli_exit
+
+    log = tmp_path / "samples_fflm_undo_symbolic_2026-12-04T20-00-00.jsonl"
+    doc = lmeval.build_docs("symbolic_undo", lmeval.Params.from_metadata(META), task="undo")[0]
+    log.write_text(json.dumps({"doc_id": 0, "doc": doc, "filtered_resps": [[-1.0, False], [-2.0, False]]}) + "\n")
+    assert cli_exit(["import", log, "--out", tmp_path / "run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "importing fflm_undo_symbolic (--task undo) is not supported yet" in err
+    assert not (tmp_path / "run").exists()
