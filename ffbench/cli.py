@@ -94,7 +94,8 @@ def _stopping_options(f):
 @cli.command()
 @click.option("--suite", metavar="NAME", help="Preset: in_dist FFL(0.8), sparse FFL(0.98), dense FFL(0.1) at T=512 "
               "with the paper's sizes and fixed seeds, paper = all three (a 'suite' column labels rows), or stress "
-              "= the stress grid (family, point and parameter columns; --num sets sequences per point).")
+              "= the stress grid (family, point and parameter columns; --num sets sequences per point). With --task: "
+              "that task's presets (undo: retraction; registers: stale; haystack: final, every).")
 @click.option("--length", "-T", type=int, metavar="T", help="Sequence length T (even, >= 4). Default 512.")
 @click.option("--p-ignore", type=float, metavar="P", help="FFL(P): p_i = P and p_w = p_r = (1-P)/2. Default 0.8.")
 @click.option("--p", "p", callback=_probabilities, metavar="W,R,I",
@@ -378,7 +379,9 @@ def _csv(cast, name):
                    "ffbench/<name or dir>.")
 @click.option("--suite", multiple=True, callback=_csv(str, "suite names"), metavar="NAMES",
               help="Preset suites: in_dist, sparse, dense, paper (all three), stress (the stress grid; --num sets "
-                   "sequences per point). Default: paper, unless --data or --p-ignore.")
+                   "sequences per point). Default: paper, unless --data or --p-ignore. Other tasks have their own: "
+                   "undo in_dist, sparse, dense, paper, retraction; registers the same and stale; haystack final, "
+                   "every, paper (docs/tasks.md).")
 @click.option("--data", multiple=True, metavar="FILE", help="Score a data file (.parquet/.jsonl, column 'text'); repeatable.")
 @click.option("--length", "-T", "lengths", callback=_csv(int, "lengths"), metavar="L1,L2",
               help="Sequence lengths to sweep: --suite and --p-ignore sets are generated at each length; "
