@@ -13,6 +13,7 @@ reads a finished run; both return :class:`ffbench.schema.RunResults`, whose ``.c
 
 from __future__ import annotations
 
+from ffbench.errors import UsageError
 from ffbench.options import RunOptions
 from ffbench.schema import RunResults
 
@@ -39,6 +40,10 @@ def evaluate(model: str, **options) -> RunResults:
     ``price_out`` in USD per million tokens) stop the run early (:mod:`ffbench.control`); the
     result's ``stop_reason`` and ``stop_detail`` say why. ``executor="ray"`` scores the shards on
     ``workers`` Ray actors (:mod:`ffbench.executors`), with identical results.
+    ``task`` (``ffl`` by default, ``undo``, ``registers``, ``haystack``) picks the language
+    (:mod:`ffbench.tasks`); ``registers`` (with ``task="registers"``) the numbers of registers to
+    sweep; ``context_tokens`` (with ``task="haystack"``) lengths as token budgets of the model's own
+    tokenizer; ``render`` defaults to the task's own rendering (``symbolic`` for ``ffl``).
     """
     return evaluate_options(RunOptions.build(model, "evaluate", **options))
 
@@ -111,8 +116,11 @@ def configure(opts: RunOptions, need_key: bool = True):
     ``need_key``: a remote model without an API key is one, as a run would send requests)."""
     import os
 
-    from ffbench import model_handle, prompting, runner
+    from ffbench import model_handle, prompting, runner, tasks
     from ffbench.rundir import RunDir
+
+    chosen = tasks.get(opts.task)  # an unknown task is refused before the model resolves
+    render = opts.render if opts.render is not None else chosen.default_render
 
     model = model_handle.resolve(opts.model, opts.model_args, opts.base_url, opts.api_key,
                                  opts.max_batch_tokens, need_key=need_key)
@@ -122,19 +130,30 @@ def configure(opts: RunOptions, need_key: bool = True):
     if reasoning_end == prompting.DEFAULT_REASONING_END:
         reasoning_end = None  # the default spelled out is the same run
     lengths = [int(x) for x in _list(opts.lengths)]
+    budgets = [int(x) for x in _list(opts.context_tokens)] or None
+    if budgets:  # --context-tokens: the lengths whose rendering takes that many of the model's tokens
+        chosen.requires("context_tokens", "--context-tokens")
+        if lengths:
+            raise UsageError("give --length or --context-tokens, not both")
+        from ffbench import preflight, render as rnd
+
+        lengths = preflight.lengths_for_tokens(model, rnd.load_template(_list(render)[0]), chosen, budgets,
+                                               opts.alphabet)
     if not lengths and (n := model.default_length()):
         lengths = [n]
     cfg = runner.RunConfig(model=model.spec, model_args=model.recorded_args, suites=_list(opts.suite),
                            data=[os.path.abspath(d) for d in _list(opts.data)], lengths=lengths,
                            p_ignore=[float(x) for x in _list(opts.p_ignore)], num=opts.num, seed=opts.seed,
-                           renders=_list(opts.render), scorings=_list(opts.scoring), fewshot=opts.fewshot,
+                           renders=_list(render), scorings=_list(opts.scoring), fewshot=opts.fewshot,
                            per_read=opts.per_read, alphabet=opts.alphabet, batch_size=opts.batch_size,
                            base_url=model.recorded_base_url, chat_template=template,
                            chat_template_sha256=template_sha, system_prompt=opts.system_prompt or None,
                            max_new_tokens=opts.max_new_tokens, reasoning_budget=opts.reasoning_budget or None,
                            reasoning_end=reasoning_end,
                            repeats=None if opts.repeats in (None, 1) else int(opts.repeats),
-                           temperature=opts.temperature, top_p=opts.top_p, sampling_seed=opts.sampling_seed)
+                           temperature=opts.temperature, top_p=opts.top_p, sampling_seed=opts.sampling_seed,
+                           task=tasks.config_value(opts.task),
+                           registers=[int(k) for k in _list(opts.registers)] or None, context_tokens=budgets)
     out = opts.output_dir or runner.default_output_dir(cfg)
     ref = model.connect(RunDir(out).request_cache, opts.echo)
     return cfg, ref, out

@@ -25,10 +25,19 @@ def _probabilities(ctx, param, value):
     try:
         parts = tuple(float(x) for x in value.split(","))
     except ValueError:
-        raise click.BadParameter(f"expected three numbers W,R,I, got {value!r}") from None
-    if len(parts) != 3:
-        raise click.BadParameter(f"expected three numbers W,R,I, got {value!r}")
+        raise click.BadParameter(f"expected three numbers W,R,I, got {value!r} (four, W,R,I,U, with --task undo)") from None
+    if len(parts) not in (3, 4):
+        raise click.BadParameter(f"expected three numbers W,R,I, got {value!r} (four, W,R,I,U, with --task undo)")
     return parts
+
+
+TASK_HELP = ("Task: ffl (the flip-flop language, default), undo (UNDO flip-flop: 'u' restores the value before "
+             "the last write not yet undone), registers (k named registers: wa1 wb0 rb0) or haystack (flip-flops "
+             "hidden in a long story). See docs/tasks.md.")
+
+
+def _task_option(f):
+    return click.option("--task", default="ffl", show_default=True, metavar="ffl|undo|registers|haystack", help=TASK_HELP)(f)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -85,7 +94,8 @@ def _stopping_options(f):
 @cli.command()
 @click.option("--suite", metavar="NAME", help="Preset: in_dist FFL(0.8), sparse FFL(0.98), dense FFL(0.1) at T=512 "
               "with the paper's sizes and fixed seeds, paper = all three (a 'suite' column labels rows), or stress "
-              "= the stress grid (family, point and parameter columns; --num sets sequences per point).")
+              "= the stress grid (family, point and parameter columns; --num sets sequences per point). With --task: "
+              "that task's presets (undo: retraction; registers: stale; haystack: final, every).")
 @click.option("--length", "-T", type=int, metavar="T", help="Sequence length T (even, >= 4). Default 512.")
 @click.option("--p-ignore", type=float, metavar="P", help="FFL(P): p_i = P and p_w = p_r = (1-P)/2. Default 0.8.")
 @click.option("--p", "p", callback=_probabilities, metavar="W,R,I",
@@ -96,7 +106,10 @@ def _stopping_options(f):
               help="Number of data values (digits 0..M-1, M <= 10).")
 @click.option("--out", "-o", required=True, metavar="FILE", help="Output .parquet or .jsonl (column 'text').")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
-def generate(suite, length, p_ignore, p, num, seed, alphabet, out, progress):
+@_task_option
+@click.option("--registers", "registers_k", type=int, metavar="K", help="--task registers: number of registers "
+              "(1..8, default 2).")
+def generate(suite, length, p_ignore, p, num, seed, alphabet, out, progress, task, registers_k):
     """Sample flip-flop sequences to a data file, deterministically.
 
     \b
@@ -105,12 +118,15 @@ def generate(suite, length, p_ignore, p, num, seed, alphabet, out, progress):
       ffbench generate --length 64 --p-ignore 0.5 --num 1000 --seed 7 --out ffl.jsonl
       ffbench generate --length 512 --p 0.2,0.1,0.7 --num 1600000 --out train.parquet
       ffbench generate --suite stress --length 128 --out stress.parquet
+      ffbench generate --task undo --suite paper --length 64 --out undo.parquet
+      ffbench generate --task undo --suite retraction --length 64 --out retraction.parquet
+      ffbench generate --task registers --registers 4 --suite stale --length 96 --out regs.parquet
     """
     from ffbench import datafiles, generate as gen
     from ffbench.resources import available_memory
 
     datafiles.file_format(out)
-    job = gen.plan(suite, length, p_ignore, p, num, seed, alphabet)
+    job = gen.plan(suite, length, p_ignore, p, num, seed, alphabet, task=task, registers_k=registers_k)
     job.check_fits(out, available_memory(), gen.free_space(out))
     t0 = time.perf_counter()
     chunks = job.chunks()
@@ -159,19 +175,27 @@ def _progress(chunks, total, desc):
 @click.argument("file", metavar="FILE")
 @click.option("--alphabet", type=int, default=2, show_default=True, metavar="M",
               help="Largest legal data alphabet (digits 0..M-1), as in 'ffbench run --alphabet'.")
-def validate(file, alphabet):
-    """Check every row of a data file against the rules of the language.
+@_task_option
+def validate(file, alphabet, task):
+    """Check every row of a data file against the rules of the language (of --task).
 
     Prints the row count, length, reads and content hash; on the first illegal row prints its row,
     position and the rule it breaks, and exits 2 (as 'ffbench run --data' does with the same file).
     Reads the synthseq/flipflop parquet layout as is.
+
+    \b
+    Examples:
+      ffbench validate paper.parquet
+      ffbench validate --task undo undo.parquet
     """
-    from ffbench import datafiles, language
+    from ffbench import datafiles, language, tasks
 
     if not 2 <= alphabet <= language.MAX_ALPHABET:
         raise click.BadParameter(f"must be between 2 and {language.MAX_ALPHABET}, got {alphabet}", param_hint="--alphabet")
-    data = datafiles.read_sequences(file, alphabet=alphabet)
-    reads = language.extract_reads(data.sequences)
+    chosen = tasks.get(task)
+    chosen.check_alphabet(alphabet)
+    data = datafiles.read_sequences(file, alphabet=alphabet, task=chosen.name)
+    reads = chosen.extract_reads(data.sequences)
     click.echo(
         f"ok: {data.num:,} sequences of length {data.length}, {len(reads):,} reads "
         f"({len(reads) / data.num:.2f} per sequence); sha256 {data.sha256}"
@@ -220,8 +244,9 @@ def _sampling_options(f):
 
 
 @cli.command()
-@click.option("--render", "rendering", default="symbolic", show_default=True, metavar="NAME",
-              help="Rendering name (a template in prompts/) or path to a template .yaml.")
+@click.option("--render", "rendering", metavar="NAME",
+              help="Rendering name (a template in prompts/) or path to a template .yaml. Default: the task's own "
+                   "(symbolic; symbolic_undo with --task undo).")
 @click.option("--length", "-T", type=int, default=16, show_default=True, metavar="T", help="Sequence length.")
 @click.option("--p-ignore", type=float, default=0.5, show_default=True, metavar="P", help="FFL(P) for the example.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, metavar="S", help="Seed of the example.")
@@ -240,8 +265,11 @@ def _sampling_options(f):
 @click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE", help="With --model: backend option "
               "(revision=..., trust_remote_code=true, api=chat, ...).")
 @_prompt_options
+@_task_option
+@click.option("--registers", "registers_k", type=int, metavar="K", help="--task registers: number of registers "
+              "of the example (default 2).")
 def render(rendering, length, p_ignore, seed, data, row, fewshot, mark, list_only, model, scoring, model_args,
-           chat_template, system_prompt, max_new_tokens, reasoning_budget, reasoning_end):
+           chat_template, system_prompt, max_new_tokens, reasoning_budget, reasoning_end, task, registers_k):
     """Show what a model reads: one sequence rendered, with every scored answer marked.
 
     With --model, the exact text that model receives and its token count (counted with its own
@@ -253,8 +281,12 @@ def render(rendering, length, p_ignore, seed, data, row, fewshot, mark, list_onl
       ffbench render --render chat --fewshot
       ffbench render --data paper.parquet --row 3 --render symbolic_spaced
       ffbench render --model hf/Qwen/Qwen2.5-0.5B-Instruct --render chat --scoring greedy
+      ffbench render --task undo --render lightswitch_undo
     """
-    from ffbench import datafiles, language, render as rnd
+    from ffbench import datafiles, language, render as rnd, tasks
+
+    chosen = tasks.get(task)
+    rendering = rendering or chosen.default_render
 
     if list_only:
         for name in rnd.available():
@@ -262,14 +294,20 @@ def render(rendering, length, p_ignore, seed, data, row, fewshot, mark, list_onl
             click.echo(f"{name:16s} {template.description}{' [chat]' if template.chat else ''}")
         return
     template = rnd.load_template(rendering)
+    rnd.check_task(template, chosen)
     if data is not None:
-        ds = datafiles.read_sequences(data)
+        ds = datafiles.read_sequences(data, task=chosen.name)
         if not 0 <= row < ds.num:
             raise click.BadParameter(f"row {row} out of range (file has {ds.num} rows)", param_hint="--row")
         seq = ds.sequences[row]
     else:
-        seq = language.sample(language.FFL.from_p_ignore(p_ignore, length), 1, seed)[0]
-    out = rnd.render(seq, template, demo=rnd.demo_sequence() if fewshot else None)
+        if registers_k is not None and chosen.default_registers is None:
+            raise click.UsageError(f"--registers applies to --task registers only, not --task {chosen.name}")
+        if chosen.unit == 3 and length == 16:
+            length = 3 * (length // 2)  # the default 16 (8 two-character instructions) as 8 register instructions
+        seq = chosen.sample(chosen.dist(p_ignore, length, registers_k=registers_k), 1, seed)[0]
+    demo = (rnd.demo_sequence() if chosen.name == tasks.DEFAULT else chosen.demo()) if fewshot else None
+    out = rnd.render(seq, template, demo=demo)
     click.echo(f"# sequence: {language.to_strings(seq[None])[0]}")
     click.echo(f"# rendering {template.name!r}: {_count(len(out.targets), 'scored read')}, each answered with "
                f"{_either(out.choices)}")
@@ -341,7 +379,9 @@ def _csv(cast, name):
                    "ffbench/<name or dir>.")
 @click.option("--suite", multiple=True, callback=_csv(str, "suite names"), metavar="NAMES",
               help="Preset suites: in_dist, sparse, dense, paper (all three), stress (the stress grid; --num sets "
-                   "sequences per point). Default: paper, unless --data or --p-ignore.")
+                   "sequences per point). Default: paper, unless --data or --p-ignore. Other tasks have their own: "
+                   "undo in_dist, sparse, dense, paper, retraction; registers the same and stale; haystack final, "
+                   "every, paper (docs/tasks.md).")
 @click.option("--data", multiple=True, metavar="FILE", help="Score a data file (.parquet/.jsonl, column 'text'); repeatable.")
 @click.option("--length", "-T", "lengths", callback=_csv(int, "lengths"), metavar="L1,L2",
               help="Sequence lengths to sweep: --suite and --p-ignore sets are generated at each length; "
@@ -351,8 +391,9 @@ def _csv(cast, name):
               help="Also score FFL(P) sets (p_w = p_r = (1-P)/2) of --num sequences at each length.")
 @click.option("--num", "-n", type=click.IntRange(min=1), metavar="N", help="Sequences per set: overrides the suites' sizes (FFL sets default 1000); with --data, scores the first N rows of each part of the file.")
 @click.option("--seed", type=click.IntRange(min=0), metavar="S", help="Seed (overrides the suites' fixed seeds; FFL sets default 0).")
-@click.option("--render", "renders", default="symbolic", show_default=True, callback=_csv(str, "renderings"),
-              metavar="R1,R2", help="Renderings (see 'ffbench render --list') or template .yaml paths.")
+@click.option("--render", "renders", callback=_csv(str, "renderings"), metavar="R1,R2",
+              help="Renderings (see 'ffbench render --list') or template .yaml paths. Default: the task's own "
+                   "(symbolic; symbolic_undo with --task undo).")
 @click.option("--scoring", "scorings", default="choice", show_default=True, callback=_csv(str, "scorings"),
               metavar="choice|greedy", help="choice: target answer has the higher log-probability; "
               "greedy: the model's own greedy continuation must be the target. Comma-separate for both.")
@@ -393,11 +434,17 @@ def _csv(cast, name):
 @_sampling_options
 @_stopping_options
 @price_options
+@_task_option
+@click.option("--registers", "registers_k", callback=_csv(int, "register counts"), metavar="K1,K2",
+              help="--task registers: numbers of registers to sweep (default 2); each K is its own set of cells.")
+@click.option("--context-tokens", "context_tokens", callback=_csv(int, "token counts"), metavar="N1,N2",
+              help="--task haystack: lengths as token budgets (e.g. 1000,4000,16000): each becomes the longest T "
+                   "whose rendering takes at most N tokens of the model's own tokenizer (instead of --length).")
 def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, fewshot, per_read, model_args,
         base_url, api_key, batch_size, max_batch_tokens, alphabet, output_dir, progress, revision, registry, record,
         rescore, executor, workers, ray_address, chat_template, system_prompt, max_new_tokens, reasoning_budget,
         reasoning_end, dry_run, repeats, temperature, top_p, sampling_seed, stop_at_first_error, certify, max_cost,
-        price_in, price_out, price_cached_in):
+        price_in, price_out, price_cached_in, task, registers_k, context_tokens):
     """Measure a model's flip-flop read accuracy and glitch rate, with exact 95% intervals.
 
     Every read of every sequence is scored and kept (samples.parquet); dense scoring reads all
@@ -416,6 +463,8 @@ def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, few
       ffbench run --model openai/my-model --suite in_dist --max-cost 2 --price-in 0.5 --price-out 1.5
       ffbench run --model hf/Qwen/Qwen3-0.6B --render chat,lightswitch_chat --scoring greedy \\
         --max-new-tokens 16 --reasoning-budget 2048 --length 64 --num 100 --dry-run
+      ffbench run --model hf/./my-undo-model --task undo --suite in_dist,retraction --length 64
+      ffbench run --model hf/Qwen/Qwen2.5-0.5B --task haystack --context-tokens 1000,4000,16000 --num 50
 
     --stop-at-first-error, --certify and --max-cost may stop the run before every sequence is scored
     (stop_reason in results.json and the summary say why); rerunning with the same flags returns the
@@ -425,7 +474,7 @@ def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, few
     from ffbench.options import RunOptions
 
     opts = RunOptions(model, suite=list(suite), data=list(data), lengths=lengths, p_ignore=p_ignore, num=num,
-                      seed=seed, render=renders, scoring=scorings, fewshot=fewshot, per_read=per_read,
+                      seed=seed, render=renders or None, scoring=scorings, fewshot=fewshot, per_read=per_read,
                       model_args=_model_args(model_args), alphabet=alphabet, chat_template=chat_template,
                       system_prompt=system_prompt, max_new_tokens=max_new_tokens, reasoning_budget=reasoning_budget,
                       reasoning_end=reasoning_end, repeats=repeats, temperature=temperature, top_p=top_p,
@@ -435,7 +484,8 @@ def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, few
                       echo=lambda m: click.echo(m, err=True), executor=executor, workers=workers,
                       ray_address=ray_address, stop_at_first_error=stop_at_first_error, certify=certify,
                       max_cost=max_cost, price_in=price_in, price_out=price_out, price_cached_in=price_cached_in,
-                      revision=revision, registry=registry)
+                      revision=revision, registry=registry, task=task, registers=registers_k or None,
+                      context_tokens=context_tokens or None)
     if dry_run:
         click.echo(str(api.preflight_options(opts)))
         return
@@ -493,8 +543,10 @@ def _model_args(pairs) -> dict:
               help="Hunt directory (default hunts/<provider>_<model name>-<config hash>); rerunning "
               "the same command resumes it.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+@click.option("--task", default="ffl", show_default=True, metavar="ffl",
+              help="Task: the hunt's families and mutations are the flip-flop language's (ffl) only.")
 def hunt(model, budget, budget_tokens, length, seed, rendering, estimate, search, families, per_read, model_args,
-         base_url, api_key, iid, out, progress):
+         base_url, api_key, iid, out, progress, task):
     """Search for attention glitches adaptively, or estimate a rare glitch rate by importance sampling.
 
     The default search maps the failure surface: every read falls in a cell of binned descriptors
@@ -515,8 +567,10 @@ def hunt(model, budget, budget_tokens, length, seed, rendering, estimate, search
       ffbench hunt --model ffbench/transformer-ref --budget 50000 --estimate in_dist --out hunts/ref-in_dist
       ffbench hunt --model hf/./my-checkpoint --budget 5000 --length 256 --family planted,decoy_writes
     """
+    from ffbench import tasks
     from ffbench.hunt import driver, outputs
 
+    tasks.get(task).requires("hunt", "ffbench hunt")
     show = progress if progress is not None else sys.stderr.isatty()
     summary, out_dir = driver.hunt_model(model, budget, out, length=length, seed=seed, render_name=rendering,
                                          budget_tokens=budget_tokens, estimate=estimate, families=families,

@@ -155,8 +155,10 @@ def _plain(value):
 
 
 # ----------------------------------------------------------------------------- reading
-def read_sequences(path: str | os.PathLike, alphabet: int = language.MAX_ALPHABET, validate: bool = True) -> Dataset:
-    """Load and (by default) validate every row; errors name the file, row, position and rule."""
+def read_sequences(path: str | os.PathLike, alphabet: int = language.MAX_ALPHABET, validate: bool = True,
+                   task: str | None = None) -> Dataset:
+    """Load and (by default) validate every row against ``task``'s language (:mod:`ffbench.tasks`;
+    default ffl); errors name the file, row, position and rule."""
     p = Path(path)
     if not p.is_file():
         raise UsageError(f"data file {str(p)!r} does not exist")
@@ -167,7 +169,9 @@ def read_sequences(path: str | os.PathLike, alphabet: int = language.MAX_ALPHABE
     try:
         arr = texts if isinstance(texts, np.ndarray) else language.to_array(texts)
         if validate:
-            language.validate(arr, alphabet)
+            from ffbench import tasks
+
+            tasks.get(task).validate(arr, alphabet)
     except FFBenchError as exc:
         raise UsageError(f"{p}: {exc}") from None
     check_stress_columns(p, columns)

@@ -262,7 +262,8 @@ def _describe(seq: np.ndarray, pos: int, alphabet: int) -> str:
     sym = chr(seq[pos])
     if pos % 2 == 0:
         if sym not in "wri":
-            return f"instruction symbol must be w, r or i, got {sym!r}"
+            hint = " (an UNDO flip-flop sequence? pass --task undo)" if sym == "u" else ""
+            return f"instruction symbol must be w, r or i, got {sym!r}{hint}"
         if pos == 0:
             return f"the first instruction must be 'w', got {sym!r}"
         return f"the last instruction must be 'r', got {sym!r}"

@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from ffbench import language, render, stress
+from ffbench import language, render, stress, tasks
 from ffbench.errors import FFBenchError
 from ffbench.resources import resource_dir
 from ffbench.rules import choice_correct
@@ -180,11 +180,13 @@ def _unique(values) -> tuple:
 
 
 # ----------------------------------------------------------------------------- documents
-def final_read_docs(arr: np.ndarray, template, demo, ask: str, cell: dict, first_index: int = 0) -> list[dict]:
+def final_read_docs(arr: np.ndarray, template, demo, ask: str, cell: dict, first_index: int = 0,
+                    task: str | None = None) -> list[dict]:
     """One document per sequence of ``arr``: its final read as a question (context, choices, gold,
     answer), the read's identity in ``ffbench run``'s samples (``seq_index`` counts from
-    ``first_index``), and the ``cell`` fields every document of the set shares."""
-    reads = language.extract_reads(arr)
+    ``first_index``), and the ``cell`` fields every document of the set shares. ``task``: the
+    language of ``arr`` (:mod:`ffbench.tasks`; default ffl)."""
+    reads = tasks.get(task).extract_reads(arr)
     final = np.searchsorted(reads.seq_index, np.arange(arr.shape[0]), side="right") - 1
     docs = []
     for i, seq in enumerate(language.to_strings(arr)):
@@ -199,33 +201,39 @@ def final_read_docs(arr: np.ndarray, template, demo, ask: str, cell: dict, first
     return docs
 
 
-def build_docs(rendering: str, params: Params, generate: bool = False) -> list[dict]:
+def build_docs(rendering: str, params: Params, generate: bool = False, task: str | None = None) -> list[dict]:
     """One document per sequence (its final read), interleaved across the (length, p_ignore) cells.
 
     Document ``k`` belongs to cell ``k % n_cells`` and is sequence ``k // n_cells`` of that cell,
     so ``--limit n_cells * m`` scores the first ``m`` sequences of every cell, which are the
-    sequences of ``ffbench run --num m``.
+    sequences of ``ffbench run --num m`` (with ``--task`` ``task``: the sequences are of its language).
     """
+    chosen = tasks.get(task)
     template = render.load_template(rendering)
-    demo = render.demo_sequence(length=params.fewshot_length) if params.fewshot_length else None
+    render.check_task(template, chosen)
+    demo = None
+    if params.fewshot_length:
+        demo = render.demo_sequence(length=params.fewshot_length) if chosen.name == tasks.DEFAULT \
+            else chosen.demo(length=params.fewshot_length)
     ask = template.ask if generate else ""
     per_cell = []
     for length, p in params.cells():
-        arr = language.sample(language.FFL.from_p_ignore(p, length), params.num_sequences, params.seed)
-        cell = {"length": int(length), "p_ignore": float(p), "suite": f"ffl{p:g}",  # ffbench run's label
+        arr = chosen.sample(chosen.dist(p, length), params.num_sequences, params.seed)
+        cell = {"length": int(length), "p_ignore": float(p), "suite": f"{chosen.name}{p:g}",  # ffbench run's label
                 "seed": params.seed}
-        per_cell.append(final_read_docs(arr, template, demo, ask, cell))
+        per_cell.append(final_read_docs(arr, template, demo, ask, cell, task=chosen.name))
     return [docs[i] for i in range(params.num_sequences) for docs in per_cell]
 
 
-def dataset(rendering: str, generate: bool = False, **metadata) -> dict:
+def dataset(rendering: str, generate: bool = False, task: str = tasks.DEFAULT, **metadata) -> dict:
     """The tasks' ``custom_dataset``: ``{"test": datasets.Dataset}`` of final-read documents.
 
-    ``rendering`` and ``generate`` come from the task YAML (``dataset_kwargs``); everything else is
-    lm-eval's task metadata (``--metadata``, the TaskManager's metadata, and ``--model_args``).
+    ``rendering``, ``generate`` and ``task`` (the language, ``ffl`` or ``undo``) come from the task
+    YAML (``dataset_kwargs``); everything else is lm-eval's task metadata (``--metadata``, the
+    TaskManager's metadata, and ``--model_args``).
     """
-    return _dataset("fflm", Params.from_metadata, lambda params: build_docs(rendering, params, generate=generate),
-                    rendering, metadata)
+    return _dataset("fflm", Params.from_metadata,
+                    lambda params: build_docs(rendering, params, generate=generate, task=task), rendering, metadata)
 
 
 def _dataset(task: str, read_params, build, rendering: str, metadata: dict) -> dict:
@@ -372,6 +380,7 @@ class TaskSpec:
     rendering: str
     generate: bool  # True: the model's greedy reply is parsed; False: multiple choice by log-likelihood
     about: str  # one line, written at the top of the task's YAML file
+    task: str = tasks.DEFAULT  # the language (ffbench.tasks): ffl, or undo for the fflm_undo tasks
 
 
 TASKS: tuple[TaskSpec, ...] = (
@@ -383,6 +392,10 @@ TASKS: tuple[TaskSpec, ...] = (
              "the rules of the game, then the spaced sequence, then a question (ffbench's chat rendering)"),
     TaskSpec("fflm_lightswitch_gen", "lightswitch_chat", True,
              "the light-switch game as an instruction, then the story, then a question (ffbench's lightswitch_chat)"),
+    TaskSpec("fflm_undo_symbolic", "symbolic_undo", False,
+             "UNDO flip-flop (ffbench run --task undo): compact strings with u, UNDO(p_ignore) sequences", task="undo"),
+    TaskSpec("fflm_undo_lightswitch", "lightswitch_undo", False,
+             "UNDO flip-flop (ffbench run --task undo): light switches with take-backs", task="undo"),
 )
 
 
@@ -500,7 +513,8 @@ def _group_yaml(group: GroupSpec) -> str:
 
 def _task_yaml(spec: TaskSpec) -> str:
     base = "_fflm_gen_yaml" if spec.generate else "_fflm_choice_yaml"
-    kwargs = f"  rendering: {spec.rendering}\n" + ("  generate: true\n" if spec.generate else "")
+    kwargs = f"  rendering: {spec.rendering}\n" + ("  generate: true\n" if spec.generate else "") + \
+        (f"  task: {spec.task}\n" if spec.task != tasks.DEFAULT else "")
     return f"{GENERATED}# {spec.about}\ninclude: {base}\ntask: {spec.name}\ndataset_kwargs:\n{kwargs}"
 
 

@@ -39,7 +39,7 @@ class RunOptions:
     p_ignore: str | float | list[float] | None = None
     num: int | None = None
     seed: int | None = None
-    render: str | list[str] = "symbolic"
+    render: str | list[str] | None = None  # None: the task's own rendering (symbolic for ffl)
     scoring: str | list[str] = "choice"
     fewshot: bool = False
     per_read: bool = False
@@ -54,6 +54,9 @@ class RunOptions:
     temperature: float | None = None
     top_p: float | None = None
     sampling_seed: int | None = None
+    task: str | None = None  # ffl (None), undo, registers, haystack: ffbench.tasks
+    registers: str | int | list[int] | None = None  # task registers: the numbers of registers to sweep
+    context_tokens: str | int | list[int] | None = None  # task haystack: lengths as token budgets
     # How it is computed.
     batch_size: int | None = None
     max_batch_tokens: int | None = None

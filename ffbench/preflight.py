@@ -427,3 +427,33 @@ def _answers_in_context(tokenizer, prompts: list[str], choices: tuple[str, ...])
         ways["; ".join(f"{c!r} -> {tokenizer.convert_ids_to_tokens(list(a))}"
                        for c, a in zip(choices, found.answers))] += 1
     return [f"{way}  ({n} read{'s' if n != 1 else ''})" for way, n in ways.most_common()]
+
+
+def lengths_for_tokens(model, template: render.Template, task, targets: list[int], alphabet: int = 2) -> list[int]:
+    """``--context-tokens N1,N2`` (``--task haystack``): per N, the largest even T whose rendered probe
+    sequence (the task's first preset at T, seed 0) takes at most N tokens of the model's own
+    tokenizer (raw text, no chat template). Refused in one line where the model has no local tokenizer."""
+    tokenizer = model.cls.load_tokenizer(model.name, model.args)
+    if tokenizer is None:
+        raise UsageError(f"--context-tokens counts with the model's own tokenizer, and {model.spec} has none here: "
+                         "give --length instead")
+    suite = next(iter(task.suites.values()))
+
+    def tokens(length: int) -> int:
+        seq = task.sample(task.suite_dist(suite.name, suite.p_ignore, length, alphabet), 1, 0)[0]
+        return len(tokenizer(render.render(seq, template, alphabet).text, add_special_tokens=False)["input_ids"])
+
+    out = []
+    for n in targets:
+        if isinstance(n, bool) or n < 16:
+            raise UsageError(f"--context-tokens must be at least 16, got {n}")
+        lo, hi = 4, 8
+        while tokens(hi) <= n:  # doubling, then bisection on even T
+            lo, hi = hi, hi * 2
+        while hi - lo > 2:
+            mid = (lo + hi) // 4 * 2
+            lo, hi = (mid, hi) if tokens(mid) <= n else (lo, mid)
+        if tokens(lo) > n:
+            raise UsageError(f"--context-tokens {n}: even the shortest sequence takes more tokens")
+        out.append(lo)
+    return out

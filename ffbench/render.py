@@ -30,6 +30,7 @@ from ffbench.resources import resource_dir
 
 DEMO_LENGTH = 16
 DEMO_SEED = 16_016
+FILLER_STRIDE = 37  # coprime with any bank size below 37: consecutive ignores walk the whole bank
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,20 @@ class Template:
     ask: str = ""
     answer_pattern: str = ""
     chat: bool = False  # an instruction for chat models: local models read it inside their chat template
+    undo: tuple[str, ...] | str = ""  # the piece of an undo (``--task undo``); empty: the rendering has none
+    # Register names (``--task registers``): the rendering reads three-character instructions ``wa1`` and
+    # its pieces name the register with ``{register}``; empty: two-character instructions ``w1``.
+    registers: tuple[str, ...] | str = ""
+    # Filler sentences (``--task haystack``): an ignore at instruction t with value v renders as
+    # filler[(t * FILLER_STRIDE + v) % len(filler)] instead of its ``ignore`` piece, a varied story.
+    filler: tuple[str, ...] | str = ""
+
+    @property
+    def register_names(self) -> tuple[str, ...]:
+        return tuple(self.registers) if isinstance(self.registers, tuple) else ()
 
     def max_alphabet(self) -> int:
-        sizes = [len(f) for f in (self.write, self.ignore, self.answers) if isinstance(f, tuple)]
+        sizes = [len(f) for f in (self.write, self.ignore, self.answers, self.undo) if isinstance(f, tuple)]
         return min(sizes, default=language.MAX_ALPHABET)
 
     def choices(self, alphabet: int = 2) -> tuple[str, ...]:
@@ -139,8 +151,8 @@ def _template_from_dict(raw, path: Path) -> Template:
 
 def _check_placeholders(template: Template, where: str) -> None:
     """Every piece formats with the placeholders it may use, and the answers are distinct strings."""
-    allowed = {"write": "{value}", "ignore": "{value}", "answers": "{value}"}
-    for name in ("write", "ignore", "answers"):
+    allowed = {"write": "{value}", "ignore": "{value}", "answers": "{value}", "undo": "{value}"}
+    for name in ("write", "ignore", "answers", "undo"):
         field = getattr(template, name)
         for v in range(len(field) if isinstance(field, tuple) else 2):
             try:
@@ -148,7 +160,12 @@ def _check_placeholders(template: Template, where: str) -> None:
             except (KeyError, IndexError, ValueError) as exc:
                 raise UsageError(f"{where}: field {name!r} has an unknown or malformed placeholder ({exc}); "
                                  f"it may use only {allowed[name]}") from None
-    stray = re.findall(r"\{[A-Za-z_][A-Za-z0-9_]*\}", template.read.replace("{answer}", "", 1))
+    if template.filler and not isinstance(template.filler, tuple):
+        raise UsageError(f"{where}: field 'filler' must be a list of sentences")
+    if template.registers and not isinstance(template.registers, tuple):
+        raise UsageError(f"{where}: field 'registers' must be a list of register names")
+    read = template.read.replace("{answer}", "", 1).replace("{register}", "" if template.registers else "{register}")
+    stray = re.findall(r"\{[A-Za-z_][A-Za-z0-9_]*\}", read)
     if stray:
         raise UsageError(f"{where}: unknown placeholder {stray[0]} in 'read' (it holds only {{answer}})")
     sizes = [len(f) for f in (template.write, template.ignore, template.answers) if isinstance(f, tuple)]
@@ -170,7 +187,27 @@ def check_alphabet(template: Template, alphabet: int) -> None:
 
 
 def _piece(field: tuple[str, ...] | str, value: int) -> str:
-    return field[value] if isinstance(field, tuple) else field.format(value=value)
+    if isinstance(field, tuple):
+        return field[value]
+    return field.replace("{register}", "\0").format(value=value).replace("\0", "{register}")
+
+
+def _register_tables(template: Template, alphabet: int):
+    """Pieces of a registers rendering, indexed ``(kind * K + register) * M + value`` (kind w, r, i)."""
+    names = template.register_names
+    head, tail = template.read.split("{answer}")
+    pieces, answer_at = [], []
+    for kind in ("w", "r", "i"):
+        for name in names:
+            for v in range(alphabet):
+                if kind == "r":
+                    h = head.replace("{register}", name)
+                    pieces.append(h + _piece(template.answers, v) + tail.replace("{register}", name))
+                    answer_at.append(len(h))
+                else:
+                    pieces.append(_piece(template.write if kind == "w" else template.ignore, v).replace("{register}", name))
+                    answer_at.append(-1)
+    return pieces, np.array([len(p) for p in pieces], dtype=np.int64), np.array(answer_at, dtype=np.int64)
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -178,16 +215,23 @@ def _piece(field: tuple[str, ...] | str, value: int) -> str:
 def _tables(template: Template, alphabet: int):
     """Piece text and answer offset for every (instruction, value), indexed ``kind * M + value``."""
     check_alphabet(template, alphabet)
+    if template.registers:
+        return _register_tables(template, alphabet)
     head, tail = template.read.split("{answer}")
     pieces, answer_at = [], []
-    for kind in ("w", "r", "i"):
+    for kind in ("w", "r", "i", "u"):
+        if kind == "u" and not template.undo:
+            break
         for v in range(alphabet):
             if kind == "r":
                 pieces.append(head + _piece(template.answers, v) + tail)
                 answer_at.append(len(head))
             else:
-                pieces.append(_piece(template.write if kind == "w" else template.ignore, v))
+                pieces.append(_piece({"w": template.write, "i": template.ignore, "u": template.undo}[kind], v))
                 answer_at.append(-1)
+    for sentence in template.filler if isinstance(template.filler, tuple) else ():
+        pieces.append(sentence)  # indexed after every instruction piece
+        answer_at.append(-1)
     lengths = np.array([len(p) for p in pieces], dtype=np.int64)
     return pieces, lengths, np.array(answer_at, dtype=np.int64)
 
@@ -201,13 +245,32 @@ def every_piece(template: Template, alphabet: int = 2, demo: bool = True) -> str
 
 
 _KIND = np.zeros(256, dtype=np.int64)
-_KIND[language.W], _KIND[language.R], _KIND[language.I] = 0, 1, 2
+_KIND[language.W], _KIND[language.R], _KIND[language.I], _KIND[ord("u")] = 0, 1, 2, 3
+
+
+def check_task(template: Template, task) -> None:
+    """UsageError when the template cannot render every instruction of ``task`` (a :class:`ffbench.tasks.Task`)."""
+    if template.registers and task.piece != "registers":
+        raise UsageError(f"rendering {template.name!r} reads three-character register instructions: use it with "
+                         f"--task registers, or use {task.default_render} for --task {task.name}")
+    if task.piece and not getattr(template, task.piece):
+        raise UsageError(f"rendering {template.name!r} has no {task.piece!r} piece, so it cannot render --task "
+                         f"{task.name} (use {task.default_render}, or a template with an {task.piece!r} field)")
 
 
 def _body(seq: np.ndarray, template: Template, alphabet: int, offset: int):
     """Render one sequence's instructions; spans are shifted by ``offset``."""
     pieces, lengths, answer_at = _tables(template, alphabet)
+    if template.registers:
+        return _register_body(seq, template, alphabet, offset, pieces, lengths, answer_at)
+    if not template.undo and (seq[0::2] == ord("u")).any():
+        raise UsageError(f"rendering {template.name!r} has no 'undo' piece, so it cannot render an undo sequence")
     ids = _KIND[seq[0::2]] * alphabet + (seq[1::2].astype(np.int64) - language.ZERO)
+    if template.filler:
+        bank = len(template.filler)
+        slots = np.arange(ids.size, dtype=np.int64)
+        filler_ids = len(pieces) - bank + (slots * FILLER_STRIDE + ids % alphabet) % bank
+        ids = np.where(seq[0::2] == language.I, filler_ids, ids)
     sep = len(template.separator)
     starts = offset + np.concatenate(([0], np.cumsum(lengths[ids] + sep)[:-1]))
     is_read = seq[0::2] == language.R
@@ -217,6 +280,27 @@ def _body(seq: np.ndarray, template: Template, alphabet: int, offset: int):
     spans = np.stack([span_start, span_start + answer_len[values]], axis=1)
     text = template.separator.join([pieces[k] for k in ids.tolist()])
     return text, spans, values
+
+
+def _register_body(seq: np.ndarray, template: Template, alphabet: int, offset: int, pieces, lengths, answer_at):
+    """:func:`_body` for three-character instructions (operation, register, value)."""
+    if len(seq) % 3:
+        raise UsageError(f"rendering {template.name!r} reads three-character instructions (--task registers), "
+                         f"got a sequence of length {len(seq)}")
+    k = len(template.register_names)
+    op, reg = seq[0::3], seq[1::3].astype(np.int64) - ord("a")
+    if (reg >= k).any():
+        raise UsageError(f"rendering {template.name!r} names {k} registers, the sequence uses register "
+                         f"{chr(int(reg.max()) + ord('a'))!r}")
+    values = seq[2::3].astype(np.int64) - language.ZERO
+    ids = (_KIND[op] * k + reg) * alphabet + values
+    sep = len(template.separator)
+    starts = offset + np.concatenate(([0], np.cumsum(lengths[ids] + sep)[:-1]))
+    is_read = op == language.R
+    span_start = starts[is_read] + answer_at[ids[is_read]]
+    answer_len = np.array([len(c) for c in template.choices(alphabet)], dtype=np.int64)
+    spans = np.stack([span_start, span_start + answer_len[values[is_read]]], axis=1)
+    return template.separator.join([pieces[j] for j in ids.tolist()]), spans, values[is_read]
 
 
 def demo_sequence(length: int = DEMO_LENGTH, alphabet: int = 2, seed: int = DEMO_SEED) -> np.ndarray:

@@ -27,7 +27,7 @@ from typing import Callable
 
 import numpy as np
 
-from ffbench import __version__, metrics, prompting, redact, render
+from ffbench import __version__, metrics, prompting, redact, render, tasks
 from ffbench.backends import ModelRef
 from ffbench.control import Controller, RunControl, certify_entry, explain, run_reason
 from ffbench.errors import FFBenchError, Interrupted, UsageError
@@ -72,8 +72,12 @@ class RunConfig:
     temperature: float | None = None
     top_p: float | None = None
     sampling_seed: int | None = None
+    # The task's language (ffbench.tasks); None = ffl, the flip-flop language, as before tasks existed.
+    task: str | None = None
+    registers: list[int] | None = None  # --task registers: the numbers of registers to sweep (None: the default)
+    context_tokens: list[int] | None = None  # --task haystack: the token budgets `lengths` were measured for
 
-    ADDED_LATER = ("repeats", "temperature", "top_p", "sampling_seed")
+    ADDED_LATER = ("repeats", "temperature", "top_p", "sampling_seed", "task", "registers", "context_tokens")
 
     def as_dict(self) -> dict:
         """The config; fields added later are left out while unset, so a run without them keeps
@@ -129,9 +133,12 @@ def plan(cfg: RunConfig, store: SequenceStore | None = None) -> Plan:
         raise UsageError("--render needs at least one rendering")
     if not cfg.scorings:
         raise UsageError("--scoring needs at least one scoring")
+    task = tasks.get(cfg.task)
+    task.check_alphabet(cfg.alphabet)
     templates = {name: render.load_template(name) for name in cfg.renders}
     for template in templates.values():
         render.check_alphabet(template, cfg.alphabet)
+        render.check_task(template, task)
     for s in cfg.scorings:
         if s not in SCORINGS:
             raise UsageError(f"unknown scoring {s!r} (use {' or '.join(SCORINGS)})")
@@ -140,12 +147,14 @@ def plan(cfg: RunConfig, store: SequenceStore | None = None) -> Plan:
     prompting.check_options(cfg)
     _check_sampling(cfg)
     store = store or SequenceStore()
-    sources = plan_sources(cfg.suites, cfg.data, cfg.lengths, cfg.p_ignore, cfg.num, cfg.seed, cfg.alphabet, store)
+    sources = plan_sources(cfg.suites, cfg.data, cfg.lengths, cfg.p_ignore, cfg.num, cfg.seed, cfg.alphabet, store,
+                           task=cfg.task, registers_k=cfg.registers)
     check_fits(sources, available_memory())  # before a single sequence is generated
     config = cfg.as_dict()
     cells = [Cell(src, r, s, variant_of(config, s, chat=templates[r].chat, asks=templates[r].chat or bool(templates[r].ask)))
              for src in sources for r in cfg.renders for s in cfg.scorings]
-    demo = render.demo_sequence(alphabet=cfg.alphabet) if cfg.fewshot else None
+    demo = (render.demo_sequence(alphabet=cfg.alphabet) if task.name == tasks.DEFAULT else task.demo()) \
+        if cfg.fewshot else None
     return Plan(cfg, cells, store, templates, demo)
 
 
@@ -495,6 +504,10 @@ def score_shard(backend, p: Plan, cell: Cell, start: int, stop: int):
     }
     columns.update(stress_columns(p.store.columns(cell.source), reads.seq_index[lo:hi]))
     assert tuple(columns)[: len(SAMPLE_COLUMNS)] == SAMPLE_COLUMNS
+    heuristic = tasks.get(p.config.task).heuristic
+    if heuristic is not None:  # a reference heuristic's answer to each read (undo: the toggle), beside the model's
+        name, answers = heuristic
+        columns[name] = pa.array(answers(p.store.sequences(cell.source)[start:stop]))
     if outcome.repeats is not None:  # --repeats K > 1: every answer, beside the majority in `prediction`
         columns["repeats"] = pa.array(np.full(n, outcome.repeats.shape[1], np.int32))
         columns["wrong_repeats"] = pa.array((outcome.repeats != target[:, None]).sum(axis=1).astype(np.int32))
@@ -592,7 +605,7 @@ def cell_result(cell: Cell, num_sequences: int, table, sha: str) -> CellResult:
     invalid = table.column("invalid").to_numpy()
     truncated = table.column("truncated").to_numpy()
     per_read = table.column("per_read").to_numpy()
-    slot = (table.column("position").to_numpy() - 1) // 2
+    slot = tasks.get(cell.source.task).slot(table.column("position").to_numpy())
     counts = metrics.summarize(correct, invalid, truncated)
     by_point, tolerances = stress_breakdown(table)
     return CellResult(
@@ -602,7 +615,24 @@ def cell_result(cell: Cell, num_sequences: int, table, sha: str) -> CellResult:
         reads_scored_per_read=int(per_read.sum()),
         by_write_distance=tuple(metrics.breakdown(table.column("write_distance").to_numpy(), correct)),
         by_read_position=tuple(metrics.breakdown(slot, correct, edges=(0,) + metrics.DISTANCE_EDGES)),
-        by_point=tuple(by_point), tolerances=tuple(tolerances), sampled=_sampled(table, correct))
+        by_point=tuple(by_point), tolerances=tuple(tolerances), sampled=_sampled(table, correct),
+        breakdowns=heuristic_breakdown(cell, table))
+
+
+def heuristic_breakdown(cell: Cell, table) -> dict:
+    """``{"heuristic": ...}`` for a task with a reference heuristic (undo: the toggle; registers: one
+    variable): how often it is right, and on the reads where it is wrong, the model's errors and how
+    often the model gives the heuristic's answer (1.0: the model behaves as the heuristic there)."""
+    heuristic = tasks.get(cell.source.task).heuristic
+    if heuristic is None or heuristic[0] not in table.column_names:
+        return {}
+    guess = table.column(heuristic[0]).to_numpy()
+    target, prediction = table.column("target").to_numpy(), table.column("prediction").to_numpy()
+    wrong = guess != target
+    there = int(wrong.sum())
+    return {"heuristic": {"name": heuristic[0], "accuracy": float(1 - wrong.mean()) if wrong.size else None,
+                          "reads_where_wrong": there, "errors_there": int((prediction[wrong] != target[wrong]).sum()),
+                          "agrees_there": float((prediction[wrong] == guess[wrong]).mean()) if there else None}}
 
 
 def _sampled(table, correct: np.ndarray) -> dict | None:

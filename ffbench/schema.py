@@ -326,6 +326,8 @@ def variant_of(config: dict, scoring: str = "choice", chat: bool = False, asks: 
         return value if len(value) <= 16 and "/" not in value else hashlib.sha256(value.encode()).hexdigest()[:8]
 
     parts = []
+    if config.get("task"):  # a task other than ffl (ffbench.tasks): its cells never match an ffl cell
+        parts.append(f"task={config['task']}")
     if config.get("fewshot"):
         parts.append("fewshot")
     if int(config.get("alphabet", 2) or 2) != 2:

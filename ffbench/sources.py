@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ffbench import datafiles, language
+from ffbench import datafiles, language, registers, tasks, undo
 from ffbench.errors import FFBenchError, UsageError
 
 DEFAULT_NUM = 1000  # sequences of an FFL(p) set unless --num says otherwise
@@ -47,6 +47,8 @@ class SourceSpec:
     path: str | None = None  # the data file (absolute), also for a file recognised as a suite
     part: str | None = None  # the value of the file's 'suite' column this source selects
     per_point: int | None = None  # stress grid: sequences per point (None: each point's own number)
+    task: str | None = None  # the task's language (ffbench.tasks); None: ffl, so ffl specs are as before
+    registers: int | None = None  # --task registers: the number of registers k
 
     def as_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -59,8 +61,8 @@ class SourceSpec:
     def describe(self) -> str:
         """Names the source without its size: the key of its content hash in a run's identity."""
         if self.kind == "file":
-            return f"{self.path}" + (f" [{self.part}]" if self.part else "")
-        what = f"{self.label} T={self.length} seed {self.seed}"
+            return (f"{self.task}: " if self.task else "") + f"{self.path}" + (f" [{self.part}]" if self.part else "")
+        what = (f"{self.task} " if self.task else "") + f"{self.label} T={self.length} seed {self.seed}"
         return what + (f" = {self.path}" + (f" [{self.part}]" if self.part else "") if self.path else "")
 
 
@@ -69,14 +71,14 @@ class SequenceStore:
     """Sequences, reads and content hash of every source, produced once and shared by the cells."""
 
     def __init__(self) -> None:
-        self._files: dict[tuple[str, int], datafiles.Dataset] = {}
+        self._files: dict[tuple[str, int, str | None], datafiles.Dataset] = {}
         self._cache: dict[SourceSpec, tuple[np.ndarray, language.Reads, str]] = {}
         self._columns: dict[SourceSpec, dict[str, list]] = {}
 
-    def file(self, path: str, alphabet: int) -> datafiles.Dataset:
-        key = (str(path), alphabet)
+    def file(self, path: str, alphabet: int, task: str | None = None) -> datafiles.Dataset:
+        key = (str(path), alphabet, task)
         if key not in self._files:
-            self._files[key] = datafiles.read_sequences(path, alphabet=alphabet)
+            self._files[key] = datafiles.read_sequences(path, alphabet=alphabet, task=task)
         return self._files[key]
 
     def sequences(self, spec: SourceSpec) -> np.ndarray:
@@ -86,7 +88,7 @@ class SequenceStore:
         """(sequences, reads, content sha256) of a source."""
         if spec not in self._cache:
             arr = self._load(spec)
-            self._cache[spec] = (arr, language.extract_reads(arr), datafiles.content_sha256(arr))
+            self._cache[spec] = (arr, tasks.get(spec.task).extract_reads(arr), datafiles.content_sha256(arr))
         return self._cache[spec]
 
     def columns(self, spec: SourceSpec) -> dict[str, list]:
@@ -98,7 +100,7 @@ class SequenceStore:
         from ffbench import stress
 
         if spec.kind == "file":
-            ds = self.file(spec.path, spec.alphabet)
+            ds = self.file(spec.path, spec.alphabet, spec.task)
             mask = _part_mask(ds, spec.part)
             cols = {k: [v for v, keep in zip(ds.columns[k], mask) if keep][: spec.num]
                     for k in stress.COLUMNS if k in ds.columns}
@@ -108,9 +110,18 @@ class SequenceStore:
         if spec.kind == "stress":
             arr, self._columns[spec] = stress.sample_suite(spec.length, spec.seed, spec.per_point)
             return arr
+        if spec.kind == "stale":
+            arr, self._columns[spec] = registers.stale_suite(spec.length, spec.registers, spec.per_point, spec.seed)
+            return arr
+        if spec.kind == "retraction":
+            arr, depths = undo.retraction_suite(spec.length, spec.per_point, spec.seed)
+            self._columns[spec] = {"family": ["retraction_chain"] * arr.shape[0], "k": depths}
+            return arr
         if spec.kind in ("suite", "ffl"):
-            dist = language.FFL.from_p_ignore(spec.p_ignore, spec.length, spec.alphabet)
-            return language.sample(dist, spec.num, spec.seed)
+            task = tasks.get(spec.task)
+            dist = task.suite_dist(spec.label, spec.p_ignore, spec.length, spec.alphabet, spec.registers) \
+                if spec.kind == "suite" else task.dist(spec.p_ignore, spec.length, spec.alphabet, spec.registers)
+            return task.sample(dist, spec.num, spec.seed)
         raise FFBenchError(f"unknown source kind {spec.kind!r}")
 
 
@@ -132,9 +143,20 @@ def _part_rows(ds: datafiles.Dataset, part: str | None) -> np.ndarray:
 # ----------------------------------------------------------------------------- planning
 def plan_sources(suites: list[str], data: list[str], lengths: list[int], p_ignore: list[float],
                  num: int | None, seed: int | None, alphabet: int = 2,
-                 store: SequenceStore | None = None) -> list[SourceSpec]:
-    """Every set of sequences a run scores, validated. Without suites, files or FFL sets: the paper suites."""
+                 store: SequenceStore | None = None, task: str | None = None,
+                 registers_k: list[int] | None = None) -> list[SourceSpec]:
+    """Every set of sequences a run scores, validated. Without suites, files or FFL sets: the paper suites
+    (of ``task``'s language, :mod:`ffbench.tasks`; None: ffl)."""
     store = store or SequenceStore()
+    chosen = tasks.get(task)
+    if registers_k and chosen.default_registers is None:
+        raise UsageError(f"--registers applies to --task registers only, not --task {chosen.name}")
+    if chosen.name != tasks.DEFAULT:
+        specs = []
+        for n, k in enumerate(registers_k or [chosen.default_registers]):  # data files once: they hold their own k
+            specs += _task_sources(chosen, suites, data if n == 0 else [], lengths, p_ignore, num, seed, alphabet,
+                                   store, k, len(registers_k or []) > 1)
+        return specs
     if num is not None and (isinstance(num, bool) or num <= 0):
         raise UsageError(f"--num must be a positive integer, got {num}")
     if seed is not None and seed < 0:
@@ -158,6 +180,66 @@ def plan_sources(suites: list[str], data: list[str], lengths: list[int], p_ignor
                                     DEFAULT_SEED if seed is None else seed, alphabet))
     for path in data:
         specs.extend(file_sources(path, num, alphabet, store))
+    return specs
+
+
+def _task_sources(task: tasks.Task, suites: list[str], data: list[str], lengths: list[int], p_ignore: list[float],
+                  num: int | None, seed: int | None, alphabet: int, store: SequenceStore, k: int | None = None,
+                  name_k: bool = False) -> list[SourceSpec]:
+    """The sources of a task other than ffl: its presets, its structured families, i.i.d. sets of its
+    language, data files. ``k``: registers of the register task (labels end in ``_k<K>`` when ``name_k``
+    or k is not the default, so the cells of a sweep over k never share a key)."""
+    task.check_alphabet(alphabet)
+    suffix = f"_k{k}" if k is not None and (name_k or k != task.default_registers) else ""
+    if k is not None and (isinstance(k, bool) or not 1 <= k <= registers.MAX_REGISTERS):
+        raise UsageError(f"--registers must be between 1 and {registers.MAX_REGISTERS}, got {k}")
+    if num is not None and (isinstance(num, bool) or num <= 0):
+        raise UsageError(f"--num must be a positive integer, got {num}")
+    for length in lengths:
+        _usage(lambda length=length: task.dist(0.5, length, alphabet, k))
+    for p in p_ignore:
+        _usage(lambda p=p: task.dist(p, task.default_length, alphabet, k))
+    specs: list[SourceSpec] = []
+    for name in (suites or ([] if (data or p_ignore) else ["paper"])):
+        if name == "stress":
+            raise UsageError(f"the stress grid is the flip-flop language's: with --task {task.name} use "
+                             f"--suite {', '.join(task.structured) or ', '.join(task.suites)}")
+        if name in task.structured:
+            for length in lengths or [task.default_length]:
+                if name == "retraction":
+                    _usage(lambda length=length: undo.retraction_suite(length, 1))
+                    rows, default_seed = len(undo.retraction_depths(length)) * (num or undo.RETRACTION_NUM), \
+                        undo.RETRACTION_SEED
+                else:
+                    rows = _usage(lambda length=length: registers.stale_suite(length, k, 1))[0].shape[0] * \
+                        (num or registers.STALE_NUM)
+                    default_seed = registers.STALE_SEED
+                specs.append(SourceSpec(name, name + suffix, length, rows, None,
+                                        default_seed if seed is None else seed, alphabet, per_point=num,
+                                        task=task.name, registers=k))
+            continue
+        for suite in task.resolve_suites(name):
+            for length in lengths or [suite.length]:
+                specs.append(SourceSpec("suite", suite.name + suffix, length, num or suite.num, suite.p_ignore,
+                                        suite.seed if seed is None else seed, alphabet, task=task.name, registers=k))
+    for p in p_ignore:
+        for length in lengths or [task.default_length]:
+            specs.append(SourceSpec("ffl", f"{task.name}{p:g}{suffix}", length, num or DEFAULT_NUM, p,
+                                    DEFAULT_SEED if seed is None else seed, alphabet, task=task.name, registers=k))
+    for path in data:
+        try:
+            ds = store.file(str(Path(path).resolve()), alphabet, task.name)
+        except FFBenchError as exc:
+            raise UsageError(str(exc)) from None
+        labels = ds.columns.get("suite")
+        for part in ([None] if labels is None else list(dict.fromkeys(labels))):
+            rows = _part_rows(ds, part)
+            if num is not None and num > rows.shape[0]:
+                raise UsageError(f"--num {num} exceeds the {rows.shape[0]:,} sequences of {path}"
+                                 + (f" (part {part!r})" if part is not None else ""))
+            label = Path(path).stem if part is None else str(part)
+            specs.append(SourceSpec("file", label, ds.length, num or rows.shape[0], None, None, alphabet,
+                                    path=ds.path, part=part, task=task.name))
     return specs
 
 

@@ -38,6 +38,15 @@ def format_table(cells: list[CellResult]) -> str:
         if c.tolerances:
             out += ["", f"stress profile, {c.key.describe()} (exact 95% intervals):"]
             out += [f"  {t['line']}" for t in c.tolerances]
+    guessed = [c for c in cells if c.breakdowns.get("heuristic")]
+    if guessed:
+        out += ["", "reference heuristic (undo: toggle, an undo flips the bit; registers: one variable, the last write "
+                    "anywhere):"]
+        for c in guessed:
+            h = c.breakdowns["heuristic"]
+            agrees = "" if h["agrees_there"] is None else f", the model gives its answer on {h['agrees_there']:.1%}"
+            out.append(f"  {c.key.describe()}: {h['name']} right on {h['accuracy']:.1%}; on the {h['reads_where_wrong']:,} "
+                       f"reads where it is wrong the model errs on {h['errors_there']:,}{agrees}")
     sampled = [c for c in cells if c.sampled]
     if sampled:
         out += ["", "sampled reads (mean per-read error probability, 95% cluster-robust interval over sequences):"]

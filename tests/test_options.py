@@ -10,8 +10,8 @@ from ffbench import api, cli
 from ffbench.errors import UsageError
 from ffbench.options import RunOptions
 
-# The CLI spells three options in the plural, since each takes a comma-separated list.
-CLI_NAMES = {"renders": "render", "scorings": "scoring"}
+# The CLI spells some options in its own words, since each takes a comma-separated list.
+CLI_NAMES = {"renders": "render", "scorings": "scoring", "registers_k": "registers"}
 CLI_ONLY = {"dry_run"}  # a different command, not an option of the run (api.preflight)
 API_ONLY = {"echo"}  # a callback; the CLI passes click.echo
 

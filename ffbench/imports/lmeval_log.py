@@ -45,6 +45,10 @@ def read(path: Path) -> Imported:
         if not docs:
             continue
         task = _task_name(file)
+        language = next((t.task for t in lmeval.TASKS if t.name == task), "ffl")
+        if language != "ffl":
+            raise UsageError(f"{file}: importing {task} (--task {language}) is not supported yet; score the model "
+                             f"with 'ffbench run --task {language}' instead")
         tasks.append(task)
         meta = meta_by_task.get(task) or {}
         fewshot = int(meta.get("fewshot_length", lmeval.DEFAULTS["fewshot_length"]))

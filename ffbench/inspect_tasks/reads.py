@@ -10,11 +10,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ffbench import prompting, render, sources
+from ffbench import prompting, render, sources, tasks
 from ffbench.backends.base import Generation
 from ffbench.errors import UsageError
 
 DEFAULT_RENDERING = "chat"  # Inspect serves chat models: the rendering that states the rules and asks
+UNDO_RENDERING = "chat_undo"  # the same for ffbench/undo (--task undo)
 MAX_TOKENS = prompting.ASKED_BUDGET  # ffbench's reply budget for a question
 
 
@@ -31,15 +32,17 @@ class Question:
 def source(task: str, suite: str | None = None, length: int | None = None, num: int | None = None,
            seed: int | None = None, p_ignore: float | None = None) -> sources.SourceSpec:
     """The sequences a task's parameters name, exactly as ``ffbench run`` plans them
-    (``flipflop``: a preset suite, or FFL(p_ignore) when given; ``stress``: the stress grid)."""
+    (``flipflop``: a preset suite, or FFL(p_ignore) when given; ``stress``: the stress grid; ``undo``:
+    as ``ffbench run --task undo``, a preset, ``retraction`` or UNDO(p_ignore))."""
     lengths = [] if length is None else [int(length)]
     if task == "stress":
         return sources.stress_source(int(length or 512), None if num is None else int(num), seed)
-    if task != "flipflop":
-        raise UsageError(f"unknown ffbench Inspect task {task!r} (flipflop, stress)")
+    if task not in ("flipflop", "undo"):
+        raise UsageError(f"unknown ffbench Inspect task {task!r} (flipflop, stress, undo)")
     suites = [] if p_ignore is not None else [suite or "in_dist"]
     specs = sources.plan_sources(suites, [], lengths, [] if p_ignore is None else [float(p_ignore)],
-                                 None if num is None else int(num), None if seed is None else int(seed))
+                                 None if num is None else int(num), None if seed is None else int(seed),
+                                 task=None if task == "flipflop" else task)
     if len(specs) != 1:
         raise UsageError(f"suite {suite!r} names {len(specs)} sets; an Inspect task scores one (in_dist, sparse, dense)")
     return specs[0]
@@ -51,7 +54,8 @@ def questions(spec: sources.SourceSpec, rendering: str = DEFAULT_RENDERING, fews
     store = store or sources.SequenceStore()
     arr, reads, _ = store.get(spec)
     template = render.load_template(rendering)
-    demo = render.demo_sequence() if fewshot else None
+    render.check_task(template, tasks.get(spec.task))
+    demo = (render.demo_sequence() if spec.task is None else tasks.get(spec.task).demo()) if fewshot else None
     columns = store.columns(spec)
     out, k = [], 0
     for i in range(arr.shape[0]):
@@ -61,7 +65,7 @@ def questions(spec: sources.SourceSpec, rendering: str = DEFAULT_RENDERING, fews
                     "target": int(value), "write_distance": int(reads.write_distance[k]),
                     "evidence_distance": int(reads.evidence_distance[k])}
             if columns:
-                meta.update(family=columns["family"][i], point=columns["point"][i])
+                meta.update(family=columns["family"][i], point=columns.get("point", [None] * (i + 1))[i])
             out.append(Question(f"s{i}r{j}", rendered.prompt(j) + template.ask, rendered.choices[value].strip(), meta))
             k += 1
     assert k == len(reads.target) and np.array_equal(reads.target, [q.metadata["target"] for q in out])

@@ -1,7 +1,8 @@
 """The Inspect AI tasks, scorer and metrics (imports ``inspect_ai``; install ``ffbench[inspect]``).
 
-``inspect eval ffbench/flipflop --model M -T suite=sparse -T length=64 -T num=50 -T rendering=chat``
-and ``inspect eval ffbench/stress -T length=64 -T num=2``. Every read is a sample; its reply is
+``inspect eval ffbench/flipflop --model M -T suite=sparse -T length=64 -T num=50 -T rendering=chat``,
+``inspect eval ffbench/stress -T length=64 -T num=2`` and ``inspect eval ffbench/undo -T suite=retraction
+-T length=64`` (UNDO flip-flops, docs/tasks.md). Every read is a sample; its reply is
 judged by :func:`ffbench.inspect_tasks.reads.verdict` (ffbench's strict rule). The metrics are the
 glitch rate (wrong reads / reads, invalid replies counted as wrong), its exact Clopper-Pearson 95%
 interval (:func:`ffbench.metrics.clopper_pearson`), accuracy and the invalid rate.
@@ -38,6 +39,15 @@ def stress(length: int = 512, num: int | None = None, seed: int | None = None,
            rendering: str = reads.DEFAULT_RENDERING, fewshot: bool = False, max_tokens: int = reads.MAX_TOKENS) -> Task:
     """Every read of the stress grid at ``length`` (``num`` sequences per point, else each point's own)."""
     return _task(reads.source("stress", None, length, num, seed), rendering, fewshot, max_tokens)
+
+
+@task
+def undo(suite: str = "in_dist", length: int | None = None, num: int | None = None, seed: int | None = None,
+         p_ignore: float | None = None, rendering: str = reads.UNDO_RENDERING, fewshot: bool = False,
+         max_tokens: int = reads.MAX_TOKENS) -> Task:
+    """Every read of an UNDO flip-flop set (``ffbench run --task undo``: in_dist, sparse, dense,
+    retraction, or UNDO(``p_ignore``)) at ``length`` (default 512), as one sample each."""
+    return _task(reads.source("undo", suite, length, num, seed, p_ignore), rendering, fewshot, max_tokens)
 
 
 def _task(spec, rendering: str, fewshot: bool, max_tokens: int) -> Task:

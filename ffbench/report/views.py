@@ -62,6 +62,20 @@ class SummaryRow:
     ci: str
     rate_class: str  # "zero", "bad" (above 1%) or ""
 
+    @property
+    def task(self) -> str:
+        """The cell's task (``--task``, docs/tasks.md) when it is not the flip-flop language."""
+        return next((p[len("task="):] for p in self.cell.variant.split("+") if p.startswith("task=")), "")
+
+    @property
+    def heuristic(self) -> str:
+        """``--task undo``/``registers``: the reference heuristic and how often the model gives its answer
+        where it is wrong (1.0: the model behaves as the heuristic there)."""
+        h = self.cell.breakdowns.get("heuristic")
+        if not h or not h.get("reads_where_wrong"):
+            return ""
+        return f"{h['name']}: agrees on {h['agrees_there']:.0%} of {h['reads_where_wrong']:,} reads where it is wrong"
+
     def sort_value(self, name: str) -> str:
         """The number a column sorts by (``data-v``), unrounded."""
         return f"{getattr(self.cell, name):.12g}"
@@ -79,6 +93,11 @@ def summary_rows(models: list[Model]) -> list[SummaryRow]:
             cls = "zero" if c.errors == 0 else ("bad" if c.glitch_rate > 1e-2 else "")
             rows.append(SummaryRow(m, c, "" if c.p_ignore is None else f"{c.p_ignore:g}", rate, ci, cls))
     return rows
+
+
+def shows_tasks(models: list[Model]) -> bool:
+    """The summary has task and heuristic columns when a cell is of a task other than ffl."""
+    return any("task=" in c.variant for m in models for c in m.cells)
 
 
 def shows_truncated(models: list[Model]) -> bool:
