@@ -86,6 +86,8 @@ STRESS_SEED = 4000
 MIN_LENGTH = 12
 NUM = 32  # sequences per point
 DENSE_READS = 256  # dense_interference points hold enough sequences for about this many reads
+MULTI_READS = 128  # run_blocks and reads_in_run points: about this many reads ...
+FIRST_READS = 4  # ... and run_blocks points at least this many sequences (a block at the start asked 4 times)
 
 W, R, I, ZERO = language.W, language.R, language.I, language.ZERO
 
@@ -303,6 +305,108 @@ class DenseInterference(Family):
         return instr, data
 
 
+def _fine_grid(limit: int) -> list[int]:
+    """1, 2, 4, 6, ..., 16, then four steps per octave (20, 24, 28, 32, 40, ...) below ``limit``, then
+    ``limit``: fine enough to place a threshold such as 14 or 36 opposite ignores."""
+    values, octave = [1, 2, *range(4, 16, 2)], 16
+    while octave < limit:
+        values += [octave + j * octave // 4 for j in range(4)]
+        octave *= 2
+    return [v for v in values if v < limit] + [limit]
+
+
+def _budget_num(per_sequence: int, least: int = 2) -> int:
+    """Sequences for about ``MULTI_READS`` reads at ``per_sequence`` reads each: even, between
+    ``least`` and ``NUM``."""
+    per = -(-MULTI_READS // per_sequence)
+    return min(NUM, max(least, per + per % 2))
+
+
+class RunBlocks(Family):
+    """Blocks (write, k opposite-bit ignores, read) tiling the sequence from its first instruction."""
+
+    @staticmethod
+    def _blocks(n: int, k: int) -> list[int]:
+        """The first slot of each block: ``n // (k + 2)`` blocks, the first at slot 0, the last
+        ending at the final slot, the spare slots spread as evenly as possible over the gaps."""
+        b = n // (k + 2)
+        spare = n - b * (k + 2)
+        starts, slot = [], 0
+        for j in range(b):
+            starts.append(slot)
+            slot += k + 2 + (spare // (b - 1) + (j < spare % (b - 1)) if j < b - 1 else 0)
+        return starts
+
+    def points(self, length: int) -> list[Params]:
+        return [Params((("k", k),)) for k in _fine_grid(length // 2 // 2 - 2)]
+
+    def reads_per_sequence(self, params, length):
+        return (length // 2) // (params["k"] + 2)
+
+    def num(self, params, length):
+        return _budget_num(self.reads_per_sequence(params, length), FIRST_READS)
+
+    def build(self, params, n, u, bit):
+        k = params["k"]
+        rows = bit.shape[0]
+        instr = np.full((rows, n), I, dtype=np.uint8)
+        data = (u[:, 0] < 0.5).astype(np.uint8)
+        for j, start in enumerate(self._blocks(n, k)):
+            b = bit[:, 0] ^ (j % 2)
+            instr[:, start], data[:, start] = W, b
+            data[:, start + 1 : start + 1 + k] = (1 - b)[:, None]
+            instr[:, start + 1 + k], data[:, start + 1 + k] = R, b
+        return instr, data
+
+
+class ReadsInRun(Family):
+    """One decisive write, then a run of opposite-bit ignores with a read after every ``gap`` of them."""
+
+    def points(self, length: int) -> list[Params]:
+        return [Params((("gap", g),)) for g in _fine_grid((length // 2 - 1) // 2 - 1)]
+
+    def reads_per_sequence(self, params, length):
+        return (length // 2 - 1) // (params["gap"] + 1)
+
+    def num(self, params, length):
+        return _budget_num(self.reads_per_sequence(params, length))
+
+    def build(self, params, n, u, bit):
+        g = params["gap"]
+        m = (n - 1) // (g + 1)
+        slot = n - 1 - m * (g + 1)  # the decisive write
+        instr, data = _blank(u, bit)
+        instr[:, slot] = W
+        data[:, slot : slot + 1] = bit
+        _stale_write(instr, data, slot, bit)
+        data[:, slot + 1 :] = np.where(np.arange(slot + 1, n) % (g + 1) == (n - 1) % (g + 1), bit, 1 - bit)
+        instr[:, slot + 1 :][:, (np.arange(slot + 1, n) - slot) % (g + 1) == 0] = R
+        return instr, data
+
+
+class DecoyRun(Family):
+    """m opposite decoy writes right before the decisive write, then an opposite-bit run of a given length."""
+
+    DECOYS = (2, 10)
+
+    def points(self, length: int) -> list[Params]:
+        n = length // 2
+        return [Params((("decoys", m), ("run", r))) for m in self.DECOYS if m + 3 <= n
+                for r in _log_grid(n - 2 - m)]
+
+    def build(self, params, n, u, bit):
+        m, run = params["decoys"], params["run"]
+        slot = n - 2 - run  # the decisive write
+        instr, data = _blank(u, bit)
+        instr[:, slot] = W
+        data[:, slot : slot + 1] = bit
+        data[:, slot + 1 : n - 1] = 1 - bit
+        decoys = np.r_[0, slot - (m - 1) : slot]
+        instr[:, decoys] = W
+        data[:, decoys] = 1 - bit
+        return instr, data
+
+
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     DistractorRun("distractor_run", "k ignores carrying the opposite bit right before the final read",
                   ("density", "write_at", "k"), (float, str, int)),
@@ -312,6 +416,12 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
                   ("distance",), (int,)),
     DenseInterference("dense_interference", "a write every gap instructions, alternating values, one read per gap",
                       ("gap",), (int,), harder="smaller"),
+    RunBlocks("run_blocks", "blocks of a write, k ignores carrying the opposite bit and a read, tiling the sequence",
+              ("k",), (int,)),
+    ReadsInRun("reads_in_run", "one write, then opposite-bit ignores with a read after every gap of them",
+               ("gap",), (int,)),
+    DecoyRun("decoy_run", "m opposite writes right before the decisive write, then an opposite-bit run of run ignores",
+             ("decoys", "run"), (int, int)),
 )}
 
 PARAMETERS: tuple[str, ...] = tuple(dict.fromkeys(p for f in FAMILIES.values() for p in f.parameters))
