@@ -37,10 +37,32 @@ Families (``FAMILIES``; parameters in order, the last one is the axis a toleranc
     ``DENSE_READS`` reads per point (between 2 and ``NUM``), except at gap 2, which has exactly two
     distinct sequences (w0r0w1r1... and w1r1w0r0...) and holds just those.
 
+``run_blocks`` (k)
+    blocks of a write, k ignores all carrying the opposite bit, and a read, tiling the sequence: the
+    first block opens it (its write is the first instruction, its read at slot k + 1), the last
+    ends it, n // (k + 2) blocks with the spare slots spread as random filler ignores between them.
+    Block j's bit is the row's decisive bit flipped j times (so each run repeats the value read just
+    before). Every read is scored, so one point reads early, middle and late in the sequence. k runs
+    over the fine grid 1, 2, 4, 6, ..., 16, 20, 24, 28, 32, 40, ... below T/4 - 2 and T/4 - 2 itself
+    (at least two blocks); about ``MULTI_READS`` reads per point from at least ``FIRST_READS``
+    sequences.
+``reads_in_run`` (gap)
+    one decisive write, then ignores all carrying the opposite bit with a read after every ``gap`` of
+    them, the last read at the last slot: (T/2 - 1) // (gap + 1) reads, each with exactly ``gap``
+    opposite ignores since the previous read (or the write) and j x gap since the write. When the
+    reads do not fill the sequence, it opens with a stale write of the opposite bit and random
+    filler. gap on the fine grid while at least two reads fit; about ``MULTI_READS`` reads per point.
+``decoy_run`` (decoys, run)
+    m writes of the opposite bit (the first instruction and the m - 1 instructions right before the
+    decisive write, random filler ignores between), the decisive write, ``run`` ignores all carrying
+    the opposite bit, the final read. m in 2, 10; run on the log grid up to T/2 - 2 - m. One read per
+    sequence.
+
 In every family the only evidence for the final read's answer is the decisive write, and the
 decisive bit alternates over the rows of a point (0, 1, 0, ...) so each point asks for both answers
 equally often. Intervals treat reads as independent; a point whose structure leaves few distinct
-sequences (a density-1.0 run that fills the sequence, dense gap 2) repeats them, and its interval
+sequences (a density-1.0 run that fills the sequence, dense gap 2, run_blocks and reads_in_run when
+no filler is needed: their reads depend only on the decisive bit) repeats them, and its interval
 then describes the grid rather than a wider population.
 
 Determinism: the rows of a point depend only on (family, parameters, T, seed): they come from
@@ -63,8 +85,12 @@ The API the rest of ffbench calls:
   of any family (``None`` where the row's family lacks it).
 - ``reads_per_sequence(point, length)``: the exact number of reads each sequence of a point holds.
 - ``parse_point(id) -> (family, Params)``, ``count_outcomes(point_ids, correct) -> list[Outcome]``
-  (reads and errors per point from per-read verdicts), ``tolerance(outcomes) -> Tolerance`` for one
-  family and fixed parameters along the axis, ``profile(outcomes) -> list[Tolerance]`` for all.
+  (reads and errors per point from per-read verdicts; with the reads' positions and T, also where the
+  reads were), ``tolerance(outcomes) -> Tolerance`` for one family and fixed parameters along the
+  axis, ``profile(outcomes) -> list[Tolerance]`` for all. A tolerance line states its region (T, the
+  positions of its reads and their thirds of the sequence) and is the minimum over positions.
+- ``check_line(tolerance, reads) -> LineCheck``: the reads (dicts: ``family``, the family's
+  parameters, ``T``, ``position``, ``wrong``) that contradict a tolerance line.
 """
 
 from __future__ import annotations
