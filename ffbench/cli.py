@@ -499,7 +499,7 @@ def _record(results, revision: str, run_dir: str, registry_path: str | None, str
               "the i.i.d. one; samples.parquet keeps every read's weight.")
 @click.option("--family", "families", callback=_csv(str, "family names"), metavar="F1,F2",
               help="Search only these families (distractor_run, decoy_writes, write_distance, dense_interference, "
-                   "ffl, planted; default all).")
+                   "run_blocks, reads_in_run, decoy_run, ffl, planted; default all).")
 @click.option("--per-read", is_flag=True, help="One request per read instead of dense scoring.")
 @click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE", help="Backend option, repeatable.")
 @_connection_options
