@@ -79,3 +79,27 @@ def test_lstm_ref_run_blocks_line_is_not_contradicted_by_the_probe(length, one_t
     # A line that claimed 16 over the same region (the second round's adjacent line) is contradicted.
     bolder = {**line.as_dict(), "clean_through": 16}
     assert sorted(r["k"] for r in stress.check_line(bolder, probe).contradicting) == [14, 14, 15, 15, 16, 16]
+
+
+@needs_torch
+def test_the_shipped_lstm_ref_lines_hold_against_the_probe(one_thread):
+    """The lines ffbench ships for lstm-ref (``baselines/lstm-ref/stress``) at T = 128 and 512: run_blocks
+    covers the probe's reads and says at most 13; the distractor_run lines say they were measured at
+    the last position only, so the probe's early reads are outside their region."""
+    import json
+
+    from ffbench.backends.native import resolve
+    from ffbench.resources import BASELINES_DIR
+    from ffbench.train.checkpoint import load_checkpoint
+
+    net, _ = load_checkpoint(resolve("lstm-ref"), "cpu")
+    results = json.loads((BASELINES_DIR / "lstm-ref" / "stress" / "results.json").read_text())["results"]
+    for cell in (c for c in results if c["length"] in (128, 512)):
+        probe = probe_reads(net, cell["length"], range(1, 31))
+        (blocks,) = [t for t in cell["tolerances"] if t["family"] == "run_blocks"]
+        check = stress.check_line(blocks, probe)
+        assert blocks["clean_through"] <= 13 and check.holds and check.in_region == len(probe) == 60
+        for tol in (t for t in cell["tolerances"] if t["family"] == "distractor_run"):
+            assert tol["region"]["positions"] == [cell["length"] - 1] * 2
+            as_distractor = [{**r, "family": "distractor_run", **tol["fixed"]} for r in probe]
+            assert stress.check_line(tol, as_distractor).in_region == 0
