@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -98,7 +99,7 @@ def test_reads_in_run_read_inside_one_opposite_run(length):
             assert len(reads) == (n - 1) // (g + 1) >= 2 and reads[-1] == n - 1
             assert all(j > decisive for j in reads)  # one write decides every read
             evidence = [decisive, *reads]
-            for a, b in zip(evidence, evidence[1:]):  # exactly gap opposite ignores since the previous read
+            for a, b in pairwise(evidence):  # exactly gap opposite ignores since the previous read
                 assert b - a == g + 1 and opposite_run(ops, vals, b) == g and vals[b] == vals[decisive]
             if decisive:  # room before it: a stale write of the other bit opens the sequence
                 assert ops.count("w") == 2 and ops[0] == "w" and vals[0] != vals[decisive]
@@ -144,7 +145,7 @@ def test_a_model_that_fails_only_early_sets_the_line_at_every_position():
     assert (t.clean_through, t.first_failure, t.length, t.span, t.thirds) == (12, 14, 128, (5, 127),
                                                                                ("early", "middle", "late"))
     # per third: the early reads fail from 14, the others never; the line is the minimum
-    assert dict((third, (c, f)) for third, c, f in t.by_third) == {
+    assert {third: (c, f) for third, c, f in t.by_third} == {
         "early": (12, 14), "middle": (30, None), "late": (30, None)}
     assert t.line == (
         "run_blocks: at T = 128, reads at positions 5-127 (early, middle, late): right on every read up to k = 12 "
@@ -167,7 +168,7 @@ def test_a_model_that_fails_only_late_lowers_the_line_too():
     tol, *_ = lines(128, lambda ops, vals, j, n: j >= 2 * n / 3 and opposite_run(ops, vals, j) >= 20)
     t = tol["reads_in_run"]
     assert (t.clean_through, t.first_failure) == (16, 20)
-    assert dict((third, (c, f)) for third, c, f in t.by_third) == {"early": (20, None), "middle": (30, None),
+    assert {third: (c, f) for third, c, f in t.by_third} == {"early": (20, None), "middle": (30, None),
                                                                   "late": (16, 20)}
 
 
