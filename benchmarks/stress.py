@@ -47,7 +47,7 @@ def profile(name: str, length: int) -> None:
     seconds = time.perf_counter() - t0
     reads = language.extract_reads(arr)
     points = np.asarray(cols["point"], dtype=object)[reads.seq_index]
-    outcomes = stress.count_outcomes(points, correct)
+    outcomes = stress.count_outcomes(points, correct, reads.position, length)
     print(f"\n## {name} at T = {length}: {len(reads):,} reads, {int((~correct).sum()):,} wrong "
           f"({arr.shape[0]:,} sequences, scored in {seconds:.1f} s)\n")
     for tol in stress.profile(outcomes):

@@ -533,7 +533,7 @@ def _model_args(pairs) -> dict:
                    "family points (the default when --family is given).")
 @click.option("--family", "families", callback=_csv(str, "family names"), metavar="F1,F2",
               help="With --search bandit: search only these families (distractor_run, decoy_writes, write_distance, "
-                   "dense_interference, ffl, planted; default all).")
+                   "dense_interference, run_blocks, reads_in_run, decoy_run, ffl, planted; default all).")
 @click.option("--per-read", is_flag=True, help="One request per read instead of dense scoring.")
 @click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE", help="Backend option, repeatable.")
 @_connection_options

@@ -676,7 +676,9 @@ def _stress_task_yaml(spec: StressTaskSpec) -> str:
             "# Metadata: lengths and fewshot_length as for every fflm task; stress_num (sequences per grid point,\n"
             "# default: each point's own) and stress_seed (default the grid's seed). acc, acc_T<L>, then per\n"
             "# family acc_<family> and acc_<family>_<value> for its axis parameter (distractor_run: k, decoy_writes:\n"
-            "# decoys, write_distance: distance, dense_interference: gap); only values on the requested grid appear.\n"
+            "# decoys, write_distance: distance, dense_interference: gap, run_blocks: k, reads_in_run: gap, decoy_run:\n"
+            "# run); only values on the requested grid appear. run_blocks, reads_in_run and dense_interference read\n"
+            "# several times per sequence: fflm_stress asks only their final read.\n"
             f"include: _fflm_choice_yaml\ntask: {spec.name}\ncustom_dataset: !function utils.stress_dataset\n"
             f"dataset_kwargs:\n  rendering: {spec.rendering}\nprocess_results: !function utils.process_stress_choice\n"
             f"metric_list:\n{_metric_list(stress_catalog_metrics(), group=False)}")

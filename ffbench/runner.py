@@ -655,7 +655,11 @@ def stress_breakdown(table) -> tuple[list[dict], list[dict]]:
     if not keep:
         return [], []
     correct = table.column("correct").to_numpy()[keep]
-    outcomes = stress.count_outcomes([points[k] for k in keep], correct)
+    positions = table.column("position").to_numpy()[keep]
+    lengths = set(table.column("length").to_numpy()[keep].tolist())
+    if len(lengths) != 1:
+        raise FFBenchError(f"a stress cell holds sequences of one length, not {sorted(lengths)}")
+    outcomes = stress.count_outcomes([points[k] for k in keep], correct, positions, int(lengths.pop()))
     by_point = [{"point": stress.Point(o.family, o.params, o.reads).id, "family": o.family,
                  **dict(o.params), "reads": o.reads, "errors": o.errors,
                  "ci95": list(metrics.clopper_pearson(o.errors, o.reads))} for o in outcomes]

@@ -37,10 +37,32 @@ Families (``FAMILIES``; parameters in order, the last one is the axis a toleranc
     ``DENSE_READS`` reads per point (between 2 and ``NUM``), except at gap 2, which has exactly two
     distinct sequences (w0r0w1r1... and w1r1w0r0...) and holds just those.
 
+``run_blocks`` (k)
+    blocks of a write, k ignores all carrying the opposite bit, and a read, tiling the sequence: the
+    first block opens it (its write is the first instruction, its read at slot k + 1), the last
+    ends it, n // (k + 2) blocks with the spare slots spread as random filler ignores between them.
+    Block j's bit is the row's decisive bit flipped j times (so each run repeats the value read just
+    before). Every read is scored, so one point reads early, middle and late in the sequence. k runs
+    over the fine grid 1, 2, 4, 6, ..., 16, 20, 24, 28, 32, 40, ... below T/4 - 2 and T/4 - 2 itself
+    (at least two blocks); about ``MULTI_READS`` reads per point from at least ``FIRST_READS``
+    sequences.
+``reads_in_run`` (gap)
+    one decisive write, then ignores all carrying the opposite bit with a read after every ``gap`` of
+    them, the last read at the last slot: (T/2 - 1) // (gap + 1) reads, each with exactly ``gap``
+    opposite ignores since the previous read (or the write) and j x gap since the write. When the
+    reads do not fill the sequence, it opens with a stale write of the opposite bit and random
+    filler. gap on the fine grid while at least two reads fit; about ``MULTI_READS`` reads per point.
+``decoy_run`` (decoys, run)
+    m writes of the opposite bit (the first instruction and the m - 1 instructions right before the
+    decisive write, random filler ignores between), the decisive write, ``run`` ignores all carrying
+    the opposite bit, the final read. m in 2, 10; run on the log grid up to T/2 - 2 - m. One read per
+    sequence.
+
 In every family the only evidence for the final read's answer is the decisive write, and the
 decisive bit alternates over the rows of a point (0, 1, 0, ...) so each point asks for both answers
 equally often. Intervals treat reads as independent; a point whose structure leaves few distinct
-sequences (a density-1.0 run that fills the sequence, dense gap 2) repeats them, and its interval
+sequences (a density-1.0 run that fills the sequence, dense gap 2, run_blocks and reads_in_run when
+no filler is needed: their reads depend only on the decisive bit) repeats them, and its interval
 then describes the grid rather than a wider population.
 
 Determinism: the rows of a point depend only on (family, parameters, T, seed): they come from
@@ -63,8 +85,12 @@ The API the rest of ffbench calls:
   of any family (``None`` where the row's family lacks it).
 - ``reads_per_sequence(point, length)``: the exact number of reads each sequence of a point holds.
 - ``parse_point(id) -> (family, Params)``, ``count_outcomes(point_ids, correct) -> list[Outcome]``
-  (reads and errors per point from per-read verdicts), ``tolerance(outcomes) -> Tolerance`` for one
-  family and fixed parameters along the axis, ``profile(outcomes) -> list[Tolerance]`` for all.
+  (reads and errors per point from per-read verdicts; with the reads' positions and T, also where the
+  reads were), ``tolerance(outcomes) -> Tolerance`` for one family and fixed parameters along the
+  axis, ``profile(outcomes) -> list[Tolerance]`` for all. A tolerance line states its region (T, the
+  positions of its reads and their thirds of the sequence) and is the minimum over positions.
+- ``check_line(tolerance, reads) -> LineCheck``: the reads (dicts: ``family``, the family's
+  parameters, ``T``, ``position``, ``wrong``) that contradict a tolerance line.
 """
 
 from __future__ import annotations
@@ -86,6 +112,8 @@ STRESS_SEED = 4000
 MIN_LENGTH = 12
 NUM = 32  # sequences per point
 DENSE_READS = 256  # dense_interference points hold enough sequences for about this many reads
+MULTI_READS = 128  # run_blocks and reads_in_run points: about this many reads ...
+FIRST_READS = 4  # ... and run_blocks points at least this many sequences (a block at the start asked 4 times)
 
 W, R, I, ZERO = language.W, language.R, language.I, language.ZERO
 
@@ -303,6 +331,108 @@ class DenseInterference(Family):
         return instr, data
 
 
+def _fine_grid(limit: int) -> list[int]:
+    """1, 2, 4, 6, ..., 16, then four steps per octave (20, 24, 28, 32, 40, ...) below ``limit``, then
+    ``limit``: fine enough to place a threshold such as 14 or 36 opposite ignores."""
+    values, octave = [1, 2, *range(4, 16, 2)], 16
+    while octave < limit:
+        values += [octave + j * octave // 4 for j in range(4)]
+        octave *= 2
+    return [v for v in values if v < limit] + [limit]
+
+
+def _budget_num(per_sequence: int, least: int = 2) -> int:
+    """Sequences for about ``MULTI_READS`` reads at ``per_sequence`` reads each: even, between
+    ``least`` and ``NUM``."""
+    per = -(-MULTI_READS // per_sequence)
+    return min(NUM, max(least, per + per % 2))
+
+
+class RunBlocks(Family):
+    """Blocks (write, k opposite-bit ignores, read) tiling the sequence from its first instruction."""
+
+    @staticmethod
+    def _blocks(n: int, k: int) -> list[int]:
+        """The first slot of each block: ``n // (k + 2)`` blocks, the first at slot 0, the last
+        ending at the final slot, the spare slots spread as evenly as possible over the gaps."""
+        b = n // (k + 2)
+        spare = n - b * (k + 2)
+        starts, slot = [], 0
+        for j in range(b):
+            starts.append(slot)
+            slot += k + 2 + (spare // (b - 1) + (j < spare % (b - 1)) if j < b - 1 else 0)
+        return starts
+
+    def points(self, length: int) -> list[Params]:
+        return [Params((("k", k),)) for k in _fine_grid(length // 2 // 2 - 2)]
+
+    def reads_per_sequence(self, params, length):
+        return (length // 2) // (params["k"] + 2)
+
+    def num(self, params, length):
+        return _budget_num(self.reads_per_sequence(params, length), FIRST_READS)
+
+    def build(self, params, n, u, bit):
+        k = params["k"]
+        rows = bit.shape[0]
+        instr = np.full((rows, n), I, dtype=np.uint8)
+        data = (u[:, 0] < 0.5).astype(np.uint8)
+        for j, start in enumerate(self._blocks(n, k)):
+            b = bit[:, 0] ^ (j % 2)
+            instr[:, start], data[:, start] = W, b
+            data[:, start + 1 : start + 1 + k] = (1 - b)[:, None]
+            instr[:, start + 1 + k], data[:, start + 1 + k] = R, b
+        return instr, data
+
+
+class ReadsInRun(Family):
+    """One decisive write, then a run of opposite-bit ignores with a read after every ``gap`` of them."""
+
+    def points(self, length: int) -> list[Params]:
+        return [Params((("gap", g),)) for g in _fine_grid((length // 2 - 1) // 2 - 1)]
+
+    def reads_per_sequence(self, params, length):
+        return (length // 2 - 1) // (params["gap"] + 1)
+
+    def num(self, params, length):
+        return _budget_num(self.reads_per_sequence(params, length))
+
+    def build(self, params, n, u, bit):
+        g = params["gap"]
+        m = (n - 1) // (g + 1)
+        slot = n - 1 - m * (g + 1)  # the decisive write
+        instr, data = _blank(u, bit)
+        instr[:, slot] = W
+        data[:, slot : slot + 1] = bit
+        _stale_write(instr, data, slot, bit)
+        data[:, slot + 1 :] = np.where(np.arange(slot + 1, n) % (g + 1) == (n - 1) % (g + 1), bit, 1 - bit)
+        instr[:, slot + 1 :][:, (np.arange(slot + 1, n) - slot) % (g + 1) == 0] = R
+        return instr, data
+
+
+class DecoyRun(Family):
+    """m opposite decoy writes right before the decisive write, then an opposite-bit run of a given length."""
+
+    DECOYS = (2, 10)
+
+    def points(self, length: int) -> list[Params]:
+        n = length // 2
+        return [Params((("decoys", m), ("run", r))) for m in self.DECOYS if m + 3 <= n
+                for r in _log_grid(n - 2 - m)]
+
+    def build(self, params, n, u, bit):
+        m, run = params["decoys"], params["run"]
+        slot = n - 2 - run  # the decisive write
+        instr, data = _blank(u, bit)
+        instr[:, slot] = W
+        data[:, slot : slot + 1] = bit
+        data[:, slot + 1 : n - 1] = 1 - bit
+        decoys = np.r_[0, slot - (m - 1) : slot]
+        instr[:, decoys] = W
+        data[:, decoys] = 1 - bit
+        return instr, data
+
+
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     DistractorRun("distractor_run", "k ignores carrying the opposite bit right before the final read",
                   ("density", "write_at", "k"), (float, str, int)),
@@ -312,6 +442,12 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
                   ("distance",), (int,)),
     DenseInterference("dense_interference", "a write every gap instructions, alternating values, one read per gap",
                       ("gap",), (int,), harder="smaller"),
+    RunBlocks("run_blocks", "blocks of a write, k ignores carrying the opposite bit and a read, tiling the sequence",
+              ("k",), (int,)),
+    ReadsInRun("reads_in_run", "one write, then opposite-bit ignores with a read after every gap of them",
+               ("gap",), (int,)),
+    DecoyRun("decoy_run", "m opposite writes right before the decisive write, then an opposite-bit run of run ignores",
+             ("decoys", "run"), (int, int)),
 )}
 
 PARAMETERS: tuple[str, ...] = tuple(dict.fromkeys(p for f in FAMILIES.values() for p in f.parameters))
@@ -430,40 +566,73 @@ def sample_suite(length: int, seed: int = STRESS_SEED, num: int | None = None) -
 
 
 # ----------------------------------------------------------------------------- tolerance
+THIRDS = ("early", "middle", "late")
+
+
+def third_of(position: int, length: int) -> str:
+    """Where a read sits: ``early``, ``middle`` or ``late`` third of the sequence (by its instruction
+    slot; ``position`` is the answer digit's index in the compact string, as samples' ``position``)."""
+    slot, n = (int(position) - 1) // 2, int(length) // 2
+    return THIRDS[0] if 3 * slot < n else THIRDS[1] if 3 * slot < 2 * n else THIRDS[2]
+
+
 @dataclass(frozen=True)
 class Outcome:
-    """Reads and errors of one point."""
+    """Reads and errors of one point; with the length, where its reads were (``span``: the first and
+    last answer-digit position) and reads and errors per third of the sequence (``by_third``)."""
 
     family: str
     params: Params
     reads: int
     errors: int
+    length: int | None = None
+    span: tuple[int, int] | None = None
+    by_third: tuple[tuple[str, int, int], ...] = ()
 
 
-def count_outcomes(point_ids: Sequence[str], correct: Sequence[bool]) -> list[Outcome]:
-    """Per point (in order of first appearance), reads and errors from per-read verdicts."""
+def count_outcomes(point_ids: Sequence[str], correct: Sequence[bool], positions: Sequence[int] | None = None,
+                   length: int | None = None) -> list[Outcome]:
+    """Per point (in order of first appearance), reads and errors from per-read verdicts; with the
+    reads' ``positions`` and the sequences' ``length``, also where the reads were."""
     ids = np.asarray(point_ids, dtype=object)
     ok = np.asarray(correct, dtype=bool)
     if ids.shape != ok.shape:
         raise FFBenchError(f"{ids.size} point ids but {ok.size} verdicts")
+    if positions is not None:
+        pos = np.asarray(positions, dtype=np.int64)
+        if pos.shape != ok.shape or length is None:
+            raise FFBenchError("positions need one entry per verdict and the sequences' length")
+        third = np.array([THIRDS.index(third_of(p, length)) for p in pos], dtype=np.int64)
     names, first, inverse = np.unique(ids.astype(str), return_index=True, return_inverse=True)
     reads = np.bincount(inverse, minlength=names.size)
     errors = np.bincount(inverse, weights=~ok, minlength=names.size).astype(np.int64)
     out = []
     for j in np.argsort(first, kind="stable"):
         family, params = parse_point(str(names[j]))
-        out.append(Outcome(family, params, int(reads[j]), int(errors[j])))
+        extra = {}
+        if positions is not None:
+            mine = inverse == j
+            cells = [(t, int((third[mine] == k).sum()), int((~ok[mine] & (third[mine] == k)).sum()))
+                     for k, t in enumerate(THIRDS)]
+            extra = {"length": int(length), "span": (int(pos[mine].min()), int(pos[mine].max())),
+                     "by_third": tuple(c for c in cells if c[1])}
+        out.append(Outcome(family, params, int(reads[j]), int(errors[j]), **extra))
     return out
 
 
 @dataclass(frozen=True)
 class Tolerance:
-    """How far along its axis one family (with its other parameters fixed) stays right.
+    """How far along its axis one family (with its other parameters fixed) stays right, at every
+    position measured.
 
     ``outcomes`` run from the easiest axis value to the hardest. ``clean_through`` is the hardest
-    value that, with every easier one, had no error (None when the easiest already failed);
-    ``first_failure`` the easiest value with an error (None when none failed); ``clean_after`` the
-    values harder than the first failure that had no error again (``recovers`` when there is one).
+    value that, with every easier one, had no error at any position (None when the easiest already
+    failed); ``first_failure`` the easiest value with an error (None when none failed); ``clean_after``
+    the values harder than the first failure that had no error again (``recovers`` when there is one).
+    Counting every position together makes ``clean_through`` the minimum over positions: each third
+    of the sequence (``by_third``) is clean at every value it was measured at up to it. ``length``,
+    ``span`` and ``thirds`` are the region the line was measured on (None / () when the outcomes did
+    not say where their reads were).
     """
 
     family: str
@@ -475,17 +644,34 @@ class Tolerance:
     first_failure: Any
     clean_after: tuple
     line: str
+    length: int | None = None
+    span: tuple[int, int] | None = None
+    thirds: tuple[str, ...] = ()
+    by_third: tuple[tuple[str, Any, Any], ...] = ()  # (third, clean_through, first_failure) per third
 
     @property
     def recovers(self) -> bool:
         return bool(self.clean_after)
 
+    def region(self) -> dict | None:
+        """What the line covers: family, T, the fixed parameters and where the reads were."""
+        if self.length is None:
+            return None
+        return {"family": self.family, "length": self.length, "fixed": dict(self.fixed),
+                "positions": list(self.span), "thirds": list(self.thirds)}
+
     def as_dict(self) -> dict:
-        return {"family": self.family, "fixed": dict(self.fixed), "axis": self.axis, "harder": self.harder,
-                "clean_through": self.clean_through, "first_failure": self.first_failure,
-                "recovers": self.recovers, "clean_after": list(self.clean_after), "line": self.line,
-                "values": [{self.axis: o.params[self.axis], "reads": o.reads, "errors": o.errors,
-                            "ci95": list(clopper_pearson(o.errors, o.reads))} for o in self.outcomes]}
+        out = {"family": self.family, "fixed": dict(self.fixed), "axis": self.axis, "harder": self.harder,
+               "clean_through": self.clean_through, "first_failure": self.first_failure,
+               "recovers": self.recovers, "clean_after": list(self.clean_after), "line": self.line,
+               "values": [{self.axis: o.params[self.axis], "reads": o.reads, "errors": o.errors,
+                           "ci95": list(clopper_pearson(o.errors, o.reads)),
+                           **({"by_third": {t: {"reads": r, "errors": e} for t, r, e in o.by_third}}
+                              if o.by_third else {})} for o in self.outcomes]}
+        if self.length is not None:
+            out["region"] = self.region()
+            out["by_third"] = {t: {"clean_through": c, "first_failure": f} for t, c, f in self.by_third}
+        return out
 
 
 def _fixed(family: Family, params: Params) -> Params:
@@ -506,10 +692,35 @@ def _fail_words(o: Outcome) -> str:
     return f"{o.errors:,} of {o.reads:,} wrong, 95% CI [{low:.2g}, {high:.2g}]"
 
 
+def _region_words(length: int, span: tuple[int, int], thirds: Sequence[str]) -> str:
+    where = f"position {span[0]}" if span[0] == span[1] else f"positions {span[0]}-{span[1]}"
+    return f"at T = {length}, reads at {where} ({', '.join(thirds)})"
+
+
+def _series(rows: list[Outcome], axis: str) -> tuple[Any, Any]:
+    """(clean_through, first_failure) of outcomes sorted easiest first."""
+    failing = [j for j, o in enumerate(rows) if o.errors]
+    if not failing:
+        return rows[-1].params[axis], None
+    first = failing[0]
+    return (rows[first - 1].params[axis] if first else None), rows[first].params[axis]
+
+
+def _per_third(rows: list[Outcome], axis: str) -> tuple[tuple[str, Any, Any], ...]:
+    """Per third of the sequence with reads, (third, clean_through, first_failure) over its own reads."""
+    out = []
+    for t in THIRDS:
+        mine = [Outcome(o.family, o.params, r, e) for o in rows for tt, r, e in o.by_third if tt == t]
+        if mine:
+            out.append((t, *_series(mine, axis)))
+    return tuple(out)
+
+
 def tolerance(outcomes: Sequence[Outcome]) -> Tolerance:
     """The tolerance of one family with fixed parameters, from its outcomes along the axis.
 
-    Points without reads carry no information and are left out.
+    Points without reads carry no information and are left out. When the outcomes say where their
+    reads were (all at one length), the line starts with that region.
     """
     rows = [o for o in outcomes if o.reads > 0]
     if not rows:
@@ -524,26 +735,39 @@ def tolerance(outcomes: Sequence[Outcome]) -> Tolerance:
                                f"{dict(o.params)} is not {family.name} {dict(fixed)}")
         if not 0 <= o.errors <= o.reads:
             raise FFBenchError(f"{o.errors} errors in {o.reads} reads is impossible")
+    lengths = {o.length for o in rows}
+    if len(lengths) != 1 or (None not in lengths and any(o.span is None for o in rows)):
+        raise FFBenchError(f"{family.name}: one tolerance takes outcomes of one length, all saying where their reads were")
+    length = lengths.pop()
     axis = family.axis
     rows.sort(key=lambda o: o.params[axis], reverse=family.harder == "smaller")
     values = [o.params[axis] for o in rows]
     if len(set(values)) != len(values):
         raise FFBenchError(f"{family.name}: an {axis} value appears twice")
+    region: dict = {}
+    label = _label(family, fixed)
+    if length is not None:
+        span = (min(o.span[0] for o in rows), max(o.span[1] for o in rows))
+        thirds = tuple(t for t in THIRDS if any(tt == t for o in rows for tt, _, _ in o.by_third))
+        region = {"length": length, "span": span, "thirds": thirds, "by_third": _per_third(rows, axis)}
+        label += ": " + _region_words(length, span, thirds)
+    everywhere = " at every position" if len(region.get("thirds", ())) > 1 else ""
     failing = [j for j, o in enumerate(rows) if o.errors]
     way = "up to" if family.harder == "larger" else "down to"
-    label = _label(family, fixed)
     if not failing:
         last = rows[-1]
         return Tolerance(family.name, fixed, axis, family.harder, tuple(rows), values[-1], None, (),
-                         f"{label}: right on every read {way} {axis} = {_fmt(values[-1])} "
-                         f"({_clean_words(last)}), no failure on the grid")
+                         f"{label}: right on every read {way} {axis} = {_fmt(values[-1])}{everywhere} "
+                         f"({_clean_words(last)}), no failure on the grid", **region)
     first = failing[0]
     if first == 0:
         line = f"{label}: fails already at {axis} = {_fmt(values[0])} ({_fail_words(rows[0])})"
     else:
-        line = (f"{label}: right on every read {way} {axis} = {_fmt(values[first - 1])} "
+        line = (f"{label}: right on every read {way} {axis} = {_fmt(values[first - 1])}{everywhere} "
                 f"({_clean_words(rows[first - 1])}), first failure at {axis} = {_fmt(values[first])} "
                 f"({_fail_words(rows[first])})")
+    if rows[first].by_third and len(region["thirds"]) > 1:
+        line += f" [{', '.join(f'{t} {e}/{r}' for t, r, e in rows[first].by_third)}]"
     clean_after = tuple(values[j] for j in range(first + 1, len(rows)) if rows[j].errors == 0)
     if clean_after:
         line += f"; clean again at {axis} = {', '.join(map(_fmt, clean_after))}"
@@ -551,7 +775,7 @@ def tolerance(outcomes: Sequence[Outcome]) -> Tolerance:
         later = len(rows) - first - 1
         line += f"; errors at {'the' if later == 1 else 'all'} {later} {family.harder} value{'s' * (later > 1)}"
     return Tolerance(family.name, fixed, axis, family.harder, tuple(rows),
-                     values[first - 1] if first else None, values[first], clean_after, line)
+                     values[first - 1] if first else None, values[first], clean_after, line, **region)
 
 
 def profile(outcomes: Iterable[Outcome]) -> list[Tolerance]:
@@ -563,3 +787,64 @@ def profile(outcomes: Iterable[Outcome]) -> list[Tolerance]:
             raise FFBenchError(f"unknown stress family {o.family!r}")
         groups.setdefault((o.family, _fixed(family, o.params)), []).append(o)
     return [tolerance(rows) for rows in groups.values()]
+
+
+# ----------------------------------------------------------------------------- checking a line
+READ_KEYS = ("family", "T", "position", "wrong")
+
+
+@dataclass(frozen=True)
+class LineCheck:
+    """What a set of scored reads says about one tolerance line: how many fell in its region, how
+    many of those at axis values the line calls clean (``claimed``), and which of those were wrong."""
+
+    line: str
+    in_region: int
+    claimed: int
+    contradicting: tuple[dict, ...]
+
+    @property
+    def holds(self) -> bool:
+        return not self.contradicting
+
+
+def check_line(tol: Tolerance | Mapping, reads: Iterable[Mapping]) -> LineCheck:
+    """Check a tolerance line (a :class:`Tolerance` or its results.json form) against scored reads.
+
+    Each read is a dict with ``family`` (a stress family's name), every parameter of that family
+    (the line's fixed ones with their values and its axis, e.g. ``{"density": 1.0, "write_at":
+    "start", "k": 14}``), ``T`` (the sequence's length), ``position`` (the read's answer digit in
+    the compact string, as samples' ``position``) and ``wrong`` (bool); other keys are ignored. The
+    read is in the line's region when its family, T and fixed parameters equal the line's and its
+    position lies within the positions the line was measured at (``region.positions``, first to
+    last). The line claims every read of its region at an axis value up to ``clean_through`` (down
+    to, when smaller is harder), on the grid or between its values, is right: a wrong one
+    contradicts it.
+    """
+    d = tol.as_dict() if isinstance(tol, Tolerance) else dict(tol)
+    region = d.get("region")
+    if not region:
+        raise UsageError("this tolerance line states no region (it was computed without the reads' positions)")
+    family, axis, fixed = d["family"], d["axis"], dict(d["fixed"])
+    lo, hi = region["positions"]
+    bound, larger = d["clean_through"], d["harder"] == "larger"
+    in_region, claimed, bad = 0, 0, []
+    for j, read in enumerate(reads):
+        missing = [k for k in READ_KEYS if k not in read]
+        if missing:
+            raise UsageError(f"read {j}: missing {', '.join(missing)} (a read needs {', '.join(READ_KEYS)} "
+                             "and its family's parameters)")
+        if read["family"] != family or int(read["T"]) != region["length"]:
+            continue
+        absent = [k for k in (*fixed, axis) if k not in read]
+        if absent:
+            raise UsageError(f"read {j}: a {family} read needs its parameters {', '.join(absent)}")
+        if any(read[k] != v for k, v in fixed.items()) or not lo <= int(read["position"]) <= hi:
+            continue
+        in_region += 1
+        if bound is None or (read[axis] > bound if larger else read[axis] < bound):
+            continue
+        claimed += 1
+        if read["wrong"]:
+            bad.append(dict(read))
+    return LineCheck(d["line"], in_region, claimed, tuple(bad))

@@ -180,7 +180,8 @@ def test_an_inspect_stress_log_imports_with_its_points_and_tolerances(stress_log
     got = {row["family"] + str({k: row[k] for k in stress.FAMILIES[row["family"]].parameters}): (row["reads"], row["errors"])
            for row in cell.by_point}
     assert got == expected and cell.errors == int(wrong.sum()) > 0
-    assert [t["line"] for t in cell.tolerances] == [t.line for t in stress.profile(stress.count_outcomes(points, ~wrong))]
+    outcomes = stress.count_outcomes(points, ~wrong, flat.position, arr.shape[1])
+    assert [t["line"] for t in cell.tolerances] == [t.line for t in stress.profile(outcomes)]
 
 
 def test_a_limit_that_cuts_a_sequence_keeps_the_whole_ones():

@@ -502,7 +502,7 @@ def test_stress_yaml_declares_its_catalog():
     assert raw["dataset_kwargs"] == {"rendering": "symbolic"}
     tm = lmeval.task_manager(STRESS_META, include_defaults=False)
     task = tm.load(["fflm_stress"])["tasks"]["fflm_stress"]
-    assert task.OUTPUT_TYPE == "multiple_choice" and len(task.eval_docs) == 126
+    assert task.OUTPUT_TYPE == "multiple_choice" and len(task.eval_docs) == 172  # 86 points at T = 16, 32 x 2
 
 
 @needs_lm_eval_and_torch
@@ -518,7 +518,7 @@ def test_stress_task_equals_ffbench_run_on_final_reads(lm_eval_results, tiny_gpt
     final = table.loc[table.groupby(["length", "seq_index"])["read_index"].idxmax()]
     ours = {(r.length, r.seq_index): (bool(r.correct), r.margin, r.point) for r in final.itertuples()}
     samples = lm_eval_results["samples"]["fflm_stress"]
-    assert len(samples) == len(ours) == 126
+    assert len(samples) == len(ours) == 172
     theirs = {}
     for s in samples:
         doc = s["doc"]

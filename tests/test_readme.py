@@ -218,6 +218,7 @@ def test_readme_examples_run_in_order(tmp_path):
     assert "configs:" in card and "in_dist_T64" in card and "stress_T64" in card, card  # the dataset folder
     assert (tmp_path / "ffbench-data" / "data" / "in_dist_T64" / "test.parquet").exists(), exported
     assert "run directory ok" in doctor, doctor  # nothing damaged in the run the Python block wrote
-    assert "distractor_run (density=1.0, write_at=start): right on every read up to k = 24 " in research, research
+    assert ("distractor_run (density=1.0, write_at=start): at T = 64, reads at position 63 (late): right on every read "
+            "up to k = 24 ") in research, research
     assert re.search(r"^hunt of ffbench/transformer-mix at T=128: [\d,]+ distinct glitching sequences", research,
                      re.MULTILINE), research

@@ -310,10 +310,10 @@ def test_stress_heatmaps_per_family_with_the_reference_beside(stress_report):
     assert parser.problems == [] and parser.stack == []
     section = _section(html, "stress")
     assert [m for m in re.findall(r"<h3>(\w+) ", section)] == list(stress.FAMILIES)
-    rows = {name: len(stress.FAMILIES[name].points(64)) // len({p[stress.FAMILIES[name].axis]
-                                                               for p in stress.FAMILIES[name].points(64)})
-            for name in stress.FAMILIES}
-    assert rows == {"distractor_run": 4, "decoy_writes": 2, "write_distance": 1, "dense_interference": 1}
+    rows = {name: len({tuple(v for k, v in p.items() if k != f.axis) for p in f.points(64)})
+            for name, f in stress.FAMILIES.items()}  # one row per setting of the other parameters
+    assert rows == {"distractor_run": 4, "decoy_writes": 2, "write_distance": 1, "dense_interference": 1,
+                    "run_blocks": 1, "reads_in_run": 1, "decoy_run": 2}
     assert section.count('<svg class="heat"') == 2 * sum(rows.values())  # the user's panel and the reference's
     measured = sum(len(stress.grid(t)) for t in (32, 64)) + sum(len(stress.grid(t)) for t in (32, 64, 128))
     assert len(re.findall(r'<rect x="\d+" y="\d+" width="44" height="18" fill=', section)) == measured
@@ -326,7 +326,7 @@ def test_stress_heatmaps_per_family_with_the_reference_beside(stress_report):
         if p.family == "distractor_run" and p.params["k"] >= b)
     assert "<title>k=8, T=32: 2/2 wrong</title>" in section and "<title>k=4, T=32: 0/2 wrong</title>" in section
     # the model's name is text everywhere: in the panel captions and inside the SVG's own title
-    assert "<b>stressed</b>" not in html and section.count("&lt;b&gt;stressed&lt;/b&gt;") >= 2 * 8
+    assert "<b>stressed</b>" not in html and section.count("&lt;b&gt;stressed&lt;/b&gt;") >= 2 * 12
 
 
 def test_stress_tolerance_lines_come_from_the_results(stress_report):
@@ -336,13 +336,14 @@ def test_stress_tolerance_lines_come_from_the_results(stress_report):
     lines = 0
     for c in results:
         for t in c["tolerances"]:
-            assert f"T={c['length']}: {escape(t['line'].split(': ', 1)[1], quote=False)}</li>" in section
+            shown = t["line"].split(": ", 1)[1].removeprefix(f"at T = {c['length']}, ")  # the row shows T
+            assert f"T={c['length']}: {escape(shown, quote=False)}</li>" in section
             lines += 1
-    assert lines == 2 * 8
-    assert ("T=32: right on every read up to k = 4 (0 errors in 2 reads, rate &lt; 7.8e-01 at 95%), first failure "
+    assert lines == 2 * 12
+    assert ("T=32: reads at position 31 (late): right on every read up to k = 4 (0 errors in 2 reads, rate &lt; 7.8e-01 at 95%), first failure "
             "at k = 8 (2 of 2 wrong, 95% CI [0.16, 1]); errors at all 2 larger values") in section
     refs = section[section.index("tolerances of the references"):]
-    assert "ffbench/lstm-ref (reference), T=128: right on every read up to k = 12" in refs
+    assert "ffbench/lstm-ref (reference), T=128: reads at position 127 (late): right on every read up to k = 12" in refs
 
 
 def test_stress_failing_reads_are_the_first_failures(stress_report):

@@ -37,8 +37,18 @@ def test_stress_cell_breaks_down_per_point_and_family(tmp_path):
         for name, value in params.items():  # the parameter columns hold the point's own parameters
             assert (mine[name] == value).all() and row[name] == value
     # one tolerance per family and fixed parameters, each computed from exactly its points' counts
-    expected = stress.profile(stress.count_outcomes(samples.point.tolist(), samples.correct.tolist()))
+    expected = stress.profile(stress.count_outcomes(samples.point.tolist(), samples.correct.tolist(),
+                                                    samples.position.tolist(), 32))
     assert [t["line"] for t in cell.tolerances] == [t.line for t in expected]
+    # each line states the region it was measured on: T, the positions of its reads, their thirds
+    for tol in cell.tolerances:
+        mine = samples[samples.family == tol["family"]]
+        for name, value in tol["fixed"].items():
+            mine = mine[mine[name] == value]
+        assert tol["region"] == {"family": tol["family"], "length": 32, "fixed": tol["fixed"],
+                                 "positions": [int(mine.position.min()), int(mine.position.max())],
+                                 "thirds": tol["region"]["thirds"]}
+        assert tol["line"].split(": ")[1].startswith("at T = 32, reads at position")
 
 
 def test_generated_stress_file_is_the_stress_suite_and_the_gate_tests_each_point(tmp_path, capsys):
@@ -50,7 +60,7 @@ def test_generated_stress_file_is_the_stress_suite_and_the_gate_tests_each_point
     capsys.readouterr()
     ref = _run(tmp_path, "ref")
     cfg = runner.RunConfig(model="ffbench/transformer-mix", data=[str(out)], lengths=[32])
-    with pytest.raises(UsageError, match="--num 1000000 exceeds the 152 sequences of .*s.parquet \\(part .stress.\\)"):
+    with pytest.raises(UsageError, match="--num 1000000 exceeds the 216 sequences of .*s.parquet \\(part .stress.\\)"):
         runner.run(runner.RunConfig(model="ffbench/transformer-mix", data=[str(out)], num=10 ** 6), str(tmp_path / "x"),
                    resolve("ffbench/transformer-mix"), progress=False, echo=lambda m: None)
     assert not (tmp_path / "x").exists()

@@ -23,7 +23,7 @@ from ffbench.sources import SequenceStore
 @dataclass
 class Tolerance:
     length: int
-    line: str  # the tolerance sentence, without the family label the row already shows
+    line: str  # the tolerance sentence, without the family label and the T the row already shows
     first_failure: object
 
 
@@ -149,7 +149,7 @@ def _panel(model: Model, per: dict[int, dict], lengths: list[int], values: list,
             if tol["first_failure"] is not None:
                 marks[length] = tol["first_failure"]
             line = tol["line"]
-            tolerances.append(Tolerance(length, line.split(": ", 1)[1] if ": " in line else line,
-                                        tol["first_failure"]))
+            text = (line.split(": ", 1)[1] if ": " in line else line).removeprefix(f"at T = {length}, ")
+            tolerances.append(Tolerance(length, text, tol["first_failure"]))
     heatmap = Heatmap(values, lengths, cells, family.axis, "T", marks)
     return Panel(model, heatmap, tolerances)
