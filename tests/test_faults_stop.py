@@ -90,7 +90,7 @@ def test_ctrl_c_in_a_batch_of_50_hanging_requests_exits_within_2_s_and_resumes(t
                                                 "rerun the same command to resume")
         srv.latency = 0.0  # the server recovers (the abandoned requests still hang on their own threads)
         for out in (tmp_path / "r", tmp_path / "fresh"):
-            done = subprocess.run(command(out), capture_output=True, text=True, env=env, timeout=300)
+            done = subprocess.run(command(out), capture_output=True, text=True, env=env, timeout=300, check=False)
             assert done.returncode == 0, done.stderr
     a = pq.read_table(tmp_path / "r" / "samples.parquet").to_pandas()
     b = pq.read_table(tmp_path / "fresh" / "samples.parquet").to_pandas()

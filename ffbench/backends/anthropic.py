@@ -34,7 +34,15 @@ import anthropic  # imported with this module, so a missing SDK gets the install
 
 from ffbench.backends.base import Backend, Capabilities, Generation
 from ffbench.backends.batch import BatchAPI, Batcher, JobStatus, Result
-from ffbench.backends.transport import MAX_REPLY_BYTES, MAX_RETRY_WAIT, Failure, Malformed, Policy, Transport, http_client
+from ffbench.backends.transport import (
+    MAX_REPLY_BYTES,
+    MAX_RETRY_WAIT,
+    Failure,
+    Malformed,
+    Policy,
+    Transport,
+    http_client,
+)
 from ffbench.errors import FFBenchError, UsageError
 from ffbench.sampling import REPEAT_TAG, Sampling
 

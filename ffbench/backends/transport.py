@@ -216,7 +216,7 @@ def _cap_reply(response) -> None:
     if length.isdigit() and int(length) > limit:
         raise ReplyTooLarge(limit)  # the client closes the response unread
     stream = response.stream
-    byte_stream = getattr(sys.modules[type(response).__module__.split(".")[0]], "SyncByteStream")
+    byte_stream = sys.modules[type(response).__module__.split(".")[0]].SyncByteStream  # httpx or httpx2
 
     class Capped(byte_stream):
         def __iter__(self):
