@@ -656,8 +656,13 @@ def _sampled(table, correct: np.ndarray, planned: int | None = None) -> dict | N
 
 def stress_breakdown(table) -> tuple[list[dict], list[dict]]:
     """Per stress point (family, parameters, reads, errors, exact interval) and one tolerance per family
-    and fixed parameters, for the reads of a cell that carry a stress point (empty otherwise)."""
-    from ffbench import stress
+    and fixed parameters, for the reads of a cell that carry a stress point (empty otherwise).
+
+    A sampled run (``--repeats``) judges its tolerances on the per-read error probability: a point
+    is clean when none of its answers is wrong, and the lines count answers with the cluster-robust
+    interval of the point's mean per-read error probability (:func:`ffbench.sampling.cell_stats`),
+    which each point also gets beside its majority-answer counts."""
+    from ffbench import sampling, stress
 
     points = table.column("point").to_pylist()
     keep = [k for k, p in enumerate(points) if p is not None]
@@ -668,6 +673,17 @@ def stress_breakdown(table) -> tuple[list[dict], list[dict]]:
     by_point = [{"point": stress.Point(o.family, o.params, o.reads).id, "family": o.family,
                  **dict(o.params), "reads": o.reads, "errors": o.errors,
                  "ci95": list(metrics.clopper_pearson(o.errors, o.reads))} for o in outcomes]
+    if "wrong_repeats" in table.column_names:
+        ids = np.asarray([points[k] for k in keep], dtype=object)
+        seq = table.column("seq_index").to_numpy()[keep]
+        wrong, asked = (table.column(c).to_numpy()[keep] for c in ("wrong_repeats", "repeats"))
+        for j, o in enumerate(outcomes):
+            at = ids == stress.Point(o.family, o.params, o.reads).id
+            figures = sampling.cell_stats(seq[at], wrong[at], asked[at], correct[at])
+            by_point[j].update(answers=figures["answers"], wrong_answers=figures["wrong_answers"],
+                               error_probability=figures["error_probability"], error_probability_ci95=figures["ci95"])
+            outcomes[j] = stress.Outcome(o.family, o.params, figures["answers"], figures["wrong_answers"], "answers",
+                                         tuple(figures["ci95"]))
     return by_point, [t.as_dict() for t in stress.profile(outcomes)]
 
 

@@ -432,12 +432,15 @@ def sample_suite(length: int, seed: int = STRESS_SEED, num: int | None = None) -
 # ----------------------------------------------------------------------------- tolerance
 @dataclass(frozen=True)
 class Outcome:
-    """Reads and errors of one point."""
+    """Reads and errors of one point (of a sampled run: its answers and wrong answers, ``unit``
+    "answers", with the cluster-robust interval of its per-read error probability as ``ci95``)."""
 
     family: str
     params: Params
     reads: int
     errors: int
+    unit: str = "reads"
+    ci95: tuple[float, float] | None = None  # None: the exact Clopper-Pearson interval of errors in reads
 
 
 def count_outcomes(point_ids: Sequence[str], correct: Sequence[bool]) -> list[Outcome]:
@@ -484,8 +487,8 @@ class Tolerance:
         return {"family": self.family, "fixed": dict(self.fixed), "axis": self.axis, "harder": self.harder,
                 "clean_through": self.clean_through, "first_failure": self.first_failure,
                 "recovers": self.recovers, "clean_after": list(self.clean_after), "line": self.line,
-                "values": [{self.axis: o.params[self.axis], "reads": o.reads, "errors": o.errors,
-                            "ci95": list(clopper_pearson(o.errors, o.reads))} for o in self.outcomes]}
+                "values": [{self.axis: o.params[self.axis], "reads": o.reads, "errors": o.errors, "ci95": list(_interval(o)),
+                            **({} if o.unit == "reads" else {"unit": o.unit})} for o in self.outcomes]}
 
 
 def _fixed(family: Family, params: Params) -> Params:
@@ -497,13 +500,18 @@ def _label(family: Family, fixed: Params) -> str:
     return f"{family.name} ({inner})" if inner else family.name
 
 
+def _interval(o: Outcome) -> tuple[float, float]:
+    return tuple(o.ci95) if o.ci95 is not None else clopper_pearson(o.errors, o.reads)
+
+
 def _clean_words(o: Outcome) -> str:
-    return f"0 errors in {o.reads:,} reads, rate < {zero_error_bound(o.reads):.1e} at 95%"
+    return f"0 errors in {o.reads:,} {o.unit}, rate < {zero_error_bound(o.reads):.1e} at 95%"
 
 
 def _fail_words(o: Outcome) -> str:
-    low, high = clopper_pearson(o.errors, o.reads)
-    return f"{o.errors:,} of {o.reads:,} wrong, 95% CI [{low:.2g}, {high:.2g}]"
+    low, high = _interval(o)
+    unit = "" if o.unit == "reads" else f" {o.unit}"
+    return f"{o.errors:,} of {o.reads:,}{unit} wrong, 95% CI [{low:.2g}, {high:.2g}]"
 
 
 def tolerance(outcomes: Sequence[Outcome]) -> Tolerance:
