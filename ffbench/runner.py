@@ -374,7 +374,8 @@ def _controller(p: Plan, rd: RunDir, control: RunControl) -> Controller:
             if rd.has_shard(cid, start):
                 wrong, reads, usage = rd.read_counts(cid, start)
                 stop = _stop(p, cell, start)
-                ctl.observe(cid, wrong, reads, stop - start, usage, _where(cell, start, stop))
+                glitched = rd.glitched_count(cid, start) if control.stop_at_first_error else None
+                ctl.observe(cid, wrong, reads, stop - start, usage, _where(cell, start, stop), glitched=glitched)
     return ctl
 
 

@@ -79,3 +79,27 @@ def test_stop_at_first_error_stops_a_read_at_its_first_wrong_answer_and_the_run_
         assert (len(answers) == K and not wrong.any()) or (wrong[-1] and not wrong[:-1].any())
     assert res.stop_reason == "first_error" and (rows["wrong_repeats"] > 0).any()
     assert rows["seq_index"].max() < 10  # the first shard (10 sequences) held a glitch: nothing after it
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openai") is None, reason="openai not installed")
+def test_a_resumed_sampled_run_stops_at_a_kept_shard_whose_read_glitched_once(tmp_path):
+    """A kept shard counts for --stop-at-first-error by its reads with any wrong answer, not by its
+    wrong majority answers: a rerun with the flag stops on it without asking anything more."""
+    with FaultServer(faults=False, sampled=0.3, sample_seed=2) as srv:
+        first, rows = _run(srv, tmp_path, "r", RunControl(certify=0.999))  # certified after its first shard
+        assert first.stop_reason == "certified" and rows["seq_index"].max() < 10
+        assert ((rows["wrong_repeats"] > 0) & rows["correct"]).any()  # a read glitched once, its majority right
+        served = sum(srv.served.values())
+        again, _ = _run(srv, tmp_path, "r", RunControl(stop_at_first_error=True))
+        assert sum(srv.served.values()) == served  # nothing asked again
+    assert again.stop_reason == "first_error"
+
+
+def test_first_error_stops_on_a_read_wrong_in_any_answer_even_when_no_majority_is_wrong():
+    from ffbench.control import Controller
+
+    ctl = Controller(RunControl(stop_at_first_error=True))
+    ctl.observe("c", 0, 10, 2, {}, "shard 1", glitched=0)
+    assert ctl.stop is None
+    ctl.observe("c", 0, 10, 2, {}, "shard 2", glitched=2)  # no wrong majority answer, two reads glitched once
+    assert (ctl.stop, ctl.stop_detail) == ("first_error", "2 wrong reads in shard 2")
