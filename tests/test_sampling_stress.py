@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 

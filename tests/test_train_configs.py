@@ -176,8 +176,8 @@ def test_set_wins_over_an_alias_and_an_alias_over_the_recipe(monkeypatch, tmp_pa
     (["--set", "betas=0.9"], "--set betas=0.9: betas must be two comma-separated numbers, got '0.9'"),
     (["--set", "steps"], "--set 'steps': expected KEY=VALUE, e.g. --set model.n_layer=2"),
     (["--layers", "two"], "--layers two: model.n_layer must be an integer, got 'two'"),
-    (["--set", "model.positions=alibii"], "model.positions must be one of learned, sinusoidal, rope, alibi, none, got "
-                                         "'alibii' (did you mean 'alibi'?)"),
+    (["--set", "model.positions=alibii"], ("model.positions must be one of learned, sinusoidal, rope, alibi, none, "
+                                          "got 'alibii' (did you mean 'alibi'?)")),
     (["--set", "model.n_layer=0"], "model.n_layer must be at least 1, got 0"),
 ])
 def test_a_bad_set_names_itself_in_one_line_and_exits_2(argv, message, tmp_path, capsys):
