@@ -98,10 +98,13 @@ class Controller:
         t = self.tally.setdefault(cell_id, Tally())
         t.errors, t.reads, t.sequences, t.shards = t.errors + errors, t.reads + reads, t.sequences + sequences, t.shards + 1
         self.spent += self.control.prices.of_usage(usage)
-        glitched = errors if glitched is None else glitched
+        sampled = glitched is not None
+        glitched = glitched if sampled else errors
         if self.control.stop_at_first_error and glitched and self.stop is None:
             self.stop = FIRST_ERROR
-            self.stop_detail = f"{glitched:,} wrong read{'' if glitched == 1 else 's'} in {where or cell_id}"
+            noun = "read" if glitched == 1 else "reads"
+            what = f"{noun} with a wrong answer" if sampled else f"wrong {noun}"
+            self.stop_detail = f"{glitched:,} {what} in {where or cell_id}"
         if self.control.certify is not None and cell_id not in self._decided:
             below, above = metrics.anytime_excludes(t.errors, t.reads, self.control.certify)
             if below:

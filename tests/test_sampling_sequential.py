@@ -102,4 +102,4 @@ def test_first_error_stops_on_a_read_wrong_in_any_answer_even_when_no_majority_i
     ctl.observe("c", 0, 10, 2, {}, "shard 1", glitched=0)
     assert ctl.stop is None
     ctl.observe("c", 0, 10, 2, {}, "shard 2", glitched=2)  # no wrong majority answer, two reads glitched once
-    assert (ctl.stop, ctl.stop_detail) == ("first_error", "2 wrong reads in shard 2")
+    assert (ctl.stop, ctl.stop_detail) == ("first_error", "2 reads with a wrong answer in shard 2")
