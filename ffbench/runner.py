@@ -214,9 +214,13 @@ def run(cfg: RunConfig, out_dir: str, model: ModelRef, progress: bool = True,
         try:
             return _run_locked(p, rd, model, fingerprint, progress, echo, rescore, control,
                                (executor, workers, ray_address))
-        except BaseException:
+        except BaseException as exc:
             if not existed:
                 rd.remove_if_empty()  # failed before scoring anything: leave no directory behind
+            if isinstance(exc, KeyboardInterrupt):  # before scoring began (loading, a server's listing)
+                raise Interrupted(f"interrupted before scoring began; {rd.shard_count()} shards are kept in "
+                                  f"{rd.path}; rerun the same command to resume" if rd.path.exists() else
+                                  "interrupted before scoring began; nothing was kept") from None
             raise
 
 

@@ -97,3 +97,36 @@ def test_ctrl_c_in_a_batch_of_50_hanging_requests_exits_within_2_s_and_resumes(t
     assert len(a) > 100 and a.equals(b)
     results = [json.loads((tmp_path / d / "results.json").read_text())["results"] for d in ("r", "fresh")]
     assert results[0] == results[1]
+
+
+def test_ctrl_c_while_the_server_never_answers_its_model_listing_is_one_line(tmp_path):
+    """A server that accepts connections and never answers: Ctrl-C while the model loads (its
+    listing hangs) stops within 2 s with one line and leaves no directory behind."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held = []
+    threading.Thread(target=lambda: [held.append(listener.accept()) for _ in range(16)], daemon=True).start()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ffbench", "run", "--model", "openai/m", "--base-url",
+             f"http://127.0.0.1:{listener.getsockname()[1]}/v1", "--suite", "in_dist", "--length", "16", "--num", "8",
+             "-o", str(tmp_path / "r"), "--no-record", "--no-progress"],
+            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": os.getcwd(), "OPENAI_API_KEY": "sk-test"})
+        deadline = time.time() + 60
+        while not held:
+            assert time.time() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        elapsed = time.monotonic() - t0
+    finally:
+        listener.close()
+    assert elapsed < 2.0 and proc.returncode == 130, (elapsed, err)
+    assert err.splitlines()[-2:] == ["ffbench: stopping...", "ffbench: interrupted before scoring began; nothing was kept"]
+    assert not (tmp_path / "r").exists()
