@@ -581,56 +581,56 @@ def hunt(model, budget, budget_tokens, length, seed, rendering, estimate, search
 
 
 # ----------------------------------------------------------------------------- train
-@cli.command()
-@click.option("--arch", type=click.Choice(["transformer", "lstm", "ssm"]), help="Architecture; its defaults apply "
-              "(transformer: the paper's 6 x 512 x 8, 10,000 steps; lstm: the paper's 1 x 128, 500 steps; "
+# The flags the README, the docs and the tests use, each a name for one ``--set`` key (typed by its
+# field, as --set is); every other setting is reached by --set alone.
+TRAIN_ALIASES = (("--length", "-T", "length"), ("--train-mix", None, "train_mix"), ("--steps", None, "steps"),
+                 ("--batch-size", None, "batch_size"), ("--lr", None, "lr"), ("--layers", None, "model.n_layer"),
+                 ("--width", None, "model.d_model"), ("--heads", None, "model.n_head"), ("--hidden", None, "model.hidden"),
+                 ("--d-state", None, "model.d_state"), ("--positions", None, "model.positions"),
+                 ("--attn-dropout", None, "model.attn_dropout"), ("--mlp-dropout", None, "model.mlp_dropout"),
+                 ("--embd-dropout", None, "model.embd_dropout"), ("--device", None, "device"))
+
+
+def _train_aliases(f):
+    from ffbench.train.config import CHOICES, KINDS, settable
+
+    kinds = settable()
+    for flag, short, key in reversed(TRAIN_ALIASES):
+        names = [flag, short] if short else [flag]
+        shape = "|".join(CHOICES[key]) if key in CHOICES else KINDS[kinds[key]]
+        f = click.option(*names, f"alias__{key.replace('.', '__')}", metavar=shape,
+                         help=f"= --set {key}=VALUE")(f)
+    return f
+
+
+def _train_epilog() -> str:
+    from ffbench.train.config import defaults_help
+
+    return ("\b\nSettable keys (--set KEY=VALUE; the default, and where --arch's paper configuration differs, "
+            "that):\n" + defaults_help())
+
+
+@cli.command(epilog=_train_epilog())
+@click.option("--arch", type=click.Choice(["transformer", "lstm", "ssm"]), help="Architecture (= --set model.arch); "
+              "its paper defaults apply (transformer: 6 x 512 x 8, 10,000 steps; lstm: 1 x 128, 500 steps; "
               "ssm: a Mamba-style selective SSM, 2 x 64, state 16, the LSTM's protocol at lr 3e-3).")
-@click.option("--recipe", metavar="FILE", help="YAML training config (as in ffbench/baselines/recipes/); flags override it.")
-@click.option("--length", "-T", type=int, metavar="T", help="Training sequence length (default 512).")
-@click.option("--train-mix", callback=_csv(float, "probabilities"), metavar="P1,P2",
-              help="Train on FFL(P) (one value, default 0.8) or the equal-parts mixture (paper: 0.9,0.98,0.1).")
-@click.option("--steps", type=int, metavar="N", help="Optimiser steps (fresh batch every step).")
-@click.option("--batch-size", type=int, metavar="B", help="Sequences per step (default 16).")
-@click.option("--lr", type=float, metavar="LR", help="Peak learning rate (default 3e-4; ssm 3e-3).")
-@click.option("--weight-decay", type=float, metavar="WD", help="AdamW weight decay (default 0.1).")
-@click.option("--mode", type=click.Choice(["clean", "generative"]), help="Loss on reads only (clean, default) or every token.")
-@click.option("--layers", type=int, help="Layers (transformer, LSTM or SSM).")
-@click.option("--width", type=int, help="Model width d_model (transformer or SSM).")
-@click.option("--heads", type=int, help="Transformer attention heads.")
-@click.option("--hidden", type=int, help="LSTM hidden size.")
-@click.option("--d-state", type=int, help="SSM state size per channel (default 16).")
-@click.option("--d-conv", type=int, help="SSM causal convolution width (default 4).")
-@click.option("--expand", type=int, help="SSM inner width as a multiple of --width (default 2).")
-@click.option("--positions", type=click.Choice(["learned", "sinusoidal", "rope", "alibi", "none"]),
-              help="Position encoding (default learned).")
-@click.option("--activation", type=click.Choice(["gelu", "geglu", "swiglu"]), help="MLP activation (default gelu).")
-@click.option("--style", type=click.Choice(["gpt2", "llama"]), help="Block style: gpt2 (LayerNorm, biases; default) "
-              "or llama (RMSNorm, no biases; with --positions rope --activation swiglu it exports to LlamaForCausalLM).")
-@click.option("--attn-dropout", type=float, help="Attention dropout.")
-@click.option("--mlp-dropout", type=float, help="MLP dropout.")
-@click.option("--embd-dropout", type=float, help="Embedding dropout (0.5 helps the sparse tail in the paper).")
-@click.option("--temperature", type=float, help="Attention softmax temperature.")
-@click.option("--sharpen", type=click.Choice(["none", "entropy", "l2", "linf"]),
-              help="Attention-sharpening loss averaged over heads: entropy, -L2 or -Linf of attention.")
-@click.option("--sharpen-coef", type=float, help="Coefficient of the sharpening loss.")
-@click.option("--sharpen-schedule", type=click.Choice(["constant", "linear", "oscillate"]), help="Coefficient schedule.")
-@click.option("--sharpen-start", type=int, help="Step at which the sharpening loss starts.")
-@click.option("--seed", type=int, help="Sets both --data-seed and --init-seed.")
-@click.option("--data-seed", type=int, help="Seed of the training data stream.")
-@click.option("--init-seed", type=int, help="Seed of the initial weights.")
-@click.option("--device", help="cpu, cuda, cuda:1 or auto (default).")
-@click.option("--bf16/--no-bf16", default=None, help="bf16 autocast on CUDA (default on).")
-@click.option("--compile", "compile_", is_flag=True, default=None, help="torch.compile the model.")
+@click.option("--recipe", metavar="FILE", help="YAML training config (as in ffbench/baselines/recipes/); flags and "
+              "--set override it.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Any training or model setting, repeatable, e.g. --set model.n_layer=2 --set lr=3e-4 "
+                   "--set train_mix=0.9,0.98,0.1 (the keys and their defaults are listed below).")
+@_train_aliases
 @click.option("--out", "-o", required=True, metavar="DIR", help="Checkpoint directory (evaluate with --model ffbench/DIR). "
               "Rerunning the same command resumes the run saved there.")
 @click.option("--save-every", type=click.IntRange(min=0), default=100, show_default=True, metavar="N",
               help="Save the training state to DIR every N steps (0: only on Ctrl-C and at the end).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
-def train(arch, recipe, length, train_mix, steps, batch_size, lr, weight_decay, mode, layers, width, heads, hidden,
-          d_state, d_conv, expand, positions, activation, style, attn_dropout, mlp_dropout, embd_dropout, temperature,
-          sharpen, sharpen_coef, sharpen_schedule, sharpen_start, seed, data_seed, init_seed, device, bf16, compile_,
-          out, save_every, progress):
+def train(arch, recipe, sets, out, save_every, progress, **aliases):
     """Train a reference Transformer, LSTM or selective SSM on fresh flip-flop batches (the paper's optimiser).
+
+    Settings come from the architecture's paper defaults, then --recipe, then the flags, then
+    --set (nanoGPT's configurator: every field of the training and model configuration is a key,
+    typed by its field; a bad key or value is one line, exit 2).
 
     The training state is saved in DIR every --save-every steps and on Ctrl-C; rerunning the same
     command resumes and ends with the same weights as an uninterrupted run. A DIR holding another
@@ -640,29 +640,27 @@ def train(arch, recipe, length, train_mix, steps, batch_size, lr, weight_decay, 
     Examples:
       ffbench train --arch lstm --out runs/lstm                     # the paper's LSTM (R2)
       ffbench train --arch transformer --layers 2 --width 128 --heads 4 --length 128 --steps 3000 --out tf
+      ffbench train --arch transformer --set model.n_layer=2 --set model.positions=alibi --set lr=1e-3 --out tf
       ffbench train --arch ssm --out runs/ssm                       # a Mamba-style selective SSM
       ffbench train --recipe ffbench/baselines/recipes/transformer-mix.yaml --out tf-mix
       ffbench run --model ffbench/tf --length 128 --suite paper
     """
     from ffbench.train import config
 
+    kinds = config.settable()
+    pairs = [(key, config.parse_value(key, kinds[key], raw, f"{flag} {raw}"))
+             for flag, _, key in TRAIN_ALIASES
+             if (raw := aliases[f"alias__{key.replace('.', '__')}"]) is not None]
+    pairs += [config.parse_set(text) for text in sets]
+    over = config.nest(pairs)
+    model_over = over.pop("model", {})
     base = config.load_yaml(recipe, "recipe") if recipe else {}
     recipe_model = base.pop("model", {})
     if not isinstance(recipe_model, dict):
         raise click.UsageError(f"recipe {recipe!r}: model must be a mapping of model settings, got {recipe_model!r}")
-    arch = arch or recipe_model.get("arch")
+    arch = model_over.pop("arch", None) or arch or recipe_model.get("arch")
     if arch is None:
         raise click.UsageError("give --arch transformer|lstm|ssm or a --recipe")
-    model_over = {k: v for k, v in dict(n_layer=layers, d_model=width, n_head=heads, hidden=hidden, d_state=d_state,
-                                        d_conv=d_conv, expand=expand, positions=positions, activation=activation,
-                                        style=style, attn_dropout=attn_dropout, mlp_dropout=mlp_dropout,
-                                        embd_dropout=embd_dropout, temperature=temperature).items() if v is not None}
-    over = {k: v for k, v in dict(length=length, train_mix=train_mix or None, steps=steps, batch_size=batch_size,
-                                  lr=lr, weight_decay=weight_decay, mode=mode, sharpen=sharpen,
-                                  sharpen_coef=sharpen_coef, sharpen_schedule=sharpen_schedule,
-                                  sharpen_start=sharpen_start, data_seed=data_seed if data_seed is not None else seed,
-                                  init_seed=init_seed if init_seed is not None else seed, device=device, bf16=bf16,
-                                  compile=compile_).items() if v is not None}
     if recipe:  # the recipe's own keys and types, before flags override them
         config.from_mapping({**base, "model": recipe_model}, f"recipe {recipe!r}")
     model = {**recipe_model, "arch": arch, **model_over}

@@ -90,14 +90,21 @@ class Controller:
         self.stop_detail = ""
         self._decided: dict[str, str] = {}  # cell id -> CERTIFIED or REFUTED
 
-    def observe(self, cell_id: str, errors: int, reads: int, sequences: int, usage: dict, where: str = "") -> None:
-        """Count a scored shard of a cell (a kept one or one just scored)."""
+    def observe(self, cell_id: str, errors: int, reads: int, sequences: int, usage: dict, where: str = "",
+                glitched: int | None = None) -> None:
+        """Count a scored shard of a cell (a kept one or one just scored). ``glitched``: with
+        repeats, the reads with any wrong answer (the first-error rule stops on them; ``errors``
+        counts wrong majority answers, which ``--certify`` judges)."""
         t = self.tally.setdefault(cell_id, Tally())
         t.errors, t.reads, t.sequences, t.shards = t.errors + errors, t.reads + reads, t.sequences + sequences, t.shards + 1
         self.spent += self.control.prices.of_usage(usage)
-        if self.control.stop_at_first_error and errors and self.stop is None:
+        sampled = glitched is not None
+        glitched = glitched if sampled else errors
+        if self.control.stop_at_first_error and glitched and self.stop is None:
             self.stop = FIRST_ERROR
-            self.stop_detail = f"{errors:,} wrong read{'' if errors == 1 else 's'} in {where or cell_id}"
+            noun = "read" if glitched == 1 else "reads"
+            what = f"{noun} with a wrong answer" if sampled else f"wrong {noun}"
+            self.stop_detail = f"{glitched:,} {what} in {where or cell_id}"
         if self.control.certify is not None and cell_id not in self._decided:
             below, above = metrics.anytime_excludes(t.errors, t.reads, self.control.certify)
             if below:

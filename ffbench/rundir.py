@@ -214,6 +214,17 @@ class RunDir(WorkDir):
         wrong = len(correct) - int(pc.sum(correct).as_py() or 0)
         return wrong, len(correct), usage
 
+    def glitched_count(self, cell_id: str, start: int) -> int | None:
+        """Reads of a finished shard with any wrong answer among their repeats (None without repeats):
+        what ``--stop-at-first-error`` stops on in a sampled run."""
+        import pyarrow.parquet as pq
+
+        path = self._shard(cell_id, start)
+        if "wrong_repeats" not in pq.read_schema(path).names:
+            return None
+        wrong = pq.read_table(path, columns=["wrong_repeats"]).column("wrong_repeats").to_numpy()
+        return int((wrong > 0).sum())
+
     def finish(self, results, table, keep_shards: bool = False) -> None:
         """Write samples then results (results.json last: its presence means the run is finished).
 

@@ -34,7 +34,7 @@ from ffbench.errors import FFBenchError, Interrupted, UsageError
 from ffbench.identity import RunIdentity
 from ffbench.resources import available_memory
 from ffbench.rundir import SAMPLE_COLUMNS, RunDir
-from ffbench.sampling import Sampling
+from ffbench.sampling import NOT_ASKED, Sampling, until_for
 from ffbench.schema import CellKey, CellResult, RunResults, variant_of
 from ffbench.sources import SequenceStore, SourceSpec, check_fits, plan_sources
 
@@ -116,6 +116,7 @@ class Plan:
     store: SequenceStore
     templates: dict[str, render.Template]
     demo: np.ndarray | None
+    until: str | None = None  # per-read sequential stopping of repeats (ffbench.sampling.until_for): run control
 
     def data_hashes(self) -> dict[str, str]:
         return {c.source.describe(): self.store.get(c.source)[2] for c in self.cells}
@@ -213,9 +214,13 @@ def run(cfg: RunConfig, out_dir: str, model: ModelRef, progress: bool = True,
         try:
             return _run_locked(p, rd, model, fingerprint, progress, echo, rescore, control,
                                (executor, workers, ray_address))
-        except BaseException:
+        except BaseException as exc:
             if not existed:
                 rd.remove_if_empty()  # failed before scoring anything: leave no directory behind
+            if isinstance(exc, KeyboardInterrupt):  # before scoring began (loading, a server's listing)
+                raise Interrupted(f"interrupted before scoring began; {rd.shard_count()} shards are kept in "
+                                  f"{rd.path}; rerun the same command to resume" if rd.path.exists() else
+                                  "interrupted before scoring began; nothing was kept") from None
             raise
 
 
@@ -245,6 +250,7 @@ def _run_locked(p: Plan, rd: RunDir, model: ModelRef, fingerprint: dict | None, 
         rd.clear()
 
     _drop_damaged(p, rd, echo)
+    p.until = until_for(control.stop_at_first_error, control.certify)
     ctl = _controller(p, rd, control)
     work = _pending(p, rd, ctl)
     backend = None
@@ -252,7 +258,7 @@ def _run_locked(p: Plan, rd: RunDir, model: ModelRef, fingerprint: dict | None, 
         kind, workers, address = executor
         if kind == "ray":
             echo(f"loading {model.spec} on {workers or 2} Ray workers ...")
-            backend = RayShards(model, p.config.as_dict(), workers or 2, address)
+            backend = RayShards(model, p.config.as_dict(), workers or 2, address, p.until)
         else:
             echo(f"loading {model.spec} ...")
             backend = LocalShards(model.load(), p)
@@ -372,7 +378,8 @@ def _controller(p: Plan, rd: RunDir, control: RunControl) -> Controller:
             if rd.has_shard(cid, start):
                 wrong, reads, usage = rd.read_counts(cid, start)
                 stop = _stop(p, cell, start)
-                ctl.observe(cid, wrong, reads, stop - start, usage, _where(cell, start, stop))
+                glitched = rd.glitched_count(cid, start) if control.stop_at_first_error else None
+                ctl.observe(cid, wrong, reads, stop - start, usage, _where(cell, start, stop), glitched=glitched)
     return ctl
 
 
@@ -429,8 +436,11 @@ def _keep(p: Plan, rd: RunDir, ctl: Controller, cell: Cell, start: int, stop: in
     cid = p.cell_id(cell)
     rd.write_shard(cid, start, table, usage, stop)
     correct = table.column("correct").to_numpy()
+    glitched = None  # with repeats: reads with any wrong answer (what --stop-at-first-error stops on)
+    if "wrong_repeats" in table.column_names:
+        glitched = int((table.column("wrong_repeats").to_numpy() > 0).sum())
     ctl.observe(cid, int(correct.size - correct.sum()), int(correct.size), stop - start, usage,
-                _where(cell, start, stop))
+                _where(cell, start, stop), glitched=glitched)
 
 
 def _describe_cell(cell: Cell) -> str:
@@ -476,7 +486,7 @@ def score_shard(backend, p: Plan, cell: Cell, start: int, stop: int):
     rendered = _rendered(p, cell, start, stop)
     outcome = scoring.score(backend, rendered, template, cell.scoring, per_read=p.config.per_read,
                             options=prompting.PromptOptions.from_config(p.config),
-                            sampling=Sampling.from_config(p.config))
+                            sampling=replace(Sampling.from_config(p.config), until=p.until))
     lo, hi = np.searchsorted(reads.seq_index, [start, stop])
     n = hi - lo
     target = reads.target[lo:hi]
@@ -508,10 +518,12 @@ def score_shard(backend, p: Plan, cell: Cell, start: int, stop: int):
     if heuristic is not None:  # a reference heuristic's answer to each read (undo: the toggle), beside the model's
         name, answers = heuristic
         columns[name] = pa.array(answers(p.store.sequences(cell.source)[start:stop]))
-    if outcome.repeats is not None:  # --repeats K > 1: every answer, beside the majority in `prediction`
-        columns["repeats"] = pa.array(np.full(n, outcome.repeats.shape[1], np.int32))
-        columns["wrong_repeats"] = pa.array((outcome.repeats != target[:, None]).sum(axis=1).astype(np.int32))
-        columns["predictions"] = pa.array(outcome.repeats.tolist(), pa.list_(pa.int64()))
+    if outcome.repeats is not None:  # --repeats K > 1: every answer asked, beside the majority in `prediction`
+        asked = outcome.repeats != NOT_ASKED  # all K, unless sequential stopping settled the read sooner
+        columns["repeats"] = pa.array(asked.sum(axis=1).astype(np.int32))
+        columns["wrong_repeats"] = pa.array(((outcome.repeats != target[:, None]) & asked).sum(axis=1).astype(np.int32))
+        columns["predictions"] = pa.array([row[row != NOT_ASKED].tolist() for row in outcome.repeats],
+                                          pa.list_(pa.int64()))
         columns["outputs"] = pa.array(outcome.repeat_outputs, pa.list_(pa.string()))
     return pa.table(columns)
 
@@ -560,7 +572,7 @@ def _finish(p: Plan, rd: RunDir, backend, identity: RunIdentity, ctl: Controller
         table = pa.concat_tables(parts)
         tables.append(table)
         scored = sum(_stop(p, cell, s) - s for s in kept)
-        result = cell_result(cell, scored, table, sha)
+        result = cell_result(cell, scored, table, sha, repeats=p.config.repeats)
         certify = None
         if control.certify is not None:
             certify = certify_entry(result.errors, result.reads, control.certify)
@@ -600,7 +612,9 @@ def _cost(control: RunControl, usage: dict) -> dict | None:
     return out
 
 
-def cell_result(cell: Cell, num_sequences: int, table, sha: str) -> CellResult:
+def cell_result(cell: Cell, num_sequences: int, table, sha: str, repeats: int | None = None) -> CellResult:
+    """A cell's results from its rows; ``repeats``: the K asked of each read (to flag reads that
+    sequential stopping settled with fewer)."""
     correct = table.column("correct").to_numpy()
     invalid = table.column("invalid").to_numpy()
     truncated = table.column("truncated").to_numpy()
@@ -615,7 +629,7 @@ def cell_result(cell: Cell, num_sequences: int, table, sha: str) -> CellResult:
         reads_scored_per_read=int(per_read.sum()),
         by_write_distance=tuple(metrics.breakdown(table.column("write_distance").to_numpy(), correct)),
         by_read_position=tuple(metrics.breakdown(slot, correct, edges=(0,) + metrics.DISTANCE_EDGES)),
-        by_point=tuple(by_point), tolerances=tuple(tolerances), sampled=_sampled(table, correct),
+        by_point=tuple(by_point), tolerances=tuple(tolerances), sampled=_sampled(table, correct, repeats),
         breakdowns=heuristic_breakdown(cell, table))
 
 
@@ -635,20 +649,25 @@ def heuristic_breakdown(cell: Cell, table) -> dict:
                           "agrees_there": float((prediction[wrong] == guess[wrong]).mean()) if there else None}}
 
 
-def _sampled(table, correct: np.ndarray) -> dict | None:
+def _sampled(table, correct: np.ndarray, planned: int | None = None) -> dict | None:
     """A cell's sampled figures (:func:`ffbench.sampling.cell_stats`) when its reads were repeated."""
     if "wrong_repeats" not in table.column_names:
         return None
     from ffbench import sampling
 
     return sampling.cell_stats(table.column("seq_index").to_numpy(), table.column("wrong_repeats").to_numpy(),
-                               table.column("repeats").to_numpy(), correct)
+                               table.column("repeats").to_numpy(), correct, planned=planned)
 
 
 def stress_breakdown(table) -> tuple[list[dict], list[dict]]:
     """Per stress point (family, parameters, reads, errors, exact interval) and one tolerance per family
-    and fixed parameters, for the reads of a cell that carry a stress point (empty otherwise)."""
-    from ffbench import stress
+    and fixed parameters, for the reads of a cell that carry a stress point (empty otherwise).
+
+    A sampled run (``--repeats``) judges its tolerances on the per-read error probability: a point
+    is clean when none of its answers is wrong, and the lines count answers with the cluster-robust
+    interval of the point's mean per-read error probability (:func:`ffbench.sampling.cell_stats`),
+    which each point also gets beside its majority-answer counts."""
+    from ffbench import sampling, stress
 
     points = table.column("point").to_pylist()
     keep = [k for k, p in enumerate(points) if p is not None]
@@ -659,10 +678,25 @@ def stress_breakdown(table) -> tuple[list[dict], list[dict]]:
     lengths = set(table.column("length").to_numpy()[keep].tolist())
     if len(lengths) != 1:
         raise FFBenchError(f"a stress cell holds sequences of one length, not {sorted(lengths)}")
-    outcomes = stress.count_outcomes([points[k] for k in keep], correct, positions, int(lengths.pop()))
+    length = int(lengths.pop())
+    outcomes = stress.count_outcomes([points[k] for k in keep], correct, positions, length)
     by_point = [{"point": stress.Point(o.family, o.params, o.reads).id, "family": o.family,
                  **dict(o.params), "reads": o.reads, "errors": o.errors,
                  "ci95": list(metrics.clopper_pearson(o.errors, o.reads))} for o in outcomes]
+    if "wrong_repeats" in table.column_names:
+        ids = np.asarray([points[k] for k in keep], dtype=object)
+        seq = table.column("seq_index").to_numpy()[keep]
+        wrong, asked = (table.column(c).to_numpy()[keep] for c in ("wrong_repeats", "repeats"))
+        thirds = np.asarray([stress.third_of(q, length) for q in positions], dtype=object)
+        for j, o in enumerate(outcomes):
+            at = ids == stress.Point(o.family, o.params, o.reads).id
+            figures = sampling.cell_stats(seq[at], wrong[at], asked[at], correct[at])
+            by_point[j].update(answers=figures["answers"], wrong_answers=figures["wrong_answers"],
+                               error_probability=figures["error_probability"], error_probability_ci95=figures["ci95"])
+            by_third = tuple((t, int(asked[at & (thirds == t)].sum()), int(wrong[at & (thirds == t)].sum()))
+                             for t in stress.THIRDS if (at & (thirds == t)).any())  # answers, as the totals
+            outcomes[j] = replace(o, reads=figures["answers"], errors=figures["wrong_answers"],
+                                   unit="answers", ci95=tuple(figures["ci95"]), by_third=by_third)
     return by_point, [t.as_dict() for t in stress.profile(outcomes)]
 
 
@@ -747,10 +781,11 @@ class ShardWorker:
     """A Ray actor of a run: one backend and the run's plan, rebuilt from its config (sampling is
     deterministic); scores shards on request (:class:`ffbench.executors.ActorPool` runs it)."""
 
-    def __init__(self, spec: str, args: dict, options: dict, config: dict):
+    def __init__(self, spec: str, args: dict, options: dict, config: dict, until: str | None = None):
         from ffbench import backends
 
         self.plan = plan(RunConfig(**config))
+        self.plan.until = until
         self.backend = backends.resolve(spec, args, **options).load()
 
     def pid(self) -> int:
@@ -778,13 +813,14 @@ class RayShards:
     """The run's backend stand-in on ``workers`` Ray actors (``--executor ray``): fingerprint,
     describe and close as a backend; shards scored by :meth:`imap`."""
 
-    def __init__(self, model: ModelRef, config: dict, workers: int, address: str | None = None):
+    def __init__(self, model: ModelRef, config: dict, workers: int, address: str | None = None,
+                 until: str | None = None):
         from ffbench.executors import ActorPool
 
         gpus = 1 if str(model.args.get("device", "")).startswith("cuda") else 0
         options = {k: v for k, v in model.options.items() if k != "notify"}  # callbacks stay with the driver
         self.workers = workers
-        self.pool = ActorPool(ShardWorker, (model.spec, model.args, options, config), workers, gpus, address)
+        self.pool = ActorPool(ShardWorker, (model.spec, model.args, options, config, until), workers, gpus, address)
         self.pool.call_all("pid")  # every model loaded (or the first failure raised)
         self._describe = {**self.pool.call_first("describe"), "executor": "ray", "workers": workers}
 

@@ -25,6 +25,16 @@ every greedy read is asked K times and a cell reports, beside the read-level cou
   choice rule). A deterministic model gives identical repeats, so every figure equals today's
   glitch rate.
 
+**Sequential stopping per read** (``until``, set from the run's stopping flags, never part of the
+config): with ``--certify`` a read stops being asked once its majority answer over K is settled,
+i.e. no answers still to come could change it (:func:`settled`; exact, so the majority figures and
+the cell's ``--certify`` verdict are those of all K answers, and a kept shard stays valid under
+any flags); with ``--stop-at-first-error`` a read stops at its first wrong answer (the question is
+whether the model glitches at all, and that read has). A read then keeps fewer than K answers
+(its ``repeats`` column says how many), and its share of wrong answers is taken over those: the
+sampled figures of a cell with such reads are flagged ``sequential`` (the per-read error
+probability then leans toward the decided answer; rerun without the flags for an unbiased one).
+
 The sampling parameters (``--temperature``, ``--top-p``, ``--sampling-seed``) reach providers that
 take them (``Capabilities.sampling``); with K > 1 and no temperature, the provider's default
 sampling is used (no temperature is sent). The repeats, temperature and top-p change what a cell
@@ -44,6 +54,8 @@ CONFIDENCE = 0.95
 METHOD = ("cluster-robust (CR1) interval over sequences with Student's t (sequences - 1 df), clipped to [0, 1]; "
           "exact zero-error bound when none wrong")
 REPEAT_TAG = "_ffbench_repeat"  # in a payload: makes repeat k its own (cached) request; never sent
+NOT_ASKED = -3  # an answer slot of a read whose sampling stopped before it (``until``)
+UNTIL_SETTLED, UNTIL_FIRST_WRONG = "settled", "first_wrong"
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,7 @@ class Sampling:
     temperature: float | None = None
     top_p: float | None = None
     seed: int | None = None
+    until: str | None = None  # sequential stopping per read (UNTIL_SETTLED, UNTIL_FIRST_WRONG): run control, not config
 
     @classmethod
     def from_config(cls, config) -> "Sampling":
@@ -82,6 +95,31 @@ class Sampling:
         if self.top_p is not None:
             parts.append(f"top_p={self.top_p:g}")
         return parts
+
+
+def until_for(stop_at_first_error: bool, certify) -> str | None:
+    """The per-read stopping rule of a run's stopping flags: a read stops at its first wrong answer
+    under ``--stop-at-first-error`` (which needs every answer of a read right to call it clean), else
+    once its majority is settled under ``--certify``; None asks all K."""
+    if stop_at_first_error:
+        return UNTIL_FIRST_WRONG
+    return UNTIL_SETTLED if certify is not None else None
+
+
+def settled(answers: np.ndarray, target: int, k: int, until: str | None) -> bool:
+    """Whether a read asked ``answers`` so far (of ``k``) needs no more under the rule ``until``."""
+    if until is None or answers.size >= k:
+        return answers.size >= k
+    wrong = answers != target
+    if until == UNTIL_FIRST_WRONG:
+        return bool(wrong.any())
+    left = k - answers.size
+    hits = int((~wrong).sum())
+    others = np.unique(answers[wrong], return_counts=True)[1]
+    best = int(others.max()) if others.size else 0
+    # right for sure: even if every answer to come named the leading rival, the target stays ahead;
+    # wrong for sure: even if every answer to come named the target, it would not be strictly ahead
+    return hits > best + left or hits + left <= best
 
 
 def check(config, scorings: list[str], takes_sampling: bool, provider: str) -> None:
@@ -114,7 +152,7 @@ def majority(predictions: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, 
     pred = np.empty(n, dtype=np.int64)
     correct = np.zeros(n, dtype=bool)
     for i in range(n):
-        row = predictions[i].tolist()
+        row = [v for v in predictions[i].tolist() if v != NOT_ASKED]
         hits = row.count(int(targets[i]))
         others = [v for v in row if v != targets[i]]
         best = max(others, key=others.count) if others else None
@@ -125,9 +163,11 @@ def majority(predictions: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, 
     return pred, correct
 
 
-def cell_stats(seq_index: np.ndarray, wrong: np.ndarray, repeats: np.ndarray, majority_correct: np.ndarray) -> dict:
+def cell_stats(seq_index: np.ndarray, wrong: np.ndarray, repeats: np.ndarray, majority_correct: np.ndarray,
+               planned: int | None = None) -> dict:
     """A cell's sampled figures (module docstring) from one entry per read: its sequence, wrong
-    answers of its K repeats, and whether its majority answer is right."""
+    answers of its repeats, and whether its majority answer is right; ``planned`` (K) flags the
+    figures ``sequential`` when some read kept fewer answers."""
     wrong = np.asarray(wrong, dtype=np.float64)
     repeats = np.asarray(repeats, dtype=np.float64)
     reads = wrong.size
@@ -140,7 +180,8 @@ def cell_stats(seq_index: np.ndarray, wrong: np.ndarray, repeats: np.ndarray, ma
             "wrong_answers": int(wrong.sum()), "error_probability": mean, "ci95": [lo, hi], "method": METHOD,
             "wrong_any": float((wrong > 0).mean()) if reads else math.nan,
             "wrong_all": float((wrong == repeats).mean()) if reads else math.nan,
-            "majority_error_rate": float(np.mean(~np.asarray(majority_correct, dtype=bool))) if reads else math.nan}
+            "majority_error_rate": float(np.mean(~np.asarray(majority_correct, dtype=bool))) if reads else math.nan,
+            "sequential": bool(planned is not None and reads and repeats.min() < planned)}
 
 
 def cluster_interval(groups: np.ndarray, values: np.ndarray) -> tuple[float, float]:

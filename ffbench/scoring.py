@@ -29,7 +29,7 @@ from ffbench.errors import FFBenchError
 from ffbench.prompting import PromptFormat, PromptOptions, answer_after_reasoning, per_read_prompts, shift
 from ffbench.render import Rendered, Template
 from ffbench.rules import choice_prediction
-from ffbench.sampling import Sampling, majority
+from ffbench.sampling import NOT_ASKED, Sampling, majority, settled
 
 SCORINGS = ("choice", "greedy")
 
@@ -120,7 +120,8 @@ def score(backend: Backend, rendered: list[Rendered], template: Template, scorin
             backend.system_prompt, backend.reasoning_budget = options.system_prompt, options.reasoning_budget
             opened = bool(asked) and fmt.reasoning_opened(asked[0], options.end_marker)
             said, cut, texts = ask(backend, rendered, todo, asked, options.budget(choices, asking), sampling, fmt.chat,
-                                   lambda reply: interpret(reply, template, choices, asking, options.end_marker, opened))
+                                   lambda reply: interpret(reply, template, choices, asking, options.end_marker, opened),
+                                   targets[todo])
             if sampling.repeats == 1:
                 pred[todo], truncated[todo] = said[:, 0], cut[:, 0]
                 for i, j in enumerate(todo.tolist()):
@@ -129,12 +130,12 @@ def score(backend: Backend, rendered: list[Rendered], template: Template, scorin
                 maj, _ = majority(said, targets[todo])
                 pred[todo] = maj
                 truncated[todo] = (maj == NO_CHOICE) & cut.any(axis=1)
-                answers = np.full((n, sampling.repeats), NO_CHOICE, dtype=np.int64)
+                answers = np.full((n, sampling.repeats), NOT_ASKED, dtype=np.int64)
                 answers[todo] = said
                 replies_of = [None] * n
                 for i, j in enumerate(todo.tolist()):
                     output[j] = texts[i][said[i].tolist().index(maj[i])]
-                    replies_of[j] = texts[i]
+                    replies_of[j] = [t for t, a in zip(texts[i], said[i].tolist()) if a != NOT_ASKED]
     if (pred == UNKNOWN).any():
         raise FFBenchError("internal error: a read was left undecided")  # never silently dropped
     if scoring == "choice" and n > 1 and np.all(margin == 0):
@@ -148,15 +149,17 @@ def score(backend: Backend, rendered: list[Rendered], template: Template, scorin
 
 
 def ask(backend: Backend, rendered: list[Rendered], reads: np.ndarray, asked: list[str], budget: int,
-        sampling: Sampling, templated: bool, parse) -> tuple[np.ndarray, np.ndarray, list]:
+        sampling: Sampling, templated: bool, parse, targets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, list]:
     """Generate the replies to the ``asked`` questions of ``reads``: (answer per read and repeat,
-    NO_CHOICE for none; cut by the budget; reply texts), ``parse`` giving (answer, cut) of a reply.
+    NO_CHOICE for none, NOT_ASKED for a repeat never asked; cut by the budget; reply texts), ``parse``
+    giving (answer, cut) of a reply. With ``sampling.until`` (and the reads' ``targets``), a read
+    is asked no more repeats once :func:`ffbench.sampling.settled` says so.
 
     A provider with a prompt cache gets a sequence's reads in prefix order (:func:`prefix_waves`)
     with the offsets its cache breakpoints go on (:func:`prefix_breaks`); a sampled read is asked
     ``sampling.repeats`` times, each request tagged with its repeat and read (:func:`read_ids`)."""
     k = sampling.repeats
-    said = np.full((reads.size, k), NO_CHOICE, dtype=np.int64)
+    said = np.full((reads.size, k), NOT_ASKED, dtype=np.int64)
     cut = np.zeros((reads.size, k), dtype=bool)
     texts = [[None] * k for _ in range(reads.size)]
     caching = backend.capabilities.prefix_cache
@@ -167,6 +170,10 @@ def ask(backend: Backend, rendered: list[Rendered], reads: np.ndarray, asked: li
     try:
         for wave in waves:  # read j of a sequence after read j-1: its prefix is cached by then
             for r in range(k):
+                if sampling.until is not None and targets is not None and r:
+                    wave = wave[[not settled(said[i, :r], int(targets[i]), k, sampling.until) for i in wave.tolist()]]
+                    if not wave.size:
+                        break
                 backend.repeat = r if sampling.sampled else None  # repeat r is its own request (and cache entry)
                 backend.read_ids = None if ids is None else [ids[i] for i in wave]
                 backend.prefix_breaks = None if breaks is None else [breaks[i] for i in wave]

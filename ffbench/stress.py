@@ -579,7 +579,9 @@ def third_of(position: int, length: int) -> str:
 @dataclass(frozen=True)
 class Outcome:
     """Reads and errors of one point; with the length, where its reads were (``span``: the first and
-    last answer-digit position) and reads and errors per third of the sequence (``by_third``)."""
+    last answer-digit position) and reads and errors per third of the sequence (``by_third``). Of a
+    sampled run: its answers and wrong answers (``unit`` "answers"), with the cluster-robust interval
+    of its per-read error probability as ``ci95``."""
 
     family: str
     params: Params
@@ -588,6 +590,8 @@ class Outcome:
     length: int | None = None
     span: tuple[int, int] | None = None
     by_third: tuple[tuple[str, int, int], ...] = ()
+    unit: str = "reads"
+    ci95: tuple[float, float] | None = None  # None: the exact Clopper-Pearson interval of errors in reads
 
 
 def count_outcomes(point_ids: Sequence[str], correct: Sequence[bool], positions: Sequence[int] | None = None,
@@ -665,7 +669,7 @@ class Tolerance:
                "clean_through": self.clean_through, "first_failure": self.first_failure,
                "recovers": self.recovers, "clean_after": list(self.clean_after), "line": self.line,
                "values": [{self.axis: o.params[self.axis], "reads": o.reads, "errors": o.errors,
-                           "ci95": list(clopper_pearson(o.errors, o.reads)),
+                           "ci95": list(_interval(o)), **({} if o.unit == "reads" else {"unit": o.unit}),
                            **({"by_third": {t: {"reads": r, "errors": e} for t, r, e in o.by_third}}
                               if o.by_third else {})} for o in self.outcomes]}
         if self.length is not None:
@@ -683,13 +687,18 @@ def _label(family: Family, fixed: Params) -> str:
     return f"{family.name} ({inner})" if inner else family.name
 
 
+def _interval(o: Outcome) -> tuple[float, float]:
+    return tuple(o.ci95) if o.ci95 is not None else clopper_pearson(o.errors, o.reads)
+
+
 def _clean_words(o: Outcome) -> str:
-    return f"0 errors in {o.reads:,} reads, rate < {zero_error_bound(o.reads):.1e} at 95%"
+    return f"0 errors in {o.reads:,} {o.unit}, rate < {zero_error_bound(o.reads):.1e} at 95%"
 
 
 def _fail_words(o: Outcome) -> str:
-    low, high = clopper_pearson(o.errors, o.reads)
-    return f"{o.errors:,} of {o.reads:,} wrong, 95% CI [{low:.2g}, {high:.2g}]"
+    low, high = _interval(o)
+    unit = "" if o.unit == "reads" else f" {o.unit}"
+    return f"{o.errors:,} of {o.reads:,}{unit} wrong, 95% CI [{low:.2g}, {high:.2g}]"
 
 
 def _region_words(length: int, span: tuple[int, int], thirds: Sequence[str]) -> str:

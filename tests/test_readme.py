@@ -165,11 +165,38 @@ def test_readme_keeps_the_two_setup_commands_and_says_why_it_skips():
     assert bash[:2] == SETUP_COMMANDS
     skipped = [(lang, why) for lang, _, why in _blocks() if why]
     assert [why for _, why in skipped] == ["the test suite itself", "downloads models; GPU",
-                                           "needs a server or an API key", "needs an API key",
+                                           "needs a server or an API key", "needs an API key", "output of the command above",
                                            "GitHub Actions YAML", "needs inspect-ai, a model and its logs",
                                            "minutes of training"]
     assert all(lang in ("bash", "python") for lang, _, why in _blocks() if not why)
     assert len(README.encode()) <= 12 * 1024
+
+
+def _shape(line: str) -> str:
+    """A printed line with its numbers (which vary with the sampled answers) and spacing blanked."""
+    return " ".join(re.sub(r"\$?[\d][\d.,e+%-]*", "N", line).split())
+
+
+def test_the_reasoning_models_run_prints_what_the_readme_shows(tmp_path):
+    """The README's reasoning-model command, run against the fake reasoning server (answers wrong
+    with a known probability per read; it refuses what OpenAI's reasoning models refuse), prints
+    the lines the README shows: the cell, its sampled figures and the cost."""
+    pytest.importorskip("openai")
+    from tests.fault_server import FaultServer
+
+    [command] = [code for lang, code, why in _blocks() if why == "needs an API key"]
+    [shown] = [code for lang, code, why in _blocks() if why == "output of the command above"]
+    argv = shlex.split(command.replace("\\\n", " "), comments=True)
+    assert argv[:4] == ["ffbench", "run", "--model", "openai/o4-mini"] and "--repeats" in argv
+    with FaultServer(faults=False, model="o4-mini", reasoning=True, sampled=0.02, sample_seed=7) as srv:
+        res = subprocess.run([sys.executable, "-m", "ffbench", *argv[1:], "--base-url", srv.url, "-o", str(tmp_path / "r"),
+                              "--no-record", "--no-progress"], capture_output=True, text=True, timeout=300, check=False,
+                             env={**os.environ, "OPENAI_API_KEY": "sk-test", "PYTHONPATH": str(ROOT)})
+        assert res.returncode == 0, res.stderr
+        assert srv.refused == 0  # the request was built the way the provider requires
+    printed = [_shape(line) for line in res.stdout.splitlines()]
+    for line in shown.strip().splitlines():
+        assert _shape(line) in printed, (line, res.stdout)
 
 
 def _without_installs(code: str) -> str:

@@ -111,3 +111,102 @@ def test_ssm_ref_recipe_is_exactly_the_ssm_defaults():
 
     recipe = config.from_mapping(config.load_yaml(BASELINES_DIR / "recipes" / "ssm-ref.yaml", "recipe"), "ssm-ref")
     assert config.identity(recipe) == config.identity(config.paper_config("ssm"))
+
+
+# ----------------------------------------------------------------------------- --set KEY=VALUE
+RECIPE_MIX = "ffbench/baselines/recipes/transformer-mix.yaml"
+# Each argv with the identity digest the hand-declared flags before --set gave for the same settings
+# (sha256 of config.identity, first 16 hex; recorded from that code with these old spellings:
+# --sharpen entropy --sharpen-coef 0.1 --seed 3 --weight-decay 0.05 --no-bf16 --style llama
+# --activation swiglu --temperature 0.5 | --arch ssm --expand 3 --d-conv 2 --mode generative |
+# --data-seed 5 --sharpen-start 7 --sharpen-schedule linear --compile).
+SAME_CONFIG = [
+    (["--arch", "lstm"], "f1910d11c6980dcd"),
+    (["--arch", "transformer", "--layers", "2", "--width", "128", "--heads", "4", "--length", "128", "--steps", "3000"],
+     "bf534da31d1f9631"),
+    (["--arch", "transformer", "--layers", "2", "--positions", "alibi", "--lr", "1e-3", "--train-mix", "0.9,0.98,0.1",
+      "--set", "sharpen=entropy", "--set", "sharpen_coef=0.1", "--set", "data_seed=3", "--set", "init_seed=3",
+      "--set", "weight_decay=0.05", "--set", "bf16=false", "--set", "model.style=llama",
+      "--set", "model.activation=swiglu", "--set", "model.temperature=0.5"], "1199d4f2f0d3710b"),
+    (["--set", "model.arch=ssm", "--d-state", "4", "--set", "model.expand=3", "--set", "model.d_conv=2",
+      "--set", "mode=generative"], "c94af0fb0c167455"),
+    (["--recipe", RECIPE_MIX, "--steps", "10", "--embd-dropout", "0.2", "--set", "data_seed=5",
+      "--set", "sharpen_start=7", "--set", "sharpen_schedule=linear", "--set", "compile=true"], "e3d8c790c1139473"),
+]
+
+
+def _config_of(argv, monkeypatch, tmp_path):
+    """The TrainConfig ``ffbench train ARGV`` trains with (the trainer itself is not run)."""
+    import hashlib
+    import json
+
+    from ffbench.train import config, trainer
+
+    seen = []
+
+    def capture(cfg, **kw):
+        seen.append(cfg)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(trainer, "train", capture)
+    with pytest.raises(SystemExit):
+        main(["train", *argv, "--out", str(tmp_path / "never")])
+    return seen[0], hashlib.sha256(json.dumps(config.identity(seen[0]), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("argv,digest", SAME_CONFIG)
+def test_set_and_the_aliases_give_the_config_identity_of_the_old_flags(argv, digest, monkeypatch, tmp_path):
+    pytest.importorskip("torch")
+    assert _config_of(argv, monkeypatch, tmp_path)[1] == digest
+
+
+def test_set_wins_over_an_alias_and_an_alias_over_the_recipe(monkeypatch, tmp_path):
+    pytest.importorskip("torch")
+    cfg, _ = _config_of(["--recipe", RECIPE_MIX, "--layers", "3", "--set", "model.n_layer=2", "--set", "lr=1e-3",
+                         "--set", "betas=0.9,0.95", "--steps", "7"], monkeypatch, tmp_path)
+    assert (cfg.model.n_layer, cfg.lr, cfg.betas, cfg.steps) == (2, 1e-3, (0.9, 0.95), 7)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--set", "model.n_layr=2"], "--set model.n_layr=2: unknown key 'model.n_layr' (did you mean 'model.n_layer'?)"),
+    (["--set", "stesp=5"], "--set stesp=5: unknown key 'stesp' (did you mean 'steps'?)"),
+    (["--set", "model.n_layer=two"], "--set model.n_layer=two: model.n_layer must be an integer, got 'two'"),
+    (["--set", "lr=fast"], "--set lr=fast: lr must be a number, got 'fast'"),
+    (["--set", "bf16=maybe"], "--set bf16=maybe: bf16 must be true or false, got 'maybe'"),
+    (["--set", "betas=0.9"], "--set betas=0.9: betas must be two comma-separated numbers, got '0.9'"),
+    (["--set", "steps"], "--set 'steps': expected KEY=VALUE, e.g. --set model.n_layer=2"),
+    (["--layers", "two"], "--layers two: model.n_layer must be an integer, got 'two'"),
+    (["--set", "model.positions=alibii"], ("model.positions must be one of learned, sinusoidal, rope, alibi, none, "
+                                          "got 'alibii' (did you mean 'alibi'?)")),
+    (["--set", "model.n_layer=0"], "model.n_layer must be at least 1, got 0"),
+])
+def test_a_bad_set_names_itself_in_one_line_and_exits_2(argv, message, tmp_path, capsys):
+    line = _refused(["train", "--arch", "transformer", *argv, "--out", str(tmp_path / "out")], capsys)
+    assert line == f"ffbench: error: {message}", line
+    assert not (tmp_path / "out").exists()
+
+
+def test_help_lists_every_settable_key_with_its_default(capsys):
+    from dataclasses import fields
+
+    from ffbench.train.config import PAPER_DEFAULTS, ModelConfig, TrainConfig
+
+    try:
+        main(["train", "--help"])
+    except SystemExit as exc:
+        assert exc.code == 0
+    listed = {}
+    text = capsys.readouterr().out
+    assert "Settable keys (--set KEY=VALUE" in text
+    for line in text.split("Settable keys", 1)[1].splitlines()[1:]:
+        if line.strip():
+            key, rest = line.strip().split("=", 1)
+            listed[key] = rest.split()[1] if len(rest.split()) > 1 else ""
+    model, train = ModelConfig(), TrainConfig()
+    expected = {f"model.{f.name}": getattr(model, f.name) for f in fields(ModelConfig)}
+    expected.update({f.name: getattr(train, f.name) for f in fields(TrainConfig) if f.name != "model"})
+    assert set(listed) == set(expected)
+    for key in ("model.n_layer", "model.hidden", "steps", "eval_num", "model.positions"):
+        assert listed[key] == str(expected[key]), (key, listed[key])
+    assert listed["lr"] == "0.0003" and listed["bf16"] == "true" and listed["train_mix"] == "0.8"
+    assert PAPER_DEFAULTS["lstm"]["steps"] == 500  # shown beside the default: "10000 (lstm 500, ssm 500)"

@@ -10,7 +10,7 @@ handed to the client only: never cached, logged or written. ``--base-url`` or
 
 Model args: ``concurrency`` (ceiling of requests in flight, default 8), ``max_retries`` (8),
 ``retry_base`` (seconds, 1), ``max_retry_wait`` (seconds, 60: the longest wait a Retry-After gets),
-``timeout`` (seconds, 120), ``thinking`` (off by default; ``N``
+``timeout`` (seconds, 120), ``max_reply_bytes`` (1 MiB: the cap on a reply beyond its token budget's room), ``thinking`` (off by default; ``N``
 turns on extended thinking with a budget of N tokens, ``adaptive`` lets the model decide, with
 ``thinking_tokens`` (default 8192) added to the reply budget), ``system_prompt``, ``temperature``
 (not sent unless given: the API version the SDK speaks rejects sampling parameters, so replies use
@@ -34,7 +34,15 @@ import anthropic  # imported with this module, so a missing SDK gets the install
 
 from ffbench.backends.base import Backend, Capabilities, Generation
 from ffbench.backends.batch import BatchAPI, Batcher, JobStatus, Result
-from ffbench.backends.transport import MAX_RETRY_WAIT, Failure, Malformed, Policy, Transport
+from ffbench.backends.transport import (
+    MAX_REPLY_BYTES,
+    MAX_RETRY_WAIT,
+    Failure,
+    Malformed,
+    Policy,
+    Transport,
+    http_client,
+)
 from ffbench.errors import FFBenchError, UsageError
 from ffbench.sampling import REPEAT_TAG, Sampling
 
@@ -132,6 +140,7 @@ class AnthropicBackend(Backend):
     def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None,
                  cache_path: str | None = None, notify=None, concurrency: int = 8, max_retries: int = 8,
                  retry_base: float = 1.0, timeout: float = 120.0, max_retry_wait: float = MAX_RETRY_WAIT,
+                 max_reply_bytes: int = MAX_REPLY_BYTES,
                  thinking=None, thinking_tokens: int = 8192,
                  system_prompt: str | None = None, temperature: float | None = None, batch: bool = False,
                  poll_interval: float = 30.0, context_length: int | None = None):
@@ -144,9 +153,11 @@ class AnthropicBackend(Backend):
         # A server of one's own may need no key; the SDK refuses to send without one (a TypeError at
         # request time), and a missing key for Anthropic's own API is refused before any request.
         key = api_key or os.environ.get("ANTHROPIC_API_KEY") or "EMPTY"
-        self.client = anthropic.Anthropic(base_url=base_url, api_key=key, max_retries=0, timeout=timeout)
+        self.client = anthropic.Anthropic(base_url=base_url, api_key=key, max_retries=0, timeout=timeout,
+                                          http_client=http_client(anthropic))
         self.base_url = str(self.client.base_url).rstrip("/")
         policy = AnthropicPolicy(self.client, anthropic)
+        policy.max_reply_bytes = int(max_reply_bytes)
         self.transport = Transport(policy, cache_path, namespace=json.dumps(["anthropic", self.base_url]),
                                    concurrency=concurrency, max_retries=max_retries, retry_base=retry_base,
                                    max_wait=max_retry_wait, notify=notify)

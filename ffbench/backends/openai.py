@@ -5,7 +5,8 @@ Model args: ``api`` = completions (default) or chat; ``echo`` (default true): th
 prompt log-probabilities with ``echo`` + ``logprobs`` (vLLM's server does), which enables dense
 scoring; ``top_logprobs`` (default 5); ``concurrency`` (ceiling of requests in flight, default 8);
 ``max_retries`` (default 8); ``retry_base`` (seconds, default 1); ``timeout`` (seconds, default
-120); ``batch`` (default false): send each scoring call's requests as one Batch API job (files
+120); ``max_reply_bytes`` (default 1 MiB: the cap on a reply beyond the room its request asks
+for, see :mod:`ffbench.backends.transport`); ``batch`` (default false): send each scoring call's requests as one Batch API job (files
 upload, ``batches.create``, poll, download), about half the price for a latency of up to 24
 hours; ``poll_interval`` (seconds between batch polls, default 30); ``system_prompt`` (a system
 message before every chat prompt).
@@ -32,7 +33,8 @@ import openai  # imported with this module, so a missing SDK gets the install hi
 from ffbench.backends.base import Backend, Capabilities, Generation, ScoreRequest, SpanScores
 from ffbench.backends.tokenized import dense_scores
 from ffbench.backends.batch import BatchAPI, Batcher, JobStatus, Result
-from ffbench.backends.transport import MAX_RETRY_WAIT, Failure, Malformed, Policy, Transport
+from ffbench.backends.transport import (MAX_REPLY_BYTES, MAX_RETRY_WAIT, REPLY_BYTES_PER_TOKEN, Failure, Malformed,
+                                       Policy, Transport, http_client)
 from ffbench.errors import FFBenchError, UsageError
 from ffbench.sampling import REPEAT_TAG, Sampling
 
@@ -64,6 +66,15 @@ class OpenAIPolicy(Policy):
                     raise Malformed("no prompt logprobs")
         except (KeyError, IndexError, TypeError) as exc:
             raise Malformed(f"missing {exc}") from None
+
+    def reply_limit(self, endpoint: str, payload: dict) -> int:
+        """An echoed prompt comes back token by token with ``logprobs`` alternatives each: room for a
+        token per byte of prompt (a token covers at least one), each with its alternatives and one more."""
+        limit = super().reply_limit(endpoint, payload)
+        if payload.get("echo"):
+            alternatives = int(payload.get("logprobs") or 0) + 2
+            limit += REPLY_BYTES_PER_TOKEN * alternatives * len(str(payload.get("prompt", "")).encode())
+        return limit
 
     def usage(self, body: dict) -> tuple[int, int]:
         usage = body.get("usage") or {}
@@ -172,7 +183,7 @@ class OpenAIBackend(Backend):
                  cache_path: str | None = None, notify=None,
                  api: str = "completions", echo: bool = True, top_logprobs: int = 5,
                  concurrency: int = 8, max_retries: int = 8, retry_base: float = 1.0, timeout: float = 120.0,
-                 max_retry_wait: float = MAX_RETRY_WAIT,
+                 max_retry_wait: float = MAX_RETRY_WAIT, max_reply_bytes: int = MAX_REPLY_BYTES,
                  context_length: int | None = None, batch: bool = False, poll_interval: float = 30.0,
                  system_prompt: str | None = None):
         super().__init__(model)
@@ -186,9 +197,11 @@ class OpenAIBackend(Backend):
         self.batch = bool(batch)
         self.system_prompt = system_prompt
         self._context = context_length
-        self.client = openai.OpenAI(base_url=base_url, api_key=api_key or "EMPTY", max_retries=0, timeout=timeout)
+        self.client = openai.OpenAI(base_url=base_url, api_key=api_key or "EMPTY", max_retries=0, timeout=timeout,
+                                    http_client=http_client(openai))
         self._served: dict = {}
         policy = OpenAIPolicy(self.client, openai)
+        policy.max_reply_bytes = int(max_reply_bytes)
         self.transport = Transport(policy, cache_path, namespace=json.dumps(["openai", base_url]),
                                    concurrency=concurrency, max_retries=max_retries, retry_base=retry_base,
                                    max_wait=max_retry_wait, notify=notify)

@@ -9,6 +9,11 @@ usage. The :class:`Transport` does the rest the same way for every provider:
   server's ``retry-after-ms`` / ``Retry-After`` (said in a line when it is long, and capped at
   ``max_wait``, the model arg ``max_retry_wait``, 60 s by default). Any other refusal (400, 401, 404, ...) stops the
   run at once with the server's message: retrying it would fail the same way.
+* **Capped replies**: a reply may hold at most :meth:`Policy.reply_limit` bytes (the model arg
+  ``max_reply_bytes``, 1 MiB by default, plus room for what the request asks back: its token
+  budget and, for an echoed prompt, its log-probabilities). Reading stops at the cap (the HTTP
+  client's response hook, :func:`http_client`), and an over-long reply is a fault of that request,
+  retried like a server error and never cached.
 * **A response cache** in one SQLite file (``cache_path``): every answer is committed as it
   arrives, so a run killed at any point (even SIGKILL) keeps everything it was answered, and a
   rerun never re-sends an answered request. Identical requests within a call are sent once. Only
@@ -50,6 +55,8 @@ from ffbench.io import disk_full, is_disk_full
 JITTER_CAP = 60.0  # longest backoff drawn when the server gives no Retry-After (seconds)
 MAX_RETRY_WAIT = 60.0  # longest wait a server's Retry-After gets (seconds; model arg max_retry_wait)
 LONG_WAIT = 5.0  # a Retry-After this long (seconds) is said, not waited in silence
+MAX_REPLY_BYTES = 1 << 20  # a reply's bytes beyond what its request asks back (model arg max_reply_bytes)
+REPLY_BYTES_PER_TOKEN = 64  # room per token of a request's budget (a token's text and log-probability, JSON-escaped)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, body TEXT NOT NULL);
@@ -70,6 +77,13 @@ class Malformed(Exception):
 
 class Ambiguous(FFBenchError):
     """A call that must not be repeated failed in a way that leaves open whether the server acted."""
+
+
+class ReplyTooLarge(Exception):
+    """A reply longer than its request's cap: reading stopped there; retried, never cached."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"reply over {limit} bytes (model arg max_reply_bytes)")
 
 
 class Stopped(Exception):
@@ -96,6 +110,7 @@ class Policy:
 
     provider = "api"
     sdk = None
+    max_reply_bytes = MAX_REPLY_BYTES
     retry_statuses = frozenset({408, 409, 429})  # and every 5xx
     overload_statuses = frozenset({429, 503, 529})
 
@@ -110,6 +125,13 @@ class Policy:
         """(prompt tokens, completion tokens) the response reports."""
         return 0, 0
 
+    def reply_limit(self, endpoint: str, payload: dict) -> int:
+        """Bytes a reply to ``payload`` may hold: ``max_reply_bytes`` plus room for the tokens it may
+        generate (``max_tokens`` / ``max_completion_tokens``). A provider whose request asks back
+        more (OpenAI's echoed prompt log-probabilities) adds that."""
+        budget = payload.get("max_completion_tokens") or payload.get("max_tokens") or 0
+        return int(self.max_reply_bytes) + REPLY_BYTES_PER_TOKEN * int(budget)
+
     def cache_usage(self, body: dict) -> dict[str, int]:
         """Of the prompt tokens, those the provider's prompt cache served (``cached_tokens``, billed at
         the cached-input price) and wrote (``cache_write_tokens``), as the response reports them."""
@@ -118,6 +140,11 @@ class Policy:
     def classify(self, exc: Exception) -> Failure | None:
         """How to treat an exception from ``send`` / ``validate``; None re-raises it (a bug)."""
         sdk = self.sdk
+        cause = exc
+        while cause is not None:  # an SDK may wrap the cap's exception as a connection error
+            if isinstance(cause, ReplyTooLarge):
+                return Failure(f"malformed response ({cause})")
+            cause = cause.__cause__ or cause.__context__
         if isinstance(exc, Malformed):
             return Failure(f"malformed response ({exc})")
         if sdk is not None and isinstance(exc, sdk.APIStatusError):
@@ -168,6 +195,42 @@ def retry_after(headers) -> float | None:
         return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
+
+
+_cap = threading.local()  # .limit: the reply cap of the request this thread is sending (None: no cap)
+
+
+def http_client(sdk):
+    """The provider SDK's own HTTP client with the reply cap as a response hook: a reply whose
+    ``Content-Length`` is over the cap is refused unread, and one without (chunked) is read only up
+    to the cap. The cap is the current thread's request's (set by :class:`Transport`); listings and
+    batch files are not capped (a batch's replies are checked one by one)."""
+    return sdk.DefaultHttpxClient(event_hooks={"response": [_cap_reply]})
+
+
+def _cap_reply(response) -> None:
+    limit = getattr(_cap, "limit", None)
+    if limit is None:
+        return
+    length = response.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise ReplyTooLarge(limit)  # the client closes the response unread
+    stream = response.stream
+    byte_stream = sys.modules[type(response).__module__.split(".")[0]].SyncByteStream  # httpx or httpx2
+
+    class Capped(byte_stream):
+        def __iter__(self):
+            read = 0
+            for chunk in stream:
+                read += len(chunk)
+                if read > limit:
+                    raise ReplyTooLarge(limit)
+                yield chunk
+
+        def close(self) -> None:
+            stream.close()
+
+    response.stream = Capped()
 
 
 class Store:
@@ -361,8 +424,12 @@ class Transport:
         return [parse(i, bodies[k]) for i, k in enumerate(keys)]
 
     def check(self, endpoint: str, key: str, payload: dict, body: dict) -> None:
-        """Raise :class:`Malformed` unless ``body`` is a usable answer to ``payload``: what the
-        provider reads is there, and the current call's ``parse`` reads it."""
+        """Raise :class:`Malformed` unless ``body`` is a usable answer to ``payload``: within the
+        reply cap as kept (a batch reply, or one decompressed past it), what the provider reads is
+        there, and the current call's ``parse`` reads it."""
+        limit = self.policy.reply_limit(endpoint, payload)
+        if len(json.dumps(body)) > limit:
+            raise Malformed(str(ReplyTooLarge(limit)))
         self.policy.validate(endpoint, payload, body)
         self._check_parse(key, body)
 
@@ -470,7 +537,11 @@ class Transport:
 
     def _fetch(self, endpoint: str, key: str, payload: dict) -> dict:
         def attempt():
-            body = self.policy.send(endpoint, payload)
+            _cap.limit = self.policy.reply_limit(endpoint, payload)
+            try:
+                body = self.policy.send(endpoint, payload)
+            finally:
+                _cap.limit = None
             self.check(endpoint, key, payload, body)
             return body
 

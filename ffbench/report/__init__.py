@@ -81,6 +81,7 @@ def _run_sections(ordered: list[data.Model], sweeps: list[data.Sweep], store: Se
                 Section("summary", "Summary", {"rows": views.summary_rows(ordered),
                                                "truncated": views.shows_truncated(ordered),
                                                "tasks": views.shows_tasks(ordered),
+                                               "sampled": views.sampled_rows(ordered),
                                                "cut": views.truncations(ordered)}),
                 Section("sparse-dense", "Sparse against dense (paper Fig. 4)",
                         figures.sparse_vs_dense(ordered, sweeps))]

@@ -100,6 +100,41 @@ def shows_tasks(models: list[Model]) -> bool:
     return any("task=" in c.variant for m in models for c in m.cells)
 
 
+@dataclass
+class SampledRow:
+    """A cell whose reads were asked K times (``--repeats``): its figures per read (ffbench.sampling)."""
+
+    model: Model
+    cell: CellResult
+    repeats: int
+    answers: int
+    probability: str  # mean per-read error probability
+    ci: str  # its cluster-robust 95% interval (or the exact one-sided bound when no answer is wrong)
+    wrong_any: str
+    wrong_all: str
+    majority: str  # the majority answer's error rate (the glitch rate of the summary above)
+    sequential: bool  # some reads kept fewer than K answers (--certify / --stop-at-first-error)
+
+
+def sampled_rows(models: list[Model]) -> list[SampledRow]:
+    """The sampled figures of every cell that has them (none for runs without ``--repeats``)."""
+    rows = []
+    for m in models:
+        for c in m.cells:
+            s = c.sampled
+            if not s:
+                continue
+            lo, hi = s["ci95"]
+            if s["wrong_answers"] == 0:
+                probability, ci = "0", f"< {hi:.1e} (one-sided)"
+            else:
+                probability, ci = f"{s['error_probability']:.2e}", f"[{lo:.1e}, {hi:.1e}]"
+            rows.append(SampledRow(m, c, int(s["repeats"]), int(s["answers"]), probability, ci,
+                                   f"{s['wrong_any']:.4f}", f"{s['wrong_all']:.4f}", f"{s['majority_error_rate']:.2e}",
+                                   bool(s.get("sequential"))))
+    return rows
+
+
 def shows_truncated(models: list[Model]) -> bool:
     """The summary has a truncated column when any reply was generated (only a generation can be cut)."""
     return any(c.scoring == "greedy" or c.truncated for m in models for c in m.cells)

@@ -281,3 +281,92 @@ def differences(a: dict, b: dict, prefix: str = "") -> list[str]:
             out.append(f"{prefix}{key}")
     return out
 
+
+
+# ----------------------------------------------------------------------------- command-line overrides
+# ``ffbench train --set KEY=VALUE`` (nanoGPT's configurator): every field of the dataclasses above is
+# a key (``lr``, ``model.n_layer``), its type read from the field; nothing is declared twice.
+KINDS = {"int": "INT", "float": "FLOAT", "str": "TEXT", "bool": "BOOL", "floats": "P1,P2,...", "pair": "A,B"}
+CHOICES = {"model.arch": ARCHS, "model.positions": POSITIONS, "model.activation": ACTIVATIONS, "model.style": STYLES,
+           "mode": MODES, "sharpen": SHARPEN_KINDS, "sharpen_schedule": SHARPEN_SCHEDULES}
+
+
+def settable() -> dict[str, str]:
+    """Every key ``--set`` takes (dotted under ``model.``), with its kind (see :func:`_typed`)."""
+    keys = {f"model.{f.name}": _kind(f) for f in fields(ModelConfig)}
+    keys.update({f.name: _kind(f) for f in fields(TrainConfig) if f.name != "model"})
+    return keys
+
+
+def defaults_help() -> str:
+    """The keys with their defaults, for ``ffbench train --help``: the dataclass default, and where an
+    architecture's paper configuration differs, that (e.g. ``model.n_layer=INT  6 (lstm 1, ssm 2)``)."""
+    base = TrainConfig().as_dict()
+    lines = []
+    for key, kind in settable().items():
+        path = key.split(".")
+        default = base[path[0]] if len(path) == 1 else base["model"][path[1]]
+        per_arch = []
+        for arch, paper in PAPER_DEFAULTS.items() if key != "model.arch" else ():
+            value = paper.get(path[0]) if len(path) == 1 else paper["model"].get(path[1])
+            if value is not None and value != default:
+                per_arch.append(f"{arch} {_shown(value)}")
+        extra = f" ({', '.join(per_arch)})" if per_arch else ""
+        shape = "|".join(CHOICES[key]) if key in CHOICES else KINDS[kind]
+        lines.append(f"  {key}={shape}".ljust(40) + f" {_shown(default)}{extra}")
+    return "\n".join(lines)
+
+
+def _shown(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return ",".join(_shown(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def parse_set(text: str, flag: str = "--set") -> tuple[str, object]:
+    """``"model.n_layer=2"`` -> ("model.n_layer", 2), the value typed by the field; an unknown key or
+    a value of the wrong type is one line naming it (:class:`UsageError`)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    keys = settable()
+    if not sep or not key:
+        raise UsageError(f"{flag} {text!r}: expected KEY=VALUE, e.g. {flag} model.n_layer=2")
+    if key not in keys:
+        hint = _did_you_mean(key, keys) or " (see 'ffbench train --help' for the keys)"
+        raise UsageError(f"{flag} {text}: unknown key {key!r}{hint}")
+    return key, parse_value(key, keys[key], raw.strip(), f"{flag} {text}")
+
+
+def parse_value(key: str, kind: str, raw: str, where: str):
+    """A command-line string as the value of a field of ``kind`` (int, float, str, bool, floats, pair)."""
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            return {"true": True, "1": True, "yes": True, "on": True,
+                    "false": False, "0": False, "no": False, "off": False}[raw.lower()]
+        if kind in ("floats", "pair"):
+            values = [float(v) for v in raw.split(",")]
+            if kind == "floats" or len(values) == 2:
+                return values
+            raise ValueError(raw)
+        return raw
+    except (ValueError, KeyError):
+        expected = {"int": "an integer", "float": "a number", "bool": "true or false",
+                    "floats": "comma-separated numbers", "pair": "two comma-separated numbers"}[kind]
+        raise UsageError(f"{where}: {key} must be {expected}, got {raw!r}") from None
+
+
+def nest(pairs: list[tuple[str, object]]) -> dict:
+    """Dotted overrides as a recipe-like mapping (``model`` a mapping of its own); later pairs win."""
+    out: dict = {}
+    for key, value in pairs:
+        if key.startswith("model."):
+            out.setdefault("model", {})[key[len("model."):]] = value
+        else:
+            out[key] = value
+    return out
