@@ -539,6 +539,9 @@ def _model_args(pairs) -> dict:
 @_connection_options
 @click.option("--iid", metavar="RUN", help="A finished 'ffbench run' of this model on the i.i.d. suites to compare "
               "yields with (default: the shipped run of an ffbench/ builtin).")
+@click.option("--lines", metavar="RUN_DIR", help="A finished 'ffbench run --suite stress' of this model at the hunt's "
+              "--length: the map checks its tolerance lines against every read it scores and reports the reads "
+              "that contradict one (default: the shipped stress run of an ffbench/ builtin).")
 @click.option("--out", "-o", metavar="DIR",
               help="Hunt directory (default hunts/<provider>_<model name>-<config hash>); rerunning "
               "the same command resumes it.")
@@ -546,7 +549,7 @@ def _model_args(pairs) -> dict:
 @click.option("--task", default="ffl", show_default=True, metavar="ffl",
               help="Task: the hunt's families and mutations are the flip-flop language's (ffl) only.")
 def hunt(model, budget, budget_tokens, length, seed, rendering, estimate, search, families, per_read, model_args,
-         base_url, api_key, iid, out, progress, task):
+         base_url, api_key, iid, lines, out, progress, task):
     """Search for attention glitches adaptively, or estimate a rare glitch rate by importance sampling.
 
     The default search maps the failure surface: every read falls in a cell of binned descriptors
@@ -554,7 +557,7 @@ def hunt(model, budget, budget_tokens, length, seed, rendering, estimate, search
     write distance, position, write density); candidates are built to fill empty cells, refine
     uncertain ones and mutate each cell's lowest-margin sequence, and the first glitch of each cell is
     shrunk to a minimal failing shape. hunt.json holds the map (reads, errors and a 95% interval per
-    cell) and the shapes. --search bandit spends the budget over families of legal sequences instead
+    cell), the shapes, and the reads that contradict the model's stress tolerance lines (--lines). --search bandit spends the budget over families of legal sequences instead
     (the stress families, FFL(T, p), planted reads) with a local search from near misses. Every
     glitch is re-scored before it is kept.
     Writes glitches.parquet (replay it with 'ffbench run --data') and hunt.json. Resumable:
@@ -575,7 +578,7 @@ def hunt(model, budget, budget_tokens, length, seed, rendering, estimate, search
     summary, out_dir = driver.hunt_model(model, budget, out, length=length, seed=seed, render_name=rendering,
                                          budget_tokens=budget_tokens, estimate=estimate, families=families,
                                          per_read=per_read, model_args=_model_args(model_args), base_url=base_url,
-                                         api_key=api_key, iid=iid, search=search, progress=show,
+                                         api_key=api_key, iid=iid, search=search, lines=lines, progress=show,
                                          echo=lambda m: click.echo(m, err=True))
     click.echo(outputs.format_summary(summary, out_dir))
 

@@ -4,6 +4,8 @@ and glitches shrink to minimal shapes."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -53,7 +55,7 @@ def test_targets_without_filler_land_exactly_in_their_cell():
     n = 48
     for _ in range(300):
         t = atlas.random_target(rng, n)
-        t = atlas.Target(t.read_slot, t.distance, t.decoys, t.opposite, t.run, t.reads, 0.0)
+        t = dataclasses.replace(t, background=0.0)
         text = language.to_strings(atlas.build(t, 2 * n, rng)[None])[0]
         got = next(r for r in reference(text) if r["slot"] == t.read_slot)
         closable = t.reads or t.distance - 1 > t.opposite or t.run == t.opposite

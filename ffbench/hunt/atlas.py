@@ -7,7 +7,8 @@ search (the default of ``ffbench hunt``) fills a round with three kinds of candi
 collapse onto one family:
 
 * ``cover`` (``COVER`` share): a random *target* (:class:`Target`: decisive write at a chosen slot,
-  ``decoys`` opposite writes before it, ``opposite`` ignores of the other bit after it of which the
+  ``decoys`` opposite writes in a block before it, right before it or ``decoy_gap`` ignores of random
+  bits earlier (half the time each), ``opposite`` ignores of the other bit after it of which the
   last ``run`` form a strict run, ``reads`` reads in between, the read at a chosen position, filler
   of a chosen write density before it, ignores of random bits after it), built by :func:`build`;
   of ``COVER_TRIES`` random targets the one whose region (its cell projected on ``COVER_AXES``)
@@ -43,6 +44,8 @@ BOUNDARY = 0.5  # share of refine candidates aimed at a failing cell or its neig
 # the fewest reads: the full cells are too many for "empty" to discriminate.
 COVER_AXES = ("opposite_since_write", "opposite_run", "decoys", "reads_between", "write_slot")
 _COVER_INDEX = [list(desc.MAP_DIMENSIONS).index(a) for a in COVER_AXES]
+DECOY_GAPS = 8  # at most this many ignores between a decoy block and the decisive write (transformer-mix
+# fails on ten decoys, then 2-6 ignores of any bits, then the decisive write, at every run after it)
 BACKGROUNDS = (0.0, 0.3, 0.6, 0.8, 0.9, 0.98)  # filler p_ignore (0: no filler at all, only ignores)
 # Writes' share of the filler's other instructions (the rest are reads): few reads, since every read is
 # scored and counted against the budget while the targeted read is one per sequence.
@@ -60,10 +63,12 @@ class Target:
     run: int
     reads: int
     background: float  # p_ignore of the filler; writes take WRITE_SHARE of the rest, reads the remainder
+    decoy_gap: int = 0  # ignores (random bits) between the decoys and the decisive write; 0: adjacent
 
     def as_dict(self) -> dict:
         return {"read_slot": self.read_slot, "distance": self.distance, "decoys": self.decoys,
-                "opposite": self.opposite, "run": self.run, "reads": self.reads, "background": self.background}
+                "opposite": self.opposite, "run": self.run, "reads": self.reads, "background": self.background,
+                "decoy_gap": self.decoy_gap}
 
 
 def _bounds(edges: tuple, i: int) -> tuple[float, float]:
@@ -148,7 +153,9 @@ def random_target(rng: np.random.Generator, n: int, bins: dict[str, int] | None 
             round(max(0.0, 1 - rng.uniform(f_lo, f_hi) / WRITE_SHARE), 4)
     else:
         background = BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
-    return Target(e, d, m, opp, run, r, background)
+    # half the decoy blocks adjacent to the decisive write, the rest DECOY_GAPS ignores before it
+    gap = 0 if m == 0 or rng.random() < 0.5 else int(rng.integers(1, DECOY_GAPS + 1))
+    return Target(e, d, m, opp, run, r, background, min(gap, max(e - d - m, 0)))
 
 
 def build(t: Target, length: int, rng: np.random.Generator) -> np.ndarray:
@@ -165,8 +172,10 @@ def build(t: Target, length: int, rng: np.random.Generator) -> np.ndarray:
     data = (rng.random(n) < 0.5).astype(np.uint8)
     bit = int(rng.random() < 0.5)
     e, w = t.read_slot, t.read_slot - t.distance
-    lo = max(w - t.decoys, 0)
-    instr[lo:w], data[lo:w] = W, 1 - bit
+    gap = max(0, min(t.decoy_gap, w - t.decoys))
+    lo = max(w - gap - t.decoys, 0)
+    instr[lo:w - gap], data[lo:w - gap] = W, 1 - bit
+    instr[w - gap:w] = I  # the gap: ignores of random bits
     if lo >= 1:  # a write of the decisive bit closes the decoys
         instr[lo - 1], data[lo - 1] = W, bit
     instr[w], data[w] = W, bit

@@ -80,14 +80,16 @@ class HuntConfig:
     base_url: str | None = None
     iid: str | None = None  # a run of this model on the i.i.d. suites to compare yields with (summary only)
     search: str = "map"  # map (coverage of the descriptor map, the default) | bandit (over family points)
+    lines: str | None = None  # a stress run of this model whose tolerance lines the map checks (default: shipped)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
     def identity(self) -> dict:
-        """What a resumed hunt must share: everything but the budgets (raising them continues) and
-        the i.i.d. run it is compared with."""
-        return {k: v for k, v in self.as_dict().items() if k not in ("budget", "budget_tokens", "iid")}
+        """What a resumed hunt must share: everything but the budgets (raising them continues), the
+        i.i.d. run it is compared with and the stress run whose lines it checks (both read when
+        hunt.json is written)."""
+        return {k: v for k, v in self.as_dict().items() if k not in ("budget", "budget_tokens", "iid", "lines")}
 
     def digest(self) -> str:
         import json
@@ -129,6 +131,13 @@ def plan(cfg: HuntConfig) -> Plan:
     if cfg.families and cfg.search != "bandit":
         raise UsageError("--family chooses the bandit's families: add --search bandit (the map search builds its "
                          "own targets)")
+    if cfg.lines is not None:
+        if cfg.search != "map" or target is not None:
+            raise UsageError("--lines checks tolerance lines against the map search's reads: drop --estimate and "
+                             "--search bandit, or --lines")
+        from ffbench.hunt import lines
+
+        lines.load(cfg.model, cfg.length, cfg.render, cfg.lines)  # refuses another model's run or another T
     arms = families.arms(cfg.length, cfg.families or None)
     if target is None and not arms:
         raise UsageError(f"no family point fits length {cfg.length}: use a longer --length")
@@ -143,7 +152,8 @@ def hunt_model(model: str, budget: int, out: str | None = None, length: int | No
                render_name: str = "symbolic", budget_tokens: int | None = None, estimate: str | None = None,
                families: list[str] | None = None, per_read: bool = False, model_args: dict | None = None,
                base_url: str | None = None, api_key: str | None = None, iid: str | None = None,
-               search: str | None = None, progress: bool = False, echo: Callable[[str], None] = print) -> tuple[dict, str]:
+               search: str | None = None, lines: str | None = None, progress: bool = False,
+               echo: Callable[[str], None] = print) -> tuple[dict, str]:
     """Resolve ``model`` (a provider/model spec) and hunt it; return (summary, hunt directory).
 
     The length defaults to an ffbench/ checkpoint's training length, else 512; the directory to
@@ -156,7 +166,7 @@ def hunt_model(model: str, budget: int, out: str | None = None, length: int | No
     cfg = HuntConfig(model=handle.spec, budget=budget, length=length or handle.default_length() or DEFAULT_LENGTH,
                      model_args=handle.recorded_args, budget_tokens=budget_tokens, seed=seed,
                      render=render_name, estimate=estimate, families=list(families or []), per_read=per_read,
-                     iid=iid, search=search or ("bandit" if families else "map"))
+                     iid=iid, search=search or ("bandit" if families else "map"), lines=lines)
     plan(cfg)  # the usage errors of the hunt's own flags, before the provider is imported
     cfg.base_url = handle.recorded_base_url
     if out is None:
@@ -249,6 +259,7 @@ def _new_state(p: Plan, identity: RunIdentity) -> dict:
         state["origins"] = {}
         state["shapes"] = {}
         state["shrunk_cells"] = {}
+        state["labeled"] = {}  # reads with a stress family's construction (ffbench.hunt.lines), for its lines
         state["spent"]["shrink_reads"] = 0
     if p.target is not None:
         proposal = estimator.Proposal.initial(p.target)
@@ -448,7 +459,7 @@ class Hunter:
         empty cells, refine uncertain ones and mutate elites; every read of every candidate counted
         in its cell; each new glitch in a cell not yet shrunk is shrunk to a minimal shape."""
         from ffbench.hunt import atlas as atlas_mod
-        from ffbench.hunt import descriptors
+        from ffbench.hunt import descriptors, lines
 
         amap = atlas_mod.Atlas(self.state["map"])
         reads_left, tokens_left = self.remaining()
@@ -481,6 +492,7 @@ class Hunter:
         confirmed = self._confirm(arr, scored, failing)
         keys = descriptors.cell_keys(descriptors.describe(arr))
         slots = (scored.reads.position - 1) // 2
+        labeled = self.state.setdefault("labeled", {})
         new_glitches = []
         for k, meta in enumerate(metas):
             s = scored.sequence_reads(k)
@@ -488,6 +500,7 @@ class Hunter:
             if k in confirmed:
                 wrong[confirmed[k]["failing_reads"]] = True
             amap.add(arr[k], keys[s], slots[s], wrong, scored.margin[s], meta["origin"])
+            lines.record(labeled, arr[k], slots[s], wrong)
             origin = self.state["origins"].setdefault(meta["origin"], {"reads": 0, "sequences": 0, "errors": 0,
                                                                       "glitches": 0})
             origin["reads"] += s.stop - s.start

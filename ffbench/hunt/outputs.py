@@ -103,6 +103,10 @@ def summary(cfg, state: dict, bandit, estimate: dict | None, version: str) -> di
         out["map"] = atlas.summary(atlas.Atlas(state["map"]), cfg.length)
         out["shapes"] = sorted(state["shapes"].values(),
                                key=lambda e: (-e["glitches"] - e.get("containing", 0), e["length"], e["shape"]))
+        from ffbench.hunt import lines
+
+        out["lines"] = lines.check(cfg, state)
+        out["contradictions"] = out["lines"].pop("contradictions")
     if estimate is not None:
         out["estimate"] = estimate
     return out
@@ -249,6 +253,7 @@ def format_summary(summary: dict, out: str) -> str:
                 held = f", {sh['containing']} more holding it" if sh.get("containing") else ""
                 lines.append(f"    {_clip(sh['shape'])}  ({sh['glitches']} shrunk glitch"
                              f"{'' if sh['glitches'] == 1 else 'es'}{held}{'' if sh['minimal'] else ', not minimal'})")
+        lines += _line_lines(summary)
         short = g.get("shortest")
         if short:
             lines.append(f"  shortest failing prefix ({short['position'] + 1} characters, {short['arm']}): "
@@ -260,6 +265,25 @@ def format_summary(summary: dict, out: str) -> str:
 
 
 SHAPES_PRINTED = 8
+CONTRADICTIONS_PRINTED = 3
+
+
+def _line_lines(summary: dict) -> list[str]:
+    """The tolerance lines the map checked, and the reads that contradict them."""
+    checked = summary.get("lines")
+    if checked is None:
+        return []
+    if not checked["checked"]:
+        return [f"  tolerance lines: {checked['reason']}"] if checked.get("reason") else []
+    bad = [c for c in checked["checked"] if c["contradicting"]]
+    claimed = sum(c["claimed"] for c in checked["checked"])
+    out = [f"  tolerance lines of {checked['source']}: {len(checked['checked'])} checked, {claimed:,} of the hunt's "
+           f"reads in a line's claim; {len(bad)} contradicted"
+           + (f" ({sum(c['contradicting'] for c in bad):,} wrong reads)" if bad else "")]
+    for c in summary.get("contradictions", [])[:CONTRADICTIONS_PRINTED]:
+        out.append(f"    contradicts {_clip(c['line'], 100)}")
+        out.append(f"      wrong read at position {c['position']}: {_clip(c['text'][: c['position'] + 1])}")
+    return out
 
 
 def _stopped(reason: str, cfg: dict) -> str:
