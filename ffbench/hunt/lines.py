@@ -55,7 +55,11 @@ from ffbench.errors import FFBenchError, UsageError
 
 W, R, I, ZERO = language.W, language.R, language.I, language.ZERO
 EXAMPLES = 5  # failing sequences kept per labelled key (family, parameters, position)
-SKIPPED = ("dense_interference",)  # families whose reads the labels do not recognise
+
+
+def checkable(line: dict) -> bool:
+    """Whether :func:`labels` recognises the reads of this line's family and fixed parameters."""
+    return line["family"] != "dense_interference" and line["fixed"].get("density", 1.0) == 1.0
 
 
 # ----------------------------------------------------------------------------- where the lines come from
@@ -102,7 +106,7 @@ def load(model: str, length: int, render_name: str, ref: str | None) -> tuple[st
             return source, [], f"the shipped stress run has no cell at T={length} rendered {render_name}"
         raise UsageError(f"--lines {ref!r} holds no stress results at T={length} rendered {render_name} "
                          f"({'it has ' + ', '.join(held) if held else 'no stress cell at all'})")
-    lines = [t for c in here for t in c.tolerances if t.get("region") and t["family"] not in SKIPPED]
+    lines = [t for c in here for t in c.tolerances if t.get("region") and checkable(t)]
     return source, lines, None
 
 

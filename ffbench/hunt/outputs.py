@@ -281,7 +281,7 @@ def _line_lines(summary: dict) -> list[str]:
            f"reads in a line's claim; {len(bad)} contradicted"
            + (f" ({sum(c['contradicting'] for c in bad):,} wrong reads)" if bad else "")]
     for c in summary.get("contradictions", [])[:CONTRADICTIONS_PRINTED]:
-        out.append(f"    contradicts {_clip(c['line'], 100)}")
+        out.append(f"    contradicts {c['line']}")
         out.append(f"      wrong read at position {c['position']}: {_clip(c['text'][: c['position'] + 1])}")
     return out
 
