@@ -64,6 +64,35 @@ def test_targets_without_filler_land_exactly_in_their_cell():
         assert got["opposite_run"] == (t.run if closable else t.opposite)
 
 
+def decoy_block_then_gap(text: str, slot: int) -> tuple[int, int]:
+    """(decoys, gap) before the read at ``slot``: the ignores right before its decisive write, and the writes
+    of the other bit in one block right before those."""
+    ops, vals = text[0::2], text[1::2]
+    w = ops.rfind("w", 0, slot)
+    j = w - 1
+    while j >= 0 and ops[j] == "i":
+        j -= 1
+    gap, m = w - 1 - j, 0
+    while j >= 0 and ops[j] == "w" and vals[j] != vals[w]:
+        m, j = m + 1, j - 1
+    return m, gap
+
+
+def test_cover_targets_reach_a_decoy_block_a_few_ignores_before_the_write():
+    """transformer-mix fails on six or more opposite writes in a block, then 2-6 ignores, then the decisive
+    write, at any run after it (benchmarks/decoy_gap.py); cover targets build that shape 4% of the time."""
+    rng = np.random.default_rng(3)
+    hits = 0
+    for _ in range(2000):
+        t = atlas.random_target(rng, 64)
+        text = language.to_strings(atlas.build(t, 128, rng)[None])[0]
+        m, gap = decoy_block_then_gap(text, t.read_slot)
+        hits += m >= 6 and 2 <= gap <= 6
+        if t.decoy_gap and t.decoys and t.background == 0.0:
+            assert (m, gap) == (t.decoys, t.decoy_gap)  # without filler the block lands exactly
+    assert 0.02 < hits / 2000 < 0.08
+
+
 def test_targets_inside_a_cell_stay_in_its_bins():
     rng = np.random.default_rng(1)
     bins = {"opposite_since_write": descriptors.COUNT_EDGES.index(14), "reads_between": 0, "decoys": 0}

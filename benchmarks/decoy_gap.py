@@ -1,0 +1,98 @@
+"""Where transformer-mix's held-out "ten decoys, then a run of 45-52" failure comes from (issue 24).
+
+Scores one read per sequence on the native model (strict choice) for constructions at T = 128, each
+row 40 sequences per run length (decisive bits alternating), the read at the last instruction unless
+a tail is asked for:
+
+* ``block@0``: ``m`` writes of the opposite bit opening the sequence, ``gap`` ignores, the decisive
+  write, ``run`` opposite ignores, the read; the rest of the sequence random ignores and a final read
+  (so short constructions read early);
+* ``at end``: the same construction ending at the last instruction, the filler (random ignores) put
+  between the decoys and the decisive write: the gap is 62 - m - run, as in the held-out family;
+* ``lead``: a write of the decisive bit and ``lead - 1`` random ignores before the decoy block.
+
+    OMP_NUM_THREADS=1 nice python benchmarks/decoy_gap.py [--model transformer-mix] [--num 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ffbench import language, rules  # noqa: E402
+
+T = 128
+RUNS = (8, 16, 24, 32, 40, 44, 45, 46, 48, 50, 52)
+
+
+def construct(rng, m: int, gap: int | None, run: int, b: int, lead: int = 0, filler: str = "random") -> tuple[str, int] | None:
+    """(text, answer position) of one sequence; ``gap`` None: the filler fills the gap, read last."""
+    n = T // 2
+
+    def fill() -> int:
+        return int(rng.integers(2)) if filler == "random" else (b if filler == "same" else 1 - b)
+
+    if gap is None:
+        gap = n - 2 - m - run - lead
+        if gap < 0:
+            return None
+    s = (f"w{b}" + "".join(f"i{fill()}" for _ in range(lead - 1))) if lead else ""
+    s += f"w{1 - b}" * m + "".join(f"i{fill()}" for _ in range(gap)) + f"w{b}" + f"i{1 - b}" * run + f"r{b}"
+    pos, rest = len(s) - 1, n - len(s) // 2
+    if rest < 0:
+        return None
+    if rest:
+        s += "".join(f"i{int(rng.integers(2))}" for _ in range(rest - 1)) + f"r{b}"
+    return s, pos
+
+
+def wrong(net, texts: list[str], positions: list[int]) -> int:
+    from ffbench.train.model import encode_array
+    from ffbench.train.trainer import read_logprobs
+
+    arr = language.to_array(texts)
+    reads = language.extract_reads(arr)
+    ok = rules.choice_correct(read_logprobs(net, encode_array(arr), batch_size=256), reads.target)
+    asked = set(enumerate(positions))
+    chosen = np.array([(s, p) in asked for s, p in zip(reads.seq_index, reads.position)])
+    return int((~ok[chosen]).sum())
+
+
+def row(net, rng, name: str, num: int, **kw) -> None:
+    out = []
+    for run in RUNS:
+        made = [construct(rng, run=run, b=k % 2, **kw) for k in range(num)]
+        made = [x for x in made if x]
+        if made:
+            out.append(f"{run}:{wrong(net, [t for t, _ in made], [p for _, p in made])}/{len(made)}")
+    print(f"{name:32s} " + " ".join(out), flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="transformer-mix")
+    ap.add_argument("--num", type=int, default=40)
+    args = ap.parse_args()
+    from ffbench.backends.native import resolve
+    from ffbench.train.checkpoint import load_checkpoint
+
+    net, _ = load_checkpoint(resolve(args.model), "cpu")
+    rng = np.random.default_rng(0)
+    print(f"{args.model} at T = {T}: wrong / scored per run length")
+    for filler in ("random", "same", "opp"):
+        row(net, rng, f"at end, m=10, filler={filler}", args.num, m=10, gap=None, filler=filler)
+    for gap in (0, 1, 2, 3, 4, 6, 8, 12):
+        row(net, rng, f"block@0, m=10, gap={gap}", args.num, m=10, gap=gap)
+    for m in (2, 4, 6, 8):
+        row(net, rng, f"block@0, m={m}, gap=4", args.num, m=m, gap=4)
+    for lead in (1, 4, 16):
+        row(net, rng, f"lead={lead}, m=10, gap=4", args.num, m=10, gap=4, lead=lead)
+
+
+if __name__ == "__main__":
+    main()
