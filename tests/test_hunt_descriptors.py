@@ -30,7 +30,11 @@ def reference(text: str) -> list[dict]:
         while j >= 0 and not (ops[j] == "w" and vals[j] == b):
             decoys += ops[j] == "w"
             j -= 1
+        gap = 0
+        while w - 1 - gap >= 0 and ops[w - 1 - gap] == "i":
+            gap += 1
         out.append({
+            "gap_before_write": gap,
             "opposite_since_write": sum(ops[j] == "i" and vals[j] != b for j in between),
             "opposite_run": run, "decoys": decoys, "reads_between": sum(ops[j] == "r" for j in between),
             "write_distance": e - w, "write_slot": w, "slot": e, "fraction": e / (n - 1), "length": len(text),

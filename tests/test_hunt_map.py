@@ -62,6 +62,8 @@ def test_targets_without_filler_land_exactly_in_their_cell():
         assert (got["write_distance"], got["reads_between"], got["opposite_since_write"], got["decoys"]) == \
             (t.distance, t.reads, t.opposite, t.decoys)
         assert got["opposite_run"] == (t.run if closable else t.opposite)
+        if t.decoys or t.decoy_gap:  # the ignores right before the write: the gap after the decoys
+            assert got["gap_before_write"] == t.decoy_gap
 
 
 def decoy_block_then_gap(text: str, slot: int) -> tuple[int, int]:
@@ -231,3 +233,17 @@ def test_the_stratified_estimate_is_unbiased_and_its_interval_covers(mapped):
         covered += lo <= truth.mean() <= hi
     assert abs(np.mean(estimates) - truth.mean()) < 3 * np.std(estimates) / np.sqrt(40)
     assert covered >= 34  # 95% nominal; the binomial term for the drawn reads makes it conservative
+
+
+def test_a_hunt_whose_map_has_other_axes_is_refused(tmp_path):
+    """A hunt directory from before an axis was added cannot be continued (its cells would not match)."""
+    import json
+
+    from ffbench.errors import UsageError
+
+    out = tmp_path / "old"
+    out.mkdir()
+    (out / "state.json").write_text(json.dumps({"map": {",".join(["0"] * 8): {"reads": 1, "errors": 0}}}))
+    cfg = HuntConfig(model="ffbench/transformer-ref", budget=10, length=32)
+    with pytest.raises(UsageError, match="holds a map with other axes"):
+        hunt(cfg, str(out), synthetic_ref(OppositeRunModel()), echo=lambda m: None)

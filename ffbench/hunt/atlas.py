@@ -153,9 +153,14 @@ def random_target(rng: np.random.Generator, n: int, bins: dict[str, int] | None 
             round(max(0.0, 1 - rng.uniform(f_lo, f_hi) / WRITE_SHARE), 4)
     else:
         background = BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
-    # half the decoy blocks adjacent to the decisive write, the rest DECOY_GAPS ignores before it
-    gap = 0 if m == 0 or rng.random() < 0.5 else int(rng.integers(1, DECOY_GAPS + 1))
-    return Target(e, d, m, opp, run, r, background, min(gap, max(e - d - m, 0)))
+    # half the decoy blocks adjacent to the decisive write, the rest up to DECOY_GAPS ignores before it;
+    # inside a gap bin, ignores of that count right before the write (after the decoys, if any)
+    room = max(e - d - m - (1 if m == 0 else 0), 0)
+    if "gap_before_write" in bins:
+        gap = _pick(rng, desc.GAP_EDGES, 0, room, bins["gap_before_write"])
+    else:
+        gap = 0 if m == 0 or rng.random() < 0.5 else int(rng.integers(1, DECOY_GAPS + 1))
+    return Target(e, d, m, opp, run, r, background, min(gap, room))
 
 
 def build(t: Target, length: int, rng: np.random.Generator) -> np.ndarray:
@@ -172,7 +177,7 @@ def build(t: Target, length: int, rng: np.random.Generator) -> np.ndarray:
     data = (rng.random(n) < 0.5).astype(np.uint8)
     bit = int(rng.random() < 0.5)
     e, w = t.read_slot, t.read_slot - t.distance
-    gap = max(0, min(t.decoy_gap, w - t.decoys))
+    gap = max(0, min(t.decoy_gap, w - t.decoys - (t.decoys == 0)))  # slot 0 stays a write
     lo = max(w - gap - t.decoys, 0)
     instr[lo:w - gap], data[lo:w - gap] = W, 1 - bit
     instr[w - gap:w] = I  # the gap: ignores of random bits
@@ -264,6 +269,11 @@ class Atlas:
         return self.cells[k]["elite"]
 
 
+def compatible(cells: dict) -> bool:
+    """Whether a saved map has this version's axes (a key per cell, one bin per axis)."""
+    return all(len(k.split(",")) == len(desc.MAP_DIMENSIONS) for k in cells)
+
+
 def project(key: str) -> tuple:
     """A cell key projected onto :data:`COVER_AXES`."""
     idx = key.split(",")
@@ -279,7 +289,7 @@ def predicted_key(t: Target, n: int) -> str:
     """The cell a target aims at (the exact cell is computed after the sequence is built)."""
     values = {"opposite_since_write": t.opposite, "opposite_run": t.run, "decoys": t.decoys,
               "reads_between": t.reads, "write_distance": t.distance, "write_slot": t.read_slot - t.distance,
-              "fraction": t.read_slot / max(n - 1, 1),
+              "gap_before_write": t.decoy_gap, "fraction": t.read_slot / max(n - 1, 1),
               "write_density": WRITE_SHARE * (1 - t.background) if t.background > 0 else 0.0}
     return desc.key_string([desc.bin_index(np.array([values[name]]), edges)[0]
                             for name, edges in desc.MAP_DIMENSIONS.items()])

@@ -11,6 +11,9 @@ its *decisive write* w (the last write before e) carrying the bit b:
 ``reads_between``         reads in (w, e)
 ``write_distance``        e - w (as :attr:`ffbench.language.Reads.write_distance`)
 ``write_slot``            w, the instructions before the decisive write (0: the write opens the sequence)
+``gap_before_write``      the ignores right before w, back to the previous write or read (0 when w follows
+                          one or opens the sequence): a block of decoys a few ignores before w is where
+                          transformer-mix fails
 ``slot``                  e, the read's instruction index
 ``fraction``              e / (n - 1): where in the sequence the read sits (1 = the last instruction)
 ``length``                T
@@ -29,8 +32,8 @@ from ffbench import language
 
 W, R, I, ZERO = language.W, language.R, language.I, language.ZERO
 
-NAMES = ("opposite_since_write", "opposite_run", "decoys", "reads_between", "write_distance", "write_slot", "slot",
-         "fraction", "length", "write_density")
+NAMES = ("opposite_since_write", "opposite_run", "decoys", "reads_between", "write_distance", "write_slot",
+         "gap_before_write", "slot", "fraction", "length", "write_density")
 
 # Bin edges (each bin is [edge_i, edge_i+1); the last is open). Fine where thresholds were seen
 # (10-14 opposite ignores on lstm-ref, 34-38 on transformer-ref, 45-52 after ten decoys on transformer-mix).
@@ -40,6 +43,7 @@ DISTANCE_EDGES = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 51
 FRACTION_EDGES = (0.0, 0.25, 0.5, 0.75, 0.999999)  # the last bin is the final instruction
 DENSITY_EDGES = (0.0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5)
 SLOT_EDGES = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+GAP_EDGES = (0, 1, 2, 4, 7, 9, 16, 64)  # transformer-mix: right at 0, wrong at 2-6 after ten decoys, right from 8
 
 # The map's axes: a cell is one bin on each. ``length`` is fixed within a hunt; ``slot`` is covered by
 # ``fraction``.
@@ -50,6 +54,7 @@ MAP_DIMENSIONS: dict[str, tuple] = {
     "reads_between": SMALL_EDGES,
     "write_distance": DISTANCE_EDGES,
     "write_slot": SLOT_EDGES,
+    "gap_before_write": GAP_EDGES,
     "fraction": FRACTION_EDGES,
     "write_density": DENSITY_EDGES,
 }
@@ -91,6 +96,8 @@ def describe(arr: np.ndarray) -> dict[str, np.ndarray]:
     before = np.maximum(w - 1, 0)
     prev_same = np.where(w >= 1, np.where(b == 1, w_one[seq, before], w_zero[seq, before]), -1)
     c_w1, c_w0 = _shifted_cumsum(is_w & (data == 1)), _shifted_cumsum(is_w & (data == 0))
+    not_ignore = _last(~is_i)
+    gap = np.where(w >= 1, w - 1 - not_ignore[seq, np.maximum(w - 1, 0)], 0)
     opp_writes = np.where(b == 1, c_w0[seq, w] - c_w0[seq, prev_same + 1], c_w1[seq, w] - c_w1[seq, prev_same + 1])
     return {
         "seq_index": seq.astype(np.int64),
@@ -100,6 +107,7 @@ def describe(arr: np.ndarray) -> dict[str, np.ndarray]:
         "reads_between": (c_reads[seq, e] - c_reads[seq, w + 1]).astype(np.int64),
         "write_distance": (e - w).astype(np.int64),
         "write_slot": w.astype(np.int64),
+        "gap_before_write": gap.astype(np.int64),
         "slot": e.astype(np.int64),
         "fraction": e / max(n - 1, 1),
         "length": np.full(e.size, 2 * n, dtype=np.int64),

@@ -203,6 +203,11 @@ def _hunt_locked(p: Plan, hd: HuntDir, model: ModelRef, fingerprint: dict | None
     state = hd.read_state()
     if state is None and hd.holds_other_files():
         raise UsageError(f"{str(hd.path)!r} holds files but no hunt state: choose another --out")
+    from ffbench.hunt import atlas
+
+    if state is not None and not atlas.compatible(state.get("map", {})):
+        raise UsageError(f"{str(hd.path)!r} holds a map with other axes (an earlier ffbench's hunt): choose another "
+                         "--out")
     wanted = RunIdentity(cfg.identity(), {}, fingerprint or {})
     if state is not None:
         _check_identity(hd, state, wanted, include_model=fingerprint is not None)

@@ -13,14 +13,16 @@ from dataclasses import dataclass
 from ffbench.report.svg import HeatCell, Heatmap
 
 # (rows, columns): the pairs where the failures seen so far separate (opposite runs against reads in
-# between, decoys and position; distance against write density)
+# between, decoys and position; decoys against the ignores between them and the write; distance against
+# write density)
 PAIRS = (("opposite_since_write", "reads_between"), ("opposite_run", "reads_between"),
          ("opposite_since_write", "decoys"), ("opposite_since_write", "write_slot"),
-         ("opposite_since_write", "fraction"),
+         ("opposite_since_write", "fraction"), ("decoys", "gap_before_write"),
          ("write_distance", "write_density"))
 NAMES = {"opposite_since_write": "opposite ignores since the write", "opposite_run": "strict opposite run",
          "decoys": "decoy writes", "reads_between": "reads in between", "write_distance": "write distance", "write_slot": "instructions before the write",
-         "fraction": "position (fraction of T)", "write_density": "write density"}
+         "fraction": "position (fraction of T)", "write_density": "write density",
+         "gap_before_write": "ignores right before the write"}
 
 
 @dataclass
