@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ffbench import language, rules  # noqa: E402
+from ffbench import language, rules
 
 T = 128
 RUNS = (8, 16, 24, 32, 40, 44, 45, 46, 48, 50, 52)
