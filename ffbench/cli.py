@@ -528,7 +528,8 @@ def _model_args(pairs) -> dict:
               "the i.i.d. one; samples.parquet keeps every read's weight.")
 @click.option("--search", type=click.Choice(["map", "bandit"]), default=None,
               help="map (default): cover the map of read descriptors (opposite run since the write and since "
-                   "the previous read, decoys, reads in between, write distance, position, write density) cell by "
+                   "the previous read, decoys, ignores right before the write, reads in between, write distance, "
+                   "position, write density) cell by "
                    "cell, and shrink each cell's first glitch to a minimal shape; bandit: Thompson sampling over "
                    "family points (the default when --family is given).")
 @click.option("--family", "families", callback=_csv(str, "family names"), metavar="F1,F2",
@@ -553,8 +554,8 @@ def hunt(model, budget, budget_tokens, length, seed, rendering, estimate, search
     """Search for attention glitches adaptively, or estimate a rare glitch rate by importance sampling.
 
     The default search maps the failure surface: every read falls in a cell of binned descriptors
-    (opposite-bit run since its write and since the previous read, decoy writes, reads in between,
-    write distance, position, write density); candidates are built to fill empty cells, refine
+    (opposite-bit run since its write and since the previous read, decoy writes, ignores right before
+    the write, reads in between, write distance, position, write density); candidates are built to fill empty cells, refine
     uncertain ones and mutate each cell's lowest-margin sequence, and the first glitch of each cell is
     shrunk to a minimal failing shape. hunt.json holds the map (reads, errors and a 95% interval per
     cell), the shapes, and the reads that contradict the model's stress tolerance lines (--lines). --search bandit spends the budget over families of legal sequences instead

@@ -6,8 +6,12 @@ randomness from the hunt's own generator, so one point yields many distinct sequ
 
 Families (all at the hunt's length T, n = T / 2 instructions):
 
-* the four stress families of :mod:`ffbench.stress` (``distractor_run``, ``decoy_writes``,
-  ``write_distance``, ``dense_interference``) at their grid points, with random decisive bits;
+* the seven stress families of :mod:`ffbench.stress` at their grid points, with random decisive
+  bits and fresh filler: ``distractor_run``, ``decoy_writes``, ``write_distance``,
+  ``dense_interference``, and the three of the third round, ``run_blocks`` (blocks of a write, k
+  opposite ignores and a read tiling the sequence: reads early, middle and late), ``reads_in_run``
+  (a read after every ``gap`` ignores of one long opposite run) and ``decoy_run`` (2 or 10 opposite
+  decoy writes, then an opposite run of ``run`` ignores);
 * ``ffl`` (p_write, p_read, p_ignore): FFL(T, p) at any p, from the dense to the very sparse end;
 * ``planted`` (distance, density, decoys, at, background): one decisive read planted at instruction
   ``round(at * (n - 1))``, its write ``distance`` instructions before it, ceil(density * k) of the k

@@ -4,7 +4,7 @@
 
     state.json        identity (config without the budgets + model fingerprint) and everything the
                       hunt needs to continue: rounds done, reads spent, bandit, pool, glitches,
-                      the map's cells and shapes,
+                      the map's cells and shapes, the reads labelled for the stress lines,
                       the estimator's proposal; rewritten atomically after every round
     glitches.parquet  the confirmed glitching sequences, ``text`` layout (``ffbench run --data`` replays it)
     hunt.json         the summary: budget spent, distinct glitches, yields, the i.i.d. comparison, the estimate
