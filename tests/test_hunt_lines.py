@@ -50,6 +50,9 @@ def test_labels_of_hand_built_reads():
     # a read in between: only reads_in_run, and only when the reads come every gap ignores
     assert _labels("w0i1i1r0i1i1r0") == [("reads_in_run", {"gap": 2})]
     assert _labels("w0i1r0i1i1r0") == []
+    # reads_in_run puts its write (n - 1) mod (gap + 1) slots in: 0 here (n = 10, gap 2), not 3
+    assert ("reads_in_run", {"gap": 2}) in _labels("w0i1i1r0i1i1r0i1i1r0")
+    assert ("reads_in_run", {"gap": 2}) not in _labels("w1i0i0w0i1i1r0i1i1r0")
     # an ignore of the written bit first: a start run of 3, not a block
     assert _labels("w0i0i1i1i1r0") == [("distractor_run", {"density": 1.0, "write_at": "start", "k": 3}),
                                        ("write_distance", {"distance": 5})]

@@ -7,12 +7,13 @@ differently, but many of their reads have exactly a family's construction; :func
 them from the read's descriptors (:mod:`ffbench.hunt.descriptors`) and the sequence before it, so
 :func:`ffbench.stress.check_line` can take them. A read of the decisive write w (bit b) at slot e of
 n = T / 2 instructions is labelled (conservatively: only constructions the family's own generator
-could have drawn):
+could have drawn, its layout at this length included):
 
 ``run_blocks`` (k)
-    w is followed by exactly k ignores carrying 1 - b, then the read, and before w the sequence is
-    the family's tiling: blocks of the same k from slot 0 with alternating bits, only ignores
-    between them (the first block: w opens the sequence).
+    w is followed by exactly k ignores carrying 1 - b, then the read, w is where the family puts a
+    block at this n and k, and before w the sequence is the family's tiling: blocks of the same k
+    from slot 0 with alternating bits, only ignores between them (the first block: w opens the
+    sequence).
 ``distractor_run`` (density=1.0, write_at=start, k)
     the read is the last instruction, w opens the sequence, only ignores between, of which the last
     k carry 1 - b and the one before them (if any) carries b: k is the strict opposite run.
@@ -30,7 +31,8 @@ could have drawn):
     also one of ``spread``'s), else ``spread``.
 ``reads_in_run`` (gap)
     since w only ignores carrying 1 - b and reads, a read after every ``gap`` of the ignores, the
-    read itself after the last ``gap``; before w nothing or the stale write and ignores.
+    read itself after the last ``gap``; w at the family's slot, (n - 1) mod (gap + 1), and before it
+    nothing or the stale write and ignores.
 
 ``dense_interference`` and the density-0.5 ``distractor_run`` lines are not checked (their reads
 cannot be told from the descriptors). The labelled reads are kept in the hunt's state (per family,
@@ -146,7 +148,7 @@ def labels(instr: np.ndarray, data: np.ndarray, e: int) -> list[tuple[str, dict]
     last = e == n - 1
     plain = _prefix_plain(instr, data, w, b)
     out: list[tuple[str, dict]] = []
-    if pure and ops.size and (w == 0 or _tiled(instr, data, w, ops.size)):
+    if pure and ops.size and w in stress.RunBlocks._blocks(n, ops.size) and (w == 0 or _tiled(instr, data, w, ops.size)):
         out.append(("run_blocks", {"k": ops.size}))
     if last and only_ignores and w == 0:
         out.append(("distractor_run", {"density": 1.0, "write_at": "start", "k": run}))
@@ -156,7 +158,8 @@ def labels(instr: np.ndarray, data: np.ndarray, e: int) -> list[tuple[str, dict]
         out.append(("write_distance", {"distance": e - w}))
     if ops.size and not np.any(ops == W):
         gap = run
-        if gap >= 1 and (ops.size + 1) % (gap + 1) == 0 and plain:
+        # the family's layout: the write (n - 1) mod (gap + 1) slots in, a read after every gap ignores
+        if gap >= 1 and (ops.size + 1) % (gap + 1) == 0 and plain and w == (n - 1) % (gap + 1):
             slots = np.arange(1, ops.size + 1)
             want_read = slots % (gap + 1) == 0
             if np.array_equal(ops == R, want_read) and bool(np.all(opposite | want_read)):
