@@ -280,9 +280,15 @@ def _line_lines(summary: dict) -> list[str]:
     out = [f"  tolerance lines of {checked['source']}: {len(checked['checked'])} checked, {claimed:,} of the hunt's "
            f"reads in a line's claim; {len(bad)} contradicted"
            + (f" ({sum(c['contradicting'] for c in bad):,} wrong reads)" if bad else "")]
-    for c in summary.get("contradictions", [])[:CONTRADICTIONS_PRINTED]:
-        out.append(f"    contradicts {c['line']}")
-        out.append(f"      wrong read at position {c['position']}: {_clip(c['text'][: c['position'] + 1])}")
+    examples = {}
+    for c in summary.get("contradictions", []):
+        examples.setdefault(c["line"], c)
+    for row in bad[:CONTRADICTIONS_PRINTED]:  # each contradicted line once, with its first wrong read
+        out.append(f"    contradicts {row['line']}")
+        c = examples.get(row["line"])
+        if c is not None:
+            out.append(f"      {row['contradicting']:,} wrong read{'' if row['contradicting'] == 1 else 's'}, e.g. at "
+                       f"position {c['position']}: {_clip(c['text'][: c['position'] + 1])}")
     return out
 
 
