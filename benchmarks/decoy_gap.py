@@ -12,6 +12,11 @@ a tail is asked for:
 * ``lead``: a write of the decisive bit and ``lead - 1`` random ignores before the decoy block.
 
     OMP_NUM_THREADS=1 nice python benchmarks/decoy_gap.py [--model transformer-mix] [--num 40]
+
+With ``--hunt DIR`` (a finished map hunt) it prints instead what the hunt found of this failure: the
+glitches with a failing read after >= 6 decoys in a block and 2-6 ignores, and the map's reads with
+>= 6 decoys per ``gap_before_write`` bin (and in the held-out corner, >= 8 decoys and >= 44 opposite
+ignores), as ``bin:errors/reads``.
 """
 
 from __future__ import annotations
@@ -73,11 +78,54 @@ def row(net, rng, name: str, num: int, **kw) -> None:
     print(f"{name:32s} " + " ".join(out), flush=True)
 
 
+def block_gap(text: str, position: int) -> tuple[int, int]:
+    """(decoys in a block, ignores after them) right before the decisive write of the read at ``position``."""
+    ops, vals = text[0::2], text[1::2]
+    w = ops.rfind("w", 0, (position - 1) // 2)
+    j = w - 1
+    while j >= 0 and ops[j] == "i":
+        j -= 1
+    gap, m = w - 1 - j, 0
+    while j >= 0 and ops[j] == "w" and vals[j] != vals[w]:
+        m, j = m + 1, j - 1
+    return m, gap
+
+
+def from_hunt(path: Path) -> None:
+    import json
+
+    import pyarrow.parquet as pq
+
+    glitches = pq.read_table(path / "glitches.parquet").to_pylist()
+    hits = {g["text"] for g in glitches for m, gap in (block_gap(g["text"], p) for p in g["failing_positions"])
+            if m >= 6 and 2 <= gap <= 6}
+    print(f"{len(glitches)} glitches; {len(hits)} with a failing read after >= 6 decoys in a block, then 2-6 ignores")
+    m = json.loads((path / "hunt.json").read_text())["map"]
+    names = [a["name"] for a in m["axes"]]
+
+    def edge(c, axis):
+        return m["axes"][names.index(axis)]["edges"][c["bins"][names.index(axis)]]
+
+    for title, keep in (("decoys >= 6", lambda c: edge(c, "decoys") >= 6),
+                        ("decoys >= 8, opposite ignores >= 44", lambda c: edge(c, "decoys") >= 8
+                         and edge(c, "opposite_since_write") >= 44)):
+        acc: dict[int, list[int]] = {}
+        for c in (c for c in m["cells"] if keep(c)):
+            a = acc.setdefault(c["bins"][names.index("gap_before_write")], [0, 0])
+            a[0], a[1] = a[0] + c["errors"], a[1] + c["reads"]
+        labels = m["axes"][names.index("gap_before_write")]["labels"]
+        print(f"{title}, by ignores right before the write: "
+              + " ".join(f"{labels[k]}:{e}/{r}" for k, (e, r) in sorted(acc.items())))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="transformer-mix")
     ap.add_argument("--num", type=int, default=40)
+    ap.add_argument("--hunt", type=Path, help="a finished map hunt's directory: report what it found instead")
     args = ap.parse_args()
+    if args.hunt:
+        return from_hunt(args.hunt)
     from ffbench.backends.native import resolve
     from ffbench.train.checkpoint import load_checkpoint
 
