@@ -103,7 +103,7 @@ def load(model: str, length: int, render_name: str, ref: str | None) -> tuple[st
     cells = [c for c in res.results if c.suite == "stress" and c.scoring == "choice" and not c.variant]
     here = [c for c in cells if c.length == length and c.render == render_name]
     if not here:
-        held = sorted({f"T={c.length} {c.render}" for c in cells})
+        held = [f"T={t} {r}" for t, r in sorted({(c.length, c.render) for c in cells})]
         if ref is None:
             return source, [], f"the shipped stress run has no cell at T={length} rendered {render_name}"
         raise UsageError(f"--lines {ref!r} holds no stress results at T={length} rendered {render_name} "
