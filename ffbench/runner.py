@@ -253,13 +253,13 @@ def _run_locked(p: Plan, rd: RunDir, model: ModelRef, fingerprint: dict | None, 
     p.until = until_for(control.stop_at_first_error, control.certify)
     ctl = _controller(p, rd, control)
     work = _pending(p, rd, ctl)
-    backend = None
+    scorer = None
     if work or fingerprint is None:
         kind, workers, address = executor
-        backend = engine.start(model, RunJob(p), kind, workers, address, echo)
+        scorer = engine.start(model, RunJob(p), kind, workers, address, echo)
     try:
         if fingerprint is None:  # only the loaded model (or the server) can say what it is
-            fingerprint = backend.fingerprint()
+            fingerprint = scorer.fingerprint()
             wanted.model = fingerprint
             if held is not None and held.model.get("id") != fingerprint.get("id"):
                 _refuse_or_clear(rd, [_model_diff(held, wanted)], rescore, echo)
@@ -270,18 +270,18 @@ def _run_locked(p: Plan, rd: RunDir, model: ModelRef, fingerprint: dict | None, 
                 if done is not None:
                     return done
         for cell, _ in work:
-            backend.call("check_context", p.cells.index(cell))
+            scorer.call("check_context", p.cells.index(cell))
         rd.start(wanted)
         estimator = None
         if control.max_cost is not None:
             from ffbench.preflight import Estimator
 
             estimator = Estimator(p, model)  # the dry run's own counting, before every shard
-        _score(p, rd, backend, work, ctl, progress, echo, estimator)
+        _score(p, rd, scorer, work, ctl, progress, echo, estimator)
     finally:
-        if backend is not None:
-            backend.close()
-    return _finish(p, rd, backend, wanted, ctl)
+        if scorer is not None:
+            scorer.close()
+    return _finish(p, rd, scorer, wanted, ctl)
 
 
 def _finished(rd: RunDir, control: RunControl, echo) -> RunResults | None:
@@ -539,7 +539,7 @@ def stress_columns(per_row: dict[str, list], seq_index: np.ndarray) -> dict:
                                  for name in stress.COLUMNS})
 
 
-def _finish(p: Plan, rd: RunDir, backend, identity: RunIdentity, ctl: Controller) -> RunResults:
+def _finish(p: Plan, rd: RunDir, scorer, identity: RunIdentity, ctl: Controller) -> RunResults:
     """Merge the scored shards into samples.parquet and results.json.
 
     Cells a stopping rule cut hold their scored shards only (``complete`` false, ``num_sequences`` the
@@ -585,7 +585,7 @@ def _finish(p: Plan, rd: RunDir, backend, identity: RunIdentity, ctl: Controller
     combined = hashlib.sha256("".join(f"{k}:{v}\n" for k, v in sorted(identity.data.items())).encode()).hexdigest()
     results = RunResults(
         model=cfg.model, config=cfg.as_dict(), results=cells,
-        backend=redact.value(backend.describe()) if backend is not None else {"provider": cfg.model.split("/")[0]},
+        backend=redact.value(scorer.describe()) if scorer is not None else {"provider": cfg.model.split("/")[0]},
         ffbench_version=__version__, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         fingerprint=identity.fingerprint(), data_sha256=combined, usage=usage, stop_reason=reason,
         stop_detail=explain(reason, control, ctl.stop_detail, partial, undecided, refuted),
