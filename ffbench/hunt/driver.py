@@ -176,7 +176,8 @@ def hunt(cfg: HuntConfig, out_dir: str, model: ModelRef, progress: bool = False,
 
     ``executor`` "ray" scores each round's candidates on ``workers`` Ray actors (:mod:`ffbench.engine`),
     a share each; the hunt is the same as a local one wherever the model's scores do not depend on
-    how its sequences are batched (so on API models and the reference models on CPU: tested)."""
+    the size of a batch of equal-length sequences (API models, the reference models on CPU: tested;
+    :func:`ffbench.hunt.job.split`)."""
     from ffbench import executors
 
     executors.check(executor, workers)
@@ -361,9 +362,16 @@ class Hunter:
     def _scored(self, kind: str, rows) -> dict:
         """Every candidate of ``rows`` scored through the engine (:mod:`ffbench.hunt.job`): one unit
         per worker, put back in order."""
-        units = [(k, kind, part) for k, part in job.split(rows, self.backend.workers)]
+        parts = job.split([len(row) for row in rows], self.backend.workers)
+        units = [(k, kind, [rows[i] for i in idx] if kind == "last" else rows[idx]) for k, idx in enumerate(parts)]
         done = sorted(((unit[0], out) for unit, (out, _usage) in self.backend.imap(units)), key=lambda u: u[0])
-        return {name: np.concatenate([out[name] for _, out in done]) for name in done[0][1]}
+        merged = {name: np.concatenate([out[name] for _, out in done]) for name in done[0][1]}
+        if kind == "last":  # one read per sequence: each unit's rows go back to their places
+            order = np.concatenate(parts)
+            for name, values in merged.items():
+                merged[name] = np.empty_like(values)
+                merged[name][order] = values
+        return merged
 
     def _tokens(self, text: str) -> int:
         return self._count_tokens([text])[0]

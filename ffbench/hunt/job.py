@@ -20,13 +20,30 @@ from ffbench import render
 KINDS = ("all", "last")
 
 
-def split(rows, parts: int) -> list[tuple]:
-    """``rows`` cut into at most ``parts`` contiguous units (at least one, so an empty round is one
-    empty unit): one per worker, so a round is scored in parallel and in as few calls as it can."""
-    n = len(rows)
+def split(lengths: list[int], parts: int) -> list[np.ndarray]:
+    """The indices of each unit when sequences of these ``lengths`` are shared among ``parts``
+    workers: at most one unit per worker (at least one, so an empty round is one empty unit), so a
+    round is scored in parallel and in as few calls as it can.
+
+    Equal lengths are cut into contiguous runs. Mixed lengths (a shrink's candidates, importance
+    samples) keep every length whole in one unit (the largest first, to the least loaded unit):
+    backends batch equal-length sequences together, and a batch of other members may differ in the
+    last bits of a margin, so whole lengths keep the batches, and the margins, of a local hunt."""
+    n = len(lengths)
     parts = max(1, min(parts, n))
-    edges = np.linspace(0, n, parts + 1).round().astype(int)
-    return [(k, rows[a:b]) for k, (a, b) in enumerate(pairwise(edges))]
+    if len(set(lengths)) <= 1:
+        edges = np.linspace(0, n, parts + 1).round().astype(int)
+        return [np.arange(a, b) for a, b in pairwise(edges)]
+    groups: dict[int, list[int]] = {}
+    for i, length in enumerate(lengths):
+        groups.setdefault(length, []).append(i)
+    units: list[list[int]] = [[] for _ in range(parts)]
+    load = [0] * parts
+    for length, members in sorted(groups.items(), key=lambda g: (-g[0] * len(g[1]), g[0])):
+        k = load.index(min(load))
+        units[k] += members
+        load[k] += length * len(members)
+    return [np.array(sorted(u), dtype=np.int64) for u in units if u]
 
 
 class HuntJob:
