@@ -347,6 +347,21 @@ def _show_model_text(model, rendered, template, scoring, model_args, chat_templa
 
 
 # ----------------------------------------------------------------------------- run
+def _scoring_executor_options(f):
+    """Where a model scores (run and hunt): here, or on Ray actors through the engine (:mod:`ffbench.engine`)."""
+    for option in reversed([
+        click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                     help="local: score in this process; ray: on Ray actors, each holding one model (a run's shards, "
+                          "a hunt round's candidates split among them; identical results; pip install 'ffbench[ray]')."),
+        click.option("--workers", type=click.IntRange(min=1), metavar="N", help="Ray actors (default 2); each loads "
+                     "the model once (one GPU each with --model-arg device=cuda)."),
+        click.option("--ray-address", metavar="ADDR", help="An existing Ray cluster (e.g. ray://head:10001 or auto); "
+                     "default: start a local Ray instance."),
+    ]):
+        f = option(f)
+    return f
+
+
 def _connection_options(f):
     """Where an API model is served (run and hunt); the defaults are the provider's own environment
     variables, read when the model is resolved (:mod:`ffbench.model_handle`)."""
@@ -419,13 +434,7 @@ def _csv(cast, name):
               help="Record the finished run in the registry.")
 @click.option("--rescore", is_flag=True, help="Discard what --output-dir holds (results of other data, weights or "
               "config) and score again. Without it such a directory is refused.")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="local: score shards in this process; ray: on Ray actors, each holding one model (identical "
-                   "results; pip install 'ffbench[ray]').")
-@click.option("--workers", type=click.IntRange(min=1), metavar="N", help="Ray actors (default 2); each loads the "
-              "model once (one GPU each with --model-arg device=cuda).")
-@click.option("--ray-address", metavar="ADDR", help="An existing Ray cluster (e.g. ray://head:10001 or auto); "
-              "default: start a local Ray instance.")
+@_scoring_executor_options
 @_prompt_options
 @click.option("--dry-run", is_flag=True, help="Print, per cell and in total, the requests, prompt tokens (the model's "
               "own tokenizer, chat template included; an estimate for API models), generation budget, longest prompt "
@@ -549,8 +558,9 @@ def _model_args(pairs) -> dict:
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
 @click.option("--task", default="ffl", show_default=True, metavar="ffl",
               help="Task: the hunt's families and mutations are the flip-flop language's (ffl) only.")
+@_scoring_executor_options
 def hunt(model, budget, budget_tokens, length, seed, rendering, estimate, search, families, per_read, model_args,
-         base_url, api_key, iid, lines, out, progress, task):
+         base_url, api_key, iid, lines, out, progress, task, executor, workers, ray_address):
     """Search for attention glitches adaptively, or estimate a rare glitch rate by importance sampling.
 
     The default search maps the failure surface: every read falls in a cell of binned descriptors
@@ -580,7 +590,8 @@ def hunt(model, budget, budget_tokens, length, seed, rendering, estimate, search
                                          budget_tokens=budget_tokens, estimate=estimate, families=families,
                                          per_read=per_read, model_args=_model_args(model_args), base_url=base_url,
                                          api_key=api_key, iid=iid, search=search, lines=lines, progress=show,
-                                         echo=lambda m: click.echo(m, err=True))
+                                         echo=lambda m: click.echo(m, err=True), executor=executor, workers=workers,
+                                         ray_address=ray_address)
     click.echo(outputs.format_summary(summary, out_dir))
 
 

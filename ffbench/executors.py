@@ -1,8 +1,9 @@
 """Where work runs: in this process or a local process pool (the default), or on Ray.
 
-Two shapes of work share this module, which knows nothing of either: ``ffbench run``'s shards go to
-an :class:`ActorPool` of actors built by the runner's worker class (each holds a model);
-``ffbench sweep``'s training runs are independent tasks for :func:`run_tasks`.
+Two shapes of work share this module, which knows nothing of either: the scoring engine's units
+(``ffbench run``'s shards, ``ffbench hunt``'s candidates) go to an :class:`ActorPool` of actors
+built by :class:`ffbench.engine.ShardWorker` (each holds a model); ``ffbench sweep``'s training runs
+are independent tasks for :func:`run_tasks`.
 
 ``--executor ray [--workers N] [--ray-address ADDR]`` spreads a run's shards over N Ray actors, each
 holding one backend (one HF model or vLLM engine per GPU, or API clients), on a local Ray instance

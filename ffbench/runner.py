@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ffbench import __version__, metrics, prompting, redact, render, tasks
+from ffbench import __version__, engine, metrics, prompting, redact, render, tasks
 from ffbench.backends import ModelRef
 from ffbench.control import Controller, RunControl, certify_entry, explain, run_reason
 from ffbench.errors import FFBenchError, Interrupted, UsageError
@@ -197,7 +197,7 @@ def run(cfg: RunConfig, out_dir: str, model: ModelRef, progress: bool = True,
 
     ``control`` (:mod:`ffbench.control`) may stop the run before every shard is scored; it is not part
     of the run's identity, so a stopped run continues under other stopping flags. ``executor`` "ray"
-    scores shards on ``workers`` Ray actors (:mod:`ffbench.executors`); the results are identical.
+    scores shards on ``workers`` Ray actors (:mod:`ffbench.engine`); the results are identical.
     """
     from ffbench import executors
 
@@ -253,18 +253,13 @@ def _run_locked(p: Plan, rd: RunDir, model: ModelRef, fingerprint: dict | None, 
     p.until = until_for(control.stop_at_first_error, control.certify)
     ctl = _controller(p, rd, control)
     work = _pending(p, rd, ctl)
-    backend = None
+    scorer = None
     if work or fingerprint is None:
         kind, workers, address = executor
-        if kind == "ray":
-            echo(f"loading {model.spec} on {workers or 2} Ray workers ...")
-            backend = RayShards(model, p.config.as_dict(), workers or 2, address, p.until)
-        else:
-            echo(f"loading {model.spec} ...")
-            backend = LocalShards(model.load(), p)
+        scorer = engine.start(model, RunJob(p), kind, workers, address, echo)
     try:
         if fingerprint is None:  # only the loaded model (or the server) can say what it is
-            fingerprint = backend.fingerprint()
+            fingerprint = scorer.fingerprint()
             wanted.model = fingerprint
             if held is not None and held.model.get("id") != fingerprint.get("id"):
                 _refuse_or_clear(rd, [_model_diff(held, wanted)], rescore, echo)
@@ -274,18 +269,19 @@ def _run_locked(p: Plan, rd: RunDir, model: ModelRef, fingerprint: dict | None, 
                 done = _finished(rd, control, echo)
                 if done is not None:
                     return done
-        backend.check_contexts([p.cells.index(cell) for cell, _ in work])
+        for cell, _ in work:
+            scorer.call("check_context", p.cells.index(cell))
         rd.start(wanted)
         estimator = None
         if control.max_cost is not None:
             from ffbench.preflight import Estimator
 
             estimator = Estimator(p, model)  # the dry run's own counting, before every shard
-        _score(p, rd, backend, work, ctl, progress, echo, estimator)
+        _score(p, rd, scorer, work, ctl, progress, echo, estimator)
     finally:
-        if backend is not None:
-            backend.close()
-    return _finish(p, rd, backend, wanted, ctl)
+        if scorer is not None:
+            scorer.close()
+    return _finish(p, rd, scorer, wanted, ctl)
 
 
 def _finished(rd: RunDir, control: RunControl, echo) -> RunResults | None:
@@ -389,8 +385,8 @@ def _where(cell: Cell, start: int, stop: int) -> str:
 
 def _score(p: Plan, rd: RunDir, shards, work, ctl: Controller, progress: bool, echo=print,
            estimator=None) -> None:
-    """Score every pending shard through ``shards`` (:class:`LocalShards` or :class:`RayShards`: the
-    same loop either way). Run control is asked before each shard is sent (the cell still open, and
+    """Score every pending shard through ``shards`` (a scorer of :mod:`ffbench.engine`, here or on
+    Ray actors: the same loop either way). Run control is asked before each shard is sent (the cell still open, and
     with ``--max-cost`` the shard affordable); the driver writes each shard as it comes back."""
     index = {cell: k for k, cell in enumerate(p.cells)}
     units = [(index[cell], start, _stop(p, cell, start)) for cell, todo in work for start in todo]
@@ -543,7 +539,7 @@ def stress_columns(per_row: dict[str, list], seq_index: np.ndarray) -> dict:
                                  for name in stress.COLUMNS})
 
 
-def _finish(p: Plan, rd: RunDir, backend, identity: RunIdentity, ctl: Controller) -> RunResults:
+def _finish(p: Plan, rd: RunDir, scorer, identity: RunIdentity, ctl: Controller) -> RunResults:
     """Merge the scored shards into samples.parquet and results.json.
 
     Cells a stopping rule cut hold their scored shards only (``complete`` false, ``num_sequences`` the
@@ -589,7 +585,7 @@ def _finish(p: Plan, rd: RunDir, backend, identity: RunIdentity, ctl: Controller
     combined = hashlib.sha256("".join(f"{k}:{v}\n" for k, v in sorted(identity.data.items())).encode()).hexdigest()
     results = RunResults(
         model=cfg.model, config=cfg.as_dict(), results=cells,
-        backend=redact.value(backend.describe()) if backend is not None else {"provider": cfg.model.split("/")[0]},
+        backend=redact.value(scorer.describe()) if scorer is not None else {"provider": cfg.model.split("/")[0]},
         ffbench_version=__version__, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         fingerprint=identity.fingerprint(), data_sha256=combined, usage=usage, stop_reason=reason,
         stop_detail=explain(reason, control, ctl.stop_detail, partial, undecided, refuted),
@@ -737,107 +733,26 @@ def _gb(n: int) -> str:
     return f"{n / 2**30:.1f} GiB"
 
 
-# ----------------------------------------------------------------------------- on Ray actors
-def _scored(backend, p: Plan, cell: Cell, start: int, stop: int):
-    """(rows, usage) of one shard: the backend's usage counters across scoring it."""
-    before = backend.usage.as_dict()
-    table = score_shard(backend, p, cell, start, stop)
-    usage = {k: v - before.get(k, 0) for k, v in backend.usage.as_dict().items() if isinstance(v, (int, float))}
-    return table, usage
+# ----------------------------------------------------------------------------- the run's job
+class RunJob:
+    """What the engine's workers do with a run's units (:mod:`ffbench.engine`): a unit is one shard,
+    (cell index, start, stop), scored into its rows. A Ray actor rebuilds the plan from the run's
+    config (sampling is deterministic), so a shard is sent as three numbers."""
 
-
-class LocalShards:
-    """The run's shards scored here, one after another, by one loaded backend: the same interface
-    as :class:`RayShards` (fingerprint, describe, check_contexts, imap, close), so the run has one
-    loop whatever executes it."""
-
-    workers = 1
-
-    def __init__(self, backend, p: Plan):
-        self.backend = backend
+    def __init__(self, p: Plan):
         self.plan = p
 
-    def fingerprint(self) -> dict:
-        return self.backend.fingerprint()
+    @classmethod
+    def from_config(cls, config: dict, until: str | None = None) -> RunJob:
+        p = plan(RunConfig(**config))
+        p.until = until
+        return cls(p)
 
-    def describe(self) -> dict:
-        return self.backend.describe()
+    def recipe(self) -> tuple[Callable, tuple]:
+        return RunJob.from_config, (self.plan.config.as_dict(), self.plan.until)
 
-    def check_contexts(self, cell_indices: list[int]) -> None:
-        for i in cell_indices:
-            check_context(self.backend, self.plan, self.plan.cells[i])
+    def score(self, backend, cell_index: int, start: int, stop: int):
+        return score_shard(backend, self.plan, self.plan.cells[cell_index], start, stop)
 
-    def imap(self, shards: list[tuple[int, int, int]], go_on=lambda shard: True):
-        """((cell index, start, stop), (rows, usage)) of every shard that ``go_on`` lets through, in order."""
-        for shard in shards:
-            if go_on(shard):
-                yield shard, _scored(self.backend, self.plan, self.plan.cells[shard[0]], shard[1], shard[2])
-
-    def close(self) -> None:
-        self.backend.close()
-
-
-class ShardWorker:
-    """A Ray actor of a run: one backend and the run's plan, rebuilt from its config (sampling is
-    deterministic); scores shards on request (:class:`ffbench.executors.ActorPool` runs it)."""
-
-    def __init__(self, spec: str, args: dict, options: dict, config: dict, until: str | None = None):
-        from ffbench import backends
-
-        self.plan = plan(RunConfig(**config))
-        self.plan.until = until
-        self.backend = backends.resolve(spec, args, **options).load()
-
-    def pid(self) -> int:
-        import os
-
-        return os.getpid()
-
-    def fingerprint(self) -> dict:
-        return self.backend.fingerprint()
-
-    def describe(self) -> dict:
-        return self.backend.describe()
-
-    def check_context(self, cell_index: int) -> None:
-        check_context(self.backend, self.plan, self.plan.cells[cell_index])
-
-    def score(self, cell_index: int, start: int, stop: int):
-        return _scored(self.backend, self.plan, self.plan.cells[cell_index], start, stop)
-
-    def close(self) -> None:
-        self.backend.close()
-
-
-class RayShards:
-    """The run's backend stand-in on ``workers`` Ray actors (``--executor ray``): fingerprint,
-    describe and close as a backend; shards scored by :meth:`imap`."""
-
-    def __init__(self, model: ModelRef, config: dict, workers: int, address: str | None = None,
-                 until: str | None = None):
-        from ffbench.executors import ActorPool
-
-        gpus = 1 if str(model.args.get("device", "")).startswith("cuda") else 0
-        options = {k: v for k, v in model.options.items() if k != "notify"}  # callbacks stay with the driver
-        self.workers = workers
-        self.pool = ActorPool(ShardWorker, (model.spec, model.args, options, config, until), workers, gpus, address)
-        self.pool.call_all("pid")  # every model loaded (or the first failure raised)
-        self._describe = {**self.pool.call_first("describe"), "executor": "ray", "workers": workers}
-
-    def fingerprint(self) -> dict:
-        return self.pool.call_first("fingerprint")
-
-    def describe(self) -> dict:
-        return dict(self._describe)
-
-    def check_contexts(self, cell_indices: list[int]) -> None:
-        for i in cell_indices:
-            self.pool.call_first("check_context", i)
-
-    def imap(self, shards: list[tuple[int, int, int]], go_on=lambda shard: True):
-        """((cell index, start, stop), (rows, usage)) of every shard that ``go_on`` lets through, as
-        the actors finish them."""
-        return self.pool.imap("score", shards, go_on=go_on)
-
-    def close(self) -> None:
-        self.pool.close()
+    def check_context(self, backend, cell_index: int) -> None:
+        check_context(backend, self.plan, self.plan.cells[cell_index])

@@ -7,6 +7,7 @@ Modules: :mod:`~ffbench.hunt.descriptors` (exact descriptors of every read: the 
 priors), :mod:`~ffbench.hunt.bandit` (where to spend the next read), :mod:`~ffbench.hunt.mutations`
 (local search from near misses), :mod:`~ffbench.hunt.estimator` (importance sampling with a
 cross-entropy-adapted proposal), :mod:`~ffbench.hunt.driver` (the resumable loop),
+:mod:`~ffbench.hunt.job` (how the engine's workers score candidates, here or on Ray),
 :mod:`~ffbench.hunt.huntdir` (the directory's files) and :mod:`~ffbench.hunt.outputs`
 (glitches.parquet and hunt.json).
 

@@ -40,11 +40,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ffbench import __version__, language, render
+from ffbench import __version__, engine, language, render
 from ffbench.backends import ModelRef
 from ffbench.errors import Interrupted, UsageError
 from ffbench.hunt import bandit as bandit_mod
-from ffbench.hunt import estimator, families, mutations
+from ffbench.hunt import estimator, families, job, mutations
 from ffbench.hunt.families import pad_to
 from ffbench.hunt.huntdir import HuntDir
 from ffbench.identity import RunIdentity
@@ -153,7 +153,8 @@ def hunt_model(model: str, budget: int, out: str | None = None, length: int | No
                families: list[str] | None = None, per_read: bool = False, model_args: dict | None = None,
                base_url: str | None = None, api_key: str | None = None, iid: str | None = None,
                search: str | None = None, lines: str | None = None, progress: bool = False,
-               echo: Callable[[str], None] = print) -> tuple[dict, str]:
+               echo: Callable[[str], None] = print, executor: str = "local", workers: int | None = None,
+               ray_address: str | None = None) -> tuple[dict, str]:
     """Resolve ``model`` (a provider/model spec) and hunt it; return (summary, hunt directory).
 
     The length defaults to an ffbench/ checkpoint's training length, else 512; the directory to
@@ -174,12 +175,22 @@ def hunt_model(model: str, budget: int, out: str | None = None, length: int | No
 
         out = backends.default_directory("hunts", handle.spec, cfg.digest()[:10])
     ref = handle.connect(HuntDir(out).request_cache, echo)
-    return hunt(cfg, out, ref, progress=progress, echo=echo), out
+    return hunt(cfg, out, ref, progress=progress, echo=echo, executor=executor, workers=workers,
+                ray_address=ray_address), out
 
 
 def hunt(cfg: HuntConfig, out_dir: str, model: ModelRef, progress: bool = False,
-         echo: Callable[[str], None] = print) -> dict:
-    """Run (or resume) a hunt in ``out_dir``; return the summary written to hunt.json."""
+         echo: Callable[[str], None] = print, executor: str = "local", workers: int | None = None,
+         ray_address: str | None = None) -> dict:
+    """Run (or resume) a hunt in ``out_dir``; return the summary written to hunt.json.
+
+    ``executor`` "ray" scores each round's candidates on ``workers`` Ray actors (:mod:`ffbench.engine`),
+    a share each; the hunt is the same as a local one wherever the model's scores do not depend on
+    the size of a batch of equal-length sequences (API models, the reference models on CPU: tested;
+    :func:`ffbench.hunt.job.split`)."""
+    from ffbench import executors
+
+    executors.check(executor, workers)
     p = plan(cfg)
     if model.serving().chat:  # the provider's own answer for these args (openai/ with api=chat is a chat model)
         raise UsageError(f"{model.spec} is a chat model: the hunt needs log-probabilities of answers (choice "
@@ -191,14 +202,15 @@ def hunt(cfg: HuntConfig, out_dir: str, model: ModelRef, progress: bool = False,
     existed = hd.path.exists()
     with hd.lock():
         try:
-            return _hunt_locked(p, hd, model, fingerprint, progress, echo)
+            return _hunt_locked(p, hd, model, fingerprint, progress, echo, (executor, workers, ray_address))
         except BaseException:
             if not existed:
                 hd.remove_if_empty()
             raise
 
 
-def _hunt_locked(p: Plan, hd: HuntDir, model: ModelRef, fingerprint: dict | None, progress: bool, echo) -> dict:
+def _hunt_locked(p: Plan, hd: HuntDir, model: ModelRef, fingerprint: dict | None, progress: bool, echo,
+                 executor: tuple = ("local", None, None)) -> dict:
     cfg = p.config
     state = hd.read_state()
     if state is None and hd.holds_other_files():
@@ -214,8 +226,7 @@ def _hunt_locked(p: Plan, hd: HuntDir, model: ModelRef, fingerprint: dict | None
     backend = None
     try:
         if fingerprint is None or _work_left(state, cfg):
-            echo(f"loading {model.spec} ...")
-            backend = model.load()
+            backend = engine.start(model, job.HuntJob(cfg.render, cfg.per_read), *executor, echo=echo)
         if fingerprint is None:
             fingerprint = backend.fingerprint()
             wanted.model = fingerprint
@@ -360,17 +371,30 @@ class Hunter:
         self.hd.write_state(self.state)
 
     def _score(self, arr: np.ndarray) -> Scored:
-        from ffbench import scoring
-
-        rendered = [render.render(row, self.p.template) for row in arr]
-        out = scoring.score(self.backend, rendered, self.p.template, "choice", per_read=self.cfg.per_read)
+        out = self._scored("all", arr)
         reads = language.extract_reads(arr)
-        tokens = np.array([self._tokens(r.text) for r in rendered], dtype=np.int64)
-        return Scored(reads, out.prediction == reads.target, out.margin, out.prediction, tokens)
+        return Scored(reads, out["prediction"] == reads.target, out["margin"], out["prediction"], out["tokens"])
+
+    def _scored(self, kind: str, rows) -> dict:
+        """Every candidate of ``rows`` scored through the engine (:mod:`ffbench.hunt.job`): one unit
+        per worker, put back in order."""
+        parts = job.split([len(row) for row in rows], self.backend.workers)
+        units = [(k, kind, [rows[i] for i in idx] if kind == "last" else rows[idx]) for k, idx in enumerate(parts)]
+        done = sorted(((unit[0], out) for unit, (out, _usage) in self.backend.imap(units)), key=lambda u: u[0])
+        merged = {name: np.concatenate([out[name] for _, out in done]) for name in done[0][1]}
+        if kind == "last":  # one read per sequence: each unit's rows go back to their places
+            order = np.concatenate(parts)
+            for name, values in merged.items():
+                merged[name] = np.empty_like(values)
+                merged[name][order] = values
+        return merged
 
     def _tokens(self, text: str) -> int:
-        n = self.backend.count_tokens(text) if self.backend is not None else None
-        return len(text) if n is None else int(n)
+        return self._count_tokens([text])[0]
+
+    def _count_tokens(self, texts: list[str]) -> list[int]:
+        """Tokens as the model counts them (characters with no model loaded, or where it cannot say)."""
+        return [len(t) for t in texts] if self.backend is None else self.backend.call("count_tokens", texts)
 
     def _confirm(self, arr: np.ndarray, first: Scored, failing: list[int]) -> dict[int, dict]:
         """Score the failing sequences once more; keep the reads wrong both times."""
@@ -572,7 +596,7 @@ class Hunter:
         """How many of ``rows`` (in order) fit the token budget left, counted before anything is scored."""
         if not math.isfinite(tokens_left):
             return len(rows)
-        counts = np.array([self._tokens(render.render(row, self.p.template).text) for row in rows])
+        counts = np.array(self._count_tokens([render.render(row, self.p.template).text for row in rows]))
         return int(np.searchsorted(np.cumsum(counts), tokens_left, side="right"))
 
     def _offer_to_pool(self, seq: np.ndarray, meta: dict, scored: Scored, s: slice) -> None:
@@ -694,19 +718,12 @@ class Hunter:
 
     def _score_last(self, seqs: list[np.ndarray]) -> Scored:
         """Score only the last read of each sequence (the prefix is context, its reads are not asked)."""
-        from ffbench import scoring
-
-        rendered = []
-        for q in seqs:
-            full = render.render(q, self.p.template)
-            rendered.append(render.Rendered(full.text, full.spans[-1:], full.targets[-1:], full.choices))
-        out = scoring.score(self.backend, rendered, self.p.template, "choice", per_read=self.cfg.per_read)
-        targets = np.array([r.targets[0] for r in rendered], dtype=np.int64)
+        out = self._scored("last", list(seqs))
+        targets = out["target"]
         n = len(seqs)
         reads = language.Reads(np.arange(n), np.zeros(n, np.int64), np.array([len(q) - 1 for q in seqs]), targets,
                                np.zeros(n, np.int64), np.zeros(n, np.int64))
-        tokens = np.array([self._tokens(r.text) for r in rendered], dtype=np.int64)
-        return Scored(reads, out.prediction == targets, out.margin, out.prediction, tokens)
+        return Scored(reads, out["prediction"] == targets, out["margin"], out["prediction"], out["tokens"])
 
     def _stage_reads(self) -> int:
         return max(200, min(STAGE_READS, self.cfg.budget // 20))

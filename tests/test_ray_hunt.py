@@ -1,0 +1,57 @@
+"""``ffbench hunt --executor ray``: each round's candidates split over Ray actors through the engine
+that ``ffbench run`` uses, giving the hunt of a local run: the same glitches, map counts, shapes and
+margins, read for read. The estimate's samples have mixed lengths: they stay identical only because
+each length is scored whole on one actor, as in the local batches (ffbench.hunt.job.split)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from tests.conftest import needs_torch
+
+pytestmark = [needs_torch, pytest.mark.integration,
+              pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray not installed")]
+
+ARGS = ["--model", "ffbench/transformer-ref", "--length", "32", "--seed", "3", "--no-progress"]
+SEARCH = ["--budget", "600"]  # the map search, and the shrinking of its glitches
+ESTIMATE = ["--budget", "400", "--budget-tokens", "6000", "--estimate", "in_dist"]  # tokens counted by an actor
+TIMING = ("created", "updated")
+
+
+def _hunt(out, *extra) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ffbench", "hunt", *ARGS, *extra, "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, check=False, env={**os.environ, "RAY_DEDUP_LOGS": "0"})
+
+
+def _local_and_ray(tmp_path, args) -> tuple[dict, dict]:
+    local = _hunt(tmp_path / "local", *args)
+    assert local.returncode == 0, local.stderr
+    ray = _hunt(tmp_path / "ray", *args, "--executor", "ray", "--workers", "2")
+    assert ray.returncode == 0, ray.stderr
+    assert "on 2 Ray workers" in ray.stderr
+    a, b = (json.loads((tmp_path / d / "hunt.json").read_text()) for d in ("local", "ray"))
+    assert {k: v for k, v in a.items() if k not in TIMING} == {k: v for k, v in b.items() if k not in TIMING}
+    return a, b
+
+
+def test_a_ray_hunt_equals_the_local_hunt(tmp_path):
+    a, _ = _local_and_ray(tmp_path, SEARCH)
+    assert a["glitches"]["distinct"] > 0 and a["map"]["cells"]  # something to compare: glitches and a map
+    assert a["spent"]["shrink_reads"] > 0  # shrinking (units of mixed lengths) ran too
+    ga, gb = (pd.read_parquet(tmp_path / d / "glitches.parquet") for d in ("local", "ray"))
+    pd.testing.assert_frame_equal(ga, gb)  # every glitch, its reads and margins, in order
+
+
+def test_a_ray_estimate_equals_the_local_estimate_sample_for_sample(tmp_path):
+    a, _ = _local_and_ray(tmp_path, ESTIMATE)
+    assert a["stop_reason"] == "exhausted" and a["spent"]["tokens"] <= 6000  # the token budget decided
+    sa, sb = (pd.read_parquet(tmp_path / d / "samples.parquet") for d in ("local", "ray"))
+    assert len(sa) == a["spent"]["reads"] and sa["text"].str.len().nunique() > 1  # samples of mixed lengths
+    pd.testing.assert_frame_equal(sa, sb, check_exact=True)  # every sample's verdict, margin and weight
