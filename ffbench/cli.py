@@ -122,7 +122,8 @@ def generate(suite, length, p_ignore, p, num, seed, alphabet, out, progress, tas
       ffbench generate --task undo --suite retraction --length 64 --out retraction.parquet
       ffbench generate --task registers --registers 4 --suite stale --length 96 --out regs.parquet
     """
-    from ffbench import datafiles, generate as gen
+    from ffbench import datafiles
+    from ffbench import generate as gen
     from ffbench.resources import available_memory
 
     datafiles.file_format(out)
@@ -283,7 +284,8 @@ def render(rendering, length, p_ignore, seed, data, row, fewshot, mark, list_onl
       ffbench render --model hf/Qwen/Qwen2.5-0.5B-Instruct --render chat --scoring greedy
       ffbench render --task undo --render lightswitch_undo
     """
-    from ffbench import datafiles, language, render as rnd, tasks
+    from ffbench import datafiles, language, tasks
+    from ffbench import render as rnd
 
     chosen = tasks.get(task)
     rendering = rendering or chosen.default_render
