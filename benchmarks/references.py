@@ -8,6 +8,9 @@ only, the weights' fingerprint checked):
 - ``lengths/``: in_dist at T = 32, 64, 128, 256, 512 (accuracy against length);
 - ``stress/``: the stress grid at T = 32, 64, 128, 256, 512 (the stress profile and heatmaps).
 
+The UNDO references (``undo-*``, trained by benchmarks/undo_train.py --export) have one kind, ``run/``:
+``--task undo`` in_dist and the retraction chains at their training length (toggle column included).
+
     python benchmarks/references.py                    # every builtin, every kind
     python benchmarks/references.py --name ssm-ref --kind run
 """
@@ -31,6 +34,8 @@ LENGTHS = [32, 64, 128, 256, 512]
 def kinds(name: str) -> dict[str, dict]:
     from ffbench.backends.native import training_length
 
+    if name.startswith("undo-"):
+        return {"run": {"task": "undo", "suite": "in_dist,retraction", "lengths": [training_length(name)]}}
     return {"run": {"suite": "paper", "lengths": [training_length(name)]},
             "lengths": {"suite": "in_dist", "lengths": LENGTHS},
             "stress": {"suite": "stress", "lengths": LENGTHS}}

@@ -131,7 +131,8 @@ def main() -> None:
     if args.export:
         from ffbench.train.checkpoint import save_checkpoint
 
-        save_checkpoint(model, cfg, args.export, train_config={**vars(args), "lr": lr, "model": cfg.as_dict()},
+        save_checkpoint(model, cfg, args.export, train_config={**{k: v for k, v in vars(args).items() if k not in ("out", "export")},
+                                                       "lr": lr, "model": cfg.as_dict()},
                         metrics={k: v for k, v in result.items() if k != "arch"})
     with open(args.out, "w") as fh:
         json.dump(result, fh, indent=1)

@@ -57,3 +57,21 @@ def test_the_flip_flop_references_are_still_refused_on_undo(capsys):
     assert cli_exit(["run", "--model", "ffbench/lstm-ref", "--task", "undo", "--length", "32", "--num", "2",
                      "--no-record", "--dry-run"]) == 2
     assert "no token for" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["undo-lstm", "undo-ssm", "undo-transformer"])
+def test_the_shipped_undo_references_fail_where_their_shipped_run_says(name, tmp_path):
+    """The UNDO references (benchmarks/undo_train.py --export, docs/tasks.md): re-scoring the first 40
+    in_dist sequences finds exactly the failing reads their shipped run/ holds for those sequences."""
+    import pandas as pd
+
+    from ffbench.resources import BASELINES_DIR
+
+    out = tmp_path / "run"
+    assert cli_exit(["run", "--model", f"ffbench/{name}", "--task", "undo", "--suite", "in_dist", "--length", "128",
+                     "--num", "40", "--no-record", "--output-dir", out]) == 0
+    ours = pd.read_parquet(out / "samples.parquet")
+    shipped = pd.read_parquet(BASELINES_DIR / name / "run" / "failures.parquet")
+    shipped = shipped[(shipped["suite"] == "in_dist") & (shipped["seq_index"] < 40)]
+    failing = lambda t: sorted(zip(t.loc[~t["correct"], "seq_index"], t.loc[~t["correct"], "read_index"]))
+    assert failing(ours) == failing(shipped) and 0 < len(failing(ours)) < len(ours)
