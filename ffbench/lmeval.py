@@ -394,7 +394,7 @@ class TaskSpec:
     rendering: str
     generate: bool  # True: the model's greedy reply is parsed; False: multiple choice by log-likelihood
     about: str  # one line, written at the top of the task's YAML file
-    task: str = tasks.DEFAULT  # the language (ffbench.tasks): ffl, undo or registers
+    task: str = tasks.DEFAULT  # the language (ffbench.tasks): ffl, undo, registers or haystack
 
 
 TASKS: tuple[TaskSpec, ...] = (
@@ -416,6 +416,9 @@ TASKS: tuple[TaskSpec, ...] = (
     TaskSpec("fflm_registers_lightswitch", "lightswitch_registers", False,
              "k registers (ffbench run --task registers): a light per room, Registers(p_ignore) sequences",
              task="registers"),
+    TaskSpec("fflm_haystack", "haystack", False,
+             "flip-flops in a haystack (ffbench run --task haystack): light switches among story sentences, "
+             "writes with p_w = 1 - p_ignore and only the final read", task="haystack"),
 )
 
 
