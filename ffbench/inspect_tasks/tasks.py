@@ -3,7 +3,7 @@
 ``inspect eval ffbench/flipflop --model M -T suite=sparse -T length=64 -T num=50 -T rendering=chat``,
 ``inspect eval ffbench/stress -T length=64 -T num=2`` and ``inspect eval ffbench/undo -T suite=retraction
 -T length=64`` (UNDO flip-flops, docs/tasks.md), ``inspect eval ffbench/registers -T suite=stale -T registers=4
--T length=96`` (k registers). Every read is a sample; its reply is
+-T length=96`` (k registers), ``inspect eval ffbench/haystack -T length=256 -T num=20`` (flip-flops in a story). Every read is a sample; its reply is
 judged by :func:`ffbench.inspect_tasks.reads.verdict` (ffbench's strict rule). The metrics are the
 glitch rate (wrong reads / reads, invalid replies counted as wrong), its exact Clopper-Pearson 95%
 interval (:func:`ffbench.metrics.clopper_pearson`), accuracy and the invalid rate.
@@ -59,6 +59,15 @@ def registers(suite: str = "in_dist", length: int | None = None, num: int | None
     dense, stale, or Registers(``p_ignore``)) at ``length`` (a multiple of 3, default 384), one sample each."""
     return _task(reads.source("registers", suite, length, num, seed, p_ignore, registers), rendering, fewshot,
                  max_tokens)
+
+
+@task
+def haystack(suite: str = "final", length: int | None = None, num: int | None = None, seed: int | None = None,
+             p_ignore: float | None = None, rendering: str = reads.HAYSTACK_RENDERING, fewshot: bool = False,
+             max_tokens: int = reads.MAX_TOKENS) -> Task:
+    """Every read of a haystack set (``ffbench run --task haystack``: final, every, or Haystack(``p_ignore``))
+    at ``length`` (T, default 512; ``--context-tokens`` is ffbench run's), one sample each."""
+    return _task(reads.source("haystack", suite, length, num, seed, p_ignore), rendering, fewshot, max_tokens)
 
 
 def _task(spec, rendering: str, fewshot: bool, max_tokens: int) -> Task:
