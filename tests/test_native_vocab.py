@@ -53,6 +53,33 @@ def test_a_checkpoint_with_u_is_scored_on_undo_by_its_own_forward_pass(tmp_path)
     assert json.loads((out / "results.json").read_text())["config"]["task"] == "undo"
 
 
+def test_a_checkpoint_with_register_names_is_scored_on_registers_by_its_own_forward_pass(tmp_path):
+    from ffbench import registers
+    from ffbench.train.checkpoint import load_checkpoint, save_checkpoint
+    from ffbench.train.model import ModelConfig, build
+
+    torch.manual_seed(1)
+    cfg = ModelConfig(arch="lstm", n_layer=1, hidden=16, vocab_size=27)
+    save_checkpoint(build(cfg), cfg, tmp_path / "m", train_config={"length": 48})
+    out = tmp_path / "run"
+    assert cli_exit(["run", "--model", f"ffbench/{tmp_path / 'm'}", "--task", "registers", "--suite", "in_dist",
+                     "--length", "48", "--num", "20", "--no-record", "--output-dir", out]) == 0
+    import pandas as pd
+
+    samples = pd.read_parquet(out / "samples.parquet")
+    net, _ = load_checkpoint(tmp_path / "m", "cpu")
+    arr = registers.sample(registers.Registers.from_p_ignore(0.8, 48, 2), 20, 1000)
+    vocab = tokenizer.vocabulary(27)
+    ids = torch.from_numpy(np.array([[vocab.index(chr(c)) for c in row] for row in arr]))
+    with torch.inference_mode():
+        logp = net(ids)[0].float().log_softmax(-1)
+    reads = registers.extract_reads(arr)
+    pair = logp[reads.seq_index, reads.position - 1][:, [vocab.index("0"), vocab.index("1")]].numpy()
+    want = np.where(reads.target == 1, pair[:, 1] > pair[:, 0], pair[:, 0] > pair[:, 1])
+    assert len(samples) == len(reads.target) and samples["correct"].to_numpy().tolist() == want.tolist()
+    assert samples["one_variable"].notna().all()
+
+
 def test_the_flip_flop_references_are_still_refused_on_undo(capsys):
     assert cli_exit(["run", "--model", "ffbench/lstm-ref", "--task", "undo", "--length", "32", "--num", "2",
                      "--no-record", "--dry-run"]) == 2

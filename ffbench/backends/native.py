@@ -80,10 +80,10 @@ class NativeBackend(Backend):
     def check_plan(cls, model: str, args: dict, renders: list, scorings: list[str]) -> None:
         model_config(model)
         check_device(args.get("device"))
-        from ffbench import language, render
+        from ffbench import language, render, tasks
 
-        demo = render.demo_sequence()
         for template in renders:  # the compact string they were trained on, character for character
+            demo = tasks.get("registers").demo() if template.registers else render.demo_sequence()
             if render.render(demo, template).text + template.ask != language.to_strings(demo[None])[0]:
                 raise UsageError(f"ffbench/ models read the symbolic rendering only (the compact string they were "
                                  f"trained on), not {template.name!r}")
