@@ -86,16 +86,19 @@ def test_the_flip_flop_references_are_still_refused_on_undo(capsys):
     assert "no token for" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["undo-lstm", "undo-ssm", "undo-transformer"])
-def test_the_shipped_undo_references_fail_where_their_shipped_run_says(name, tmp_path):
-    """The UNDO references (benchmarks/undo_train.py --export, docs/tasks.md): re-scoring the first 40
-    in_dist sequences finds exactly the failing reads their shipped run/ holds for those sequences."""
+@pytest.mark.parametrize("name,task,length", [(f"{task}-{arch}", task, length) for task, length in (("undo", 128),
+                                                                                          ("registers", 192))
+                                               for arch in ("lstm", "ssm", "transformer")])
+def test_the_shipped_task_references_fail_where_their_shipped_run_says(name, task, length, tmp_path):
+    """The UNDO and registers references (benchmarks/undo_train.py, registers_train.py --export;
+    docs/tasks.md): re-scoring the first 40 in_dist sequences finds exactly the failing reads their
+    shipped run/ holds for those sequences."""
     import pandas as pd
 
     from ffbench.resources import BASELINES_DIR
 
     out = tmp_path / "run"
-    assert cli_exit(["run", "--model", f"ffbench/{name}", "--task", "undo", "--suite", "in_dist", "--length", "128",
+    assert cli_exit(["run", "--model", f"ffbench/{name}", "--task", task, "--suite", "in_dist", "--length", str(length),
                      "--num", "40", "--no-record", "--output-dir", out]) == 0
     ours = pd.read_parquet(out / "samples.parquet")
     shipped = pd.read_parquet(BASELINES_DIR / name / "run" / "failures.parquet")
