@@ -14,6 +14,10 @@ no downloads) and each token budget N, this measures what ``ffbench run --task h
   of the final read up to its answer) around the budget.
 
 Usage: ``nice python benchmarks/haystack_lengths.py --budgets 1000,4000,16000,32000,64000,128000 --num 20``
+
+``--curves RUN_DIR`` instead prints a haystack run's RULER-style curves from its ``results.json``:
+accuracy by length (T and the token budget it was chosen for) per preset, and accuracy by distance
+from the last write (``by_write_distance``) at each length.
 """
 
 from __future__ import annotations
@@ -94,13 +98,35 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def curves(run_dir: str) -> str:
+    """Markdown tables: accuracy by length, and by write distance at each length, of a haystack run."""
+    results = json.loads((Path(run_dir) / "results.json").read_text())
+    cfg = results["config"]
+    budget = dict(zip(cfg.get("lengths") or [], cfg.get("context_tokens") or []))
+    cells = sorted(results["results"], key=lambda c: (c["suite"], c["length"]))
+    out = ["| preset | T | token budget | reads | accuracy |", "|---|---|---|---|---|"]
+    out += [f"| {c['suite']} | {c['length']:,} | {budget.get(c['length'], '')} | {c['reads']:,} | {c['accuracy']:.3f} |"
+            for c in cells]
+    buckets = sorted({b["bucket"] for c in cells for b in c["by_write_distance"]}, key=lambda b: int(b.split("-")[0]))
+    out += ["", "| preset | T | " + " | ".join(f"distance {b}" for b in buckets) + " |", "|---|---|" + "---|" * len(buckets)]
+    for c in cells:
+        got = {b["bucket"]: b for b in c["by_write_distance"]}
+        row = [f"{1 - got[b]['glitch_rate']:.2f} ({got[b]['reads']})" if b in got else "" for b in buckets]
+        out.append(f"| {c['suite']} | {c['length']:,} | " + " | ".join(row) + " |")
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budgets", default="1000,4000,16000,32000,64000,128000")
     ap.add_argument("--families", default="gpt2,sp")
     ap.add_argument("--num", type=int, default=20, help="sequences of the final preset counted per budget")
     ap.add_argument("--out", help="write the rows as JSON here")
+    ap.add_argument("--curves", metavar="RUN_DIR", help="print a haystack run's curves by length and write distance")
     args = ap.parse_args()
+    if args.curves:
+        print(curves(args.curves))
+        return
     budgets = [int(x) for x in args.budgets.split(",")]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
