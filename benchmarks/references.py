@@ -8,6 +8,11 @@ only, the weights' fingerprint checked):
 - ``lengths/``: in_dist at T = 32, 64, 128, 256, 512 (accuracy against length);
 - ``stress/``: the stress grid at T = 32, 64, 128, 256, 512 (the stress profile and heatmaps).
 
+The UNDO references (``undo-*``, trained by benchmarks/undo_train.py --export) have one kind, ``run/``:
+``--task undo`` in_dist and the retraction chains at their training length (toggle column included).
+The registers references (``registers-*``, benchmarks/registers_train.py --export, k = 2): ``run/`` is
+``--task registers`` in_dist and the stale reads at their training length (one-variable column).
+
     python benchmarks/references.py                    # every builtin, every kind
     python benchmarks/references.py --name ssm-ref --kind run
 """
@@ -31,6 +36,10 @@ LENGTHS = [32, 64, 128, 256, 512]
 def kinds(name: str) -> dict[str, dict]:
     from ffbench.backends.native import training_length
 
+    if name.startswith("undo-"):
+        return {"run": {"task": "undo", "suite": "in_dist,retraction", "lengths": [training_length(name)]}}
+    if name.startswith("registers-"):
+        return {"run": {"task": "registers", "suite": "in_dist,stale", "lengths": [training_length(name)]}}
     return {"run": {"suite": "paper", "lengths": [training_length(name)]},
             "lengths": {"suite": "in_dist", "lengths": LENGTHS},
             "stress": {"suite": "stress", "lengths": LENGTHS}}

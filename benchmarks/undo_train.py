@@ -9,9 +9,10 @@ fresh UNDO(0.7) batches and scores them on ffbench's UNDO suites and retraction 
 toggle is wrong on every read), with the strict choice rule, reporting for each model how often
 its answer equals the toggle's where the toggle is wrong.
 
-The shipped checkpoints' vocabulary has no ``u``, so these models are built here (vocab 19) and
-not exported; the run is small and CPU-only. Usage:
-    nice python benchmarks/undo_train.py --arch lstm --steps 500 --out benchmarks/undo_lstm.json
+The models read the character vocabulary plus ``u`` (vocab_size 19, ``ffbench.tokenizer.vocabulary``),
+so ``--export DIR`` writes a checkpoint that ``ffbench run --model DIR --task undo`` (the native
+backend) scores; the run is small and CPU-only. Usage:
+    nice python benchmarks/undo_train.py --arch lstm --steps 500 --out benchmarks/undo_lstm.json --export DIR
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ import torch
 import torch.nn.functional as F
 
 from ffbench import rules, tasks, undo
-from ffbench.tokenizer import VOCAB
+from ffbench.tokenizer import vocabulary
 from ffbench.train.config import ModelConfig
 from ffbench.train.model import build, count_parameters
 
-CHARS = list(VOCAB) + ["u"]
+CHARS = vocabulary(19)  # the flip-flop characters, then u
 LUT = np.zeros(256, dtype=np.int64)
 for _k, _ch in enumerate(CHARS):
     if len(_ch) == 1:
@@ -85,10 +86,15 @@ def main() -> None:
     ap.add_argument("--p-ignore", type=float, default=0.7, help="training distribution UNDO(P)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--d-model", type=int, help="width of the Transformer / SSM (default: the recipe's)")
+    ap.add_argument("--export", help="write the trained model here as a native checkpoint (config.json, "
+                                     "model.safetensors, train_config.json, metrics.json)")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)
     cfg, lr = RECIPES[args.arch]
+    if args.d_model:
+        cfg = ModelConfig(**{**cfg.as_dict(), "d_model": args.d_model})
     model = build(cfg)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     rest = [p for p in model.parameters() if p.dim() < 2]
@@ -122,6 +128,12 @@ def main() -> None:
     target = undo.extract_reads(chains).target
     result["retraction_by_depth"] = {int(d): float((pred[np.array(depths) == d] == target[np.array(depths) == d]).mean())
                                      for d in sorted(set(depths))}
+    if args.export:
+        from ffbench.train.checkpoint import save_checkpoint
+
+        save_checkpoint(model, cfg, args.export, train_config={**{k: v for k, v in vars(args).items() if k not in ("out", "export")},
+                                                       "lr": lr, "model": cfg.as_dict()},
+                        metrics={k: v for k, v in result.items() if k != "arch"})
     with open(args.out, "w") as fh:
         json.dump(result, fh, indent=1)
     print(json.dumps(result))

@@ -63,7 +63,12 @@ DEFAULTS: dict[str, Any] = {
     "num_sequences": 100,  # per (length, p_ignore) cell
     "seed": 0,  # ffbench run's default seed for --p-ignore sets
     "fewshot_length": render.DEMO_LENGTH,  # 0: no demonstration
+    "registers": 2,  # k of the fflm_registers tasks (ffbench run --task registers --registers K)
 }
+# The fflm_registers tasks' default lengths: the instruction counts of DEFAULTS' (8, 32, 128), three
+# characters each (a registers length is a multiple of 3).
+REGISTERS_LENGTHS = (24, 96, 384)
+NOT_IN_COMMENT = ("fewshot_length", "registers")  # defaults the common YAML's example leaves out
 INVALID = "[invalid]"  # what the answer filter yields for a generation that names no answer
 
 # Metric names declared in the task and group YAML files (lm-eval needs them up front to know each
@@ -96,17 +101,24 @@ class Params:
     num_sequences: int
     seed: int
     fewshot_length: int
+    registers: int = DEFAULTS["registers"]  # k, for the registers tasks only
 
     @classmethod
-    def from_metadata(cls, metadata: Mapping[str, Any] | None = None) -> Params:
-        """Read the parameters out of lm-eval task metadata (anything else in it is ignored)."""
+    def from_metadata(cls, metadata: Mapping[str, Any] | None = None, task: str | None = None) -> Params:
+        """Read the parameters out of lm-eval task metadata (anything else in it is ignored); ``task``
+        (the language) checks the lengths by its rules and picks its default lengths."""
         metadata = dict(metadata or {})
         _warn_near_misses(metadata)
-        get = lambda key: metadata.get(key, DEFAULTS[key])
+        chosen = tasks.get(task)
+        defaults = {**DEFAULTS, **({"lengths": REGISTERS_LENGTHS} if chosen.default_registers else {})}
+        get = lambda key: metadata.get(key, defaults[key])
         lengths = _unique(_int(v, "lengths") for v in _as_list(get("lengths"), "lengths"))
         p_ignore = _unique(_float(v, "p_ignore") for v in _as_list(get("p_ignore"), "p_ignore"))
+        k = _int(get("registers"), "registers")
+        if chosen.default_registers:
+            _check("registers", lambda: chosen.dist(0.5, 24, 2, k))
         for length in lengths:
-            _check("lengths", lambda length=length: language.FFL.from_p_ignore(0.5, length))
+            _check("lengths", lambda length=length: chosen.dist(0.5, length, 2, k if chosen.default_registers else None))
         for p in p_ignore:
             _check("p_ignore", lambda p=p: language.FFL.from_p_ignore(p, 16))
         num = _int(get("num_sequences"), "num_sequences")
@@ -118,7 +130,7 @@ class Params:
         fewshot = _int(get("fewshot_length"), "fewshot_length")
         if fewshot:
             _check("fewshot_length", lambda: language.FFL(fewshot, 1 / 3, 1 / 3, 1 / 3))
-        return cls(lengths, p_ignore, num, seed, fewshot)
+        return cls(lengths, p_ignore, num, seed, fewshot, k)
 
     def cells(self) -> list[tuple[int, float]]:
         return [(length, p) for length in self.lengths for p in self.p_ignore]
@@ -217,9 +229,11 @@ def build_docs(rendering: str, params: Params, generate: bool = False, task: str
             else chosen.demo(length=params.fewshot_length)
     ask = template.ask if generate else ""
     per_cell = []
+    k = params.registers if chosen.default_registers else None
+    suffix = f"_k{k}" if k is not None and k != chosen.default_registers else ""  # as ffbench.sources labels it
     for length, p in params.cells():
-        arr = chosen.sample(chosen.dist(p, length), params.num_sequences, params.seed)
-        cell = {"length": int(length), "p_ignore": float(p), "suite": f"{chosen.name}{p:g}",  # ffbench run's label
+        arr = chosen.sample(chosen.dist(p, length, 2, k), params.num_sequences, params.seed)
+        cell = {"length": int(length), "p_ignore": float(p), "suite": f"{chosen.name}{p:g}{suffix}",  # ffbench run's label
                 "seed": params.seed}
         per_cell.append(final_read_docs(arr, template, demo, ask, cell, task=chosen.name))
     return [docs[i] for i in range(params.num_sequences) for docs in per_cell]
@@ -228,11 +242,11 @@ def build_docs(rendering: str, params: Params, generate: bool = False, task: str
 def dataset(rendering: str, generate: bool = False, task: str = tasks.DEFAULT, **metadata) -> dict:
     """The tasks' ``custom_dataset``: ``{"test": datasets.Dataset}`` of final-read documents.
 
-    ``rendering``, ``generate`` and ``task`` (the language, ``ffl`` or ``undo``) come from the task
+    ``rendering``, ``generate`` and ``task`` (the language, ``ffl``, ``undo`` or ``registers``) come from the task
     YAML (``dataset_kwargs``); everything else is lm-eval's task metadata (``--metadata``, the
     TaskManager's metadata, and ``--model_args``).
     """
-    return _dataset("fflm", Params.from_metadata,
+    return _dataset("fflm", lambda m: Params.from_metadata(m, task),
                     lambda params: build_docs(rendering, params, generate=generate, task=task), rendering, metadata)
 
 
@@ -380,7 +394,7 @@ class TaskSpec:
     rendering: str
     generate: bool  # True: the model's greedy reply is parsed; False: multiple choice by log-likelihood
     about: str  # one line, written at the top of the task's YAML file
-    task: str = tasks.DEFAULT  # the language (ffbench.tasks): ffl, or undo for the fflm_undo tasks
+    task: str = tasks.DEFAULT  # the language (ffbench.tasks): ffl, undo, registers or haystack
 
 
 TASKS: tuple[TaskSpec, ...] = (
@@ -396,6 +410,15 @@ TASKS: tuple[TaskSpec, ...] = (
              "UNDO flip-flop (ffbench run --task undo): compact strings with u, UNDO(p_ignore) sequences", task="undo"),
     TaskSpec("fflm_undo_lightswitch", "lightswitch_undo", False,
              "UNDO flip-flop (ffbench run --task undo): light switches with take-backs", task="undo"),
+    TaskSpec("fflm_registers_symbolic", "symbolic_registers", False,
+             "k registers (ffbench run --task registers): compact strings wa1wb0rb0, Registers(p_ignore) sequences, "
+             "metadata registers (k, default 2), lengths multiples of 3 (default 24, 96, 384)", task="registers"),
+    TaskSpec("fflm_registers_lightswitch", "lightswitch_registers", False,
+             "k registers (ffbench run --task registers): a light per room, Registers(p_ignore) sequences",
+             task="registers"),
+    TaskSpec("fflm_haystack", "haystack", False,
+             "flip-flops in a haystack (ffbench run --task haystack): light switches among story sentences, "
+             "writes with p_w = 1 - p_ignore and only the final read", task="haystack"),
 )
 
 
@@ -523,7 +546,7 @@ def task_files() -> dict[str, str]:
     files = {
         "_fflm_common_yaml": GENERATED + _COMMON_YAML.replace("@VERSION@", str(TASK_VERSION)).replace(
             "@METADATA@", json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in DEFAULTS.items()
-                                      if k != "fewshot_length"})),
+                                      if k not in NOT_IN_COMMENT})),
         "_fflm_choice_yaml": GENERATED + _CHOICE_YAML.replace("@METRICS@", _metric_list(task_metrics(False), False)),
         "_fflm_gen_yaml": GENERATED + _GEN_YAML.replace("@METRICS@", _metric_list(task_metrics(True), False)),
     }

@@ -14,6 +14,20 @@ from __future__ import annotations
 SPECIALS = ("<pad>", "<s>", "</s>")
 DEFAULT_CHARS = "wri0123456789 \n"
 VOCAB = list(SPECIALS) + list(dict.fromkeys(DEFAULT_CHARS))  # token ids, here and in char_tokenizer()
+# Characters a native checkpoint may add after VOCAB, in this order: a model with vocab_size
+# len(VOCAB) + n reads the first n (19: ``u`` for --task undo; 27: also the register names a..h).
+# The ids of VOCAB never move, so the flip-flop checkpoints (vocab_size 18) are unchanged.
+EXTRA_CHARS = "uabcdefgh"
+
+
+def vocabulary(size: int = len(VOCAB)) -> list[str]:
+    """The token of each id of a native model with ``size`` tokens (VOCAB, then EXTRA_CHARS' first ones)."""
+    if not len(VOCAB) <= size <= len(VOCAB) + len(EXTRA_CHARS):
+        from ffbench.errors import FFBenchError
+
+        raise FFBenchError(f"a native checkpoint has {len(VOCAB)} to {len(VOCAB) + len(EXTRA_CHARS)} tokens "
+                           f"(the flip-flop characters, then {EXTRA_CHARS!r}), got vocab_size {size}")
+    return VOCAB + list(EXTRA_CHARS[: size - len(VOCAB)])
 
 
 class CharTokenizer:
@@ -24,11 +38,12 @@ class CharTokenizer:
     bos_token = bos_token_id = chat_template = None
     unk_token, unk_token_id = pad_token, pad_token_id = SPECIALS[0], 0
 
-    def __init__(self) -> None:
-        self.ids = {ch: k for k, ch in enumerate(VOCAB)}
+    def __init__(self, size: int = len(VOCAB)) -> None:
+        self.vocab = vocabulary(size)
+        self.ids = {ch: k for k, ch in enumerate(self.vocab)}
 
     def __len__(self) -> int:
-        return len(VOCAB)
+        return len(self.vocab)
 
     def __call__(self, texts, return_offsets_mapping: bool = False, add_special_tokens: bool = True) -> dict:
         many = not isinstance(texts, str)
@@ -39,7 +54,7 @@ class CharTokenizer:
         return out if many else {key: value[0] for key, value in out.items()}
 
     def decode(self, ids) -> str:
-        return "".join(VOCAB[i] for i in ids if VOCAB[i] not in SPECIALS)
+        return "".join(self.vocab[i] for i in ids if self.vocab[i] not in SPECIALS)
 
 
 def char_tokenizer(chars: str = DEFAULT_CHARS, add_bos: bool = False):

@@ -77,3 +77,25 @@ def test_generate_and_validate_with_task_haystack(tmp_path, capsys):
     assert "ok: 4 sequences of length 32, 4 reads (1.00 per sequence)" in capsys.readouterr().out
     want = language.sample(language.FFL(32, 0.02, 0.0, 0.98), 4, 0)  # Haystack(0.98): the final preset's law
     assert language.to_strings(want) == [json.loads(line)["text"] for line in out.read_text().splitlines()]
+
+
+def test_context_tokens_in_a_real_tokenizer_agree_with_an_independent_count(tmp_path):
+    """The Llama-2 / Mistral 32K SentencePiece vocabulary (mistral_common's file, no download), loaded
+    the way users load it: the chosen T's probe takes at most N tokens and T + 2's more, counted not
+    through transformers but by sentencepiece on the .model file. (GPT-2's BPE agrees with tiktoken the
+    same way at 1K-128K: benchmarks/haystack_lengths.py; building it takes 13 s, too slow for a test.)"""
+    from tests.tokenizer_families import build_tokenizer
+
+    folder = build_tokenizer("sp", tmp_path / "sp")
+    sp = pytest.importorskip("sentencepiece").SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
+    task, template = tasks.get("haystack"), render.load_template("haystack")
+    budgets = [1000, 3000]
+    lengths = preflight.lengths_for_tokens(model_handle.resolve(f"hf/{folder}", {}), template, task, budgets)
+
+    def probe(t):
+        return len(sp.encode(render.render(task.sample(task.suite_dist("final", 0.98, t), 1, 0)[0], template).text))
+
+    assert lengths == sorted(lengths) and lengths[0] < lengths[1]
+    for budget, length in zip(budgets, lengths):
+        assert length % 2 == 0 and probe(length) <= budget < probe(length + 2)
+        assert probe(length) >= 0.98 * budget  # a sentence is a dozen tokens: the probe fills the budget

@@ -27,7 +27,7 @@ def test_inspect_task_parameters_in_the_doc_exist():
     from ffbench.inspect_tasks import tasks
 
     lines = [line for block in _fenced("bash", DOC) for line in block.splitlines() if line.startswith("inspect eval")]
-    assert len(lines) == 3
+    assert len(lines) == 5
     for line in lines:
         words = shlex.split(line)
         task = getattr(tasks, words[2].removeprefix("ffbench/"))
@@ -35,8 +35,10 @@ def test_inspect_task_parameters_in_the_doc_exist():
         assert params and set(params) <= set(inspect.signature(task).parameters), line
     documented = re.findall(r"`(\w+)`", DOC.split("Task parameters (`-T`):")[1].split("Defaults are")[0])
     for name in documented:
-        if name not in ("flipflop", "stress", "undo", "chat", "chat_undo", "in_dist", "sparse", "dense"):
-            assert any(name in inspect.signature(t).parameters for t in (tasks.flipflop, tasks.stress, tasks.undo)), name
+        if name not in ("flipflop", "stress", "undo", "chat", "chat_undo", "chat_registers", "haystack_chat", "in_dist", "sparse", "dense",
+                        "stale", "final", "every", "haystack"):
+            assert any(name in inspect.signature(t).parameters for t in (tasks.flipflop, tasks.stress, tasks.undo,
+                                                                         tasks.registers, tasks.haystack)), name
 
 
 @pytest.mark.parametrize("group", ["export dataset", "export results", "import"])

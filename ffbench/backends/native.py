@@ -80,10 +80,10 @@ class NativeBackend(Backend):
     def check_plan(cls, model: str, args: dict, renders: list, scorings: list[str]) -> None:
         model_config(model)
         check_device(args.get("device"))
-        from ffbench import language, render
+        from ffbench import language, render, tasks
 
-        demo = render.demo_sequence()
         for template in renders:  # the compact string they were trained on, character for character
+            demo = tasks.get("registers").demo() if template.registers else render.demo_sequence()
             if render.render(demo, template).text + template.ask != language.to_strings(demo[None])[0]:
                 raise UsageError(f"ffbench/ models read the symbolic rendering only (the compact string they were "
                                  f"trained on), not {template.name!r}")
@@ -96,10 +96,11 @@ class NativeBackend(Backend):
 
     @classmethod
     def load_tokenizer(cls, model: str, args: dict):
-        """One token per character, no BOS: what :meth:`_ids` reads, so the dry run counts exactly."""
-        from ffbench.tokenizer import CharTokenizer
+        """One token per character, no BOS: what :meth:`_ids` reads, so the dry run counts exactly (the
+        checkpoint's vocabulary: ``u`` and register names where its vocab_size has them)."""
+        from ffbench.tokenizer import VOCAB, CharTokenizer
 
-        return CharTokenizer()
+        return CharTokenizer(int(model_config(model).get("vocab_size", len(VOCAB))))
 
     @classmethod
     def context_before_load(cls, model: str, args: dict) -> int | float | None:
@@ -129,17 +130,18 @@ class NativeBackend(Backend):
         super().__init__(model)
         import torch
 
+        from ffbench.tokenizer import vocabulary
         from ffbench.train.checkpoint import load_checkpoint
-        from ffbench.train.model import STOI
 
         check_device(device)
         self._torch = torch
         self.path = resolve(model)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.net, self.cfg = load_checkpoint(self.path, self.device)
-        self.stoi = STOI
+        self.vocab = vocabulary(self.cfg.vocab_size)  # VOCAB's ids, then u, a..h where the checkpoint has them
+        self.stoi = {ch: i for i, ch in enumerate(self.vocab)}
         self._byte_ids = np.full(128, -1, dtype=np.int64)  # ASCII code -> token id (-1: no such token)
-        for ch, i in STOI.items():
+        for ch, i in self.stoi.items():
             if len(ch) == 1 and ord(ch) < 128:
                 self._byte_ids[ord(ch)] = i
         self.max_batch_tokens = int(max_batch_tokens)
@@ -159,9 +161,7 @@ class NativeBackend(Backend):
 
     def _decode(self, ids: list[int]) -> str:
         """Token ids -> text (special tokens, which are not characters, decode to nothing)."""
-        from ffbench.train.model import VOCAB
-
-        return "".join(VOCAB[t] if len(VOCAB[t]) == 1 else "" for t in ids)
+        return "".join(self.vocab[t] if len(self.vocab[t]) == 1 else "" for t in ids)
 
     def _ids(self, text: str) -> list[int]:
         if text.isascii():  # one table lookup for the whole text

@@ -2,4 +2,4 @@
 the scorer and the metrics under ``ffbench/``."""
 
 from ffbench.inspect_tasks.tasks import (flipflop, flipflop_read, glitch_rate, glitch_rate_ci_high,  # noqa: F401
-                                         glitch_rate_ci_low, invalid_rate, stress, undo)
+                                         glitch_rate_ci_low, haystack, invalid_rate, registers, stress, undo)

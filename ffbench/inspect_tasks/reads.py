@@ -16,6 +16,8 @@ from ffbench.errors import UsageError
 
 DEFAULT_RENDERING = "chat"  # Inspect serves chat models: the rendering that states the rules and asks
 UNDO_RENDERING = "chat_undo"  # the same for ffbench/undo (--task undo)
+REGISTERS_RENDERING = "chat_registers"  # and for ffbench/registers (--task registers)
+HAYSTACK_RENDERING = "haystack_chat"  # and for ffbench/haystack (--task haystack)
 MAX_TOKENS = prompting.ASKED_BUDGET  # ffbench's reply budget for a question
 
 
@@ -30,19 +32,22 @@ class Question:
 
 
 def source(task: str, suite: str | None = None, length: int | None = None, num: int | None = None,
-           seed: int | None = None, p_ignore: float | None = None) -> sources.SourceSpec:
+           seed: int | None = None, p_ignore: float | None = None, registers: int | None = None) -> sources.SourceSpec:
     """The sequences a task's parameters name, exactly as ``ffbench run`` plans them
     (``flipflop``: a preset suite, or FFL(p_ignore) when given; ``stress``: the stress grid; ``undo``:
-    as ``ffbench run --task undo``, a preset, ``retraction`` or UNDO(p_ignore))."""
+    as ``ffbench run --task undo``, a preset, ``retraction`` or UNDO(p_ignore); ``registers``: as
+    ``ffbench run --task registers --registers K``, a preset, ``stale`` or Registers(p_ignore); ``haystack``:
+    as ``ffbench run --task haystack``, ``final``, ``every`` or Haystack(p_ignore))."""
     lengths = [] if length is None else [int(length)]
     if task == "stress":
         return sources.stress_source(int(length or 512), None if num is None else int(num), seed)
-    if task not in ("flipflop", "undo"):
-        raise UsageError(f"unknown ffbench Inspect task {task!r} (flipflop, stress, undo)")
+    if task not in ("flipflop", "undo", "registers", "haystack"):
+        raise UsageError(f"unknown ffbench Inspect task {task!r} (flipflop, stress, undo, registers, haystack)")
     suites = [] if p_ignore is not None else [suite or "in_dist"]
     specs = sources.plan_sources(suites, [], lengths, [] if p_ignore is None else [float(p_ignore)],
                                  None if num is None else int(num), None if seed is None else int(seed),
-                                 task=None if task == "flipflop" else task)
+                                 task=None if task == "flipflop" else task,
+                                 registers_k=None if registers is None else [int(registers)])
     if len(specs) != 1:
         raise UsageError(f"suite {suite!r} names {len(specs)} sets; an Inspect task scores one (in_dist, sparse, dense)")
     return specs[0]

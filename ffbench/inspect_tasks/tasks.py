@@ -2,7 +2,8 @@
 
 ``inspect eval ffbench/flipflop --model M -T suite=sparse -T length=64 -T num=50 -T rendering=chat``,
 ``inspect eval ffbench/stress -T length=64 -T num=2`` and ``inspect eval ffbench/undo -T suite=retraction
--T length=64`` (UNDO flip-flops, docs/tasks.md). Every read is a sample; its reply is
+-T length=64`` (UNDO flip-flops, docs/tasks.md), ``inspect eval ffbench/registers -T suite=stale -T registers=4
+-T length=96`` (k registers), ``inspect eval ffbench/haystack -T length=256 -T num=20`` (flip-flops in a story). Every read is a sample; its reply is
 judged by :func:`ffbench.inspect_tasks.reads.verdict` (ffbench's strict rule). The metrics are the
 glitch rate (wrong reads / reads, invalid replies counted as wrong), its exact Clopper-Pearson 95%
 interval (:func:`ffbench.metrics.clopper_pearson`), accuracy and the invalid rate.
@@ -48,6 +49,25 @@ def undo(suite: str = "in_dist", length: int | None = None, num: int | None = No
     """Every read of an UNDO flip-flop set (``ffbench run --task undo``: in_dist, sparse, dense,
     retraction, or UNDO(``p_ignore``)) at ``length`` (default 512), as one sample each."""
     return _task(reads.source("undo", suite, length, num, seed, p_ignore), rendering, fewshot, max_tokens)
+
+
+@task
+def registers(suite: str = "in_dist", length: int | None = None, num: int | None = None, seed: int | None = None,
+              p_ignore: float | None = None, registers: int = 2, rendering: str = reads.REGISTERS_RENDERING,
+              fewshot: bool = False, max_tokens: int = reads.MAX_TOKENS) -> Task:
+    """Every read of a k-register set (``ffbench run --task registers --registers K``: in_dist, sparse,
+    dense, stale, or Registers(``p_ignore``)) at ``length`` (a multiple of 3, default 384), one sample each."""
+    return _task(reads.source("registers", suite, length, num, seed, p_ignore, registers), rendering, fewshot,
+                 max_tokens)
+
+
+@task
+def haystack(suite: str = "final", length: int | None = None, num: int | None = None, seed: int | None = None,
+             p_ignore: float | None = None, rendering: str = reads.HAYSTACK_RENDERING, fewshot: bool = False,
+             max_tokens: int = reads.MAX_TOKENS) -> Task:
+    """Every read of a haystack set (``ffbench run --task haystack``: final, every, or Haystack(``p_ignore``))
+    at ``length`` (T, default 512; ``--context-tokens`` is ffbench run's), one sample each."""
+    return _task(reads.source("haystack", suite, length, num, seed, p_ignore), rendering, fewshot, max_tokens)
 
 
 def _task(spec, rendering: str, fewshot: bool, max_tokens: int) -> Task:
