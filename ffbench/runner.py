@@ -708,7 +708,7 @@ def preflight_memory(model: ModelRef, p: Plan, available: int | None = None) -> 
     cell = max(p.cells, key=lambda c: c.source.length)
     template = p.templates[cell.render]
     first = p.store.sequences(cell.source)[0]
-    tokens = len(render.render(first, template, p.config.alphabet, p.demo).text)  # characters bound tokens
+    tokens = _tokens_of(model, render.render(first, template, p.config.alphabet, p.demo).text)
     need = model.cls.memory_per_sequence(model.name, model.args, tokens)
     available = available_memory() if available is None else available
     if need is None or available is None:
@@ -727,6 +727,22 @@ def preflight_memory(model: ModelRef, p: Plan, available: int | None = None) -> 
         fit = max(1, budget // need)
         raise UsageError(f"a batch of {per_batch} sequences of {tokens:,} tokens needs about {_gb(need_batch)} "
                          f"and {_gb(available)} is available: pass --max-batch-tokens {fit * tokens} (or less)")
+
+
+def _tokens_of(model: ModelRef, text: str) -> int:
+    """Tokens of ``text`` in the model's own tokenizer when one loads without weights (hf/, vllm/,
+    ffbench/), else its characters: an upper bound for the ASCII texts ffbench renders, since every
+    token covers at least one character. Natural-language renderings (a haystack) take 3-4 times
+    fewer tokens than characters, so counting characters would refuse what fits."""
+    try:
+        tokenizer = model.cls.load_tokenizer(model.name, model.args)
+    except Exception:  # the run itself will say why the model cannot load; here characters bound tokens
+        tokenizer = None
+    if tokenizer is None:
+        return len(text)
+    from ffbench.backends.tokenized import encode
+
+    return len(encode(tokenizer, [text])[0][0])
 
 
 def _gb(n: int) -> str:

@@ -99,3 +99,19 @@ def test_context_tokens_in_a_real_tokenizer_agree_with_an_independent_count(tmp_
     for budget, length in zip(budgets, lengths):
         assert length % 2 == 0 and probe(length) <= budget < probe(length + 2)
         assert probe(length) >= 0.98 * budget  # a sentence is a dozen tokens: the probe fills the budget
+
+
+def test_the_memory_preflight_counts_a_haystack_in_the_models_own_tokens(tmp_path):
+    """A story takes 3-4 times fewer SentencePiece tokens than characters; the memory check counted
+    characters and refused --context-tokens 16000 on a machine where it fits. It now counts what the
+    model will read (sentencepiece on the .model file is the independent count; the scorer adds BOS)."""
+    from ffbench import runner
+    from tests.tokenizer_families import build_tokenizer
+
+    folder = build_tokenizer("sp", tmp_path / "sp")
+    sp = pytest.importorskip("sentencepiece").SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
+    task, template = tasks.get("haystack"), render.load_template("haystack")
+    text = render.render(task.sample(task.suite_dist("final", 0.98, 2000), 1, 0)[0], template).text
+    counted = runner._tokens_of(model_handle.resolve(f"hf/{folder}", {}).ref, text)
+    assert counted in (len(sp.encode(text)), len(sp.encode(text)) + 1)
+    assert counted < len(text) / 3
