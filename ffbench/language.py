@@ -16,8 +16,8 @@ size gives the same rows and the first k rows of ``num=N`` equal ``num=k``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -56,7 +56,7 @@ class FFL:
             raise UsageError(f"alphabet must be between 2 and {MAX_ALPHABET}, got {self.alphabet!r}")
 
     @classmethod
-    def from_p_ignore(cls, p_ignore: float, length: int = 512, alphabet: int = 2) -> "FFL":
+    def from_p_ignore(cls, p_ignore: float, length: int = 512, alphabet: int = 2) -> FFL:
         """The paper's shorthand FFL(p_i): p_w = p_r = (1 - p_i) / 2."""
         if not (0.0 <= p_ignore <= 1.0):
             raise UsageError(f"p_ignore must lie in [0, 1], got {p_ignore!r}")
@@ -145,16 +145,22 @@ def _block_rows(dist: FFL, seed: int, block: int, rows: int) -> np.ndarray:
 
 def iter_sample(dist: FFL, num: int, seed: int, chunk_rows: int = 8 * BLOCK_ROWS) -> Iterator[np.ndarray]:
     """Yield (rows, T) uint8 chunks of ``num`` sequences; memory stays bounded by ``chunk_rows``."""
+    return iter_blocks(lambda block, rows: _block_rows(dist, seed, block, rows), num, seed, chunk_rows)
+
+
+def iter_blocks(draw: Callable[[int, int], np.ndarray], num: int, seed: int,
+                chunk_rows: int = 8 * BLOCK_ROWS) -> Iterator[np.ndarray]:
+    """Chunks of ``num`` rows drawn block by block (every language's sampler: FFL, UNDO, registers).
+    ``draw(block, rows)`` draws block ``block`` from its own seed, so a row never depends on how the
+    rows are chunked; memory stays bounded by ``chunk_rows``. Bad ``num`` or ``seed``: UsageError."""
     _check_num(num)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise UsageError(f"seed must be a non-negative integer, got {seed!r}")
     chunk_blocks = max(1, chunk_rows // BLOCK_ROWS)
     n_blocks = -(-num // BLOCK_ROWS)
     for first in range(0, n_blocks, chunk_blocks):
-        parts = []
-        for block in range(first, min(first + chunk_blocks, n_blocks)):
-            rows = min(BLOCK_ROWS, num - block * BLOCK_ROWS)
-            parts.append(_block_rows(dist, seed, block, rows))
+        parts = [draw(block, min(BLOCK_ROWS, num - block * BLOCK_ROWS))
+                 for block in range(first, min(first + chunk_blocks, n_blocks))]
         yield parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 

@@ -18,8 +18,8 @@ ignores are uniform. Sampling is deterministic and prefix-consistent in blocks a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
@@ -62,7 +62,7 @@ class Registers:
             raise UsageError(f"instruction probabilities must sum to 1, got {sum(probs):g}")
 
     @classmethod
-    def from_p_ignore(cls, p_ignore: float, length: int = 384, registers: int = 2) -> "Registers":
+    def from_p_ignore(cls, p_ignore: float, length: int = 384, registers: int = 2) -> Registers:
         if not (0.0 <= p_ignore <= 1.0):
             raise UsageError(f"p_ignore must lie in [0, 1], got {p_ignore!r}")
         half = (1.0 - p_ignore) / 2.0
@@ -112,17 +112,8 @@ def _block_rows(dist: Registers, seed: int, block: int, rows: int) -> np.ndarray
 
 
 def iter_sample(dist: Registers, num: int, seed: int, chunk_rows: int = 8 * language.BLOCK_ROWS) -> Iterator[np.ndarray]:
-    if not isinstance(num, (int, np.integer)) or num <= 0:
-        raise UsageError(f"num must be a positive integer, got {num!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise UsageError(f"seed must be a non-negative integer, got {seed!r}")
-    block_rows = language.BLOCK_ROWS
-    chunk_blocks = max(1, chunk_rows // block_rows)
-    n_blocks = -(-num // block_rows)
-    for first in range(0, n_blocks, chunk_blocks):
-        parts = [_block_rows(dist, seed, b, min(block_rows, num - b * block_rows))
-                 for b in range(first, min(first + chunk_blocks, n_blocks))]
-        yield parts[0] if len(parts) == 1 else np.concatenate(parts)
+    """Yield (rows, T) uint8 chunks of ``num`` sequences (bounded memory, chunking-independent)."""
+    return language.iter_blocks(lambda block, rows: _block_rows(dist, seed, block, rows), num, seed, chunk_rows)
 
 
 def sample(dist: Registers, num: int, seed: int) -> np.ndarray:

@@ -26,8 +26,8 @@ from its own seeded streams, as in :mod:`ffbench.language`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
@@ -63,7 +63,7 @@ class UndoFFL:
             raise UsageError("p_undo must be below 1: an undo needs a write to undo")
 
     @classmethod
-    def from_p_ignore(cls, p_ignore: float, length: int = 512) -> "UndoFFL":
+    def from_p_ignore(cls, p_ignore: float, length: int = 512) -> UndoFFL:
         """UNDO(p_i): p_w = p_r = p_u = (1 - p_i) / 3, the UNDO counterpart of FFL(p_i)."""
         if not (0.0 <= p_ignore <= 1.0):
             raise UsageError(f"p_ignore must lie in [0, 1], got {p_ignore!r}")
@@ -116,17 +116,7 @@ def _block_rows(dist: UndoFFL, seed: int, block: int, rows: int) -> np.ndarray:
 
 def iter_sample(dist: UndoFFL, num: int, seed: int, chunk_rows: int = 8 * language.BLOCK_ROWS) -> Iterator[np.ndarray]:
     """Yield (rows, T) uint8 chunks of ``num`` sequences (bounded memory, chunking-independent)."""
-    if not isinstance(num, (int, np.integer)) or num <= 0:
-        raise UsageError(f"num must be a positive integer, got {num!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise UsageError(f"seed must be a non-negative integer, got {seed!r}")
-    block_rows = language.BLOCK_ROWS
-    chunk_blocks = max(1, chunk_rows // block_rows)
-    n_blocks = -(-num // block_rows)
-    for first in range(0, n_blocks, chunk_blocks):
-        parts = [_block_rows(dist, seed, b, min(block_rows, num - b * block_rows))
-                 for b in range(first, min(first + chunk_blocks, n_blocks))]
-        yield parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return language.iter_blocks(lambda block, rows: _block_rows(dist, seed, block, rows), num, seed, chunk_rows)
 
 
 def sample(dist: UndoFFL, num: int, seed: int) -> np.ndarray:

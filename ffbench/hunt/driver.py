@@ -461,18 +461,10 @@ class Hunter:
             rows.append(seq)
             metas.append((label, meta))
             planned += n_reads
-        keep = self._fit_tokens(rows, tokens_left)
-        if keep == 0:
+        round_ = self._score_candidates(rows, metas, tokens_left)
+        if round_ is None:
             return False
-        arr, metas = np.stack(rows[:keep]), metas[:keep]
-        scored = self._score(arr)
-        spent = self.state["spent"]
-        spent["reads"] += len(scored.reads)
-        spent["tokens"] += int(scored.tokens.sum())
-        spent["sequences"] += arr.shape[0]
-        self.seen.update(digest(row) for row in arr)
-        failing = [k for k in range(arr.shape[0]) if not scored.correct[scored.sequence_reads(k)].all()]
-        confirmed = self._confirm(arr, scored, failing)
+        arr, metas, scored, confirmed = round_
         rewards = bandit_mod.reward(scored.correct, scored.margin)
         for k, (label, meta) in enumerate(metas):
             s = scored.sequence_reads(k)
@@ -481,6 +473,23 @@ class Hunter:
                                int(np.count_nonzero(~scored.correct[s])), int(new))
             self._offer_to_pool(arr[k], meta, scored, s)
         return True
+
+    def _score_candidates(self, rows: list, metas: list, tokens_left):
+        """Score a round's candidates (as many as the token budget lets through), count what they
+        spent, and re-score the failing ones: (sequences, their metas, scores, confirmed glitches),
+        or None when not one candidate fits."""
+        keep = self._fit_tokens(rows, tokens_left)
+        if keep == 0:
+            return None
+        arr, metas = np.stack(rows[:keep]), metas[:keep]
+        scored = self._score(arr)
+        spent = self.state["spent"]
+        spent["reads"] += len(scored.reads)
+        spent["tokens"] += int(scored.tokens.sum())
+        spent["sequences"] += arr.shape[0]
+        self.seen.update(digest(row) for row in arr)
+        failing = [k for k in range(arr.shape[0]) if not scored.correct[scored.sequence_reads(k)].all()]
+        return arr, metas, scored, self._confirm(arr, scored, failing)
 
     # ------------------------------------------------------------------ map search
     def _map_round(self, rng: np.random.Generator) -> bool:
@@ -507,18 +516,10 @@ class Hunter:
             rows.append(seq)
             metas.append(meta)
             planned += n_reads
-        keep = self._fit_tokens(rows, tokens_left)
-        if keep == 0:
+        round_ = self._score_candidates(rows, metas, tokens_left)
+        if round_ is None:
             return False
-        arr, metas = np.stack(rows[:keep]), metas[:keep]
-        scored = self._score(arr)
-        spent = self.state["spent"]
-        spent["reads"] += len(scored.reads)
-        spent["tokens"] += int(scored.tokens.sum())
-        spent["sequences"] += arr.shape[0]
-        self.seen.update(digest(row) for row in arr)
-        failing = [k for k in range(arr.shape[0]) if not scored.correct[scored.sequence_reads(k)].all()]
-        confirmed = self._confirm(arr, scored, failing)
+        arr, metas, scored, confirmed = round_
         keys = descriptors.cell_keys(descriptors.describe(arr))
         slots = (scored.reads.position - 1) // 2
         labeled = self.state.setdefault("labeled", {})
