@@ -105,6 +105,35 @@ def record(results: RunResults, revision: str, run_dir: str, registry: str | Non
     return f"registry: {what} in {reg.path}" + (f" (revision {revision})" if revision else "")
 
 
+def check_certified(results: RunResults, opts: RunOptions) -> None:
+    """A run asked to ``--certify`` that ended any other way fails (exit 1), its results kept: a CI
+    step that must certify cannot pass on an undecided or stopped run."""
+    from ffbench.errors import FFBenchError
+
+    if opts.certify is not None and results.stop_reason != "certified":
+        raise FFBenchError(f"not certified: {results.stop_detail or results.stop_reason} "
+                           f"(the run is kept in {results.label})")
+
+
+def example_sequence(task, data: str | None, row: int, length: int, p_ignore: float, seed: int,
+                     registers_k: int | None = None):
+    """The one sequence ``ffbench render`` shows: row ``row`` of a data file, else a fresh draw of
+    ``task`` at (``length``, ``p_ignore``, ``seed``). The default length 16 (eight two-character
+    instructions) becomes eight register instructions (24) under a three-character task."""
+    from ffbench import datafiles
+
+    if data is not None:
+        ds = datafiles.read_sequences(data, task=task.name)
+        if not 0 <= row < ds.num:
+            raise UsageError(f"--row {row} out of range (file has {ds.num} rows)")
+        return ds.sequences[row]
+    if registers_k is not None and task.default_registers is None:
+        raise UsageError(f"--registers applies to --task registers only, not --task {task.name}")
+    if task.unit == 3 and length == 16:
+        length = 3 * (length // 2)
+    return task.sample(task.dist(p_ignore, length, registers_k=registers_k), 1, seed)[0]
+
+
 def _prices(opts: RunOptions):
     from ffbench.cost import Prices
 
@@ -135,7 +164,8 @@ def configure(opts: RunOptions, need_key: bool = True):
         chosen.requires("context_tokens", "--context-tokens")
         if lengths:
             raise UsageError("give --length or --context-tokens, not both")
-        from ffbench import preflight, render as rnd
+        from ffbench import preflight
+        from ffbench import render as rnd
 
         lengths = preflight.lengths_for_tokens(model, rnd.load_template(_list(render)[0]), chosen, budgets,
                                                opts.alphabet)

@@ -284,7 +284,7 @@ def render(rendering, length, p_ignore, seed, data, row, fewshot, mark, list_onl
       ffbench render --model hf/Qwen/Qwen2.5-0.5B-Instruct --render chat --scoring greedy
       ffbench render --task undo --render lightswitch_undo
     """
-    from ffbench import datafiles, language, tasks
+    from ffbench import api, language, tasks
     from ffbench import render as rnd
 
     chosen = tasks.get(task)
@@ -297,17 +297,7 @@ def render(rendering, length, p_ignore, seed, data, row, fewshot, mark, list_onl
         return
     template = rnd.load_template(rendering)
     rnd.check_task(template, chosen)
-    if data is not None:
-        ds = datafiles.read_sequences(data, task=chosen.name)
-        if not 0 <= row < ds.num:
-            raise click.BadParameter(f"row {row} out of range (file has {ds.num} rows)", param_hint="--row")
-        seq = ds.sequences[row]
-    else:
-        if registers_k is not None and chosen.default_registers is None:
-            raise click.UsageError(f"--registers applies to --task registers only, not --task {chosen.name}")
-        if chosen.unit == 3 and length == 16:
-            length = 3 * (length // 2)  # the default 16 (8 two-character instructions) as 8 register instructions
-        seq = chosen.sample(chosen.dist(p_ignore, length, registers_k=registers_k), 1, seed)[0]
+    seq = api.example_sequence(chosen, data, row, length, p_ignore, seed, registers_k)
     demo = (rnd.demo_sequence() if chosen.name == tasks.DEFAULT else chosen.demo()) if fewshot else None
     out = rnd.render(seq, template, demo=demo)
     click.echo(f"# sequence: {language.to_strings(seq[None])[0]}")
@@ -511,8 +501,7 @@ def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, few
     if record:
         line = api.record(results, revision, out, registry, strict=False)
         click.echo(line, err=line.startswith("ffbench: warning"))
-    if certify is not None and results.stop_reason != "certified":
-        raise FFBenchError(f"not certified: {results.stop_detail or results.stop_reason} (the run is kept in {out})")
+    api.check_certified(results, opts)
 
 
 def _model_args(pairs) -> dict:
@@ -669,23 +658,7 @@ def train(arch, recipe, sets, out, save_every, progress, **aliases):
              for flag, _, key in TRAIN_ALIASES
              if (raw := aliases[f"alias__{key.replace('.', '__')}"]) is not None]
     pairs += [config.parse_set(text) for text in sets]
-    over = config.nest(pairs)
-    model_over = over.pop("model", {})
-    base = config.load_yaml(recipe, "recipe") if recipe else {}
-    recipe_model = base.pop("model", {})
-    if not isinstance(recipe_model, dict):
-        raise click.UsageError(f"recipe {recipe!r}: model must be a mapping of model settings, got {recipe_model!r}")
-    arch = model_over.pop("arch", None) or arch or recipe_model.get("arch")
-    if arch is None:
-        raise click.UsageError("give --arch transformer|lstm|ssm or a --recipe")
-    if recipe:  # the recipe's own keys and types, before flags override them
-        config.from_mapping({**base, "model": recipe_model}, f"recipe {recipe!r}")
-    model = {**recipe_model, "arch": arch, **model_over}
-    settings = {**base, **over}
-    length_t = settings.get("length", 512)
-    if arch == "transformer" and isinstance(length_t, int) and model.get("max_len", 1024) < length_t:
-        model["max_len"] = length_t  # a position table as long as the training sequences
-    cfg = config.paper_config(arch, **settings, model=model)
+    cfg = config.layered(arch, recipe, pairs)
 
     from ffbench.train import trainer
 

@@ -361,6 +361,29 @@ def parse_value(key: str, kind: str, raw: str, where: str):
         raise UsageError(f"{where}: {key} must be {expected}, got {raw!r}") from None
 
 
+def layered(arch: str | None, recipe: str | None, pairs: list[tuple[str, object]]) -> TrainConfig:
+    """The config ``ffbench train`` trains: the architecture's paper defaults, then the ``recipe``
+    file, then the (key, value) ``pairs`` of the flags and ``--set``, later layers winning. A
+    Transformer's position table grows to the training length unless one was set longer."""
+    over = nest(pairs)
+    model_over = over.pop("model", {})
+    base = load_yaml(recipe, "recipe") if recipe else {}
+    recipe_model = base.pop("model", {})
+    if not isinstance(recipe_model, dict):
+        raise UsageError(f"recipe {recipe!r}: model must be a mapping of model settings, got {recipe_model!r}")
+    arch = model_over.pop("arch", None) or arch or recipe_model.get("arch")
+    if arch is None:
+        raise UsageError("give --arch transformer|lstm|ssm or a --recipe")
+    if recipe:  # the recipe's own keys and types, before flags override them
+        from_mapping({**base, "model": recipe_model}, f"recipe {recipe!r}")
+    model = {**recipe_model, "arch": arch, **model_over}
+    settings = {**base, **over}
+    length_t = settings.get("length", 512)
+    if arch == "transformer" and isinstance(length_t, int) and model.get("max_len", 1024) < length_t:
+        model["max_len"] = length_t  # a position table as long as the training sequences
+    return paper_config(arch, **settings, model=model)
+
+
 def nest(pairs: list[tuple[str, object]]) -> dict:
     """Dotted overrides as a recipe-like mapping (``model`` a mapping of its own); later pairs win."""
     out: dict = {}
