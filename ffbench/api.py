@@ -134,6 +134,53 @@ def example_sequence(task, data: str | None, row: int, length: int, p_ignore: fl
     return task.sample(task.dist(p_ignore, length, registers_k=registers_k), 1, seed)[0]
 
 
+def gate(candidate: str, baseline: str | None, max_glitch_rate: float | None = None, alpha: float = 0.05,
+         allow_missing_baseline: bool = False, registry: str | None = None, notify=lambda m: None):
+    """``ffbench check``'s verdict on ``candidate`` against ``baseline`` and/or a ceiling.
+
+    What each failure means is decided here: a reference that names no run, or runs that share no
+    cell, are usage errors (exit 2); a run that cannot be read (a damaged file) or any other failure
+    to judge is :class:`~ffbench.errors.CouldNotJudge` (exit 3), never a regression (exit 1). With
+    ``allow_missing_baseline`` and a ceiling, a baseline not recorded yet is said (``notify``) and
+    only the ceiling applies."""
+    from ffbench import check, runs
+    from ffbench.errors import CouldNotJudge, Damaged, FFBenchError
+
+    if baseline is None and max_glitch_rate is None:
+        raise UsageError("give --baseline, --max-glitch-rate, or both")
+
+    def load(ref: str, **kw):
+        try:
+            return runs.load(ref, registry, **kw)
+        except Damaged as exc:
+            raise CouldNotJudge(str(exc)) from None
+        except FFBenchError as exc:
+            raise UsageError(str(exc)) from None
+
+    try:
+        cand = load(candidate)
+        base = None
+        if baseline:
+            try:
+                base = load(baseline, comparable_to=cand.keys())
+            except UsageError as exc:
+                if not (allow_missing_baseline and max_glitch_rate is not None):
+                    raise
+                notify(f"no baseline yet ({exc}); applying only --max-glitch-rate")
+            else:
+                if baseline.startswith("registry:"):
+                    notify(f"baseline: {base.label} recorded {base.created}")
+        verdict = check.compare(cand, base, alpha=alpha, max_glitch_rate=max_glitch_rate)
+    except (UsageError, CouldNotJudge):
+        raise
+    except FFBenchError as exc:  # a failure to judge is never a regression
+        raise CouldNotJudge(str(exc)) from None
+    if not verdict.tests:
+        raise UsageError(f"nothing to compare: no cell of {candidate!r} matches one of {baseline!r} "
+                         "(same suite, length, p_ignore, render, scoring and variant)")
+    return verdict
+
+
 def _prices(opts: RunOptions):
     from ffbench.cost import Prices
 

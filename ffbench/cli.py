@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from ffbench import __version__, redact
-from ffbench.errors import CouldNotJudge, Damaged, FFBenchError, Interrupted, UsageError
+from ffbench.errors import CouldNotJudge, FFBenchError, Interrupted, UsageError
 
 
 def _probabilities(ctx, param, value):
@@ -924,45 +924,11 @@ def check(candidate, baseline, max_glitch_rate, alpha, allow_missing_baseline, j
       ffbench check --candidate runs/new --baseline runs/old --junit ffbench-junit.xml
       ffbench check --candidate runs/new --baseline registry:my-org/model@v1.2 --max-glitch-rate 1e-3
     """
-    if baseline is None and max_glitch_rate is None:
-        raise click.UsageError("give --baseline, --max-glitch-rate, or both")
-    try:
-        _check(candidate, baseline, max_glitch_rate, alpha, allow_missing_baseline, junit, json_path, summary_path,
-               registry)
-    except (UsageError, CouldNotJudge):
-        raise
-    except FFBenchError as exc:  # a failure to judge is never a regression (exit 1)
-        raise CouldNotJudge(str(exc)) from None
-
-
-def _check(candidate, baseline, max_glitch_rate, alpha, allow_missing_baseline, junit, json_path, summary_path,
-           registry):
+    from ffbench import api
     from ffbench import check as gate
-    from ffbench import runs
 
-    try:
-        cand = runs.load(candidate, registry)
-    except Damaged:
-        raise
-    except FFBenchError as exc:
-        raise click.UsageError(str(exc)) from None
-    base = None
-    if baseline:
-        try:
-            base = runs.load(baseline, registry, comparable_to=cand.keys())
-        except Damaged:
-            raise
-        except FFBenchError as exc:
-            if not (allow_missing_baseline and max_glitch_rate is not None):
-                raise click.UsageError(str(exc)) from None
-            click.echo(f"no baseline yet ({exc}); applying only --max-glitch-rate", err=True)
-        else:
-            if baseline.startswith("registry:"):
-                click.echo(f"baseline: {base.label} recorded {base.created}", err=True)
-    verdict = gate.compare(cand, base, alpha=alpha, max_glitch_rate=max_glitch_rate)
-    if not verdict.tests:
-        raise click.UsageError(f"nothing to compare: no cell of {candidate!r} matches one of {baseline!r} "
-                               "(same suite, length, p_ignore, render, scoring and variant)")
+    verdict = api.gate(candidate, baseline, max_glitch_rate, alpha, allow_missing_baseline, registry,
+                       notify=lambda m: click.echo(m, err=True))
     click.echo(gate.text_summary(verdict))
     if junit:
         Path(junit).write_bytes(gate.junit_xml(verdict))
