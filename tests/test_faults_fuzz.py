@@ -103,3 +103,22 @@ def test_no_answer_shape_crashes_the_run_or_poisons_the_cache(scoring, mutation)
             if finished:
                 assert srv.requests == requests  # every kept answer was usable
         assert res.results[0].reads > 0
+
+
+class SetUsage:
+    """Every answer's ``usage`` replaced by one value (CI's Hypothesis run found ``usage: 1`` crashing
+    the cached-token count, after the token count itself had been made safe)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __call__(self, body: dict) -> dict:
+        return {**json.loads(json.dumps(body)), "usage": self.value}
+
+
+@pytest.mark.parametrize("usage", [1, True, [None], "x", {"prompt_tokens_details": 3},
+                                   {"prompt_tokens": "a", "prompt_tokens_details": {"cached_tokens": []}}])
+def test_a_usage_field_of_any_shape_counts_nothing_and_the_run_completes(usage, tmp_path):
+    with FaultServer(faults=False, mutate=SetUsage(usage)) as srv:
+        res = _run(srv.url, tmp_path / "r", "choice")
+    assert res.complete and res.usage["prompt_tokens"] == 0 and res.usage.get("cached_tokens", 0) == 0

@@ -470,10 +470,11 @@ class Transport:
         for body in bodies.values():
             try:
                 p, c = self.policy.usage(body)
+                cached = self.policy.cache_usage(body)
             except (TypeError, ValueError, AttributeError, KeyError):  # a usage field of another shape
-                p, c = 0, 0  # counts are informative only: the answer itself was read
+                p, c, cached = 0, 0, {}  # counts are informative only: the answer itself was read
             prompt, completion = prompt + p, completion + c
-            for name, value in self.policy.cache_usage(body).items():
+            for name, value in cached.items():
                 if value:  # counted only where a cache answered, so other usage stays as it was
                     cache[name] = cache.get(name, 0) + int(value)
         self.count(requests=len(bodies), prompt_tokens=prompt, completion_tokens=completion, **cache, **fields)
