@@ -4,12 +4,12 @@ run's on the same model (the parity pattern of tests/test_lm_eval.py)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from ffbench import lmeval, render, tasks, undo
 from tests.conftest import HAS_TORCH
-from tests.test_lm_eval import HAS_LM_EVAL, OFFLINE
+from tests.lm_eval_parity import assert_lm_eval_equals_run
+from tests.test_lm_eval import HAS_LM_EVAL
 
 META = {"lengths": [16, 32], "p_ignore": [0.7, 0.1], "num_sequences": 5, "seed": 3}
 UNDO_TASKS = {"fflm_undo_symbolic": "symbolic_undo", "fflm_undo_lightswitch": "lightswitch_undo"}
@@ -32,43 +32,7 @@ def test_documents_are_the_final_reads_of_undo_sequences():
 
 @pytest.mark.skipif(not (HAS_LM_EVAL and HAS_TORCH), reason="lm-eval, torch and transformers needed")
 def test_undo_tasks_equal_ffbench_run_exactly(tiny_gpt2, tmp_path):
-    import lm_eval
-
-    from ffbench import backends, runner
-
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in OFFLINE.items():
-            mp.setenv(k, v)
-        out = lm_eval.simple_evaluate(
-            model="hf", model_args={"pretrained": str(tiny_gpt2), "dtype": "float32"}, device="cpu",
-            tasks=list(UNDO_TASKS), task_manager=lmeval.task_manager(META, include_defaults=False),
-            batch_size=8, log_samples=True)
-    cfg = runner.RunConfig(model=f"hf/{tiny_gpt2}", model_args={"dtype": "float32", "device": "cpu"},
-                           p_ignore=META["p_ignore"], lengths=META["lengths"], num=META["num_sequences"],
-                           seed=META["seed"], renders=list(UNDO_TASKS.values()), scorings=["choice"], fewshot=True,
-                           task="undo")
-    res = runner.run(cfg, str(tmp_path / "run"), backends.resolve(cfg.model, cfg.model_args), progress=False,
-                     echo=lambda m: None)
-    table = res.samples
-    final = table.loc[table.groupby(["suite", "length", "render", "seq_index"])["read_index"].idxmax()]
-    verdicts = []
-    for task, rendering in UNDO_TASKS.items():
-        ours = {(r.suite, r.length, r.seq_index): (bool(r.correct), r.margin)
-                for r in final[final["render"] == rendering].itertuples()}
-        theirs = {}
-        for s in out["samples"][task]:
-            doc, lls = s["doc"], [r[0] for r in s["filtered_resps"]]
-            theirs[(doc["suite"], doc["length"], doc["seq_index"])] = (bool(s["acc"]),
-                                                                        lls[doc["gold"]] - lls[1 - doc["gold"]])
-        assert theirs.keys() == ours.keys() and len(ours) == 20
-        for key, (right, margin) in theirs.items():
-            assert right == ours[key][0], (task, key)
-            assert margin == pytest.approx(ours[key][1], abs=1e-4), (task, key)
-            verdicts.append(right)
-        assert out["results"][task]["acc,none"] == pytest.approx(np.mean([v[0] for v in ours.values()]))
-    assert any(verdicts) and not all(verdicts)
-
-
+    assert_lm_eval_equals_run(tiny_gpt2, tmp_path, META, UNDO_TASKS, "undo", 20)
 def test_importing_an_undo_tasks_log_is_refused_in_one_line(tmp_path, capsys):
     import json
 
