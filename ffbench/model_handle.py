@@ -38,6 +38,7 @@ class ModelHandle:
     name = property(lambda self: self.ref.name)
     args = property(lambda self: self.ref.args)
     cls = property(lambda self: self.ref.cls)
+    tokenizer = property(lambda self: self.ref.tokenizer)  # the model's own, loaded once (ModelRef.tokenizer)
 
     need_key: bool = True  # a remote model with no key is a usage error (as a run would send requests)
     _connection: tuple | None = None

@@ -227,7 +227,7 @@ class Estimator:
 
     def __init__(self, p, model):
         self.p, self.cls = p, model.cls
-        self.tokenizer = self.cls.load_tokenizer(model.name, model.args)
+        self.tokenizer = model.tokenizer()
         self.context = self.cls.context_before_load(model.name, model.args) or model.args.get("context_length")
         serving = self.cls.serving(model.name, model.args)
         self.dense_ok, self.chat_api = serving.dense, serving.chat
@@ -377,7 +377,7 @@ def show(model, rendered: render.Rendered, template: render.Template, scoring: s
     """What ``model`` receives for ``rendered`` under ``scoring``: the whole sequence for a dense
     pass, else the final read's request (its question, or its per-read prompt)."""
     cls = model.cls
-    tokenizer = cls.load_tokenizer(model.name, model.args)
+    tokenizer = model.tokenizer()
     serving = cls.serving(model.name, model.args)
     dense_ok, chat_api = serving.dense, serving.chat
     fmt = options.format(template, tokenizer)
@@ -433,7 +433,7 @@ def lengths_for_tokens(model, template: render.Template, task, targets: list[int
     """``--context-tokens N1,N2`` (``--task haystack``): per N, the largest even T whose rendered probe
     sequence (the task's first preset at T, seed 0) takes at most N tokens of the model's own
     tokenizer (raw text, no chat template). Refused in one line where the model has no local tokenizer."""
-    tokenizer = model.cls.load_tokenizer(model.name, model.args)
+    tokenizer = model.tokenizer()
     if tokenizer is None:
         raise UsageError(f"--context-tokens counts with the model's own tokenizer, and {model.spec} has none here: "
                          "give --length instead")

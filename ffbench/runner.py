@@ -735,7 +735,7 @@ def _tokens_of(model: ModelRef, text: str) -> int:
     token covers at least one character. Natural-language renderings (a haystack) take 3-4 times
     fewer tokens than characters, so counting characters would refuse what fits."""
     try:
-        tokenizer = model.cls.load_tokenizer(model.name, model.args)
+        tokenizer = model.tokenizer()
     except Exception:  # the run itself will say why the model cannot load; here characters bound tokens
         tokenizer = None
     if tokenizer is None:

@@ -172,6 +172,7 @@ class ModelRef:
     options: dict = field(default_factory=dict)  # connection settings (base_url, api_key, cache_path)
     missing: str | None = None  # what the connection lacks (an API key), refused by check() before any request
     _cls: type | None = None
+    _tokenizer: tuple = ()  # (the tokenizer or None,) once loaded
 
     @property
     def cls(self) -> type[Backend]:
@@ -179,13 +180,20 @@ class ModelRef:
             self._cls = providers()[self.provider].load()
         return self._cls
 
+    def tokenizer(self):
+        """The model's own tokenizer without weights (``cls.load_tokenizer``), loaded once per
+        reference: the plan check, the memory preflight and the dry run all ask for it."""
+        if not self._tokenizer:
+            self._tokenizer = (self.cls.load_tokenizer(self.name, self.args),)
+        return self._tokenizer[0]
+
     def check(self, renders: list, scorings: list[str], alphabet: int = 2, fewshot: bool = False) -> None:
         """Usage errors of this model with this plan (raises UsageError): the provider's own, and a
         rendering whose text the model's tokenizer cannot represent (it would read unknown tokens)."""
         self.cls.check_plan(self.name, self.args, renders, scorings)
         if self.missing:
             raise UsageError(self.missing)
-        tokenizer = self.cls.load_tokenizer(self.name, self.args)
+        tokenizer = self.tokenizer()
         if tokenizer is None:
             return
         from ffbench import render
