@@ -99,9 +99,10 @@ def test_ctrl_c_in_a_batch_of_50_hanging_requests_exits_within_2_s_and_resumes(t
     assert results[0] == results[1]
 
 
-def test_ctrl_c_while_the_server_never_answers_its_model_listing_is_one_line(tmp_path):
+@pytest.mark.parametrize("command", ["run", "hunt"])
+def test_ctrl_c_while_the_server_never_answers_its_model_listing_is_one_line(tmp_path, command):
     """A server that accepts connections and never answers: Ctrl-C while the model loads (its
-    listing hangs) stops within 2 s with one line and leaves no directory behind."""
+    listing hangs) stops within 2 s with one line (not click's "aborted") and leaves no directory behind."""
     import socket
     import threading
 
@@ -112,9 +113,10 @@ def test_ctrl_c_while_the_server_never_answers_its_model_listing_is_one_line(tmp
     threading.Thread(target=lambda: [held.append(listener.accept()) for _ in range(16)], daemon=True).start()
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ffbench", "run", "--model", "openai/m", "--base-url",
-             f"http://127.0.0.1:{listener.getsockname()[1]}/v1", "--suite", "in_dist", "--length", "16", "--num", "8",
-             "-o", str(tmp_path / "r"), "--no-record", "--no-progress"],
+            [sys.executable, "-m", "ffbench", command, "--model", "openai/m", "--base-url",
+             f"http://127.0.0.1:{listener.getsockname()[1]}/v1", "--length", "16", "-o", str(tmp_path / "r"),
+             "--no-progress", *(["--suite", "in_dist", "--num", "8", "--no-record"] if command == "run" else
+                                ["--budget", "100"])],
             stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
             env={**os.environ, "PYTHONPATH": os.getcwd(), "OPENAI_API_KEY": "sk-test"})
         deadline = time.time() + 60
@@ -128,5 +130,6 @@ def test_ctrl_c_while_the_server_never_answers_its_model_listing_is_one_line(tmp
     finally:
         listener.close()
     assert elapsed < 2.0 and proc.returncode == 130, (elapsed, err)
-    assert err.splitlines()[-2:] == ["ffbench: stopping...", "ffbench: interrupted before scoring began; nothing was kept"]
+    began = "scoring" if command == "run" else "the hunt"
+    assert err.splitlines()[-2:] == ["ffbench: stopping...", f"ffbench: interrupted before {began} began; nothing was kept"]
     assert not (tmp_path / "r").exists()

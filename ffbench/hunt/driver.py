@@ -203,9 +203,12 @@ def hunt(cfg: HuntConfig, out_dir: str, model: ModelRef, progress: bool = False,
     with hd.lock():
         try:
             return _hunt_locked(p, hd, model, fingerprint, progress, echo, (executor, workers, ray_address))
-        except BaseException:
+        except BaseException as exc:
             if not existed:
                 hd.remove_if_empty()
+            if isinstance(exc, KeyboardInterrupt):  # before the first round (loading, a server's listing)
+                kept = "nothing was kept" if not hd.path.exists() else f"what {out_dir} holds is kept; rerun to resume"
+                raise Interrupted(f"interrupted before the hunt began; {kept}") from None
             raise
 
 
