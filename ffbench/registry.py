@@ -33,7 +33,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from ffbench.errors import FFBenchError
+from ffbench.errors import FFBenchError, UsageError
 from ffbench.schema import CellKey, RunResults
 
 SCHEMA = """
@@ -191,11 +191,11 @@ class Registry:
         if not found:
             what = f"{model!r}" + (f" at revision {revision!r}" if revision is not None else "")
             known = ", ".join(self.models()) or "none"
-            raise FFBenchError(f"registry {str(self.path)!r} has no run of {what} (models: {known})")
+            raise UsageError(f"registry {str(self.path)!r} has no run of {what} (models: {known})")
         if comparable_to is not None:
             comparable = [e for e in found if e["results"].keys() & comparable_to]
             if not comparable:
-                raise FFBenchError(f"registry {str(self.path)!r} has {len(found)} run(s) of {model!r} but none shares "
+                raise UsageError(f"registry {str(self.path)!r} has {len(found)} run(s) of {model!r} but none shares "
                                    "a cell (suite, length, p_ignore, render, scoring, variant) with the candidate")
             found = comparable
         return found[-1]["results"]

@@ -81,6 +81,9 @@ def test_cli_record_history_and_registry_baseline(tmp_path):
     assert gate.returncode == 1, gate.stdout + gate.stderr
     missing = ff("check", "--candidate", new, "--baseline", "registry:hf/org/m@v9")
     assert missing.returncode == 2 and "no run of 'hf/org/m' at revision 'v9'" in missing.stderr
+    report = subprocess.run([sys.executable, "-m", "ffbench", "report", "registry:hf/org/nosuch", "--registry", reg,
+                             "--out", tmp_path / "r.html"], capture_output=True, text=True)  # a bad reference: usage
+    assert report.returncode == 2 and report.stderr.count("\n") == 1 and "no run of 'hf/org/nosuch'" in report.stderr
 
 
 @needs_torch
