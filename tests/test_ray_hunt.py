@@ -55,3 +55,41 @@ def test_a_ray_estimate_equals_the_local_estimate_sample_for_sample(tmp_path):
     sa, sb = (pd.read_parquet(tmp_path / d / "samples.parquet") for d in ("local", "ray"))
     assert len(sa) == a["spent"]["reads"] and sa["text"].str.len().nunique() > 1  # samples of mixed lengths
     pd.testing.assert_frame_equal(sa, sb, check_exact=True)  # every sample's verdict, margin and weight
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openai") is None, reason="openai not installed")
+def test_a_ray_hunt_of_an_api_model_through_faults_equals_the_local_hunt(tmp_path):
+    """An API model on Ray actors: each actor reaches the server, retries its faults (429, 500,
+    stalls, malformed bodies on first attempts) and the hunt equals a local one; every answer lands
+    in the hunt directory's response cache, as locally; a finished hunt rerun sends nothing."""
+    from tests.fault_server import MODEL, FaultServer
+
+    api = ["--model", f"openai/{MODEL}", "--length", "16", "--seed", "3", "--no-progress", "--budget", "60",
+           "--model-arg", "retry_base=0.01", "--model-arg", "timeout=1"]
+    env = {**os.environ, "RAY_DEDUP_LOGS": "0", "OPENAI_API_KEY": "sk-test"}
+
+    def hunt(out, *extra):
+        return subprocess.run([sys.executable, "-m", "ffbench", "hunt", *api, "--base-url", srv.url, *extra,
+                               "--out", str(out)], capture_output=True, text=True, timeout=600, env=env)
+
+    with FaultServer(faults=True, stall=1.5) as srv:
+        local = hunt(tmp_path / "local")
+        assert local.returncode == 0, local.stderr
+        ray = hunt(tmp_path / "ray", "--executor", "ray", "--workers", "2")
+        assert ray.returncode == 0, ray.stderr
+        assert "on 2 Ray workers" in ray.stderr and sum(srv.injected.values()) > 0  # faults were met and retried
+        a, b = (json.loads((tmp_path / d / "hunt.json").read_text()) for d in ("local", "ray"))
+        assert a["spent"]["reads"] == 60 and a["map"]["cells"]
+        assert {k: v for k, v in a.items() if k not in TIMING} == {k: v for k, v in b.items() if k not in TIMING}
+        import sqlite3
+
+        cached = []
+        for d in ("local", "ray"):
+            with sqlite3.connect(tmp_path / d / "requests.sqlite") as con:
+                tables = [t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+                cached.append(sum(con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in tables))
+        assert cached[0] > 0 and cached[0] == cached[1]
+        sent = srv.requests
+        again = hunt(tmp_path / "ray", "--executor", "ray", "--workers", "2", "--budget", "60")
+        assert again.returncode == 0, again.stderr
+        assert srv.requests == sent  # a finished hunt rerun sends nothing
