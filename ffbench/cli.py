@@ -754,7 +754,10 @@ def export_model(checkpoint, out):
 @click.option("--hunt", "hunts", multiple=True, metavar="DIR", help="A hunt directory: its glitches become a config.")
 @click.option("--title", metavar="TEXT", help="The dataset card's title.")
 @click.option("--out", "-o", required=True, metavar="FOLDER", help="The dataset folder to write (new or empty).")
-def export_dataset(suites, lengths, num, seed, hunts, title, out):
+@_task_option
+@click.option("--registers", "registers_k", type=int, metavar="K", help="--task registers: number of registers "
+              "(default 2).")
+def export_dataset(suites, lengths, num, seed, hunts, title, out, task, registers_k):
     """Write suites, the stress grid or a hunt's glitches as a Hugging Face dataset folder.
 
     One parquet file per config (data/<suite>_T<length>/test.parquet) and a dataset card README.md
@@ -762,12 +765,14 @@ def export_dataset(suites, lengths, num, seed, hunts, title, out):
     datasets.load_dataset(FOLDER, CONFIG); publish with 'hf upload USER/NAME FOLDER --repo-type dataset'.
 
     \b
-    Example:
+    Examples:
       ffbench export dataset --suite paper,stress --out ffbench-data
+      ffbench export dataset --task undo --suite paper,retraction --length 128 --out ffbench-undo
     """
     from ffbench.export import dataset
 
-    meta = dataset.export(dataset.plan(list(suites), list(lengths or []), num, seed, list(hunts)), out, title)
+    configs = dataset.plan(list(suites), list(lengths or []), num, seed, list(hunts), task, registers_k)
+    meta = dataset.export(configs, out, title)
     for name, m in meta.items():
         click.echo(f"{name}: {_count(m['rows'], 'row')} -> {m['path']} (sha256 {m['file_sha256'][:16]}...)")
     click.echo(f"wrote {out}/{dataset.CARD}; load with datasets.load_dataset({out!r}, {next(iter(meta))!r})")

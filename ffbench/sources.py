@@ -237,10 +237,49 @@ def _task_sources(task: tasks.Task, suites: list[str], data: list[str], lengths:
             if num is not None and num > rows.shape[0]:
                 raise UsageError(f"--num {num} exceeds the {rows.shape[0]:,} sequences of {path}"
                                  + (f" (part {part!r})" if part is not None else ""))
+            n = num or rows.shape[0]
+            preset = _recognise_task_preset(task, rows[:n], part, alphabet, k, suffix, store)
+            if preset is not None:
+                specs.append(SourceSpec(**{**preset.as_dict(), "path": ds.path, "part": part}))
+                continue
             label = Path(path).stem if part is None else str(part)
-            specs.append(SourceSpec("file", label, ds.length, num or rows.shape[0], None, None, alphabet,
+            specs.append(SourceSpec("file", label, ds.length, n, None, None, alphabet,
                                     path=ds.path, part=part, task=task.name))
     return specs
+
+
+def _recognise_task_preset(task: tasks.Task, arr: np.ndarray, label: str | None, alphabet: int, k: int | None,
+                           suffix: str, store: SequenceStore) -> SourceSpec | None:
+    """The preset or structured family of ``task`` (at its default seed) whose sequences are exactly
+    ``arr`` (what ``ffbench generate --task`` or ``export dataset --task`` wrote), as ``--suite`` plans it,
+    so a file of a preset scores the preset's own cell, as for ffl (:func:`recognise_suite`)."""
+    n, length = arr.shape
+    candidates = []
+    if label in task.suites:
+        suite = task.suites[label]
+        candidates.append(SourceSpec("suite", label + suffix, length, n, suite.p_ignore, suite.seed, alphabet,
+                                     task=task.name, registers=k))
+    elif label in task.structured:
+        try:
+            (spec,) = _task_sources(task, [label], [], [length], [], None, None, alphabet, store, k)
+        except UsageError:
+            return None
+        per_point, rest = divmod(n * (spec.per_point or _default_per_point(label)), spec.num)
+        if rest == 0 and per_point > 0:
+            candidates.append(spec if n == spec.num else SourceSpec(**{**spec.as_dict(), "num": n,
+                                                                        "per_point": per_point}))
+    for spec in candidates:
+        try:
+            expected = store.get(spec)[0]
+        except FFBenchError:
+            continue
+        if expected.shape == arr.shape and np.array_equal(expected, arr):
+            return spec
+    return None
+
+
+def _default_per_point(name: str) -> int:
+    return undo.RETRACTION_NUM if name == "retraction" else registers.STALE_NUM
 
 
 READ_BYTES = 48  # the arrays kept per read (language.Reads: six int64 columns)

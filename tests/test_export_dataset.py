@@ -90,6 +90,40 @@ def test_an_exported_suite_file_is_recognised_as_the_preset_by_ffbench_run(tmp_p
 
 
 @needs_datasets
+@pytest.mark.parametrize("task, flags, names", [
+    ("undo", [], ["undo_in_dist_T24", "undo_sparse_T24", "undo_dense_T24", "undo_retraction_T24"]),
+    ("registers", ["--registers", 3], ["registers_in_dist_K3_T24", "registers_sparse_K3_T24",
+                                         "registers_dense_K3_T24", "registers_stale_K3_T24"]),
+])
+def test_a_tasks_presets_export_as_ffbench_generate_writes_them_and_run_recognises_them(tmp_path, task, flags, names):
+    """--task: each preset of the group and each structured family is one config holding exactly the
+    rows of ``ffbench generate --task`` (compared file to file), and ``ffbench run --task --data`` on
+    an exported file plans the preset's own cell (the same source as ``--suite``)."""
+    out = tmp_path / "ds"
+    extra = "stale" if task == "registers" else "retraction"
+    assert _cli(["export", "dataset", "--task", task, *flags, "--suite", f"paper,{extra}", "--length", 24,
+                 "--num", 4, "--out", out]) == 0
+    card = _card(out)
+    assert [c["config_name"] for c in card["configs"]] == names
+    loaded = _load_offline(out, names, tmp_path)
+    for name in names:
+        meta = card["ffbench"]["configs"][name]
+        generated = tmp_path / f"{name}.parquet"
+        assert _cli(["generate", "--task", task, *flags, "--suite", meta["suite"], "--length", 24, "--num", 4,
+                     "--out", generated]) == 0
+        assert [r["text"] for r in loaded[name]["test"]] == pq.read_table(generated).column("text").to_pylist()
+        assert meta["rows"] == len(loaded[name]["test"]) and meta["task"] == task
+        (spec,) = sources.plan_sources([], [str(out / meta["path"])], [], [], None, None, task=task,
+                                       registers_k=[3] if task == "registers" else None)
+        (preset,) = sources.plan_sources([meta["suite"]], [], [24], [], 4, None, task=task,
+                                         registers_k=[3] if task == "registers" else None)
+        assert {key: v for key, v in spec.as_dict().items() if key not in ("path", "part")} == preset.as_dict()
+    assert _cli(["export", "dataset", "--task", "undo", "--suite", "stress", "--out", tmp_path / "x"]) == 2
+    assert _cli(["export", "dataset", "--registers", 3, "--suite", "in_dist", "--out", tmp_path / "y"]) == 2
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+@needs_datasets
 def test_a_hunts_glitches_export_with_every_column(tmp_path):
     from tests.test_hunt import _hunt
 

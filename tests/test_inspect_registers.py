@@ -62,3 +62,12 @@ def test_a_one_variable_model_glitches_exactly_where_the_heuristic_is_wrong(tmp_
     assert (value["glitch_rate_ci_low"], value["glitch_rate_ci_high"]) == \
         pytest.approx(metrics.clopper_pearson(int(wrong.sum()), len(wrong)))
     assert log.eval.task_registry_name == "ffbench/registers"
+    # ffbench import: the same reads (K = 3 from the log's arguments), in the registers task's own cells
+    import json
+
+    from ffbench.imports import import_log
+
+    import_log(log.location, str(tmp_path / "run"))
+    (cell,) = json.loads((tmp_path / "run" / "results.json").read_text())["results"]
+    assert (cell["reads"], cell["errors"]) == (len(wrong), int(wrong.sum()))
+    assert cell["variant"].startswith("task=registers") and cell["source"]["registers"] == 3

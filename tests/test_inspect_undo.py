@@ -59,3 +59,12 @@ def test_a_toggle_model_glitches_exactly_where_the_toggle_is_wrong(tmp_path):
     assert (value["glitch_rate_ci_low"], value["glitch_rate_ci_high"]) == \
         pytest.approx(metrics.clopper_pearson(int(wrong.sum()), len(wrong)))
     assert log.eval.task_registry_name == "ffbench/undo"
+    # ffbench import: the log becomes a run directory of the same reads, in the undo task's own cells
+    import json
+
+    from ffbench.imports import import_log
+
+    import_log(log.location, str(tmp_path / "run"))
+    (cell,) = json.loads((tmp_path / "run" / "results.json").read_text())["results"]
+    assert (cell["reads"], cell["errors"]) == (len(wrong), int(wrong.sum()))
+    assert cell["variant"].startswith("task=undo") and cell["source"]["task"] == "undo"

@@ -42,7 +42,7 @@ class ExportConfig:
     name: str
     params: dict  # generation parameters, written to the card
     write: Callable[[Path], tuple[int, str]]  # writes the parquet file; returns (rows, content sha256)
-    columns: list[str] = field(default_factory=list)
+    columns: list[str] | None = field(default_factory=list)  # None: the written file's own
 
     @property
     def path(self) -> str:
@@ -51,10 +51,24 @@ class ExportConfig:
 
 # ----------------------------------------------------------------------------- planning
 def plan(suites: list[str], lengths: list[int], num: int | None, seed: int | None,
-         hunts: list[str]) -> list[ExportConfig]:
-    """The configs to export; every bad choice is a UsageError found before anything is written."""
+         hunts: list[str], task: str | None = None, registers_k: int | None = None) -> list[ExportConfig]:
+    """The configs to export; every bad choice is a UsageError found before anything is written.
+    With ``task`` other than ffl, ``suites`` are that task's presets and structured families
+    (``ffbench generate --task``'s), one config ``<task>_<suite>_T<length>`` each."""
+    from ffbench import tasks
+
+    chosen = tasks.get(task)
     if not suites and not hunts:
         raise UsageError("nothing to export: give --suite (paper, in_dist, sparse, dense, stress) and/or --hunt DIR")
+    if chosen.name != tasks.DEFAULT:
+        if hunts:
+            raise UsageError(f"--hunt exports a flip-flop hunt's glitches; drop it with --task {chosen.name}")
+        names = [member for name in suites for member in chosen.groups.get(name, (name,))]  # paper: its suites
+        configs = [_task_config(chosen, name, length, num, seed, registers_k)
+                   for name in names for length in lengths or [chosen.default_length]]
+        return _unique(configs)
+    if registers_k is not None:
+        raise UsageError("--registers applies to --task registers only")
     configs: list[ExportConfig] = []
     for name in suites:
         if name == "stress":
@@ -65,6 +79,10 @@ def plan(suites: list[str], lengths: list[int], num: int | None, seed: int | Non
                 configs.append(_suite_config(suite, length, num, seed))
     for path in hunts:
         configs.append(_hunt_config(path))
+    return _unique(configs)
+
+
+def _unique(configs: list[ExportConfig]) -> list[ExportConfig]:
     names = [c.name for c in configs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -81,6 +99,19 @@ def _suite_config(suite: language.Suite, length: int, num: int | None, seed: int
               "command": _command(f"--suite {suite.name} --length {part.dist.length}", num, seed)}
     return ExportConfig(f"{suite.name}_T{part.dist.length}", params,
                         lambda out: datafiles.write_sequences(out, generate.iter_chunks([part])), ["text", "suite"])
+
+
+def _task_config(task, suite: str, length: int, num: int | None, seed: int | None, k: int | None) -> ExportConfig:
+    """A preset or structured family of a task other than ffl, written by ``ffbench generate --task``'s code,
+    so ``ffbench run --task NAME --data`` on the file recognises the preset."""
+    job = generate.plan(suite, length, None, None, num, seed, 2, task=task.name, registers_k=k)
+    k = k or task.default_registers
+    flags = f"--task {task.name}" + (f" --registers {k}" if k is not None else "") + f" --suite {suite} --length {length}"
+    params = {"kind": "task", "task": task.name, "suite": suite, "length": length, "num": job.rows(),
+              "seed": seed, "registers": k, "alphabet": 2, "command": _command(flags, num, seed)}
+    name = f"{task.name}_{suite}" + (f"_K{k}" if k is not None else "") + f"_T{length}"
+    return ExportConfig(name, {key: v for key, v in params.items() if v is not None},
+                        lambda out: datafiles.write_sequences(out, job.chunks()), None)
 
 
 def _stress_config(length: int, per_point: int | None, seed: int | None) -> ExportConfig:
@@ -150,7 +181,8 @@ def export(configs: list[ExportConfig], out: str, title: str | None = None) -> d
             path = staging / config.path
             path.parent.mkdir(parents=True, exist_ok=True)
             rows, content = config.write(path)
-            meta[config.name] = {**config.params, "rows": rows, "columns": config.columns, "split": SPLIT,
+            columns = config.columns if config.columns is not None else _columns(path)
+            meta[config.name] = {**config.params, "rows": rows, "columns": columns, "split": SPLIT,
                                  "path": config.path, "content_sha256": content, "file_sha256": file_sha256(path)}
         (staging / CARD).write_text(card(meta, title), encoding="utf-8")
         if target.exists():
@@ -160,6 +192,12 @@ def export(configs: list[ExportConfig], out: str, title: str | None = None) -> d
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return meta
+
+
+def _columns(path: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return list(pq.read_schema(path).names)
 
 
 def file_sha256(path: Path) -> str:

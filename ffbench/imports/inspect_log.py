@@ -19,7 +19,7 @@ from ffbench.imports.build import Imported, ImportedCell, ImportedRead
 from ffbench.inspect_tasks import reads as task_reads
 from ffbench.schema import variant_of
 
-TASKS = {"ffbench/flipflop": "flipflop", "ffbench/stress": "stress"}
+TASKS = {f"ffbench/{name}": name for name in task_reads.RENDERINGS}  # registry name -> reads.source's task
 SCORER = "flipflop_read"
 
 
@@ -35,11 +35,13 @@ def read(path: Path) -> Imported:
             from None
     task = TASKS.get(log.eval.task_registry_name or log.eval.task)
     if task is None:
-        raise UsageError(f"{path} is a log of Inspect task {log.eval.task!r}, not of ffbench/flipflop or ffbench/stress")
+        raise UsageError(f"{path} is a log of Inspect task {log.eval.task!r}, not of an ffbench task "
+                         f"({', '.join(TASKS)})")
     args = dict(log.eval.task_args)
+    registers = args.get("registers", 2) if task == "registers" else None  # the task's own default K
     spec = task_reads.source(task, args.get("suite"), args.get("length"), args.get("num"), args.get("seed"),
-                             args.get("p_ignore"))
-    rendering = str(args.get("rendering", task_reads.DEFAULT_RENDERING))
+                             args.get("p_ignore"), registers)
+    rendering = str(args.get("rendering", task_reads.RENDERINGS[task]))
     store = sources.SequenceStore()
     got: dict[tuple[int, int], ImportedRead] = {}
     for sample in log.samples or []:
@@ -54,7 +56,8 @@ def read(path: Path) -> Imported:
     max_tokens = int(args.get("max_tokens", task_reads.MAX_TOKENS))
     config = {"harness_task": log.eval.task_registry_name, "task_args": args, "renders": [rendering],
               "scorings": ["greedy"], "fewshot": bool(args.get("fewshot")), "alphabet": 2,
-              "max_new_tokens": None if max_tokens == task_reads.MAX_TOKENS else max_tokens, "log": str(path)}
+              "max_new_tokens": None if max_tokens == task_reads.MAX_TOKENS else max_tokens, "log": str(path),
+              "task": spec.task}  # a task other than ffl enters every cell's variant, as in ffbench run
     variant = variant_of(config, "greedy", chat=False, asks=True)
     cell = ImportedCell(spec, rendering, "greedy", variant, kept)
     identity = {"model": log.eval.model, "base_url": log.eval.model_base_url, "model_args": log.eval.model_args}

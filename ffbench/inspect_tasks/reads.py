@@ -19,6 +19,8 @@ UNDO_RENDERING = "chat_undo"  # the same for ffbench/undo (--task undo)
 REGISTERS_RENDERING = "chat_registers"  # and for ffbench/registers (--task registers)
 HAYSTACK_RENDERING = "haystack_chat"  # and for ffbench/haystack (--task haystack)
 MAX_TOKENS = prompting.ASKED_BUDGET  # ffbench's reply budget for a question
+RENDERINGS = {"flipflop": DEFAULT_RENDERING, "stress": DEFAULT_RENDERING, "undo": UNDO_RENDERING,
+              "registers": REGISTERS_RENDERING, "haystack": HAYSTACK_RENDERING}  # each task's default
 
 
 @dataclass(frozen=True)
