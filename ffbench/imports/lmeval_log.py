@@ -8,7 +8,9 @@ and carries the sequence, its cell (length, p_ignore, seed; for ``fflm_stress`` 
 ``fflm_stress`` cell is the whole grid at one length), checks each document's sequence and whole
 context against them, and reads the verdict with ffbench's rules: strictly the highest
 log-likelihood (a tie is wrong) for the multiple-choice tasks, the filtered answer for the
-generation tasks. Cells get the variant ``final_read`` (only the last read of each sequence was
+generation tasks. The tasks of another language (``fflm_undo_*``, ``fflm_registers_*``,
+``fflm_haystack``) import into that task's cells (``task=NAME``, K from the task metadata
+``registers``), as ``ffbench run --task`` plans them. Cells get the variant ``final_read`` (only the last read of each sequence was
 asked), ``fewshot`` when the paper's demonstration preceded it, and ``chat_template=<sha>`` /
 ``system_prompt=<sha>`` when lm-eval wrapped the contexts (``--apply_chat_template``,
 ``--system_instruction``).
@@ -22,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ffbench import language, lmeval, render, sources
+from ffbench import tasks as ffl_tasks
 from ffbench.errors import FFBenchError, UsageError
 from ffbench.imports.build import Imported, ImportedCell, ImportedRead
 from ffbench.rules import choice_prediction
@@ -45,12 +48,11 @@ def read(path: Path) -> Imported:
         if not docs:
             continue
         task = _task_name(file)
-        language = next((t.task for t in lmeval.TASKS if t.name == task), "ffl")
-        if language != "ffl":
-            raise UsageError(f"{file}: importing {task} (--task {language}) is not supported yet; score the model "
-                             f"with 'ffbench run --task {language}' instead")
+        language = next((t.task for t in lmeval.TASKS if t.name == task), ffl_tasks.DEFAULT)
         tasks.append(task)
         meta = meta_by_task.get(task) or {}
+        chosen = ffl_tasks.get(language)
+        k = int(meta.get("registers", lmeval.DEFAULTS["registers"])) if chosen.default_registers else None
         fewshot = int(meta.get("fewshot_length", lmeval.DEFAULTS["fewshot_length"]))
         per_point = meta.get("stress_num", lmeval.STRESS_DEFAULTS["stress_num"])
         for record in docs:
@@ -59,7 +61,7 @@ def read(path: Path) -> Imported:
                 raise UsageError(f"{file}: not an fflm task's samples (no sequence in its documents)")
             generate = isinstance((record.get("filtered_resps") or [None])[0], str)
             p = ("stress", None if per_point is None else int(per_point)) if "family" in doc else float(doc["p_ignore"])
-            key = (task, int(doc["length"]), p, int(doc["seed"]), doc["render"], generate, fewshot)
+            key = (task, int(doc["length"]), p, int(doc["seed"]), doc["render"], generate, fewshot, language, k)
             groups.setdefault(key, {})[int(doc["seq_index"])] = record
     if len(set(tasks)) != len(tasks):
         raise UsageError(f"{path}: holds more than one log of the same task; give one samples file or one run's folder")
@@ -85,22 +87,29 @@ def _prompt_variant(results: dict) -> list[str]:
 
 
 def _cell(key: tuple, records: dict[int, dict], prompt: list[str]) -> ImportedCell:
-    task, length, p, seed, rendering, generate, fewshot = key
+    task, length, p, seed, rendering, generate, fewshot, task_name, k = key
+    chosen = ffl_tasks.get(task_name)
     m = len(records)
     if isinstance(p, tuple):  # fflm_stress: the whole grid at this length
         spec = sources.stress_source(length, p[1], seed)
         where = f"the stress grid at T={length}"
-    else:
+    elif chosen.name == ffl_tasks.DEFAULT:
         spec = sources.SourceSpec("ffl", f"ffl{p:g}", length, m, p, seed)
         where = f"cell T={length} p_ignore={p:g}"
+    else:  # as ffbench run --task plans an i.i.d. set of the task's language (and lm-eval labels it)
+        (spec,) = sources.plan_sources([], [], [length], [p], m, seed, task=chosen.name,
+                                       registers_k=None if k is None else [k])
+        where = f"cell T={length} p_ignore={p:g} of --task {chosen.name}"
     if sorted(records) != list(range(spec.num)):
         raise FFBenchError(f"{task}: the documents of {where} are not its sequences 0..{spec.num - 1} "
                            "(lm-eval --limit cut it: import needs every sequence of a cell)")
     arr = sources.load_sequences(spec)
     template = render.load_template(rendering)
-    demo = render.demo_sequence(length=fewshot) if fewshot else None
+    demo = None
+    if fewshot:
+        demo = render.demo_sequence(length=fewshot) if chosen.name == ffl_tasks.DEFAULT else chosen.demo(length=fewshot)
     ask = template.ask if generate else ""
-    expected = lmeval.final_read_docs(arr, template, demo, ask, {})
+    expected = lmeval.final_read_docs(arr, template, demo, ask, {}, task=chosen.name)
     reads: dict[tuple[int, int], ImportedRead] = {}
     for i, doc_expected in enumerate(expected):
         record = records[i]
@@ -109,7 +118,8 @@ def _cell(key: tuple, records: dict[int, dict], prompt: list[str]) -> ImportedCe
             raise FFBenchError(f"{task}: document {record.get('doc_id')} ({where}, sequence {i}) is not what "
                                "ffbench generates for it (other metadata or a changed task?)")
         reads[(i, int(doc["read_index"]))] = _verdict(record, doc, generate)
-    variant = "+".join(([] if not fewshot else ["fewshot" if fewshot == render.DEMO_LENGTH else f"fewshot_T{fewshot}"])
+    variant = "+".join(([] if chosen.name == ffl_tasks.DEFAULT else [f"task={chosen.name}"])  # as variant_of orders it
+                       + ([] if not fewshot else ["fewshot" if fewshot == render.DEMO_LENGTH else f"fewshot_T{fewshot}"])
                        + prompt + [FINAL_READ])
     return ImportedCell(spec, template.name, "greedy" if generate else "choice", variant, reads)
 
