@@ -75,10 +75,16 @@ class TaskTable:
     columns: list[Column]
     heuristic_name: str
     heuristic_what: str
-    heuristic_row: list[str]  # the heuristic's own accuracy per column ("" where unknown)
+    heuristic_row: list[str]  # the heuristic's own accuracy per column ("" where unknown; "a / b" where models
+    # read different sequences, in row order)
     structured: str  # the task's structured suites (retraction, stale), whose reads the agreement counts
     rows: list[Row]
     anchor: str
+
+    @property
+    def heuristic_mixed(self) -> bool:
+        """Some column's models read different sequences, so it shows the heuristic once per set."""
+        return any(" / " in h for h in self.heuristic_row)
 
 
 def tables(models: list[Model]) -> list[TaskTable]:
@@ -105,7 +111,7 @@ def _table(task: tasks.Task, models: list[Model]) -> TaskTable:
     about = {**{n: t.description for n, t in task.suites.items()}, **task.structured}
     columns = [Column(_label(task, k, keys), about.get(k[1], ""), k) for k in keys]
     name, what = HEURISTIC_WORDS.get(task.heuristic[0] if task.heuristic else "", ("", ""))
-    heuristic_row = [""] * len(keys)
+    heuristic_seen: list[dict[str, str]] = [{} for _ in keys]  # per column: data sha256 -> the heuristic's accuracy
     rows = []
     for m, cells in mine:
         by_key = {}
@@ -118,8 +124,8 @@ def _table(task: tasks.Task, models: list[Model]) -> TaskTable:
                 entries.append(None)
                 continue
             h = c.breakdowns.get("heuristic") or {}
-            if not heuristic_row[i] and h.get("accuracy") is not None:
-                heuristic_row[i] = f"{100 * h['accuracy']:.1f}%"
+            if h.get("accuracy") is not None:
+                heuristic_seen[i].setdefault(c.data_sha256, f"{100 * h['accuracy']:.1f}%")
             entries.append(_entry(c, h, _structured(task, c)))
             if _structured(task, c) and h.get("reads_where_wrong") and h.get("agrees_there") is not None:
                 n = int(h["reads_where_wrong"])
@@ -128,6 +134,8 @@ def _table(task: tasks.Task, models: list[Model]) -> TaskTable:
                 agreements.append(Agreement(columns[i].label, agree, n, f"{100 * agree / n:.1f}%",
                                             f"[{100 * lo:.1f}, {100 * hi:.1f}]"))
         rows.append(Row(m, entries, agreements))
+    # one number where every model read the same sequences; else one per set of sequences, in row order
+    heuristic_row = [" / ".join(seen.values()) for seen in heuristic_seen]
     return TaskTable(task.name, task.description, columns, name, what, heuristic_row,
                      " and ".join(task.structured) or "structured", rows, ANCHORS.get(task.name, ""))
 
