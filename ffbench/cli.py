@@ -844,8 +844,9 @@ def tasks_path():
                    "the tasks your runs are of: lstm-ref and transformer-ref for ffl, undo-* for undo, registers-* "
                    "for registers).")
 @click.option("--no-refs", is_flag=True, help="Show only the given runs.")
-@click.option("--task", metavar="ffl|undo|registers", help="Draw this task's shipped references (no RUN needed): "
-              "'--task undo' shows undo-transformer, undo-lstm and undo-ssm side by side, with where each breaks.")
+@click.option("--task", metavar="TASK", help="Draw this task's shipped references (ffl, undo or registers; no RUN "
+              "needed): '--task undo' shows undo-transformer, undo-lstm and undo-ssm side by side, with where each "
+              "breaks.")
 @click.option("--history/--no-history", default=False, show_default=True,
               help="Draw each model's glitch rate across the revisions recorded in the registry.")
 @_registry_option
