@@ -74,7 +74,7 @@ class SummaryRow:
         h = self.cell.breakdowns.get("heuristic")
         if not h or not h.get("reads_where_wrong"):
             return ""
-        return f"{h['name']}: agrees on {h['agrees_there']:.0%} of {h['reads_where_wrong']:,} reads where it is wrong"
+        return f"{h['name']}: {h['agrees_there']:.0%} of {h['reads_where_wrong']:,}"  # the hint below says of what
 
     def sort_value(self, name: str) -> str:
         """The number a column sorts by (``data-v``), unrounded."""
