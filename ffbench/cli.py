@@ -497,7 +497,10 @@ def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, few
     if stopped:
         click.echo("\n" + stopped)
     click.echo(f"\nrun directory: {out}")
-    click.echo(f"next: ffbench report {out} --out {os.path.join(out, 'report.html')}   (beside the shipped references)")
+    from ffbench.runs import TASK_REFERENCES
+
+    beside = "   (beside the shipped references)" if TASK_REFERENCES.get(task or "ffl") else ""  # haystack has none
+    click.echo(f"next: ffbench report {out} --out {os.path.join(out, 'report.html')}{beside}")
     if record:
         line = api.record(results, revision, out, registry, strict=False)
         click.echo(line, err=line.startswith("ffbench: warning"))
