@@ -142,3 +142,17 @@ def test_a_bad_task_is_one_line_before_any_work(args, fragment, tmp_path, capsys
     err = capsys.readouterr().err.strip()
     assert err.startswith("ffbench: error: ") and "\n" not in err and fragment in err, err
     assert not out.exists()
+
+
+def test_failing_reads_of_registers_are_drawn_by_instruction(tmp_path):
+    """A registers instruction is three characters: the drawn read names its register, its highlighted
+    last write is to that register and carries the read's true bit (the read's own data)."""
+    out = tmp_path / "registers.html"
+    assert cli_exit(["report", "--task", "registers", "--out", out, "--attention", "0", "--failing", "3"]) == 0
+    reads = re.findall(r'<code class="ctx">(.*?)</code>', _section(out.read_text(encoding="utf-8"), "failures"), re.S)
+    assert len(reads) == 3 * 2 * 3  # 3 per cell, 2 cells per reference, 3 references
+    for ctx in reads:
+        (write,) = re.findall(r'class="tok w last"[^>]*>(w[a-h][01])<', ctx)
+        ((reg, said, bit),) = re.findall(r'class="tok r this"[^>]*>r([a-h])<s>([01?])</s>([01])<', ctx)
+        assert write == f"w{reg}{bit}" and said != bit, ctx
+        assert all(len(tok) == 3 for tok in re.findall(r'class="tok [wri]"[^>]*>([^<]*)<', ctx))
