@@ -287,9 +287,10 @@ def attention_figures(maps: list[tuple[FailingRead, np.ndarray]]) -> list[Attent
     out = []
     for read, att in maps:
         layers, heads, span = att.shape
-        q = read.position - 1
-        write = q - 2 * read.write_distance
-        on_write = att[:, :, write + 1] if write >= 0 else np.zeros((layers, heads))  # the written value's digit
+        unit = tasks.get(task_of(read.cell)).unit  # characters per instruction, its data last
+        value = read.position - unit * read.write_distance  # the last write's value (its instruction's data)
+        known = value - (unit - 1) >= 0
+        on_write = att[:, :, value] if known else np.zeros((layers, heads))
         best = np.unravel_index(int(np.argmax(on_write)), on_write.shape)
         out.append(AttentionFigure(
             f"{read.cell.key.describe()}, sequence {read.seq_index}, read at position {read.position}: target "
@@ -297,7 +298,7 @@ def attention_figures(maps: list[tuple[FailingRead, np.ndarray]]) -> list[Attent
             f"L{best[0]}.H{best[1]} = {on_write[best]:.3f}",
             [f"L{layer}.H{h}" for layer in range(layers) for h in range(heads)],
             heatmap_data_uri(att.reshape(layers * heads, span)), 14 * layers * heads, span,
-            round(100 * (write + 1.5) / span, 2) if write >= 0 else None))
+            round(100 * (value + 0.5) / span, 2) if known else None))
     return out
 
 
