@@ -6,7 +6,6 @@ from __future__ import annotations
 import html as htmllib
 import json
 import re
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -149,7 +148,7 @@ def test_failing_reads_of_registers_are_drawn_by_instruction(tmp_path):
     last write is to that register and carries the read's true bit (the read's own data)."""
     out = tmp_path / "registers.html"
     assert cli_exit(["report", "--task", "registers", "--out", out, "--attention", "0", "--failing", "3"]) == 0
-    reads = re.findall(r'<code class="ctx">(.*?)</code>', _section(out.read_text(encoding="utf-8"), "failures"), re.S)
+    reads = re.findall(r'<code class="ctx">(.*?)</code>', _section(out.read_text(encoding="utf-8"), "failures"), re.DOTALL)
     assert len(reads) == 3 * 2 * 3  # 3 per cell, 2 cells per reference, 3 references
     for ctx in reads:
         (write,) = re.findall(r'class="tok w last"[^>]*>(w[a-h][01])<', ctx)

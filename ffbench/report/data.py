@@ -160,7 +160,7 @@ def task_of(cell: CellResult) -> str:
     return next((p[len("task="):] for p in cell.variant.split("+") if p.startswith("task=")), "ffl")
 
 
-def hunt_task(hunt: "Hunt") -> str:
+def hunt_task(hunt: Hunt) -> str:
     """The task a hunt searched (its config's ``task``; ffl when it names none)."""
     return str((hunt.summary.get("config") or {}).get("task") or "ffl")
 
