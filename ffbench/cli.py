@@ -497,7 +497,10 @@ def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, few
     if stopped:
         click.echo("\n" + stopped)
     click.echo(f"\nrun directory: {out}")
-    click.echo(f"next: ffbench report {out} --out {os.path.join(out, 'report.html')}   (beside the shipped references)")
+    from ffbench.runs import TASK_REFERENCES
+
+    beside = "   (beside the shipped references)" if TASK_REFERENCES.get(task or "ffl") else ""  # haystack has none
+    click.echo(f"next: ffbench report {out} --out {os.path.join(out, 'report.html')}{beside}")
     if record:
         line = api.record(results, revision, out, registry, strict=False)
         click.echo(line, err=line.startswith("ffbench: warning"))
@@ -845,8 +848,13 @@ def tasks_path():
 @click.argument("inputs", nargs=-1, metavar="RUN...")
 @click.option("--out", "-o", required=True, metavar="FILE.html", help="The HTML file to write.")
 @click.option("--ref", "references", multiple=True, metavar="NAME",
-              help="Shipped reference shown beside your models (repeatable; default lstm-ref and transformer-ref).")
+              help="Shipped reference shown beside your models (repeatable; default: the shipped references of "
+                   "the tasks your runs are of: lstm-ref and transformer-ref for ffl, undo-* for undo, registers-* "
+                   "for registers).")
 @click.option("--no-refs", is_flag=True, help="Show only the given runs.")
+@click.option("--task", metavar="TASK", help="Draw this task's shipped references (ffl, undo or registers; no RUN "
+              "needed): '--task undo' shows undo-transformer, undo-lstm and undo-ssm side by side, with where each "
+              "breaks.")
 @click.option("--history/--no-history", default=False, show_default=True,
               help="Draw each model's glitch rate across the revisions recorded in the registry.")
 @_registry_option
@@ -855,30 +863,35 @@ def tasks_path():
 @click.option("--attention", type=click.IntRange(min=0), default=3, show_default=True, metavar="N",
               help="Failing reads per native Transformer whose attention maps are drawn (needs torch).")
 @click.option("--title", default="ffbench report", show_default=True, help="Page title.")
-def report(inputs, out, references, no_refs, history, registry, failing, attention, title):
+def report(inputs, out, references, no_refs, history, registry, failing, attention, title, task):
     """Write one self-contained HTML report (opens offline) of runs, references, sweeps and hunts.
 
     RUN is a run directory, a shipped reference (ffbench/transformer-ref), registry:MODEL@REV, a
     sweep directory / table.csv (replicate plots), or a hunt directory ('ffbench hunt --out': yields
     per family, the shortest glitch, examples, and an --estimate hunt's interval beside i.i.d.). The
-    shipped LSTM and Transformer references are drawn beside your models unless --no-refs.
+    shipped references of your runs' tasks are drawn beside your models unless --no-refs (an undo
+    run beside the undo references); runs of a task other than ffl get a table of where each
+    model breaks, with the task's reference heuristic (docs/tasks.md).
 
     \b
     Examples:
       ffbench report runs/my-model --out report.html
+      ffbench report --task undo --out undo.html
       ffbench report runs/v1 runs/v2 sweeps/r2-lstm --out report.html --history
       ffbench report hunts/mix --no-refs --out hunt.html
     """
-    from ffbench.report import build_report, write_report
+    from ffbench.report import build_report, check_task, write_report
 
     if Path(out).is_dir():
         raise click.BadParameter(f"{out!r} is a directory; give a file name such as "
                                  f"{str(Path(out) / 'report.html')!r}", param_hint="--out")
     refs = [] if no_refs else (list(references) if references else None)
+    if task is not None:
+        check_task(task, bool(inputs), no_refs, bool(references))
     if not inputs and refs == []:
         raise click.UsageError("nothing to report: give RUN directories or drop --no-refs")
     html = build_report(list(inputs), refs, registry, with_history=history, failing_per_cell=failing,
-                        attention_reads=attention, title=title, echo=lambda m: click.echo(m, err=True))
+                        attention_reads=attention, title=title, echo=lambda m: click.echo(m, err=True), task=task)
     path = write_report(out, html)
     click.echo(f"report: {path} ({path.stat().st_size / 1024:.0f} kB)")
 

@@ -14,12 +14,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ffbench import tasks
 from ffbench.errors import FFBenchError, UsageError
 from ffbench.resources import BASELINES_DIR
 from ffbench.rundir import RunDir
 from ffbench.schema import CellKey, RunResults
 
 DEFAULT_REFERENCES = ("lstm-ref", "transformer-ref")
+# The shipped references of each task (``--task``, docs/tasks.md): what the report draws beside a run of
+# that task, and what ``ffbench report --task X`` shows alone. A task's cells never compare with another
+# task's, so a reference of another task beside a run would only add rows nothing matches. haystack has
+# none: it needs a model with a natural-language tokenizer.
+TASK_REFERENCES: dict[str, tuple[str, ...]] = {
+    "ffl": DEFAULT_REFERENCES,
+    "undo": ("undo-transformer", "undo-lstm", "undo-ssm"),
+    "registers": ("registers-transformer", "registers-lstm", "registers-ssm"),
+    "haystack": (),
+}
+
+
+def default_references(tasks_shown: list[str]) -> list[str]:
+    """The shipped references drawn beside runs of these tasks (in the order given, each once); no task
+    (a report of references or sweeps only) means the flip-flop ones, as before tasks existed."""
+    names = [tasks.get(t).name for t in tasks_shown] or [tasks.DEFAULT]
+    return list(dict.fromkeys(ref for t in dict.fromkeys(names) for ref in TASK_REFERENCES[t]))
 
 
 def shipped_references() -> list[str]:

@@ -114,7 +114,7 @@ def test_unencodable_names_the_characters_a_tokenizer_reads_as_unknown():
 
 @needs_torch
 def test_a_rendering_the_tokenizer_cannot_encode_is_refused_before_scoring(tmp_path, capsys):
-    """The README's char-level tiny-gpt2 maps every letter to <pad>: lightswitch is refused in one line
+    """A tiny-gpt2 over the default characters (w r i 0-9, space, newline) maps every letter to <pad>: lightswitch is refused in one line
     naming the letters, before any run directory exists; symbolic and symbolic_spaced are read."""
     from ffbench.tokenizer import DEFAULT_CHARS
     from tests.models import build_tiny_model

@@ -223,7 +223,7 @@ def test_readme_examples_run_in_order(tmp_path):
         res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200, check=False)
         assert res.returncode == 0, (code, res.stdout[-3000:], res.stderr[-3000:])
         outputs.append(res.stdout)
-    main, data, _tiny, _tiny_run, lm_eval, python, gate, exported, doctor, research = outputs
+    main, data, _tiny, _tiny_run, lm_eval, python, gate, exported, doctor, research, _tasks = outputs
     # the main job: the counts the shipped checkpoint gives on CPU, as the docs quote them
     assert re.search(r"^in_dist +128 +0\.8 +symbolic +choice +1,000 +7,237 +1 ", main, re.MULTILINE), main
     assert re.search(r"^dense +128 +0\.1 +symbolic +choice +1,000 +28,987 +328 ", main, re.MULTILINE), main
@@ -249,3 +249,8 @@ def test_readme_examples_run_in_order(tmp_path):
             "up to k = 24 ") in research, research
     assert re.search(r"^hunt of ffbench/transformer-mix at T=128: [\d,]+ distinct glitching sequences", research,
                      re.MULTILINE), research
+    # one run per task, each beside its own task's shipped references (none for haystack), never the ffl ones
+    page = (tmp_path / "tasks.html").read_text(encoding="utf-8")
+    assert 'id="breaks-undo"' in page and 'id="breaks-registers"' in page and 'id="breaks-haystack"' in page
+    assert "ffbench/undo-ssm (reference)" in page and "ffbench/registers-ssm (reference)" in page
+    assert "ffbench/lstm-ref (reference)" not in page

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ffbench import __version__, runs
+from ffbench import __version__, runs, tasks
 from ffbench.io import atomic_path
-from ffbench.report import data, figures, hunts, stressmaps, views
+from ffbench.report import breaks, data, figures, hunts, stressmaps, views
 from ffbench.report.svg import PALETTE, color_key
 from ffbench.report.templates import render_page
 from ffbench.sources import SequenceStore
@@ -34,11 +34,27 @@ class Section:
     data: Any
 
 
+def check_task(task: str, has_inputs: bool, no_refs: bool, has_refs: bool) -> None:
+    """Refuse, before any work, a ``--task`` that names no task or would draw nothing (UsageError)."""
+    from ffbench.errors import UsageError
+
+    name = tasks.get(task).name  # an unknown name: one line, exit 2
+    if no_refs or has_refs:
+        raise UsageError(f"--task {name} picks the shipped references: drop {'--no-refs' if no_refs else '--ref'}")
+    if not has_inputs and not runs.TASK_REFERENCES[name]:
+        raise UsageError(f"--task {name} has no shipped references (it needs a model with a natural-language "
+                         f"tokenizer): give run directories of your own {name} runs")
+
+
 def build_report(inputs: list[str], references: list[str] | None = None, registry_path: str | None = None,
                  with_history: bool = False, failing_per_cell: int = 5, attention_reads: int = 3,
-                 title: str = "ffbench report", echo=lambda m: None) -> str:
+                 title: str = "ffbench report", echo=lambda m: None, task: str | None = None) -> str:
     """The HTML text of a report of ``inputs`` (run dirs, ffbench/REF, registry:M@R, sweep dirs/tables,
-    hunt dirs). ``failing_per_cell`` also bounds the glitches shown per hunt family."""
+    hunt dirs). ``failing_per_cell`` also bounds the glitches shown per hunt family.
+
+    ``references`` None: the shipped references of ``task`` when given, else those of the tasks the
+    inputs are of (an undo run beside the undo references, an ffl run beside the ffl ones; see
+    ``runs.TASK_REFERENCES``)."""
     loaded, sweeps, hunted = [], [], []
     for ref in inputs:
         if data.is_sweep(ref):
@@ -47,8 +63,11 @@ def build_report(inputs: list[str], references: list[str] | None = None, registr
             hunted.append(data.load_hunt(ref))
         else:
             loaded.append(runs.load(ref, registry_path))
+    if references is None:
+        shown = [data.task_of(c) for run in loaded for c in run.results] + [data.hunt_task(h) for h in hunted]
+        references = list(runs.TASK_REFERENCES[tasks.get(task).name]) if task else runs.default_references(shown)
     given = {(run.model, run.reference) for run in loaded}
-    for name in references if references is not None else runs.DEFAULT_REFERENCES:
+    for name in references:
         shipped = runs.reference_runs(name)
         if (shipped[0].model, True) not in given:  # a user's own run of a builtin keeps its reference beside it
             loaded.extend(shipped)
@@ -85,6 +104,9 @@ def _run_sections(ordered: list[data.Model], sweeps: list[data.Sweep], store: Se
                                                "cut": views.truncations(ordered)}),
                 Section("sparse-dense", "Sparse against dense (paper Fig. 4)",
                         figures.sparse_vs_dense(ordered, sweeps))]
+    broken = breaks.tables(ordered)  # runs of tasks beyond ffl: where each model breaks, by task
+    if broken:
+        sections.insert(1, Section("breaks", "Where each architecture breaks", broken))
     if sweeps:
         sections.append(Section("replicates", "Replicates", figures.replicates(sweeps, first_color=len(ordered))))
     sections += [Section("length", "Accuracy against length (paper Fig. 3)", figures.accuracy_vs_length(ordered)),

@@ -152,6 +152,19 @@ class FailingRead:
     truncated: bool = False  # the reply hit the token budget before it named an answer
 
 
+def task_of(cell: CellResult) -> str:
+    """The task (``--task``, docs/tasks.md) a cell's reads are of: its source's, or its variant's
+    ``task=NAME`` (cells of imported runs carry no source); ffl when it names none."""
+    if cell.source is not None and cell.source.task:
+        return cell.source.task
+    return next((p[len("task="):] for p in cell.variant.split("+") if p.startswith("task=")), "ffl")
+
+
+def hunt_task(hunt: Hunt) -> str:
+    """The task a hunt searched (its config's ``task``; ffl when it names none)."""
+    return str((hunt.summary.get("config") or {}).get("task") or "ffl")
+
+
 def is_stress(cell: CellResult) -> bool:
     """A cell whose reads carry stress points (drawn as heatmaps rather than as one rate)."""
     return bool(cell.by_point)

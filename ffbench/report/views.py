@@ -14,8 +14,8 @@ from typing import Protocol
 
 import numpy as np
 
-from ffbench import metrics
-from ffbench.report.data import FailingRead, Model, is_stress
+from ffbench import metrics, tasks
+from ffbench.report.data import FailingRead, Model, is_stress, task_of
 from ffbench.report.png import heatmap_data_uri
 from ffbench.schema import CellResult
 
@@ -74,7 +74,7 @@ class SummaryRow:
         h = self.cell.breakdowns.get("heuristic")
         if not h or not h.get("reads_where_wrong"):
             return ""
-        return f"{h['name']}: agrees on {h['agrees_there']:.0%} of {h['reads_where_wrong']:,} reads where it is wrong"
+        return f"{h['name']}: {h['agrees_there']:.0%} of {h['reads_where_wrong']:,}"  # the hint below says of what
 
     def sort_value(self, name: str) -> str:
         """The number a column sorts by (``data-v``), unrounded."""
@@ -186,40 +186,44 @@ class ReadInSequence(Protocol):
     write_distance: int
 
 
-def context_tokens(read: ReadInSequence) -> list[Token]:
+def context_tokens(read: ReadInSequence, unit: int = 2) -> list[Token]:
     """The compact sequence around a failing read: the last write, the gap (elided) and the read.
 
-    An elided gap says how many reads it holds and how many of its instructions carry a value
-    other than the last write's (the distractors of a stress sequence)."""
+    ``unit``: characters per instruction (2; 3 for ``--task registers``: operation, register, bit);
+    the last character of an instruction is its data. An elided gap says how many reads (and, where
+    the task has any there, writes: an undone write, another register's) it holds and how many of its
+    instructions carry a value other than the last write's (the distractors of a stress sequence)."""
     seq = read.sequence
     if not seq:
         return []
-    q = read.position - 1  # index of the 'r'
-    write = q - 2 * read.write_distance  # write_distance counts the read itself: w0r0 -> 1
-    start = max(0, write - 2 * CONTEXT_EDGE)
+    u = unit
+    q = read.position - (u - 1)  # index of the 'r'
+    write = q - u * read.write_distance  # write_distance counts the read itself: w0r0 -> 1
+    start = max(0, write - u * CONTEXT_EDGE)
 
     def instr(i: int) -> Token:
-        op, val = seq[i], seq[i + 1]
+        op, text, val = seq[i], seq[i:i + u], seq[i + u - 1]
         if i == write:
-            return Token("write", op + val, "w", f"the last write: value {val}")
+            return Token("write", text, "w", f"the last write: value {val}")
         if i == q:
             said = "?" if read.prediction < 0 else str(read.prediction)
-            return Token("read", op + val, "r", f"this read: target {read.target}, predicted {answer(read.prediction)}",
+            return Token("read", text, "r", f"this read: target {read.target}, predicted {answer(read.prediction)}",
                          said)
-        return Token("tok", op + val, {"w": "w", "r": "r", "i": "i"}.get(op, "i"))
+        return Token("tok", text, {"w": "w", "r": "r", "i": "i"}.get(op, "i"))
 
-    idx = list(range(start, q + 1, 2))
+    idx = list(range(start, q + 1, u))
     out = [Token("gap", "…")] if start > 0 else []
     if len(idx) > 4 * CONTEXT_EDGE + 4:
-        head = [i for i in idx if i <= write + 2 * CONTEXT_EDGE]
-        tail = [i for i in idx if i >= q - 2 * CONTEXT_EDGE and i not in head]
-        gap = (tail[0] - head[-1]) // 2 - 1
-        gap_text = seq[head[-1] + 2:tail[0]]
-        reads = gap_text[::2].count("r")
-        words = f"… {gap} instructions ({reads} read{'' if reads == 1 else 's'}, no write"
+        head = [i for i in idx if i <= write + u * CONTEXT_EDGE]
+        tail = [i for i in idx if i >= q - u * CONTEXT_EDGE and i not in head]
+        gap = (tail[0] - head[-1]) // u - 1
+        gap_text = seq[head[-1] + u:tail[0]]
+        reads, writes = gap_text[::u].count("r"), gap_text[::u].count("w")
+        written = "no write" if not writes else f"{writes} write{'' if writes == 1 else 's'}"
+        words = f"… {gap} instructions ({reads} read{'' if reads == 1 else 's'}, {written}"
         if write >= 0:
-            value = seq[write + 1]
-            other = sum(1 for v in gap_text[1::2] if v != value)
+            value = seq[write + u - 1]
+            other = sum(1 for v in gap_text[u - 1::u] if v != value)
             words += f", {other} carrying {_other_value(value)}"
         out += [instr(i) for i in head] + [Token("gap", words + ") …")] + [instr(i) for i in tail]
     else:
@@ -252,7 +256,8 @@ class ReadRow:
 
 def read_rows(reads: list[FailingRead]) -> list[ReadRow]:
     return [ReadRow(r, r.cell.key.describe(), f"{r.target} → {answer(r.prediction)}",
-                    "" if math.isnan(r.margin) else f"{r.margin:+.3f}", context_tokens(r)) for r in reads]
+                    "" if math.isnan(r.margin) else f"{r.margin:+.3f}",
+                    context_tokens(r, tasks.get(task_of(r.cell)).unit)) for r in reads]
 
 
 @dataclass
@@ -282,9 +287,10 @@ def attention_figures(maps: list[tuple[FailingRead, np.ndarray]]) -> list[Attent
     out = []
     for read, att in maps:
         layers, heads, span = att.shape
-        q = read.position - 1
-        write = q - 2 * read.write_distance
-        on_write = att[:, :, write + 1] if write >= 0 else np.zeros((layers, heads))  # the written value's digit
+        unit = tasks.get(task_of(read.cell)).unit  # characters per instruction, its data last
+        value = read.position - unit * read.write_distance  # the last write's value (its instruction's data)
+        known = value - (unit - 1) >= 0
+        on_write = att[:, :, value] if known else np.zeros((layers, heads))
         best = np.unravel_index(int(np.argmax(on_write)), on_write.shape)
         out.append(AttentionFigure(
             f"{read.cell.key.describe()}, sequence {read.seq_index}, read at position {read.position}: target "
@@ -292,7 +298,7 @@ def attention_figures(maps: list[tuple[FailingRead, np.ndarray]]) -> list[Attent
             f"L{best[0]}.H{best[1]} = {on_write[best]:.3f}",
             [f"L{layer}.H{h}" for layer in range(layers) for h in range(heads)],
             heatmap_data_uri(att.reshape(layers * heads, span)), 14 * layers * heads, span,
-            round(100 * (write + 1.5) / span, 2) if write >= 0 else None))
+            round(100 * (value + 0.5) / span, 2) if known else None))
     return out
 
 
