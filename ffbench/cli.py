@@ -524,8 +524,9 @@ def _model_args(pairs) -> dict:
 @click.option("--length", "-T", type=int, metavar="T", help="Sequence length (default: an ffbench/ checkpoint's "
               "training length, else 512); beyond the training length the hunt measures length generalisation.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, metavar="S", help="Random seed.")
-@click.option("--render", "rendering", default="symbolic", show_default=True, metavar="R",
-              help="Rendering (see 'ffbench render --list') or a template .yaml path.")
+@click.option("--render", "rendering", default=None, metavar="R",
+              help="Rendering (see 'ffbench render --list') or a template .yaml path (default: the task's, "
+                   "symbolic for ffl).")
 @click.option("--estimate", metavar="TARGET", help="Instead of searching, estimate the glitch rate under TARGET "
               "(in_dist, sparse, dense, FFL(P) or FFL(W,R,I)) by importance sampling, with a 95% interval beside "
               "the i.i.d. one; samples.parquet keeps every read's weight.")
@@ -550,8 +551,13 @@ def _model_args(pairs) -> dict:
               help="Hunt directory (default hunts/<provider>_<model name>-<config hash>); rerunning "
               "the same command resumes it.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
-@click.option("--task", default="ffl", show_default=True, metavar="ffl",
-              help="Task: the hunt's families and mutations are the flip-flop language's (ffl) only.")
+@click.option("--task", default="ffl", show_default=True, metavar="ffl|undo|registers",
+              help="Task (docs/tasks.md): undo and registers map their own read descriptors (undo: undos "
+                   "retracted since the answering write, the chain since the last write, stack depth, whether "
+                   "the toggle heuristic is wrong; registers: staleness, writes to other registers since, "
+                   "own opposite ignores, whether one variable is wrong, K), seed with their structured preset "
+                   "(retraction, stale) and take their default rendering and length; the map search only. "
+                   "haystack is refused (the shipped models read only the symbolic rendering).")
 @_scoring_executor_options
 def hunt(model, budget, budget_tokens, length, seed, rendering, estimate, search, families, per_read, model_args,
          base_url, api_key, iid, lines, out, progress, task, executor, workers, ray_address):
@@ -574,18 +580,18 @@ def hunt(model, budget, budget_tokens, length, seed, rendering, estimate, search
       ffbench hunt --model ffbench/transformer-mix --budget 20000 --out hunts/mix
       ffbench hunt --model ffbench/transformer-ref --budget 50000 --estimate in_dist --out hunts/ref-in_dist
       ffbench hunt --model hf/./my-checkpoint --budget 5000 --length 256 --family planted,decoy_writes
+      ffbench hunt --model ffbench/undo-ssm --task undo --budget 5000 --out hunts/undo-ssm
+      ffbench hunt --model ffbench/registers-lstm --task registers --budget 5000 --out hunts/registers-lstm
     """
-    from ffbench import tasks
     from ffbench.hunt import driver, outputs
 
-    tasks.get(task).requires("hunt", "ffbench hunt")
     show = progress if progress is not None else sys.stderr.isatty()
     summary, out_dir = driver.hunt_model(model, budget, out, length=length, seed=seed, render_name=rendering,
                                          budget_tokens=budget_tokens, estimate=estimate, families=families,
                                          per_read=per_read, model_args=_model_args(model_args), base_url=base_url,
                                          api_key=api_key, iid=iid, search=search, lines=lines, progress=show,
                                          echo=lambda m: click.echo(m, err=True), executor=executor, workers=workers,
-                                         ray_address=ray_address)
+                                         ray_address=ray_address, task=task)
     click.echo(outputs.format_summary(summary, out_dir))
 
 

@@ -177,7 +177,7 @@ TASKS: dict[str, Task] = {
         },
         groups={"paper": ("in_dist", "sparse", "dense")},
         structured={"retraction": "deep retraction chains on which the toggle heuristic is always wrong"},
-        binary=True, supports=frozenset(), heuristic=("toggle", undo.toggle_predictions),
+        binary=True, supports=frozenset({"hunt"}), heuristic=("toggle", undo.toggle_predictions),
     ),
     "registers": Task(
         name="registers", description="k named registers: a read returns the most recent write to its register",
@@ -195,7 +195,7 @@ TASKS: dict[str, Task] = {
         },
         groups={"paper": ("in_dist", "sparse", "dense")},
         structured={"stale": "reads of a register not written for a long time, past interleaved writes"},
-        binary=True, supports=frozenset(), unit=3, default_length=384,
+        binary=True, supports=frozenset({"hunt"}), unit=3, default_length=384,
         heuristic=("one_variable", registers.one_variable_predictions), default_registers=2,
     ),
     "haystack": Task(

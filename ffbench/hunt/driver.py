@@ -81,9 +81,13 @@ class HuntConfig:
     iid: str | None = None  # a run of this model on the i.i.d. suites to compare yields with (summary only)
     search: str = "map"  # map (coverage of the descriptor map, the default) | bandit (over family points)
     lines: str | None = None  # a stress run of this model whose tolerance lines the map checks (default: shipped)
+    task: str | None = None  # --task: None is ffl (then absent from hunt.json and the identity, as before tasks)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if out["task"] is None:
+            del out["task"]
+        return out
 
     def identity(self) -> dict:
         """What a resumed hunt must share: everything but the budgets (raising them continues), the
@@ -121,6 +125,8 @@ def plan(cfg: HuntConfig) -> Plan:
         raise UsageError(f"--budget-tokens must be a positive number of tokens, got {cfg.budget_tokens!r}")
     if not isinstance(cfg.seed, int) or cfg.seed < 0:
         raise UsageError(f"--seed must be a non-negative integer, got {cfg.seed!r}")
+    if cfg.task is not None:
+        return _plan_task(cfg)
     if not isinstance(cfg.length, int) or cfg.length < 8 or cfg.length % 2:
         raise UsageError(f"--length must be an even integer >= 8, got {cfg.length!r}")
     template = render.load_template(cfg.render)
@@ -144,30 +150,56 @@ def plan(cfg: HuntConfig) -> Plan:
     return Plan(cfg, template, target, arms)
 
 
+def _plan_task(cfg: HuntConfig) -> Plan:
+    """The plan of a hunt of another task than ffl: the map search over the task's descriptors only."""
+    from ffbench import tasks
+    from ffbench.hunt import parts
+
+    task = tasks.get(cfg.task)
+    if task.name == tasks.DEFAULT:
+        raise UsageError("the ffl hunt records no task: leave task unset (None)")
+    parts.for_task(task.name)  # refuses a task the hunt is not wired into
+    if cfg.estimate or cfg.search != "map" or cfg.families or cfg.lines is not None:
+        raise UsageError(f"--task {task.name} hunts with the map search only: drop --estimate, --search bandit, "
+                         "--family and --lines (they are the flip-flop language's)")
+    unit = task.unit
+    if not isinstance(cfg.length, int) or cfg.length < 4 * unit or cfg.length % unit:
+        raise UsageError(f"--length must be a multiple of {unit} and >= {4 * unit} for --task {task.name} "
+                         f"({unit} characters per instruction), got {cfg.length!r}")
+    template = render.load_template(cfg.render)
+    render.check_task(template, task)
+    return Plan(cfg, template, None, [])
+
+
 # ----------------------------------------------------------------------------- entry points
 DEFAULT_LENGTH = 512
 
 
 def hunt_model(model: str, budget: int, out: str | None = None, length: int | None = None, seed: int = 0,
-               render_name: str = "symbolic", budget_tokens: int | None = None, estimate: str | None = None,
+               render_name: str | None = None, budget_tokens: int | None = None, estimate: str | None = None,
                families: list[str] | None = None, per_read: bool = False, model_args: dict | None = None,
                base_url: str | None = None, api_key: str | None = None, iid: str | None = None,
                search: str | None = None, lines: str | None = None, progress: bool = False,
                echo: Callable[[str], None] = print, executor: str = "local", workers: int | None = None,
-               ray_address: str | None = None) -> tuple[dict, str]:
+               ray_address: str | None = None, task: str | None = None) -> tuple[dict, str]:
     """Resolve ``model`` (a provider/model spec) and hunt it; return (summary, hunt directory).
 
-    The length defaults to an ffbench/ checkpoint's training length, else 512; the directory to
-    ``hunts/<provider>_<model name>-<config hash>``.
+    The length defaults to an ffbench/ checkpoint's training length, else the task's default (512 for
+    ffl); the rendering to the task's; the directory to ``hunts/<provider>_<model name>-<config hash>``.
     """
 
-    from ffbench import model_handle
+    from ffbench import model_handle, tasks
+    from ffbench.hunt import parts
 
+    the_task = parts.for_task(task).task  # a task the hunt is not wired into is refused before anything loads
     handle = model_handle.resolve(model, model_args, base_url, api_key)
-    cfg = HuntConfig(model=handle.spec, budget=budget, length=length or handle.default_length() or DEFAULT_LENGTH,
+    cfg = HuntConfig(model=handle.spec, budget=budget,
+                     length=length or handle.default_length() or the_task.default_length,
                      model_args=handle.recorded_args, budget_tokens=budget_tokens, seed=seed,
-                     render=render_name, estimate=estimate, families=list(families or []), per_read=per_read,
-                     iid=iid, search=search or ("bandit" if families else "map"), lines=lines)
+                     render=render_name or the_task.default_render, estimate=estimate,
+                     families=list(families or []), per_read=per_read, iid=iid,
+                     search=search or ("bandit" if families else "map"), lines=lines,
+                     task=tasks.config_value(task))
     plan(cfg)  # the usage errors of the hunt's own flags, before the provider is imported
     cfg.base_url = handle.recorded_base_url
     if out is None:
@@ -218,9 +250,9 @@ def _hunt_locked(p: Plan, hd: HuntDir, model: ModelRef, fingerprint: dict | None
     state = hd.read_state()
     if state is None and hd.holds_other_files():
         raise UsageError(f"{str(hd.path)!r} holds files but no hunt state: choose another --out")
-    from ffbench.hunt import atlas
+    from ffbench.hunt import parts
 
-    if state is not None and not atlas.compatible(state.get("map", {})):
+    if state is not None and not parts.for_task(cfg.task).compatible(state.get("map", {})):
         raise UsageError(f"{str(hd.path)!r} holds a map with other axes (an earlier ffbench's hunt): choose another "
                          "--out")
     wanted = RunIdentity(cfg.identity(), {}, fingerprint or {})
@@ -317,6 +349,9 @@ class Hunter:
         self.params = p.arm_params()
         self.seen = set(state["seen"])
         self.glitch_texts = {g["text"] for g in state["glitches"]}
+        from ffbench.hunt import parts
+
+        self.parts = parts.for_task(self.cfg.task)  # the task's descriptors, candidates and shrinking moves
 
     # ------------------------------------------------------------------ budget
     def remaining(self) -> tuple[int, float]:
@@ -375,7 +410,7 @@ class Hunter:
 
     def _score(self, arr: np.ndarray) -> Scored:
         out = self._scored("all", arr)
-        reads = language.extract_reads(arr)
+        reads = self.parts.task.extract_reads(arr)
         return Scored(reads, out["prediction"] == reads.target, out["margin"], out["prediction"], out["tokens"])
 
     def _scored(self, kind: str, rows) -> dict:
@@ -426,7 +461,7 @@ class Hunter:
         if text in self.glitch_texts:
             return False
         self.glitch_texts.add(text)
-        reads_in = int(np.count_nonzero(seq[0::2] == language.R))
+        reads_in = self.parts.reads_in(seq)
         self.state["glitches"].append({"text": text, **meta, **confirmed, "reads": reads_in,
                                        "round": self.state["round"],
                                        "found_after_reads": self.state["spent"]["reads"]})
@@ -499,18 +534,18 @@ class Hunter:
         """One round of the coverage-driven search (:mod:`ffbench.hunt.atlas`): candidates that cover
         empty cells, refine uncertain ones and mutate elites; every read of every candidate counted
         in its cell; each new glitch in a cell not yet shrunk is shrunk to a minimal shape."""
-        from ffbench.hunt import atlas as atlas_mod
         from ffbench.hunt import descriptors, lines
 
-        amap = atlas_mod.Atlas(self.state["map"])
+        mp = self.parts
+        amap = mp.atlas(self.state["map"])
         reads_left, tokens_left = self.remaining()
         goal = min(ROUND_READS, reads_left)
         rows, metas, planned, round_keys, attempts = [], [], 0, set(), 0
         while planned < goal and attempts < 8 * ROUND_READS:
             attempts += 1
-            seq, meta = atlas_mod.candidate(amap, self.cfg.length, rng)
+            seq, meta = mp.candidate(amap, self.cfg.length, rng)
             key = digest(seq)
-            n_reads = int(np.count_nonzero(seq[0::2] == language.R))
+            n_reads = mp.reads_in(seq)
             if key in self.seen or key in round_keys:
                 continue
             if planned + n_reads > reads_left:
@@ -523,8 +558,8 @@ class Hunter:
         if round_ is None:
             return False
         arr, metas, scored, confirmed = round_
-        keys = descriptors.cell_keys(descriptors.describe(arr))
-        slots = (scored.reads.position - 1) // 2
+        keys = mp.cell_keys(arr)
+        slots = mp.task.slot(scored.reads.position)
         labeled = self.state.setdefault("labeled", {})
         new_glitches = []
         for k, meta in enumerate(metas):
@@ -533,7 +568,8 @@ class Hunter:
             if k in confirmed:
                 wrong[confirmed[k]["failing_reads"]] = True
             amap.add(arr[k], keys[s], slots[s], wrong, scored.margin[s], meta["origin"])
-            lines.record(labeled, arr[k], slots[s], wrong)
+            if mp.lines:
+                lines.record(labeled, arr[k], slots[s], wrong)
             origin = self.state["origins"].setdefault(meta["origin"], {"reads": 0, "sequences": 0, "errors": 0,
                                                                       "glitches": 0})
             origin["reads"] += s.stop - s.start
@@ -552,10 +588,11 @@ class Hunter:
     def _shrink(self, seq: np.ndarray, position: int, cell: str) -> None:
         """Shrink one glitch (the first of its region) within the shrinking budget and record its shape;
         a glitch that holds a minimal shape already found is counted there instead."""
-        from ffbench.hunt import atlas, shrink
+        from ffbench.hunt import shrink
 
+        mp = self.parts
         spent = self.state["spent"]
-        region = ",".join(atlas.project(cell))  # the cell on the cover axes: shrink once per region
+        region = ",".join(mp.project(cell))  # the cell on the cover axes: shrink once per region
         done = self.state["shrunk_cells"].get(region, 0)
         reads_left, tokens_left = self.remaining()
         allowance = min(SHRINK_READS, reads_left, int(SHRINK_SHARE * self.cfg.budget) - spent["shrink_reads"])
@@ -569,7 +606,7 @@ class Hunter:
 
         start = shrink.cut_after(seq, position)
         known = next((e for e in self.state["shapes"].values()
-                      if e["minimal"] and shrink.contains(start, language.to_array([e["text"]])[0])), None)
+                      if e["minimal"] and mp.contains(start, language.to_array([e["text"]])[0])), None)
         if known is not None:  # it holds a minimal shape already found: counted there, no reads spent
             self.state["shrunk_cells"][region] = done + 1
             known["containing"] = known.get("containing", 0) + 1
@@ -579,7 +616,7 @@ class Hunter:
             if allowance <= 0:
                 return
         self.state["shrunk_cells"][region] = done + 1
-        result = shrink.shrink(start, fails, allowance)
+        result = shrink.shrink(start, fails, allowance, mp.moves or shrink.FlipFlopMoves)
         spent["reads"] += result.reads
         spent["shrink_reads"] += result.reads
         again = self._score_last([result.seq])  # the shrunk read, confirmed once more
@@ -588,7 +625,7 @@ class Hunter:
         if again.correct[0]:
             self.state["unconfirmed"] += 1
             return
-        name = shrink.shape(result.seq)
+        name = mp.shape(result.seq)
         entry = self.state["shapes"].setdefault(name, {"shape": name, "text": result.text,
                                                        "length": int(result.seq.size), "minimal": result.minimal,
                                                        "glitches": 0, "containing": 0, "cells": [],

@@ -19,7 +19,7 @@ import json
 
 import numpy as np
 
-from ffbench import language, stress
+from ffbench import language, stress, tasks
 from ffbench.metrics import clopper_pearson, zero_error_bound
 
 
@@ -98,15 +98,17 @@ def summary(cfg, state: dict, bandit, estimate: dict | None, version: str) -> di
         "iid": iid_yield(cfg, state, len(glitches), failing_reads, scored),
     }
     if "map" in state:
-        from ffbench.hunt import atlas
+        from ffbench.hunt import parts
 
-        out["map"] = atlas.summary(atlas.Atlas(state["map"]), cfg.length)
+        mp = parts.for_task(getattr(cfg, "task", None))
+        out["map"] = mp.summary(mp.atlas(state["map"]), cfg.length)
         out["shapes"] = sorted(state["shapes"].values(),
                                key=lambda e: (-e["glitches"] - e.get("containing", 0), e["length"], e["shape"]))
-        from ffbench.hunt import lines
+        if mp.lines:  # the stress tolerance lines are the flip-flop language's
+            from ffbench.hunt import lines
 
-        out["lines"] = lines.check(cfg, state)
-        out["contradictions"] = out["lines"].pop("contradictions")
+            out["lines"] = lines.check(cfg, state)
+            out["contradictions"] = out["lines"].pop("contradictions")
     if estimate is not None:
         out["estimate"] = estimate
     return out
@@ -194,11 +196,15 @@ def iid_yield(cfg, state: dict, glitches: int, failing_reads: int, scored: int) 
     except FFBenchError as exc:
         return {"reference": ref, "reason": str(exc)}
     render_name = cfg.render.rsplit("/", 1)[-1].removesuffix(".yaml").removesuffix(".yml")
+    task = getattr(cfg, "task", None)
+    iid_suites = language.SUITES if task is None else \
+        {name for name, s in tasks.get(task).suites.items() if s.p is None}  # the task's i.i.d. presets
+    variant = "" if task is None else f"task={task}"
     suites = []
     hunt_rate = glitches / scored if scored else 0.0
     for c in res.results:
-        if c.length != cfg.length or c.suite not in language.SUITES or c.scoring != "choice" or c.variant \
-                or c.render != render_name:
+        if c.length != cfg.length or c.suite not in iid_suites or c.scoring != "choice" \
+                or (c.variant or "") != variant or c.render != render_name:
             continue
         row = {"suite": c.suite, "reads": c.reads, "errors": c.errors, "rate": c.errors / c.reads if c.reads else None,
                "ci95": list(c.ci95), "expected_errors_same_reads": c.errors / c.reads * scored if c.reads else None}
@@ -223,7 +229,7 @@ def format_summary(summary: dict, out: str) -> str:
     if est is not None:
         lines += _estimate_lines(est, spent)
     else:
-        lines.append(f"hunt of {cfg['model']} at T={cfg['length']}: {g['distinct']:,} distinct glitching sequence"
+        lines.append(f"hunt of {cfg['model']}{' on --task ' + cfg['task'] if cfg.get('task') else ''} at T={cfg['length']}: {g['distinct']:,} distinct glitching sequence"
                      f"{'' if g['distinct'] == 1 else 's'} ({g['failing_reads']:,} wrong reads) in "
                      f"{spent['reads']:,} scored reads + {spent['rescored_reads']:,} re-scored to confirm")
         if g["per_scored_read"] is not None:

@@ -112,9 +112,23 @@ def cut_after(seq: np.ndarray, position: int) -> np.ndarray:
     return seq[: position + 1].copy()
 
 
-def shrink(seq: np.ndarray, fails: Callable[[list[np.ndarray]], np.ndarray], max_reads: int) -> Shrunk:
+class FlipFlopMoves:
+    """The moves above, on the flip-flop language's two-character instructions (another task brings its
+    own: :class:`ffbench.hunt.taskmap.UnitMoves`)."""
+
+    run_cuts = staticmethod(run_cuts)
+    deletions = staticmethod(deletions)
+    simplifications = staticmethod(simplifications)
+
+    @staticmethod
+    def instructions(seq: np.ndarray) -> int:
+        return seq.size // 2
+
+
+def shrink(seq: np.ndarray, fails: Callable[[list[np.ndarray]], np.ndarray], max_reads: int,
+           moves=FlipFlopMoves) -> Shrunk:
     """Shrink a legal sequence whose last read fails; ``fails`` scores the last read of each candidate
-    and says which are still wrong (one read each)."""
+    and says which are still wrong (one read each); ``moves`` are the task's edits."""
     spent = 0
     memo: dict[bytes, bool] = {}
 
@@ -152,31 +166,31 @@ def shrink(seq: np.ndarray, fails: Callable[[list[np.ndarray]], np.ndarray], max
     while spent < max_reads:
         progressed = False
         while spent < max_reads:
-            found = first_failing(run_cuts(current))
+            found = first_failing(moves.run_cuts(current))
             if found is None:
                 break
             current, progressed = found, True
-        size = max(1, (current.size // 2 - 1) // 2)
+        size = max(1, (moves.instructions(current) - 1) // 2)
         while size >= 1 and spent < max_reads:
-            found = first_failing(deletions(current, size))
+            found = first_failing(moves.deletions(current, size))
             if found is not None:
                 current, progressed = found, True
-                size = min(size, max(1, (current.size // 2 - 1) // 2))
+                size = min(size, max(1, (moves.instructions(current) - 1) // 2))
             else:
                 size //= 2
         while spent < max_reads:
-            found = first_failing(simplifications(current))
+            found = first_failing(moves.simplifications(current))
             if found is None:
                 break
             current, progressed = found, True
         if not progressed:
-            return Shrunk(current, spent, spent < max_reads or _exhausted(current, memo))
-    return Shrunk(current, spent, _exhausted(current, memo))
+            return Shrunk(current, spent, spent < max_reads or _exhausted(current, memo, moves))
+    return Shrunk(current, spent, _exhausted(current, memo, moves))
 
 
-def _exhausted(seq: np.ndarray, memo: dict[bytes, bool]) -> bool:
+def _exhausted(seq: np.ndarray, memo: dict[bytes, bool], moves=FlipFlopMoves) -> bool:
     """Whether every single deletion and simplification of ``seq`` was checked and passes."""
-    for c in list(deletions(seq, 1)) + list(simplifications(seq)):
+    for c in list(moves.deletions(seq, 1)) + list(moves.simplifications(seq)):
         if memo.get(c.tobytes()) is not False:
             return False
     return True
