@@ -210,14 +210,14 @@ def mutate(seq: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str] 
     elif move == "register":
         units[j, 1] = A + int(rng.integers(min(used + 1, registers.MAX_REGISTERS)))
     elif move == "flip":
-        units[j, 2] = ZERO + 1 - (units[j, 2] - ZERO)
+        units[j, 2] ^= 1  # '0' <-> '1'
     elif move == "swap" and j + 1 < n - 1:
         units[[j, j + 1]] = units[[j + 1, j]]
     else:
         filler = [[I, units[j, 1], ZERO + int(rng.integers(2))]]
         units = np.concatenate([units[:j], units[j + 1:-1], filler, units[-1:]])
         move = "shift"
-    return repair(units.reshape(1, -1))[0], f"{move}@{j}"
+    return repair(units.astype(np.uint8).reshape(1, -1))[0], f"{move}@{j}"
 
 
 def candidate(atlas, length: int, rng: np.random.Generator):

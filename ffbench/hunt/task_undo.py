@@ -179,13 +179,13 @@ def mutate(seq: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str] 
     if move == "set":
         units[j, 0] = (W, R, I, U)[int(rng.integers(4))]
     elif move == "flip":
-        units[j, 1] = ZERO + 1 - (units[j, 1] - ZERO)
+        units[j, 1] ^= 1  # '0' <-> '1'
     elif move == "swap" and j + 1 < n - 1:
         units[[j, j + 1]] = units[[j + 1, j]]
     else:  # delete slot j, add an ignore before the final read: everything after j moves one step earlier
         units = np.concatenate([units[:j], units[j + 1:-1], [[I, ZERO + int(rng.integers(2))]], units[-1:]])
         move = "shift"
-    return repair(units.reshape(1, -1))[0], f"{move}@{j}"
+    return repair(units.astype(np.uint8).reshape(1, -1))[0], f"{move}@{j}"
 
 
 def candidate(atlas, length: int, rng: np.random.Generator):
