@@ -3,7 +3,9 @@ glitch rates by importance sampling.
 
 Modules: :mod:`~ffbench.hunt.descriptors` (exact descriptors of every read: the map's axes),
 :mod:`~ffbench.hunt.atlas` (the map search: a MAP-Elites archive and targeted generators),
-:mod:`~ffbench.hunt.shrink` (minimal failing shapes), :mod:`~ffbench.hunt.families` (generators of legal sequences with readable parameters: the
+:mod:`~ffbench.hunt.shrink` (minimal failing shapes), :mod:`~ffbench.hunt.parts` with
+:mod:`~ffbench.hunt.taskmap`, :mod:`~ffbench.hunt.task_undo` and :mod:`~ffbench.hunt.task_registers` (the map's
+parts of ``--task undo|registers``), :mod:`~ffbench.hunt.families` (generators of legal sequences with readable parameters: the
 priors), :mod:`~ffbench.hunt.bandit` (where to spend the next read), :mod:`~ffbench.hunt.mutations`
 (local search from near misses), :mod:`~ffbench.hunt.estimator` (importance sampling with a
 cross-entropy-adapted proposal), :mod:`~ffbench.hunt.driver` (the resumable loop),
