@@ -266,7 +266,8 @@ def format_summary(summary: dict, out: str) -> str:
                          f"{_clip(short['prefix'])}")
     lines.append(f"hunt directory: {out} ({_stopped(summary['stop_reason'], cfg)})")
     if g["distinct"]:
-        lines.append(f"next: ffbench run --model {cfg['model']} --data {out}/glitches.parquet   (every glitch replays)")
+        task = f" --task {cfg['task']}" if cfg.get("task") else ""
+        lines.append(f"next: ffbench run --model {cfg['model']}{task} --data {out}/glitches.parquet   (every glitch replays)")
     return "\n".join(lines)
 
 
