@@ -125,7 +125,7 @@ def random_target(rng: np.random.Generator, n: int, bins: dict | None = None) ->
     wrong = int(bins["one_variable_wrong"]) if "one_variable_wrong" in bins else int(rng.random() < 0.5)
     return {"read_slot": int(min(read_slot, n - 1)), "staleness": int(staleness), "registers": int(k),
             "other_writes": int(others), "registers_since": int(since), "own_opposite": int(own),
-            "reads": int(reads), "one_variable_wrong": wrong,
+            "reads_between": int(reads), "one_variable_wrong": wrong if others else 0,
             "background": float(BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))])}
 
 
@@ -138,7 +138,7 @@ def build(t: dict, length: int, rng: np.random.Generator) -> np.ndarray | None:
     e = min(t["read_slot"], n - 1)
     w = e - t["staleness"]
     k = t["registers"]
-    others, own, reads = t["other_writes"], t["own_opposite"], t["reads"]
+    others, own, reads = t["other_writes"], t["own_opposite"], t["reads_between"]
     if w < 0 or others + own + reads > e - w - 1 or (others and k < 2):
         return None
     g = int(rng.integers(k))

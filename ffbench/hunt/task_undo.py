@@ -102,7 +102,7 @@ def random_target(rng: np.random.Generator, n: int, bins: dict | None = None) ->
     read_slot = taskmap.fraction_slot(rng, n, bins.get("fraction"), distance + depth - 1)
     toggle = int(bins["toggle_wrong"]) if "toggle_wrong" in bins else int(rng.random() < 0.5)
     return {"read_slot": int(min(read_slot, n - 1)), "distance": int(distance), "retracted": int(k),
-            "chain": int(chain), "reads": int(reads), "depth": int(depth), "toggle_wrong": toggle,
+            "chain": int(chain), "reads_between": int(reads), "depth": int(depth), "toggle_wrong": toggle if k else 0,
             "background": float(BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))])}
 
 
@@ -114,7 +114,7 @@ def build(t: dict, length: int, rng: np.random.Generator) -> np.ndarray | None:
     n = length // 2
     e = min(t["read_slot"], n - 1)
     w = e - t["distance"]
-    k, chain, reads = t["retracted"], t["chain"], t["reads"]
+    k, chain, reads = t["retracted"], t["chain"], t["reads_between"]
     if w < 0 or 2 * k + reads > e - w - 1:
         return None
     instr = np.full(n, I, dtype=np.uint8)

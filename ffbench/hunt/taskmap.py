@@ -147,31 +147,23 @@ def choose(atlas: TaskAtlas, length: int, rng: np.random.Generator, random_targe
             seq = build(t, length, rng)
             if seq is not None and legal(task, seq):
                 return seq, {"origin": "refine", "moves": [], "target": t}
+    # cover: of COVER_TRIES random targets, the one whose region (predicted from the target: its values
+    # on the cover axes) holds the fewest reads; the exact cell is computed once the sequence is scored
     held = atlas.coverage()
-    best, built = None, 0
-    for _ in range(4 * COVER_TRIES):
-        t = random_target(rng, n, None)
+    tries = sorted((random_target(rng, n, None) for _ in range(COVER_TRIES)),
+                   key=lambda t: held.get(predicted_region(atlas.parts, t), 0))
+    for t in tries:
         seq = build(t, length, rng)
-        if seq is None or not legal(task, seq):
-            continue
-        built += 1
-        score = held.get(region_of(atlas.parts, seq, t["read_slot"]), 0)
-        if best is None or score < best[0]:
-            best = (score, seq, t)
-        if built >= COVER_TRIES:
-            break
-    if best is None:  # the builders repair what they make, so this is a floor, not a path
-        seq, params = preset(length, rng)
-        return seq, {"origin": "preset", "moves": [], "target": params}
-    return best[1], {"origin": "cover", "moves": [], "target": best[2]}
+        if seq is not None and legal(task, seq):
+            return seq, {"origin": "cover", "moves": [], "target": t}
+    seq, params = preset(length, rng)  # no target of this draw fits: a preset row instead
+    return seq, {"origin": "preset", "moves": [], "target": params}
 
 
-def region_of(map_parts: MapParts, seq: np.ndarray, read_slot: int) -> tuple:
-    """The region (cell on the cover axes) of the read at ``read_slot`` (else the last read)."""
-    d = map_parts.describe(seq[None])
-    keys = np.stack([desc.bin_index(d[name], edges) for name, edges in map_parts.dimensions.items()], axis=1)
-    at = np.flatnonzero(d["slot"] == read_slot)
-    return map_parts.project(desc.key_string(keys[at[0] if at.size else -1]))
+def predicted_region(map_parts: MapParts, target: dict) -> tuple:
+    """The region a target aims at: its values on the cover axes, binned (targets name them as the axes)."""
+    return tuple(str(int(desc.bin_index(np.array([target[a]]), map_parts.dimensions[a])[0]))
+                 for a in map_parts.cover_axes)
 
 
 def legal(task: tasks.Task, seq: np.ndarray) -> bool:
