@@ -201,6 +201,7 @@ def test_an_interrupted_task_hunt_resumes_to_exactly_the_uninterrupted_result(tm
 def test_the_ffl_identity_is_unchanged_and_a_task_enters_it():
     ffl = HuntConfig(model="ffbench/transformer-ref", budget=10, length=32)
     assert "task" not in ffl.as_dict() and "task" not in ffl.identity()
+    assert HuntConfig(model="ffbench/transformer-ref", budget=10, length=32, task="ffl").digest() == ffl.digest()
     undo_cfg = HuntConfig(model="ffbench/undo-ssm", budget=10, length=32, task="undo", render="symbolic_undo")
     assert undo_cfg.identity()["task"] == "undo" and undo_cfg.digest() != ffl.digest()
     with pytest.raises(UsageError, match="map search only"):

@@ -83,6 +83,10 @@ class HuntConfig:
     lines: str | None = None  # a stress run of this model whose tolerance lines the map checks (default: shipped)
     task: str | None = None  # --task: None is ffl (then absent from hunt.json and the identity, as before tasks)
 
+    def __post_init__(self) -> None:
+        if self.task == "ffl":  # the default task is recorded as no task, so its identity is what it always was
+            self.task = None
+
     def as_dict(self) -> dict:
         out = asdict(self)
         if out["task"] is None:
@@ -156,8 +160,6 @@ def _plan_task(cfg: HuntConfig) -> Plan:
     from ffbench.hunt import parts
 
     task = tasks.get(cfg.task)
-    if task.name == tasks.DEFAULT:
-        raise UsageError("the ffl hunt records no task: leave task unset (None)")
     parts.for_task(task.name)  # refuses a task the hunt is not wired into
     if cfg.estimate or cfg.search != "map" or cfg.families or cfg.lines is not None:
         raise UsageError(f"--task {task.name} hunts with the map search only: drop --estimate, --search bandit, "
