@@ -31,11 +31,11 @@ LABELS = ("0", "1", "2", ">=3")  # the first bins of the count axes (SMALL_EDGES
 def table(summary: dict, task: str) -> list[str]:
     m, g, spent = summary["map"], summary["glitches"], summary["spent"]
     names = [a["name"] for a in m["axes"]]
-    out = [f"## {summary['model']} --task {task} T={summary['config']['length']}: {spent['reads']:,} reads "
-           f"(+{spent['rescored_reads']:,} re-scored), {g['distinct']} glitches ({g['failing_reads']} wrong reads), "
-           f"{m['cells_tried']:,} cells, {m['cells_failing']} failing, {len(summary['shapes'])} shapes "
-           f"({spent['shrink_reads']} reads shrinking)",
-           "   yields: " + ", ".join(f"{r['family']} {r['glitches']}/{r['reads']}" for r in summary["families"])]
+    head = (f"## {summary['model']} --task {task} T={summary['config']['length']}: {spent['reads']:,} reads "
+            f"(+{spent['rescored_reads']:,} re-scored), {g['distinct']} glitches ({g['failing_reads']} wrong reads), "
+            f"{m['cells_tried']:,} cells, {m['cells_failing']} failing, {len(summary['shapes'])} shapes "
+            f"({spent['shrink_reads']} reads shrinking)")
+    out = [head, "   yields: " + ", ".join(f"{r['family']} {r['glitches']}/{r['reads']}" for r in summary["families"])]
     a, b = AXES[task]
     ia, ib = names.index(a), names.index(b)
     acc: dict[tuple, list[int]] = {}
