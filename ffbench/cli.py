@@ -522,7 +522,8 @@ def _model_args(pairs) -> dict:
                    "hunt.json counts both). Rerun with a larger N to continue a finished hunt.")
 @click.option("--budget-tokens", type=click.IntRange(min=1), metavar="N", help="Also stop after N scored tokens.")
 @click.option("--length", "-T", type=int, metavar="T", help="Sequence length (default: an ffbench/ checkpoint's "
-              "training length, else 512); beyond the training length the hunt measures length generalisation.")
+              "training length, else the task's: 512, 384 for registers); beyond the training length the hunt "
+              "measures length generalisation.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, metavar="S", help="Random seed.")
 @click.option("--render", "rendering", default=None, metavar="R",
               help="Rendering (see 'ffbench render --list') or a template .yaml path (default: the task's, "
