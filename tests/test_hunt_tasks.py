@@ -13,7 +13,7 @@ import pytest
 from ffbench import backends, language, registers, tasks, undo
 from ffbench.backends.base import Backend, Capabilities, SpanScores
 from ffbench.errors import Interrupted, UsageError
-from ffbench.hunt import HuntConfig, hunt, parts, plan
+from ffbench.hunt import HuntConfig, hunt, outputs, parts, plan
 from ffbench.hunt.huntdir import HuntDir
 from tests.conftest import needs_native
 from tests.test_hunt import _cli
@@ -168,6 +168,8 @@ def test_the_map_finds_exactly_where_the_heuristic_is_wrong(tmp_path, task):
     axis = [a["name"] for a in m["axes"]].index(FLAG[task])
     assert all(c["errors"] == (c["reads"] if c["bins"][axis] else 0) for c in m["cells"])
     assert {r["family"] for r in s["families"]} >= {"map:cover", "map:preset"}
+    printed = outputs.format_summary(s, "DIR")
+    assert f"on --task {task}" in printed and f"--task {task} --data DIR/glitches.parquet" in printed
     # every glitch is legal and every failing read is one where the heuristic is wrong
     g = pd.read_parquet(tmp_path / "h" / "glitches.parquet")
     arr = language.to_array(g.text.tolist())
