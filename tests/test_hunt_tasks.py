@@ -262,3 +262,23 @@ def test_every_glitch_of_a_shipped_reference_is_legal_and_replays_wrong(shipped)
         chains = [r for text, positions in zip(g.text, g.failing_positions) for r in undo_reference(text)
                   if r["slot"] in {p // 2 for p in positions} and r["chain"] >= 2 and r["toggle_wrong"]]
         assert chains
+
+
+@needs_native
+def test_the_report_draws_a_task_hunts_map_on_its_own_axes_beside_its_references(shipped, tmp_path):
+    """``ffbench report HUNT_DIR`` of a task hunt: the task's heatmaps (every pair whose axes the map has),
+    each cell's counts summed from hunt.json's cells, and the task's shipped references beside it."""
+    from ffbench.report import build_report, huntmaps
+
+    task, tmp = shipped
+    s = json.loads((tmp / "h" / "hunt.json").read_text())
+    view = huntmaps.map_view(s)
+    assert [p.title for p in view.panels] == [f"{huntmaps.NAMES[r]} × {huntmaps.NAMES[c]}"
+                                             for r, c in huntmaps.TASK_PAIRS[task]]
+    axes = [a["name"] for a in s["map"]["axes"]]
+    r, c = huntmaps.TASK_PAIRS[task][0]
+    total = sum(cell.reads for cell in view.panels[0].heatmap.cells.values())
+    assert total == sum(cell["reads"] for cell in s["map"]["cells"]) and r in axes and c in axes
+    html = build_report([str(tmp / "h")])
+    assert html.count('<svg class="heat"') == len(huntmaps.TASK_PAIRS[task])
+    assert f"ffbench/{task}-lstm" in html and "ffbench/transformer-ref" not in html

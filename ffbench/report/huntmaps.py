@@ -19,10 +19,22 @@ PAIRS = (("opposite_since_write", "reads_between"), ("opposite_run", "reads_betw
          ("opposite_since_write", "decoys"), ("opposite_since_write", "write_slot"),
          ("opposite_since_write", "fraction"), ("decoys", "gap_before_write"),
          ("write_distance", "write_density"))
+# a task hunt's pairs (ffbench.hunt.task_undo / task_registers axes): retraction chains against whether the
+# toggle is wrong and how deep the stack is; a register's staleness against writes to the others and K
+TASK_PAIRS = {"undo": (("chain", "toggle_wrong"), ("retracted", "depth"), ("chain", "write_distance"),
+                       ("retracted", "copy_wrong"), ("depth", "fraction")),
+              "registers": (("staleness", "other_writes"), ("other_writes", "one_variable_wrong"),
+                            ("staleness", "registers"), ("registers_since", "one_variable_wrong"),
+                            ("own_opposite", "reads_between"))}
 NAMES = {"opposite_since_write": "opposite ignores since the write", "opposite_run": "strict opposite run",
          "decoys": "decoy writes", "reads_between": "reads in between", "write_distance": "write distance", "write_slot": "instructions before the write",
          "fraction": "position (fraction of T)", "write_density": "write density",
-         "gap_before_write": "ignores right before the write"}
+         "gap_before_write": "ignores right before the write",
+         "retracted": "writes undone since the answer's write", "chain": "undos since the last write",
+         "depth": "stack depth", "toggle_wrong": "toggle heuristic wrong", "copy_wrong": "last write wrong",
+         "staleness": "instructions since the register's write", "other_writes": "writes to other registers since",
+         "registers_since": "other registers written since", "own_opposite": "its own opposite ignores",
+         "one_variable_wrong": "one-variable heuristic wrong", "registers": "registers (K)"}
 
 
 @dataclass
@@ -47,6 +59,7 @@ class MapView:
     facts: list[tuple[str, str]]
     panels: list[MapPanel]
     shapes: list[ShapeRow]
+    descriptors: str = ""  # the map's axes, in words (the flip-flop language's or a task's)
 
 
 def _panel(amap: dict, rows_axis: str, cols_axis: str) -> MapPanel | None:
@@ -85,9 +98,12 @@ def map_view(summary: dict) -> MapView | None:
                         "confirmed wrong read")),
              ("shrinking", (f"{int(spent.get('shrink_reads', 0)):,} reads; {len(shapes):,} distinct minimal "
                             f"shape{'' if len(shapes) == 1 else 's'}"))]
-    panels = [p for p in (_panel(amap, r, c) for r, c in PAIRS) if p is not None]
+    task = (summary.get("config") or {}).get("task")
+    pairs = TASK_PAIRS.get(task, PAIRS)  # no task recorded: the flip-flop language's
+    panels = [p for p in (_panel(amap, r, c) for r, c in pairs) if p is not None]
     rows = [ShapeRow(str(s["shape"]), int(s["glitches"]), int(s.get("containing", 0)), int(s["length"]),
                      bool(s["minimal"]),
                      f"{float(s['margin']):.3g}" if s.get("margin") is not None else "", str(s["text"]))
             for s in shapes]
-    return MapView(facts, panels, rows)
+    described = ", ".join(NAMES.get(a["name"], a["name"]) for a in amap.get("axes", []))
+    return MapView(facts, panels, rows, described)

@@ -16,7 +16,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
-from ffbench import language, metrics
+from ffbench import language, metrics, tasks
 from ffbench.report import huntmaps
 from ffbench.report.data import Hunt, Model
 from ffbench.report.figures import Figure, rate_point
@@ -76,10 +76,11 @@ def _origin(row: dict) -> str:
     return origin
 
 
-def _read_at(text: str, position: int) -> HuntRead:
+def _read_at(text: str, position: int, task: str | None = None) -> HuntRead:
     """The read whose answer sits at ``position``; a glitch is a choice-scored read answered with
-    the other value, so the prediction is the value the target is not."""
-    reads = language.extract_reads(language.to_array([text]))
+    the other value, so the prediction is the value the target is not. ``task``: the hunt's language
+    (its reads and their write distances, ffbench.tasks)."""
+    reads = tasks.get(task).extract_reads(language.to_array([text]))
     k = [int(p) for p in reads.position].index(position)
     target = int(reads.target[k])
     return HuntRead(text, position, target, 1 - target, int(reads.write_distance[k]))
@@ -93,14 +94,14 @@ def _margin(values, j: int) -> str:
     return "" if math.isnan(v) else f"{v:+.3f}"
 
 
-def glitch_row(index: int, row: dict) -> GlitchRow:
+def glitch_row(index: int, row: dict, task: str | None = None) -> GlitchRow:
     positions = [int(p) for p in row["failing_positions"]]
     j = min(range(len(positions)), key=positions.__getitem__)
-    read = _read_at(str(row["text"]), positions[j])
+    read = _read_at(str(row["text"]), positions[j], task)
     return GlitchRow(index, str(row.get("family") or "?"), _params(row.get("arm")), _origin(row), len(read.sequence),
                      len(positions), None if row.get("reads") is None else int(row["reads"]), read,
                      f"{read.target} → {read.prediction}", _margin(row.get("margins"), j),
-                     _margin(row.get("rescored_margins"), j), context_tokens(read))
+                     _margin(row.get("rescored_margins"), j), context_tokens(read, tasks.get(task).unit))
 
 
 def _first_position(row: dict) -> int:
@@ -126,7 +127,8 @@ class FamilyExamples:
     rows: list[GlitchRow]
 
 
-def examples(hunt: Hunt, per_family: int, skip: int | None, order: list[str]) -> list[FamilyExamples]:
+def examples(hunt: Hunt, per_family: int, skip: int | None, order: list[str],
+             task: str | None = None) -> list[FamilyExamples]:
     """A few glitches of each family (the shortest glitch, row ``skip``, is shown apart), families in
     ``order`` (the yield table's) and then as they first appear in the file."""
     groups: dict[str, list[tuple[int, dict]]] = {}
@@ -137,7 +139,7 @@ def examples(hunt: Hunt, per_family: int, skip: int | None, order: list[str]) ->
     for name in names:
         rows = [ir for ir in groups[name] if ir[0] != skip]
         out.append(FamilyExamples(name, len(groups[name]),
-                                  [glitch_row(i, r) for i, r in pick_examples(rows, per_family)]))
+                                  [glitch_row(i, r, task) for i, r in pick_examples(rows, per_family)]))
     return out
 
 
@@ -391,17 +393,18 @@ def hunt_view(hunt: Hunt, models: list[Model], per_family: int) -> HuntView:
                               + (", one request per read" if cfg.get("per_read") else "")))
 
     iid = s.get("iid") or {}
+    task = cfg.get("task")  # a task hunt's language (absent: ffl)
     shortest, skip = None, None
     short = g.get("shortest")
     if short:
         skip = next((i for i, r in enumerate(hunt.glitches) if r.get("text") == short["text"]), None)
         if skip is not None:
-            shortest = glitch_row(skip, hunt.glitches[skip])
+            shortest = glitch_row(skip, hunt.glitches[skip], task)
         else:  # glitches.parquet missing: draw it from hunt.json alone
-            read = _read_at(short["text"], int(short["position"]))
+            read = _read_at(short["text"], int(short["position"]), task)
             shortest = GlitchRow(-1, short.get("family", "?"), _params(short.get("arm")), short.get("origin", ""),
                                  len(short["text"]), 1, None, read, f"{read.target} → {read.prediction}", "", "",
-                                 context_tokens(read))
+                                 context_tokens(read, tasks.get(task).unit))
     families = s.get("families") or []
     fp = s.get("fingerprint") or {}
     provenance = [("hunt directory", hunt.path), ("model", hunt.model),
@@ -415,6 +418,6 @@ def hunt_view(hunt: Hunt, models: list[Model], per_family: int) -> HuntView:
         yield_figure(families, iid), iid_rows(iid),
         f"i.i.d. suites of {iid.get('reference')} at T={iid.get('length')}" if iid.get("suites") else "",
         "" if iid.get("suites") else str(iid.get("reason") or ""), shortest,
-        examples(hunt, per_family, skip, [str(f["family"]) for f in families]), per_family,
+        examples(hunt, per_family, skip, [str(f["family"]) for f in families], task), per_family,
         estimate_view(s["estimate"], iid) if s.get("estimate") else None,
         provenance, json.dumps(cfg, indent=2), huntmaps.map_view(s))

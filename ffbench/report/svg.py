@@ -240,8 +240,12 @@ class Heatmap:
         self.M = {**self.M, "left": max(self.M["left"], 10 + 7 * widest)}
 
     @property
-    def width(self) -> int:
-        return self.M["left"] + self.CELL_W * len(self.cols) + self.M["right"]
+    def _label_w(self) -> int:
+        return 7 * (len(self.col_label) + 2) + 4  # the column axis's label, about 7 px a character
+
+    @property
+    def width(self) -> int:  # wide enough for the column label when the grid is narrower than it
+        return self.M["left"] + max(self.CELL_W * len(self.cols), self._label_w) + self.M["right"]
 
     @property
     def height(self) -> int:
@@ -282,6 +286,8 @@ class Heatmap:
                 out.append(f'<line class="tol" x1="{x + 1}" x2="{x + w - 1}" y1="{y}" y2="{y}"/>')
         out.append("".join(labels))
         out.append(f'<text class="label" x="{x0 - 5}" y="{y1 + 28}" text-anchor="end">{esc(self.row_label)} ↓</text>'
-                   f'<text class="label" x="{(x0 + x1) // 2}" y="{y1 + 28}" text-anchor="middle">{esc(self.col_label)} →'
-                   "</text></svg>")
+                   + (f'<text class="label" x="{(x0 + x1) // 2}" y="{y1 + 28}" text-anchor="middle">'
+                      if x1 - x0 >= self._label_w else  # a narrow grid: the label starts where the row label ends
+                      f'<text class="label" x="{x0 + 4}" y="{y1 + 28}" text-anchor="start">')
+                   + f"{esc(self.col_label)} →</text></svg>")
         return "".join(out)
