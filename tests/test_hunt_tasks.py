@@ -282,3 +282,16 @@ def test_the_report_draws_a_task_hunts_map_on_its_own_axes_beside_its_references
     html = build_report([str(tmp / "h")])
     assert html.count('<svg class="heat"') == len(huntmaps.TASK_PAIRS[task])
     assert f"ffbench/{task}-lstm" in html and "ffbench/transformer-ref" not in html
+
+
+@needs_native
+def test_a_task_hunts_glitches_export_as_a_dataset_config(shipped, tmp_path):
+    """``export dataset --hunt`` of a task hunt: one config named by the task, every glitch row and column."""
+    task, tmp = shipped
+    assert _cli(["export", "dataset", "--hunt", tmp / "h", "--out", tmp_path / "ds"]) == 0
+    g = pd.read_parquet(tmp / "h" / "glitches.parquet")
+    length = len(g.text.iloc[0])
+    out = pd.read_parquet(tmp_path / "ds" / "data" / f"hunt_{task}_T{length}" / "test.parquet")
+    pd.testing.assert_frame_equal(out, g)
+    card = (tmp_path / "ds" / "README.md").read_text()
+    assert f"task: {task}" in card and f"--task {task}" in card

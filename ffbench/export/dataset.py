@@ -61,12 +61,10 @@ def plan(suites: list[str], lengths: list[int], num: int | None, seed: int | Non
     if not suites and not hunts:
         raise UsageError("nothing to export: give --suite (paper, in_dist, sparse, dense, stress) and/or --hunt DIR")
     if chosen.name != tasks.DEFAULT:
-        if hunts:
-            raise UsageError(f"--hunt exports a flip-flop hunt's glitches; drop it with --task {chosen.name}")
         names = [member for name in suites for member in chosen.groups.get(name, (name,))]  # paper: its suites
         configs = [_task_config(chosen, name, length, num, seed, registers_k)
                    for name in names for length in lengths or [chosen.default_length]]
-        return _unique(configs)
+        return _unique(configs + [_hunt_config(path) for path in hunts])  # a hunt carries its own task
     if registers_k is not None:
         raise UsageError("--registers applies to --task registers only")
     configs: list[ExportConfig] = []
@@ -139,13 +137,15 @@ def _hunt_config(directory: str) -> ExportConfig:
         if hd.summary.is_file():
             raise UsageError(f"the hunt in {directory!r} found no glitches: nothing to export")
         raise UsageError(f"{directory!r} is not a hunt directory (no {HuntDir.SUMMARY})")
-    data = datafiles.read_sequences(hd.glitches)
     summary = read_json(hd.summary, "hunt summary") if hd.summary.is_file() else {}
     config = summary.get("config") or {}
-    params = {"kind": "hunt", "suite": "hunt", "length": data.length, "num": data.num,
+    task = config.get("task")  # a task hunt's language (absent: ffl)
+    data = datafiles.read_sequences(hd.glitches, task=task)
+    params = {"kind": "hunt", "suite": "hunt", "task": task, "length": data.length, "num": data.num,
               "model": summary.get("model"), "model_fingerprint": (summary.get("fingerprint") or {}).get("id"),
               "seed": config.get("seed"), "render": config.get("render"), "budget": config.get("budget"),
-              "alphabet": 2, "command": f"ffbench hunt --model {summary.get('model', 'MODEL')} ..."}
+              "alphabet": 2, "command": f"ffbench hunt --model {summary.get('model', 'MODEL')}"
+              + (f" --task {task}" if task else "") + " ..."}
     table = pq.read_table(hd.glitches)
 
     def write(out: Path) -> tuple[int, str]:
@@ -155,7 +155,8 @@ def _hunt_config(directory: str) -> ExportConfig:
             pq.write_table(table, tmp, compression="snappy")
         return data.num, data.sha256
 
-    return ExportConfig(f"hunt_T{data.length}", {k: v for k, v in params.items() if v is not None}, write,
+    return ExportConfig(f"hunt_{task}_T{data.length}" if task else f"hunt_T{data.length}",
+                        {k: v for k, v in params.items() if v is not None}, write,
                         table.column_names)
 
 
