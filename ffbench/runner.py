@@ -626,7 +626,42 @@ def cell_result(cell: Cell, num_sequences: int, table, sha: str, repeats: int | 
         by_write_distance=tuple(metrics.breakdown(table.column("write_distance").to_numpy(), correct)),
         by_read_position=tuple(metrics.breakdown(slot, correct, edges=(0,) + metrics.DISTANCE_EDGES)),
         by_point=tuple(by_point), tolerances=tuple(tolerances), sampled=_sampled(table, correct, repeats),
-        breakdowns=heuristic_breakdown(cell, table))
+        breakdowns={**heuristic_breakdown(cell, table), **family_breakdown(table)})
+
+
+# The parameters of a task's structured families (samples columns): undo's retraction chains by depth,
+# registers' stale reads by distance and what fills the gap. A stress read (its ``point`` set) is counted
+# by stress_breakdown instead.
+FAMILY_PARAMETERS = ("k", "distance", "placement")
+
+
+def family_breakdown(table) -> dict:
+    """``{"by_parameter": [...]}`` for the reads of a task's structured family (retraction, stale): per
+    family and parameter values, reads, errors and the exact interval, so a cell says at which depth or
+    distance a model breaks, not only how often (empty for every other cell)."""
+    names = table.column_names
+    if "family" not in names:
+        return {}
+    family = table.column("family").to_pylist()
+    point = table.column("point").to_pylist() if "point" in names else [None] * len(family)
+    keep = [i for i, (f, p) in enumerate(zip(family, point)) if f is not None and p is None]
+    if not keep:
+        return {}
+    values = {n: table.column(n).to_pylist() for n in FAMILY_PARAMETERS if n in names}
+    params = [n for n, col in values.items() if any(col[i] is not None for i in keep)]
+    correct = table.column("correct").to_numpy()
+    counts: dict[tuple, list[int]] = {}
+    for i in keep:
+        acc = counts.setdefault((family[i], *(values[n][i] for n in params)), [0, 0])
+        acc[0] += 1
+        acc[1] += int(not correct[i])
+    rows = []
+    for key in sorted(counts, key=lambda k: tuple((v is None, str(type(v)), v) for v in k)):
+        reads, errors = counts[key]
+        rows.append({"family": key[0], **{n: (int(v) if isinstance(v, float) and v.is_integer() else v)
+                                          for n, v in zip(params, key[1:])},
+                     "reads": reads, "errors": errors, "ci95": list(metrics.clopper_pearson(errors, reads))})
+    return {"by_parameter": rows}
 
 
 def heuristic_breakdown(cell: Cell, table) -> dict:

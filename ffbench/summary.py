@@ -38,6 +38,10 @@ def format_table(cells: list[CellResult]) -> str:
         if c.tolerances:
             out += ["", f"stress profile, {c.key.describe()} (exact 95% intervals):"]
             out += [f"  {t['line']}" for t in c.tolerances]
+    structured = [c for c in cells if c.breakdowns.get("by_parameter")]
+    if structured:
+        out += ["", "structured families, errors / reads per parameter (where each breaks):"]
+        out += [f"  {line}" for c in structured for line in format_by_parameter(c)]
     guessed = [c for c in cells if c.breakdowns.get("heuristic")]
     if guessed:
         out += ["", "reference heuristic (undo: toggle, an undo flips the bit; registers: one variable, the last write "
@@ -61,6 +65,21 @@ def format_table(cells: list[CellResult]) -> str:
         out += ["", f"{cut:,} read(s) got a reply cut by the token budget before it named an answer (counted as "
                     "errors and as invalid): raise --max-new-tokens"]
     return "\n".join(out)
+
+
+def format_by_parameter(c: CellResult) -> list[str]:
+    """A structured family's counts per parameter value on one line per family and fixed other
+    parameters: ``retraction_chain by k: 1: 5/50, 2: 19/50, ...`` (a numeric parameter varies)."""
+    groups: dict[tuple, list[str]] = {}
+    for row in c.breakdowns["by_parameter"]:
+        params = [k for k in row if k not in ("family", "reads", "errors", "ci95")]
+        numeric = [k for k in params if isinstance(row[k], (int, float))]
+        varied = numeric[-1] if numeric else (params or ["family"])[-1]  # a depth or distance varies
+        fixed = [k for k in params if k != varied]
+        head = (row["family"], tuple(f"{k}={row[k]}" for k in fixed), varied)
+        groups.setdefault(head, []).append(f"{row[varied]}: {row['errors']:,}/{row['reads']:,}")
+    return [f"{c.key.describe()} {family}{' (' + ', '.join(fixed) + ')' if fixed else ''} by {varied}: "
+            + ", ".join(parts) for (family, fixed, varied), parts in groups.items()]
 
 
 def format_sampled(c: CellResult) -> list[str]:

@@ -135,3 +135,26 @@ def test_run_task_undo_end_to_end_scores_every_read_with_the_toggle_beside(tiny_
     iid_rows = samples[(samples.suite == "in_dist") & (samples.render == "symbolic_undo")]
     assert iid_rows.target.tolist() == undo.extract_reads(iid).target.tolist()
     assert set(language.to_strings(iid)[0]) >= {"w", "r"}
+
+
+@pytest.mark.parametrize("task, model, suite, length, params", [
+    ("undo", "ffbench/undo-lstm", "retraction", 64, ["k"]),
+    ("registers", "ffbench/registers-lstm", "stale", 96, ["distance", "placement"])])
+def test_a_structured_family_is_counted_per_parameter_as_its_samples_say(tmp_path, capsys, task, model, suite,
+                                                                         length, params):
+    """results.json ``by_parameter`` (and the printed summary) of a retraction or stale cell: per depth
+    or distance and placement, the reads and errors of an independent recount of samples.parquet."""
+    pytest.importorskip("torch")
+    out = tmp_path / "run"
+    assert cli_exit(["run", "--model", model, "--task", task, "--suite", suite, "--length", length, "--num", 12,
+                     "--no-record", "--output-dir", out]) == 0
+    printed = capsys.readouterr().out
+    (cell,) = json.loads((out / "results.json").read_text())["results"]
+    samples = pd.read_parquet(out / "samples.parquet")
+    recount = samples.assign(wrong=~samples.correct).groupby(["family", *params]).wrong.agg(["size", "sum"])
+    got = {(r["family"], *(r[p] for p in params)): (r["reads"], r["errors"]) for r in cell["by_parameter"]}
+    assert got == {(k if isinstance(k, tuple) else (k,)): (int(v["size"]), int(v["sum"]))
+                   for k, v in recount.iterrows()}
+    assert sum(r["reads"] for r in cell["by_parameter"]) == cell["reads"] and len(got) > 2
+    assert 0 < sum(e for _, e in got.values()) < cell["reads"]  # mixed verdicts: the recount can tell
+    assert "structured families, errors / reads per parameter" in printed
