@@ -499,7 +499,7 @@ class Hunter:
         from ffbench.hunt import atlas as atlas_mod
         from ffbench.hunt import descriptors, lines
 
-        amap = atlas_mod.Atlas(self.state["map"])
+        amap = atlas_mod.Atlas(self.state["map"], self.state.setdefault("map_aims", {}))
         reads_left, tokens_left = self.remaining()
         goal = min(ROUND_READS, reads_left)
         rows, metas, planned, round_keys, attempts = [], [], 0, set(), 0
