@@ -834,8 +834,10 @@ def descriptor_region(family: str, fixed: Mapping, length: int) -> dict:
         return {"axis": "opposite_run", "where": [*_PURE, _PLAIN]}
     if family == "write_distance":
         return {"axis": "write_distance", "where": ["reads_between == 0", _PLAIN]}
-    if family == "run_blocks":  # the first block opens the sequence, a later one follows a block of the other bit
-        return {"axis": "opposite_run", "where": [*_PURE, "(write_slot == 0) | (decoys == 1)"]}
+    if family == "run_blocks":  # the first block opens the sequence, a later one follows a block of the other bit;
+        # blocks of k + 2 instructions: at most one write per k + 2 slots before the read (no cluster of decoys)
+        return {"axis": "opposite_run", "where": [*_PURE, "(write_slot == 0) | (decoys == 1)",
+                                                  "write_density * slot * (opposite_run + 2) <= slot + 1.5"]}
     if family == "reads_in_run":  # a read after every gap: (reads + 1) stretches of opposite ignores
         return {"axis": "opposite_run", "where": ["opposite_run >= 1",
             "opposite_since_write == (reads_between + 1) * opposite_run",

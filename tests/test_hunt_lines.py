@@ -61,9 +61,10 @@ def test_labels_of_hand_built_reads():
     # a later run_blocks block: a pure run after a write that follows one write of the other bit, whatever
     # came before (the previous block need not have the same k: the region is what the descriptors test)
     assert ("run_blocks", {"k": 2}) in _labels("w1i0i0r1i1w0i1i1r0")
-    assert ("run_blocks", {"k": 2}) in _labels("w0r0i1i0w1r1i0w0i1i1r0")
+    assert ("run_blocks", {"k": 2}) in _labels("w0r0i1i0i0w1r1i0i0w0i1i1r0")
     assert ("run_blocks", {"k": 2}) not in _labels("w0i1w0i1i1r0")  # the write before is of the same bit
     assert ("run_blocks", {"k": 2}) not in _labels("w1w0i1r0i1i1r0")  # a read in between
+    assert _labels("w1" * 15 + "w0w1i1i0i1w0i1i1r0") == []  # more writes than blocks fit: a decoy cluster
 
 
 def _reference_regions(text: str, q: int) -> set:
@@ -80,7 +81,8 @@ def _reference_regions(text: str, q: int) -> set:
     out = set()
     if pure:
         k = len(since)
-        if w == 0 or bits[writes_before[-1]] != b and (len(writes_before) < 2 or bits[writes_before[-2]] == b):
+        sparse = (len(writes_before) + 1) * (k + 2) <= e + 1  # no more writes than blocks of k + 2 fit
+        if w == 0 or bits[writes_before[-1]] != b and (len(writes_before) < 2 or bits[writes_before[-2]] == b) and sparse:
             out.add(("run_blocks", k))
         if plain:
             out.add(("distractor_run/adjacent", k))
