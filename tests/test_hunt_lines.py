@@ -179,9 +179,13 @@ def test_a_line_claiming_too_much_is_contradicted_by_exactly_the_reads_beyond_th
     wrong = {**blocks, "clean_through": 20}  # deliberately wrong: the model fails from 14
     out = lines.check_lines([wrong], store, LENGTH)
     # the reads it claims wrongly: every labelled run_blocks read with 14 <= k <= 20 (the model fails all)
-    expect = sum(e["reads"] for key, e in store.items()
-                 if json.loads(key)["family"] == "run_blocks" and 14 <= json.loads(key)["k"] <= 20)
+    # inside the range of the other descriptors its own grid reads had (the envelope)
+    points = lines.line_envelope(wrong, LENGTH)
+    labelled = [(json.loads(key), e) for key, e in store.items() if json.loads(key)["family"] == "run_blocks"]
+    expect = sum(e["reads"] for r, e in labelled if 14 <= r["k"] <= 20 and lines.measured(r, "k", points))
+    outside = sum(e["reads"] for r, e in labelled if not lines.measured(r, "k", points))
     assert expect > 0 and out["checked"][0]["contradicting"] == expect
+    assert out["checked"][0]["outside_measured"] == outside
     for c in out["contradictions"]:
         prefix = c["text"][: c["position"] + 1]
         assert 14 <= c["params"]["k"] <= 20 and opposite_since_write(prefix) >= THRESHOLD
@@ -190,8 +194,7 @@ def test_a_line_claiming_too_much_is_contradicted_by_exactly_the_reads_beyond_th
     # the shipped transformer-ref line (run_blocks clean through k = 14 at T = 64) is wrong for this model
     shipped = {c["family"]: c for c in s["lines"]["checked"]}
     assert shipped["run_blocks"]["clean_through"] == 14
-    at14 = sum(e["reads"] for key, e in store.items() if json.loads(key)["family"] == "run_blocks"
-               and json.loads(key)["k"] == 14)
+    at14 = sum(e["reads"] for r, e in labelled if r["k"] == 14 and lines.measured(r, "k", points))
     assert shipped["run_blocks"]["contradicting"] == at14
     assert all(c["params"]["k"] >= THRESHOLD for c in s["contradictions"] if c["family"] == "run_blocks")
 
@@ -221,3 +224,25 @@ def test_a_stress_run_of_another_model_or_length_is_refused(tmp_path):
     with pytest.raises(UsageError, match="--lines checks tolerance lines against the map search"):
         plan(HuntConfig(**base, lines=str(run), search="bandit"))
     assert plan(HuntConfig(**{**base, "model": "ffbench/lstm-ref"}, lines=str(run)))
+
+
+def test_a_line_claims_only_the_range_its_own_grid_reads_had():
+    """write_distance at T = 128: the grid's 32 draws at distance 63 have about half their ignores opposite, so
+    `w1 i0*62 r1` (every one opposite: in the family's draw space, where lstm-ref and ssm-ref fail) is labelled
+    but not claimed, while every grid read of the line is inside its own range."""
+    line = {"family": "write_distance", "fixed": {}, "axis": "distance"}
+    points = lines.line_envelope(line, 128)
+    arr = language.to_array(["w1" + "i0" * 62 + "r1"])
+    assert ("write_distance", {"distance": 63}) in lines.label_reads(arr)[0]
+    from ffbench.hunt import descriptors
+
+    env = {k: int(v[0]) for k, v in lines._envelope_values(descriptors.describe(arr)).items()}
+    assert not lines.measured({"distance": 63, "env": env}, "distance", points)
+    for p in stress.grid(128):
+        if p.family != "write_distance":
+            continue
+        grid = stress.sample_point(p, 128)
+        values = lines._envelope_values(descriptors.describe(grid))
+        for j in range(grid.shape[0]):
+            read = {"distance": p.params["distance"], "env": {k: int(v[j]) for k, v in values.items()}}
+            assert lines.measured(read, "distance", points)

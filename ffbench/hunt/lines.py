@@ -10,7 +10,11 @@ read (:func:`ffbench.hunt.descriptors.describe`). The regions contain every read
 draws (tested: each grid read gets its own point's label) and, where the family's construction has
 more than the descriptors see, the wider set they can test -- a later ``run_blocks`` block, say, is any
 pure run of k opposite ignores right after a write that follows one write of the other bit, whatever
-came before. So a line claims every read of that region.
+came before. A line claims a read of that region only inside the range its own grid reads had (:func:`envelopes`:
+per axis value, the [min, max] of the other :data:`ENVELOPE` descriptors over the grid's reads at that T,
+the two bracketing axis values united): a write_distance line measured on 32 draws whose ignores are
+about half opposite says nothing about a draw with every ignore opposite. hunt.json counts the
+labelled reads outside that range per line (``outside_measured``).
 
 ``dense_interference`` and the density-0.5 ``distractor_run`` lines have no descriptor region (their
 axis is not a descriptor of a read): hunt.json lists them under ``lines.unchecked`` with the reason.
@@ -147,20 +151,73 @@ def labels(instr: np.ndarray, data: np.ndarray, e: int) -> list[tuple[str, dict]
     return label_reads(seq)[int(np.flatnonzero(reads == e)[0])]
 
 
-def _key(family: str, params: dict, position: int) -> str:
-    return json.dumps({"family": family, **params, "position": position}, sort_keys=True)
+# The descriptors besides the axis that the grid's reads of a line spread over (random filler, layout): a
+# line claims a read only inside the range its own grid reads had at the bracketing axis values.
+ENVELOPE = ("opposite_since_write", "opposite_run", "decoys", "reads_between", "write_distance", "gap_before_write",
+            "writes")
+
+
+def _envelope_values(desc: dict) -> dict[str, np.ndarray]:
+    return {name: (np.rint(desc["write_density"] * desc["slot"]).astype(np.int64) if name == "writes"
+                   else desc[name]) for name in ENVELOPE}
+
+
+@functools.lru_cache(maxsize=4)
+def envelopes(length: int) -> dict[tuple, dict[str, tuple[int, int]]]:
+    """(family, fixed parameters, axis value) -> per :data:`ENVELOPE` descriptor the [min, max] over the
+    reads of that grid point at T = ``length`` (the default grid: seed and sequences of the shipped runs)."""
+    from ffbench.hunt import descriptors
+
+    out: dict[tuple, dict[str, tuple[int, int]]] = {}
+    for p in stress.grid(length):
+        family = stress.FAMILIES[p.family]
+        fixed = tuple((k, v) for k, v in p.params.items() if k != family.axis)
+        if "axis" not in stress.descriptor_region(p.family, dict(fixed), length):
+            continue
+        values = _envelope_values(descriptors.describe(stress.sample_point(p, length)))
+        out[(p.family, fixed, p.params[family.axis])] = {k: (int(v.min()), int(v.max())) for k, v in values.items()}
+    return out
+
+
+def line_envelope(line: dict, length: int) -> list[tuple]:
+    """(axis value, per-descriptor range) of the line's grid points, easiest first."""
+    fixed = tuple(sorted(line["fixed"].items()))
+    return sorted((key[2], box) for key, box in envelopes(length).items()
+                  if key[0] == line["family"] and tuple(sorted(key[1])) == fixed)
+
+
+def measured(read: dict, axis: str, points: list[tuple]) -> bool:
+    """Whether a labelled read (with its ``env`` values) lies inside the range the line's own grid reads had
+    (``points``: :func:`line_envelope`), on every :data:`ENVELOPE` descriptor, at the axis values bracketing
+    its own (the union of the two)."""
+    env = read.get("env")
+    if env is None:
+        return True
+    x = read[axis]
+    boxes = [box for v, box in points if v <= x][-1:] + [box for v, box in points if v >= x][:1]
+    return bool(boxes) and all(min(b[k][0] for b in boxes) <= env[k] <= max(b[k][1] for b in boxes)
+                               for k in ENVELOPE)
+
+
+def _key(family: str, params: dict, position: int, env: dict | None = None) -> str:
+    return json.dumps({"family": family, **params, "position": position, **({"env": env} if env else {})},
+                      sort_keys=True)
 
 
 def record(store: dict, seq: np.ndarray, slots: np.ndarray, wrong: np.ndarray) -> None:
     """Count the reads of one scored sequence (``slots``: their instruction slots; ``wrong``: wrong in both
     scorings) under every family label they carry; keep up to ``EXAMPLES`` failing sequences per key."""
+    from ffbench.hunt import descriptors
+
     text = None
     found_all = label_reads(seq)
     if len(found_all) != len(slots):
         raise FFBenchError(f"{len(slots)} verdicts for a sequence of {len(found_all)} reads")
-    for e, bad, found in zip(slots.tolist(), wrong.tolist(), found_all):
+    values = _envelope_values(descriptors.describe(seq[None]))
+    for j, (e, bad, found) in enumerate(zip(slots.tolist(), wrong.tolist(), found_all)):
+        env = {k: int(v[j]) for k, v in values.items()} if found else None
         for family, params in found:
-            entry = store.setdefault(_key(family, params, 2 * int(e) + 1), {"reads": 0, "wrong": 0, "examples": []})
+            entry = store.setdefault(_key(family, params, 2 * int(e) + 1, env), {"reads": 0, "wrong": 0, "examples": []})
             entry["reads"] += 1
             if bad:
                 entry["wrong"] += 1
@@ -201,11 +258,16 @@ def check_lines(lines: list[dict], store: dict, length: int) -> dict:
         if reason is not None:
             unchecked.append({"line": line["line"], "family": line["family"], "fixed": line["fixed"], "reason": reason})
             continue
-        result = stress.check_line(line, reads)
+        mine = [r for r in reads if r["family"] == line["family"]
+                and all(r.get(k) == v for k, v in line["fixed"].items())]
+        points = line_envelope(line, length)
+        inside = [r for r in mine if measured(r, line["axis"], points)]
+        result = stress.check_line(line, inside)
         checked.append({"line": line["line"], "family": line["family"], "fixed": line["fixed"],
                         "region": {"positions": line["region"]["positions"],
                                    **stress.descriptor_region(line["family"], line["fixed"], length)},
                         "clean_through": line["clean_through"], "in_region": result.in_region,
+                        "outside_measured": len(mine) - len(inside),
                         "claimed": result.claimed, "contradicting": len(result.contradicting)})
         params = (*line["fixed"], line["axis"])
         shown: set = set()
