@@ -329,7 +329,7 @@ def reachable_pairs(length: int) -> tuple[tuple[int, int, int], ...]:
     d = desc.describe(arr)
     keys = desc.cell_keys(d)
     # the targeted read of each sequence: the one at its read slot
-    row = np.flatnonzero((d["slot"] == np.asarray(slots)[d["seq_index"]]))
+    row = np.flatnonzero(d["slot"] == np.asarray(slots)[d["seq_index"]])
     hit = set()
     for r in row.tolist():
         p, i, j = wanted[int(d["seq_index"][r])]
@@ -339,13 +339,13 @@ def reachable_pairs(length: int) -> tuple[tuple[int, int, int], ...]:
     return tuple(sorted(hit))
 
 
-def pair_target(atlas: "Atlas", length: int, rng: np.random.Generator) -> Target | None:
+def pair_target(atlas: Atlas, length: int, rng: np.random.Generator) -> Target | None:
     """A target in the least-read reachable (or already reached) pair cell below PAIR_QUOTA (ties broken at
     random; a cell counts as read as often as it was aimed at, so one a target rarely reaches does not
     take every round), its count and its aims raised by one; None when every pair cell holds its quota."""
     counts = atlas.pair_counts()
     cells = sorted(set(reachable_pairs(length)) | {c for c, v in counts.items() if v})  # reached: reachable
-    held = np.array([max(counts.get(c, 0), atlas.aims.get("%d,%d,%d" % c, 0)) for c in cells])
+    held = np.array([max(counts.get(c, 0), atlas.aims.get(",".join(map(str, c)), 0)) for c in cells])
     low = held.min() if held.size else PAIR_QUOTA
     if low >= PAIR_QUOTA:
         return None
