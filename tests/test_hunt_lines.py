@@ -183,7 +183,8 @@ def test_a_line_claiming_too_much_is_contradicted_by_exactly_the_reads_beyond_th
     points = lines.line_envelope(wrong, LENGTH)
     labelled = [(json.loads(key), e) for key, e in store.items() if json.loads(key)["family"] == "run_blocks"]
     expect = sum(e["reads"] for r, e in labelled if 14 <= r["k"] <= 20 and lines.measured(r, "k", points))
-    outside = sum(e["reads"] for r, e in labelled if not lines.measured(r, "k", points))
+    lo, hi = wrong["region"]["positions"]
+    outside = sum(e["reads"] for r, e in labelled if lo <= r["position"] <= hi and not lines.measured(r, "k", points))
     assert expect > 0 and out["checked"][0]["contradicting"] == expect
     assert out["checked"][0]["outside_measured"] == outside
     for c in out["contradictions"]:

@@ -258,7 +258,8 @@ def check_lines(lines: list[dict], store: dict, length: int) -> dict:
         if reason is not None:
             unchecked.append({"line": line["line"], "family": line["family"], "fixed": line["fixed"], "reason": reason})
             continue
-        mine = [r for r in reads if r["family"] == line["family"]
+        lo, hi = line["region"]["positions"]
+        mine = [r for r in reads if r["family"] == line["family"] and lo <= r["position"] <= hi
                 and all(r.get(k) == v for k, v in line["fixed"].items())]
         points = line_envelope(line, length)
         inside = [r for r in mine if measured(r, line["axis"], points)]
