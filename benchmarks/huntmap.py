@@ -67,6 +67,25 @@ def _sum(m: dict, cond) -> str:
     return f"{e:,}/{r:,}"
 
 
+def without_envelope(d: Path, s: dict) -> list[tuple]:
+    """The hunt's shipped lines re-checked on the same labelled reads with every read of a line's descriptor
+    region claimed (the ranges of its own grid reads ignored): (family, fixed, contradicting, claimed)."""
+    from ffbench.hunt import lines
+
+    state = json.loads((d / "state.json").read_text())
+    store: dict = {}
+    for key, e in state["labeled"].items():
+        read = json.loads(key)
+        read.pop("env", None)
+        acc = store.setdefault(json.dumps(read, sort_keys=True), {"reads": 0, "wrong": 0, "examples": []})
+        acc["reads"], acc["wrong"] = acc["reads"] + e["reads"], acc["wrong"] + e["wrong"]
+        acc["examples"] = (acc["examples"] + e["examples"])[: lines.EXAMPLES]
+    cfg = s["config"]
+    _, found, _ = lines.load(cfg["model"], cfg["length"], cfg.get("render", "symbolic"), None)
+    out = lines.check_lines(found, store, cfg["length"])
+    return [(c["family"], c["fixed"], c["contradicting"], c["claimed"]) for c in out["checked"] if c["contradicting"]]
+
+
 def table(dirs: list[Path]) -> None:
     print("| hunt | reads | cells tried / failing | minimal shapes | lines checked / contradicted / unchecked "
           "| corner >=8 decoys x run >=44 (gap >= 2) | reads in between | position 0-.25 / .25-.5 / .5-.75 / .75-1 / last |")
@@ -86,6 +105,8 @@ def table(dirs: list[Path]) -> None:
         s = json.loads((d / "hunt.json").read_text())
         print(f"\n{d.name}: shapes " + ", ".join(f"`{sh['shape']}` ({sh['glitches']} + {sh.get('containing', 0)})"
                                             for sh in s["shapes"][:8]))
+        for family, fixed, bad, claimed in without_envelope(d, s):
+            print(f"  without the ranges of its grid reads: {family} {fixed} contradicted by {bad} of {claimed}")
         for c in s.get("lines", {}).get("checked", []):
             if c["contradicting"]:
                 ex = next((x for x in s["contradictions"] if x["line"] == c["line"]), None)
