@@ -8,6 +8,11 @@ shapes, and the map summed over every axis but one under conditions where the kn
 ``bin:errors/reads``.
 
     OMP_NUM_THREADS=1 nice python benchmarks/huntmap.py --budget 5000 --length 128 --work hunts/map
+
+With ``--table DIR...`` (finished map hunts) it prints one markdown row per hunt instead: cells tried and
+failing, minimal shapes, the tolerance lines checked / contradicted / not checkable, and the map's reads
+(wrong/all) in the corner of >= 8 decoys and a strict opposite run >= 44, with reads in between, and per
+position bin of the read (fraction of the sequence: quarters, then the last instruction).
 """
 
 from __future__ import annotations
@@ -51,6 +56,64 @@ VIEWS = (
 )
 
 
+def _sum(m: dict, cond) -> str:
+    names = [a["name"] for a in m["axes"]]
+    edges = {a["name"]: a["edges"] for a in m["axes"]}
+    r = e = 0
+    for c in m["cells"]:
+        lo = {n: edges[n][b] for n, b in zip(names, c["bins"])}
+        if cond(lo):
+            r, e = r + c["reads"], e + c["errors"]
+    return f"{e:,}/{r:,}"
+
+
+def without_envelope(d: Path, s: dict) -> list[tuple]:
+    """The hunt's shipped lines re-checked on the same labelled reads with every read of a line's descriptor
+    region claimed (the ranges of its own grid reads ignored): (family, fixed, contradicting, claimed)."""
+    from ffbench.hunt import lines
+
+    state = json.loads((d / "state.json").read_text())
+    store: dict = {}
+    for key, e in state["labeled"].items():
+        read = json.loads(key)
+        read.pop("env", None)
+        acc = store.setdefault(json.dumps(read, sort_keys=True), {"reads": 0, "wrong": 0, "examples": []})
+        acc["reads"], acc["wrong"] = acc["reads"] + e["reads"], acc["wrong"] + e["wrong"]
+        acc["examples"] = (acc["examples"] + e["examples"])[: lines.EXAMPLES]
+    cfg = s["config"]
+    _, found, _ = lines.load(cfg["model"], cfg["length"], cfg.get("render", "symbolic"), None)
+    out = lines.check_lines(found, store, cfg["length"])
+    return [(c["family"], c["fixed"], c["contradicting"], c["claimed"]) for c in out["checked"] if c["contradicting"]]
+
+
+def table(dirs: list[Path]) -> None:
+    print("| hunt | reads | cells tried / failing | minimal shapes | lines checked / contradicted / unchecked "
+          "| corner >=8 decoys x run >=44 (gap >= 2) | reads in between | position 0-.25 / .25-.5 / .5-.75 / .75-1 / last |")
+    print("|---|---|---|---|---|---|---|---|")
+    for d in dirs:
+        s = json.loads((d / "hunt.json").read_text())
+        m, lines = s["map"], s.get("lines", {})
+        bad = sum(1 for c in lines.get("checked", []) if c["contradicting"])
+        pos = " / ".join(_sum(m, lambda b, lo=lo: b["fraction"] == lo) for lo in m["axes"][
+            [a["name"] for a in m["axes"]].index("fraction")]["edges"])
+        print(f"| {d.name} | {s['spent']['reads']:,} | {m['cells_tried']:,} / {m['cells_failing']:,} | {len(s['shapes'])} "
+              f"| {len(lines.get('checked', []))} / {bad} / {len(lines.get('unchecked', []))} "
+              f"| {_sum(m, lambda b: b['decoys'] >= 8 and b['opposite_run'] >= 44)} "
+              f"({_sum(m, lambda b: b['decoys'] >= 8 and b['opposite_run'] >= 44 and b['gap_before_write'] >= 2)}) "
+              f"| {_sum(m, lambda b: b['reads_between'] >= 1)} | {pos} |")
+    for d in dirs:
+        s = json.loads((d / "hunt.json").read_text())
+        print(f"\n{d.name}: shapes " + ", ".join(f"`{sh['shape']}` ({sh['glitches']} + {sh.get('containing', 0)})"
+                                            for sh in s["shapes"][:8]))
+        for family, fixed, bad, claimed in without_envelope(d, s):
+            print(f"  without the ranges of its grid reads: {family} {fixed} contradicted by {bad} of {claimed}")
+        for c in s.get("lines", {}).get("checked", []):
+            if c["contradicting"]:
+                ex = next((x for x in s["contradictions"] if x["line"] == c["line"]), None)
+                print(f"  contradicted ({c['contradicting']} of {c['claimed']} claimed): {c['line'][:150]}"
+                      + (f"\n    e.g. {ex['text'][: ex['position'] + 1][-120:]}" if ex else ""))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=list(MODELS))
@@ -58,7 +121,10 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default="hunts/map")
+    ap.add_argument("--table", nargs="+", type=Path, help="finished map hunts: one markdown row each, no hunting")
     args = ap.parse_args()
+    if args.table:
+        return table(args.table)
     for name in args.models:
         out = Path(args.work) / f"map-{name}"  # not ./<name>: an ffbench/ spec would resolve a local folder first
         s, _ = driver.hunt_model(f"ffbench/{name}", args.budget, str(out), length=args.length, seed=args.seed,

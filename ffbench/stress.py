@@ -91,6 +91,9 @@ The API the rest of ffbench calls:
   positions of its reads and their thirds of the sequence) and is the minimum over positions.
 - ``check_line(tolerance, reads) -> LineCheck``: the reads (dicts: ``family``, the family's
   parameters, ``T``, ``position``, ``wrong``) that contradict a tolerance line.
+- ``descriptor_region(family, fixed, length) -> dict``: a line's region in terms of the read
+  descriptors (``axis`` and ``where`` conditions), so the hunt's map can test any read for it; or
+  ``unchecked`` with the reason (dense_interference, density-0.5 distractor runs).
 """
 
 from __future__ import annotations
@@ -796,6 +799,59 @@ def profile(outcomes: Iterable[Outcome]) -> list[Tolerance]:
             raise FFBenchError(f"unknown stress family {o.family!r}")
         groups.setdefault((o.family, _fixed(family, o.params)), []).append(o)
     return [tolerance(rows) for rows in groups.values()]
+
+
+# ----------------------------------------------------------------------------- regions in descriptor terms
+# The prefix of a family whose decisive write is the first instruction or follows one stale write of the
+# other bit and only ignores (distractor_run adjacent, write_distance, reads_in_run).
+_PLAIN = "(write_slot == 0) | ((gap_before_write == write_slot - 1) & (decoys == 1))"
+_PURE = ("reads_between == 0", "opposite_since_write == opposite_run", "write_distance == opposite_run + 1")
+_ONLY_DECOYS = "abs(write_density * slot - decoys - 1) < 0.5"  # the writes before the read: the decoys and w
+UNCHECKED = {
+    "dense_interference": "its axis (one write every gap instructions) is a layout of the whole sequence, "
+                          "not a descriptor of one read",
+    "density": "its k counts a stretch of random filler at least half opposite, which no descriptor measures",
+}
+
+
+def descriptor_region(family: str, fixed: Mapping, length: int) -> dict:
+    """A line's region in terms of the read descriptors (:mod:`ffbench.hunt.descriptors`), so any read,
+    however it was built, can be tested for it: ``axis`` (the descriptor that is the line's axis) and
+    ``where`` (conditions on the descriptors, Python expressions over them, all holding). Every read the
+    family draws at T = ``length`` satisfies them; where the family's construction has more than the
+    descriptors see (e.g. where the reads before a later run_blocks block sit) the region is the wider
+    set the descriptors can test, so a line claims every read of it. ``{"unchecked": reason}`` for the
+    lines no descriptor region describes."""
+    n = length // 2
+    fixed = dict(fixed)
+    if family == "dense_interference":
+        return {"unchecked": UNCHECKED["dense_interference"]}
+    if family == "distractor_run":
+        if fixed.get("density") != 1.0:
+            return {"unchecked": UNCHECKED["density"]}
+        if fixed.get("write_at") == "start":
+            return {"axis": "opposite_run", "where": ["write_slot == 0", "reads_between == 0"]}
+        return {"axis": "opposite_run", "where": [*_PURE, _PLAIN]}
+    if family == "write_distance":
+        return {"axis": "write_distance", "where": ["reads_between == 0", _PLAIN]}
+    if family == "run_blocks":  # the first block opens the sequence, a later one follows a block of the other bit;
+        # blocks of k + 2 instructions: at most one write per k + 2 slots before the read (no cluster of decoys)
+        return {"axis": "opposite_run", "where": [*_PURE, "(write_slot == 0) | (decoys == 1)",
+                                                  "write_density * slot * (opposite_run + 2) <= slot + 1.5"]}
+    if family == "reads_in_run":  # a read after every gap: (reads + 1) stretches of opposite ignores
+        return {"axis": "opposite_run", "where": ["opposite_run >= 1",
+            "opposite_since_write == (reads_between + 1) * opposite_run",
+            "write_distance == (reads_between + 1) * (opposite_run + 1)", _PLAIN]}
+    if family == "decoy_run":
+        return {"axis": "opposite_run", "where": [*_PURE, f"decoys == {int(fixed['decoys'])}", "gap_before_write == 0",
+                                                  "write_slot >= decoys", _ONLY_DECOYS]}
+    if family == "decoy_writes":
+        slot, _ = DecoyWrites._layout(n)
+        where = [*_PURE, f"write_slot == {slot}", _ONLY_DECOYS]
+        if fixed.get("placement") == "adjacent":
+            where.append("(decoys == 1) | (gap_before_write == 0)")
+        return {"axis": "decoys", "where": where}
+    raise FFBenchError(f"unknown stress family {family!r}")
 
 
 # ----------------------------------------------------------------------------- checking a line

@@ -11,8 +11,11 @@ collapse onto one family:
   bits earlier (half the time each), ``opposite`` ignores of the other bit after it of which the
   last ``run`` form a strict run, ``reads`` reads in between, the read at a chosen position, filler
   of a chosen write density before it, ignores of random bits after it), built by :func:`build`;
-  of ``COVER_TRIES`` random targets the one whose region (its cell projected on ``COVER_AXES``)
-  holds the fewest reads is taken, so empty regions are filled first;
+  ``PAIR_READS`` of a round's reads aimed at the least-read *pair cell* (one bin on each of two of
+  ``PAIR_AXES``) among those a target reaches at this T (:func:`reachable_pairs`), until each holds
+  ``PAIR_QUOTA`` reads, so combined corners (ten decoys and a run of 44 or more) are read as often as
+  common regions; otherwise, of ``COVER_TRIES`` random targets the one whose region (its cell
+  projected on ``COVER_AXES``) holds the fewest reads is taken, so empty regions are filled first;
 * ``refine``: a target drawn inside a cell: half the time a failing cell or its neighbour one bin
   away on one axis (so a failure region's edge, its threshold, gets reads on both sides), else an
   existing cell chosen with probability proportional to the width of its 95% interval;
@@ -25,6 +28,9 @@ Targets are a generator's aim; the cell a read lands in is computed exactly from
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -44,6 +50,17 @@ BOUNDARY = 0.5  # share of refine candidates aimed at a failing cell or its neig
 # the fewest reads: the full cells are too many for "empty" to discriminate.
 COVER_AXES = ("opposite_since_write", "opposite_run", "decoys", "reads_between", "write_slot")
 _COVER_INDEX = [list(desc.MAP_DIMENSIONS).index(a) for a in COVER_AXES]
+# Half the cover candidates aim at the least-read *pair cell*: a combination of one bin on each of two of
+# these axes that a target can reach at this T (:func:`reachable_pairs`), until every such combination
+# holds PAIR_QUOTA reads; so combined corners (ten decoys and a run of 44 or more) are read as often as
+# the common regions, not left to chance.
+PAIR_AXES = ("opposite_since_write", "opposite_run", "decoys", "reads_between", "gap_before_write", "fraction")
+PAIR_READS = 0.5  # share of a round's reads in pair-aimed candidates (while any pair cell is under quota)
+PAIR_QUOTA = 100  # reads per pair cell after which pair targets stop aiming there
+PAIR_BACKGROUNDS = (0.0, 0.9, 0.98)  # pair targets' filler: few reads besides the aimed one
+PAIR_TRIES = 4  # random targets tried per combination when finding the reachable ones
+_PAIRS = list(itertools.combinations(PAIR_AXES, 2))
+_PAIR_INDEX = [(list(desc.MAP_DIMENSIONS).index(a), list(desc.MAP_DIMENSIONS).index(b)) for a, b in _PAIRS]
 DECOY_GAPS = 8  # at most this many ignores between a decoy block and the decisive write (transformer-mix
 # fails on ten decoys, then 2-6 ignores of any bits, then the decisive write, at every run after it)
 BACKGROUNDS = (0.0, 0.3, 0.6, 0.8, 0.9, 0.98)  # filler p_ignore (0: no filler at all, only ignores)
@@ -111,11 +128,15 @@ def random_target(rng: np.random.Generator, n: int, bins: dict[str, int] | None 
         if f_hi >= sum(low.values()) + 1:
             top = f_hi
     for _ in range(20):
-        opp = _pick(rng, desc.COUNT_EDGES, 0, top - 1, bins.get("opposite_since_write"))
-        if "opposite_run" in bins or rng.random() < 0.5:
-            run = _pick(rng, desc.COUNT_EDGES, 0, opp, bins.get("opposite_run"))
+        if "opposite_run" in bins and "opposite_since_write" not in bins:  # the run's bin first, the rest around it
+            run = _pick(rng, desc.COUNT_EDGES, 0, top - 1, bins["opposite_run"])
+            opp = run if rng.random() < 0.5 else _pick(rng, desc.COUNT_EDGES, run, top - 1, None)
         else:
-            run = opp
+            opp = _pick(rng, desc.COUNT_EDGES, 0, top - 1, bins.get("opposite_since_write"))
+            if "opposite_run" in bins or rng.random() < 0.5:
+                run = _pick(rng, desc.COUNT_EDGES, 0, opp, bins.get("opposite_run"))
+            else:
+                run = opp
         r = _pick_or_zero(rng, desc.SMALL_EDGES, top - 1 - opp, bins.get("reads_between"))
         m = _pick_or_zero(rng, desc.SMALL_EDGES, top - 1 - opp - r, bins.get("decoys"))
         if "write_distance" in bins:
@@ -209,8 +230,13 @@ def build(t: Target, length: int, rng: np.random.Generator) -> np.ndarray:
 class Atlas:
     """The cells, as plain data (saved in the hunt's state): key -> counts, lowest margin, elite."""
 
-    def __init__(self, raw: dict | None = None):
+    def __init__(self, raw: dict | None = None, aims: dict | None = None):
         self.cells: dict[str, dict] = raw if raw is not None else {}  # the state's own dict, updated in place
+        # pair targets aimed so far per pair cell ("p,i,j" -> count; the state's own dict): a cell aimed at
+        # often but rarely reached is not aimed at again before the others catch up
+        self.aims: dict[str, int] = aims if aims is not None else {}
+        self._pairs: dict[tuple, int] | None = None
+        self.spent = (0, 0)  # reads of this Atlas's candidates: (pair-aimed, all)
 
     def state(self) -> dict:
         return self.cells
@@ -242,6 +268,19 @@ class Atlas:
             out[p] = out.get(p, 0) + c["reads"]
         return out
 
+    def pair_counts(self) -> dict[tuple, int]:
+        """Reads per pair cell, (pair number, bin, bin) -> reads; computed once per Atlas (one round) and
+        then counted up by the round's own pair targets (:func:`candidate`), so a round spreads them."""
+        if self._pairs is None:
+            out: dict[tuple, int] = {}
+            for k, c in self.cells.items():
+                idx = k.split(",")
+                for p, (i, j) in enumerate(_PAIR_INDEX):
+                    key = (p, int(idx[i]), int(idx[j]))
+                    out[key] = out.get(key, 0) + c["reads"]
+            self._pairs = out
+        return self._pairs
+
     def pick_uncertain(self, rng: np.random.Generator) -> str | None:
         """Where the surface is least known: half the time a failing cell or one bin away from it on
         one axis (the edge of a failure region: its threshold), else a cell with probability
@@ -267,6 +306,60 @@ class Atlas:
         wts = 1.0 / np.arange(1, len(ranked) + 1)
         _, k = ranked[int(rng.choice(len(ranked), p=wts / wts.sum()))]
         return self.cells[k]["elite"]
+
+
+@functools.lru_cache(maxsize=4)
+def reachable_pairs(length: int) -> tuple[tuple[int, int, int], ...]:
+    """The pair cells (pair number in the combinations of :data:`PAIR_AXES`, bin, bin) a target aimed at
+    them reaches at T = ``length``: each combination of bins tried with PAIR_TRIES random targets, built
+    and described exactly; a fixed seed, so the list is the same on every run and resume."""
+    rng = np.random.default_rng([PAIR_TRIES, length])
+    n = length // 2
+    names = list(desc.MAP_DIMENSIONS)
+    wanted, seqs, slots = [], [], []
+    for p, (a, b) in enumerate(_PAIRS):
+        for i in range(len(desc.MAP_DIMENSIONS[a])):
+            for j in range(len(desc.MAP_DIMENSIONS[b])):
+                for _ in range(PAIR_TRIES):
+                    t = random_target(rng, n, {a: i, b: j})
+                    seqs.append(build(t, length, rng))
+                    slots.append(t.read_slot)
+                    wanted.append((p, i, j))
+    arr = np.stack(seqs)
+    d = desc.describe(arr)
+    keys = desc.cell_keys(d)
+    # the targeted read of each sequence: the one at its read slot
+    row = np.flatnonzero(d["slot"] == np.asarray(slots)[d["seq_index"]])
+    hit = set()
+    for r in row.tolist():
+        p, i, j = wanted[int(d["seq_index"][r])]
+        a, b = _PAIRS[p]
+        if keys[r, names.index(a)] == i and keys[r, names.index(b)] == j:
+            hit.add((p, i, j))
+    return tuple(sorted(hit))
+
+
+def pair_target(atlas: Atlas, length: int, rng: np.random.Generator) -> Target | None:
+    """A target in the least-read reachable (or already reached) pair cell below PAIR_QUOTA (ties broken at
+    random; a cell counts as read as often as it was aimed at, so one a target rarely reaches does not
+    take every round), its count and its aims raised by one; None when every pair cell holds its quota."""
+    counts = atlas.pair_counts()
+    cells = sorted(set(reachable_pairs(length)) | {c for c, v in counts.items() if v})  # reached: reachable
+    held = np.array([max(counts.get(c, 0), atlas.aims.get(",".join(map(str, c)), 0)) for c in cells])
+    low = held.min() if held.size else PAIR_QUOTA
+    if low >= PAIR_QUOTA:
+        return None
+    options = np.flatnonzero(held == low)
+    p, i, j = cells[int(options[int(rng.integers(options.size))])]
+    a, b = _PAIRS[p]
+    t = random_target(rng, length // 2, {a: i, b: j})
+    # few other reads: every read is scored and counted, the aimed one is what the pair cell needs (reads in
+    # between only where the pair asks for them, filler with few reads)
+    t = dataclasses.replace(t, background=PAIR_BACKGROUNDS[int(rng.integers(len(PAIR_BACKGROUNDS)))],
+                            reads=t.reads if "reads_between" in (a, b) else 0)
+    counts[(p, i, j)] = counts.get((p, i, j), 0) + 1
+    atlas.aims[f"{p},{i},{j}"] = atlas.aims.get(f"{p},{i},{j}", 0) + 1
+    return t
 
 
 def compatible(cells: dict) -> bool:
@@ -296,7 +389,21 @@ def predicted_key(t: Target, n: int) -> str:
 
 
 def candidate(atlas: Atlas, length: int, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-    """One candidate sequence and how it was made (``origin``: cover, refine or elite; its target)."""
+    """One candidate sequence and how it was made (``origin``: cover, refine or elite; its target). Pair
+    targets (``cover``) take PAIR_READS of the reads the Atlas's candidates hold (a round's), the other
+    kinds share the rest by COVER and REFINE."""
+    pair = atlas.spent[0] < PAIR_READS * max(atlas.spent[1], 1)
+    t = pair_target(atlas, length, rng) if pair else None
+    if t is not None:
+        seq, made = build(t, length, rng), {"origin": "cover", "moves": [], "target": {**t.as_dict(), "pair": True}}
+    else:
+        seq, made = _candidate(atlas, length, rng)
+    reads = int(np.count_nonzero(seq[0::2] == R))
+    atlas.spent = (atlas.spent[0] + reads * (t is not None), atlas.spent[1] + reads)
+    return seq, made
+
+
+def _candidate(atlas: Atlas, length: int, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
     n = length // 2
     u = rng.random()
     if u >= COVER + REFINE:

@@ -1,43 +1,27 @@
-"""The map checks the model's stress tolerance lines: every scored read that is a read of a stress family,
-labelled with that family's parameters, and the lines any of them contradict.
+"""The map checks the model's stress tolerance lines: every scored read of the hunt that falls in a
+line's region, labelled with the line's family and parameters, and the lines any of them contradict.
 
-A tolerance line (:func:`ffbench.stress.tolerance`) claims that every read of its family, fixed
-parameters, length and positions is right up to an axis value. The hunt's candidates are built
-differently, but many of their reads have exactly a family's construction; :func:`labels` finds
-them from the read's descriptors (:mod:`ffbench.hunt.descriptors`) and the sequence before it, so
-:func:`ffbench.stress.check_line` can take them. A read of the decisive write w (bit b) at slot e of
-n = T / 2 instructions is labelled (conservatively: only constructions the family's own generator
-could have drawn, its layout at this length included):
+A tolerance line (:func:`ffbench.stress.tolerance`) claims that every read of its region is right up to
+an axis value. Each line states its region in terms of the read descriptors
+(:func:`ffbench.stress.descriptor_region`: the descriptor that is its axis and conditions on the
+others, plus the T and the positions it was measured at), so any read of the hunt, however it was
+built, is tested for it: :func:`label_reads` evaluates every region on the exact descriptors of every
+read (:func:`ffbench.hunt.descriptors.describe`). The regions contain every read the family itself
+draws (tested: each grid read gets its own point's label) and, where the family's construction has
+more than the descriptors see, the wider set they can test -- a later ``run_blocks`` block, say, is any
+pure run of k opposite ignores right after a write that follows one write of the other bit, whatever
+came before. A line claims a read of that region only inside the range its own grid reads had (:func:`envelopes`:
+per axis value, the [min, max] of the other :data:`ENVELOPE` descriptors over the grid's reads at that T,
+the two bracketing axis values united): a write_distance line measured on 32 draws whose ignores are
+about half opposite says nothing about a draw with every ignore opposite. hunt.json counts the
+labelled reads outside that range per line (``outside_measured``).
 
-``run_blocks`` (k)
-    w is followed by exactly k ignores carrying 1 - b, then the read, w is where the family puts a
-    block at this n and k, and before w the sequence is the family's tiling: blocks of the same k
-    from slot 0 with alternating bits, only ignores between them (the first block: w opens the
-    sequence).
-``distractor_run`` (density=1.0, write_at=start, k)
-    the read is the last instruction, w opens the sequence, only ignores between, of which the last
-    k carry 1 - b and the one before them (if any) carries b: k is the strict opposite run.
-``distractor_run`` (density=1.0, write_at=adjacent, k)
-    the read is the last instruction, w is followed by exactly k ignores carrying 1 - b, and before w
-    the sequence is either empty or a write of 1 - b at slot 0 followed by ignores (the stale write).
-``write_distance`` (distance)
-    the read is the last instruction, only ignores since w, and before w nothing or the stale write
-    and ignores; distance = e - w.
-``decoy_writes`` (placement, decoys) and ``decoy_run`` (decoys, run)
-    the read is the last instruction, w is followed only by ignores carrying 1 - b, and before w
-    only ignores and m writes of 1 - b, one of them at slot 0 and no read. ``decoy_run``: the other
-    m - 1 right before w (run = e - w - 1); ``decoy_writes``: w at the family's fixed slot (its run
-    of (n - 2) // 2), placement ``adjacent`` when the other m - 1 are right before w (such a draw is
-    also one of ``spread``'s), else ``spread``.
-``reads_in_run`` (gap)
-    since w only ignores carrying 1 - b and reads, a read after every ``gap`` of the ignores, the
-    read itself after the last ``gap``; w at the family's slot, (n - 1) mod (gap + 1), and before it
-    nothing or the stale write and ignores.
+``dense_interference`` and the density-0.5 ``distractor_run`` lines have no descriptor region (their
+axis is not a descriptor of a read): hunt.json lists them under ``lines.unchecked`` with the reason.
 
-``dense_interference`` and the density-0.5 ``distractor_run`` lines are not checked (their reads
-cannot be told from the descriptors). The labelled reads are kept in the hunt's state (per family,
-parameters and position: reads, wrong reads and up to ``EXAMPLES`` failing sequences), so the lines
-are checked when hunt.json is written, against every read of the hunt so far.
+The labelled reads are kept in the hunt's state (per family, parameters and position: reads, wrong
+reads and up to ``EXAMPLES`` failing sequences), so the lines are checked when hunt.json is written,
+against every read of the hunt so far.
 
 The lines come from a finished stress run of the same model at the hunt's length and rendering:
 ``--lines RUN_DIR``, or by default for an ``ffbench/`` builtin its shipped stress results
@@ -59,9 +43,11 @@ W, R, I, ZERO = language.W, language.R, language.I, language.ZERO
 EXAMPLES = 5  # failing sequences kept per labelled key (family, parameters, position)
 
 
-def checkable(line: dict) -> bool:
-    """Whether :func:`labels` recognises the reads of this line's family and fixed parameters."""
-    return line["family"] != "dense_interference" and line["fixed"].get("density", 1.0) == 1.0
+def unchecked_reason(line: dict, length: int) -> str | None:
+    """Why the map cannot check this line (None: it can): no region stated, or none in descriptor terms."""
+    if not line.get("region"):
+        return "the line states no region (its run did not record where its reads were)"
+    return stress.descriptor_region(line["family"], line["fixed"], length).get("unchecked")
 
 
 # ----------------------------------------------------------------------------- where the lines come from
@@ -108,89 +94,130 @@ def load(model: str, length: int, render_name: str, ref: str | None) -> tuple[st
             return source, [], f"the shipped stress run has no cell at T={length} rendered {render_name}"
         raise UsageError(f"--lines {ref!r} holds no stress results at T={length} rendered {render_name} "
                          f"({'it has ' + ', '.join(held) if held else 'no stress cell at all'})")
-    lines = [t for c in here for t in c.tolerances if t.get("region") and checkable(t)]
+    lines = [t for c in here for t in c.tolerances]
     return source, lines, None
 
 
 # ----------------------------------------------------------------------------- labelling reads
-def _prefix_plain(instr: np.ndarray, data: np.ndarray, w: int, b: int) -> bool:
-    """Before w: nothing, or a write of 1 - b at slot 0 and then only ignores (the stale write)."""
-    if w == 0:
-        return True
-    return instr[0] == W and data[0] != b and bool(np.all(instr[1:w] == I))
+_NAMESPACE = {"__builtins__": {}, "abs": np.abs}
 
 
-def _tiled(instr: np.ndarray, data: np.ndarray, w: int, k: int) -> bool:
-    """Whether [0, w) is run_blocks' tiling for k: blocks (a write, k ignores of the other bit, a read) from
-    slot 0, bits alternating, only ignores between blocks, the last block's bit the opposite of w's."""
-    writes = np.flatnonzero(instr[:w + 1] == W)
-    if writes[0] != 0 or np.any(data[writes[1:]] == data[writes[:-1]]):
-        return False
-    for a in writes[:-1]:
-        if a + k + 1 >= w or instr[a + k + 1] != R or np.any(instr[a + 1:a + k + 1] != I) \
-                or np.any(data[a + 1:a + k + 1] == data[a]):
-            return False
-    reads = np.flatnonzero(instr[:w] == R)
-    return np.array_equal(reads, writes[:-1] + k + 1)
+@functools.lru_cache(maxsize=8)
+def regions(length: int) -> tuple[tuple[str, tuple, str, str, tuple[str, ...]], ...]:
+    """(family, fixed parameters, axis parameter, axis descriptor, conditions) for every line the grid at
+    T = ``length`` gives a descriptor region (the fixed parameters of a family's points, in grid order)."""
+    out, seen = [], set()
+    for p in stress.grid(length):
+        family = stress.FAMILIES[p.family]
+        fixed = tuple((k, v) for k, v in p.params.items() if k != family.axis)
+        if (p.family, fixed) in seen:
+            continue
+        seen.add((p.family, fixed))
+        region = stress.descriptor_region(p.family, dict(fixed), length)
+        if "axis" in region:
+            out.append((p.family, fixed, family.axis, region["axis"], tuple(region["where"])))
+    return tuple(out)
 
 
-def labels(instr: np.ndarray, data: np.ndarray, e: int) -> list[tuple[str, dict]]:
-    """The stress families (with their parameters) whose construction the read at slot ``e`` of one
-    sequence (instructions and 0/1 data values, n slots) has. See the module docstring."""
-    n = instr.size
-    w = int(np.flatnonzero(instr[:e] == W)[-1])
-    b = int(data[w])
-    ops, vals = instr[w + 1:e], data[w + 1:e]
-    opposite = (ops == I) & (vals != b)
-    only_ignores = bool(np.all(ops == I))
-    pure = bool(np.all(opposite))  # every slot since the write an opposite ignore
-    run = int(ops.size - 1 - np.flatnonzero(~opposite)[-1]) if (~opposite).any() else int(ops.size)  # the strict run
-    last = e == n - 1
-    plain = _prefix_plain(instr, data, w, b)
-    out: list[tuple[str, dict]] = []
-    if pure and ops.size and w in stress.RunBlocks._blocks(n, ops.size) and (w == 0 or _tiled(instr, data, w, ops.size)):
-        out.append(("run_blocks", {"k": ops.size}))
-    if last and only_ignores and w == 0:
-        out.append(("distractor_run", {"density": 1.0, "write_at": "start", "k": run}))
-    if last and pure and plain:
-        out.append(("distractor_run", {"density": 1.0, "write_at": "adjacent", "k": ops.size}))
-    if last and only_ignores and plain:
-        out.append(("write_distance", {"distance": e - w}))
-    if ops.size and not np.any(ops == W):
-        gap = run
-        # the family's layout: the write (n - 1) mod (gap + 1) slots in, a read after every gap ignores
-        if gap >= 1 and (ops.size + 1) % (gap + 1) == 0 and plain and w == (n - 1) % (gap + 1):
-            slots = np.arange(1, ops.size + 1)
-            want_read = slots % (gap + 1) == 0
-            if np.array_equal(ops == R, want_read) and bool(np.all(opposite | want_read)):
-                out.append(("reads_in_run", {"gap": gap}))
-    if last and pure and w > 0 and instr[0] == W and not np.any(instr[:w] == R):
-        writes = np.flatnonzero(instr[:w] == W)
-        if np.all(data[writes] != b):
-            m = int(writes.size)
-            adjacent = np.array_equal(writes, np.r_[0, w - (m - 1):w]) if m > 1 else True
-            if adjacent and w - (m - 1) > 0:
-                out.append(("decoy_run", {"decoys": m, "run": ops.size}))
-            slot = (n - 2) - (n - 2) // 2
-            if w == slot:
-                out.append(("decoy_writes", {"placement": "adjacent" if adjacent else "spread", "decoys": m}))
-                if adjacent:
-                    out.append(("decoy_writes", {"placement": "spread", "decoys": m}))
+def in_region(desc: dict, where: tuple[str, ...]) -> np.ndarray:
+    """Which reads (descriptor arrays of :func:`ffbench.hunt.descriptors.describe`) satisfy every condition.
+    The conditions are ffbench's own (:func:`ffbench.stress.descriptor_region`), never read from a file."""
+    ok = np.ones(desc["slot"].size, dtype=bool)
+    for cond in where:  # fixed expressions of stress.descriptor_region, never text from a file
+        ok &= np.asarray(eval(cond, _NAMESPACE, desc), dtype=bool)
+    return ok
+
+
+def label_reads(arr: np.ndarray) -> list[list[tuple[str, dict]]]:
+    """Per read of the (N, T) legal sequences (in :func:`ffbench.language.extract_reads` order), the
+    lines' (family, parameters) whose descriptor region holds it."""
+    from ffbench.hunt import descriptors
+
+    arr = np.atleast_2d(arr)
+    desc = descriptors.describe(arr)
+    out: list[list[tuple[str, dict]]] = [[] for _ in range(desc["slot"].size)]
+    for family, fixed, axis, name, where in regions(arr.shape[1]):
+        for j in np.flatnonzero(in_region(desc, where)).tolist():
+            out[j].append((family, {**dict(fixed), axis: int(desc[name][j])}))
     return out
 
 
-def _key(family: str, params: dict, position: int) -> str:
-    return json.dumps({"family": family, **params, "position": position}, sort_keys=True)
+def labels(instr: np.ndarray, data: np.ndarray, e: int) -> list[tuple[str, dict]]:
+    """The lines' (family, parameters) whose region holds the read at slot ``e`` of one sequence
+    (instructions and 0/1 data values)."""
+    seq = np.empty(2 * instr.size, dtype=np.uint8)
+    seq[0::2], seq[1::2] = instr, np.asarray(data, dtype=np.int64) + ZERO
+    reads = np.flatnonzero(instr == R)
+    return label_reads(seq)[int(np.flatnonzero(reads == e)[0])]
+
+
+# The descriptors besides the axis that the grid's reads of a line spread over (random filler, layout): a
+# line claims a read only inside the range its own grid reads had at the bracketing axis values.
+ENVELOPE = ("opposite_since_write", "opposite_run", "decoys", "reads_between", "write_distance", "gap_before_write",
+            "writes")
+
+
+def _envelope_values(desc: dict) -> dict[str, np.ndarray]:
+    return {name: (np.rint(desc["write_density"] * desc["slot"]).astype(np.int64) if name == "writes"
+                   else desc[name]) for name in ENVELOPE}
+
+
+@functools.lru_cache(maxsize=4)
+def envelopes(length: int) -> dict[tuple, dict[str, tuple[int, int]]]:
+    """(family, fixed parameters, axis value) -> per :data:`ENVELOPE` descriptor the [min, max] over the
+    reads of that grid point at T = ``length`` (the default grid: seed and sequences of the shipped runs)."""
+    from ffbench.hunt import descriptors
+
+    out: dict[tuple, dict[str, tuple[int, int]]] = {}
+    for p in stress.grid(length):
+        family = stress.FAMILIES[p.family]
+        fixed = tuple((k, v) for k, v in p.params.items() if k != family.axis)
+        if "axis" not in stress.descriptor_region(p.family, dict(fixed), length):
+            continue
+        values = _envelope_values(descriptors.describe(stress.sample_point(p, length)))
+        out[(p.family, fixed, p.params[family.axis])] = {k: (int(v.min()), int(v.max())) for k, v in values.items()}
+    return out
+
+
+def line_envelope(line: dict, length: int) -> list[tuple]:
+    """(axis value, per-descriptor range) of the line's grid points, easiest first."""
+    fixed = tuple(sorted(line["fixed"].items()))
+    return sorted((key[2], box) for key, box in envelopes(length).items()
+                  if key[0] == line["family"] and tuple(sorted(key[1])) == fixed)
+
+
+def measured(read: dict, axis: str, points: list[tuple]) -> bool:
+    """Whether a labelled read (with its ``env`` values) lies inside the range the line's own grid reads had
+    (``points``: :func:`line_envelope`), on every :data:`ENVELOPE` descriptor, at the axis values bracketing
+    its own (the union of the two)."""
+    env = read.get("env")
+    if env is None:
+        return True
+    x = read[axis]
+    boxes = [box for v, box in points if v <= x][-1:] + [box for v, box in points if v >= x][:1]
+    return bool(boxes) and all(min(b[k][0] for b in boxes) <= env[k] <= max(b[k][1] for b in boxes)
+                               for k in ENVELOPE)
+
+
+def _key(family: str, params: dict, position: int, env: dict | None = None) -> str:
+    return json.dumps({"family": family, **params, "position": position, **({"env": env} if env else {})},
+                      sort_keys=True)
 
 
 def record(store: dict, seq: np.ndarray, slots: np.ndarray, wrong: np.ndarray) -> None:
     """Count the reads of one scored sequence (``slots``: their instruction slots; ``wrong``: wrong in both
     scorings) under every family label they carry; keep up to ``EXAMPLES`` failing sequences per key."""
-    instr, data = seq[0::2], (seq[1::2].astype(np.int64) - ZERO)
+    from ffbench.hunt import descriptors
+
     text = None
-    for e, bad in zip(slots.tolist(), wrong.tolist()):
-        for family, params in labels(instr, data, int(e)):
-            entry = store.setdefault(_key(family, params, 2 * int(e) + 1), {"reads": 0, "wrong": 0, "examples": []})
+    found_all = label_reads(seq)
+    if len(found_all) != len(slots):
+        raise FFBenchError(f"{len(slots)} verdicts for a sequence of {len(found_all)} reads")
+    values = _envelope_values(descriptors.describe(seq[None]))
+    for j, (e, bad, found) in enumerate(zip(slots.tolist(), wrong.tolist(), found_all)):
+        env = {k: int(v[j]) for k, v in values.items()} if found else None
+        for family, params in found:
+            entry = store.setdefault(_key(family, params, 2 * int(e) + 1, env), {"reads": 0, "wrong": 0, "examples": []})
             entry["reads"] += 1
             if bad:
                 entry["wrong"] += 1
@@ -218,18 +245,30 @@ def check(cfg, state: dict) -> dict:
     try:
         source, lines, reason = load(cfg.model, cfg.length, cfg.render, getattr(cfg, "lines", None))
     except UsageError as exc:  # the run moved or changed since the hunt started: say so, keep the hunt
-        return {"source": cfg.lines, "reason": str(exc), "checked": [], "contradictions": []}
+        return {"source": cfg.lines, "reason": str(exc), "checked": [], "unchecked": [], "contradictions": []}
     return {"source": source, "reason": reason, **check_lines(lines, state.get("labeled", {}), cfg.length)}
 
 
 def check_lines(lines: list[dict], store: dict, length: int) -> dict:
     """Each line (results.json form) checked against the labelled reads of ``store`` (:func:`record`)."""
     reads = _reads(store, length)
-    checked, contradictions = [], []
+    checked, contradictions, unchecked = [], [], []
     for line in lines:
-        result = stress.check_line(line, reads)
+        reason = unchecked_reason(line, length)
+        if reason is not None:
+            unchecked.append({"line": line["line"], "family": line["family"], "fixed": line["fixed"], "reason": reason})
+            continue
+        lo, hi = line["region"]["positions"]
+        mine = [r for r in reads if r["family"] == line["family"] and lo <= r["position"] <= hi
+                and all(r.get(k) == v for k, v in line["fixed"].items())]
+        points = line_envelope(line, length)
+        inside = [r for r in mine if measured(r, line["axis"], points)]
+        result = stress.check_line(line, inside)
         checked.append({"line": line["line"], "family": line["family"], "fixed": line["fixed"],
+                        "region": {"positions": line["region"]["positions"],
+                                   **stress.descriptor_region(line["family"], line["fixed"], length)},
                         "clean_through": line["clean_through"], "in_region": result.in_region,
+                        "outside_measured": len(mine) - len(inside),
                         "claimed": result.claimed, "contradicting": len(result.contradicting)})
         params = (*line["fixed"], line["axis"])
         shown: set = set()
@@ -239,4 +278,5 @@ def check_lines(lines: list[dict], store: dict, length: int) -> dict:
             shown.add((r["text"], r["position"]))
             contradictions.append({"line": line["line"], "family": line["family"],
                                    "params": {k: r[k] for k in params}, "position": r["position"], "text": r["text"]})
-    return {"labelled_reads": len(reads), "checked": checked, "contradictions": contradictions}
+    return {"labelled_reads": len(reads), "checked": checked, "unchecked": unchecked,
+            "contradictions": contradictions}

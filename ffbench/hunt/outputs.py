@@ -284,9 +284,11 @@ def _line_lines(summary: dict) -> list[str]:
         return [f"  tolerance lines: {checked['reason']}"] if checked.get("reason") else []
     bad = [c for c in checked["checked"] if c["contradicting"]]
     claimed = sum(c["claimed"] for c in checked["checked"])
+    unchecked = checked.get("unchecked", [])
     out = [f"  tolerance lines of {checked['source']}: {len(checked['checked'])} checked, {claimed:,} of the hunt's "
            f"reads in a line's claim; {len(bad)} contradicted"
-           + (f" ({sum(c['contradicting'] for c in bad):,} wrong reads)" if bad else "")]
+           + (f" ({sum(c['contradicting'] for c in bad):,} wrong reads)" if bad else "")
+           + (f"; {len(unchecked)} not checkable (hunt.json lines.unchecked says why)" if unchecked else "")]
     examples = {}
     for c in summary.get("contradictions", []):
         examples.setdefault(c["line"], c)

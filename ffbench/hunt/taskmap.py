@@ -52,8 +52,9 @@ class MapParts:
         idx = key.split(",")
         return tuple(idx[list(self.dimensions).index(a)] for a in self.cover_axes)
 
-    def atlas(self, raw: dict) -> atlas_mod.Atlas:
-        return atlas_mod.Atlas(raw) if self.task.name == "ffl" else TaskAtlas(raw, self)
+    def atlas(self, raw: dict, aims: dict | None = None) -> atlas_mod.Atlas:
+        """The map of a hunt's state (``aims``: ffl's pair-cell aims, :class:`ffbench.hunt.atlas.Atlas`)."""
+        return atlas_mod.Atlas(raw, aims) if self.task.name == "ffl" else TaskAtlas(raw, self)
 
     def compatible(self, cells: dict) -> bool:
         return all(len(k.split(",")) == len(self.dimensions) for k in cells)
