@@ -88,7 +88,7 @@ def test_generate_validate_render_with_task_undo(tmp_path, capsys):
     (["generate", "--task", "undo", "--registers", "2", "--num", "3", "--out", "x.jsonl"],
      "--registers applies to --task registers only, not --task undo"),
     (["hunt", "--model", "ffbench/lstm-ref", "--task", "undo", "--budget", "10"],
-     "ffbench hunt is not available with --task undo (it supports --task ffl)"),
+     "ffbench/lstm-ref cannot read rendering 'symbolic_undo': its tokenizer has no token for 'u'"),
     (["generate", "--task", "undo", "--p", "0.2,0.2,0.6", "--num", "3", "--out", "x.jsonl"],
      "--p takes four probabilities W,R,I,U with --task undo, got 3"),
     (["generate", "--p", "0.1,0.1,0.7,0.1", "--num", "3", "--out", "x.jsonl"],
