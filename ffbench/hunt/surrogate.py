@@ -86,7 +86,7 @@ def _features(arr: np.ndarray) -> tuple[np.ndarray, list[str]]:
 class Guess:
     """A small network (two hidden layers) giving each read's probability of being wrong."""
 
-    def __init__(self, x: np.ndarray, wrong: np.ndarray, seed: int, epochs: int = EPOCHS):
+    def __init__(self, x: np.ndarray, wrong: np.ndarray, seed: int, epochs: int = EPOCHS, batch: int = BATCH):
         import torch
 
         self.mean, self.scale = x.mean(0), x.std(0) + 1e-9
@@ -99,9 +99,9 @@ class Guess:
         yt = torch.tensor(wrong, dtype=torch.float32)
         for _ in range(epochs):
             order = torch.randperm(len(yt), generator=gen)
-            for i in range(0, len(yt), BATCH):
-                batch = order[i:i + BATCH]
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(self.net(xt[batch]).squeeze(-1), yt[batch])
+            for i in range(0, len(yt), batch):
+                rows = order[i:i + batch]
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(self.net(xt[rows]).squeeze(-1), yt[rows])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -129,12 +129,15 @@ class Estimate:
 
 
 def estimate(scored: np.ndarray, wrong: np.ndarray, free: np.ndarray, expected_reads: float,
-             seed: int = 0, folds: int = FOLDS, epochs: int = EPOCHS) -> Estimate:
+             seed: int = 0, folds: int = FOLDS, guess=Guess) -> Estimate:
     """The cross-fitted difference estimate from ``scored`` sequences (every read's verdict in
     ``wrong``, describe order), ``free`` sequences of the same target (never scored) and the
-    target's expected reads per sequence."""
+    target's expected reads per sequence. ``guess(x, wrong, seed)`` fits a predictor of the
+    verdicts from :func:`features` (the estimate is unbiased for any)."""
     x, _ = features(scored)
     seq = desc.describe(scored)["seq_index"] if x.size else np.zeros(0, dtype=np.int64)
+    if scored.shape[0] < 2 * folds:
+        raise ValueError(f"{scored.shape[0]} scored sequences for {folds} folds: need two per fold")
     x_free, _ = features(free)
     seq_free = desc.describe(free)["seq_index"]
     n, n_free = scored.shape[0], free.shape[0]
@@ -146,10 +149,10 @@ def estimate(scored: np.ndarray, wrong: np.ndarray, free: np.ndarray, expected_r
     residual = np.zeros(n)  # F - G_k per scored sequence
     free_sum = np.zeros(n_free)  # mean over folds of G_k per free sequence
     for k in range(folds):
-        guess = Guess(x[fold != k], wrong[fold != k], seed * 1000 + k, epochs)
+        g = guess(x[fold != k], wrong[fold != k], seed * 1000 + k)
         inside = fold == k
-        residual += np.bincount(seq[inside], wrong[inside] - guess(x[inside]), minlength=n)
-        free_sum += np.bincount(seq_free, guess(x_free), minlength=n_free) / folds
+        residual += np.bincount(seq[inside], wrong[inside] - g(x[inside]), minlength=n)
+        free_sum += np.bincount(seq_free, g(x_free), minlength=n_free) / folds
     parts, var = [], 0.0
     for k in range(folds):
         r = residual[fold_of_seq == k]
