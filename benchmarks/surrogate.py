@@ -23,10 +23,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stratified import iid_rate  # noqa: E402  (the shipped i.i.d. rate, one place)
+from stratified import iid_rate
 
-from ffbench import backends, language, render, scoring  # noqa: E402
-from ffbench.hunt import descriptors, estimator, surrogate  # noqa: E402
+from ffbench import backends, language, render, scoring
+from ffbench.hunt import descriptors, estimator, surrogate
 
 
 def score_all(backend, template, seqs: np.ndarray) -> np.ndarray:
