@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stratified import iid_rate
 
 from ffbench import backends, language, render, scoring
+from ffbench.metrics import clopper_pearson
 from ffbench.hunt import descriptors, estimator, surrogate
 
 
@@ -56,6 +57,8 @@ def main() -> None:
     ap.add_argument("--scored", type=int, default=5000, help="sequences scored per seed (all their reads)")
     ap.add_argument("--free", type=int, default=300_000, help="sequences drawn and described, never scored")
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--first-seed", type=int, default=0)
+    ap.add_argument("--iid", type=int, default=0, help="fresh i.i.d. sequences scored as a second reference (0: skip)")
     ap.add_argument("--ceiling", type=int, default=0, help="scored sequences for the map cells' ceiling (0: skip)")
     args = ap.parse_args()
     target = estimator.parse_target(args.target, args.length)
@@ -64,6 +67,12 @@ def main() -> None:
     shipped = iid_rate(args.model, args.target, args.length)
     print(f"{args.model} {target.name} T={args.length}; shipped i.i.d. "
           + (f"{shipped[0]:,}/{shipped[1]:,} = {shipped[0] / shipped[1]:.4g}" if shipped else "none"))
+    if args.iid:
+        seqs = language.sample(target.dist, args.iid, 7000)
+        wrong = np.concatenate([score_all(backend, template, seqs[i:i + 20_000]) for i in range(0, args.iid, 20_000)])
+        lo, hi = clopper_pearson(int(wrong.sum()), wrong.size)
+        print(f"fresh i.i.d. reference (seed 7000, {args.iid:,} sequences): {wrong.sum():,}/{wrong.size:,} = "
+              f"{wrong.mean():.4f} [{lo:.4f}, {hi:.4f}]", flush=True)
     if args.ceiling:
         seqs = language.sample(target.dist, args.ceiling, 777)
         wrong = score_all(backend, template, seqs)
@@ -73,7 +82,7 @@ def main() -> None:
               f"{within_cell_bound(d['opposite_since_write'][:, None], wrong):.2f}x; exact (opposite_run, "
               f"opposite_since_write) {within_cell_bound(np.stack([d['opposite_run'], d['opposite_since_write']], 1), wrong):.2f}x")
     ratios = []
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         t0 = time.time()
         scored = language.sample(target.dist, args.scored, 5000 + seed)
         wrong = score_all(backend, template, scored)
@@ -86,7 +95,8 @@ def main() -> None:
         print(f"seed {seed}: {est.rate:.4f} [{lo:.4f}, {hi:.4f}] from {est.scored:,} scored reads ({est.hits:,} wrong) "
               f"and {est.free_reads:,} free; covers the shipped rate: {covers}; i.i.d. needs {need:,.0f} reads "
               f"({need / est.scored:.2f}x; residual ceiling {est.residual_gain:.1f}x) [{time.time() - t0:.0f}s]", flush=True)
-    print(f"median ratio {np.median(ratios):.2f}x (min {min(ratios):.2f}x)")
+    if ratios:
+        print(f"median ratio {np.median(ratios):.2f}x (min {min(ratios):.2f}x)")
 
 
 if __name__ == "__main__":
