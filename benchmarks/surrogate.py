@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stratified import iid_rate
 
 from ffbench import backends, language, render, scoring
-from ffbench.metrics import clopper_pearson
 from ffbench.hunt import descriptors, estimator, surrogate
+from ffbench.metrics import clopper_pearson
 
 
 def score_all(backend, template, seqs: np.ndarray) -> np.ndarray:
