@@ -106,3 +106,10 @@ def test_network_guess_saves_reads_on_a_learnable_model():
     # a read's verdict is a threshold on one feature: a guess that learned nothing leaves a gain of
     # 1; this small network on 1,400 reads (4.4x at this seed) must leave less than a third
     assert est.residual_gain > 3
+
+
+def test_features_do_not_depend_on_chunking():
+    seqs = language.sample(language.FFL.from_p_ignore(0.8, 32), surrogate.CHUNK + 300, 5)
+    whole, _ = surrogate.features(seqs)
+    parts = [surrogate.features(seqs[:1000])[0], surrogate.features(seqs[1000:])[0]]
+    assert np.array_equal(whole, np.concatenate(parts))

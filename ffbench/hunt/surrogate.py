@@ -47,13 +47,19 @@ def features(arr: np.ndarray) -> tuple[np.ndarray, list[str]]:
     counts of its prefix relative to the bit b it should answer: the map's descriptors, the ignores
     carrying b and 1 - b since the write, since the last read or write, within each of
     :data:`WINDOWS` and in the whole prefix, reads and writes of 1 - b before it, and b itself."""
+    x, names, _ = _reads(arr)
+    return x, names
+
+
+def _reads(arr: np.ndarray) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """:func:`features`, and each read's sequence (row) index, a chunk of rows at a time."""
     arr = np.atleast_2d(arr)
     parts = [_features(arr[i:i + CHUNK]) for i in range(0, arr.shape[0], CHUNK)]
-    names = parts[0][1]
-    return np.concatenate([p[0] for p in parts]), names
+    seq = [p[2] + i for p, i in zip(parts, range(0, arr.shape[0], CHUNK))]
+    return np.concatenate([p[0] for p in parts]), parts[0][1], np.concatenate(seq)
 
 
-def _features(arr: np.ndarray) -> tuple[np.ndarray, list[str]]:
+def _features(arr: np.ndarray) -> tuple[np.ndarray, list[str], np.ndarray]:
     d = desc.describe(arr)
     instr, data = arr[:, 0::2], arr[:, 1::2].astype(np.int64) - ZERO
     n = instr.shape[1]
@@ -80,7 +86,7 @@ def _features(arr: np.ndarray) -> tuple[np.ndarray, list[str]]:
     cols["opposite_since_evidence"] = (opp & (pos > evidence)).sum(1)
     cols["same_since_evidence"] = (same & (pos > evidence)).sum(1)
     x = np.log1p(np.stack([np.asarray(v, dtype=float) for v in cols.values()], axis=1))
-    return x, list(cols)
+    return x, list(cols), seq
 
 
 class Guess:
@@ -134,12 +140,10 @@ def estimate(scored: np.ndarray, wrong: np.ndarray, free: np.ndarray, expected_r
     ``wrong``, describe order), ``free`` sequences of the same target (never scored) and the
     target's expected reads per sequence. ``guess(x, wrong, seed)`` fits a predictor of the
     verdicts from :func:`features` (the estimate is unbiased for any)."""
-    x, _ = features(scored)
-    seq = desc.describe(scored)["seq_index"] if x.size else np.zeros(0, dtype=np.int64)
     if scored.shape[0] < 2 * folds:
         raise ValueError(f"{scored.shape[0]} scored sequences for {folds} folds: need two per fold")
-    x_free, _ = features(free)
-    seq_free = desc.describe(free)["seq_index"]
+    x, _, seq = _reads(scored)
+    x_free, _, seq_free = _reads(free)
     n, n_free = scored.shape[0], free.shape[0]
     if wrong.shape != (x.shape[0],):
         raise ValueError(f"{wrong.shape[0]} verdicts for {x.shape[0]} reads")
