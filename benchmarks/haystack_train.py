@@ -143,7 +143,7 @@ def main() -> None:
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.999))
     rng = np.random.default_rng(args.seed)
-    warmup, decay_from = min(50, args.steps // 10), int(0.75 * args.steps)
+    warmup, decay_from = max(1, min(50, args.steps // 10)), int(0.75 * args.steps)
     # Stages: the copy is found on short stories of writes and reads only (from random weights it was
     # not found in 1,500 steps at 1,000 characters); each stage starts when the running answer loss
     # falls below --advance, and the last is the training distribution.

@@ -110,3 +110,42 @@ def test_compact_string_checkpoints_refuse_haystack_in_one_line(capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("ffbench: error: ffbench/ models read the symbolic rendering only")
     assert "not 'haystack'" in err and "ffbench/haystack-lstm" in err
+
+
+def _trainer():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "haystack_train.py"
+    spec = importlib.util.spec_from_file_location("haystack_train", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_trainer_supervises_exactly_the_answer_characters_of_every_read():
+    """benchmarks/haystack_train.py: the positions whose predictions the loss reads are those that
+    predict each read's answer (' on' / ' off') in the text ffbench run renders, and no others."""
+    trainer = _trainer()
+    arr = language.sample(language.FFL.from_p_ignore(0.5, 40), 4, 11)
+    idx, answer, shown = trainer.batch(arr)
+    vocab = tokenizer.vocabulary(tokenizer.TEXT_VOCAB_SIZE)
+    for i, r in enumerate(shown):
+        assert "".join(vocab[t] for t in idx[i, : len(r.text)].tolist()) == r.text
+        predicted = [vocab[t] for t in idx[i, 1:][answer[i, :-1]].tolist()]
+        assert "".join(predicted) == "".join(r.choices[v] for v in r.targets.tolist())
+        assert int(answer[i].sum()) == sum(len(r.choices[v]) for v in r.targets.tolist()) > 0
+
+
+def test_the_trainer_exports_a_checkpoint_ffbench_runs_on_haystack(tmp_path, monkeypatch):
+    import json
+    import sys
+
+    trainer = _trainer()
+    monkeypatch.setattr(sys, "argv", ["haystack_train.py", "--steps", "3", "--hidden", "8", "--eval-length", "8",
+                                      "--eval-num", "2", "--out", str(tmp_path / "m.json"), "--export", str(tmp_path / "m")])
+    trainer.main()
+    config = json.loads((tmp_path / "m" / "config.json").read_text())["ffbench_model"]
+    assert config["vocab_size"] == 99 and json.loads((tmp_path / "m" / "train_config.json").read_text())["length"] == 8
+    assert cli_exit(["run", "--model", f"ffbench/{tmp_path / 'm'}", "--task", "haystack", "--length", "8", "--num", "2",
+                     "--no-record", "--output-dir", tmp_path / "run"]) == 0
