@@ -1,7 +1,8 @@
 """Native backend for ffbench's own baselines: ``ffbench/<builtin name | checkpoint dir>``.
 
 Builtin names (``transformer-ref``, ``lstm-ref``, ...) are checkpoints shipped in the package under
-``ffbench/baselines/``. The models read the compact ``symbolic`` rendering one character per token;
+``ffbench/baselines/``. The models read one character per token: the compact ``symbolic`` rendering,
+or, with the text vocabulary (vocab_size 99, ``haystack-lstm``), any ASCII rendering;
 scoring is dense (one forward pass per sequence gives every read) and exact, and only the positions
 that predict an answer are turned into log-probabilities. Recurrent models are streamed through
 long sequences in chunks with their state carried over, so their memory does not grow with T.
