@@ -12,6 +12,9 @@ The UNDO references (``undo-*``, trained by benchmarks/undo_train.py --export) h
 ``--task undo`` in_dist and the retraction chains at their training length (toggle column included).
 The registers references (``registers-*``, benchmarks/registers_train.py --export, k = 2): ``run/`` is
 ``--task registers`` in_dist and the stale reads at their training length (one-variable column).
+The haystack reference (``haystack-lstm``, benchmarks/haystack_train.py --export, a text vocabulary):
+``run/`` is ``--task haystack`` (final and every read) at 1K, 2K, 4K, 8K and 16K characters
+(``--context-tokens``: its tokens are characters), the curves by length and by write distance.
 
     python benchmarks/references.py                    # every builtin, every kind
     python benchmarks/references.py --name ssm-ref --kind run
@@ -31,6 +34,7 @@ from ffbench.backends.native import builtin_names  # noqa: E402
 from ffbench.runs import ship_reference  # noqa: E402
 
 LENGTHS = [32, 64, 128, 256, 512]
+HAYSTACK_BUDGETS = [1000, 2000, 4000, 8000, 16000]
 
 
 def kinds(name: str) -> dict[str, dict]:
@@ -38,6 +42,8 @@ def kinds(name: str) -> dict[str, dict]:
 
     if name.startswith("undo-"):
         return {"run": {"task": "undo", "suite": "in_dist,retraction", "lengths": [training_length(name)]}}
+    if name.startswith("haystack-"):
+        return {"run": {"task": "haystack", "suite": "paper", "context_tokens": HAYSTACK_BUDGETS}}
     if name.startswith("registers-"):
         return {"run": {"task": "registers", "suite": "in_dist,stale", "lengths": [training_length(name)]}}
     return {"run": {"suite": "paper", "lengths": [training_length(name)]},

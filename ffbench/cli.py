@@ -499,7 +499,7 @@ def run(model, suite, data, lengths, p_ignore, num, seed, renders, scorings, few
     click.echo(f"\nrun directory: {out}")
     from ffbench.runs import TASK_REFERENCES
 
-    beside = "   (beside the shipped references)" if TASK_REFERENCES.get(task or "ffl") else ""  # haystack has none
+    beside = "   (beside the shipped references)" if TASK_REFERENCES.get(task or "ffl") else ""  # a task with none
     click.echo(f"next: ffbench report {out} --out {os.path.join(out, 'report.html')}{beside}")
     if record:
         line = api.record(results, revision, out, registry, strict=False)
@@ -552,13 +552,14 @@ def _model_args(pairs) -> dict:
               help="Hunt directory (default hunts/<provider>_<model name>-<config hash>); rerunning "
               "the same command resumes it.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
-@click.option("--task", default="ffl", show_default=True, metavar="ffl|undo|registers",
+@click.option("--task", default="ffl", show_default=True, metavar="ffl|undo|registers|haystack",
               help="Task (docs/tasks.md): undo and registers map their own read descriptors (undo: undos "
                    "retracted since the answering write, the chain since the last write, stack depth, whether "
                    "the toggle heuristic is wrong; registers: staleness, writes to other registers since, "
                    "own opposite ignores, whether one variable is wrong, K), seed with their structured preset "
                    "(retraction, stale) and take their default rendering and length; the map search only. "
-                   "haystack is refused (the shipped models read only the symbolic rendering).")
+                   "haystack hunts ffl's map in the story rendering (for a model that reads text, e.g. "
+                   "ffbench/haystack-lstm).")
 @_scoring_executor_options
 def hunt(model, budget, budget_tokens, length, seed, rendering, estimate, search, families, per_read, model_args,
          base_url, api_key, iid, lines, out, progress, task, executor, workers, ray_address):
@@ -583,6 +584,7 @@ def hunt(model, budget, budget_tokens, length, seed, rendering, estimate, search
       ffbench hunt --model hf/./my-checkpoint --budget 5000 --length 256 --family planted,decoy_writes
       ffbench hunt --model ffbench/undo-ssm --task undo --budget 5000 --out hunts/undo-ssm
       ffbench hunt --model ffbench/registers-lstm --task registers --budget 5000 --out hunts/registers-lstm
+      ffbench hunt --model ffbench/haystack-lstm --task haystack --budget 2000 --out hunts/haystack-lstm
     """
     from ffbench.hunt import driver, outputs
 

@@ -212,7 +212,7 @@ TASKS: dict[str, Task] = {
                                description="p = (0.02, 0.02, 0.96): every read is scored"),
         },
         groups={"paper": ("final", "every")},
-        binary=True, supports=frozenset({"context_tokens"}),
+        binary=True, supports=frozenset({"context_tokens", "hunt"}),
     ),
 }
 

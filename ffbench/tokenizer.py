@@ -18,16 +18,30 @@ VOCAB = list(SPECIALS) + list(dict.fromkeys(DEFAULT_CHARS))  # token ids, here a
 # len(VOCAB) + n reads the first n (19: ``u`` for --task undo; 27: also the register names a..h).
 # The ids of VOCAB never move, so the flip-flop checkpoints (vocab_size 18) are unchanged.
 EXTRA_CHARS = "uabcdefgh"
+# The text vocabulary (vocab_size TEXT_VOCAB_SIZE = 99): all of the above, then every other printable
+# ASCII character in code order, so a native model reads natural-language renderings (--task haystack,
+# ffbench/haystack-lstm) one character per token while the ids of the flip-flop characters stay put.
+TEXT_CHARS = "".join(ch for ch in map(chr, range(32, 127)) if ch not in VOCAB and ch not in EXTRA_CHARS)
+TEXT_VOCAB_SIZE = len(VOCAB) + len(EXTRA_CHARS) + len(TEXT_CHARS)
 
 
 def vocabulary(size: int = len(VOCAB)) -> list[str]:
-    """The token of each id of a native model with ``size`` tokens (VOCAB, then EXTRA_CHARS' first ones)."""
+    """The token of each id of a native model with ``size`` tokens: VOCAB, then EXTRA_CHARS' first
+    ones; or, for ``TEXT_VOCAB_SIZE``, VOCAB, EXTRA_CHARS and TEXT_CHARS (every printable ASCII)."""
+    if size == TEXT_VOCAB_SIZE:
+        return VOCAB + list(EXTRA_CHARS) + list(TEXT_CHARS)
     if not len(VOCAB) <= size <= len(VOCAB) + len(EXTRA_CHARS):
         from ffbench.errors import FFBenchError
 
         raise FFBenchError(f"a native checkpoint has {len(VOCAB)} to {len(VOCAB) + len(EXTRA_CHARS)} tokens "
-                           f"(the flip-flop characters, then {EXTRA_CHARS!r}), got vocab_size {size}")
+                           f"(the flip-flop characters, then {EXTRA_CHARS!r}) or {TEXT_VOCAB_SIZE} (the text "
+                           f"vocabulary: every printable ASCII character and newline), got vocab_size {size}")
     return VOCAB + list(EXTRA_CHARS[: size - len(VOCAB)])
+
+
+def is_text_vocabulary(size: int) -> bool:
+    """True for a checkpoint that reads text (any rendering), not only the compact flip-flop strings."""
+    return size == TEXT_VOCAB_SIZE
 
 
 class CharTokenizer:

@@ -214,11 +214,27 @@ def test_the_ffl_identity_is_unchanged_and_a_task_enters_it():
         plan(HuntConfig(model="m", budget=10, length=64, task="undo"))
 
 
-def test_haystack_is_refused_in_one_line_with_the_reason(tmp_path, capsys):
+def test_a_haystack_hunt_of_a_symbolic_checkpoint_is_refused_in_one_line(tmp_path, capsys):
     out = tmp_path / "h"
     assert _cli(["hunt", "--model", "ffbench/undo-ssm", "--task", "haystack", "--budget", "10", "--out", out]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "read only the symbolic rendering" in err and not out.exists()
+    assert len(err.splitlines()) == 1 and "symbolic rendering" in err and "haystack-lstm" in err and not out.exists()
+
+
+@needs_native
+def test_a_haystack_hunt_is_ffls_map_in_the_story_and_its_reads_replay(tmp_path):
+    """--task haystack: the flip-flop map (ffl's axes) over sequences told as a story to a model that reads
+    text; hunt.json names the task, every map read is counted, and a glitch-free hunt's map reads replay
+    right under ffbench run --task haystack (the shipped haystack-lstm makes no error at its length)."""
+    from ffbench.hunt import descriptors
+
+    out = tmp_path / "h"
+    assert _cli(["hunt", "--model", "ffbench/haystack-lstm", "--task", "haystack", "--budget", 200, "--out", out]) == 0
+    s = json.loads((out / "hunt.json").read_text())
+    assert s["config"]["task"] == "haystack" and s["config"]["render"] == "haystack"
+    assert [a["name"] for a in s["map"]["axes"]] == list(descriptors.MAP_DIMENSIONS)
+    assert sum(c["reads"] for c in s["map"]["cells"]) == s["spent"]["reads"] > 150
+    assert s["glitches"]["distinct"] == 0 and "lines" not in s or not (s.get("lines") or {}).get("checked")
 
 
 # ----------------------------------------------------------------------------- the shipped references

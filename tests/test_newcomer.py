@@ -100,7 +100,8 @@ def test_native_models_refuse_every_rendering_but_symbolic(capsys, rendering):
                             "--render", rendering, "--dry-run"], capsys)
     assert (code, out) == (2, "")
     assert err == (f"ffbench: error: ffbench/ models read the symbolic rendering only (the compact string they were "
-                   f"trained on), not {rendering!r}\n")
+                   f"trained on), not {rendering!r}; a text-vocabulary checkpoint such as ffbench/haystack-lstm "
+                   f"reads natural-language renderings\n")
 
 
 # ----------------------------------------------------------------------------- 5. text the tokenizer cannot represent

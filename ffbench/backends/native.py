@@ -1,7 +1,8 @@
 """Native backend for ffbench's own baselines: ``ffbench/<builtin name | checkpoint dir>``.
 
 Builtin names (``transformer-ref``, ``lstm-ref``, ...) are checkpoints shipped in the package under
-``ffbench/baselines/``. The models read the compact ``symbolic`` rendering one character per token;
+``ffbench/baselines/``. The models read one character per token: the compact ``symbolic`` rendering,
+or, with the text vocabulary (vocab_size 99, ``haystack-lstm``), any ASCII rendering;
 scoring is dense (one forward pass per sequence gives every read) and exact, and only the positions
 that predict an answer are turned into log-probabilities. Recurrent models are streamed through
 long sequences in chunks with their state carried over, so their memory does not grow with T.
@@ -78,15 +79,24 @@ class NativeBackend(Backend):
     # ------------------------------------------------------------------ before loading
     @classmethod
     def check_plan(cls, model: str, args: dict, renders: list, scorings: list[str]) -> None:
-        model_config(model)
+        from ffbench.tokenizer import VOCAB, is_text_vocabulary, vocabulary
+
+        size = int(model_config(model).get("vocab_size", len(VOCAB)))
         check_device(args.get("device"))
         from ffbench import language, render, tasks
 
-        for template in renders:  # the compact string they were trained on, character for character
+        for template in renders:
             demo = tasks.get("registers").demo() if template.registers else render.demo_sequence()
-            if render.render(demo, template).text + template.ask != language.to_strings(demo[None])[0]:
+            text = render.render(demo, template).text + template.ask
+            if is_text_vocabulary(size):  # a text model reads any rendering its characters cover
+                missing = sorted(set(text) - set(vocabulary(size)))
+                if missing:
+                    raise UsageError(f"ffbench/ text models read printable ASCII only; the rendering "
+                                     f"{template.name!r} has {missing[0]!r}")
+            elif text != language.to_strings(demo[None])[0]:  # the compact string, character for character
                 raise UsageError(f"ffbench/ models read the symbolic rendering only (the compact string they were "
-                                 f"trained on), not {template.name!r}")
+                                 f"trained on), not {template.name!r}; a text-vocabulary checkpoint such as "
+                                 f"ffbench/haystack-lstm reads natural-language renderings")
 
     @classmethod
     def fingerprint_before_load(cls, model: str, args: dict, options: dict) -> dict:
@@ -171,7 +181,8 @@ class NativeBackend(Backend):
         try:
             return [self.stoi[c] for c in text]
         except KeyError as exc:
-            raise FFBenchError(f"ffbench/ models read the symbolic rendering only; got character {exc.args[0]!r}") from None
+            raise FFBenchError(f"ffbench/ model {self.model!r} has no token for character {exc.args[0]!r} "
+                               f"(its vocabulary: {len(self.vocab)} tokens)") from None
 
     def _tables(self, seqs: list[list[int]], positions: list[np.ndarray], tokens: np.ndarray) -> list[LogprobTable]:
         """Per sequence, the log-probabilities of ``tokens`` and the top token at its requested positions.
@@ -255,14 +266,30 @@ class NativeBackend(Backend):
         return plan.score(encoded, tables, [len(r.choices) for r in requests], self._decode)
 
     def score_per_read(self, prompts: list[str], choices: tuple[str, ...]) -> np.ndarray:
-        seqs = [self._ids(p) for p in prompts]
-        cids = [self._ids(c) for c in choices]
-        if any(len(c) != 1 for c in cids):
-            raise FFBenchError("ffbench/ models score single-character answers (symbolic rendering)")
-        answers = np.array([c[0] for c in cids], dtype=np.int64)
-        tables = self._tables(seqs, [np.array([len(s) - 1]) for s in seqs], np.unique(answers))
-        return np.array([table.logprobs(np.full(len(answers), len(s) - 1), answers)[0]
-                         for s, table in zip(seqs, tables)], dtype=np.float32).reshape(len(prompts), len(choices))
+        """Each answer's log-probability after each prompt. Single-character answers (the compact
+        strings) come from one pass of the prompt; longer ones (`` on`` / `` off`` of a text model)
+        are split where they differ (:mod:`ffbench.backends.incontext`, as ``hf/`` does) and each
+        continuation is teacher-forced, its characters' log-probabilities summed in float32."""
+        from ffbench.backends.incontext import per_read_inputs, require_split
+
+        if all(len(c) == 1 for c in choices):
+            seqs = [self._ids(p) for p in prompts]
+            answers = np.array([self._ids(c)[0] for c in choices], dtype=np.int64)
+            tables = self._tables(seqs, [np.array([len(s) - 1]) for s in seqs], np.unique(answers))
+            return np.array([table.logprobs(np.full(len(answers), len(s) - 1), answers)[0]
+                             for s, table in zip(seqs, tables)], dtype=np.float32).reshape(len(prompts), len(choices))
+        reads = [require_split(p, x, choices) for p, x in zip(prompts, per_read_inputs(self._encoder, prompts, choices))]
+        tokens = np.unique(np.array([t for x in reads for a in x.answers for t in a], dtype=np.int64))
+        seqs, positions, owners = [], [], []
+        for i, x in enumerate(reads):
+            for k, a in enumerate(x.answers):
+                seqs.append(list(x.context) + list(a))
+                positions.append(np.arange(len(x.context) - 1, len(x.context) - 1 + len(a)))
+                owners.append((i, k))
+        out = np.zeros((len(prompts), len(choices)))
+        for (i, k), pos, table in zip(owners, positions, self._tables(seqs, positions, tokens)):
+            out[i, k] = float(sum(table.logprobs(pos, np.array(reads[i].answers[k]))[0].astype(np.float32)))
+        return out
 
     def generate(self, prompts: list[str], max_new_tokens: int) -> list[Generation]:
         """Greedy characters; these models have no end-of-reply token, so a reply is never 'truncated':

@@ -539,7 +539,7 @@ class Hunter:
         from ffbench.hunt import descriptors, lines
 
         mp = self.parts
-        amap = mp.atlas(self.state["map"], self.state.setdefault("map_aims", {}) if mp.task.name == "ffl" else None)
+        amap = mp.atlas(self.state["map"], self.state.setdefault("map_aims", {}) if mp.flipflop else None)
         reads_left, tokens_left = self.remaining()
         goal = min(ROUND_READS, reads_left)
         rows, metas, planned, round_keys, attempts = [], [], 0, set(), 0

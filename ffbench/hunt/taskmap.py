@@ -43,6 +43,7 @@ class MapParts:
     contains: Callable  # (big, small) -> bool
     shape: Callable  # sequence -> canonical name
     lines: bool = False  # whether stress tolerance lines are checked (ffl)
+    flipflop: bool = False  # the flip-flop language's own map (ffl, and haystack: ffl rendered as a story)
 
     def cell_keys(self, arr: np.ndarray) -> np.ndarray:
         d = self.describe(arr)
@@ -54,7 +55,7 @@ class MapParts:
 
     def atlas(self, raw: dict, aims: dict | None = None) -> atlas_mod.Atlas:
         """The map of a hunt's state (``aims``: ffl's pair-cell aims, :class:`ffbench.hunt.atlas.Atlas`)."""
-        return atlas_mod.Atlas(raw, aims) if self.task.name == "ffl" else TaskAtlas(raw, self)
+        return atlas_mod.Atlas(raw, aims) if self.flipflop else TaskAtlas(raw, self)
 
     def compatible(self, cells: dict) -> bool:
         return all(len(k.split(",")) == len(self.dimensions) for k in cells)
@@ -63,7 +64,7 @@ class MapParts:
         return int(np.count_nonzero(seq[0::self.task.unit] == R))
 
     def summary(self, amap, length: int) -> dict:
-        if self.task.name == "ffl":
+        if self.flipflop:
             return atlas_mod.summary(amap, length)
         return summary(amap, length, self.dimensions)
 
