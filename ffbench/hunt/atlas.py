@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ffbench import language
+from ffbench.hunt import corners
 from ffbench.hunt import descriptors as desc
 from ffbench.hunt import mutations
 from ffbench.hunt.families import _finish
@@ -236,6 +237,7 @@ class Atlas:
         # often but rarely reached is not aimed at again before the others catch up
         self.aims: dict[str, int] = aims if aims is not None else {}
         self._pairs: dict[tuple, int] | None = None
+        self._corners: dict[str, int] | None = None
         self.spent = (0, 0)  # reads of this Atlas's candidates: (pair-aimed, all)
 
     def state(self) -> dict:
@@ -280,6 +282,13 @@ class Atlas:
                     out[key] = out.get(key, 0) + c["reads"]
             self._pairs = out
         return self._pairs
+
+    def corner_reads(self) -> dict[str, int]:
+        """Reads per corner (:mod:`ffbench.hunt.corners`); computed once per Atlas, then counted up by the
+        round's own corner targets (as :meth:`pair_counts`)."""
+        if self._corners is None:
+            self._corners = {k: v[0] for k, v in corners.counts(self.cells).items()}
+        return self._corners
 
     def pick_uncertain(self, rng: np.random.Generator) -> str | None:
         """Where the surface is least known: half the time a failing cell or one bin away from it on
@@ -390,11 +399,15 @@ def predicted_key(t: Target, n: int) -> str:
 
 def candidate(atlas: Atlas, length: int, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
     """One candidate sequence and how it was made (``origin``: cover, refine or elite; its target). Pair
-    targets (``cover``) take PAIR_READS of the reads the Atlas's candidates hold (a round's), the other
-    kinds share the rest by COVER and REFINE."""
+    targets (``cover``) take PAIR_READS of the reads the Atlas's candidates hold (a round's), corner targets
+    (:mod:`ffbench.hunt.corners`) first while a corner is under its quota; the other kinds share the rest
+    by COVER and REFINE."""
     pair = atlas.spent[0] < PAIR_READS * max(atlas.spent[1], 1)
-    t = pair_target(atlas, length, rng) if pair else None
-    if t is not None:
+    aimed = corners.target(atlas.corner_reads(), atlas.aims, length, rng) if pair else None
+    t = aimed[2] if aimed else pair_target(atlas, length, rng) if pair else None
+    if aimed is not None:
+        seq, made = aimed[1], {"origin": "cover", "moves": [], "target": {**t.as_dict(), "corner": aimed[0]}}
+    elif t is not None:
         seq, made = build(t, length, rng), {"origin": "cover", "moves": [], "target": {**t.as_dict(), "pair": True}}
     else:
         seq, made = _candidate(atlas, length, rng)
@@ -442,7 +455,8 @@ def summary(atlas: Atlas, length: int) -> dict:
              "labels": [desc.bin_label(edges, i) for i in range(len(edges))]}
             for name, edges in desc.MAP_DIMENSIONS.items()]
     return {"length": length, "axes": axes, "cells_tried": len(cells),
-            "cells_failing": sum(1 for c in cells if c["errors"]), "cells": cells}
+            "cells_failing": sum(1 for c in cells if c["errors"]), "corners": corners.summary(atlas.cells, length),
+            "cells": cells}
 
 
 def marginal(cells: list[dict], axes: list[str], names: list[str]) -> dict[tuple[int, int], tuple[int, int]]:
