@@ -37,7 +37,7 @@ def _inside(corner: corners.Corner, row: dict) -> bool:
 def test_every_reachable_corner_gets_its_quota_and_counts_equal_a_recount(monkeypatch):
     monkeypatch.setattr(corners, "CORNER_QUOTA", 20)
     cells, aims, seqs = _fill(128, 3000, 3)
-    assert set(corners.reachable(128)) == {c.name for c in corners.CORNERS}
+    assert set(atlas.reachable_corners(128)) == {c.name for c in corners.CORNERS}
     rows = [r for text in language.to_strings(np.stack(seqs)) for r in reference(text)]
     got = {c["name"]: c for c in atlas.summary(atlas.Atlas(cells), 128)["corners"]}
     for c in corners.CORNERS:
@@ -57,7 +57,7 @@ def test_every_reachable_corner_gets_its_quota_and_counts_equal_a_recount(monkey
 def test_corners_a_length_cannot_hold_are_reported_unreachable_and_not_aimed_at():
     """At T = 64 (32 instructions) an early read (before instruction 8) cannot follow 10 ignores, and 8 decoys,
     a gap of 2, the write and a run of 44 do not fit."""
-    reach = corners.reachable(64)
+    reach = atlas.reachable_corners(64)
     assert "run10_early" not in reach and "decoys_gap_run44" not in reach and "run14_late" in reach
     cells, aims, _ = _fill(64, 600, 4)
     rows = {c["name"]: c for c in atlas.summary(atlas.Atlas(cells), 64)["corners"]}

@@ -37,9 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ffbench import language
-from ffbench.hunt import corners
+from ffbench.hunt import corners, mutations
 from ffbench.hunt import descriptors as desc
-from ffbench.hunt import mutations
 from ffbench.hunt.families import _finish
 from ffbench.metrics import clopper_pearson
 
@@ -348,6 +347,73 @@ def reachable_pairs(length: int) -> tuple[tuple[int, int, int], ...]:
     return tuple(sorted(hit))
 
 
+CORNER_TRIES = 8  # targets built per corner candidate until the aimed read lands inside the corner
+REACH_TRIES = 48  # targets tried per corner (fixed seed) to decide it is reachable at a length
+
+
+def _corner_aim(corner: corners.Corner, n: int, rng: np.random.Generator):
+    """A target with one bin drawn on each bounded axis of the corner, among the bins a length-n sequence
+    can hold, the k-th lowest with weight 2^-k: an open box (>= 8 decoys, a run >= 44) is read mostly at its
+    edge, where the failure was seen and where its bounds together still fit in the sequence."""
+    bins = {}
+    for name, _, _ in corner.where:
+        options = corner.bins(name)
+        if name != "fraction":
+            options = [i for i in options if desc.MAP_DIMENSIONS[name][i] < n] or options[:1]
+        weights = 0.5 ** np.arange(len(options))
+        bins[name] = options[int(rng.choice(len(options), p=weights / weights.sum()))]
+    return random_target(rng, n, bins)
+
+
+def _lands(corner: corners.Corner, seqs: list[np.ndarray], slots: list[int]) -> list[bool]:
+    """Per sequence, whether its read at the given slot lies in the corner (exact descriptors)."""
+    d = desc.describe(np.stack(seqs))
+    keys = desc.cell_keys(d)
+    hit = [False] * len(seqs)
+    for r in np.flatnonzero(d["slot"] == np.asarray(slots)[d["seq_index"]]).tolist():
+        hit[int(d["seq_index"][r])] = corner.holds(desc.key_string(keys[r]))
+    return hit
+
+
+@functools.lru_cache(maxsize=4)
+def reachable_corners(length: int) -> tuple[str, ...]:
+    """The corners a target aimed at them reaches at T = ``length`` (REACH_TRIES each, a fixed seed: the
+    same on every run and resume)."""
+    rng = np.random.default_rng([REACH_TRIES, length, 7])
+    out = []
+    for c in corners.CORNERS:
+        ts = [_corner_aim(c, length // 2, rng) for _ in range(REACH_TRIES)]
+        if any(_lands(c, [build(t, length, rng) for t in ts], [t.read_slot for t in ts])):
+            out.append(c.name)
+    return tuple(out)
+
+
+def corner_target(held: dict[str, int], aims: dict[str, int], length: int, rng: np.random.Generator):
+    """(corner name, sequence, target) in the reachable corner with the fewest reads below CORNER_QUOTA
+    (``held``: reads so far, counted up here; ``aims``: the map's aims, ``corner:<name>`` -> aims so far,
+    at most 2 x CORNER_QUOTA per corner), its aimed read checked to land inside (up to CORNER_TRIES
+    builds); None when every corner is full."""
+    quota = corners.CORNER_QUOTA
+    open_ = [c for c in corners.CORNERS if c.name in reachable_corners(length) and held.get(c.name, 0) < quota
+             and aims.get(f"corner:{c.name}", 0) < 2 * quota]
+    if not open_:
+        return None
+    low = min(held.get(c.name, 0) for c in open_)
+    options = [c for c in open_ if held.get(c.name, 0) == low]
+    corner = options[int(rng.integers(len(options)))]
+    aims[f"corner:{corner.name}"] = aims.get(f"corner:{corner.name}", 0) + 1
+    for _ in range(CORNER_TRIES):
+        t = _corner_aim(corner, length // 2, rng)
+        # few other reads: filler with few reads, reads in between only where the corner asks for them
+        t = dataclasses.replace(t, background=PAIR_BACKGROUNDS[int(rng.integers(len(PAIR_BACKGROUNDS)))],
+                                reads=t.reads if any(a == "reads_between" for a, _, _ in corner.where) else 0)
+        seq = build(t, length, rng)
+        if _lands(corner, [seq], [t.read_slot])[0]:
+            break
+    held[corner.name] = held.get(corner.name, 0) + 1
+    return corner.name, seq, t
+
+
 def pair_target(atlas: Atlas, length: int, rng: np.random.Generator) -> Target | None:
     """A target in the least-read reachable (or already reached) pair cell below PAIR_QUOTA (ties broken at
     random; a cell counts as read as often as it was aimed at, so one a target rarely reaches does not
@@ -403,7 +469,7 @@ def candidate(atlas: Atlas, length: int, rng: np.random.Generator) -> tuple[np.n
     (:mod:`ffbench.hunt.corners`) first while a corner is under its quota; the other kinds share the rest
     by COVER and REFINE."""
     pair = atlas.spent[0] < PAIR_READS * max(atlas.spent[1], 1)
-    aimed = corners.target(atlas.corner_reads(), atlas.aims, length, rng) if pair else None
+    aimed = corner_target(atlas.corner_reads(), atlas.aims, length, rng) if pair else None
     t = aimed[2] if aimed else pair_target(atlas, length, rng) if pair else None
     if aimed is not None:
         seq, made = aimed[1], {"origin": "cover", "moves": [], "target": {**t.as_dict(), "corner": aimed[0]}}
@@ -455,7 +521,7 @@ def summary(atlas: Atlas, length: int) -> dict:
              "labels": [desc.bin_label(edges, i) for i in range(len(edges))]}
             for name, edges in desc.MAP_DIMENSIONS.items()]
     return {"length": length, "axes": axes, "cells_tried": len(cells),
-            "cells_failing": sum(1 for c in cells if c["errors"]), "corners": corners.summary(atlas.cells, length),
+            "cells_failing": sum(1 for c in cells if c["errors"]), "corners": corners.summary(atlas.cells, reachable_corners(length)),
             "cells": cells}
 
 

@@ -8,7 +8,7 @@ the map's axes (:data:`ffbench.hunt.descriptors.MAP_DIMENSIONS`; each bound a bi
 one failure seen on a shipped reference (issue 24). Corners take the pair-aimed share of a round's reads
 first, until each holds :data:`CORNER_QUOTA` reads (counted exactly from the map's cells, whatever kind
 of candidate put them there); a corner no target reaches at the hunt's length (:func:`reachable`) is
-reported as such, not aimed at.
+reported as such, not aimed at. Aiming at corners is :func:`ffbench.hunt.atlas.corner_target`'s job.
 
 The length T is not an axis: a hunt reads at one T (``map.length`` in hunt.json), so its map and
 corners say nothing about another T; hunt again with ``--length`` for that.
@@ -16,18 +16,13 @@ corners say nothing about another T; hunt again with ``--length`` for that.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from dataclasses import dataclass
-
-import numpy as np
 
 from ffbench.hunt import descriptors as desc
 from ffbench.metrics import clopper_pearson
 
 CORNER_QUOTA = 120  # reads per corner (from any candidate) before corner targets stop aiming there
-CORNER_TRIES = 8  # targets built per corner candidate until the aimed read lands inside the corner
-REACH_TRIES = 48  # targets tried per corner (fixed seed) to decide it is reachable at a length
 
 
 @dataclass(frozen=True)
@@ -48,7 +43,7 @@ class Corner:
         return all(int(idx[_AXES.index(name)]) in _bins(self, name) for name, _, _ in self.where)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _bins(corner: Corner, axis: str) -> list[int]:
     """Corner.bins, computed once (every cell of the map is tested against every corner)."""
     edges = desc.MAP_DIMENSIONS[axis]
@@ -110,77 +105,10 @@ def counts(cells: dict) -> dict[str, tuple[int, int]]:
     return {k: (v[0], v[1]) for k, v in out.items()}
 
 
-def _aim(corner: Corner, n: int, rng: np.random.Generator):
-    """A target with one bin drawn on each bounded axis of the corner, among the bins a length-n sequence
-    can hold, the k-th lowest with weight 2^-k: an open box (>= 8 decoys, a run >= 44) is read mostly at its
-    edge, where the failure was seen and where its bounds together still fit in the sequence."""
-    from ffbench.hunt import atlas
-
-    bins = {}
-    for name, _, _ in corner.where:
-        options = corner.bins(name)
-        if name != "fraction":
-            options = [i for i in options if desc.MAP_DIMENSIONS[name][i] < n] or options[:1]
-        weights = 0.5 ** np.arange(len(options))
-        bins[name] = options[int(rng.choice(len(options), p=weights / weights.sum()))]
-    return atlas.random_target(rng, n, bins)
-
-
-def _lands(corner: Corner, seqs: list[np.ndarray], slots: list[int]) -> list[bool]:
-    """Per sequence, whether its read at the given slot lies in the corner (exact descriptors)."""
-    d = desc.describe(np.stack(seqs))
-    keys = desc.cell_keys(d)
-    hit = [False] * len(seqs)
-    for r in np.flatnonzero(d["slot"] == np.asarray(slots)[d["seq_index"]]).tolist():
-        hit[int(d["seq_index"][r])] = corner.holds(desc.key_string(keys[r]))
-    return hit
-
-
-@functools.lru_cache(maxsize=4)
-def reachable(length: int) -> tuple[str, ...]:
-    """The corners a target aimed at them reaches at T = ``length`` (REACH_TRIES each, a fixed seed: the
-    same on every run and resume)."""
-    from ffbench.hunt import atlas
-
-    rng = np.random.default_rng([REACH_TRIES, length, 7])
-    out = []
-    for c in CORNERS:
-        ts = [_aim(c, length // 2, rng) for _ in range(REACH_TRIES)]
-        if any(_lands(c, [atlas.build(t, length, rng) for t in ts], [t.read_slot for t in ts])):
-            out.append(c.name)
-    return tuple(out)
-
-
-def target(held: dict[str, int], aims: dict[str, int], length: int, rng: np.random.Generator):
-    """(corner name, sequence, target) in the reachable corner with the fewest reads below CORNER_QUOTA
-    (``held``: reads so far, counted up here; ``aims``: the map's aims, ``corner:<name>`` -> aims so far,
-    at most 2 x CORNER_QUOTA per corner), its aimed read checked to land inside (up to CORNER_TRIES builds); None when all are full."""
-    from ffbench.hunt import atlas
-
-    open_ = [c for c in CORNERS if c.name in reachable(length) and held.get(c.name, 0) < CORNER_QUOTA
-             and aims.get(f"corner:{c.name}", 0) < 2 * CORNER_QUOTA]
-    if not open_:
-        return None
-    low = min(held.get(c.name, 0) for c in open_)
-    options = [c for c in open_ if held.get(c.name, 0) == low]
-    corner = options[int(rng.integers(len(options)))]
-    aims[f"corner:{corner.name}"] = aims.get(f"corner:{corner.name}", 0) + 1
-    for _ in range(CORNER_TRIES):
-        t = _aim(corner, length // 2, rng)
-        # few other reads: filler with few reads, reads in between only where the corner asks for them
-        t = dataclasses.replace(t, background=atlas.PAIR_BACKGROUNDS[int(rng.integers(len(atlas.PAIR_BACKGROUNDS)))],
-                                reads=t.reads if any(a == "reads_between" for a, _, _ in corner.where) else 0)
-        seq = atlas.build(t, length, rng)
-        if _lands(corner, [seq], [t.read_slot])[0]:
-            break
-    held[corner.name] = held.get(corner.name, 0) + 1
-    return corner.name, seq, t
-
-
-def summary(cells: dict, length: int) -> list[dict]:
-    """hunt.json's ``map.corners``: per corner its box, whether reachable at this length, reads, errors,
-    rate and exact 95% interval."""
-    got, reach = counts(cells), set(reachable(length))
+def summary(cells: dict, reach: tuple[str, ...]) -> list[dict]:
+    """hunt.json's ``map.corners``: per corner its box, whether a target reaches it at the hunt's length
+    (``reach``: :func:`ffbench.hunt.atlas.reachable_corners`), reads, errors, rate and exact 95% interval."""
+    got = counts(cells)
     out = []
     for c in CORNERS:
         reads, errors = got[c.name]
