@@ -348,13 +348,16 @@ def reachable_pairs(length: int) -> tuple[tuple[int, int, int], ...]:
 
 
 CORNER_TRIES = 8  # targets built per corner candidate until the aimed read lands inside the corner
+CORNER_BACKGROUNDS = (0.0, 0.98)  # corner targets' filler: at T=512 even 0.9 puts ~6 reads in each sequence
 REACH_TRIES = 48  # targets tried per corner (fixed seed) to decide it is reachable at a length
 
 
 def _corner_aim(corner: corners.Corner, n: int, rng: np.random.Generator):
     """A target with one bin drawn on each bounded axis of the corner, among the bins a length-n sequence
     can hold, the k-th lowest with weight 2^-k: an open box (>= 8 decoys, a run >= 44) is read mostly at its
-    edge, where the failure was seen and where its bounds together still fit in the sequence."""
+    edge, where the failure was seen and where its bounds together still fit in the sequence. A corner that
+    pins the write to the start and the read to a position gets the read's distance (its slot) drawn inside
+    that position, else a late read would need a long distance drawn by chance."""
     bins = {}
     for name, _, _ in corner.where:
         options = corner.bins(name)
@@ -362,6 +365,12 @@ def _corner_aim(corner: corners.Corner, n: int, rng: np.random.Generator):
             options = [i for i in options if desc.MAP_DIMENSIONS[name][i] < n] or options[:1]
         weights = 0.5 ** np.arange(len(options))
         bins[name] = options[int(rng.choice(len(options), p=weights / weights.sum()))]
+    if bins.get("write_slot") == 0 and "fraction" in bins:
+        i = bins["fraction"]
+        lo = math.ceil(desc.FRACTION_EDGES[i] * (n - 1))
+        hi = n - 1 if i + 1 == len(desc.FRACTION_EDGES) else math.ceil(desc.FRACTION_EDGES[i + 1] * (n - 1)) - 1
+        e = int(rng.integers(max(lo, 1), max(hi, lo, 1) + 1))
+        bins["write_distance"] = int(desc.bin_index(np.array([e]), desc.DISTANCE_EDGES)[0])
     return random_target(rng, n, bins)
 
 
@@ -405,7 +414,7 @@ def corner_target(held: dict[str, int], aims: dict[str, int], length: int, rng: 
     for _ in range(CORNER_TRIES):
         t = _corner_aim(corner, length // 2, rng)
         # few other reads: filler with few reads, reads in between only where the corner asks for them
-        t = dataclasses.replace(t, background=PAIR_BACKGROUNDS[int(rng.integers(len(PAIR_BACKGROUNDS)))],
+        t = dataclasses.replace(t, background=CORNER_BACKGROUNDS[int(rng.integers(len(CORNER_BACKGROUNDS)))],
                                 reads=t.reads if any(a == "reads_between" for a, _, _ in corner.where) else 0)
         seq = build(t, length, rng)
         if _lands(corner, [seq], [t.read_slot])[0]:

@@ -73,11 +73,14 @@ CORNERS: tuple[Corner, ...] = (
     Corner("reads_inside_run", "lstm-ref and transformer-ref: >= 4 reads inside >= 40 opposite ignores since "
            "the write (families with many reads in one long opposite run fail heavily)",
            (("reads_between", 4, None), ("opposite_since_write", 40, None))),
-    *(Corner(f"run14_{pos}", f"lstm-ref: 14-15 opposite ignores since the write, all in the strict run before "
-             f"the read, the read {pos} in the sequence (wrong on every read from 14 on)",
+    *(Corner(f"start_write_opp14_{pos}", f"lstm-ref: the write opens the sequence and 14 or more opposite ignores "
+             f"follow it, the read {pos} in the sequence (wrong on every read from 14 on, T=128 and T=512)",
+             (box, ("write_slot", 0, 1), ("opposite_since_write", 14, None))) for pos, box in _POSITIONS),
+    *(Corner(f"run14_{pos}", f"lstm-ref's threshold away from the start: 14-15 opposite ignores since the write, all "
+             f"in the strict run before the read, the read {pos} in the sequence",
              (box, ("opposite_since_write", 14, 16), ("opposite_run", 14, 16))) for pos, box in _POSITIONS),
-    *(Corner(f"run10_{pos}", f"lstm-ref: 10-13 opposite ignores since the write, all in the strict run before "
-             f"the read, the read {pos} in the sequence (right below the threshold of 14)",
+    *(Corner(f"run10_{pos}", f"the same below lstm-ref's threshold: 10-13 opposite ignores since the write, all in "
+             f"the strict run before the read, the read {pos} in the sequence (right at 10-13)",
              (box, ("opposite_since_write", 10, 14), ("opposite_run", 10, 14))) for pos, box in _POSITIONS),
 )
 
