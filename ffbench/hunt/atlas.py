@@ -14,7 +14,8 @@ collapse onto one family:
   ``PAIR_READS`` of a round's reads aimed at the least-read *pair cell* (one bin on each of two of
   ``PAIR_AXES``) among those a target reaches at this T (:func:`reachable_pairs`), until each holds
   ``PAIR_QUOTA`` reads, so combined corners (ten decoys and a run of 44 or more) are read as often as
-  common regions; otherwise, of ``COVER_TRIES`` random targets the one whose region (its cell
+  common regions, and before them the named corners of :mod:`ffbench.hunt.corners` get their read
+  quota (:func:`corner_target`); otherwise, of ``COVER_TRIES`` random targets the one whose region (its cell
   projected on ``COVER_AXES``) holds the fewest reads is taken, so empty regions are filled first;
 * ``refine``: a target drawn inside a cell: half the time a failing cell or its neighbour one bin
   away on one axis (so a failure region's edge, its threshold, gets reads on both sides), else an
