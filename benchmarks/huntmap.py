@@ -13,6 +13,9 @@ With ``--table DIR...`` (finished map hunts) it prints one markdown row per hunt
 failing, minimal shapes, the tolerance lines checked / contradicted / not checkable, and the map's reads
 (wrong/all) in the corner of >= 8 decoys and a strict opposite run >= 44, with reads in between, and per
 position bin of the read (fraction of the sequence: quarters, then the last instruction).
+
+With ``--corners DIR...`` it prints the map's named corners (``map.corners``, ffbench.hunt.corners): one row
+per corner, one column per hunt, ``wrong/reads [95% interval]`` (``-`` where the hunt's length cannot hold it).
 """
 
 from __future__ import annotations
@@ -114,6 +117,19 @@ def table(dirs: list[Path]) -> None:
                       + (f"\n    e.g. {ex['text'][: ex['position'] + 1][-120:]}" if ex else ""))
 
 
+def corner_table(dirs: list[Path]) -> None:
+    hunts = [json.loads((d / "hunt.json").read_text()) for d in dirs]
+    print("| corner | " + " | ".join(f"{d.parent.name}/{d.name}" for d in dirs) + " |")
+    print("|---|" + "---|" * len(dirs))
+    for i, c in enumerate(hunts[0]["map"]["corners"]):
+        cols = []
+        for s in hunts:
+            x = s["map"]["corners"][i]
+            cols.append(f"{x['errors']}/{x['reads']} [{x['ci95'][0]:.2f}, {x['ci95'][1]:.2f}]" if x["reachable"]
+                        or x["reads"] else "-")
+        print(f"| {c['name']} | " + " | ".join(cols) + " |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=list(MODELS))
@@ -122,7 +138,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default="hunts/map")
     ap.add_argument("--table", nargs="+", type=Path, help="finished map hunts: one markdown row each, no hunting")
+    ap.add_argument("--corners", nargs="+", type=Path, help="finished map hunts: their corners side by side")
     args = ap.parse_args()
+    if args.corners:
+        return corner_table(args.corners)
     if args.table:
         return table(args.table)
     for name in args.models:

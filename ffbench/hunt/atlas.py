@@ -14,7 +14,8 @@ collapse onto one family:
   ``PAIR_READS`` of a round's reads aimed at the least-read *pair cell* (one bin on each of two of
   ``PAIR_AXES``) among those a target reaches at this T (:func:`reachable_pairs`), until each holds
   ``PAIR_QUOTA`` reads, so combined corners (ten decoys and a run of 44 or more) are read as often as
-  common regions; otherwise, of ``COVER_TRIES`` random targets the one whose region (its cell
+  common regions, and before them the named corners of :mod:`ffbench.hunt.corners` get their read
+  quota (:func:`corner_target`); otherwise, of ``COVER_TRIES`` random targets the one whose region (its cell
   projected on ``COVER_AXES``) holds the fewest reads is taken, so empty regions are filled first;
 * ``refine``: a target drawn inside a cell: half the time a failing cell or its neighbour one bin
   away on one axis (so a failure region's edge, its threshold, gets reads on both sides), else an
@@ -37,8 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ffbench import language
+from ffbench.hunt import corners, mutations
 from ffbench.hunt import descriptors as desc
-from ffbench.hunt import mutations
 from ffbench.hunt.families import _finish
 from ffbench.metrics import clopper_pearson
 
@@ -236,6 +237,7 @@ class Atlas:
         # often but rarely reached is not aimed at again before the others catch up
         self.aims: dict[str, int] = aims if aims is not None else {}
         self._pairs: dict[tuple, int] | None = None
+        self._corners: dict[str, int] | None = None
         self.spent = (0, 0)  # reads of this Atlas's candidates: (pair-aimed, all)
 
     def state(self) -> dict:
@@ -280,6 +282,13 @@ class Atlas:
                     out[key] = out.get(key, 0) + c["reads"]
             self._pairs = out
         return self._pairs
+
+    def corner_reads(self) -> dict[str, int]:
+        """Reads per corner (:mod:`ffbench.hunt.corners`); computed once per Atlas, then counted up by the
+        round's own corner targets (as :meth:`pair_counts`)."""
+        if self._corners is None:
+            self._corners = {k: v[0] for k, v in corners.counts(self.cells).items()}
+        return self._corners
 
     def pick_uncertain(self, rng: np.random.Generator) -> str | None:
         """Where the surface is least known: half the time a failing cell or one bin away from it on
@@ -339,6 +348,82 @@ def reachable_pairs(length: int) -> tuple[tuple[int, int, int], ...]:
     return tuple(sorted(hit))
 
 
+CORNER_TRIES = 8  # targets built per corner candidate until the aimed read lands inside the corner
+CORNER_BACKGROUNDS = (0.0, 0.98)  # corner targets' filler: at T=512 even 0.9 puts ~6 reads in each sequence
+REACH_TRIES = 48  # targets tried per corner (fixed seed) to decide it is reachable at a length
+
+
+def _corner_aim(corner: corners.Corner, n: int, rng: np.random.Generator):
+    """A target with one bin drawn on each bounded axis of the corner, among the bins a length-n sequence
+    can hold, the k-th lowest with weight 2^-k: an open box (>= 8 decoys, a run >= 44) is read mostly at its
+    edge, where the failure was seen and where its bounds together still fit in the sequence. A corner that
+    pins the write to the start and the read to a position gets the read's distance (its slot) drawn inside
+    that position, else a late read would need a long distance drawn by chance."""
+    bins = {}
+    for name, _, _ in corner.where:
+        options = corner.bins(name)
+        if name != "fraction":
+            options = [i for i in options if desc.MAP_DIMENSIONS[name][i] < n] or options[:1]
+        weights = 0.5 ** np.arange(len(options))
+        bins[name] = options[int(rng.choice(len(options), p=weights / weights.sum()))]
+    if bins.get("write_slot") == 0 and "fraction" in bins:
+        i = bins["fraction"]
+        lo = math.ceil(desc.FRACTION_EDGES[i] * (n - 1))
+        hi = n - 1 if i + 1 == len(desc.FRACTION_EDGES) else math.ceil(desc.FRACTION_EDGES[i + 1] * (n - 1)) - 1
+        e = int(rng.integers(max(lo, 1), max(hi, lo, 1) + 1))
+        bins["write_distance"] = int(desc.bin_index(np.array([e]), desc.DISTANCE_EDGES)[0])
+    return random_target(rng, n, bins)
+
+
+def _lands(corner: corners.Corner, seqs: list[np.ndarray], slots: list[int]) -> list[bool]:
+    """Per sequence, whether its read at the given slot lies in the corner (exact descriptors)."""
+    d = desc.describe(np.stack(seqs))
+    keys = desc.cell_keys(d)
+    hit = [False] * len(seqs)
+    for r in np.flatnonzero(d["slot"] == np.asarray(slots)[d["seq_index"]]).tolist():
+        hit[int(d["seq_index"][r])] = corner.holds(desc.key_string(keys[r]))
+    return hit
+
+
+@functools.lru_cache(maxsize=4)
+def reachable_corners(length: int) -> tuple[str, ...]:
+    """The corners a target aimed at them reaches at T = ``length`` (REACH_TRIES each, a fixed seed: the
+    same on every run and resume)."""
+    rng = np.random.default_rng([REACH_TRIES, length, 7])
+    out = []
+    for c in corners.CORNERS:
+        ts = [_corner_aim(c, length // 2, rng) for _ in range(REACH_TRIES)]
+        if any(_lands(c, [build(t, length, rng) for t in ts], [t.read_slot for t in ts])):
+            out.append(c.name)
+    return tuple(out)
+
+
+def corner_target(held: dict[str, int], aims: dict[str, int], length: int, rng: np.random.Generator):
+    """(corner name, sequence, target) in the reachable corner with the fewest reads below CORNER_QUOTA
+    (``held``: reads so far, counted up here; ``aims``: the map's aims, ``corner:<name>`` -> aims so far,
+    at most 2 x CORNER_QUOTA per corner), its aimed read checked to land inside (up to CORNER_TRIES
+    builds); None when every corner is full."""
+    quota = corners.CORNER_QUOTA
+    open_ = [c for c in corners.CORNERS if c.name in reachable_corners(length) and held.get(c.name, 0) < quota
+             and aims.get(f"corner:{c.name}", 0) < 2 * quota]
+    if not open_:
+        return None
+    low = min(held.get(c.name, 0) for c in open_)
+    options = [c for c in open_ if held.get(c.name, 0) == low]
+    corner = options[int(rng.integers(len(options)))]
+    aims[f"corner:{corner.name}"] = aims.get(f"corner:{corner.name}", 0) + 1
+    for _ in range(CORNER_TRIES):
+        t = _corner_aim(corner, length // 2, rng)
+        # few other reads: filler with few reads, reads in between only where the corner asks for them
+        t = dataclasses.replace(t, background=CORNER_BACKGROUNDS[int(rng.integers(len(CORNER_BACKGROUNDS)))],
+                                reads=t.reads if any(a == "reads_between" for a, _, _ in corner.where) else 0)
+        seq = build(t, length, rng)
+        if _lands(corner, [seq], [t.read_slot])[0]:
+            break
+    held[corner.name] = held.get(corner.name, 0) + 1
+    return corner.name, seq, t
+
+
 def pair_target(atlas: Atlas, length: int, rng: np.random.Generator) -> Target | None:
     """A target in the least-read reachable (or already reached) pair cell below PAIR_QUOTA (ties broken at
     random; a cell counts as read as often as it was aimed at, so one a target rarely reaches does not
@@ -390,11 +475,15 @@ def predicted_key(t: Target, n: int) -> str:
 
 def candidate(atlas: Atlas, length: int, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
     """One candidate sequence and how it was made (``origin``: cover, refine or elite; its target). Pair
-    targets (``cover``) take PAIR_READS of the reads the Atlas's candidates hold (a round's), the other
-    kinds share the rest by COVER and REFINE."""
+    targets (``cover``) take PAIR_READS of the reads the Atlas's candidates hold (a round's), corner targets
+    (:mod:`ffbench.hunt.corners`) first while a corner is under its quota; the other kinds share the rest
+    by COVER and REFINE."""
     pair = atlas.spent[0] < PAIR_READS * max(atlas.spent[1], 1)
-    t = pair_target(atlas, length, rng) if pair else None
-    if t is not None:
+    aimed = corner_target(atlas.corner_reads(), atlas.aims, length, rng) if pair else None
+    t = aimed[2] if aimed else pair_target(atlas, length, rng) if pair else None
+    if aimed is not None:
+        seq, made = aimed[1], {"origin": "cover", "moves": [], "target": {**t.as_dict(), "corner": aimed[0]}}
+    elif t is not None:
         seq, made = build(t, length, rng), {"origin": "cover", "moves": [], "target": {**t.as_dict(), "pair": True}}
     else:
         seq, made = _candidate(atlas, length, rng)
@@ -442,7 +531,8 @@ def summary(atlas: Atlas, length: int) -> dict:
              "labels": [desc.bin_label(edges, i) for i in range(len(edges))]}
             for name, edges in desc.MAP_DIMENSIONS.items()]
     return {"length": length, "axes": axes, "cells_tried": len(cells),
-            "cells_failing": sum(1 for c in cells if c["errors"]), "cells": cells}
+            "cells_failing": sum(1 for c in cells if c["errors"]), "corners": corners.summary(atlas.cells, reachable_corners(length)),
+            "cells": cells}
 
 
 def marginal(cells: list[dict], axes: list[str], names: list[str]) -> dict[tuple[int, int], tuple[int, int]]:

@@ -259,6 +259,10 @@ def format_summary(summary: dict, out: str) -> str:
                 held = f", {sh['containing']} more holding it" if sh.get("containing") else ""
                 lines.append(f"    {_clip(sh['shape'])}  ({sh['glitches']} shrunk glitch"
                              f"{'' if sh['glitches'] == 1 else 'es'}{held}{'' if sh['minimal'] else ', not minimal'})")
+            held_corners = [c for c in amap.get("corners", []) if c["reads"]]
+            if held_corners:  # the named corners of known failures (ffbench.hunt.corners), wrong/reads
+                lines.append("  corners (wrong/reads): " + ", ".join(f"{c['name']} {c['errors']}/{c['reads']}"
+                                                                     for c in held_corners))
         lines += _line_lines(summary)
         short = g.get("shortest")
         if short:
