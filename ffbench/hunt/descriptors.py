@@ -66,7 +66,7 @@ def _last(mask: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(np.where(mask, np.arange(n), -1), axis=1)
 
 
-def _shifted_cumsum(mask: np.ndarray) -> np.ndarray:
+def prefix_counts(mask: np.ndarray) -> np.ndarray:
     """c[:, j] = number of True in columns [0, j) (one column more than the input)."""
     out = np.zeros((mask.shape[0], mask.shape[1] + 1), dtype=np.int64)
     np.cumsum(mask, axis=1, out=out[:, 1:])
@@ -87,7 +87,7 @@ def describe(arr: np.ndarray) -> dict[str, np.ndarray]:
     b = data[seq, w]
     in_force = np.take_along_axis(data, np.maximum(last_w, 0), axis=1)
     opposite_ignore = is_i & (data != in_force)
-    c_opp, c_reads, c_writes = _shifted_cumsum(opposite_ignore), _shifted_cumsum(is_r), _shifted_cumsum(is_w)
+    c_opp, c_reads, c_writes = prefix_counts(opposite_ignore), prefix_counts(is_r), prefix_counts(is_w)
     # the strict run: slots back from e - 1 while they are opposite ignores
     not_opp = _last(~opposite_ignore)
     run = (e - 1) - not_opp[seq, e - 1]
@@ -95,7 +95,7 @@ def describe(arr: np.ndarray) -> dict[str, np.ndarray]:
     w_one, w_zero = _last(is_w & (data == 1)), _last(is_w & (data == 0))
     before = np.maximum(w - 1, 0)
     prev_same = np.where(w >= 1, np.where(b == 1, w_one[seq, before], w_zero[seq, before]), -1)
-    c_w1, c_w0 = _shifted_cumsum(is_w & (data == 1)), _shifted_cumsum(is_w & (data == 0))
+    c_w1, c_w0 = prefix_counts(is_w & (data == 1)), prefix_counts(is_w & (data == 0))
     not_ignore = _last(~is_i)
     gap = np.where(w >= 1, w - 1 - not_ignore[seq, np.maximum(w - 1, 0)], 0)
     opp_writes = np.where(b == 1, c_w0[seq, w] - c_w0[seq, prev_same + 1], c_w1[seq, w] - c_w1[seq, prev_same + 1])

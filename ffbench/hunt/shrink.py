@@ -223,7 +223,11 @@ def shape(seq: np.ndarray) -> str:
     """The canonical form: bits renamed so the first write carries 0, runs written ``i1*14``."""
     instr, data = _split(seq)
     flip = data[0]
-    tokens = [chr(int(o)) + str(int(v ^ flip)) for o, v in zip(instr, data)]
+    return run_length([chr(int(o)) + str(int(v ^ flip)) for o, v in zip(instr, data)])
+
+
+def run_length(tokens: list[str]) -> str:
+    """Instructions in run-length form: ``w0 i1*14 r0`` (one place for every task's shape names)."""
     out, j = [], 0
     while j < len(tokens):
         k = j

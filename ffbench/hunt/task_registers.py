@@ -47,11 +47,6 @@ BACKGROUNDS = (0.0, 0.3, 0.6, 0.8, 0.95)
 K_CHOICES = (1, 2, 2, 2, 3, 4)  # registers in a built sequence: the shipped references were trained with k = 2
 
 
-def _counts(mask: np.ndarray) -> np.ndarray:
-    out = np.zeros((mask.shape[0], mask.shape[1] + 1), dtype=np.int64)
-    np.cumsum(mask, axis=1, out=out[:, 1:])
-    return out
-
 
 def describe(arr: np.ndarray) -> dict[str, np.ndarray]:
     """Every read of legal registers sequences (row-major, as :func:`ffbench.registers.extract_reads`)."""
@@ -64,7 +59,7 @@ def describe(arr: np.ndarray) -> dict[str, np.ndarray]:
     g = reg[seq, e]
     w = registers._last_write(arr)[seq, e]
     answer = data[seq, e]
-    c_w, c_r = _counts(is_w), _counts(is_r)
+    c_w, c_r = desc.prefix_counts(is_w), desc.prefix_counts(is_r)
     since = np.zeros(e.size, dtype=np.int64)
     own = np.zeros(e.size, dtype=np.int64)
     named = np.zeros(arr.shape[0], dtype=np.int64)
@@ -74,7 +69,7 @@ def describe(arr: np.ndarray) -> dict[str, np.ndarray]:
         last_r = np.maximum.accumulate(np.where(is_w & mine, slots, -1), axis=1)
         since += (last_r[seq, e] > w) & (g != r)
         in_force = np.take_along_axis(data, np.maximum(last_r, 0), axis=1)
-        c_opp = _counts((op == I) & mine & (last_r >= 0) & (data != in_force))
+        c_opp = desc.prefix_counts((op == I) & mine & (last_r >= 0) & (data != in_force))
         own += np.where(g == r, c_opp[seq, e] - c_opp[seq, w + 1], 0)
     last_any = language.last_index(is_w)[seq, e]
     return {

@@ -44,12 +44,6 @@ COVER_AXES = ("retracted", "chain", "depth", "toggle_wrong", "reads_between")
 BACKGROUNDS = (0.0, 0.3, 0.6, 0.8, 0.95)  # the prefix's p_ignore (0: ignores only)
 
 
-def _counts(mask: np.ndarray) -> np.ndarray:
-    """c[:, j] = True values in columns [0, j)."""
-    out = np.zeros((mask.shape[0], mask.shape[1] + 1), dtype=np.int64)
-    np.cumsum(mask, axis=1, out=out[:, 1:])
-    return out
-
 
 def describe(arr: np.ndarray) -> dict[str, np.ndarray]:
     """Every read of legal UNDO sequences (row-major, as :func:`ffbench.undo.extract_reads`)."""
@@ -61,7 +55,7 @@ def describe(arr: np.ndarray) -> dict[str, np.ndarray]:
     seq, e = np.nonzero(is_r)
     w = tr.top_slot[seq, e].astype(np.int64)
     last = language.last_index(is_w)[seq, e].astype(np.int64)
-    c_w, c_r, c_u = _counts(is_w), _counts(is_r), _counts(is_u)
+    c_w, c_r, c_u = desc.prefix_counts(is_w), desc.prefix_counts(is_r), desc.prefix_counts(is_u)
     answer = data[seq, e]
     return {
         "seq_index": seq.astype(np.int64),

@@ -22,6 +22,7 @@ import numpy as np
 from ffbench import language, tasks
 from ffbench.hunt import atlas as atlas_mod
 from ffbench.hunt import descriptors as desc
+from ffbench.hunt import shrink
 from ffbench.metrics import clopper_pearson
 
 W, R, I, ZERO = language.W, language.R, language.I, language.ZERO
@@ -282,12 +283,4 @@ def shape(seq: np.ndarray, unit: int) -> str:
     legal and its answers flipped), runs of equal instructions written ``u1*4``."""
     units = seq.reshape(-1, unit)
     flip = int(units[0, -1]) - ZERO
-    tokens = ["".join(chr(c) for c in row[:-1]) + str((int(row[-1]) - ZERO) ^ flip) for row in units]
-    out, j = [], 0
-    while j < len(tokens):
-        k = j
-        while k < len(tokens) and tokens[k] == tokens[j]:
-            k += 1
-        out.append(tokens[j] if k - j == 1 else f"{tokens[j]}*{k - j}")
-        j = k
-    return " ".join(out)
+    return shrink.run_length(["".join(chr(c) for c in row[:-1]) + str((int(row[-1]) - ZERO) ^ flip) for row in units])
