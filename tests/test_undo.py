@@ -123,8 +123,9 @@ def test_the_task_map_holds_ffl_as_before_and_refuses_what_undo_lacks():
                           language.sample(language.FFL.from_p_ignore(0.8, 64), 3, 1000))
     with pytest.raises(UsageError, match=r"unknown task 'regs' \(known: ffl, undo, registers, haystack\)"):
         tasks.get("regs")
-    with pytest.raises(UsageError, match="ffbench hunt is not available with --task undo"):
-        tasks.get("undo").requires("hunt", "ffbench hunt")
+    with pytest.raises(UsageError, match=r"--context-tokens is not available with --task undo \(it supports --task haystack\)"):
+        tasks.get("undo").requires("context_tokens", "--context-tokens")
+    tasks.get("undo").requires("hunt", "ffbench hunt")  # every task hunts now (haystack with ffl's map)
     with pytest.raises(UsageError, match="--task undo is binary"):
         tasks.get("undo").check_alphabet(4)
     demo = tasks.get("undo").demo()
