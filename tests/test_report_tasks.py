@@ -101,6 +101,23 @@ def test_the_breaks_table_counts_are_the_runs_counts(undo_report):
     assert rows["ffbench/undo-ssm (reference)"][4].endswith(f"{h['errors_there']} / 160")  # binary: errs = agrees
 
 
+def test_the_by_parameter_tables_are_the_runs_counts_per_depth(undo_report):
+    """Under the breaks table, each structured column by its parameter (undo: the chain's depth k): per
+    model wrong / reads as results.json's ``by_parameter`` holds them."""
+    run, page = undo_report
+    body = _section(page, "breaks")
+    title = "retraction T=32: wrong / reads by parameter"
+    assert title in body
+    table = body[body.index(title):]
+    table = table[:table.index("</table>")]
+    head = re.findall(r'<th scope="col">(.*?)</th>', table)[1:]
+    (cell,) = [c for c in json.loads((run / "results.json").read_text())["results"] if c["suite"] == "retraction"]
+    assert head == [f"k={r['k']}" for r in cell["by_parameter"]]
+    row = re.search(r"<tr class=param><td>.*?ffbench/undo-lstm</td>(.*?)</tr>", table, re.DOTALL).group(1)
+    shown = [htmllib.unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in row.split("</td>") if c.strip()]
+    assert shown == [f"{r['errors']} / {r['reads']}" for r in cell["by_parameter"]]
+
+
 def test_report_task_registers_needs_no_input_and_no_network(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     out = tmp_path / "registers.html"

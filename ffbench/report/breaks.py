@@ -12,7 +12,7 @@ model that learned the heuristic instead of the task agrees there on every read.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ffbench import metrics, tasks
 from ffbench.report.data import Model, task_of
@@ -69,6 +69,16 @@ class Row:
 
 
 @dataclass
+class ParamTable:
+    """A structured suite (retraction, stale) by its parameters: per model, wrong / reads at each depth or
+    distance (results.json ``by_parameter``), so the table says where each architecture breaks."""
+
+    title: str
+    columns: list[str]  # one per parameter value (``k=2``; ``placement=writes, distance=8``)
+    rows: list[tuple[Model, list[tuple[str, bool] | None]]]  # (text, more than half wrong) per column
+
+
+@dataclass
 class TaskTable:
     task: str
     description: str
@@ -80,6 +90,7 @@ class TaskTable:
     structured: str  # the task's structured suites (retraction, stale), whose reads the agreement counts
     rows: list[Row]
     anchor: str
+    by_parameter: list[ParamTable] = field(default_factory=list)
 
     @property
     def heuristic_mixed(self) -> bool:
@@ -136,8 +147,31 @@ def _table(task: tasks.Task, models: list[Model]) -> TaskTable:
         rows.append(Row(m, entries, agreements))
     # one number where every model read the same sequences; else one per set of sequences, in row order
     heuristic_row = [" / ".join(seen.values()) for seen in heuristic_seen]
+    by_parameter = [t for i, k in enumerate(keys) if k[1] in task.structured
+                    for t in [_param_table(columns[i].label, k, mine, task)] if t is not None]
     return TaskTable(task.name, task.description, columns, name, what, heuristic_row,
-                     " and ".join(task.structured) or "structured", rows, ANCHORS.get(task.name, ""))
+                     " and ".join(task.structured) or "structured", rows, ANCHORS.get(task.name, ""), by_parameter)
+
+
+def _param_table(label: str, key: tuple, mine: list, task: tasks.Task) -> ParamTable | None:
+    """The models' ``by_parameter`` counts of one structured column, as results.json holds them (a run made
+    before the breakdown existed has none: its row says so)."""
+    per_model, order = [], []
+    for m, cells in mine:
+        c = next((c for c in cells if _column_key(task, c) == key), None)
+        if c is None:
+            continue
+        found = {}
+        for row in c.breakdowns.get("by_parameter") or []:
+            name = ", ".join(f"{p}={row[p]}" for p in row if p not in ("family", "reads", "errors", "ci95"))
+            found[name] = (f"{int(row['errors']):,} / {int(row['reads']):,}", 2 * int(row["errors"]) > int(row["reads"]))
+            if name not in order:
+                order.append(name)
+        per_model.append((m, found))
+    if not order:
+        return None
+    return ParamTable(f"{label}: wrong / reads by parameter", order,
+                      [(m, [found.get(name) for name in order]) for m, found in per_model])
 
 
 def _entry(c: CellResult, h: dict, structured: bool) -> Entry:
