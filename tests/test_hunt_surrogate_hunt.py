@@ -48,7 +48,7 @@ def test_the_estimate_recomputes_from_the_stored_reads(whole):
     assert np.count_nonzero(arr[:, 0::2] == language.R) == table.num_rows and wrong.sum() == res["hits"]
     # the verdicts are the synthetic model's: wrong exactly beyond write distance K
     assert np.array_equal(wrong, language.extract_reads(arr).write_distance > K)
-    again = surrogate_hunt.recompute(table, target, seed=0)
+    again = surrogate_hunt.recompute(table, target, seed=0, free=est["free_sequences"])
     assert again.rate == pytest.approx(res["rate"], rel=1e-9) and again.se == pytest.approx(res["std_error"], rel=1e-9)
     assert np.allclose(again.guess, table.column("guess").to_numpy())
     assert np.array_equal(again.fold, table.column("fold").to_numpy())

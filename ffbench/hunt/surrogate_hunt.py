@@ -28,7 +28,7 @@ METHOD = "surrogate"
 ESTIMATORS = ("importance", METHOD)  # --estimator choices; the first is the default
 MIN_SEQUENCES = 20 * surrogate.FOLDS  # scored sequences the budget must buy: 20 per fold at the expected reads
 FREE_PER_SCORED = 50  # free (never scored) sequences per scored one ...
-FREE_MIN, FREE_MAX = 20_000, 300_000  # ... within these bounds (CPU only: describing and guessing)
+FREE_MIN, FREE_MAX = 20_000, 1_000_000  # ... within these bounds (CPU only: describing and guessing, in chunks)
 FREE_STREAM = 2**31 - 1  # SeedSequence([seed, FREE_STREAM]): no round ever reaches this index
 
 
@@ -58,10 +58,10 @@ def free_count(scored: int) -> int:
     return int(min(FREE_MAX, max(FREE_MIN, FREE_PER_SCORED * scored)))
 
 
-def free_draws(target: estimator.Target, scored: int, seed: int) -> np.ndarray:
-    """The free sequences of a hunt with ``scored`` scored sequences and ``seed`` (never scored)."""
+def free_draws(target: estimator.Target, count: int, seed: int) -> np.ndarray:
+    """The ``count`` free sequences of a hunt with ``seed`` (never scored)."""
     ss = np.random.SeedSequence([seed, FREE_STREAM])
-    return language.sample(target.dist, free_count(scored), int(ss.generate_state(1, np.uint64)[0] >> 1))
+    return language.sample(target.dist, count, int(ss.generate_state(1, np.uint64)[0] >> 1))
 
 
 def scored_sequences(table) -> tuple[np.ndarray, np.ndarray]:
@@ -72,10 +72,11 @@ def scored_sequences(table) -> tuple[np.ndarray, np.ndarray]:
     return language.to_array([texts[i] for i in first]), ~table.column("correct").to_numpy()
 
 
-def recompute(table, target: estimator.Target, seed: int) -> surrogate.Estimate:
-    """The estimate from the stored reads (samples.parquet without its guess columns, or with them)."""
+def recompute(table, target: estimator.Target, seed: int, free: int) -> surrogate.Estimate:
+    """The estimate from the stored reads (samples.parquet, with or without its guess columns), the
+    hunt's seed and its count of free sequences (hunt.json ``estimate.free_sequences``)."""
     arr, wrong = scored_sequences(table)
-    return surrogate.estimate(arr, wrong, free_draws(target, arr.shape[0], seed), target.expected_reads(), seed=seed)
+    return surrogate.estimate(arr, wrong, free_draws(target, free, seed), target.expected_reads(), seed=seed)
 
 
 def final(table, target: estimator.Target, seed: int) -> tuple[dict, object]:
@@ -91,7 +92,7 @@ def final(table, target: estimator.Target, seed: int) -> tuple[dict, object]:
         out["reason"] = (f"{arr.shape[0]} scored sequences, {2 * surrogate.FOLDS} needed for "
                          f"{surrogate.FOLDS} folds: raise --budget (or --budget-tokens)")
         return out, table
-    free = free_draws(target, arr.shape[0], seed)
+    free = free_draws(target, free_count(arr.shape[0]), seed)
     est = surrogate.estimate(arr, wrong, free, target.expected_reads(), seed=seed)
     lo, hi = est.ci95
     out["free_sequences"] = int(free.shape[0])
