@@ -109,3 +109,12 @@ def test_the_report_shows_the_surrogate_estimate(whole):
             f"<td class=num>{res['rate']:.3g}</td><td class=num>[{lo:.3g}, {hi:.3g}]</td>") in html
     assert f"{same['read_ratio']:.3g}× the reads spent here (fitting included)" in html
     assert "estimate under dense (surrogate)" in html
+
+
+def test_the_token_budget_stops_the_scored_sequences(tmp_path):
+    s = _hunt(tmp_path, budget=5000, budget_tokens=32 * 150, estimate="dense", estimator="surrogate",
+              model=WriteDistanceModel(k=K))
+    # the synthetic model counts a character as a token: exactly 150 whole sequences of 32 characters
+    assert s["stop_reason"] == "token budget" and s["spent"]["tokens"] == 32 * 150
+    assert s["spent"]["sequences"] == s["estimate"]["scored_sequences"] == 150
+    assert s["estimate"]["result"]["samples"] == s["spent"]["reads"] < 5000
