@@ -91,6 +91,7 @@ def test_the_estimator_enters_the_identity_only_when_not_the_default():
     ({"estimator": "surrogate", "budget": 300}, "needs at least 100 scored sequences"),
     ({"estimator": "bananas"}, "--estimator must be one of importance, surrogate"),
     ({"estimator": "surrogate", "task": "undo", "length": 64}, "--task undo hunts with the map search only"),
+    ({"estimator": "surrogate", "task": "undo", "length": 64, "estimate": None}, "drop --estimate, --estimator"),
 ])
 def test_refusals_before_work(kw, message):
     cfg = HuntConfig(**{"model": "ffbench/transformer-ref", "budget": 5000, "length": 32, "estimate": "dense", **kw})
@@ -118,3 +119,23 @@ def test_the_token_budget_stops_the_scored_sequences(tmp_path):
     assert s["stop_reason"] == "token budget" and s["spent"]["tokens"] == 32 * 150
     assert s["spent"]["sequences"] == s["estimate"]["scored_sequences"] == 150
     assert s["estimate"]["result"]["samples"] == s["spent"]["reads"] < 5000
+
+
+def test_without_torch_the_surrogate_is_refused_in_one_line(monkeypatch):
+    real = surrogate_hunt.importlib.util.find_spec
+    monkeypatch.setattr(surrogate_hunt.importlib.util, "find_spec", lambda name: None if name == "torch" else real(name))
+    cfg = HuntConfig(model="ffbench/transformer-ref", budget=5000, length=32, estimate="dense", estimator="surrogate")
+    with pytest.raises(UsageError, match="install torch"):
+        plan(cfg)
+
+
+def test_the_cli_refuses_before_work_with_exit_2(tmp_path, capsys):
+    from tests.conftest import cli_exit
+
+    out = tmp_path / "h"
+    args = ["hunt", "--model", "ffbench/transformer-ref", "--length", "32", "--out", str(out), "--estimator",
+            "surrogate", "--estimate", "dense", "--budget", "100"]
+    assert cli_exit(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "needs at least 100 scored sequences of dense" in err
+    assert not out.exists()

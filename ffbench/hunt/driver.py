@@ -134,10 +134,10 @@ def plan(cfg: HuntConfig) -> Plan:
         raise UsageError(f"--seed must be a non-negative integer, got {cfg.seed!r}")
     if cfg.estimator not in surrogate_hunt.ESTIMATORS:
         raise UsageError(f"--estimator must be one of {', '.join(surrogate_hunt.ESTIMATORS)}, got {cfg.estimator!r}")
-    if cfg.estimator != "importance" and not cfg.estimate:
-        raise UsageError(f"--estimator {cfg.estimator} chooses how --estimate estimates: add --estimate TARGET")
     if cfg.task is not None:
         return _plan_task(cfg)
+    if cfg.estimator != "importance" and not cfg.estimate:
+        raise UsageError(f"--estimator {cfg.estimator} chooses how --estimate estimates: add --estimate TARGET")
     if not isinstance(cfg.length, int) or cfg.length < 8 or cfg.length % 2:
         raise UsageError(f"--length must be an even integer >= 8, got {cfg.length!r}")
     template = render.load_template(cfg.render)
@@ -170,9 +170,9 @@ def _plan_task(cfg: HuntConfig) -> Plan:
 
     task = tasks.get(cfg.task)
     parts.for_task(task.name)  # refuses a task the hunt is not wired into
-    if cfg.estimate or cfg.search != "map" or cfg.families or cfg.lines is not None:
-        raise UsageError(f"--task {task.name} hunts with the map search only: drop --estimate, --search bandit, "
-                         "--family and --lines (they are the flip-flop language's)")
+    if cfg.estimate or cfg.estimator != "importance" or cfg.search != "map" or cfg.families or cfg.lines is not None:
+        raise UsageError(f"--task {task.name} hunts with the map search only: drop --estimate, --estimator, "
+                         "--search bandit, --family and --lines (they are the flip-flop language's)")
     unit = task.unit
     if not isinstance(cfg.length, int) or cfg.length < 4 * unit or cfg.length % unit:
         raise UsageError(f"--length must be a multiple of {unit} and >= {4 * unit} for --task {task.name} "
