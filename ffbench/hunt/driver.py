@@ -28,6 +28,11 @@ Estimate mode (``--estimate``): the budget goes to importance sampling
 proposal, then the estimate comes from samples of the final proposal; every sample is stored with
 its weight (samples.parquet), and a failing one that fails again is also reported as a glitch
 (padded to length T with ignores and a final read).
+
+With ``--estimator surrogate`` the rounds score whole i.i.d. sequences of the target instead, every
+read (:mod:`ffbench.hunt.surrogate_hunt`); failing sequences are confirmed and reported as in the
+searches, and once the hunt stops on its budget a learned guess of each read's verdict is fitted
+and used as control variate (samples.parquet: every scored read with its fold and guess).
 """
 
 from __future__ import annotations
