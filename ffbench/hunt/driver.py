@@ -28,6 +28,11 @@ Estimate mode (``--estimate``): the budget goes to importance sampling
 proposal, then the estimate comes from samples of the final proposal; every sample is stored with
 its weight (samples.parquet), and a failing one that fails again is also reported as a glitch
 (padded to length T with ignores and a final read).
+
+With ``--estimator surrogate`` the rounds score whole i.i.d. sequences of the target instead, every
+read (:mod:`ffbench.hunt.surrogate_hunt`); failing sequences are confirmed and reported as in the
+searches, and once the hunt stops on its budget a learned guess of each read's verdict is fitted
+and used as control variate (samples.parquet: every scored read with its fold and guess).
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from ffbench import __version__, engine, language, render
 from ffbench.backends import ModelRef
 from ffbench.errors import Interrupted, UsageError
 from ffbench.hunt import bandit as bandit_mod
-from ffbench.hunt import estimator, families, job, mutations
+from ffbench.hunt import estimator, families, job, mutations, surrogate_hunt
 from ffbench.hunt.families import pad_to
 from ffbench.hunt.huntdir import HuntDir
 from ffbench.identity import RunIdentity
@@ -82,6 +87,7 @@ class HuntConfig:
     search: str = "map"  # map (coverage of the descriptor map, the default) | bandit (over family points)
     lines: str | None = None  # a stress run of this model whose tolerance lines the map checks (default: shipped)
     task: str | None = None  # --task: None is ffl (then absent from hunt.json and the identity, as before tasks)
+    estimator: str = "importance"  # --estimator: importance | surrogate (recorded only when not the default)
 
     def __post_init__(self) -> None:
         if self.task == "ffl":  # the default task is recorded as no task, so its identity is what it always was
@@ -91,6 +97,8 @@ class HuntConfig:
         out = asdict(self)
         if out["task"] is None:
             del out["task"]
+        if out["estimator"] == "importance":  # the default: hunts from before --estimator keep their identity
+            del out["estimator"]
         return out
 
     def identity(self) -> dict:
@@ -129,13 +137,19 @@ def plan(cfg: HuntConfig) -> Plan:
         raise UsageError(f"--budget-tokens must be a positive number of tokens, got {cfg.budget_tokens!r}")
     if not isinstance(cfg.seed, int) or cfg.seed < 0:
         raise UsageError(f"--seed must be a non-negative integer, got {cfg.seed!r}")
+    if cfg.estimator not in surrogate_hunt.ESTIMATORS:
+        raise UsageError(f"--estimator must be one of {', '.join(surrogate_hunt.ESTIMATORS)}, got {cfg.estimator!r}")
     if cfg.task is not None:
         return _plan_task(cfg)
+    if cfg.estimator != "importance" and not cfg.estimate:
+        raise UsageError(f"--estimator {cfg.estimator} chooses how --estimate estimates: add --estimate TARGET")
     if not isinstance(cfg.length, int) or cfg.length < 8 or cfg.length % 2:
         raise UsageError(f"--length must be an even integer >= 8, got {cfg.length!r}")
     template = render.load_template(cfg.render)
     render.check_alphabet(template, 2)
     target = estimator.parse_target(cfg.estimate, cfg.length) if cfg.estimate else None
+    if target is not None and cfg.estimator == surrogate_hunt.METHOD:
+        surrogate_hunt.check(target, cfg.budget)
     if cfg.search not in SEARCHES:
         raise UsageError(f"--search must be one of {', '.join(SEARCHES)}, got {cfg.search!r}")
     if cfg.families and cfg.search != "bandit":
@@ -161,9 +175,9 @@ def _plan_task(cfg: HuntConfig) -> Plan:
 
     task = tasks.get(cfg.task)
     parts.for_task(task.name)  # refuses a task the hunt is not wired into
-    if cfg.estimate or cfg.search != "map" or cfg.families or cfg.lines is not None:
-        raise UsageError(f"--task {task.name} hunts with the map search only: drop --estimate, --search bandit, "
-                         "--family and --lines (they are the flip-flop language's)")
+    if cfg.estimate or cfg.estimator != "importance" or cfg.search != "map" or cfg.families or cfg.lines is not None:
+        raise UsageError(f"--task {task.name} hunts with the map search only: drop --estimate, --estimator, "
+                         "--search bandit, --family and --lines (they are the flip-flop language's)")
     unit = task.unit
     if not isinstance(cfg.length, int) or cfg.length < 4 * unit or cfg.length % unit:
         raise UsageError(f"--length must be a multiple of {unit} and >= {4 * unit} for --task {task.name} "
@@ -183,7 +197,8 @@ def hunt_model(model: str, budget: int, out: str | None = None, length: int | No
                base_url: str | None = None, api_key: str | None = None, iid: str | None = None,
                search: str | None = None, lines: str | None = None, progress: bool = False,
                echo: Callable[[str], None] = print, executor: str = "local", workers: int | None = None,
-               ray_address: str | None = None, task: str | None = None) -> tuple[dict, str]:
+               ray_address: str | None = None, task: str | None = None,
+               estimator_name: str | None = None) -> tuple[dict, str]:
     """Resolve ``model`` (a provider/model spec) and hunt it; return (summary, hunt directory).
 
     The length defaults to an ffbench/ checkpoint's training length, else the task's default (512 for
@@ -201,7 +216,7 @@ def hunt_model(model: str, budget: int, out: str | None = None, length: int | No
                      render=render_name or the_task.default_render, estimate=estimate,
                      families=list(families or []), per_read=per_read, iid=iid,
                      search=search or ("bandit" if families else "map"), lines=lines,
-                     task=tasks.config_value(task))
+                     task=tasks.config_value(task), estimator=estimator_name or surrogate_hunt.ESTIMATORS[0])
     plan(cfg)  # the usage errors of the hunt's own flags, before the provider is imported
     cfg.base_url = handle.recorded_base_url
     if out is None:
@@ -314,7 +329,9 @@ def _new_state(p: Plan, identity: RunIdentity) -> dict:
         state["shrunk_cells"] = {}
         state["labeled"] = {}  # reads with a stress family's construction (ffbench.hunt.lines), for its lines
         state["spent"]["shrink_reads"] = 0
-    if p.target is not None:
+    if p.target is not None and p.config.estimator == surrogate_hunt.METHOD:
+        state["estimate"] = {"method": surrogate_hunt.METHOD, "sequences": 0}
+    elif p.target is not None:
         proposal = estimator.Proposal.initial(p.target)
         state["estimate"] = {"phase": "adapt", "stage": 0, "proposal": proposal.as_dict(), "stages": [],
                              "final_rounds": [], "sequences": 0}
@@ -379,7 +396,9 @@ class Hunter:
                 rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.cfg.seed,
                                                                                    self.state["round"]])))
                 before = self.state["spent"]["reads"]
-                if self.p.target is not None:
+                if self.p.target is not None and self.cfg.estimator == surrogate_hunt.METHOD:
+                    done = self._surrogate_round(rng)
+                elif self.p.target is not None:
                     done = self._estimate_round(rng)
                 elif self.cfg.search == "map":
                     done = self._map_round(rng)
@@ -759,6 +778,65 @@ class Hunter:
             est["final_rounds"].append(r)
         return True
 
+    def _surrogate_round(self, rng: np.random.Generator) -> bool:
+        """One round of whole i.i.d. sequences of the target, every read scored (:mod:`ffbench.hunt.surrogate_hunt`);
+        failing sequences confirmed as in the searches, their doubly wrong reads reported as glitches."""
+        import pyarrow as pa
+
+        target = self.p.target
+        reads_left, tokens_left = self.remaining()
+        rows = surrogate_hunt.draw(target, min(ROUND_READS, reads_left), rng)
+        keep = self._fit_tokens(rows, tokens_left) if rows else 0
+        if keep == 0:
+            return False
+        arr = np.stack(rows[:keep])
+        scored = self._score(arr)
+        spent = self.state["spent"]
+        spent["reads"] += len(scored.reads)
+        spent["tokens"] += int(scored.tokens.sum())
+        spent["sequences"] += keep
+        est = self.state["estimate"]
+        first = est["sequences"]
+        est["sequences"] += keep
+        texts = language.to_strings(arr)
+        seq = scored.reads.seq_index.astype(np.int64)
+        r = self.state["round"]
+        self.hd.write_round(r, pa.table({
+            "round": pa.array(np.full(seq.size, r, np.int64)),
+            "sequence": pa.array(first + seq),
+            "slot": pa.array(((scored.reads.position - 1) // 2).astype(np.int64)),
+            "position": pa.array(scored.reads.position.astype(np.int64)),
+            "target": pa.array(scored.reads.target), "prediction": pa.array(scored.prediction),
+            "correct": pa.array(scored.correct), "margin": pa.array(scored.margin),
+            "write_distance": pa.array(scored.reads.write_distance.astype(np.int64)),
+            "text": pa.array([texts[k] for k in seq], pa.string()),
+        }))
+        failing = [k for k in range(keep) if not scored.correct[scored.sequence_reads(k)].all()]
+        for k, info in self._confirm(arr, scored, failing).items():
+            meta = {"family": "target", "point": f"target({target.name})", "params": {"target": target.name},
+                    "origin": "estimate", "mutations": 0, "moves": []}
+            self._record_glitch(arr[k], meta, info)
+        return True
+
+    def _surrogate_outputs(self, final: bool) -> dict:
+        """hunt.json's estimate of a surrogate hunt: fitted once the hunt has stopped (the budget spent,
+        not an interruption), with samples.parquet holding every scored read, its fold and its guess."""
+        target = self.p.target
+        if not final or not self.state.get("stop_reason"):
+            return {"method": surrogate_hunt.METHOD, "target": target.name, "result": None,
+                    "reason": "in progress" if not final else "interrupted: rerun the same command to finish"}
+        tables = self.hd.read_rounds(range(self.state["round"]))
+        if not tables:
+            return {"method": surrogate_hunt.METHOD, "target": target.name, "result": None,
+                    "reason": "nothing scored: raise --budget"}
+        import pyarrow as pa
+
+        self.echo(f"fitting the guess ({surrogate_hunt.surrogate.FOLDS} folds) on "
+                  f"{self.state['estimate']['sequences']:,} scored sequences")
+        out, table = surrogate_hunt.final(pa.concat_tables(tables), target, self.cfg.seed)
+        self.hd.write_samples(table)
+        return out
+
     def _score_last(self, seqs: list[np.ndarray]) -> Scored:
         """Score only the last read of each sequence (the prefix is context, its reads are not asked)."""
         out = self._scored("last", list(seqs))
@@ -781,7 +859,9 @@ class Hunter:
         if self.state["glitches"]:
             outputs.write_glitches(self.hd.glitches, self.state["glitches"], self.cfg.length)
         estimate = None
-        if self.p.target is not None:
+        if self.p.target is not None and self.cfg.estimator == surrogate_hunt.METHOD:
+            estimate = self._surrogate_outputs(final)
+        elif self.p.target is not None:
             est = self.state["estimate"]
             if final:
                 tables = self.hd.read_rounds(range(self.state["round"]))

@@ -320,11 +320,29 @@ def _clip(text: str, width: int = 80) -> str:
     return text if len(text) <= width else "..." + text[-(width - 3):]
 
 
+def _surrogate_lines(head: str, est: dict, result: dict) -> list[str]:
+    low, high = result["ci95"]
+    lines = [(f"{head} ({est['distribution']}): {result['rate']:.3g}, 95% CI [{low:.3g}, {high:.3g}] from "
+              f"{result['samples']:,} reads of {est['scored_sequences']:,} i.i.d. sequences ({result['hits']:,} wrong) "
+              f"and a learned guess of each read over {est['free_sequences']:,} unscored ones")]
+    if result.get("variance_left") is not None:
+        lines.append(f"  the guess leaves {result['variance_left']:.1%} of a read's variance")
+    if not result["reliable"]:
+        lines.append("  few wrong reads: the guess had little to learn from and the normal interval is unreliable")
+    iid = est.get("iid_same_reads") or {}
+    if iid.get("reads_for_same_width"):
+        lines.append(f"  i.i.d. sampling would need {iid['reads_for_same_width']:,.0f} reads for an interval this "
+                     f"narrow: {iid['read_ratio']:.3g}x the {iid['reads']:,} reads spent here (fitting included)")
+    return lines
+
+
 def _estimate_lines(est: dict, spent: dict) -> list[str]:
     head = f"estimate of the glitch rate under {est['target']}"
     result = est.get("result")
     if result is None:
         return [f"{head}: not available ({est.get('reason')})"]
+    if est.get("method") == "surrogate":
+        return _surrogate_lines(head, est, result)
     low, high = result["ci95"]
     lines = [(f"{head} ({est['distribution']}): {result['rate']:.3g}, 95% CI [{low:.3g}, {high:.3g}] from "
               f"{result['samples']:,} reads of the final proposal ({result['hits']:,} wrong) after "

@@ -26,7 +26,7 @@ so there is no separate pilot to pay for. Assumes a causal, deterministic model.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -128,6 +128,8 @@ class Estimate:
     hits: int  # wrong among them
     free_reads: int  # reads of the free draws (never scored)
     residual_gain: float  # theta (1 - theta) per read over the residuals' variance per read: the ceiling of the read savings
+    fold: np.ndarray = field(default=None, repr=False)  # per scored read (describe order): its sequence's fold
+    guess: np.ndarray = field(default=None, repr=False)  # per scored read: the guess fitted without its fold
 
     @property
     def ci95(self) -> tuple[float, float]:
@@ -143,7 +145,6 @@ def estimate(scored: np.ndarray, wrong: np.ndarray, free: np.ndarray, expected_r
     if scored.shape[0] < 2 * folds:
         raise ValueError(f"{scored.shape[0]} scored sequences for {folds} folds: need two per fold")
     x, _, seq = _reads(scored)
-    x_free, _, seq_free = _reads(free)
     n, n_free = scored.shape[0], free.shape[0]
     if wrong.shape != (x.shape[0],):
         raise ValueError(f"{wrong.shape[0]} verdicts for {x.shape[0]} reads")
@@ -151,12 +152,19 @@ def estimate(scored: np.ndarray, wrong: np.ndarray, free: np.ndarray, expected_r
     fold_of_seq = np.random.default_rng(seed).permutation(n) % folds
     fold = fold_of_seq[seq]
     residual = np.zeros(n)  # F - G_k per scored sequence
-    free_sum = np.zeros(n_free)  # mean over folds of G_k per free sequence
+    guessed, guesses = np.zeros(x.shape[0]), []
     for k in range(folds):
         g = guess(x[fold != k], wrong[fold != k], seed * 1000 + k)
         inside = fold == k
-        residual += np.bincount(seq[inside], wrong[inside] - g(x[inside]), minlength=n)
-        free_sum += np.bincount(seq_free, g(x_free), minlength=n_free) / folds
+        guessed[inside] = g(x[inside])
+        residual += np.bincount(seq[inside], wrong[inside] - guessed[inside], minlength=n)
+        guesses.append(g)
+    free_sum, free_reads = np.zeros(n_free), 0  # mean over folds of G_k per free sequence
+    for i in range(0, n_free, CHUNK):  # a chunk at a time: a million free sequences fit in memory
+        x_free, _, seq_free = _features(free[i:i + CHUNK])
+        free_reads += x_free.shape[0]
+        rows = min(CHUNK, n_free - i)
+        free_sum[i:i + rows] = sum(np.bincount(seq_free, g(x_free), minlength=rows) for g in guesses) / folds
     parts, var = [], 0.0
     for k in range(folds):
         r = residual[fold_of_seq == k]
@@ -168,5 +176,5 @@ def estimate(scored: np.ndarray, wrong: np.ndarray, free: np.ndarray, expected_r
     # per-read variances, to compare with i.i.d. reads: the residuals' vs theta (1 - theta)
     per_read_resid = np.mean([residual[fold_of_seq == k].var(ddof=1) for k in range(folds)]) / expected_reads
     theta = min(max(rate, 1e-12), 1 - 1e-12)
-    return Estimate(float(rate), float(se), int(x.shape[0]), int(wrong.sum()), int(x_free.shape[0]),
-                    float(theta * (1 - theta) / per_read_resid) if per_read_resid > 0 else math.inf)
+    return Estimate(float(rate), float(se), int(x.shape[0]), int(wrong.sum()), free_reads,
+                    float(theta * (1 - theta) / per_read_resid) if per_read_resid > 0 else math.inf, fold, guessed)

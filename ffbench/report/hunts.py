@@ -5,7 +5,7 @@ figures (distinct glitches, reads and tokens spent, the overall yield with its e
 yield of every family with the i.i.d. suites' rates beside them (both as ``hunt.json`` gives them,
 and drawn on one log axis), the shortest glitch drawn like the failing reads of a run (the last
 write and the failing read highlighted, long stretches elided), a few more glitches per family, and
-for an ``--estimate`` hunt the importance-sampling estimate beside the interval i.i.d. sampling
+for an ``--estimate`` hunt the importance-sampling (or ``--estimator surrogate``) estimate beside the interval i.i.d. sampling
 would give with the same number of reads. Every number is worded here; every string from the hunt's
 files reaches the page through the template engine's autoescaping.
 """
@@ -288,13 +288,23 @@ def estimate_view(est: dict, iid: dict) -> EstimateView:
         return view
     rate, (lo, hi) = float(res["rate"]), res["ci95"]
     adapt = int(est.get("adapt_reads", 0))
-    view.rows.append(IntervalRow(
-        "importance sampling", f"{int(res['samples']):,} (+ {adapt:,} adapting)", f"{rate:.3g}", _ci(lo, hi),
-        f"{int(res['hits']):,} failing samples ({float(res['effective_hits']):.1f} effective); studentized "
-        "bootstrap interval (asymptotic)"))
+    surrogate = est.get("method") == "surrogate"
+    method = "learned guess (control variate)" if surrogate else "importance sampling"
+    if surrogate:
+        left = res.get("variance_left")
+        view.rows.append(IntervalRow(
+            method, f"{int(res['samples']):,}", f"{rate:.3g}", _ci(lo, hi),
+            f"{int(res['hits']):,} wrong reads of {int(est['scored_sequences']):,} i.i.d. sequences; guess over "
+            f"{int(est['free_sequences']):,} unscored ones" + (f", {float(left):.1%} of the variance left" if left
+                                                               is not None else "") + "; normal interval"))
+    else:
+        view.rows.append(IntervalRow(
+            method, f"{int(res['samples']):,} (+ {adapt:,} adapting)", f"{rate:.3g}", _ci(lo, hi),
+            f"{int(res['hits']):,} failing samples ({float(res['effective_hits']):.1f} effective); studentized "
+            "bootstrap interval (asymptotic)"))
     plot = Plot("category", "log", "", f"glitch rate under {view.target}", height=240)
-    plot.add(Series(f"importance sampling, {int(res['samples']) + adapt:,} reads", HUNT_COLOR,
-                    [Point("importance sampling", rate, lo, hi, tip=f"{rate:.3g} {_ci(lo, hi)}")], connect=False))
+    plot.add(Series(f"{method}, {int(res['samples']) + adapt:,} reads", HUNT_COLOR,
+                    [Point(method, rate, lo, hi, tip=f"{rate:.3g} {_ci(lo, hi)}")], connect=False))
     same = est.get("iid_same_reads") or {}
     if same.get("ci95_width") is not None and rate > 0:
         n = int(same["reads"])
@@ -306,8 +316,9 @@ def estimate_view(est: dict, iid: dict) -> EstimateView:
                         [Point("i.i.d., same reads", rate, ilo, ihi, tip=f"{_ci(ilo, ihi)} at {n:,} reads")],
                         connect=False))
         if same.get("reads_for_same_width"):
+            spent = "fitting included" if surrogate else "adapting included"
             view.rows.append(IntervalRow("i.i.d., as narrow", f"{float(same['reads_for_same_width']):,.0f}", "", "",
-                                         f"{float(same['read_ratio']):.3g}× the reads spent here (adapting included)"))
+                                         f"{float(same['read_ratio']):.3g}× the reads spent here ({spent})"))
     measured = next((s for s in iid.get("suites") or [] if s.get("suite") == view.target and int(s["reads"])), None)
     if measured is not None:
         errors, reads = int(measured["errors"]), int(measured["reads"])
@@ -329,6 +340,11 @@ def estimate_view(est: dict, iid: dict) -> EstimateView:
         view.facts.append(f"Normal-theory interval {_ci(nlo, nhi)}; exact but conservative upper bound "
                           f"{float(res['upper95_exact']):.3g} (every weight is at most "
                           f"{float(est['max_weight']):.3g}).")
+    if surrogate:
+        if not res.get("reliable", True):
+            view.warning = (f"Only {int(res['hits']):,} wrong reads: the guess had little to learn from and the "
+                            "normal interval is not reliable here.")
+        return view
     if not res.get("reliable", True):
         view.warning = (f"Only {int(res['hits']):,} failing samples: the interval is asymptotic and not reliable here; "
                         f"the exact upper bound is {float(res['upper95_exact']):.3g}.")
@@ -367,7 +383,8 @@ def hunt_view(hunt: Hunt, models: list[Model], per_family: int) -> HuntView:
     distinct = int(g["distinct"])
     scored = int(spent["reads"]) + int(spent.get("rescored_reads", 0))
     tokens = int(spent.get("tokens", 0)) + int(spent.get("rescored_tokens", 0))
-    mode = f"estimate under {cfg['estimate']}" if cfg.get("estimate") else "search"
+    mode = (f"estimate under {cfg['estimate']}" + (f" ({cfg['estimator']})" if cfg.get("estimator") else "")
+            if cfg.get("estimate") else "search")
     facts = [("reads", f"{_count(scored)} scored: {_count(spent['reads'])} "
                        f"{'sampling' if cfg.get('estimate') else 'searching'} + "
                        f"{_count(spent.get('rescored_reads', 0))} re-scoring glitches to confirm them"
