@@ -75,7 +75,8 @@ class ParamTable:
 
     title: str
     columns: list[str]  # one per parameter value (``k=2``; ``placement=writes, distance=8``)
-    rows: list[tuple[Model, list[tuple[str, bool] | None]]]  # (text, more than half wrong) per column
+    rows: list[tuple[Model, str, list[tuple[str, bool] | None]]]  # model, its other parameters, (text, more
+    # than half wrong) per column
 
 
 @dataclass
@@ -154,24 +155,33 @@ def _table(task: tasks.Task, models: list[Model]) -> TaskTable:
 
 
 def _param_table(label: str, key: tuple, mine: list, task: tasks.Task) -> ParamTable | None:
-    """The models' ``by_parameter`` counts of one structured column, as results.json holds them (a run made
-    before the breakdown existed has none: its row says so)."""
-    per_model, order = [], []
+    """The models' ``by_parameter`` counts of one structured column, as results.json holds them: a column
+    per value of the numeric parameter (the depth k, the distance), a row per model and value of the
+    others (stale: the placement). A run made before the breakdown existed has none: its row says so."""
+    rows: dict[tuple, dict] = {}
+    order, varied_name = [], ""
     for m, cells in mine:
         c = next((c for c in cells if _column_key(task, c) == key), None)
         if c is None:
             continue
-        found = {}
-        for row in c.breakdowns.get("by_parameter") or []:
-            name = ", ".join(f"{p}={row[p]}" for p in row if p not in ("family", "reads", "errors", "ci95"))
-            found[name] = (f"{int(row['errors']):,} / {int(row['reads']):,}", 2 * int(row["errors"]) > int(row["reads"]))
-            if name not in order:
-                order.append(name)
-        per_model.append((m, found))
+        found = c.breakdowns.get("by_parameter") or []
+        if not found:
+            rows.setdefault((id(m), ""), {"model": m, "fixed": "", "cells": {}})
+        for row in found:
+            params = [p for p in row if p not in ("family", "reads", "errors", "ci95")]
+            numeric = [p for p in params if isinstance(row[p], (int, float)) and not isinstance(row[p], bool)]
+            varied_name = numeric[-1] if numeric else params[-1]
+            fixed = ", ".join(f"{p}={row[p]}" for p in params if p != varied_name)
+            value = str(row[varied_name])
+            if value not in order:
+                order.append(value)
+            entry = rows.setdefault((id(m), fixed), {"model": m, "fixed": fixed, "cells": {}})
+            entry["cells"][value] = (f"{int(row['errors']):,} / {int(row['reads']):,}",
+                                     2 * int(row["errors"]) > int(row["reads"]))
     if not order:
         return None
-    return ParamTable(f"{label}: wrong / reads by parameter", order,
-                      [(m, [found.get(name) for name in order]) for m, found in per_model])
+    return ParamTable(f"{label}: wrong / reads by {varied_name}", [f"{varied_name}={v}" for v in order],
+                      [(r["model"], r["fixed"], [r["cells"].get(v) for v in order]) for r in rows.values()])
 
 
 def _entry(c: CellResult, h: dict, structured: bool) -> Entry:
