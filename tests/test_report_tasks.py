@@ -106,7 +106,7 @@ def test_the_by_parameter_tables_are_the_runs_counts_per_depth(undo_report):
     model wrong / reads as results.json's ``by_parameter`` holds them."""
     run, page = undo_report
     body = _section(page, "breaks")
-    title = "retraction T=32: wrong / reads by parameter"
+    title = "retraction T=32: wrong / reads by k"
     assert title in body
     table = body[body.index(title):]
     table = table[:table.index("</table>")]
