@@ -63,7 +63,7 @@ class ActorPool:
                 break
             done, _ = ray.wait(list(flying), num_returns=1)
             unit, worker = flying.pop(done[0])
-            result = ray.get(done[0])
+            result = _get(ray, done[0])
             idle.append(worker)
             yield unit, result
 
@@ -71,6 +71,19 @@ class ActorPool:
         for a in self.actors:
             self._ray.kill(a)
         self.actors = []
+
+
+def _get(ray, ref):
+    """``ray.get(ref)``, with a worker's own error raised as itself: an ffbench error keeps its one line and
+    exit status, and any other failure inside a worker becomes one line naming it, not Ray's traceback."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, FFBenchError):
+            raise cause from None
+        what = f"{type(cause).__name__}: {cause}" if cause is not None else str(exc).splitlines()[0]
+        raise FFBenchError(f"a Ray worker failed: {what}") from None
 
 
 def start_ray(address: str | None = None):

@@ -93,3 +93,28 @@ def test_a_ray_hunt_of_an_api_model_through_faults_equals_the_local_hunt(tmp_pat
         again = hunt(tmp_path / "ray", "--executor", "ray", "--workers", "2", "--budget", "60")
         assert again.returncode == 0, again.stderr
         assert srv.requests == sent  # a finished hunt rerun sends nothing
+
+
+def _raises(kind: str):
+    from ffbench.errors import UsageError
+
+    if kind == "usage":
+        raise UsageError("--length must be even, got 7")
+    raise ValueError("bad value inside a worker")
+
+
+def test_a_workers_error_reaches_the_driver_as_one_line():
+    """An error inside a Ray worker: an ffbench error arrives as itself (its one line and exit status),
+    any other becomes one FFBenchError line naming it, never Ray's traceback."""
+    from ffbench import executors
+    from ffbench.errors import FFBenchError, UsageError
+
+    ray = executors.start_ray()
+    remote = ray.remote(num_cpus=1, max_retries=0)(_raises)
+    with pytest.raises(UsageError) as usage:
+        executors._get(ray, remote.remote("usage"))
+    assert str(usage.value) == "--length must be even, got 7"
+    with pytest.raises(FFBenchError) as other:
+        executors._get(ray, remote.remote("other"))
+    assert str(other.value) == "a Ray worker failed: ValueError: bad value inside a worker"
+    assert not isinstance(other.value, UsageError)

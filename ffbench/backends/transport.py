@@ -245,19 +245,39 @@ class Store:
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
 
+    OPEN_TRIES = 200  # about 20 s of retries while another process opens the same file
+
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
-            if self.path is not None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                db = sqlite3.connect(self.path, check_same_thread=False, timeout=60)
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")  # durable across a killed process
-            else:
+            if self.path is None:
                 db = sqlite3.connect(":memory:", check_same_thread=False)
-            db.executescript(SCHEMA)
-            db.commit()
+                db.executescript(SCHEMA)
+                db.commit()
+            else:
+                db = self._open_shared()
             self._db = db
         return self._db
+
+    def _open_shared(self) -> sqlite3.Connection:
+        """Open the file, switch it to WAL and create the tables. Several processes may do this at once
+        (Ray actors sharing a hunt's or run's cache): switching the journal mode takes an exclusive lock
+        and SQLite answers "database is locked" at once rather than waiting, so the opening is retried."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for attempt in range(self.OPEN_TRIES):
+            db = sqlite3.connect(self.path, check_same_thread=False, timeout=60)
+            try:
+                if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")  # durable across a killed process
+                db.executescript(SCHEMA)
+                db.commit()
+                return db
+            except sqlite3.OperationalError as exc:
+                db.close()
+                if "locked" not in str(exc) and "busy" not in str(exc) or attempt == self.OPEN_TRIES - 1:
+                    raise
+                time.sleep(0.05 + 0.05 * random.random())
+        raise AssertionError("unreachable")
 
     def get(self, key: str) -> dict | None:
         with self._lock:
