@@ -640,8 +640,8 @@ def family_breakdown(table) -> dict:
     family and parameter values, reads, errors and the exact interval, so a cell says at which depth or
     distance a model breaks, not only how often (empty for every other cell)."""
     names = table.column_names
-    if "family" not in names:
-        return {}
+    if "family" not in names or table.column("family").null_count == table.num_rows:
+        return {}  # most cells: no family at all, decided without a Python list per read
     family = table.column("family").to_pylist()
     point = table.column("point").to_pylist() if "point" in names else [None] * len(family)
     keep = [i for i, (f, p) in enumerate(zip(family, point)) if f is not None and p is None]

@@ -34,6 +34,19 @@ def _round_p(p) -> float | None:
     return None if p is None or (isinstance(p, float) and math.isnan(p)) else round(float(p), 6)
 
 
+
+BY_PARAMETER_COUNTS = ("family", "reads", "errors", "ci95")  # the keys of a by_parameter row that are not parameters
+
+
+def parameter_axes(row: dict) -> tuple[str, list[str]]:
+    """How a ``by_parameter`` row (results.json) is laid out for reading: the parameter that varies (the
+    last numeric one: a retraction depth ``k``, a stale ``distance``) and the others, fixed per line or
+    row (stale's ``placement``). One rule for the printed summary and the report."""
+    params = [p for p in row if p not in BY_PARAMETER_COUNTS]
+    numeric = [p for p in params if isinstance(row[p], (int, float)) and not isinstance(row[p], bool)]
+    varied = numeric[-1] if numeric else (params or ["family"])[-1]
+    return varied, [p for p in params if p != varied]
+
 @dataclass(frozen=True, order=True)
 class CellKey:
     """What a cell measures; equal keys are comparable (see the module docstring)."""

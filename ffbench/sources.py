@@ -260,14 +260,16 @@ def _recognise_task_preset(task: tasks.Task, arr: np.ndarray, label: str | None,
         candidates.append(SourceSpec("suite", label + suffix, length, n, suite.p_ignore, suite.seed, alphabet,
                                      task=task.name, registers=k))
     elif label in task.structured:
+        def planned(per_point: int | None) -> SourceSpec:  # as --suite LABEL [--num PER_POINT] plans it
+            return _task_sources(task, [label], [], [length], [], per_point, None, alphabet, store, k)[0]
+
         try:
-            (spec,) = _task_sources(task, [label], [], [length], [], None, None, alphabet, store, k)
+            points, default = planned(1).num, planned(None)  # one row per point; the preset's own size
         except UsageError:
             return None
-        per_point, rest = divmod(n * (spec.per_point or _default_per_point(label)), spec.num)
+        per_point, rest = divmod(n, points)
         if rest == 0 and per_point > 0:
-            candidates.append(spec if n == spec.num else SourceSpec(**{**spec.as_dict(), "num": n,
-                                                                        "per_point": per_point}))
+            candidates.append(default if n == default.num else planned(per_point))
     for spec in candidates:
         try:
             expected = store.get(spec)[0]
@@ -276,10 +278,6 @@ def _recognise_task_preset(task: tasks.Task, arr: np.ndarray, label: str | None,
         if expected.shape == arr.shape and np.array_equal(expected, arr):
             return spec
     return None
-
-
-def _default_per_point(name: str) -> int:
-    return undo.RETRACTION_NUM if name == "retraction" else registers.STALE_NUM
 
 
 READ_BYTES = 48  # the arrays kept per read (language.Reads: six int64 columns)

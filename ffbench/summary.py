@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ffbench import metrics
-from ffbench.schema import CellResult, RunResults
+from ffbench.schema import CellResult, RunResults, parameter_axes
 
 
 def format_table(cells: list[CellResult]) -> str:
@@ -72,10 +72,7 @@ def format_by_parameter(c: CellResult) -> list[str]:
     parameters: ``retraction_chain by k: 1: 5/50, 2: 19/50, ...`` (a numeric parameter varies)."""
     groups: dict[tuple, list[str]] = {}
     for row in c.breakdowns["by_parameter"]:
-        params = [k for k in row if k not in ("family", "reads", "errors", "ci95")]
-        numeric = [k for k in params if isinstance(row[k], (int, float))]
-        varied = numeric[-1] if numeric else (params or ["family"])[-1]  # a depth or distance varies
-        fixed = [k for k in params if k != varied]
+        varied, fixed = parameter_axes(row)  # a depth or distance varies
         head = (row["family"], tuple(f"{k}={row[k]}" for k in fixed), varied)
         groups.setdefault(head, []).append(f"{row[varied]}: {row['errors']:,}/{row['reads']:,}")
     return [f"{c.key.describe()} {family}{' (' + ', '.join(fixed) + ')' if fixed else ''} by {varied}: "

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from ffbench import sources
+from ffbench import sources, tasks
 from ffbench.errors import FFBenchError, UsageError
 from ffbench.imports.build import Imported, ImportedCell, ImportedRead
 from ffbench.inspect_tasks import reads as task_reads
@@ -38,7 +38,7 @@ def read(path: Path) -> Imported:
         raise UsageError(f"{path} is a log of Inspect task {log.eval.task!r}, not of an ffbench task "
                          f"({', '.join(TASKS)})")
     args = dict(log.eval.task_args)
-    registers = args.get("registers", 2) if task == "registers" else None  # the task's own default K
+    registers = args.get("registers", tasks.get(task).default_registers) if task == "registers" else None
     spec = task_reads.source(task, args.get("suite"), args.get("length"), args.get("num"), args.get("seed"),
                              args.get("p_ignore"), registers)
     rendering = str(args.get("rendering", task_reads.RENDERINGS[task]))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from ffbench import metrics, tasks
 from ffbench.report.data import Model, task_of
-from ffbench.schema import CellResult
+from ffbench.schema import CellResult, parameter_axes
 
 # What each heuristic is, for the column's header (keyed by the samples column tasks.py names).
 HEURISTIC_WORDS = {
@@ -168,10 +168,8 @@ def _param_table(label: str, key: tuple, mine: list, task: tasks.Task) -> ParamT
         if not found:
             rows.setdefault((id(m), ""), {"model": m, "fixed": "", "cells": {}})
         for row in found:
-            params = [p for p in row if p not in ("family", "reads", "errors", "ci95")]
-            numeric = [p for p in params if isinstance(row[p], (int, float)) and not isinstance(row[p], bool)]
-            varied_name = numeric[-1] if numeric else params[-1]
-            fixed = ", ".join(f"{p}={row[p]}" for p in params if p != varied_name)
+            varied_name, others = parameter_axes(row)
+            fixed = ", ".join(f"{p}={row[p]}" for p in others)
             value = str(row[varied_name])
             if value not in order:
                 order.append(value)
