@@ -804,7 +804,7 @@ class Hunter:
         self.hd.write_round(r, pa.table({
             "round": pa.array(np.full(seq.size, r, np.int64)),
             "sequence": pa.array(first + seq),
-            "slot": pa.array(((scored.reads.position - 1) // 2).astype(np.int64)),
+            "slot": pa.array(self.parts.task.slot(scored.reads.position).astype(np.int64)),
             "position": pa.array(scored.reads.position.astype(np.int64)),
             "target": pa.array(scored.reads.target), "prediction": pa.array(scored.prediction),
             "correct": pa.array(scored.correct), "margin": pa.array(scored.margin),
