@@ -89,20 +89,23 @@ class Target:
                 "decoy_gap": self.decoy_gap}
 
 
-def _bounds(edges: tuple, i: int) -> tuple[float, float]:
+def bounds(edges: tuple, i: int) -> tuple[int, int]:
     """[lo, hi] of bin i as integers (the open last bin reaches twice its edge)."""
     lo = edges[i]
     hi = edges[i + 1] - 1 if i + 1 < len(edges) else 2 * lo + 1
-    return lo, hi
+    return int(lo), int(hi)
 
 
-def _pick(rng: np.random.Generator, edges: tuple, floor: int, cap: int, i: int | None) -> int:
+def pick(rng: np.random.Generator, edges: tuple, floor: int, cap: int, i: int | None) -> int:
     """A value in [floor, cap]: inside bin i where that overlaps, else a bin drawn uniformly among those
-    that overlap, then uniform inside it."""
+    that overlap (so long runs are as common as short ones), then uniform inside it; ``floor`` when no
+    bin overlaps. The one bin picker of the ffl map and the task maps (:mod:`ffbench.hunt.taskmap`)."""
     floor, cap = int(floor), max(int(floor), int(cap))
-    overlap = [j for j in range(len(edges)) if _bounds(edges, j)[0] <= cap and _bounds(edges, j)[1] >= floor]
+    overlap = [j for j in range(len(edges)) if bounds(edges, j)[0] <= cap and bounds(edges, j)[1] >= floor]
+    if not overlap:
+        return floor
     j = i if i in overlap else overlap[int(rng.integers(len(overlap)))]
-    lo, hi = _bounds(edges, j)
+    lo, hi = bounds(edges, j)
     return int(rng.integers(max(lo, floor), min(hi, cap) + 1))
 
 
@@ -110,7 +113,7 @@ def _pick_or_zero(rng: np.random.Generator, edges: tuple, cap: int, i: int | Non
     """Inside bin i when given; else 0 half the time (the plain case stays common), a bin otherwise."""
     if i is None and (cap <= 0 or rng.random() < 0.5):
         return 0
-    return _pick(rng, edges, 0, max(cap, 0), i)
+    return pick(rng, edges, 0, max(cap, 0), i)
 
 
 def random_target(rng: np.random.Generator, n: int, bins: dict[str, int] | None = None) -> Target:
@@ -130,18 +133,18 @@ def random_target(rng: np.random.Generator, n: int, bins: dict[str, int] | None 
             top = f_hi
     for _ in range(20):
         if "opposite_run" in bins and "opposite_since_write" not in bins:  # the run's bin first, the rest around it
-            run = _pick(rng, desc.COUNT_EDGES, 0, top - 1, bins["opposite_run"])
-            opp = run if rng.random() < 0.5 else _pick(rng, desc.COUNT_EDGES, run, top - 1, None)
+            run = pick(rng, desc.COUNT_EDGES, 0, top - 1, bins["opposite_run"])
+            opp = run if rng.random() < 0.5 else pick(rng, desc.COUNT_EDGES, run, top - 1, None)
         else:
-            opp = _pick(rng, desc.COUNT_EDGES, 0, top - 1, bins.get("opposite_since_write"))
+            opp = pick(rng, desc.COUNT_EDGES, 0, top - 1, bins.get("opposite_since_write"))
             if "opposite_run" in bins or rng.random() < 0.5:
-                run = _pick(rng, desc.COUNT_EDGES, 0, opp, bins.get("opposite_run"))
+                run = pick(rng, desc.COUNT_EDGES, 0, opp, bins.get("opposite_run"))
             else:
                 run = opp
         r = _pick_or_zero(rng, desc.SMALL_EDGES, top - 1 - opp, bins.get("reads_between"))
         m = _pick_or_zero(rng, desc.SMALL_EDGES, top - 1 - opp - r, bins.get("decoys"))
         if "write_distance" in bins:
-            d = _pick(rng, desc.DISTANCE_EDGES, opp + r + 1, top - m, bins["write_distance"])
+            d = pick(rng, desc.DISTANCE_EDGES, opp + r + 1, top - m, bins["write_distance"])
         else:
             d = opp + r + 1 + _pick_or_zero(rng, desc.SMALL_EDGES, top - 1 - opp - r - m, None)
         if run <= opp and opp + r + 1 <= d and d + m <= top:
@@ -152,7 +155,7 @@ def random_target(rng: np.random.Generator, n: int, bins: dict[str, int] | None 
     run, m = min(run, opp), max(0, min(m, n - 1 - d))
     lo, hi = d + m, n - 1
     if "write_slot" in bins:  # the write's slot bin first, then the read's position within it
-        s_lo, s_hi = _bounds(desc.SLOT_EDGES, bins["write_slot"])
+        s_lo, s_hi = bounds(desc.SLOT_EDGES, bins["write_slot"])
         if max(lo, s_lo + d) <= min(hi, s_hi + d):
             lo, hi = max(lo, s_lo + d), min(hi, s_hi + d)
     if "fraction" in bins:
@@ -179,7 +182,7 @@ def random_target(rng: np.random.Generator, n: int, bins: dict[str, int] | None 
     # inside a gap bin, ignores of that count right before the write (after the decoys, if any)
     room = max(e - d - m - (1 if m == 0 else 0), 0)
     if "gap_before_write" in bins:
-        gap = _pick(rng, desc.GAP_EDGES, 0, room, bins["gap_before_write"])
+        gap = pick(rng, desc.GAP_EDGES, 0, room, bins["gap_before_write"])
     else:
         gap = 0 if m == 0 or rng.random() < 0.5 else int(rng.integers(1, DECOY_GAPS + 1))
     return Target(e, d, m, opp, run, r, background, min(gap, room))

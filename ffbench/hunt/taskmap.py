@@ -21,6 +21,7 @@ import numpy as np
 
 from ffbench import language, tasks
 from ffbench.hunt import atlas as atlas_mod
+from ffbench.hunt.atlas import pick  # noqa: F401  (the task modules' bin picker: atlas's, one for every map)
 from ffbench.hunt import descriptors as desc
 from ffbench.hunt import shrink
 from ffbench.metrics import clopper_pearson
@@ -171,25 +172,6 @@ def predicted_region(map_parts: MapParts, target: dict) -> tuple:
 
 def legal(task: tasks.Task, seq: np.ndarray) -> bool:
     return task.first_violation(seq[None]) is None
-
-
-def bounds(edges: tuple, i: int) -> tuple[int, int]:
-    """[lo, hi] of an integer bin (the open last bin reaches twice its edge)."""
-    lo = edges[i]
-    hi = edges[i + 1] - 1 if i + 1 < len(edges) else 2 * lo + 1
-    return int(lo), int(hi)
-
-
-def pick(rng: np.random.Generator, edges: tuple, floor: int, cap: int, i: int | None) -> int:
-    """A value in [floor, cap]: inside bin i where it overlaps, else in a bin drawn uniformly among those that
-    overlap (so long chains are as common as short ones)."""
-    floor, cap = int(floor), max(int(floor), int(cap))
-    overlap = [j for j in range(len(edges)) if bounds(edges, j)[0] <= cap and bounds(edges, j)[1] >= floor]
-    if not overlap:
-        return floor
-    j = i if i in overlap else overlap[int(rng.integers(len(overlap)))]
-    lo, hi = bounds(edges, j)
-    return int(rng.integers(max(lo, floor), min(hi, cap) + 1))
 
 
 def fraction_slot(rng: np.random.Generator, n: int, i: int | None, lo: int) -> int:
